@@ -1,0 +1,87 @@
+"""The one contract every feature kind follows.
+
+Waveforms `(batch, samples)` in, features `(batch, channels, n_features, n_frames)` out, and
+`output_shape(num_samples)` says that shape in advance so that models size themselves.
+
+Extraction is split in two so that caching stays valid when normalisation changes:
+`extract` (the expensive, cacheable part) and `normalize` (cheap, applied on the fly, with
+dataset statistics kept as buffers so that a checkpoint carries them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+NORMALIZATIONS = ("utterance", "dataset", "none")
+
+
+class FeatureExtractor(nn.Module):
+    """Base class: subclasses implement `extract`, `output_shape` and `cache_params`."""
+
+    # True when `extract` is torch code that can run on the training device per batch;
+    # False for CPU-only extractors whose output is always precomputed and cached.
+    runs_on_device: bool = True
+
+    def __init__(self, n_features: int, normalization: str = "utterance", eps: float = 1e-5):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"features.normalization={normalization!r} must be one of {NORMALIZATIONS}")
+        self.normalization = normalization
+        self.eps = eps
+        # Per-feature-row statistics for normalization="dataset"; filled by fit_normalization.
+        self.register_buffer("dataset_mean", torch.zeros(n_features))
+        self.register_buffer("dataset_std", torch.ones(n_features))
+        self.register_buffer("dataset_stats_fitted", torch.tensor(False))
+
+    # -- to implement -----------------------------------------------------------------------
+    def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def cache_params(self) -> dict:
+        """Every parameter that changes the bytes `extract` produces (for cache keys)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def needs_dataset_stats(self) -> bool:
+        return self.normalization == "dataset" and not bool(self.dataset_stats_fitted)
+
+    def fit_normalization(self, features: np.ndarray, chunk: int = 256) -> None:
+        """Per-row mean and std over a set of extracted features `(N, C, F, T)` (the train split)."""
+        total = np.zeros(features.shape[2], dtype=np.float64)
+        total_sq = np.zeros_like(total)
+        count = 0
+        for start in range(0, len(features), chunk):
+            block = np.asarray(features[start : start + chunk], dtype=np.float64)
+            total += block.sum(axis=(0, 1, 3))
+            total_sq += np.square(block).sum(axis=(0, 1, 3))
+            count += block.shape[0] * block.shape[1] * block.shape[3]
+        mean = total / max(count, 1)
+        std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
+        self.dataset_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.dataset_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.dataset_stats_fitted.fill_(True)
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalization == "utterance":
+            mean = features.mean(dim=(1, 2, 3), keepdim=True)
+            std = features.std(dim=(1, 2, 3), keepdim=True)
+            return (features - mean) / (std + self.eps)
+        if self.normalization == "dataset":
+            if not bool(self.dataset_stats_fitted):
+                raise RuntimeError(
+                    "features.normalization=dataset needs statistics of the train split; "
+                    "they are fitted when training starts (or loaded from a checkpoint)"
+                )
+            mean = self.dataset_mean.view(1, 1, -1, 1)
+            std = self.dataset_std.view(1, 1, -1, 1)
+            return (features - mean) / (std + self.eps)
+        return features
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.extract(waveforms))

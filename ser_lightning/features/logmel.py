@@ -1,0 +1,73 @@
+"""Log-mel spectrogram features computed with torchaudio (on the training device)."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+
+from ser_lightning.features.base import FeatureExtractor
+
+
+class LogMel(FeatureExtractor):
+    """Power mel spectrogram in dB: `(batch, samples)` to `(batch, 1, n_mels, frames)`.
+
+    top_db clips each utterance's floor at `top_db` below its own peak (None keeps all).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        win_length: int | None = None,
+        hop_length: int = 256,
+        n_mels: int = 64,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float | None = 80.0,
+        normalization: str = "utterance",
+    ):
+        super().__init__(n_features=n_mels, normalization=normalization)
+        if f_max is not None and f_max > sample_rate / 2:
+            raise ValueError(f"features.f_max={f_max} is above the Nyquist frequency {sample_rate / 2} Hz")
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.f_min = f_min
+        self.f_max = f_max
+        self.top_db = top_db
+        self.melspec = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=self.win_length,
+            hop_length=hop_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            power=2.0,
+            center=True,
+        )
+
+    def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        power = self.melspec(waveforms.float()).unsqueeze(1)  # (B, 1, n_mels, frames)
+        # 4-D input keeps torchaudio's top_db clamp per utterance rather than per batch.
+        return torchaudio.functional.amplitude_to_DB(
+            power, multiplier=10.0, amin=1e-10, db_multiplier=0.0, top_db=self.top_db
+        )
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        return (1, self.n_mels, num_samples // self.hop_length + 1)
+
+    def cache_params(self) -> dict:
+        return {
+            "kind": "logmel",
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "win_length": self.win_length,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "top_db": self.top_db,
+        }

@@ -1,0 +1,84 @@
+"""ACNT: residual CNN front end + Transformer encoder over time (the seed-000 architecture)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ser_lightning.models.layers import (
+    ResidualConvBlock,
+    SinusoidalPositionalEncoding,
+    init_weights,
+    pooled_size,
+)
+
+
+class ACNT(nn.Module):
+    """CNN + Transformer for `(batch, C, F, T)` features.
+
+    Residual conv blocks (each halving F and T) → the frequency axis folded into channels →
+    a linear projection to `transformer_dim` per frame → sinusoidal positions → Transformer
+    encoder → mean over time → classification head. With use_transformer=False the pooled
+    projected sequence goes straight to the head (the ablation the seed project ran).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        cnn_channels: tuple[int, ...] | list[int] = (16, 32, 64, 128),
+        kernel_size: int = 3,
+        cnn_dropout: float = 0.1,
+        transformer_dim: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ff_dim: int = 256,
+        transformer_dropout: float = 0.1,
+        pe_max_len: int = 512,
+        use_transformer: bool = True,
+        head_dropout: float = 0.3,
+    ):
+        super().__init__()
+        channels, n_features, n_frames = input_shape
+        if transformer_dim % num_heads:
+            raise ValueError(f"model.net.transformer_dim={transformer_dim} must be divisible by num_heads={num_heads}")
+        blocks, in_ch = [], channels
+        for out_ch in cnn_channels:
+            blocks.append(ResidualConvBlock(in_ch, out_ch, kernel_size, cnn_dropout, pool=2))
+            in_ch = out_ch
+        self.cnn = nn.Sequential(*blocks)
+        freq_out = pooled_size(n_features, 2, len(cnn_channels))
+        self.seq_len = pooled_size(n_frames, 2, len(cnn_channels))
+        if use_transformer and self.seq_len > pe_max_len:
+            raise ValueError(
+                f"ACNT: the CNN leaves {self.seq_len} frames but model.net.pe_max_len={pe_max_len}; "
+                f"raise pe_max_len to at least {self.seq_len}"
+            )
+        self.project = nn.Linear(in_ch * freq_out, transformer_dim)
+        self.use_transformer = use_transformer
+        if use_transformer:
+            self.positions = SinusoidalPositionalEncoding(transformer_dim, pe_max_len, transformer_dropout)
+            layer = nn.TransformerEncoderLayer(
+                d_model=transformer_dim,
+                nhead=num_heads,
+                dim_feedforward=ff_dim,
+                dropout=transformer_dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(
+            nn.LayerNorm(transformer_dim),
+            nn.Dropout(head_dropout),
+            nn.Linear(transformer_dim, num_classes),
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cnn(x)  # (B, C', F', T')
+        b, c, f, t = x.shape
+        x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)  # one vector per remaining frame
+        x = self.project(x)
+        if self.use_transformer:
+            x = self.transformer(self.positions(x))
+        return self.head(x.mean(dim=1))

@@ -1,0 +1,77 @@
+"""Building blocks shared by the networks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ResidualConvBlock(nn.Module):
+    """conv-BN-act-conv-BN plus a (1x1 projected) shortcut, then act, max-pool and dropout.
+
+    Pooling uses ceil_mode so that a dimension of 1 stays 1 instead of vanishing on small inputs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dropout: float = 0.1,
+                 pool: int = 2, activation: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        padding = kernel_size // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
+            nn.BatchNorm2d(out_channels),
+            activation(),
+            nn.Conv2d(out_channels, out_channels, kernel_size, padding=padding, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        )
+        self.act = activation()
+        self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.pool_factor = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.pool(self.act(self.body(x) + self.shortcut(x))))
+
+
+def pooled_size(size: int, factor: int, times: int) -> int:
+    """Size of a dimension after `times` ceil-mode poolings by `factor`."""
+    for _ in range(times):
+        size = math.ceil(size / factor) if factor > 1 else size
+    return size
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sine/cosine position codes added to a `(batch, time, dim)` sequence."""
+
+    def __init__(self, dim: int, max_len: int = 512, dropout: float = 0.1):
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        table = torch.zeros(max_len, dim)
+        table[:, 0::2] = torch.sin(position * div)
+        table[:, 1::2] = torch.cos(position * div[: dim // 2])
+        self.register_buffer("table", table, persistent=False)
+        self.max_len = max_len
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(x + self.table[: x.size(1)].unsqueeze(0))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming for convolutions (ReLU family), Xavier for linear layers, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv1d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

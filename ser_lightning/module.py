@@ -1,0 +1,162 @@
+"""The LightningModule: features → network → loss, optimisation and SER metrics.
+
+Built from plain config dicts (net, features, optimizer, scheduler) so that a checkpoint's
+hyper-parameters alone rebuild the same model, feature extraction included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MaxMetric, MeanMetric
+
+from ser_lightning.data.audio import AudioSettings
+from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.labels import EMOTIONS
+from ser_lightning.metrics import confusion_matrix, per_class_recall, ser_metrics
+from ser_lightning.utils.config import to_plain
+
+
+class SERModule(pl.LightningModule):
+    """Speech emotion classifier.
+
+    Batches carry either cached `features` or raw `waveform`s (then features are computed
+    here, on the device). Metrics: `<stage>/acc` (WA), `<stage>/ua` (UA), `<stage>/f1`
+    (macro-F1), `val/ua_best`; the test stage also keeps per-class recall and the
+    confusion matrix in `self.test_results`.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        features: dict,
+        optimizer: dict,
+        audio: dict,
+        scheduler: dict | None = None,
+        scheduler_monitor: str = "val/loss",
+        labels: list[str] | tuple[str, ...] = EMOTIONS,
+        label_smoothing: float = 0.0,
+        class_weights: bool = False,
+        compile: bool = False,
+    ):
+        super().__init__()
+        # Plain containers only: the hyper-parameters go into checkpoints that must load with
+        # weights_only=True, and they alone rebuild this model for eval and predict.
+        net, features, optimizer, scheduler = (to_plain(c) for c in (net, features, optimizer, scheduler))
+        audio, labels = to_plain(audio), list(labels)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
+        self.save_hyperparameters(logger=False)
+        self.labels = list(labels)
+        num_classes = len(self.labels)
+        self.features: FeatureExtractor = instantiate(features)
+        self.audio = AudioSettings(**audio)
+        self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
+        self.net: torch.nn.Module = instantiate(net, input_shape=self.input_shape, num_classes=num_classes)
+        if compile:
+            self.net = torch.compile(self.net)
+        self.register_buffer("class_weight", torch.ones(num_classes))
+
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_metrics = ser_metrics(num_classes, "train/")
+        self.val_metrics = ser_metrics(num_classes, "val/")
+        self.test_metrics = ser_metrics(num_classes, "test/")
+        self.test_recall = per_class_recall(num_classes)
+        self.test_confusion = confusion_matrix(num_classes)
+        self.val_ua_best = MaxMetric()
+        self.test_results: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or stage != "fit":
+            return
+        if self.features.needs_dataset_stats:
+            self.features.fit_normalization(datamodule.train_features())
+        if self.hparams.class_weights:
+            self.class_weight.copy_(datamodule.class_weights())
+
+    # ------------------------------------------------------------------ forward
+    def inputs(self, batch: dict) -> torch.Tensor:
+        """Normalised features for a batch of cached features or raw waveforms."""
+        if "features" in batch:
+            return self.features.normalize(batch["features"])
+        return self.features(batch["waveform"])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weight if self.hparams.class_weights else None
+        return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
+
+    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self(self.inputs(batch))
+        target = batch["label"]
+        return self.loss(logits, target), logits, target
+
+    # ------------------------------------------------------------------ stages
+    def on_train_start(self) -> None:
+        # Sanity-check validation must not count towards the best score.
+        self.val_loss.reset()
+        self.val_metrics.reset()
+        self.val_ua_best.reset()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logits, target = self._step(batch)
+        self.train_loss(loss)
+        self.train_metrics(logits, target)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits, target = self._step(batch)
+        self.val_loss(loss)
+        self.val_metrics(logits, target)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_ua_best(self.val_metrics["ua"].compute())
+        self.log("val/ua_best", self.val_ua_best.compute(), sync_dist=True, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits, target = self._step(batch)
+        self.test_loss(loss)
+        self.test_metrics(logits, target)
+        self.test_recall(logits, target)
+        self.test_confusion(logits, target)
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        recall = self.test_recall.compute().cpu()
+        self.test_results = {
+            "per_class_recall": dict(zip(self.labels, recall.tolist(), strict=True)),
+            "confusion_matrix": self.test_confusion.compute().cpu().tolist(),
+        }
+        for name, value in self.test_results["per_class_recall"].items():
+            self.log(f"test/recall_{name}", value)
+        self.test_recall.reset()
+        self.test_confusion.reset()
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": self.hparams.scheduler_monitor,
+                "interval": "epoch",
+                "frequency": 1,
+            },
+        }

@@ -1,0 +1,1 @@
+"""Human-readable run summaries, reports and plots."""

@@ -1,0 +1,39 @@
+"""The short, readable summary printed at the end of a training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+METRIC_ROWS = (
+    ("test/acc", "accuracy (WA)"),
+    ("test/ua", "unweighted accuracy (UA)"),
+    ("test/f1", "macro-F1"),
+    ("val/ua_best", "best validation UA"),
+)
+
+
+def print_run_summary(summary: dict, save_to: str | Path | None = None, console: Console | None = None) -> None:
+    console = console or Console()
+    metrics = summary["metrics"]
+    table = Table(title="Run summary", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, label in METRIC_ROWS:
+        if key in metrics:
+            table.add_row(label, f"{metrics[key]:.3f}")
+    recall = summary.get("test_results", {}).get("per_class_recall")
+    if recall:
+        table.add_row("test recall per class", "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
+    sizes = summary.get("split_sizes", {})
+    table.add_row("split", f"{summary.get('split')} ({', '.join(f'{k} {v}' for k, v in sizes.items())})")
+    table.add_row("caches", ", ".join(summary.get("cache_events", [])) or "-")
+    table.add_row("best checkpoint", summary.get("best_checkpoint") or "-")
+    table.add_row("run directory", summary.get("output_dir", "-"))
+    table.add_row("time", f"{summary.get('seconds', 0.0):.0f} s")
+    console.print(table)
+    if save_to is not None:
+        Path(save_to).write_text(json.dumps(summary, indent=2, default=str))

@@ -1,0 +1,116 @@
+"""Train, validate and test a speech emotion model: `python -m ser_lightning.train [overrides]`.
+
+Composes the Hydra config, builds features, data module, model, callbacks, loggers and
+trainer from it, fits, tests the best checkpoint and prints a short summary. Returns the
+value of `optimized_metric` so that Hydra sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ser_lightning.reporting.summary import print_run_summary
+from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
+
+log = logging.getLogger("ser_lightning.train")
+
+# Lightning 2.6 on torch 2.11 warns about its own use of a torch pytree API on every stage.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Instantiate everything a run needs from the composed config, failing before any work."""
+    features = instantiate(cfg.features)
+    datamodule = instantiate(cfg.data, features=features)
+    model = instantiate(
+        cfg.model,
+        features=to_plain(cfg.features),
+        audio=datamodule.audio.to_dict(),
+        labels=list(datamodule.label_names),
+        _recursive_=False,
+    )
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_dict(cfg.get("logger"), "logger")
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def _resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
+    if cfg.get("ckpt_path") == "last":
+        return str(output_dir / "checkpoints" / "last.ckpt")
+    return cfg.get("ckpt_path")
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit and test; returns (metrics, objects)."""
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("print_config"):
+        print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
+    pl.seed_everything(cfg.seed, workers=True)
+
+    objects = build(cfg)
+    datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
+    log.info("model %s on features %s: input %s", type(model.net).__name__, type(model.features).__name__, model.input_shape)
+
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.write_records(output_dir)
+
+    if cfg.get("train"):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        ckpt = best_ckpt or None
+        if ckpt is None:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    summary = {
+        "metrics": metrics,
+        "test_results": model.test_results,
+        "best_checkpoint": best_ckpt,
+        "output_dir": str(output_dir),
+        "split": datamodule.splitter.name,
+        "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
+        "cache_events": list(datamodule.cache_events),
+        "labels": list(datamodule.label_names),
+        "seconds": time.perf_counter() - started,
+    }
+    if trainer.is_global_zero:
+        print_run_summary(summary, save_to=output_dir / "summary.json")
+    objects["summary"] = summary
+    return metrics, objects
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a sweeper optimises; a clear error when the name is not among the metrics."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    OmegaConf.resolve(cfg.paths)
+    metrics, _ = train(cfg)
+    return metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

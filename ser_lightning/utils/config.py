@@ -1,0 +1,58 @@
+"""Config helpers: where the configs live, printing them, instantiating lists of objects."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import rich
+import rich.syntax
+import rich.tree
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+PRINT_ORDER = ("data", "features", "model", "trainer", "callbacks", "logger", "paths")
+
+
+def print_config_tree(cfg: DictConfig, save_to: str | Path | None = None) -> None:
+    """Print the composed config as a tree (and save it as text next to the run)."""
+    tree = rich.tree.Tree("CONFIG", style="bold", guide_style="dim")
+    keys = [k for k in PRINT_ORDER if k in cfg] + [k for k in cfg if k not in PRINT_ORDER and k != "hydra"]
+    for key in keys:
+        branch = tree.add(key, style="bold")
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    if save_to is not None:
+        with open(save_to, "w") as handle:
+            rich.print(tree, file=handle)
+
+
+def instantiate_dict(cfg: DictConfig | None, what: str) -> list:
+    """Instantiate every `_target_` node of a mapping (callbacks, loggers); None entries are off."""
+    objects = []
+    if not cfg:
+        return objects
+    if not isinstance(cfg, DictConfig):
+        raise TypeError(f"the {what} config must be a mapping of name to config")
+    for name, node in cfg.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ValueError(f"{what}.{name} has no _target_: every {what} entry must name the class to build")
+        log.debug("instantiating %s %s <%s>", what, name, node._target_)
+        objects.append(instantiate(node))
+    return objects
+
+
+def to_plain(cfg) -> dict | list | None:
+    """Resolved plain containers (safe to store in checkpoints and load with weights_only)."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg

@@ -1,0 +1,104 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import ser_lightning.data.datamodule as datamodule_module
+from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.features import LogMel
+
+from .conftest import SMALL_DEMO
+
+
+def make_dm(root, cache_dir, n_mels=32, **kwargs) -> SERDataModule:
+    return SERDataModule(
+        features=LogMel(sample_rate=16000, n_mels=n_mels),
+        root=str(root),
+        demo=SMALL_DEMO,
+        duration=SMALL_DEMO["duration"],
+        cache_dir=str(cache_dir),
+        **{"batch_size": 16, **kwargs},
+    )
+
+
+def test_batches_splits_and_records(small_demo_root, tmp_path):
+    dm = make_dm(small_demo_root, tmp_path / "cache")
+    dm.prepare_data()
+    dm.setup("fit")
+    assert {k: len(v) for k, v in dm.indices.items()} == {"train": 480, "val": 120, "test": 120}
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["features"].shape == (16, *dm.features.output_shape(dm.num_samples)) == (16, 1, 32, 94)
+    assert batch["label"].dtype == torch.int64 and batch["label"].max() < 8
+    # rows of a batch are the files they claim to be
+    rows = batch["row"].numpy()
+    assert (dm.table["label"].to_numpy()[rows] == batch["label"].numpy()).all()
+
+    written = dm.write_records(tmp_path / "run")
+    split = pd.read_csv(written["split"])
+    assert len(split) == 720 and set(split["split"]) == {"train", "val", "test"}
+    assert split.groupby("actor")["split"].nunique().max() == 1
+    assert split["path"].str.startswith("Actor_").all()  # relative to the corpus root
+
+
+def test_second_run_decodes_nothing_and_n_mels_makes_a_new_entry(small_demo_root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = make_dm(small_demo_root, cache)
+    first.prepare_data()
+    first.setup("fit")
+    assert first.cache_events == ["built waveforms", "built features"]
+    entries = sorted(p.name for p in cache.glob("*.npy"))
+    assert len(entries) == 2
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("audio was decoded although the cache was warm")
+
+    monkeypatch.setattr(datamodule_module, "load_waveform", no_decoding)
+    extract_calls = []
+    second = make_dm(small_demo_root, cache)
+    original = second.features.extract
+    second.features.extract = lambda x: extract_calls.append(1) or original(x)
+    second.prepare_data()
+    second.setup("fit")
+    assert second.cache_events == ["reused waveforms", "reused features"] and extract_calls == []
+    np.testing.assert_array_equal(second.feature_array, first.feature_array)
+
+    third = make_dm(small_demo_root, cache, n_mels=48)
+    third.prepare_data()
+    assert third.cache_events == ["reused waveforms", "built features"]
+    assert len(list(cache.glob("*.npy"))) == 3
+    third.setup("fit")
+    assert third.feature_array.shape[2] == 48
+
+
+def test_class_weights_and_train_features(small_demo_root, tmp_path):
+    dm = make_dm(small_demo_root, tmp_path / "cache", split="random")
+    dm.setup("fit")
+    weights = dm.class_weights()
+    labels = dm.table["label"].to_numpy()[dm.indices["train"]]
+    counts = np.bincount(labels, minlength=8)
+    np.testing.assert_allclose(weights.numpy(), len(labels) / (8 * counts), rtol=1e-6)
+    assert weights[0] > weights[1]  # neutral has half as many clips
+    assert dm.train_features().shape[0] == len(dm.indices["train"])
+
+
+def test_waveform_training_input(small_demo_root, tmp_path):
+    dm = make_dm(small_demo_root, tmp_path / "cache", train_input="waveform")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["waveform"].shape == (16, dm.num_samples)
+    assert "features" in next(iter(dm.val_dataloader()))  # evaluation always reads clean cached features
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"split": "speaker"}, "data.split='speaker'"), ({"corpus": "iemocap"}, "data.corpus='iemocap'"),
+     ({"train_input": "audio"}, "train_input"), ({"batch_size": 0}, "batch_size")],
+)
+def test_config_mistakes_fail_at_construction(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_dm(tmp_path, tmp_path / "cache", **kwargs)
+
+
+def test_sample_rate_mismatch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="features.sample_rate=22050 differs"):
+        SERDataModule(features=LogMel(sample_rate=22050), root=str(tmp_path), sample_rate=16000)
