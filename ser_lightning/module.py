@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
+from ser_lightning.augment.batch import build_batch_augmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
@@ -42,12 +43,13 @@ class SERModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         class_weights: bool = False,
         compile: bool = False,
+        augmentation: dict | None = None,
     ):
         super().__init__()
         # Plain containers only: the hyper-parameters go into checkpoints that must load with
         # weights_only=True, and they alone rebuild this model for eval and predict.
         net, features, optimizer, scheduler = (to_plain(c) for c in (net, features, optimizer, scheduler))
-        audio, labels = to_plain(audio), list(labels)
+        audio, labels, augmentation = to_plain(audio), list(labels), to_plain(augmentation)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
         self.save_hyperparameters(logger=False)
@@ -59,6 +61,8 @@ class SERModule(pl.LightningModule):
         self.net: torch.nn.Module = instantiate(net, input_shape=self.input_shape, num_classes=num_classes)
         if compile:
             self.net = torch.compile(self.net)
+        # SpecAugment and mixup of training batches (the identity outside training_step)
+        self.batch_augmentation = build_batch_augmentation(augmentation, self.input_shape)
         self.register_buffer("class_weight", torch.ones(num_classes))
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
@@ -107,9 +111,12 @@ class SERModule(pl.LightningModule):
         self.val_ua_best.reset()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logits, target = self._step(batch)
+        target = batch["label"]
+        augmented = self.batch_augmentation(self.inputs(batch), target)
+        logits = self(augmented.features)
+        loss = augmented.loss(logits, self.loss)
         self.train_loss(loss)
-        self.train_metrics(logits, target)
+        self.train_metrics(logits, target)  # the batch's own labels, also when mixed
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss

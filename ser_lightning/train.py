@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.augment.config import configure_datamodule
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 
@@ -31,11 +32,14 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate everything a run needs from the composed config, failing before any work."""
     features = instantiate(cfg.features)
     datamodule = instantiate(cfg.data, features=features)
+    # waveform transforms or offline copies on the train split; the rest runs in the model
+    augmentation = configure_datamodule(cfg.get("augmentation"), datamodule)
     model = instantiate(
         cfg.model,
         features=to_plain(cfg.features),
         audio=datamodule.audio.to_dict(),
         labels=list(datamodule.label_names),
+        augmentation=augmentation,
         _recursive_=False,
     )
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")

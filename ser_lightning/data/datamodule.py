@@ -18,7 +18,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
@@ -135,6 +135,9 @@ class SERDataModule(pl.LightningDataModule):
         self.train_input = train_input
         self.decode_workers = decode_workers
         self.waveform_transform = None  # set by augmentation (train split only)
+        # set by augmentation: builds extra training rows of augmented feature copies in setup
+        self.offline_augmentation = None
+        self.train_copies: Dataset | None = None
         self.label_names: tuple[str, ...] = EMOTIONS
 
         self.scan: CorpusScan | None = None
@@ -257,13 +260,18 @@ class SERDataModule(pl.LightningDataModule):
             raise ValueError(f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small")
         counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
         log.info("split=%s: %s", self.splitter.name, counts)
+        if self.offline_augmentation is not None:
+            self.train_copies = self.offline_augmentation.build(self)
 
     # ---------------------------------------------------------------- datasets
     def dataset(self, split: str) -> CachedUtterances:
         labels = self.table["label"].to_numpy()
         if split == "train" and self.train_input == "waveform":
             return CachedUtterances(self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform)
-        return CachedUtterances(self.feature_array, self.indices[split], labels, "features")
+        clean = CachedUtterances(self.feature_array, self.indices[split], labels, "features")
+        if split == "train" and self.train_copies is not None:
+            return ConcatDataset([clean, self.train_copies])
+        return clean
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -271,7 +279,8 @@ class SERDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            # pinning only helps copies to a CUDA device; without one torch warns on every loader
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             drop_last=False,
         )

@@ -1,0 +1,1 @@
+"""Augmentation: waveform (audiomentations), spectrogram (SpecAugment) and batch (mixup) level."""

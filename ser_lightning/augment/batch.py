@@ -1,0 +1,50 @@
+"""The device-side augmentation a LightningModule applies to a training batch: SpecAugment, then mixup."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ser_lightning.augment.config import check_augmentation
+from ser_lightning.augment.mixup import MixedBatch, Mixup
+from ser_lightning.augment.spectrogram import SpecAugment
+
+
+class BatchAugmentation(nn.Module):
+    """Normalised features and labels in, a MixedBatch out; the identity in eval mode.
+
+    Holds no parameters or buffers, so checkpoints are the same with or without it and a model
+    trained with augmentation evaluates and predicts exactly like one trained without.
+    """
+
+    def __init__(self, spectrogram: SpecAugment | None = None, mixup: Mixup | None = None):
+        super().__init__()
+        self.spectrogram = spectrogram
+        self.mixup = mixup
+
+    def forward(self, features: torch.Tensor, target: torch.Tensor) -> MixedBatch:
+        if not self.training:
+            return MixedBatch(features, target)
+        if self.spectrogram is not None:
+            features = self.spectrogram(features)
+        if self.mixup is not None:
+            return self.mixup(features, target)
+        return MixedBatch(features, target)
+
+
+def build_batch_augmentation(augmentation: dict | None, input_shape: tuple[int, int, int]) -> BatchAugmentation:
+    """`augmentation.spectrogram` and `augmentation.mixup` → BatchAugmentation (each None when off)."""
+    augmentation = check_augmentation(augmentation)
+    spectrogram = mixup = None
+    if augmentation["spectrogram"]:
+        try:
+            spectrogram = SpecAugment(**augmentation["spectrogram"])
+        except TypeError as err:
+            raise ValueError(f"augmentation.spectrogram: {err}; see conf/augmentation/specaugment.yaml") from err
+        spectrogram.check_input_shape(input_shape)
+    if augmentation["mixup"]:
+        try:
+            mixup = Mixup(**augmentation["mixup"])
+        except TypeError as err:
+            raise ValueError(f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml") from err
+    return BatchAugmentation(spectrogram, mixup)

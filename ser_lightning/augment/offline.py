@@ -1,0 +1,153 @@
+"""Offline augmented copies: K augmented versions of every training clip, features cached once.
+
+For features that are computed on CPU and cached (librosa chroma, tonnetz, ...), recomputing
+them from freshly augmented audio every epoch would make data loading the bottleneck; the
+Keras-era recipes instead trained on a fixed set of augmented copies. Copy k of clip r is
+drawn with its own seed (offline_seed, r, k), so the bytes do not depend on worker count or
+order, and the cache key (features key, train rows, transforms, K, seed, library version)
+says exactly what an entry holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import audiomentations
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.data import DataLoader, Dataset
+
+from ser_lightning.augment.waveform import WaveformAugmentation
+from ser_lightning.data.cache import cache_key
+
+log = logging.getLogger(__name__)
+
+# Bump when the bytes of an entry change for the same inputs.
+OFFLINE_COPIES_VERSION = 1
+
+
+@contextmanager
+def seeded_global_rngs(*entropy: int):
+    """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
+    block, then put their previous state back so the caller's streams are untouched."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    sequence = np.random.SeedSequence([int(e) for e in entropy])
+    random.seed(int(sequence.generate_state(1, dtype=np.uint64)[0]))
+    np.random.seed(sequence.generate_state(4))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class AugmentedWaveforms(Dataset):
+    """Item i: copy i % K of training row rows[i // K], augmented with its own seed."""
+
+    def __init__(self, waveform_path: Path, rows: np.ndarray, copies: int,
+                 augmentation: WaveformAugmentation, seed: int):
+        self.waveform_path = waveform_path
+        self.rows = rows
+        self.copies = copies
+        self.augmentation = augmentation
+        self.seed = seed
+        self._waveforms: np.ndarray | None = None  # opened in the process that reads it
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.copies
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
+        if self._waveforms is None:
+            self._waveforms = np.load(self.waveform_path, mmap_mode="r")
+        row, copy = int(self.rows[i // self.copies]), i % self.copies
+        with seeded_global_rngs(self.seed, row, copy):
+            wave = self.augmentation(np.array(self._waveforms[row], dtype=np.float32))
+        return i, torch.from_numpy(wave)
+
+
+class AugmentedCopies(Dataset):
+    """Training rows read from the copies' feature cache; `row` names the source clip."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, copies: int, labels: np.ndarray):
+        self.array = array
+        self.rows = rows
+        self.copies = copies
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i // self.copies])
+        item = np.array(self.array[i], dtype=np.float32)
+        return {"features": torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
+
+
+class OfflineCopies:
+    """Builds (once) and serves K augmented feature copies of a data module's train split.
+
+    Set as `SERDataModule.offline_augmentation`; the data module calls `build` in `setup`
+    and appends the returned dataset to the clean training rows.
+    """
+
+    def __init__(self, augmentation: WaveformAugmentation, copies: int, seed: int, description: dict,
+                 workers: int | None = None, chunk: int = 64):
+        if copies < 1:
+            raise ValueError(f"augmentation.offline_copies={copies} must be at least 1 for offline copies")
+        self.augmentation = augmentation
+        self.copies = copies
+        self.seed = seed
+        self.description = description
+        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self.chunk = chunk
+
+    def key(self, features_key: str, rows: np.ndarray) -> str:
+        return cache_key(
+            features=features_key,
+            rows=hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest(),
+            waveform=self.description,
+            copies=self.copies,
+            seed=self.seed,
+            audiomentations=audiomentations.__version__,
+            version=OFFLINE_COPIES_VERSION,
+        )
+
+    def build(self, datamodule) -> AugmentedCopies:
+        features = datamodule.features
+        rows = np.sort(datamodule.indices["train"])
+        key = self.key(datamodule.keys.features, rows)
+        shape = (len(rows) * self.copies, *features.output_shape(datamodule.num_samples))
+        waves = AugmentedWaveforms(datamodule.cache.path("waveforms", datamodule.keys.waveforms), rows,
+                                   self.copies, self.augmentation, self.seed)
+
+        def fill(out: np.ndarray) -> None:
+            # Workers augment (CPU, one clip each); this process extracts features in chunks, so
+            # an extractor's own batching or parallelism applies as it does for the clean cache.
+            loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
+            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with progress, torch.inference_mode():
+                task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))
+                for index, batch in loader:
+                    out[index.numpy()] = features.extract(batch).numpy()
+                    progress.advance(task, len(index))
+
+        started = time.perf_counter()
+        _, built = datamodule.cache.build(
+            "augmented_features", key, shape, "float32", fill,
+            {"copies": self.copies, "seed": self.seed, "train_rows": len(rows), "waveform": self.description,
+             "features": features.cache_params()},
+        )
+        if built:
+            datamodule.cache_events.append("built augmented copies")
+            log.info("cached %d augmented copies %s in %.1f s", shape[0], shape, time.perf_counter() - started)
+        else:
+            datamodule.cache_events.append("reused augmented copies")
+        labels = datamodule.table["label"].to_numpy()
+        return AugmentedCopies(datamodule.cache.load("augmented_features", key), rows, self.copies, labels)

@@ -1,0 +1,78 @@
+"""SpecAugment: frequency and time masks on normalised features, on the device, train only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchaudio.transforms import FrequencyMasking, TimeMasking
+
+
+class SpecAugment(nn.Module):
+    """Zero `num_freq_masks` bands of feature rows and `num_time_masks` runs of frames per example.
+
+    Widths follow torchaudio: each mask's width is drawn uniformly from 0 … `*_mask_param` − 1
+    and its start uniformly where it fits. Masks are drawn independently for every example and
+    shared by its channels (the channels of a multi-channel feature share one frame grid).
+    Features are normalised before masking, so zero is the mean (utterance or dataset
+    normalisation) and a mask removes information rather than adding a loud edge.
+    `p` is the probability that an example is masked at all. Does nothing in eval mode.
+    """
+
+    def __init__(
+        self,
+        freq_mask_param: int = 8,
+        time_mask_param: int = 15,
+        num_freq_masks: int = 1,
+        num_time_masks: int = 1,
+        p: float = 1.0,
+    ):
+        super().__init__()
+        for name, value in (("freq_mask_param", freq_mask_param), ("time_mask_param", time_mask_param),
+                            ("num_freq_masks", num_freq_masks), ("num_time_masks", num_time_masks)):
+            if int(value) != value or value < 0:
+                raise ValueError(f"augmentation.spectrogram.{name}={value} must be a whole number >= 0")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"augmentation.spectrogram.p={p} must be a probability in [0, 1]")
+        self.freq_mask_param = int(freq_mask_param)
+        self.time_mask_param = int(time_mask_param)
+        self.num_freq_masks = int(num_freq_masks)
+        self.num_time_masks = int(num_time_masks)
+        self.p = float(p)
+        self.freq_mask = FrequencyMasking(self.freq_mask_param, iid_masks=True)
+        self.time_mask = TimeMasking(self.time_mask_param, iid_masks=True)
+
+    def check_input_shape(self, input_shape: tuple[int, int, int]) -> None:
+        """Fail at start-up when a mask could be wider than the features it masks."""
+        _, n_features, n_frames = input_shape
+        if self.freq_mask_param > n_features:
+            raise ValueError(
+                f"augmentation.spectrogram.freq_mask_param={self.freq_mask_param} exceeds the {n_features} "
+                f"feature rows of input shape {tuple(input_shape)}; lower it"
+            )
+        if self.time_mask_param > n_frames:
+            raise ValueError(
+                f"augmentation.spectrogram.time_mask_param={self.time_mask_param} exceeds the {n_frames} "
+                f"frames of input shape {tuple(input_shape)}; lower it"
+            )
+
+    def keep_mask(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """A `(batch, 1, n_features, n_frames)` tensor of ones with the masked cells at zero."""
+        batch, _, n_features, n_frames = shape
+        keep = torch.ones((batch, 1, n_features, n_frames), device=device, dtype=dtype)
+        for _ in range(self.num_freq_masks):
+            keep = self.freq_mask(keep)
+        for _ in range(self.num_time_masks):
+            keep = self.time_mask(keep)
+        if self.p < 1.0:
+            masked = torch.rand((batch, 1, 1, 1), device=device) < self.p
+            keep = torch.where(masked, keep, torch.ones_like(keep))
+        return keep
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return features
+        return features * self.keep_mask(features.shape, features.device, features.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"freq_mask_param={self.freq_mask_param}, num_freq_masks={self.num_freq_masks}, "
+                f"time_mask_param={self.time_mask_param}, num_time_masks={self.num_time_masks}, p={self.p}")
