@@ -41,17 +41,27 @@ def test_polarity_inversion_negates():
 
 
 def test_gain_stays_within_its_db_range():
-    gain = augmenter(gain={"_target_": "audiomentations.Gain", "min_gain_db": -6.0, "max_gain_db": 3.0, "p": 1.0})
+    gain = augmenter(
+        gain={"_target_": "audiomentations.Gain", "min_gain_db": -6.0, "max_gain_db": 3.0, "p": 1.0}
+    )
     wave = tone(300.0)
-    gains_db = np.array([20 * np.log10(np.max(np.abs(gain(wave))) / np.max(np.abs(wave))) for _ in range(400)])
+    gains_db = np.array(
+        [20 * np.log10(np.max(np.abs(gain(wave))) / np.max(np.abs(wave))) for _ in range(400)]
+    )
     assert gains_db.min() >= -6.0 - 1e-4 and gains_db.max() <= 3.0 + 1e-4
     assert gains_db.min() < -5.5 and gains_db.max() > 2.5  # the whole range is used
 
 
 @pytest.mark.parametrize("semitones", [2.0, -2.0])
 def test_pitch_shift_moves_a_pure_tone_by_the_semitone_ratio(semitones):
-    shift = augmenter(pitch={"_target_": "audiomentations.PitchShift", "min_semitones": semitones,
-                             "max_semitones": semitones, "p": 1.0})
+    shift = augmenter(
+        pitch={
+            "_target_": "audiomentations.PitchShift",
+            "min_semitones": semitones,
+            "max_semitones": semitones,
+            "p": 1.0,
+        }
+    )
     out = shift(tone(440.0))
     assert len(out) == SR and out.dtype == np.float32
     # the stretcher's latency leaves the clip's edges; measure the steady middle
@@ -60,8 +70,15 @@ def test_pitch_shift_moves_a_pure_tone_by_the_semitone_ratio(semitones):
 
 
 def test_time_stretch_keeps_length_and_pitch_and_moves_the_end_of_a_burst():
-    stretch = augmenter(stretch={"_target_": "audiomentations.TimeStretch", "min_rate": 1.1, "max_rate": 1.1,
-                                 "leave_length_unchanged": True, "p": 1.0})
+    stretch = augmenter(
+        stretch={
+            "_target_": "audiomentations.TimeStretch",
+            "min_rate": 1.1,
+            "max_rate": 1.1,
+            "leave_length_unchanged": True,
+            "p": 1.0,
+        }
+    )
     wave = np.zeros(SR, dtype=np.float32)
     wave[: SR // 2] = tone(500.0, 0.5)  # 0.5 s of tone, then silence
     out = stretch(wave)
@@ -73,8 +90,17 @@ def test_time_stretch_keeps_length_and_pitch_and_moves_the_end_of_a_burst():
 
 
 def test_shift_moves_an_impulse_by_the_configured_seconds():
-    shift = augmenter(shift={"_target_": "audiomentations.Shift", "min_shift": 0.2, "max_shift": 0.2,
-                             "shift_unit": "seconds", "rollover": False, "fade_duration": 0.0, "p": 1.0})
+    shift = augmenter(
+        shift={
+            "_target_": "audiomentations.Shift",
+            "min_shift": 0.2,
+            "max_shift": 0.2,
+            "shift_unit": "seconds",
+            "rollover": False,
+            "fade_duration": 0.0,
+            "p": 1.0,
+        }
+    )
     wave = np.zeros(SR, dtype=np.float32)
     wave[1000] = 1.0
     out = shift(wave)
@@ -82,8 +108,14 @@ def test_shift_moves_an_impulse_by_the_configured_seconds():
 
 
 def test_random_crop_pad_keeps_a_contiguous_window_of_the_configured_fraction():
-    crop = augmenter(crop={"_target_": "ser_lightning.augment.waveform.RandomCropPad",
-                           "min_fraction": 0.5, "max_fraction": 0.8, "p": 1.0})
+    crop = augmenter(
+        crop={
+            "_target_": "ser_lightning.augment.waveform.RandomCropPad",
+            "min_fraction": 0.5,
+            "max_fraction": 0.8,
+            "p": 1.0,
+        }
+    )
     wave = np.arange(1, SR + 1, dtype=np.float32)  # every sample unique and non-zero
     for _ in range(50):
         out = crop(wave)
@@ -95,8 +127,14 @@ def test_random_crop_pad_keeps_a_contiguous_window_of_the_configured_fraction():
 
 
 def test_gaussian_noise_has_the_configured_amplitude():
-    noise = augmenter(noise={"_target_": "audiomentations.AddGaussianNoise", "min_amplitude": 0.01,
-                             "max_amplitude": 0.02, "p": 1.0})
+    noise = augmenter(
+        noise={
+            "_target_": "audiomentations.AddGaussianNoise",
+            "min_amplitude": 0.01,
+            "max_amplitude": 0.02,
+            "p": 1.0,
+        }
+    )
     wave = tone(200.0)
     stds = [np.std(noise(wave) - wave) for _ in range(50)]
     assert 0.0095 <= min(stds) and max(stds) <= 0.0205
@@ -107,8 +145,15 @@ def test_probability_zero_leaves_the_clip_alone_and_length_is_kept():
     off = augmenter(gain={"_target_": "audiomentations.Gain", "p": 0.0})
     np.testing.assert_array_equal(off(wave), wave)
     # a transform that changes length (stretch without leave_length_unchanged) is fitted back
-    stretch = augmenter(stretch={"_target_": "audiomentations.TimeStretch", "min_rate": 1.1, "max_rate": 1.1,
-                                 "leave_length_unchanged": False, "p": 1.0})
+    stretch = augmenter(
+        stretch={
+            "_target_": "audiomentations.TimeStretch",
+            "min_rate": 1.1,
+            "max_rate": 1.1,
+            "leave_length_unchanged": False,
+            "p": 1.0,
+        }
+    )
     assert stretch(wave).shape == wave.shape
 
 
@@ -116,7 +161,9 @@ def test_waveform_config_mistakes_name_the_key():
     with pytest.raises(ValueError, match="augmentation.waveform.transforms.gain needs a _target_"):
         augmenter(gain={"min_gain_db": -6})
     with pytest.raises(ValueError, match="augmentation.waveform.transforms.pitch: cannot build"):
-        augmenter(pitch={"_target_": "audiomentations.PitchShift", "min_semitones": 3, "max_semitones": 1})
+        augmenter(
+            pitch={"_target_": "audiomentations.PitchShift", "min_semitones": 3, "max_semitones": 1}
+        )
     with pytest.raises(ValueError, match=r"augmentation.waveform has unknown keys \['transform'\]"):
         build_waveform_augmentation({"transform": {}}, SR)
     assert build_waveform_augmentation({"transforms": {"gain": None}}, SR) is None  # all off
@@ -127,7 +174,9 @@ def masked_bands(masked: torch.Tensor, axis: int) -> torch.Tensor:
     """Width of each example's zeroed band along axis, after checking that it is one band and
     that nothing outside it is zeroed."""
     zeros = masked[:, 0] == 0  # (examples, rows, frames)
-    lines = zeros.all(dim=2 if axis == 2 else 1)  # whole rows (axis 2) or whole frames (axis 3) zeroed
+    lines = zeros.all(
+        dim=2 if axis == 2 else 1
+    )  # whole rows (axis 2) or whole frames (axis 3) zeroed
     line_length = zeros.shape[2] if axis == 2 else zeros.shape[1]
     assert torch.equal(zeros.sum(dim=(1, 2)), lines.sum(dim=1) * line_length)  # nothing else zeroed
     starts = (lines[:, 1:] & ~lines[:, :-1]).sum(dim=1) + lines[:, 0]
@@ -135,14 +184,21 @@ def masked_bands(masked: torch.Tensor, axis: int) -> torch.Tensor:
     return lines.sum(dim=1)
 
 
-@pytest.mark.parametrize("axis, params", [(2, {"freq_mask_param": 8, "time_mask_param": 0}),
-                                          (3, {"freq_mask_param": 0, "time_mask_param": 15})])
+@pytest.mark.parametrize(
+    "axis, params",
+    [
+        (2, {"freq_mask_param": 8, "time_mask_param": 0}),
+        (3, {"freq_mask_param": 0, "time_mask_param": 15}),
+    ],
+)
 def test_masks_zero_bands_of_exactly_the_configured_widths(axis, params):
     torch.manual_seed(0)
     spec = SpecAugment(**params, num_freq_masks=1, num_time_masks=1).train()
     features = torch.ones(1000, 2, 40, 60)
     masked = spec(features)
-    np.testing.assert_array_equal(masked[:, 0].numpy(), masked[:, 1].numpy())  # channels share the mask
+    np.testing.assert_array_equal(
+        masked[:, 0].numpy(), masked[:, 1].numpy()
+    )  # channels share the mask
     widths = masked_bands(masked, axis)
     param = params["freq_mask_param"] if axis == 2 else params["time_mask_param"]
     assert set(widths.tolist()) == set(range(param))  # every width 0 .. param - 1, and no other
@@ -161,7 +217,9 @@ def test_spec_augment_probability_and_eval_mode():
 def test_masks_wider_than_the_features_fail_at_start_up():
     with pytest.raises(ValueError, match="freq_mask_param=80 exceeds the 64 feature rows"):
         build_batch_augmentation({"spectrogram": {"freq_mask_param": 80}}, (1, 64, 94))
-    with pytest.raises(ValueError, match="augmentation.spectrogram.*unexpected keyword argument 'freq_masks'"):
+    with pytest.raises(
+        ValueError, match="augmentation.spectrogram.*unexpected keyword argument 'freq_masks'"
+    ):
         build_batch_augmentation({"spectrogram": {"freq_masks": 2}}, (1, 64, 94))
 
 
@@ -175,8 +233,14 @@ def test_mixup_mixes_inputs_and_its_loss_is_the_weighted_sum():
     assert mixed.mixed and 0.5 <= mixed.weight < 1.0
     flat = mixed.features.view(batch, batch)
     for i in range(batch):
-        partner = int(torch.argmin(torch.where(flat[i] > 0, flat[i], 2.0))) if (flat[i] > 0).sum() > 1 else i
-        expected = mixed.weight * F.one_hot(torch.tensor(i), batch) + (1 - mixed.weight) * F.one_hot(torch.tensor(partner), batch)
+        partner = (
+            int(torch.argmin(torch.where(flat[i] > 0, flat[i], 2.0)))
+            if (flat[i] > 0).sum() > 1
+            else i
+        )
+        expected = mixed.weight * F.one_hot(torch.tensor(i), batch) + (
+            1 - mixed.weight
+        ) * F.one_hot(torch.tensor(partner), batch)
         torch.testing.assert_close(flat[i], expected.float())
         assert mixed.partner[i] == target[partner]
     assert torch.equal(mixed.target, target)
@@ -187,7 +251,9 @@ def test_mixup_mixes_inputs_and_its_loss_is_the_weighted_sum():
     def loss_fn(lg, tg):
         return F.cross_entropy(lg, tg, weight=weight, label_smoothing=0.1)
 
-    expected = mixed.weight * loss_fn(logits, target) + (1 - mixed.weight) * loss_fn(logits, mixed.partner)
+    expected = mixed.weight * loss_fn(logits, target) + (1 - mixed.weight) * loss_fn(
+        logits, mixed.partner
+    )
     torch.testing.assert_close(mixed.loss(logits, loss_fn), expected)
 
 
@@ -202,7 +268,8 @@ def test_mixup_weight_follows_beta_folded_above_one_half():
 
 def test_batch_augmentation_is_the_identity_in_eval_mode_and_holds_no_state():
     augment = build_batch_augmentation(
-        {"spectrogram": {"freq_mask_param": 8, "time_mask_param": 15}, "mixup": {"alpha": 0.2}}, (1, 64, 94)
+        {"spectrogram": {"freq_mask_param": 8, "time_mask_param": 15}, "mixup": {"alpha": 0.2}},
+        (1, 64, 94),
     )
     assert list(augment.state_dict()) == []  # checkpoints are the same with or without it
     features, target = torch.randn(8, 1, 64, 94), torch.arange(8)

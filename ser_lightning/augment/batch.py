@@ -32,7 +32,9 @@ class BatchAugmentation(nn.Module):
         return MixedBatch(features, target)
 
 
-def build_batch_augmentation(augmentation: dict | None, input_shape: tuple[int, int, int]) -> BatchAugmentation:
+def build_batch_augmentation(
+    augmentation: dict | None, input_shape: tuple[int, int, int]
+) -> BatchAugmentation:
     """`augmentation.spectrogram` and `augmentation.mixup` → BatchAugmentation (each None when off)."""
     augmentation = check_augmentation(augmentation)
     spectrogram = mixup = None
@@ -40,11 +42,15 @@ def build_batch_augmentation(augmentation: dict | None, input_shape: tuple[int, 
         try:
             spectrogram = SpecAugment(**augmentation["spectrogram"])
         except TypeError as err:
-            raise ValueError(f"augmentation.spectrogram: {err}; see conf/augmentation/specaugment.yaml") from err
+            raise ValueError(
+                f"augmentation.spectrogram: {err}; see conf/augmentation/specaugment.yaml"
+            ) from err
         spectrogram.check_input_shape(input_shape)
     if augmentation["mixup"]:
         try:
             mixup = Mixup(**augmentation["mixup"])
         except TypeError as err:
-            raise ValueError(f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml") from err
+            raise ValueError(
+                f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml"
+            ) from err
     return BatchAugmentation(spectrogram, mixup)

@@ -20,12 +20,18 @@ from collections.abc import Mapping
 
 from omegaconf import OmegaConf
 
-from ser_lightning.augment.offline import OfflineCopies
+from ser_lightning.augment.offline import OfflineCopies, available_cores
 from ser_lightning.augment.waveform import build_waveform_augmentation
 
 log = logging.getLogger(__name__)
 
-AUGMENTATION_DEFAULTS = {"waveform": None, "offline_copies": 0, "offline_seed": 0, "spectrogram": None, "mixup": None}
+AUGMENTATION_DEFAULTS = {
+    "waveform": None,
+    "offline_copies": 0,
+    "offline_seed": 0,
+    "spectrogram": None,
+    "mixup": None,
+}
 
 
 def check_augmentation(node) -> dict:
@@ -35,7 +41,9 @@ def check_augmentation(node) -> dict:
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node, resolve=True)
     if not isinstance(node, Mapping):
-        raise ValueError(f"augmentation must be a mapping with keys {list(AUGMENTATION_DEFAULTS)}; got {node!r}")
+        raise ValueError(
+            f"augmentation must be a mapping with keys {list(AUGMENTATION_DEFAULTS)}; got {node!r}"
+        )
     unknown = sorted(set(node) - set(AUGMENTATION_DEFAULTS))
     if unknown:
         raise ValueError(
@@ -78,7 +86,11 @@ def configure_datamodule(node, datamodule) -> dict:
             seed=augmentation["offline_seed"],
             description=augmentation["waveform"],
         )
-        log.info("augmentation: %d offline copies per training clip with %s", augmentation["offline_copies"], waveform.names)
+        log.info(
+            "augmentation: %d offline copies per training clip with %s",
+            augmentation["offline_copies"],
+            waveform.names,
+        )
         return augmentation
     if not features.runs_on_device:
         raise ValueError(
@@ -88,10 +100,22 @@ def configure_datamodule(node, datamodule) -> dict:
         )
     datamodule.train_input = "waveform"
     datamodule.waveform_transform = waveform
+    cores = available_cores()
+    if datamodule.num_workers > cores:
+        # torch warns (and can stall) beyond one worker per core; presets ask for enough for a GPU host
+        log.info(
+            "data.num_workers=%d capped to the %d CPU cores available",
+            datamodule.num_workers,
+            cores,
+        )
+        datamodule.num_workers = cores
     if datamodule.num_workers == 0:
         log.warning(
             "augmentation.waveform runs in the main process (data.num_workers=0): data loading may be "
             "the bottleneck; set data.num_workers to the number of spare CPU cores"
         )
-    log.info("augmentation: waveform transforms %s on the train split, in the DataLoader workers", waveform.names)
+    log.info(
+        "augmentation: waveform transforms %s on the train split, in the DataLoader workers",
+        waveform.names,
+    )
     return augmentation

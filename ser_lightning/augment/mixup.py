@@ -32,7 +32,9 @@ class MixedBatch:
         """weight · loss(logits, target) + (1 − weight) · loss(logits, partner)."""
         if self.partner is None:
             return loss_fn(logits, self.target)
-        return self.weight * loss_fn(logits, self.target) + (1.0 - self.weight) * loss_fn(logits, self.partner)
+        return self.weight * loss_fn(logits, self.target) + (1.0 - self.weight) * loss_fn(
+            logits, self.partner
+        )
 
 
 class Mixup(nn.Module):
@@ -46,7 +48,9 @@ class Mixup(nn.Module):
     def __init__(self, alpha: float = 0.2, p: float = 1.0):
         super().__init__()
         if alpha <= 0:
-            raise ValueError(f"augmentation.mixup.alpha={alpha} must be > 0 (it is the Beta distribution's parameter)")
+            raise ValueError(
+                f"augmentation.mixup.alpha={alpha} must be > 0 (it is the Beta distribution's parameter)"
+            )
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"augmentation.mixup.p={p} must be a probability in [0, 1]")
         self.alpha = float(alpha)

@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 OFFLINE_COPIES_VERSION = 1
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @contextmanager
 def seeded_global_rngs(*entropy: int):
     """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
@@ -51,8 +58,14 @@ def seeded_global_rngs(*entropy: int):
 class AugmentedWaveforms(Dataset):
     """Item i: copy i % K of training row rows[i // K], augmented with its own seed."""
 
-    def __init__(self, waveform_path: Path, rows: np.ndarray, copies: int,
-                 augmentation: WaveformAugmentation, seed: int):
+    def __init__(
+        self,
+        waveform_path: Path,
+        rows: np.ndarray,
+        copies: int,
+        augmentation: WaveformAugmentation,
+        seed: int,
+    ):
         self.waveform_path = waveform_path
         self.rows = rows
         self.copies = copies
@@ -97,15 +110,24 @@ class OfflineCopies:
     and appends the returned dataset to the clean training rows.
     """
 
-    def __init__(self, augmentation: WaveformAugmentation, copies: int, seed: int, description: dict,
-                 workers: int | None = None, chunk: int = 64):
+    def __init__(
+        self,
+        augmentation: WaveformAugmentation,
+        copies: int,
+        seed: int,
+        description: dict,
+        workers: int | None = None,
+        chunk: int = 64,
+    ):
         if copies < 1:
-            raise ValueError(f"augmentation.offline_copies={copies} must be at least 1 for offline copies")
+            raise ValueError(
+                f"augmentation.offline_copies={copies} must be at least 1 for offline copies"
+            )
         self.augmentation = augmentation
         self.copies = copies
         self.seed = seed
         self.description = description
-        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self.workers = min(8, available_cores()) if workers is None else workers
         self.chunk = chunk
 
     def key(self, features_key: str, rows: np.ndarray) -> str:
@@ -124,30 +146,60 @@ class OfflineCopies:
         rows = np.sort(datamodule.indices["train"])
         key = self.key(datamodule.keys.features, rows)
         shape = (len(rows) * self.copies, *features.output_shape(datamodule.num_samples))
-        waves = AugmentedWaveforms(datamodule.cache.path("waveforms", datamodule.keys.waveforms), rows,
-                                   self.copies, self.augmentation, self.seed)
+        waves = AugmentedWaveforms(
+            datamodule.cache.path("waveforms", datamodule.keys.waveforms),
+            rows,
+            self.copies,
+            self.augmentation,
+            self.seed,
+        )
 
         def fill(out: np.ndarray) -> None:
             # Workers augment (CPU, one clip each); this process extracts features in chunks, so
             # an extractor's own batching or parallelism applies as it does for the clean cache.
-            loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            loader = DataLoader(
+                waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False
+            )
+            progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             with progress, torch.inference_mode():
-                task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))
+                task = progress.add_task(
+                    f"augmenting train clips ({self.copies} copies)", total=len(waves)
+                )
                 for index, batch in loader:
                     out[index.numpy()] = features.extract(batch).numpy()
                     progress.advance(task, len(index))
 
         started = time.perf_counter()
         _, built = datamodule.cache.build(
-            "augmented_features", key, shape, "float32", fill,
-            {"copies": self.copies, "seed": self.seed, "train_rows": len(rows), "waveform": self.description,
-             "features": features.cache_params()},
+            "augmented_features",
+            key,
+            shape,
+            "float32",
+            fill,
+            {
+                "copies": self.copies,
+                "seed": self.seed,
+                "train_rows": len(rows),
+                "waveform": self.description,
+                "features": features.cache_params(),
+            },
         )
         if built:
             datamodule.cache_events.append("built augmented copies")
-            log.info("cached %d augmented copies %s in %.1f s", shape[0], shape, time.perf_counter() - started)
+            log.info(
+                "cached %d augmented copies %s in %.1f s",
+                shape[0],
+                shape,
+                time.perf_counter() - started,
+            )
         else:
             datamodule.cache_events.append("reused augmented copies")
         labels = datamodule.table["label"].to_numpy()
-        return AugmentedCopies(datamodule.cache.load("augmented_features", key), rows, self.copies, labels)
+        return AugmentedCopies(
+            datamodule.cache.load("augmented_features", key), rows, self.copies, labels
+        )

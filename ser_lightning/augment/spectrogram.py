@@ -27,10 +27,16 @@ class SpecAugment(nn.Module):
         p: float = 1.0,
     ):
         super().__init__()
-        for name, value in (("freq_mask_param", freq_mask_param), ("time_mask_param", time_mask_param),
-                            ("num_freq_masks", num_freq_masks), ("num_time_masks", num_time_masks)):
+        for name, value in (
+            ("freq_mask_param", freq_mask_param),
+            ("time_mask_param", time_mask_param),
+            ("num_freq_masks", num_freq_masks),
+            ("num_time_masks", num_time_masks),
+        ):
             if int(value) != value or value < 0:
-                raise ValueError(f"augmentation.spectrogram.{name}={value} must be a whole number >= 0")
+                raise ValueError(
+                    f"augmentation.spectrogram.{name}={value} must be a whole number >= 0"
+                )
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"augmentation.spectrogram.p={p} must be a probability in [0, 1]")
         self.freq_mask_param = int(freq_mask_param)
@@ -55,14 +61,20 @@ class SpecAugment(nn.Module):
                 f"frames of input shape {tuple(input_shape)}; lower it"
             )
 
-    def keep_mask(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def keep_mask(
+        self, shape: torch.Size, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
         """A `(batch, 1, n_features, n_frames)` tensor of ones with the masked cells at zero."""
         batch, _, n_features, n_frames = shape
-        keep = torch.ones((batch, 1, n_features, n_frames), device=device, dtype=dtype)
+        # Masks are drawn on one row and one column per example and combined by broadcasting:
+        # the same masks as on the full grid, at a fraction of the memory traffic.
+        rows = torch.ones((batch, 1, n_features, 1), device=device, dtype=dtype)
+        frames = torch.ones((batch, 1, 1, n_frames), device=device, dtype=dtype)
         for _ in range(self.num_freq_masks):
-            keep = self.freq_mask(keep)
+            rows = self.freq_mask(rows)
         for _ in range(self.num_time_masks):
-            keep = self.time_mask(keep)
+            frames = self.time_mask(frames)
+        keep = rows * frames
         if self.p < 1.0:
             masked = torch.rand((batch, 1, 1, 1), device=device) < self.p
             keep = torch.where(masked, keep, torch.ones_like(keep))
@@ -74,5 +86,7 @@ class SpecAugment(nn.Module):
         return features * self.keep_mask(features.shape, features.device, features.dtype)
 
     def extra_repr(self) -> str:
-        return (f"freq_mask_param={self.freq_mask_param}, num_freq_masks={self.num_freq_masks}, "
-                f"time_mask_param={self.time_mask_param}, num_time_masks={self.num_time_masks}, p={self.p}")
+        return (
+            f"freq_mask_param={self.freq_mask_param}, num_freq_masks={self.num_freq_masks}, "
+            f"time_mask_param={self.time_mask_param}, num_time_masks={self.num_time_masks}, p={self.p}"
+        )

@@ -46,14 +46,19 @@ class RandomCropPad(BaseWaveformTransform):
         if self.parameters["should_apply"]:
             length = samples.shape[-1]
             keep = random.randint(
-                max(1, int(round(self.min_fraction * length))), max(1, int(round(self.max_fraction * length)))
+                max(1, int(round(self.min_fraction * length))),
+                max(1, int(round(self.max_fraction * length))),
             )
             self.parameters["keep"] = keep
             self.parameters["crop_start"] = random.randint(0, length - keep)
             self.parameters["pad_start"] = random.randint(0, length - keep)
 
     def apply(self, samples: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
-        keep, crop, pad = self.parameters["keep"], self.parameters["crop_start"], self.parameters["pad_start"]
+        keep, crop, pad = (
+            self.parameters["keep"],
+            self.parameters["crop_start"],
+            self.parameters["pad_start"],
+        )
         out = np.zeros_like(samples)
         out[..., pad : pad + keep] = samples[..., crop : crop + keep]
         return out
@@ -85,7 +90,9 @@ class WaveformAugmentation:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         length = samples.shape[-1]
-        out = self.compose(samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate)
+        out = self.compose(
+            samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate
+        )
         return np.ascontiguousarray(fit_to_length(out, length), dtype=np.float32)
 
     def __repr__(self) -> str:
@@ -95,7 +102,9 @@ class WaveformAugmentation:
 WAVEFORM_KEYS = ("p", "shuffle", "transforms")
 
 
-def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> WaveformAugmentation | None:
+def build_waveform_augmentation(
+    node: Mapping | None, sample_rate: int
+) -> WaveformAugmentation | None:
     """`augmentation.waveform` → WaveformAugmentation, or None when it is off or has no transforms.
 
     `transforms` maps a name to a `_target_` node (any audiomentations transform, or
@@ -106,7 +115,9 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
         return None
     unknown = sorted(set(node) - set(WAVEFORM_KEYS))
     if unknown:
-        raise ValueError(f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}")
+        raise ValueError(
+            f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}"
+        )
     entries = node.get("transforms") or {}
     if not isinstance(entries, Mapping):
         raise ValueError(
@@ -119,7 +130,9 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
             continue
         where = f"augmentation.waveform.transforms.{name}"
         if not isinstance(spec, Mapping) or "_target_" not in spec:
-            raise ValueError(f"{where} needs a _target_ naming the transform class (e.g. audiomentations.Gain)")
+            raise ValueError(
+                f"{where} needs a _target_ naming the transform class (e.g. audiomentations.Gain)"
+            )
         try:
             transform = instantiate(dict(spec), _convert_="all")
         except Exception as err:  # Hydra wraps the constructor's own error; keep its message
@@ -130,5 +143,7 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
         names.append(str(name))
     if not transforms:
         return None
-    compose = Compose(transforms, p=float(node.get("p", 1.0)), shuffle=bool(node.get("shuffle", False)))
+    compose = Compose(
+        transforms, p=float(node.get("p", 1.0)), shuffle=bool(node.get("shuffle", False))
+    )
     return WaveformAugmentation(compose, sample_rate, names)
