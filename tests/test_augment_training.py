@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ser_lightning.augment.config import configure_datamodule
+from ser_lightning.augment.offline import available_cores
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.features import LogMel
 from ser_lightning.train import build, train
@@ -96,8 +97,9 @@ def first_train_batch(dm: SERDataModule, seed: int) -> dict:
 
 
 def test_same_seed_gives_the_same_augmented_batch_through_workers(small_demo_root, cache_dir):
-    dm = make_dm(small_demo_root, cache_dir, num_workers=2, batch_size=8)
+    dm = make_dm(small_demo_root, cache_dir, batch_size=8)
     configure_datamodule({"waveform": WAVEFORM_PRESET["waveform"]}, dm)
+    dm.num_workers = 2  # two workers even on a 2-core machine (where the cap leaves one)
     dm.setup("fit")
     first, again, other = (
         first_train_batch(dm, 7),
@@ -114,6 +116,12 @@ def test_same_seed_gives_the_same_augmented_batch_through_workers(small_demo_roo
     seven = dataset[0]["waveform"]
     pl.seed_everything(8)
     assert not torch.equal(seven, dataset[0]["waveform"])
+
+
+def test_worker_count_is_capped_to_the_spare_cores(small_demo_root, cache_dir):
+    dm = make_dm(small_demo_root, cache_dir, num_workers=64)
+    configure_datamodule({"waveform": CHEAP_WAVEFORM}, dm)
+    assert dm.num_workers == max(1, available_cores() - 1)
 
 
 def test_cpu_only_features_need_offline_copies(small_demo_root, cache_dir):

@@ -100,15 +100,16 @@ def configure_datamodule(node, datamodule) -> dict:
         )
     datamodule.train_input = "waveform"
     datamodule.waveform_transform = waveform
-    cores = available_cores()
-    if datamodule.num_workers > cores:
-        # torch warns (and can stall) beyond one worker per core; presets ask for enough for a GPU host
+    # One core stays with the training process; more workers than cores only queue (torch warns
+    # that they can stall). Presets ask for 16, enough for a GPU host, and are capped here.
+    spare = max(1, available_cores() - 1)
+    if datamodule.num_workers > spare:
         log.info(
-            "data.num_workers=%d capped to the %d CPU cores available",
+            "data.num_workers=%d capped to %d (CPU cores available, less one)",
             datamodule.num_workers,
-            cores,
+            spare,
         )
-        datamodule.num_workers = cores
+        datamodule.num_workers = spare
     if datamodule.num_workers == 0:
         log.warning(
             "augmentation.waveform runs in the main process (data.num_workers=0): data loading may be "
