@@ -173,7 +173,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="demo clip seconds")
     parser.add_argument("--limit-train-batches", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads of the training process (default: torch's choice); 1 avoids "
+        "spin-waiting threads when other processes load the CPU",
+    )
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     device = (
         torch.cuda.get_device_name(0)
