@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if rank_zero_only.rank == 0:
         datamodule.write_records(output_dir)
     for logger in trainer.loggers:
-        logger.log_hyperparams(to_plain({k: v for k, v in cfg.items() if k != "hydra"}))
+        logger.log_hyperparams({key: to_plain(cfg[key]) for key in cfg if key != "hydra"})
 
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))

@@ -27,7 +27,7 @@ def test_offline_run_logs_config_metrics_and_media(small_demo_root, tmp_path, mo
         assert run.config["model"]["net"]["_target_"].endswith("ACNT")
         assert run.config["data"]["split"] == "actor"
         assert run.summary["test/ua"] == pytest.approx(metrics["test/ua"])
-        assert "val/ua_best" in run.summary
+        assert "val/ua_best" in run.summary.keys()
         assert run.tags == ("test",)
     finally:
         finish_wandb()
@@ -50,7 +50,9 @@ def test_without_credentials_wandb_goes_offline_instead_of_prompting(tmp_path, m
     prepare_wandb_config(cfg, sweep_name="2026-01-01_00-00-00")
     assert cfg.logger.wandb.offline is True
     assert cfg.logger.wandb.group == "2026-01-01_00-00-00"
-    Path(tmp_path / ".netrc").write_text("machine api.wandb.ai login user password abc\n")
+    netrc_file = Path(tmp_path / ".netrc")
+    netrc_file.write_text("machine api.wandb.ai login user password abc\n")
+    netrc_file.chmod(0o600)  # what `wandb login` writes; netrc refuses world-readable passwords
     cfg = compose_train(["logger=wandb"], tmp_path)
     prepare_wandb_config(cfg)
     assert not cfg.logger.wandb.offline and not cfg.logger.wandb.group
