@@ -66,6 +66,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.write_records(output_dir)
+    protocol = datamodule.protocol()
+    for experiment_logger in trainer.loggers:
+        experiment_logger.log_hyperparams({"protocol": protocol})
 
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
@@ -85,6 +88,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "best_checkpoint": best_ckpt,
         "output_dir": str(output_dir),
         "split": datamodule.splitter.name,
+        "protocol": protocol,
         "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
         "cache_events": list(datamodule.cache_events),
         "labels": list(datamodule.label_names),
