@@ -68,7 +68,7 @@ SOURCES: dict[str, CorpusSource] = {
             "and download the dataset's files, accepting the terms shown there.",
             "Unpack them into data/tess so that it holds the per-emotion folders, e.g. "
             "data/tess/OAF_angry/OAF_back_angry.wav (any nesting depth works).",
-            "python -m ser_lightning.train data=tess split=random   # 2 speakers: see README, Protocols",
+            "python -m ser_lightning.train data=tess   # two speakers: split=random by default (README, Protocols)",
         ),
     ),
     "savee": CorpusSource(
