@@ -27,7 +27,14 @@ from pathlib import Path
 
 import requests
 from omegaconf import OmegaConf
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.utils.config import CONFIG_DIR
