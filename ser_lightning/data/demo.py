@@ -541,7 +541,9 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
 
     # ---- intonation: level + slope + declination + pitch accents + drift + tremor ----------
     range_factor = 2.0 ** cue["range"]
-    semitones = cue["pitch"] + (cue["slope"] + speaker.declination) * (progress - 0.5)
+    # Accents rise above a baseline; lowering that baseline by half a neutral accent keeps the
+    # speaker's habitual f0 (f0_hz) at the median of a neutral take.
+    semitones = cue["pitch"] - 0.5 * speaker.accent_size + (cue["slope"] + speaker.declination) * (progress - 0.5)
     centres = np.array([(s.vowel_start + s.vowel_end) / 2 for s in timings]) / sr
     widths = np.array([max(s.vowel_end - s.vowel_start, 1) for s in timings]) / sr * 0.45
     heights = np.array([speaker.accent_size if syl.stressed else 0.8 for syl in syllables])
