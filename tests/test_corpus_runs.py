@@ -91,6 +91,9 @@ def test_test_only_split_for_evaluation(crema_root, tmp_path):
     dm.setup("test")
     assert len(dm.indices["test"]) == len(ACTORS) * 6 and len(dm.indices["train"]) == 0
     assert dm.protocol()["split"] == "test_only"
+    assert len(next(iter(dm.test_dataloader()))["label"]) == 8
+    with pytest.raises(ValueError, match="data.split=test_only puts every file in the test set"):
+        dm.train_dataloader()
 
 
 def test_fdr_run_on_crema_d_records_the_protocol(crema_root, tmp_path):

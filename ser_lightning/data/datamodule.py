@@ -318,6 +318,11 @@ class SERDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if not getattr(self.splitter, "needs_training_data", True):
+            raise ValueError(
+                f"data.split={self.splitter.name} puts every file in the test set: it is for evaluating a "
+                "trained model, not for training; choose another data.split to train"
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
