@@ -141,9 +141,12 @@ class OfflineCopies:
             version=OFFLINE_COPIES_VERSION,
         )
 
-    def build(self, datamodule) -> AugmentedCopies:
+    def build(self, datamodule) -> AugmentedCopies | None:
+        """The copies of the train split (None when a test-only split has no training rows)."""
         features = datamodule.features
         rows = np.sort(datamodule.indices["train"])
+        if len(rows) == 0:
+            return None
         key = self.key(datamodule.keys.features, rows)
         shape = (len(rows) * self.copies, *features.output_shape(datamodule.num_samples))
         waves = AugmentedWaveforms(
