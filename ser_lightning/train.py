@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.checkpoint import CheckpointRecord
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 
@@ -38,7 +39,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         labels=list(datamodule.label_names),
         _recursive_=False,
     )
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    # The checkpoint record is part of the checkpoint format, so it is not left to the config.
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [CheckpointRecord(to_plain(cfg.data))]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
@@ -68,7 +70,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.write_records(output_dir)
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
