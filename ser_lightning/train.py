@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.checkpoint import CheckpointRecord
+from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 
@@ -80,6 +81,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if trainer.is_global_zero:
+            test_report(model, datamodule, output_dir / "test_report")
 
     summary = {
         "metrics": metrics,

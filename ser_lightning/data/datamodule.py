@@ -23,7 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.corpora import RavdessCorpus
-from ser_lightning.data.splits import SPLIT_NAMES, ActorSplit, RandomSplit, split_indices
+from ser_lightning.data.splits import (
+    SPLIT_NAMES,
+    ActorSplit,
+    RandomSplit,
+    WholeCorpusSplit,
+    split_indices,
+)
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS, NUM_EMOTIONS
@@ -35,7 +41,7 @@ WAVEFORM_CACHE_VERSION = 1
 FEATURE_CACHE_VERSION = 1
 
 CORPORA = {"ravdess": RavdessCorpus}
-SPLITS = {"random": RandomSplit, "actor": ActorSplit}
+SPLITS = {"random": RandomSplit, "actor": ActorSplit, "all": WholeCorpusSplit}
 
 
 def _progress() -> Progress:
@@ -252,7 +258,8 @@ class SERDataModule(pl.LightningDataModule):
         self.feature_array = self.cache.load("features", self.keys.features)
         self.assignment = self.splitter(table)
         self.indices = split_indices(self.assignment)
-        empty = [name for name in SPLIT_NAMES if len(self.indices[name]) == 0]
+        required = getattr(self.splitter, "produces", SPLIT_NAMES)
+        empty = [name for name in required if len(self.indices[name]) == 0]
         if empty:
             raise ValueError(f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small")
         counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
@@ -260,6 +267,12 @@ class SERDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- datasets
     def dataset(self, split: str) -> CachedUtterances:
+        if len(self.indices[split]) == 0:
+            raise ValueError(
+                f"data.split={self.splitter.name!r} leaves the {split} split empty "
+                "(split=all puts every file in test, for `python -m ser_lightning.eval`); "
+                "train with data.split=actor or random"
+            )
         labels = self.table["label"].to_numpy()
         if split == "train" and self.train_input == "waveform":
             return CachedUtterances(self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform)

@@ -4,6 +4,7 @@
   train and test alike, so scores are optimistic; a warning says so once per process.
 - ActorSplit: speaker-independent. Actors are drawn per gender so that every split holds both
   genders; no actor is in two splits.
+- WholeCorpusSplit ("all"): every file is test data (eval of a trained model on a corpus).
 """
 
 from __future__ import annotations
@@ -104,6 +105,23 @@ class ActorSplit:
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         assignment = self.assign_actors(table)
         return table["actor"].map(assignment).rename("split")
+
+
+@dataclass(frozen=True)
+class WholeCorpusSplit:
+    """Every file in the test split: for evaluating a trained model on a whole corpus.
+
+    Train and val stay empty, so a data module with this split serves eval, never training.
+    """
+
+    ratios: tuple[float, ...] = ()
+    seed: int = 0
+    name: str = "all"
+    speaker_independent: bool = True
+    produces: tuple[str, ...] = ("test",)
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        return pd.Series(["test"] * len(table), name="split", dtype=object)
 
 
 def _assignment(n: int, train_idx, val_idx, test_idx) -> pd.Series:
