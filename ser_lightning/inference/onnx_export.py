@@ -26,8 +26,9 @@ from ser_lightning import __version__
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
 
 log = logging.getLogger(__name__)
-# The exporter's graph passes log every folded constant at INFO.
-logging.getLogger("onnx_ir").setLevel(logging.WARNING)
+# The exporter's graph passes log every rewrite and folded constant at INFO.
+for _name in ("onnx_ir", "onnxscript"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 INPUT_KINDS = ("waveform", "features")
 OUTPUT_NAMES = ("logits", "probabilities")
