@@ -3,11 +3,12 @@
 By default the model is scored on the test split of the data config it was trained on (kept in
 the checkpoint), re-created from the same corpus, split settings and seed. `data=<group>` (and
 `data.root=...`) scores it on another corpus instead, `+data.key=value` changes one setting
-of the checkpoint's own data config, and `split=all` scores every file of the corpus.
+of the checkpoint's own data config, and `split=all` scores every file of the corpus
+(`data.split=test_only`).
 
-Whatever the data config, its audio settings are replaced by the checkpoint's and its feature
-extractor is the checkpoint's, so the model sees exactly the inputs it was trained on (and the
-caches are shared with training runs of the same settings).
+Whatever the data config, its audio settings and label set are replaced by the checkpoint's and
+its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
+(and the caches are shared with training runs of the same settings).
 """
 
 from __future__ import annotations
@@ -70,14 +71,16 @@ def build_eval_datamodule(data: dict, module, split: str):
     if split not in EVAL_SPLITS:
         raise ValueError(f"split={split!r} must be one of {EVAL_SPLITS}")
     data = dict(data)
-    audio = module.audio.to_dict()
-    replaced = {k: (data[k], v) for k, v in audio.items() if k in data and data[k] != v}
+    # The model's label order decides the class indices; files of other emotions are left out
+    # (and counted by the data module), emotions the corpus lacks just have no support.
+    fixed = {**module.audio.to_dict(), "labels": list(module.labels)}
+    replaced = {k: (data[k], v) for k, v in fixed.items() if k in data and data[k] != v}
     if replaced:
-        log.info("audio settings from the checkpoint replace the data config's: %s",
+        log.info("the checkpoint's settings replace the data config's: %s",
                  ", ".join(f"{k} {old} -> {new}" for k, (old, new) in replaced.items()))
-    data.update(audio)
+    data.update(fixed)
     if split == "all":
-        data["split"] = "all"
+        data["split"] = "test_only"
     if "train_input" in data:
         data["train_input"] = "features"  # eval reads cached features for every split
     return instantiate(data, features=module.features)
@@ -86,6 +89,13 @@ def build_eval_datamodule(data: dict, module, split: str):
 def split_report(predictor: Predictor, datamodule, split: str) -> EvaluationReport:
     """Score one split of a set-up data module (`all` = its whole corpus)."""
     name = "test" if split == "all" else split
+    if len(datamodule.indices[name]) == 0:
+        raise ValueError(
+            f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.root}; "
+            "choose split=test or split=all"
+        )
+    if tuple(datamodule.label_names) != tuple(predictor.labels):
+        raise ValueError(f"the data's labels {list(datamodule.label_names)} differ from the model's {predictor.labels}")
     rows, labels, probabilities = predictor.dataset_probabilities(datamodule.dataset(name))
     files = relative_paths(datamodule.table.iloc[rows], datamodule.root).tolist()
     return evaluation_report(files, labels, probabilities, predictor.labels)

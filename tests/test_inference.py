@@ -120,21 +120,26 @@ def test_eval_scores_the_checkpoints_own_test_split(trained, evaluated):
 
 
 def test_eval_scores_every_file_of_a_foreign_corpus(trained, evaluated, tmp_path):
-    """Two actors alone cannot be split by actor; split=all scores all their files."""
+    """Two actors without calm and surprised: they cannot be split by actor, and lack two of the
+    model's emotions; split=all scores all their files with the model's class indices."""
     folder = tmp_path / "two_actors"
-    actors = sorted({f.split("/")[0] for f in evaluated.predictions["file"]})
-    for actor in actors:
-        shutil.copytree(trained.root / actor, folder / actor)
+    kept = [f for f in evaluated.predictions["file"] if f.split("-")[2] not in ("02", "08")]  # RAVDESS codes
+    for name in kept:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trained.root / name, folder / name)
     run_dir = tmp_path / "run"
     report, summary = evaluate(compose_train(
         [f"ckpt_path={trained.ckpt}", "data=ravdess", f"data.root={folder}", "split=all", "device=cpu"],
         run_dir, trained.cache_dir, config_name="eval",
     ))
-    assert summary["data_source"] == "command line" and summary["split_method"] == "all"
-    assert report.metrics["num_files"] == len(evaluated.predictions) == 120
+    assert summary["data_source"] == "command line" and summary["split_method"] == "test_only"
+    assert report.metrics["num_files"] == len(kept) == 120 - 32
+    assert report.per_class.loc["calm", "support"] == 0 and report.per_class.loc["surprised", "support"] == 0
+    assert report.labels == list(EMOTIONS)
     foreign = pd.read_csv(run_dir / "predictions.csv").set_index("file")
-    own = evaluated.predictions.set_index("file")
-    np.testing.assert_allclose(foreign.loc[own.index, PROBABILITIES], own[PROBABILITIES], atol=1e-5)
+    own = evaluated.predictions.set_index("file").loc[kept]
+    assert (foreign.loc[kept, "true"] == own["true"]).all()
+    np.testing.assert_allclose(foreign.loc[kept, PROBABILITIES], own[PROBABILITIES], atol=1e-5)
 
 
 def test_predict_agrees_with_eval_on_the_same_files(trained, evaluated, tmp_path):
