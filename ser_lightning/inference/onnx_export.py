@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: i
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch.export trips over its own deprecated pytree API on this torch version.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         program = torch.onnx.export(
             wrapper,
             (wrapper.example_input(),),
