@@ -45,7 +45,7 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix ser_lightning tests
 
 clean:
-	rm -rf outputs/train outputs/eval outputs/debug .pytest_cache
+	rm -rf outputs/train outputs/eval outputs/predict outputs/export outputs/debug .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 clean-all: clean

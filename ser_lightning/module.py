@@ -74,6 +74,15 @@ class SERModule(pl.LightningModule):
         self.val_ua_best = MaxMetric()
         self.test_results: dict[str, Any] = {}
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location="cpu", strict: bool = True, **unsupported):
+        """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint."""
+        if unsupported:
+            raise TypeError(f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config")
+        from ser_lightning.checkpoint import load_checkpoint
+
+        return load_checkpoint(checkpoint_path, map_location=map_location, strict=strict)
+
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.augment.config import configure_datamodule
+from ser_lightning.checkpoint import CheckpointRecord
+from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
@@ -70,7 +72,8 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
         augmentation=augmentation,
         _recursive_=False,
     )
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    # The checkpoint record is part of the checkpoint format, so it is not left to the config.
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [CheckpointRecord(to_plain(cfg.data))]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
@@ -106,7 +109,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         )
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -116,6 +119,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if trainer.is_global_zero:
+            test_report(model, datamodule, output_dir / "test_report")
 
     summary = {
         "metrics": metrics,

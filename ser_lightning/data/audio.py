@@ -53,6 +53,11 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
             f"cannot decode audio file {str(path)!r}: {err}. Check that it is a complete audio file "
             "(wav, flac, ogg or mp3), or remove it from the corpus folder."
         ) from err
+    return mix_and_resample(data, file_rate, sample_rate)
+
+
+def mix_and_resample(data: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray:
+    """Decoded samples `(frames, channels)` at `file_rate` to mono float32 at `sample_rate`."""
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if file_rate != sample_rate and len(mono) > 0:
         mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ").astype(np.float32)
@@ -74,10 +79,15 @@ def fit_length(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
 
 def load_waveform(path: str | Path, settings: AudioSettings) -> np.ndarray:
     """Decode, mix to mono, resample, peak-normalise and crop/pad one file."""
-    wave = read_audio(path, settings.sample_rate)
+    wave = condition(read_audio(path, settings.sample_rate), settings)
+    return fit_length(wave, settings).astype(np.float32, copy=False)
+
+
+def condition(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
+    """Clean a whole decoded clip: non-finite samples to 0, then peak-normalise if asked."""
     wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
     if settings.peak_normalize:
         peak = float(np.max(np.abs(wave))) if len(wave) else 0.0
         if peak > 1e-8:
             wave = wave / peak
-    return fit_length(wave, settings).astype(np.float32, copy=False)
+    return wave

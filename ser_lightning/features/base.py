@@ -73,7 +73,8 @@ class FeatureExtractor(nn.Module):
             std = features.std(dim=(1, 2, 3), keepdim=True)
             return (features - mean) / (std + self.eps)
         if self.normalization == "dataset":
-            if not bool(self.dataset_stats_fitted):
+            # Checked eagerly; a graph being exported cannot branch on a buffer (and is checked before).
+            if not torch.compiler.is_exporting() and not bool(self.dataset_stats_fitted):
                 raise RuntimeError(
                     "features.normalization=dataset needs statistics of the train split; "
                     "they are fitted when training starts (or loaded from a checkpoint)"

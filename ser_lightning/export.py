@@ -1,0 +1,92 @@
+"""Export a checkpoint for serving: `python -m ser_lightning.export ckpt_path=... format=onnx`.
+
+Writes one self-contained .onnx file (weights and metadata inside; by default with the feature
+extraction in the graph, see `ser_lightning.inference.onnx_export`) and checks it: onnxruntime
+and PyTorch must give the same probabilities on windows of `verify_inputs` (real clips) or, when
+none are given, on seeded noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ser_lightning.checkpoint import load_checkpoint
+from ser_lightning.inference.media import collect_inputs, read_media
+from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
+from ser_lightning.inference.windows import clip_windows
+from ser_lightning.utils.config import CONFIG_DIR
+
+log = logging.getLogger("ser_lightning.export")
+
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+FORMATS = ("onnx",)
+MAX_VERIFY_WINDOWS = 64
+
+
+def verification_waveforms(module, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
+    """Windows `(N, samples)` of real clips (as predict cuts them), or seeded noise when none are given."""
+    audio = module.audio
+    if not inputs:
+        noise = np.random.default_rng(seed).standard_normal((4, audio.num_samples)).astype(np.float32)
+        return noise / np.abs(noise).max(axis=1, keepdims=True), "seeded noise"
+    files, errors = collect_inputs(inputs)
+    if errors:
+        raise ValueError("verify_inputs: " + "; ".join(e.message for e in errors))
+    windows, used = [], 0
+    for path in files:
+        clip = clip_windows(read_media(path, audio.sample_rate), audio, hop=audio.duration / 2)
+        windows.extend(clip.take(np.arange(len(clip))))
+        used += 1
+        if len(windows) >= MAX_VERIFY_WINDOWS:
+            break
+    return np.stack(windows[:MAX_VERIFY_WINDOWS]), f"windows of {used} files"
+
+
+def export(cfg: DictConfig) -> dict:
+    """Export, verify against PyTorch, and write export.json next to the run."""
+    if cfg.format not in FORMATS:
+        raise ValueError(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
+    module = load_checkpoint(cfg.ckpt_path)
+    output_dir = Path(cfg.paths.output_dir)
+    path = Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
+    export_onnx(module, path, input_kind=cfg.input, opset=cfg.opset)
+    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+    waveforms, source = verification_waveforms(module, list(cfg.get("verify_inputs") or []))
+    inputs = waveforms if cfg.input == "waveform" else module.features.extract(torch.from_numpy(waveforms)).numpy()
+    parity = compare_with_torch(module, path, inputs, cfg.input)
+    parity["inputs"] = source
+    summary = {"checkpoint": str(cfg.ckpt_path), "onnx": str(path), "input": cfg.input, "opset": cfg.opset, "parity": parity}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "export.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"exported {path}\n"
+        f"onnxruntime vs PyTorch on {parity['num_inputs']} windows ({source}): "
+        f"max |probability diff| {parity['max_abs_probability_diff']:.2e}, "
+        f"max |logit diff| {parity['max_abs_logit_diff']:.2e}, same predictions: {parity['same_predictions']}"
+    )
+    if parity["max_abs_probability_diff"] > cfg.verify_tolerance or not parity["same_predictions"]:
+        raise RuntimeError(
+            f"the exported model differs from PyTorch by {parity['max_abs_probability_diff']:.2e} "
+            f"(verify_tolerance={cfg.verify_tolerance}); do not use {path}"
+        )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def main(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg.paths)
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

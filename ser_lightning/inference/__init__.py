@@ -1,0 +1,1 @@
+"""Scoring new recordings and labelled splits with a trained model (predict and eval)."""

@@ -1,0 +1,121 @@
+"""ONNX export of a trained model, feature extraction included.
+
+The exported graph is the module's own inference path, traced by torch.export (the dynamo
+exporter): `input=waveform` takes conditioned waveforms `(batch, samples)` and contains the
+feature extractor (STFT, mel filter bank, dB, normalisation) and the network; `input=features`
+takes extracted features `(batch, C, F, T)` and contains normalisation and the network. Both
+give `logits` and `probabilities` `(batch, classes)`. The batch size is free; the number of
+samples is the model's window (`audio.duration` x `audio.sample_rate`), so a caller decodes,
+resamples to mono, peak-normalises and cuts windows as `ser_lightning.inference.windows` does.
+
+The label order, audio settings and input layout are stored in the file's metadata
+(`custom_metadata_map` in onnxruntime), so the .onnx file is as self-describing as the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_lightning import __version__
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
+
+log = logging.getLogger(__name__)
+# The exporter's graph passes log every rewrite and folded constant at INFO.
+for _name in ("onnx_ir", "onnxscript"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+INPUT_KINDS = ("waveform", "features")
+OUTPUT_NAMES = ("logits", "probabilities")
+DEFAULT_OPSET = 18  # STFT (17+) and the exporter's preferred opset
+
+
+class ExportedClassifier(nn.Module):
+    """The module's inference path as one graph: inputs → (logits, probabilities)."""
+
+    def __init__(self, module, input_kind: str = "waveform"):
+        super().__init__()
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input={input_kind!r} must be one of {INPUT_KINDS}")
+        if module.features.needs_dataset_stats:
+            raise ValueError(
+                "the checkpoint's features use normalization=dataset but hold no train-split statistics; "
+                "export a checkpoint saved after training started"
+            )
+        self.module = module.eval()
+        self.input_kind = input_kind
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.module(self.module.inputs({self.input_kind: x}))
+        return logits, torch.softmax(logits, dim=-1)
+
+    def example_input(self, batch: int = 2) -> torch.Tensor:
+        if self.input_kind == "waveform":
+            return torch.zeros(batch, self.module.audio.num_samples)
+        return torch.zeros(batch, *self.module.input_shape)
+
+
+def onnx_metadata(module, input_kind: str) -> dict[str, str]:
+    """What a consumer of the .onnx file needs to prepare inputs and read outputs."""
+    shape = (
+        ["batch", module.audio.num_samples] if input_kind == "waveform" else ["batch", *module.input_shape]
+    )
+    return {
+        "ser_lightning_version": __version__,
+        "checkpoint_format_version": str(CHECKPOINT_FORMAT_VERSION),
+        "labels": json.dumps(list(module.labels)),
+        "audio": json.dumps(module.audio.to_dict()),
+        "features": json.dumps(module.hparams.features),
+        "input": json.dumps({"name": input_kind, "shape": shape}),
+        "outputs": json.dumps(list(OUTPUT_NAMES)),
+    }
+
+
+def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: int = DEFAULT_OPSET) -> Path:
+    """Write the module as a single self-contained .onnx file (weights inside)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch.export trips over its own deprecated pytree API on this torch version.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        program = torch.onnx.export(
+            wrapper,
+            (wrapper.example_input(),),
+            input_names=[input_kind],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    program.model.metadata_props.update(onnx_metadata(module, input_kind))
+    program.save(str(path), external_data=False)
+    return path
+
+
+def onnx_session(path: str | Path):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def compare_with_torch(module, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform") -> dict[str, float]:
+    """Largest absolute differences between onnxruntime's and PyTorch's outputs on `inputs`."""
+    session = onnx_session(path)
+    onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: inputs.astype(np.float32)})
+    wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
+    with torch.inference_mode():
+        logits, probabilities = (t.numpy() for t in wrapper(torch.from_numpy(inputs.astype(np.float32))))
+    return {
+        "max_abs_logit_diff": float(np.abs(onnx_logits - logits).max()),
+        "max_abs_probability_diff": float(np.abs(onnx_probabilities - probabilities).max()),
+        "same_predictions": bool((onnx_probabilities.argmax(1) == probabilities.argmax(1)).all()),
+        "num_inputs": int(len(inputs)),
+    }

@@ -1,0 +1,117 @@
+"""How predictions are written: for a person (`human`), or for programs (`json`, `csv`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import TextIO
+
+from ser_lightning.inference.media import InputError
+from ser_lightning.inference.predictor import FilePrediction
+
+OUTPUT_FORMATS = ("human", "json", "csv")
+PROBABILITY_PREFIX = "prob_"
+
+
+def _percent(p: float) -> str:
+    return f"{100.0 * p:.1f}%"
+
+
+def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> list[str]:
+    """The file, the predicted emotion with its confidence, and all probabilities."""
+    if isinstance(item, InputError):
+        return [f"{item.path}", f"  error: {item.message}"]
+    windows = len(item.window_probabilities)
+    lines = [
+        f"{item.path}  ({item.duration:.2f} s, {windows} window{'s' if windows != 1 else ''})",
+        f"Predicted emotion: {item.predicted} ({_percent(item.confidence)})",
+        "  " + "  ".join(f"{name} {_percent(p)}" for name, p in zip(item.labels, item.probabilities, strict=True)),
+    ]
+    if per_window:
+        for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True):
+            best = int(probs.argmax())
+            lines.append(f"    window {start:.2f}-{end:.2f} s: {item.labels[best]} ({_percent(float(probs[best]))})")
+    return lines
+
+
+def json_record(item: FilePrediction | InputError, per_window: bool = False) -> dict:
+    """One JSON object per input; an unreadable input has `error` instead of scores."""
+    if isinstance(item, InputError):
+        return {"file": item.path, "error": item.message}
+    record = {
+        "file": item.path,
+        "predicted": item.predicted,
+        "confidence": item.confidence,
+        "probabilities": {n: float(p) for n, p in zip(item.labels, item.probabilities, strict=True)},
+        "duration_s": round(item.duration, 4),
+        "windows": len(item.window_probabilities),
+    }
+    if per_window:
+        record["window_scores"] = [
+            {
+                "start_s": round(start, 4),
+                "end_s": round(end, 4),
+                "predicted": item.labels[int(probs.argmax())],
+                "probabilities": {n: float(p) for n, p in zip(item.labels, probs, strict=True)},
+            }
+            for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True)
+        ]
+    return record
+
+
+class CsvWriter:
+    """Rows `file, window, start_s, end_s, predicted, confidence, prob_<emotion>..., error`.
+
+    The file's own row has an empty `window`; with per-window scores on, its windows follow
+    as rows numbered from 0.
+    """
+
+    def __init__(self, stream: TextIO, labels: list[str], per_window: bool = False):
+        self.labels = labels
+        self.per_window = per_window
+        self.writer = csv.writer(stream)
+        self.writer.writerow(
+            ["file", "window", "start_s", "end_s", "predicted", "confidence"]
+            + [PROBABILITY_PREFIX + n for n in labels]
+            + ["error"]
+        )
+
+    def write(self, item: FilePrediction | InputError) -> None:
+        if isinstance(item, InputError):
+            self.writer.writerow([item.path, "", "", "", "", ""] + [""] * len(self.labels) + [item.message])
+            return
+        self._row(item.path, "", 0.0, item.duration, item.probabilities)
+        if self.per_window:
+            for i, ((start, end), probs) in enumerate(zip(item.window_spans, item.window_probabilities, strict=True)):
+                self._row(item.path, str(i), start, end, probs)
+
+    def _row(self, path: str, window: str, start: float, end: float, probs) -> None:
+        best = int(probs.argmax())
+        self.writer.writerow(
+            [path, window, f"{start:.3f}", f"{end:.3f}", self.labels[best], f"{float(probs[best]):.6f}"]
+            + [f"{float(p):.6f}" for p in probs]
+            + [""]
+        )
+
+
+class PredictionPrinter:
+    """Writes each result as it comes, in one format, to one stream."""
+
+    def __init__(self, stream: TextIO, output: str, labels: list[str], per_window: bool = False):
+        if output not in OUTPUT_FORMATS:
+            raise ValueError(f"output={output!r} must be one of {OUTPUT_FORMATS}")
+        self.stream, self.output, self.per_window = stream, output, per_window
+        self.csv = CsvWriter(stream, labels, per_window) if output == "csv" else None
+        self.count = 0
+
+    def write(self, item: FilePrediction | InputError) -> None:
+        if self.output == "human":
+            if self.count:
+                self.stream.write("\n")
+            self.stream.write("\n".join(human_lines(item, self.per_window)) + "\n")
+        elif self.output == "json":
+            self.stream.write(json.dumps(json_record(item, self.per_window)) + "\n")
+        else:
+            self.csv.write(item)
+        self.stream.flush()
+        self.count += 1

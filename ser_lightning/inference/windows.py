@@ -1,0 +1,70 @@
+"""Cutting a whole recording into the fixed-length windows a model was trained on.
+
+A clip is first conditioned exactly as in training (non-finite samples zeroed, peak-normalised
+over the whole clip, the first `offset` seconds skipped). Then:
+
+- a clip no longer than the model's window is zero-padded: one window, the very input training
+  and eval give the model for that file;
+- a longer clip is covered by overlapping windows spread evenly from its start to its end, at
+  most `hop` seconds apart (`long_clips="windows"`), or cut once as training cut it
+  (`long_clips="crop"`: the centre or start window, what eval scores).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_lightning.data.audio import AudioSettings, condition, fit_length
+
+LONG_CLIP_MODES = ("windows", "crop")
+
+
+@dataclass(frozen=True)
+class ClipWindows:
+    """The windows of one clip, as a view on the clip (long recordings are not copied)."""
+
+    source: np.ndarray  # the conditioned samples the windows are cut from
+    starts: np.ndarray  # first sample of each window in `source`
+    window: int  # samples per window
+    origin: int  # sample of the original file where `source` begins
+    sample_rate: int
+    clip_seconds: float  # length of the decoded file
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def take(self, indices) -> np.ndarray:
+        """Windows `(len(indices), window)` as float32."""
+        return np.stack([self.source[s : s + self.window] for s in self.starts[indices]]).astype(np.float32)
+
+    def spans(self) -> list[tuple[float, float]]:
+        """(start, end) of each window in seconds of the original file; padding is not counted."""
+        rate = self.sample_rate
+        return [
+            ((self.origin + s) / rate, min((self.origin + s + self.window) / rate, self.clip_seconds))
+            for s in self.starts.tolist()
+        ]
+
+
+def clip_windows(wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows") -> ClipWindows:
+    """Windows of a decoded mono clip at `settings.sample_rate` (see the module docstring)."""
+    if long_clips not in LONG_CLIP_MODES:
+        raise ValueError(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")
+    if hop <= 0:
+        raise ValueError(f"hop={hop} must be a positive number of seconds")
+    rate, window = settings.sample_rate, settings.num_samples
+    clip_seconds = len(wave) / rate
+    wave = condition(wave, settings)
+    skip = min(int(round(settings.offset * rate)), len(wave))
+    body = wave[skip:]
+    if len(body) <= window or long_clips == "crop":
+        # Exactly training's view of the file (fit_length applies offset and crop itself).
+        begin = skip + (0 if len(body) <= window or settings.crop == "start" else (len(body) - window) // 2)
+        return ClipWindows(fit_length(wave, settings), np.array([0]), window, begin, rate, clip_seconds)
+    hop_samples = max(1, int(round(hop * rate)))
+    count = 1 + math.ceil((len(body) - window) / hop_samples)
+    starts = np.linspace(0, len(body) - window, count).round().astype(np.int64)
+    return ClipWindows(body, starts, window, skip, rate, clip_seconds)

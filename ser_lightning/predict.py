@@ -1,0 +1,90 @@
+"""The emotion in new recordings: `python -m ser_lightning.predict ckpt_path=... inputs='[...]'`.
+
+Inputs are audio files, folders (searched recursively) and videos, whose audio track is
+scored. Everything the model needs (labels, feature extraction, audio settings) comes from the
+checkpoint. Results go to stdout as they are ready (`output=human|json|csv`), logs to stderr;
+an unreadable input gets its own error and the others are still scored. The exit status is 1
+when any input failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ser_lightning.checkpoint import load_checkpoint
+from ser_lightning.inference.media import InputError, collect_inputs
+from ser_lightning.inference.output import CsvWriter, PredictionPrinter
+from ser_lightning.inference.predictor import FilePrediction, Predictor
+from ser_lightning.utils.config import CONFIG_DIR
+
+log = logging.getLogger("ser_lightning.predict")
+
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def input_list(inputs) -> list[str]:
+    """`inputs` as a list of paths: a list, or one path."""
+    if isinstance(inputs, ListConfig | list | tuple):
+        items = [str(i) for i in inputs]
+    elif isinstance(inputs, str) and inputs:
+        items = [inputs]
+    else:
+        items = []
+    if not items:
+        raise ValueError("inputs is empty; pass inputs='[clip.wav,folder/,talk.mp4]' or inputs=clip.wav")
+    return items
+
+
+def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
+    """Score every input and write each result to `stream` (stdout) as soon as it is ready."""
+    stream = stream or sys.stdout
+    started = time.perf_counter()
+    module = load_checkpoint(cfg.ckpt_path)
+    predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
+    files, errors = collect_inputs(input_list(cfg.inputs))
+    log.info("%d files to score with %s on %s (window %.2f s, long clips: %s)", len(files),
+             Path(cfg.ckpt_path).name, predictor.device, module.audio.duration, cfg.long_clips)
+
+    printer = PredictionPrinter(stream, cfg.output, predictor.labels, cfg.per_window)
+    saved = None
+    if cfg.get("save_csv"):
+        output_dir = Path(cfg.paths.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        saved = open(output_dir / "predictions.csv", "w", newline="")  # noqa: SIM115 (closed below)
+    writer = CsvWriter(saved, predictor.labels, cfg.per_window) if saved else None
+    results: list[FilePrediction | InputError] = []
+    try:
+        items = predictor.predict_files(files, hop=cfg.hop, long_clips=cfg.long_clips, decode_workers=cfg.decode_workers)
+        for item in itertools.chain(errors, items):
+            printer.write(item)
+            if writer:
+                writer.write(item)
+            if isinstance(item, InputError):
+                log.error("%s", item.message)
+            results.append(item)
+    finally:
+        if saved:
+            saved.close()
+    failed = sum(isinstance(r, InputError) for r in results)
+    log.info("scored %d files, %d inputs failed, in %.1f s", len(results) - failed, failed, time.perf_counter() - started)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg.paths)
+    results = predict(cfg)
+    if any(isinstance(r, InputError) for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
