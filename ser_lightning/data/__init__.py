@@ -1,0 +1,1 @@
+"""Corpora, the utterance table, splits, caches and the LightningDataModule."""

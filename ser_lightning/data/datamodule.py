@@ -1,0 +1,316 @@
+"""The LightningDataModule: corpus folder to batches, with decoded audio and features cached.
+
+prepare_data (rank 0) scans the corpus and builds the caches; setup (every rank) scans again,
+splits, and memory-maps the caches. A second run with the same settings decodes no audio and
+computes no feature: it only stats the files to check that the cache key still matches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.data import DataLoader, Dataset
+
+from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
+from ser_lightning.data.corpora import RavdessCorpus
+from ser_lightning.data.splits import SPLIT_NAMES, ActorSplit, RandomSplit, split_indices
+from ser_lightning.data.utterances import CorpusScan, relative_paths
+from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.labels import EMOTIONS, NUM_EMOTIONS
+
+log = logging.getLogger(__name__)
+
+# Bump when the bytes a cache holds change for the same inputs (e.g. a decoding fix).
+WAVEFORM_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 1
+
+CORPORA = {"ravdess": RavdessCorpus}
+SPLITS = {"random": RandomSplit, "actor": ActorSplit}
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+
+
+class CachedUtterances(Dataset):
+    """Rows of a memory-mapped cache array, with their labels.
+
+    `kind` names what the rows are ("features" or "waveform"); it is the batch key the
+    LightningModule reads. `transform` (waveforms only) runs in the DataLoader workers.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray, kind: str, transform=None):
+        self.array = array
+        self.rows = rows
+        self.labels = labels
+        self.kind = kind
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i])
+        item = np.array(self.array[row], dtype=np.float32)  # copy out of the read-only map
+        if self.transform is not None:
+            item = self.transform(item)
+        return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
+
+
+@dataclass
+class CacheKeys:
+    waveforms: str
+    features: str
+
+
+class SERDataModule(pl.LightningDataModule):
+    """Speech-emotion data: one corpus, one split, cached waveforms and features."""
+
+    def __init__(
+        self,
+        features: FeatureExtractor,
+        root: str,
+        corpus: str = "ravdess",
+        vocal_channels: tuple[str, ...] | list[str] = ("speech",),
+        demo: dict | None = None,
+        split: str = "actor",
+        split_ratios: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
+        split_seed: int = 42,
+        sample_rate: int = 16000,
+        duration: float = 3.0,
+        offset: float = 0.0,
+        crop: str = "center",
+        peak_normalize: bool = True,
+        cache_dir: str = ".cache/ser_lightning",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        train_input: str = "features",
+        decode_workers: int | None = None,
+    ):
+        super().__init__()
+        if corpus not in CORPORA:
+            raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
+        if split not in SPLITS:
+            raise ValueError(f"data.split={split!r} is not known; choose from {sorted(SPLITS)}")
+        if train_input not in ("features", "waveform"):
+            raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
+        if train_input == "waveform" and not features.runs_on_device:
+            raise ValueError(
+                f"data.train_input=waveform needs features computed per batch, but {type(features).__name__} "
+                "is precomputed on CPU; use data.train_input=features"
+            )
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be at least 1")
+        self.features = features
+        self.root = str(Path(root).expanduser())
+        self.corpus = CORPORA[corpus](root=self.root, vocal_channels=tuple(vocal_channels))
+        self.demo = dict(demo) if demo else None
+        self.splitter = SPLITS[split](ratios=tuple(split_ratios), seed=split_seed)
+        self.audio = AudioSettings(sample_rate, duration, offset, crop, peak_normalize)
+        if getattr(features, "sample_rate", sample_rate) != sample_rate:
+            raise ValueError(
+                f"features.sample_rate={features.sample_rate} differs from data.sample_rate={sample_rate}; "
+                "set features.sample_rate=${data.sample_rate}"
+            )
+        self.cache = ArrayCache(cache_dir)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.train_input = train_input
+        self.decode_workers = decode_workers
+        self.waveform_transform = None  # set by augmentation (train split only)
+        self.label_names: tuple[str, ...] = EMOTIONS
+
+        self.scan: CorpusScan | None = None
+        self.assignment: pd.Series | None = None
+        self.indices: dict[str, np.ndarray] = {}
+        self.waveforms: np.ndarray | None = None
+        self.feature_array: np.ndarray | None = None
+        self.keys: CacheKeys | None = None
+        self.cache_events: list[str] = []  # what prepare/setup did, for the run summary and tests
+
+    # ---------------------------------------------------------------- shapes and info
+    @property
+    def num_samples(self) -> int:
+        return self.audio.num_samples
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_EMOTIONS
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self.scan is None:
+            raise RuntimeError("the data module is not set up yet; call prepare_data() and setup() first")
+        return self.scan.table
+
+    # ---------------------------------------------------------------- corpus and caches
+    def _scan_corpus(self) -> CorpusScan:
+        if self.demo is not None:
+            from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+
+            ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
+        scan = self.corpus.scan()
+        if scan.rejected or scan.excluded_by_filter:
+            log.warning("corpus %s: %s", self.root, scan.summary())
+        return scan
+
+    def _cache_keys(self, table: pd.DataFrame) -> CacheKeys:
+        files = file_fingerprint(table["path"])
+        waveforms = cache_key(files=files, audio=self.audio.to_dict(), version=WAVEFORM_CACHE_VERSION)
+        features = cache_key(
+            waveforms=waveforms, features=self.features.cache_params(), version=FEATURE_CACHE_VERSION
+        )
+        return CacheKeys(waveforms, features)
+
+    def _build_waveforms(self, table: pd.DataFrame, key: str) -> None:
+        paths = table["path"].tolist()
+
+        def fill(out: np.ndarray) -> None:
+            workers = self.decode_workers or min(8, max(1, (len(paths) // 64) or 1))
+            with _progress() as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+                task = progress.add_task("decoding audio", total=len(paths))
+                for i, wave in enumerate(pool.map(lambda p: load_waveform(p, self.audio), paths)):
+                    out[i] = wave
+                    progress.advance(task)
+
+        start = time.perf_counter()
+        _, built = self.cache.build(
+            "waveforms",
+            key,
+            (len(paths), self.num_samples),
+            "float32",
+            fill,
+            {"audio": self.audio.to_dict(), "num_files": len(paths), "corpus_root": self.root},
+        )
+        if built:
+            self.cache_events.append("built waveforms")
+            log.info("cached %d waveforms in %.1f s", len(paths), time.perf_counter() - start)
+        else:
+            self.cache_events.append("reused waveforms")
+
+    def _build_features(self, keys: CacheKeys, n: int) -> None:
+        shape = (n, *self.features.output_shape(self.num_samples))
+        waveforms = self.cache.load("waveforms", keys.waveforms)
+
+        def fill(out: np.ndarray, chunk: int = 64) -> None:
+            with _progress() as progress, torch.inference_mode():
+                task = progress.add_task("computing features", total=n)
+                for start in range(0, n, chunk):
+                    batch = torch.from_numpy(np.array(waveforms[start : start + chunk]))
+                    out[start : start + chunk] = self.features.extract(batch).numpy()
+                    progress.advance(task, len(batch))
+
+        started = time.perf_counter()
+        _, built = self.cache.build(
+            "features", keys.features, shape, "float32", fill, {"features": self.features.cache_params()}
+        )
+        if built:
+            self.cache_events.append("built features")
+            log.info("cached features %s in %.1f s", shape, time.perf_counter() - started)
+        else:
+            self.cache_events.append("reused features")
+
+    def _ensure_caches(self, table: pd.DataFrame) -> CacheKeys:
+        keys = self._cache_keys(table)
+        self._build_waveforms(table, keys.waveforms)
+        self._build_features(keys, len(table))
+        return keys
+
+    def prepare_data(self) -> None:
+        # The trainer calls this again inside fit(); once per process is enough.
+        if self.keys is None:
+            self.keys = self._ensure_caches(self._scan_corpus().table)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.scan is not None:
+            return
+        self.scan = self._scan_corpus()
+        table = self.scan.table
+        # Building here too is a no-op when prepare_data already did it; it makes setup safe to
+        # call alone (tests, notebooks) and the file lock keeps concurrent ranks from racing.
+        keys = self._cache_keys(table)
+        if keys != self.keys:
+            self.keys = self._ensure_caches(table)
+        self.waveforms = self.cache.load("waveforms", self.keys.waveforms)
+        self.feature_array = self.cache.load("features", self.keys.features)
+        self.assignment = self.splitter(table)
+        self.indices = split_indices(self.assignment)
+        empty = [name for name in SPLIT_NAMES if len(self.indices[name]) == 0]
+        if empty:
+            raise ValueError(f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small")
+        counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
+        log.info("split=%s: %s", self.splitter.name, counts)
+
+    # ---------------------------------------------------------------- datasets
+    def dataset(self, split: str) -> CachedUtterances:
+        labels = self.table["label"].to_numpy()
+        if split == "train" and self.train_input == "waveform":
+            return CachedUtterances(self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform)
+        return CachedUtterances(self.feature_array, self.indices[split], labels, "features")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ---------------------------------------------------------------- statistics and records
+    def train_features(self) -> np.ndarray:
+        """Cached features of the train split (for dataset normalisation statistics)."""
+        return self.feature_array[np.sort(self.indices["train"])]
+
+    def class_weights(self) -> torch.Tensor:
+        """sklearn-style "balanced" weights from the train split: n / (classes * count)."""
+        labels = self.table["label"].to_numpy()[self.indices["train"]]
+        counts = np.bincount(labels, minlength=self.num_classes).astype(np.float64)
+        weights = np.where(counts > 0, len(labels) / (self.num_classes * np.maximum(counts, 1)), 0.0)
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def split_table(self) -> pd.DataFrame:
+        """The utterance table with its split column, paths relative to the corpus root."""
+        table = self.table.copy()
+        table["path"] = relative_paths(table, self.root)
+        table.insert(0, "split", self.assignment.to_numpy())
+        return table
+
+    def write_records(self, directory: str | Path) -> dict[str, Path]:
+        """Write the split used (and any rejected files) next to the run."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = {"split": directory / "split.csv"}
+        self.split_table().to_csv(written["split"], index=False)
+        if self.scan.rejected:
+            written["rejected"] = directory / "rejected_files.csv"
+            self.scan.rejected_frame().to_csv(written["rejected"], index=False)
+        return written

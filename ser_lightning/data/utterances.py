@@ -1,0 +1,76 @@
+"""The utterance table: the single record of a corpus that every later step reads.
+
+One row per audio file. Parsers of each corpus naming scheme produce it; splits, caches and
+reports consume it. Columns are fixed so that corpora can be concatenated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ser_lightning.labels import EMOTION_TO_INDEX
+
+UTTERANCE_COLUMNS: tuple[str, ...] = (
+    "path",  # absolute path of the audio file
+    "emotion",  # emotion name from ser_lightning.labels.EMOTIONS
+    "label",  # index of the emotion in EMOTIONS
+    "actor",  # speaker id, unique within the corpus
+    "gender",  # "male" / "female" / "unknown"
+    "intensity",  # "normal" / "strong" / corpus-specific level
+    "statement",  # the sentence or word spoken, as the corpus codes it
+    "vocal_channel",  # "speech" / "song"
+    "corpus",  # corpus name, e.g. "ravdess"
+)
+
+
+@dataclass
+class RejectedFile:
+    """A file a parser could not label, with the reason in words a user can act on."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class CorpusScan:
+    """What scanning a corpus folder found: the labelled table and the files left out."""
+
+    table: pd.DataFrame
+    rejected: list[RejectedFile] = field(default_factory=list)
+    excluded_by_filter: int = 0  # valid files deliberately left out (e.g. song when only speech is asked for)
+
+    def rejected_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([(r.path, r.reason) for r in self.rejected], columns=["path", "reason"])
+
+    def summary(self, examples: int = 3) -> str:
+        """One paragraph for logs: counts and a few examples of rejected files."""
+        lines = [f"{len(self.table)} labelled files"]
+        if self.excluded_by_filter:
+            lines.append(f"{self.excluded_by_filter} excluded by the corpus filter")
+        if self.rejected:
+            lines.append(f"{len(self.rejected)} rejected")
+        text = ", ".join(lines)
+        for item in self.rejected[:examples]:
+            text += f"\n  rejected {item.path}: {item.reason}"
+        if len(self.rejected) > examples:
+            text += f"\n  ... and {len(self.rejected) - examples} more"
+        return text
+
+
+def make_table(rows: list[dict]) -> pd.DataFrame:
+    """Build an utterance table from row dicts, sorted by path so that its order is stable."""
+    table = pd.DataFrame(rows, columns=list(UTTERANCE_COLUMNS[:2]) + list(UTTERANCE_COLUMNS[3:]))
+    table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))
+    table = table.sort_values("path", kind="stable").reset_index(drop=True)
+    for column in ("actor", "gender", "intensity", "statement", "vocal_channel", "corpus"):
+        table[column] = table[column].astype(str)
+    return table
+
+
+def relative_paths(table: pd.DataFrame, root: str | Path) -> pd.Series:
+    """Paths relative to the corpus root, for CSVs that stay valid when the corpus moves."""
+    root = Path(root).resolve()
+    return table["path"].map(lambda p: str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else p)
