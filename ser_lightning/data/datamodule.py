@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, Dataset
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.corpora import RavdessCorpus
-from ser_lightning.data.splits import SPLIT_NAMES, ActorSplit, RandomSplit, split_indices
+from ser_lightning.data.quality import SkipPolicy, screen_audio
+from ser_lightning.data.splits import (
+    SPLIT_NAMES,
+    ActorSplit,
+    RandomSplit,
+    check_ratios,
+    split_indices,
+)
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS, NUM_EMOTIONS
@@ -31,7 +38,8 @@ from ser_lightning.labels import EMOTIONS, NUM_EMOTIONS
 log = logging.getLogger(__name__)
 
 # Bump when the bytes a cache holds change for the same inputs (e.g. a decoding fix).
-WAVEFORM_CACHE_VERSION = 1
+# 2: long files are decoded around their crop only; truncated WAVs are refused.
+WAVEFORM_CACHE_VERSION = 2
 FEATURE_CACHE_VERSION = 1
 
 CORPORA = {"ravdess": RavdessCorpus}
@@ -102,12 +110,16 @@ class SERDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         train_input: str = "features",
         decode_workers: int | None = None,
+        on_error: str = "skip",
+        max_skip_fraction: float = 0.05,
     ):
         super().__init__()
         if corpus not in CORPORA:
             raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
         if split not in SPLITS:
             raise ValueError(f"data.split={split!r} is not known; choose from {sorted(SPLITS)}")
+        check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
+        self.skip_policy = SkipPolicy(on_error, max_skip_fraction)
         if train_input not in ("features", "waveform"):
             raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
         if train_input == "waveform" and not features.runs_on_device:
@@ -166,9 +178,10 @@ class SERDataModule(pl.LightningDataModule):
             from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
 
             ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
-        scan = self.corpus.scan()
+        scan = screen_audio(self.corpus.scan(), self.cache, self.decode_workers)
         if scan.rejected or scan.excluded_by_filter:
             log.warning("corpus %s: %s", self.root, scan.summary())
+        self.skip_policy.enforce(scan)
         return scan
 
     def _cache_keys(self, table: pd.DataFrame) -> CacheKeys:
