@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 
@@ -63,8 +64,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
     log.info("model %s on features %s: input %s", type(model.net).__name__, type(model.features).__name__, model.input_shape)
 
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except UnusableFilesError as err:
+        listed = write_rejected(err.rejected, output_dir)
+        raise UnusableFilesError(f"{err}\nAll of them, with reasons: {listed}", err.rejected) from None
     datamodule.write_records(output_dir)
 
     if cfg.get("train"):
@@ -87,6 +92,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "split": datamodule.splitter.name,
         "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
         "cache_events": list(datamodule.cache_events),
+        "skipped_files": skip_counts(datamodule.scan.rejected),
         "labels": list(datamodule.label_names),
         "seconds": time.perf_counter() - started,
     }

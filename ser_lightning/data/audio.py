@@ -17,7 +17,20 @@ RESAMPLE_CONTEXT_SECONDS = 0.05
 
 
 class AudioDecodeError(RuntimeError):
-    """An audio file that cannot be read; the message names the file and what to do."""
+    """An audio file that cannot be read; the message names the file and what to do.
+
+    `problem` says what is wrong in words that do not repeat the path (for file lists).
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(
+            f"cannot decode audio file {self.path!r}: {problem}. Check that it is a complete audio "
+            "file (wav, flac, ogg or mp3), or remove it from the corpus folder."
+        )
+
+    def __reduce__(self):  # picklable across worker processes despite the two-argument init
+        return type(self), (self.path, self.problem)
 
 
 @dataclass(frozen=True)
@@ -51,10 +64,9 @@ class AudioSettings:
 
 
 def _decode_error(path: str | Path, problem: object) -> AudioDecodeError:
-    return AudioDecodeError(
-        f"cannot decode audio file {str(path)!r}: {problem}. Check that it is a complete audio file "
-        "(wav, flac, ogg or mp3), or remove it from the corpus folder."
-    )
+    # soundfile's own message repeats the path; its error_string is the part that explains.
+    text = getattr(problem, "error_string", None) or str(problem)
+    return AudioDecodeError(path, text.rstrip("."))
 
 
 def _declared_wav_frames(path: str | Path) -> int | None:

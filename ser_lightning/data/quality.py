@@ -119,9 +119,9 @@ def check_audio_file(path: str | Path, block_frames: int = 1 << 16) -> str | Non
             for _ in handle.blocks(blocksize=block_frames, dtype="float32"):
                 pass
     except AudioDecodeError as err:
-        return str(err)
+        return f"cannot decode audio: {err.problem}; replace or remove the file"
     except Exception as err:  # libsndfile reports broken data in several exception types
-        return f"cannot decode audio file {str(path)!r}: {err}. Remove it from the corpus folder or replace it."
+        return f"cannot decode audio: {getattr(err, 'error_string', None) or err}; replace or remove the file"
     return None
 
 
