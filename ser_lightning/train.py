@@ -15,12 +15,14 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
+from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
 
@@ -45,10 +47,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
-def _resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
-    if cfg.get("ckpt_path") == "last":
-        return str(output_dir / "checkpoints" / "last.ckpt")
-    return cfg.get("ckpt_path")
+def _task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -56,6 +56,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # Before any work: the checkpoint to resume must exist and belong to this experiment.
+    ckpt_path = checkpoint_to_resume(cfg, output_dir)
+    record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
     if cfg.get("print_config"):
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
@@ -73,7 +76,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.write_records(output_dir)
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
+        # weights_only: a checkpoint holds tensors and plain containers only, so nothing in it runs code.
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -24,6 +24,7 @@ from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.corpora import RavdessCorpus
 from ser_lightning.data.quality import SkipPolicy, screen_audio
+from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.data.splits import (
     SPLIT_NAMES,
     ActorSplit,
@@ -112,6 +113,7 @@ class SERDataModule(pl.LightningDataModule):
         decode_workers: int | None = None,
         on_error: str = "skip",
         max_skip_fraction: float = 0.05,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         if corpus not in CORPORA:
@@ -120,6 +122,7 @@ class SERDataModule(pl.LightningDataModule):
             raise ValueError(f"data.split={split!r} is not known; choose from {sorted(SPLITS)}")
         check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
         self.skip_policy = SkipPolicy(on_error, max_skip_fraction)
+        self.shuffle_seed = shuffle_seed
         if train_input not in ("features", "waveform"):
             raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
         if train_input == "waveform" and not features.runs_on_device:
@@ -279,15 +282,22 @@ class SERDataModule(pl.LightningDataModule):
         return CachedUtterances(self.feature_array, self.indices[split], labels, "features")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly.
+        sampler = EpochSeededShuffle(len(dataset), self.shuffle_seed, self._fit_epoch) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             drop_last=False,
         )
+
+    def _fit_epoch(self) -> int | None:
+        """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
+        return None if self.trainer is None else self.trainer.fit_loop.epoch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
