@@ -8,6 +8,7 @@ attached to a wrong label.
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file
 from ser_lightning.features import LogMel
 from ser_lightning.models import ACNT
+from ser_lightning.train import train
 
 from .conftest import write_tone
+from .helpers import compose_train
+from .tiny_corpus import TINY_RUN
 
 SETTINGS = AudioSettings(sample_rate=16000, duration=0.5)
 
@@ -280,3 +284,24 @@ def test_on_error_raise_and_the_skip_limit_stop_before_any_cache(messy_root, tmp
 def test_skip_policy_mistakes_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SkipPolicy(**kwargs)
+
+
+def test_a_run_lists_and_counts_what_it_skipped(messy_root, tmp_path):
+    root, bad = messy_root
+    overrides = [*TINY_RUN, f"data.root={root}", "debug=fdr", "print_config=false"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(compose_train(overrides, tmp_path / "run", tmp_path / "cache"))
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped_files"] == {"label": 2, "audio": 3}
+    assert len(pd.read_csv(tmp_path / "run" / "rejected_files.csv")) == len(bad)
+
+    # a run that stops on them still leaves the full list in its directory
+    with pytest.raises(UnusableFilesError, match=r"(?s)data.max_skip_fraction=0.01.*rejected_files.csv"):
+        train(compose_train([*overrides, "data.max_skip_fraction=0.01"], tmp_path / "stopped", tmp_path / "cache"))
+    listed = pd.read_csv(tmp_path / "stopped" / "rejected_files.csv")
+    assert len(listed) == len(bad) and set(listed["stage"]) == {"label", "audio"}
+    assert not (tmp_path / "stopped" / "split.csv").exists()

@@ -134,3 +134,15 @@ def test_resume_mistakes_stop_before_any_work(tone_root, tmp_path):
     changed = [*run_overrides(tone_root, epochs=1), "debug=fdr", "model.net.num_layers=2", "data.batch_size=8", "ckpt_path=last"]
     with pytest.raises(ValueError, match=r"(?s)different config.*data.batch_size: 16 -> 8.*model.net.num_layers: 1 -> 2"):
         train(compose_train(changed, run_dir, cache))
+
+
+@pytest.mark.slow
+def test_the_wandb_logger_writes_no_key_either(tone_root, tmp_path):
+    """W&B (offline) reads WANDB_API_KEY itself; it must not land in its run files or ours."""
+    run_dir = tmp_path / "run"
+    result = entry_point(
+        [*run_overrides(tone_root, epochs=1), "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*/files/*"))
+    assert files_holding(run_dir, FAKE_KEY) == []

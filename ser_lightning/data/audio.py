@@ -48,10 +48,15 @@ class AudioSettings:
     peak_normalize: bool = True
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.duration <= 0 or self.offset < 0:
-            raise ValueError(
-                f"audio settings need sample_rate > 0, duration > 0 and offset >= 0; got {asdict(self)}"
-            )
+        for key, value, ok in (
+            ("sample_rate", self.sample_rate, self.sample_rate > 0),
+            ("duration", self.duration, self.duration > 0),
+            ("offset", self.offset, self.offset >= 0),
+        ):
+            if not ok:
+                raise ValueError(
+                    f"data.{key}={value} is out of range: sample_rate and duration must be > 0, offset >= 0"
+                )
         if self.crop not in ("center", "start"):
             raise ValueError(f"data.audio.crop={self.crop!r} must be 'center' or 'start'")
 
