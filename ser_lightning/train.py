@@ -18,10 +18,18 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.summary import print_run_summary
+from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
+from ser_lightning.utils.jobs import (
+    StartupError,
+    distributed_job_scope,
+    job_record,
+    pin_ddp_children_to_this_job,
+)
 from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
@@ -31,7 +39,26 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
-    """Instantiate everything a run needs from the composed config, failing before any work."""
+    """Instantiate everything a run needs from the composed config, failing before any work.
+
+    Any error here means the run cannot start (an impossible model × features pair, a config
+    mistake): it is raised as StartupError, which a sweep records as "skipped".
+    """
+    try:
+        return _build(cfg)
+    except Exception as err:
+        raise StartupError(_root_cause(err)) from err
+
+
+def _root_cause(err: BaseException) -> str:
+    """Hydra wraps constructor errors in InstantiationException; the innermost message is the useful one."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
+def _build(cfg: DictConfig) -> dict[str, Any]:
+    prepare_wandb_config(cfg, sweep_name())
     features = instantiate(cfg.features)
     datamodule = instantiate(cfg.data, features=features)
     model = instantiate(
@@ -58,8 +85,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     output_dir.mkdir(parents=True, exist_ok=True)
     # Before any work: the checkpoint to resume must exist and belong to this experiment.
     ckpt_path = checkpoint_to_resume(cfg, output_dir)
-    record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
-    if cfg.get("print_config"):
+    if rank_zero_only.rank == 0:
+        record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -73,7 +101,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     except UnusableFilesError as err:
         listed = write_rejected(err.rejected, output_dir)
         raise UnusableFilesError(f"{err}\nAll of them, with reasons: {listed}", err.rejected) from None
-    datamodule.write_records(output_dir)
+    if rank_zero_only.rank == 0:
+        datamodule.write_records(output_dir)
+    protocol = datamodule.protocol()
+    for experiment_logger in trainer.loggers:
+        experiment_logger.log_hyperparams(
+            {**{key: to_plain(cfg[key]) for key in cfg if key != "hydra"}, "protocol": protocol}
+        )
 
     if cfg.get("train"):
         # weights_only: a checkpoint holds tensors and plain containers only, so nothing in it runs code.
@@ -94,6 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "best_checkpoint": best_ckpt,
         "output_dir": str(output_dir),
         "split": datamodule.splitter.name,
+        "protocol": protocol,
         "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
         "cache_events": list(datamodule.cache_events),
         "skipped_files": skip_counts(datamodule.scan.rejected),
@@ -118,8 +153,15 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg.paths)
-    metrics, _ = train(cfg)
-    return metric_value(metrics, cfg.get("optimized_metric"))
+    with job_record(cfg.paths.output_dir, is_rank_zero=rank_zero_only.rank == 0) as job:
+        pin_ddp_children_to_this_job()
+        try:
+            with distributed_job_scope():
+                metrics, _ = train(cfg)
+        finally:
+            finish_wandb()
+        job["result"] = metric_value(metrics, cfg.get("optimized_metric"))
+    return job["result"]
 
 
 if __name__ == "__main__":
