@@ -46,6 +46,9 @@ class UnusableFilesError(ValueError):
         super().__init__(message)
         self.rejected = rejected
 
+    def __reduce__(self):  # picklable (DDP ranks) despite the two-argument init
+        return type(self), (str(self), self.rejected)
+
 
 @dataclass(frozen=True)
 class SkipPolicy:
@@ -66,7 +69,8 @@ class SkipPolicy:
             )
 
     def enforce(self, scan: CorpusScan) -> None:
-        """Raise when the scan's rejected files are not allowed; log them when they are."""
+        """Raise when the scan's rejected files are not allowed: any with on_error=raise, or more
+        than max_skip_fraction of the files (or all of them) with on_error=skip."""
         if len(scan.table) == 0:
             raise UnusableFilesError(
                 f"none of the {len(scan.rejected)} files can be used:{_examples(scan.rejected)}",
