@@ -32,7 +32,8 @@ class RejectedFile:
 
     path: str
     reason: str
-    # "label": the parser could not label the name; "audio": the file cannot be decoded.
+    # "label": the parser refused the name (or its folder, or a second copy of a recording);
+    # "audio": the file holds no decodable audio.
     stage: str = "label"
 
 
