@@ -114,10 +114,8 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ stages
     def on_train_start(self) -> None:
-        # Sanity-check validation must not count towards the best score.
         self.val_loss.reset()
         self.val_metrics.reset()
-        self.val_ua_best.reset()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         target = batch["label"]
@@ -138,6 +136,8 @@ class SERModule(pl.LightningModule):
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # sanity-check batches must not count towards the best score
+            return
         self.val_ua_best(self.val_metrics["ua"].compute())
         self.log("val/ua_best", self.val_ua_best.compute(), sync_dist=True, prog_bar=True)
 
@@ -162,6 +162,18 @@ class SERModule(pl.LightningModule):
             self.log(f"test/recall_{name}", value)
         self.test_recall.reset()
         self.test_confusion.reset()
+
+    # ------------------------------------------------------------------ checkpoints
+    # Metric states are not in the state dict; the best validation UA so far must survive a
+    # resume, or `val/ua_best` (what sweeps optimise) would restart from the resumed epoch.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.val_ua_best.update_count:
+            checkpoint["val_ua_best"] = float(self.val_ua_best.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_ua_best.reset()
+        if "val_ua_best" in checkpoint:
+            self.val_ua_best.update(torch.tensor(checkpoint["val_ua_best"]))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict:

@@ -15,23 +15,25 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-
 from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.augment.config import configure_datamodule
 from ser_lightning.checkpoint import CheckpointRecord
 from ser_lightning.eval import test_report
+from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 from ser_lightning.utils.jobs import (
     StartupError,
-    job_record,
     distributed_job_scope,
+    job_record,
     pin_ddp_children_to_this_job,
 )
+from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
 
@@ -79,10 +81,8 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
     return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
-def _resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
-    if cfg.get("ckpt_path") == "last":
-        return str(output_dir / "checkpoints" / "last.ckpt")
-    return cfg.get("ckpt_path")
+def _task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -90,6 +90,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # Before any work: the checkpoint to resume must exist and belong to this experiment.
+    ckpt_path = checkpoint_to_resume(cfg, output_dir)
+    if rank_zero_only.rank == 0:
+        record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
@@ -98,8 +102,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
     log.info("model %s on features %s: input %s", type(model.net).__name__, type(model.features).__name__, model.input_shape)
 
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except UnusableFilesError as err:
+        listed = write_rejected(err.rejected, output_dir)
+        raise UnusableFilesError(f"{err}\nAll of them, with reasons: {listed}", err.rejected) from None
     if rank_zero_only.rank == 0:
         datamodule.write_records(output_dir)
     protocol = datamodule.protocol()
@@ -109,7 +117,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         )
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir), weights_only=True)
+        # weights_only: a checkpoint holds tensors and plain containers only, so nothing in it runs code.
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -131,6 +140,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "protocol": protocol,
         "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
         "cache_events": list(datamodule.cache_events),
+        "skipped_files": skip_counts(datamodule.scan.rejected),
         "labels": list(datamodule.label_names),
         "seconds": time.perf_counter() - started,
     }

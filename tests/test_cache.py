@@ -75,3 +75,35 @@ def test_concurrent_builders_make_one_copy(tmp_path):
     assert len(list(markers.iterdir())) == 1  # exactly one process did the work
     values = ArrayCache(tmp_path / "cache").load("waveforms", "shared")
     assert len(set(values.tolist())) == 1
+
+
+def _live_builder(directory, started, release):
+    def fill(out):
+        started.set()
+        release.wait(60)
+        out[:] = 1.0
+
+    ArrayCache(directory).build("waveforms", "live", (4,), "float32", fill)
+
+
+def test_stale_temporaries_go_and_a_live_builders_stay(tmp_path):
+    """Temporaries of killed builds are deleted; the one a running builder fills is not."""
+    ctx = mp.get_context("spawn")
+    started, release = ctx.Event(), ctx.Event()
+    builder = ctx.Process(target=_live_builder, args=(tmp_path, started, release))
+    builder.start()
+    try:
+        assert started.wait(60)
+        live = list(tmp_path.glob("waveforms-live.npy.tmp-*"))
+        assert len(live) == 1
+        stale = [tmp_path / "features-dead.npy.tmp-4242-0badc0de", tmp_path / "features-dead.npy.tmp-4242-0badc0de.json"]
+        for path in stale:
+            path.write_bytes(b"left by a killed build")
+        removed = ArrayCache(tmp_path).remove_stale_temporaries()
+        assert sorted(removed) == sorted(stale) and live[0].exists()
+    finally:
+        release.set()
+        builder.join(60)
+    assert builder.exitcode == 0
+    assert float(ArrayCache(tmp_path).load("waveforms", "live").sum()) == 4.0
+    assert not list(tmp_path.glob("*.tmp-*"))

@@ -32,14 +32,17 @@ from ser_lightning.data.corpora import (
     build_corpus,
 )
 from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
-from ser_lightning.data.splits import SPLIT_NAMES, make_split, split_indices
+from ser_lightning.data.quality import SkipPolicy, screen_audio
+from ser_lightning.data.sampling import EpochSeededShuffle
+from ser_lightning.data.splits import SPLIT_NAMES, check_ratios, make_split, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
 
 log = logging.getLogger(__name__)
 
 # Bump when the bytes a cache holds change for the same inputs (e.g. a decoding fix).
-WAVEFORM_CACHE_VERSION = 1
+# 2: long files are decoded around their crop only; truncated WAVs are refused.
+WAVEFORM_CACHE_VERSION = 2
 FEATURE_CACHE_VERSION = 1
 
 CORPORA = {
@@ -121,6 +124,9 @@ class SERDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         train_input: str = "features",
         decode_workers: int | None = None,
+        on_error: str = "skip",
+        max_skip_fraction: float = 0.05,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         if corpus not in CORPORA:
@@ -140,6 +146,9 @@ class SERDataModule(pl.LightningDataModule):
         self.label_spec = check_label_spec(labels)
         self.demo = dict(demo) if demo else None
         self.splitter = make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus)
+        check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
+        self.skip_policy = SkipPolicy(on_error, max_skip_fraction)
+        self.shuffle_seed = shuffle_seed
         self.audio = AudioSettings(sample_rate, duration, offset, crop, peak_normalize)
         if getattr(features, "sample_rate", sample_rate) != sample_rate:
             raise ValueError(
@@ -210,8 +219,10 @@ class SERDataModule(pl.LightningDataModule):
                 f"no file of the corpus at {self.root} has one of the emotions data.labels asks for "
                 f"({list(self.label_names)})"
             )
+        scan = screen_audio(scan, self.cache, self.decode_workers)  # undecodable files leave the table here
         if scan.rejected or scan.excluded_by_filter:
             log.warning("corpus %s: %s", self.root, scan.summary())
+        self.skip_policy.enforce(scan)
         return scan
 
     def _cache_keys(self, table: pd.DataFrame) -> CacheKeys:
@@ -315,16 +326,23 @@ class SERDataModule(pl.LightningDataModule):
         return clean
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly.
+        sampler = EpochSeededShuffle(len(dataset), self.shuffle_seed, self._fit_epoch) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             # pinning only helps copies to a CUDA device; without one torch warns on every loader
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             drop_last=False,
         )
+
+    def _fit_epoch(self) -> int | None:
+        """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
+        return None if self.trainer is None else self.trainer.fit_loop.epoch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         if not getattr(self.splitter, "needs_training_data", True):

@@ -32,6 +32,14 @@ class RejectedFile:
 
     path: str
     reason: str
+    # "label": the parser refused the name (or its folder, or a second copy of a recording);
+    # "audio": the file holds no decodable audio.
+    stage: str = "label"
+
+
+def rejected_frame(rejected: list[RejectedFile]) -> pd.DataFrame:
+    """Rejected files as a table (path, stage, reason): what rejected_files.csv holds."""
+    return pd.DataFrame([(r.path, r.stage, r.reason) for r in rejected], columns=["path", "stage", "reason"])
 
 
 @dataclass
@@ -43,7 +51,7 @@ class CorpusScan:
     excluded_by_filter: int = 0  # valid files deliberately left out (e.g. song when only speech is asked for)
 
     def rejected_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([(r.path, r.reason) for r in self.rejected], columns=["path", "reason"])
+        return rejected_frame(self.rejected)
 
     def summary(self, examples: int = 3) -> str:
         """One paragraph for logs: counts and a few examples of rejected files."""

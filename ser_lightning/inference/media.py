@@ -77,7 +77,7 @@ def read_with_av(path: str | Path, sample_rate: int) -> np.ndarray:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
-                raise AudioDecodeError(f"{str(path)!r} has no audio track, so there is no speech to score")
+                raise AudioDecodeError(path, "it has no audio track, so there is no speech to score")
             # Planar float at the file's own rate and channels; mixing and resampling then
             # happen exactly as in training.
             resampler = av.AudioResampler(format="fltp")
@@ -91,11 +91,9 @@ def read_with_av(path: str | Path, sample_rate: int) -> np.ndarray:
     except AudioDecodeError:
         raise
     except Exception as err:  # PyAV raises its own error types per FFmpeg failure
-        raise AudioDecodeError(
-            f"cannot decode {str(path)!r}: {err}. Check that it is a complete audio or video file."
-        ) from err
+        raise AudioDecodeError(path, f"{err} (is it a complete audio or video file?)") from err
     if not chunks or file_rate is None:
-        raise AudioDecodeError(f"{str(path)!r} has an audio track without any samples")
+        raise AudioDecodeError(path, "its audio track holds no samples")
     channels = max(c.shape[0] for c in chunks)
     data = np.concatenate([np.broadcast_to(c, (channels, c.shape[1])) for c in chunks], axis=1)
     return mix_and_resample(data.T.astype(np.float32, copy=False), file_rate, sample_rate)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+SKIP_STAGES = {"label": "unlabelable name", "audio": "undecodable audio"}
 METRIC_ROWS = (
     ("test/acc", "accuracy (WA)"),
     ("test/ua", "unweighted accuracy (UA)"),
@@ -42,6 +43,10 @@ def print_run_summary(summary: dict, save_to: str | Path | None = None, console:
     sizes = summary.get("split_sizes", {})
     table.add_row("split", f"{protocol_text(summary)} ({', '.join(f'{k} {v}' for k, v in sizes.items())})")
     table.add_row("caches", ", ".join(summary.get("cache_events", [])) or "-")
+    skipped = summary.get("skipped_files") or {}
+    if skipped:
+        detail = ", ".join(f"{n} {SKIP_STAGES.get(stage, stage)}" for stage, n in skipped.items())
+        table.add_row("skipped files", f"{sum(skipped.values())} ({detail}): see rejected_files.csv")
     table.add_row("best checkpoint", summary.get("best_checkpoint") or "-")
     table.add_row("run directory", summary.get("output_dir", "-"))
     table.add_row("time", f"{summary.get('seconds', 0.0):.0f} s")

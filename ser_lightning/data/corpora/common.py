@@ -49,7 +49,7 @@ class FileScreen:
     def check(self, path: Path, key: tuple) -> RejectedFile | None:
         problem = unusable_reason(path)
         if problem:
-            return RejectedFile(str(path), problem)
+            return RejectedFile(str(path), problem, stage="audio")
         first = self._first.setdefault(key, str(path))
         if first == str(path):
             return None

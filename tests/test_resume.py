@@ -1,0 +1,148 @@
+"""Training killed mid-epoch and resumed; checkpoints that must not run code; secrets kept out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ser_lightning.train import train
+
+from .helpers import compose_train
+from .tiny_corpus import TINY_RUN, tone_corpus
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAKE_KEY = "wandb-fake-0123456789abcdef0123456789abcdef01234567"
+RESULT_KEYS = ("test/ua", "test/acc", "test/f1", "test/loss", "val/ua_best", "val/loss")
+
+
+@pytest.fixture(scope="module")
+def tone_root(tmp_path_factory) -> Path:
+    return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the subprocess runs use one: results match."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_overrides(root: Path, epochs: int = 4) -> list[str]:
+    return [*TINY_RUN, f"data.root={root}", f"trainer.max_epochs={epochs}", "trainer.deterministic=true", "seed=3"]
+
+
+def entry_point(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ser_lightning.train", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "WANDB_API_KEY": FAKE_KEY, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"},
+    )
+
+
+def files_holding(directory: Path, secret: str) -> list[str]:
+    return [str(p) for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, monkeypatch):
+    """4 epochs of 4 steps; SIGKILL at step 6 (in epoch 1), resume with ckpt_path=last."""
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    cache = tmp_path / "cache"
+    whole_dir, resumed_dir = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    metrics, _ = train(compose_train(run_overrides(tone_root), whole_dir, cache))
+
+    common = [*run_overrides(tone_root), f"hydra.run.dir={resumed_dir}", f"paths.cache_dir={cache}"]
+    killed = entry_point([*common, "+callbacks.kill._target_=tests.resume_helpers.KillAtStep", "+callbacks.kill.step=6"])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (resumed_dir / "summary.json").exists()
+    assert torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+    resumed = entry_point([*common, "ckpt_path=last"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((resumed_dir / "summary.json").read_text())
+    assert summary["output_dir"] == str(resumed_dir)  # the resumed run wrote into the same directory
+    for key in RESULT_KEYS:
+        assert summary["metrics"][key] == pytest.approx(metrics[key], abs=1e-6), key
+    # nothing of the history was lost: every epoch's row is there once, with the same values
+    whole = pd.read_csv(whole_dir / "csv" / "metrics.csv")
+    again = pd.read_csv(resumed_dir / "csv" / "metrics.csv")
+    columns = ["epoch", "step", "val/loss", "val/ua", "val/ua_best", "train/loss"]
+    pd.testing.assert_frame_equal(again[columns], whole[columns], check_exact=False, atol=1e-6)
+    assert again.dropna(subset=["val/loss"])["epoch"].tolist() == [0, 1, 2, 3]
+
+    # the W&B key in the environment reached no file of either run (configs, logs, checkpoints)
+    assert files_holding(resumed_dir, FAKE_KEY) == [] and files_holding(whole_dir, FAKE_KEY) == []
+    assert (resumed_dir / ".hydra" / "config.yaml").is_file() and (resumed_dir / "train.log").is_file()
+
+
+class _RunsCode:
+    """Unpickling this calls os.mkdir(marker): what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_a_crafted_pickle_in_a_checkpoint_does_not_run(tone_root, tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 0, "payload": _RunsCode(marker)}, evil)
+
+    # the way train.py resumes (trainer.fit with ckpt_path) and tests (trainer.test)
+    cfg = compose_train([*run_overrides(tone_root, epochs=1), f"ckpt_path={evil}"], tmp_path / "run", tmp_path / "cache")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train(cfg)
+    assert not marker.exists()
+
+    cfg = compose_train([*run_overrides(tone_root, epochs=1), "train=false"], tmp_path / "run2", tmp_path / "cache")
+    from ser_lightning.train import build
+
+    objects = build(cfg)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        objects["trainer"].test(objects["model"], datamodule=objects["datamodule"], ckpt_path=str(evil), weights_only=True)
+    assert not marker.exists()
+
+    # the payload is live: loading without weights_only would have run it
+    torch.load(evil, weights_only=False)
+    assert marker.is_dir()
+
+
+def test_resume_mistakes_stop_before_any_work(tone_root, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match=r"(?s)ckpt_path=last: .* has no checkpoints/last.ckpt.*hydra.run.dir="):
+        train(compose_train([*run_overrides(tone_root), "ckpt_path=last"], tmp_path / "fresh", cache))
+    assert not cache.exists()
+
+    run_dir = tmp_path / "run"
+    train(compose_train([*run_overrides(tone_root, epochs=1), "debug=fdr"], run_dir, cache))
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    torch.save({}, run_dir / "checkpoints" / "last.ckpt")  # only needs to exist: the check comes first
+    changed = [*run_overrides(tone_root, epochs=1), "debug=fdr", "model.net.num_layers=2", "data.batch_size=8", "ckpt_path=last"]
+    with pytest.raises(ValueError, match=r"(?s)different config.*data.batch_size: 16 -> 8.*model.net.num_layers: 1 -> 2"):
+        train(compose_train(changed, run_dir, cache))
+
+
+@pytest.mark.slow
+def test_the_wandb_logger_writes_no_key_either(tone_root, tmp_path):
+    """W&B (offline) reads WANDB_API_KEY itself; it must not land in its run files or ours."""
+    run_dir = tmp_path / "run"
+    result = entry_point(
+        [*run_overrides(tone_root, epochs=1), "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*/files/*"))
+    assert files_holding(run_dir, FAKE_KEY) == []
