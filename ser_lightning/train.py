@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.models.requirements import check_compatible
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
 
@@ -31,6 +32,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate everything a run needs from the composed config, failing before any work."""
     features = instantiate(cfg.features)
     datamodule = instantiate(cfg.data, features=features)
+    # An impossible model x features pair stops here with its reason (not wrapped by Hydra).
+    check_compatible(cfg.model.net, cfg.features, features.output_shape(datamodule.num_samples))
     model = instantiate(
         cfg.model,
         features=to_plain(cfg.features),

@@ -18,4 +18,5 @@ __all__ = [
     "IncompatibleFeaturesError",
     "InputRequirement",
     "build_network",
+    "check_compatible",
 ]

@@ -9,6 +9,7 @@ would fit, instead of a shape error from deep inside a forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hydra.utils import get_class, instantiate
@@ -34,7 +35,7 @@ class InputRequirement:
         if self.channels is not None and channels != self.channels:
             raise IncompatibleFeaturesError(
                 f"model {model} cannot take features {features}: it needs {self.channels} input channels, "
-                f"but {features} gives input (channels, n_features, n_frames) = {tuple(input_shape)}. "
+                f"but these features give input (channels, n_features, n_frames) = {tuple(input_shape)}. "
                 f"Features that fit: {self.fits or f'any with {self.channels} channels'}."
             )
 
@@ -43,11 +44,16 @@ def _short(target: str) -> str:
     return target.rsplit(".", 1)[-1]
 
 
-def build_network(net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict) -> nn.Module:
-    """Check the network's declared input requirement against the features, then build it."""
+def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, int, int]) -> None:
+    """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input."""
     target = net["_target_"]
     requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
     if requirement is not None:
         features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
-        requirement.check(f"{_short(target)} (model.net._target_={target})", input_shape, features_name)
+        requirement.check(f"{_short(target)} (model.net._target_={target})", tuple(input_shape), features_name)
+
+
+def build_network(net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict) -> nn.Module:
+    """Check the network's declared input requirement against the features, then build it."""
+    check_compatible(net, features, input_shape)
     return instantiate(net, input_shape=input_shape, num_classes=num_classes)
