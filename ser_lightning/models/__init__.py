@@ -8,6 +8,7 @@ from ser_lightning.models.requirements import (
     IncompatibleFeaturesError,
     InputRequirement,
     build_network,
+    check_compatible,
 )
 
 __all__ = [
