@@ -127,7 +127,7 @@ class SERModule(pl.LightningModule):
         self.val_ua_best(self.val_metrics["ua"].compute())
         self.log("val/ua_best", self.val_ua_best.compute(), sync_dist=True, prog_bar=True)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
         self.test_metrics(logits, target)
@@ -135,6 +135,8 @@ class SERModule(pl.LightningModule):
         self.test_confusion(logits, target)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
+        # Per-clip outcomes for callbacks that report on individual clips.
+        return {"row": batch["row"], "target": target, "pred": logits.argmax(dim=-1)}
 
     def on_test_epoch_end(self) -> None:
         recall = self.test_recall.compute().cpu()

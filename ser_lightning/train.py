@@ -18,9 +18,17 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.models.requirements import check_compatible
+from pytorch_lightning.utilities import rank_zero_only
+
 from ser_lightning.reporting.summary import print_run_summary
+from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
+from ser_lightning.utils.jobs import (
+    StartupError,
+    job_record,
+    distributed_job_scope,
+    pin_ddp_children_to_this_job,
+)
 
 log = logging.getLogger("ser_lightning.train")
 
@@ -29,11 +37,28 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
-    """Instantiate everything a run needs from the composed config, failing before any work."""
+    """Instantiate everything a run needs from the composed config, failing before any work.
+
+    Any error here means the run cannot start (an impossible model × features pair, a config
+    mistake): it is raised as StartupError, which a sweep records as "skipped".
+    """
+    try:
+        return _build(cfg)
+    except Exception as err:
+        raise StartupError(_root_cause(err)) from err
+
+
+def _root_cause(err: BaseException) -> str:
+    """Hydra wraps constructor errors in InstantiationException; the innermost message is the useful one."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
+def _build(cfg: DictConfig) -> dict[str, Any]:
+    prepare_wandb_config(cfg, sweep_name())
     features = instantiate(cfg.features)
     datamodule = instantiate(cfg.data, features=features)
-    # An impossible model x features pair stops here with its reason (not wrapped by Hydra).
-    check_compatible(cfg.model.net, cfg.features, features.output_shape(datamodule.num_samples))
     model = instantiate(
         cfg.model,
         features=to_plain(cfg.features),
@@ -58,7 +83,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("print_config"):
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -68,7 +93,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     datamodule.prepare_data()
     datamodule.setup("fit")
-    datamodule.write_records(output_dir)
+    if rank_zero_only.rank == 0:
+        datamodule.write_records(output_dir)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({key: to_plain(cfg[key]) for key in cfg if key != "hydra"})
 
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
@@ -111,8 +139,15 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg.paths)
-    metrics, _ = train(cfg)
-    return metric_value(metrics, cfg.get("optimized_metric"))
+    with job_record(cfg.paths.output_dir, is_rank_zero=rank_zero_only.rank == 0) as job:
+        pin_ddp_children_to_this_job()
+        try:
+            with distributed_job_scope():
+                metrics, _ = train(cfg)
+        finally:
+            finish_wandb()
+        job["result"] = metric_value(metrics, cfg.get("optimized_metric"))
+    return job["result"]
 
 
 if __name__ == "__main__":

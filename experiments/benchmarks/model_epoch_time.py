@@ -33,6 +33,7 @@ from omegaconf import open_dict
 from ser_lightning.models import IncompatibleFeaturesError
 from ser_lightning.train import build
 from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.jobs import StartupError
 
 MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch"]
 FEATURES = ["logmel", "mfcc", "mfcc_mel", "handcrafted68"]
@@ -51,6 +52,13 @@ class EpochTimer(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def incompatibility(error: BaseException | None) -> IncompatibleFeaturesError | None:
+    """The model × features mismatch behind a start-up error, if that is what it was."""
+    while error is not None and not isinstance(error, IncompatibleFeaturesError):
+        error = error.__cause__
+    return error
 
 
 def compose_pair(model: str, features: str, args: argparse.Namespace, run_dir: str):
@@ -83,8 +91,11 @@ def time_pair(model: str, features: str, args: argparse.Namespace, run_dir: str)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         objects = build(cfg)
-    except IncompatibleFeaturesError as error:
-        reason = str(error).split(": ", 1)[1].split(", but")[0]  # e.g. "it needs 2 input channels"
+    except StartupError as error:
+        cause = incompatibility(error)
+        if cause is None:
+            raise
+        reason = str(cause).split(": ", 1)[1].split(", but")[0]  # e.g. "it needs 2 input channels"
         return {"model": model, "features": features, "error": reason}
     datamodule, module = objects["datamodule"], objects["model"]
     datamodule.prepare_data()  # caches are built here, before any timing

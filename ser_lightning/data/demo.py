@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +176,7 @@ _CUE = {name: i for i, name in enumerate(CUES)}
 # Deviation of each emotion from the speaker's neutral at normal intensity, after the
 # acted-speech literature (Scherer 1986/2003; Banse & Scherer 1996; Juslin & Laukka 2003).
 # Every cue is shared by several emotions so that none identifies an emotion alone.
+# fmt: off
 _EMOTION_CUE_TABLE: dict[str, dict[str, float]] = {
     "neutral": {},
     "calm": {
@@ -210,7 +211,8 @@ _EMOTION_CUE_TABLE: dict[str, dict[str, float]] = {
         "tilt": 0.8, "breath": 0.1, "creak": -0.05, "articulation": 0.4, "smile": 0.02,
     },
 }
-assert set(_EMOTION_CUE_TABLE) == set(EMOTIONS), "cue table must cover exactly labels.EMOTIONS"
+if set(_EMOTION_CUE_TABLE) != set(EMOTIONS):  # labels.py is the source of the emotion list
+    raise RuntimeError("the demo cue table must cover exactly ser_lightning.labels.EMOTIONS")
 
 STRONG_INTENSITY_GAIN = 1.7  # strong intensity exaggerates the deviation from neutral
 
@@ -234,6 +236,7 @@ _CUE_LIMITS = {
     "shimmer": (0.0, 0.15), "creak": (0.0, 0.9), "tremor": (0.0, 1.5),
     "articulation": (-1.0, 1.0), "smile": (-0.06, 0.1),
 }
+# fmt: on
 
 
 def _cue_vector(values: dict[str, float]) -> np.ndarray:
@@ -349,7 +352,8 @@ class SpeakerProfile:
 
 @functools.lru_cache(maxsize=64)
 def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
-    """Draw actor `actor`'s profile; depends only on (seed, actor), not on any other file."""
+    """Draw actor `actor`'s profile from (seed, actor) alone, so it never depends on which
+    other actors or files are generated (the sample rate only shapes filters and room)."""
     rng = np.random.default_rng([seed, _SPEAKER_STREAM, actor])
     is_female = actor % 2 == 0
     if is_female:
@@ -377,9 +381,14 @@ def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
         }
     )
     offsets = {
-        emotion: (np.zeros(len(CUES)) if emotion == "neutral" else rng.normal(0.0, _ACTOR_SPREAD_VECTOR))
+        emotion: (
+            np.zeros(len(CUES)) if emotion == "neutral" else rng.normal(0.0, _ACTOR_SPREAD_VECTOR)
+        )
         for emotion in EMOTIONS
     }
+    # Drawn before the room response, whose length (and so number of draws) follows the rate.
+    channel_sos = _channel_filter(rng, sample_rate)
+    noise_db = float(rng.uniform(-60.0, -48.0))
     return SpeakerProfile(
         actor=actor,
         is_female=is_female,
@@ -393,8 +402,8 @@ def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
         expressiveness=float(rng.uniform(0.6, 1.4)),
         emotion_offsets=offsets,
         room_ir=_room_impulse_response(rng, sample_rate),
-        channel_sos=_channel_filter(rng, sample_rate),
-        noise_db=float(rng.uniform(-60.0, -48.0)),
+        channel_sos=channel_sos,
+        noise_db=noise_db,
     )
 
 
@@ -424,11 +433,16 @@ def _channel_filter(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     )
 
 
-def utterance_cues(spec: DemoCorpusSpec, utterance: DemoUtterance, rng: np.random.Generator) -> np.ndarray:
+def utterance_cues(
+    spec: DemoCorpusSpec, utterance: DemoUtterance, rng: np.random.Generator
+) -> np.ndarray:
     """The cue vector one take realises: speaker habit + acted emotion + take-to-take noise."""
     speaker = speaker_profile(spec.seed, utterance.actor, spec.sample_rate)
     gain = STRONG_INTENSITY_GAIN if utterance.intensity == "02" else 1.0
-    acted = speaker.expressiveness * EMOTION_CUES[utterance.emotion] + speaker.emotion_offsets[utterance.emotion]
+    acted = (
+        speaker.expressiveness * EMOTION_CUES[utterance.emotion]
+        + speaker.emotion_offsets[utterance.emotion]
+    )
     cues = speaker.baseline + gain * acted + rng.normal(0.0, _UTTERANCE_SPREAD_VECTOR)
     for name, (low, high) in _CUE_LIMITS.items():
         cues[_CUE[name]] = np.clip(cues[_CUE[name]], low, high)
@@ -485,6 +499,8 @@ def _vocal_tract_sos(formants: np.ndarray, sample_rate: int, scale: float) -> np
 
 
 def _raised_cosine_envelope(length: int, attack: int, release: int) -> np.ndarray:
+    if length < 4:  # too short to shape (only at extreme spec values): stay silent
+        return np.zeros(max(length, 0))
     envelope = np.ones(length)
     attack = max(1, min(attack, length // 2))
     release = max(1, min(release, length - attack))
@@ -533,7 +549,9 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     # ---- timing: clip length varies +-10 %, speech length follows the speaking rate --------
     total = int(round(spec.duration * rng.uniform(0.9, 1.1) * sr))
     edge = int(min(0.15, 0.08 * spec.duration) * sr)  # silence kept before and after speech
-    speech_len = int(min(_SPEECH_FRACTION * spec.duration * sr * 2.0 ** cue["rate"], total - 2 * edge))
+    speech_len = int(
+        min(_SPEECH_FRACTION * spec.duration * sr * 2.0 ** cue["rate"], total - 2 * edge)
+    )
     lead = edge + int((total - speech_len - 2 * edge) * rng.uniform(0.3, 0.6))
     timings = _syllable_timings(syllables, lead, speech_len, rng)
     t = np.arange(total) / sr
@@ -543,18 +561,27 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     range_factor = 2.0 ** cue["range"]
     # Accents rise above a baseline; lowering that baseline by half a neutral accent keeps the
     # speaker's habitual f0 (f0_hz) at the median of a neutral take.
-    semitones = cue["pitch"] - 0.5 * speaker.accent_size + (cue["slope"] + speaker.declination) * (progress - 0.5)
+    semitones = (
+        cue["pitch"]
+        - 0.5 * speaker.accent_size
+        + (cue["slope"] + speaker.declination) * (progress - 0.5)
+    )
     centres = np.array([(s.vowel_start + s.vowel_end) / 2 for s in timings]) / sr
     widths = np.array([max(s.vowel_end - s.vowel_start, 1) for s in timings]) / sr * 0.45
     heights = np.array([speaker.accent_size if syl.stressed else 0.8 for syl in syllables])
     heights = range_factor * (heights + rng.normal(0.0, 0.5, len(syllables)))
     for centre, width, height in zip(centres, widths, heights, strict=True):
-        lo, hi = max(0, int((centre - 4 * width) * sr)), min(total, int((centre + 4 * width) * sr) + 1)
+        lo, hi = (
+            max(0, int((centre - 4 * width) * sr)),
+            min(total, int((centre + 4 * width) * sr) + 1),
+        )
         semitones[lo:hi] += height * np.exp(-0.5 * ((t[lo:hi] - centre) / width) ** 2)
     knots = np.arange(0.0, total / sr + 0.15, 0.15)
     semitones = semitones + np.interp(t, knots, rng.normal(0.0, 0.35, len(knots)))
     tremor_rate = rng.uniform(4.5, 7.5)
-    semitones = semitones + cue["tremor"] * np.sin(2 * np.pi * tremor_rate * t + rng.uniform(0, 2 * np.pi))
+    semitones = semitones + cue["tremor"] * np.sin(
+        2 * np.pi * tremor_rate * t + rng.uniform(0, 2 * np.pi)
+    )
 
     # ---- creak: some syllables (more often the last) fall into low, irregular vocal fry ----
     creak = np.zeros(total)
@@ -576,7 +603,9 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     phase = np.cumsum(increment * np.clip(1.0 + jitter * period_noise[nominal_period], 0.6, 1.4))
     period = np.floor(phase).astype(np.int64)
     p = phase - period
-    open_quotient = np.clip(speaker.open_quotient + 0.3 * cue["breath"] - 0.04 * cue["tilt"], 0.35, 0.88)
+    open_quotient = np.clip(
+        speaker.open_quotient + 0.3 * cue["breath"] - 0.04 * cue["tilt"], 0.35, 0.88
+    )
     peak_time = 0.7 * open_quotient
     closing = open_quotient - peak_time
     return_time = 0.0008 * 2.0 ** (-0.5 * cue["tilt"])  # LF return phase: shorter = brighter
@@ -590,7 +619,9 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
             -np.exp(-(p - open_quotient) * period_seconds / return_time),
         ),
     )
-    shimmer = np.exp((cue["shimmer"] + 0.1 * creak) * rng.standard_normal(int(period[-1]) + 1)[period])
+    shimmer = np.exp(
+        (cue["shimmer"] + 0.1 * creak) * rng.standard_normal(int(period[-1]) + 1)[period]
+    )
     doubling = 1.0 - 0.6 * creak * (period % 2)  # creak alternates strong and weak pulses
     pulse = pulse * shimmer * doubling
     aspiration = signal.sosfilt(_aspiration_sos(sr), rng.standard_normal(total))
@@ -620,7 +651,11 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     for syllable, timing, level_db in zip(syllables, timings, stress_db, strict=True):
         amplitude = 10.0 ** ((level_db - (0.0 if syllable.stressed else 3.0)) / 20.0)
         start_target = vowel_formants(syllable.vowel_start)
-        end_target = vowel_formants(syllable.vowel_end) if syllable.vowel_end != syllable.vowel_start else start_target
+        end_target = (
+            vowel_formants(syllable.vowel_end)
+            if syllable.vowel_end != syllable.vowel_start
+            else start_target
+        )
         start_formants = 0.75 * start_target + 0.25 * previous_end  # coarticulation
         previous_end = end_target
         _, closure, band, noise_level, voice_bar = _ONSETS[syllable.onset]
@@ -645,10 +680,14 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
         if noise_level > 0:
             burst_start = timing.start + int(closure * span)
             burst_len = max(vowel_offset - int(closure * span), int(0.008 * sr))
-            noise_bursts.append((burst_start, burst_len, band, noise_level * amplitude, syllable.onset == "s"))
+            noise_bursts.append(
+                (burst_start, burst_len, band, noise_level * amplitude, syllable.onset == "s")
+            )
         if syllable.coda:
             coda_len = timing.end - timing.vowel_end
-            noise_bursts.append((timing.vowel_end, coda_len, (3500.0, 7000.0), 0.12 * amplitude, True))
+            noise_bursts.append(
+                (timing.vowel_end, coda_len, (3500.0, 7000.0), 0.12 * amplitude, True)
+            )
 
     active = np.zeros(total, dtype=bool)
     for timing in timings:
@@ -732,7 +771,9 @@ def generate_demo_corpus(
     """
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{str(root)!r} exists and is not an empty folder; demo corpus not written")
+        raise FileExistsError(
+            f"{str(root)!r} exists and is not an empty folder; demo corpus not written"
+        )
     root.mkdir(parents=True, exist_ok=True)
     utterances = list(iter_demo_utterances(spec))
     for actor in range(1, spec.num_actors + 1):
@@ -740,7 +781,13 @@ def generate_demo_corpus(
 
     def write(utterance: DemoUtterance) -> None:
         audio = synthesize_utterance(spec, utterance)
-        sf.write(root / utterance.relative_path, _to_pcm16(audio), spec.sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(
+            root / utterance.relative_path,
+            _to_pcm16(audio),
+            spec.sample_rate,
+            subtype="PCM_16",
+            format="WAV",
+        )
 
     if progress:
         from rich.progress import (
@@ -792,7 +839,9 @@ def _ensure(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = Fals
         # Another process may have finished the corpus while this one waited for the lock.
         if not force and _is_complete(root, spec):
             return False
-        if root.exists() and (not root.is_dir() or (any(root.iterdir()) and read_manifest(root) is None)):
+        if root.exists() and (
+            not root.is_dir() or (any(root.iterdir()) and read_manifest(root) is None)
+        ):
             raise FileExistsError(
                 f"{str(root)!r} holds files that are not a demo corpus (no {MANIFEST_NAME}); "
                 "refusing to replace them. Choose another root or remove the folder."
@@ -800,7 +849,9 @@ def _ensure(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = Fals
         # Leftovers of runs that were killed mid-way: nobody else can be writing them now.
         for stale in _staging_leftovers(root):
             shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent)
+        )
         try:
             generate_demo_corpus(staging, spec, progress=progress)
             if root.exists():
@@ -843,10 +894,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--root", required=True, help="output folder, e.g. data/demo")
     parser.add_argument("--actors", type=int, default=defaults.num_actors, help="even, 4..24")
-    parser.add_argument("--duration", type=float, default=defaults.duration, help="mean seconds per clip")
+    parser.add_argument(
+        "--duration", type=float, default=defaults.duration, help="mean seconds per clip"
+    )
     parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--force", action="store_true", help="regenerate even if an identical corpus exists")
+    parser.add_argument(
+        "--force", action="store_true", help="regenerate even if an identical corpus exists"
+    )
     return parser.parse_args(argv)
 
 

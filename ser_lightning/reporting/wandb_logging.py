@@ -1,0 +1,143 @@
+"""Weights & Biases: safe set-up (never hangs without network), per-sweep groups, media at test end."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, open_dict
+from sklearn.metrics import precision_recall_fscore_support
+
+from ser_lightning.utils.jobs import is_multirun
+
+log = logging.getLogger(__name__)
+
+
+def _has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+    return auth is not None
+
+
+def prepare_wandb_config(cfg: DictConfig, sweep_name: str | None = None) -> None:
+    """Adjust `cfg.logger.wandb` before it is instantiated.
+
+    - Without credentials and without WANDB_MODE=offline/disabled, wandb would prompt for a
+      login and wait forever on a machine with no terminal: switch to offline and say so.
+    - In a sweep, every job of the sweep shares one group (the sweep folder's name) unless a
+      group is set.
+    """
+    if not cfg.get("logger") or "wandb" not in cfg.logger or cfg.logger.wandb is None:
+        return
+    node = cfg.logger.wandb
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    with open_dict(node):
+        if not node.get("offline") and mode not in ("offline", "disabled", "dryrun") and not _has_wandb_credentials():
+            log.warning(
+                "logger=wandb: no WANDB_API_KEY or wandb login found; logging offline. "
+                "Sync later with `wandb sync %s/wandb/offline-run-*`.",
+                cfg.paths.output_dir,
+            )
+            node.offline = True
+        if not node.get("group") and sweep_name:
+            node.group = sweep_name
+
+
+def sweep_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not is_multirun():
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
+def finish_wandb() -> None:
+    """Close the active run so the next job of a multirun starts its own."""
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+class WandbMediaCallback(pl.Callback):
+    """At test end, log what people look at: confusion matrix, per-class table, spectrograms,
+    and the audio of misclassified clips. Does nothing without a WandbLogger."""
+
+    def __init__(self, num_spectrograms: int = 4, num_misclassified_audio: int = 8):
+        self.num_spectrograms = num_spectrograms
+        self.num_misclassified_audio = num_misclassified_audio
+        self._rows: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._preds: list[np.ndarray] = []
+
+    @staticmethod
+    def _wandb_logger(trainer: pl.Trainer):
+        from pytorch_lightning.loggers import WandbLogger
+
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._rows, self._targets, self._preds = [], [], []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if outputs is None:
+            return
+        self._rows.append(outputs["row"].detach().cpu().numpy())
+        self._targets.append(outputs["target"].detach().cpu().numpy())
+        self._preds.append(outputs["pred"].detach().cpu().numpy())
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        logger = self._wandb_logger(trainer)
+        if logger is None or not trainer.is_global_zero or not self._rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import wandb
+
+        labels = list(pl_module.labels)
+        rows, targets, preds = (np.concatenate(x) for x in (self._rows, self._targets, self._preds))
+        run = logger.experiment
+        media: dict = {
+            "test/confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=targets.tolist(), preds=preds.tolist(), class_names=labels
+            )
+        }
+        precision, recall, f1, support = precision_recall_fscore_support(
+            targets, preds, labels=list(range(len(labels))), zero_division=0
+        )
+        media["test/per_class"] = wandb.Table(
+            columns=["emotion", "precision", "recall", "f1", "support"],
+            data=[[n, float(p), float(r), float(f), int(s)] for n, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)],
+        )
+        datamodule = trainer.datamodule
+        images = []
+        for row, target in list(zip(rows, targets, strict=True))[: self.num_spectrograms]:
+            figure, axis = plt.subplots(figsize=(5, 3))
+            axis.imshow(np.asarray(datamodule.feature_array[row][0]), origin="lower", aspect="auto")
+            axis.set_title(f"{labels[target]}: {Path(datamodule.table['path'].iloc[row]).name}", fontsize=8)
+            images.append(wandb.Image(figure))
+            plt.close(figure)
+        media["test/spectrograms"] = images
+        wrong = np.flatnonzero(targets != preds)[: self.num_misclassified_audio]
+        media["test/misclassified_audio"] = [
+            wandb.Audio(
+                np.asarray(datamodule.waveforms[rows[i]]),
+                sample_rate=datamodule.audio.sample_rate,
+                caption=f"true {labels[targets[i]]}, predicted {labels[preds[i]]}: "
+                f"{Path(datamodule.table['path'].iloc[rows[i]]).name}",
+            )
+            for i in wrong
+        ]
+        run.log(media)

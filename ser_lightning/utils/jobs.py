@@ -1,0 +1,120 @@
+"""One Hydra job's life in a sweep: its status record and its DDP child processes.
+
+- Every job writes `job_status.json` (ok / skipped / failed, with the error) into its run
+  directory, so a sweep summary can list what failed and why.
+- In a grid sweep (Hydra's basic sweeper) a failing job is recorded and the sweep goes on;
+  the basic sweeper would otherwise re-raise at the end and fail the whole multirun.
+  Optuna sweeps re-raise: the Optuna sweeper records the trial as failed and carries on up
+  to its `max_failure_rate`.
+- Lightning's DDP re-launches the script for ranks > 0 with `sys.argv` plus
+  `hydra.run.dir=<HydraConfig run.dir>`. Inside a multirun, argv still holds `-m` and the
+  sweep lists (each child would start a sweep of its own) and run.dir is not the job's folder
+  (each child would write into a second one). `pin_ddp_children_to_this_job` fixes both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "job_status.json"
+
+
+class StartupError(Exception):
+    """A job that could not start (an impossible combination, a config mistake): skipped, not failed."""
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweeper_is_basic() -> bool:
+    return HydraConfig.initialized() and "BasicSweeper" in str(HydraConfig.get().sweeper.get("_target_", ""))
+
+
+def pin_ddp_children_to_this_job() -> None:
+    """Make Lightning's DDP children re-run exactly this job, in this job's folder."""
+    if not is_multirun():
+        return
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def write_status(output_dir: str | Path, status: str, seconds: float, error: BaseException | None = None,
+                 **extra) -> Path:
+    record = {"status": status, "seconds": round(seconds, 2), **extra}
+    if error is not None:
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = "".join(traceback.format_exception(error))
+    if HydraConfig.initialized():
+        record["overrides"] = list(HydraConfig.get().overrides.task)
+    path = Path(output_dir) / STATUS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
+
+
+@contextmanager
+def job_record(output_dir: str | Path, is_rank_zero: bool = True):
+    """Record the job's outcome; in a grid sweep swallow a failure so the sweep goes on.
+
+    Yields a dict; the body may put `result` in it. After a swallowed failure `result` is NaN.
+    """
+    started = time.perf_counter()
+    state: dict = {"result": None}
+    try:
+        yield state
+    except Exception as err:  # noqa: BLE001 - every failure is recorded before deciding to re-raise
+        status = "skipped" if isinstance(err, StartupError) else "failed"
+        if is_rank_zero:
+            write_status(output_dir, status, time.perf_counter() - started, err)
+        if is_multirun() and sweeper_is_basic():
+            log.error("job %s: %s (recorded in %s; the sweep goes on)", status, err, Path(output_dir) / STATUS_FILE)
+            state["result"] = float("nan")
+            return
+        raise
+    else:
+        if is_rank_zero:
+            write_status(output_dir, "ok", time.perf_counter() - started, result=state.get("result"))
+
+
+# Variables Lightning's DDP launcher writes into the launching process's own environment.
+DDP_LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "GROUP_RANK")
+
+
+@contextmanager
+def distributed_job_scope():
+    """Leave no DDP state behind for the next job of a multirun in this process.
+
+    Lightning's launcher sets LOCAL_RANK, WORLD_SIZE, MASTER_PORT, ... in the launching
+    process; the next job would read LOCAL_RANK as "ranks are started externally" and wait
+    forever for a rank 1 nobody starts. The process group must also be destroyed, or the
+    next job reuses one whose other ranks have exited. Both are undone when the job ends.
+    """
+    import torch.distributed as dist
+
+    saved = {name: os.environ.get(name) for name in DDP_LAUNCH_VARIABLES}
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
