@@ -19,6 +19,7 @@ from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import confusion_matrix, per_class_recall, ser_metrics
+from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
 
 
@@ -58,7 +59,8 @@ class SERModule(pl.LightningModule):
         self.features: FeatureExtractor = instantiate(features)
         self.audio = AudioSettings(**audio)
         self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
-        self.net: torch.nn.Module = instantiate(net, input_shape=self.input_shape, num_classes=num_classes)
+        # Checks the network's declared input requirement first: a clear error, not a shape error.
+        self.net: torch.nn.Module = build_network(net, self.input_shape, num_classes, features)
         if compile:
             self.net = torch.compile(self.net)
         # SpecAugment and mixup of training batches (the identity outside training_step)

@@ -263,13 +263,11 @@ class SERDataModule(pl.LightningDataModule):
         shape = (n, *self.features.output_shape(self.num_samples))
         waveforms = self.cache.load("waveforms", keys.waveforms)
 
-        def fill(out: np.ndarray, chunk: int = 64) -> None:
-            with _progress() as progress, torch.inference_mode():
+        def fill(out: np.ndarray) -> None:
+            # The extractor decides how (in-process torch, or a process pool for librosa).
+            with _progress() as progress:
                 task = progress.add_task("computing features", total=n)
-                for start in range(0, n, chunk):
-                    batch = torch.from_numpy(np.array(waveforms[start : start + chunk]))
-                    out[start : start + chunk] = self.features.extract(batch).numpy()
-                    progress.advance(task, len(batch))
+                self.features.precompute(waveforms, out, advance=lambda k: progress.advance(task, k))
 
         started = time.perf_counter()
         _, built = self.cache.build(

@@ -1,6 +1,10 @@
 """Feature extractors: one small object per kind, one contract (see base.FeatureExtractor)."""
 
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.features.handcrafted import Handcrafted68
 from ser_lightning.features.logmel import LogMel
+from ser_lightning.features.mfcc import MFCC
+from ser_lightning.features.mfcc_mel import MFCCMel
 
-__all__ = ["FeatureExtractor", "LogMel"]
+__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel"]
+

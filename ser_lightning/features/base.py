@@ -6,9 +6,17 @@ Waveforms `(batch, samples)` in, features `(batch, channels, n_features, n_frame
 Extraction is split in two so that caching stays valid when normalisation changes:
 `extract` (the expensive, cacheable part) and `normalize` (cheap, applied on the fly, with
 dataset statistics kept as buffers so that a checkpoint carries them).
+
+Normalisation works per channel: a 2-channel extractor (MFCC and log-mel) has two different
+scales, and pooling them into one mean/std would let one channel swamp the other.
+
+`precompute` fills the feature cache from the waveform cache. The default runs `extract` on
+chunks in this process; CPU-only extractors (librosa) override it with a process pool.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,15 +32,18 @@ class FeatureExtractor(nn.Module):
     # False for CPU-only extractors whose output is always precomputed and cached.
     runs_on_device: bool = True
 
-    def __init__(self, n_features: int, normalization: str = "utterance", eps: float = 1e-5):
+    def __init__(self, n_features: int, normalization: str = "utterance", eps: float = 1e-5, n_channels: int = 1):
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"features.normalization={normalization!r} must be one of {NORMALIZATIONS}")
         self.normalization = normalization
         self.eps = eps
-        # Per-feature-row statistics for normalization="dataset"; filled by fit_normalization.
-        self.register_buffer("dataset_mean", torch.zeros(n_features))
-        self.register_buffer("dataset_std", torch.ones(n_features))
+        self.n_channels = n_channels
+        # Per-channel, per-feature-row statistics for normalization="dataset"; filled by
+        # fit_normalization. Single-channel extractors keep the 1-D (n_features,) shape.
+        stats_shape = (n_features,) if n_channels == 1 else (n_channels, n_features)
+        self.register_buffer("dataset_mean", torch.zeros(stats_shape))
+        self.register_buffer("dataset_std", torch.ones(stats_shape))
         self.register_buffer("dataset_stats_fitted", torch.tensor(False))
 
     # -- to implement -----------------------------------------------------------------------
@@ -52,25 +63,25 @@ class FeatureExtractor(nn.Module):
         return self.normalization == "dataset" and not bool(self.dataset_stats_fitted)
 
     def fit_normalization(self, features: np.ndarray, chunk: int = 256) -> None:
-        """Per-row mean and std over a set of extracted features `(N, C, F, T)` (the train split)."""
-        total = np.zeros(features.shape[2], dtype=np.float64)
+        """Per-channel, per-row mean and std over extracted features `(N, C, F, T)` (the train split)."""
+        total = np.zeros(features.shape[1:3], dtype=np.float64)
         total_sq = np.zeros_like(total)
         count = 0
         for start in range(0, len(features), chunk):
             block = np.asarray(features[start : start + chunk], dtype=np.float64)
-            total += block.sum(axis=(0, 1, 3))
-            total_sq += np.square(block).sum(axis=(0, 1, 3))
-            count += block.shape[0] * block.shape[1] * block.shape[3]
+            total += block.sum(axis=(0, 3))
+            total_sq += np.square(block).sum(axis=(0, 3))
+            count += block.shape[0] * block.shape[3]
         mean = total / max(count, 1)
         std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
-        self.dataset_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.dataset_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.dataset_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view_as(self.dataset_mean))
+        self.dataset_std.copy_(torch.as_tensor(std, dtype=torch.float32).view_as(self.dataset_std))
         self.dataset_stats_fitted.fill_(True)
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         if self.normalization == "utterance":
-            mean = features.mean(dim=(1, 2, 3), keepdim=True)
-            std = features.std(dim=(1, 2, 3), keepdim=True)
+            mean = features.mean(dim=(2, 3), keepdim=True)
+            std = features.std(dim=(2, 3), keepdim=True)
             return (features - mean) / (std + self.eps)
         if self.normalization == "dataset":
             # Checked eagerly; a graph being exported cannot branch on a buffer (and is checked before).
@@ -79,10 +90,28 @@ class FeatureExtractor(nn.Module):
                     "features.normalization=dataset needs statistics of the train split; "
                     "they are fitted when training starts (or loaded from a checkpoint)"
                 )
-            mean = self.dataset_mean.view(1, 1, -1, 1)
-            std = self.dataset_std.view(1, 1, -1, 1)
+            mean = self.dataset_mean.view(1, self.n_channels, -1, 1)
+            std = self.dataset_std.view(1, self.n_channels, -1, 1)
             return (features - mean) / (std + self.eps)
         return features
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.extract(waveforms))
+
+    def precompute(
+        self,
+        waveforms: np.ndarray,
+        out: np.ndarray,
+        advance: Callable[[int], None] | None = None,
+        chunk: int = 64,
+    ) -> None:
+        """Fill the feature cache `out` (N, C, F, T) from cached waveforms (N, samples).
+
+        `advance(k)` is called after every k clips so that the caller can show progress.
+        """
+        with torch.inference_mode():
+            for start in range(0, len(waveforms), chunk):
+                batch = torch.from_numpy(np.array(waveforms[start : start + chunk]))
+                out[start : start + chunk] = self.extract(batch).numpy()
+                if advance is not None:
+                    advance(len(batch))

@@ -11,6 +11,7 @@ from ser_lightning.models.layers import (
     init_weights,
     pooled_size,
 )
+from ser_lightning.models.requirements import InputRequirement
 
 
 class ACNT(nn.Module):
@@ -21,6 +22,8 @@ class ACNT(nn.Module):
     encoder → mean over time → classification head. With use_transformer=False the pooled
     projected sequence goes straight to the head (the ablation the seed project ran).
     """
+
+    input_requirement = InputRequirement()  # any (channels, n_features, n_frames)
 
     def __init__(
         self,

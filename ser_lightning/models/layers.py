@@ -75,3 +75,38 @@ def init_weights(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+class AttentionPooling(nn.Module):
+    """Weighted sum over time, `(batch, time, dim)` to `(batch, dim)`, weights softmax(score(x)).
+
+    hidden=None scores each frame with one linear layer (Linear(dim, 1)); an integer adds a
+    tanh layer first (the additive attention of the Keras-era recipes).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None):
+        super().__init__()
+        self.score = (
+            nn.Linear(dim, 1)
+            if hidden is None
+            else nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
+        return torch.bmm(weights.unsqueeze(1), x).squeeze(1)
+
+
+class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a lone training sample with its running statistics.
+
+    Batch statistics of one sample are undefined (torch raises), and the last training batch
+    holds one clip whenever the train split is 1 more than a multiple of the batch size.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.size(0) == 1:
+            return nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)

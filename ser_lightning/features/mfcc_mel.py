@@ -1,0 +1,63 @@
+"""MFCC and log-mel stacked as two channels on one frame grid (the input of cnn2ch)."""
+
+from __future__ import annotations
+
+import torch
+
+from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.features.mel import MelDecibels, cepstrum, dct_matrix
+
+
+class MFCCMel(FeatureExtractor):
+    """`(batch, samples)` to `(batch, 2, n_mels, frames)`: channel 0 MFCC, channel 1 log-mel.
+
+    Both channels come from one mel spectrogram, so they share the frame grid by construction.
+    The rows are matched by keeping n_mfcc = n_mels coefficients: the orthonormal DCT of n_mels
+    bands has exactly n_mels coefficients and loses nothing, whereas resampling a shorter MFCC
+    vector to n_mels rows would interpolate between unrelated quefrencies and invent values.
+    Normalisation is per channel (the two have different scales).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 40,
+        n_fft: int = 1024,
+        win_length: int | None = None,
+        hop_length: int = 512,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float | None = 80.0,
+        normalization: str = "utterance",
+    ):
+        super().__init__(n_features=n_mels, normalization=normalization, n_channels=2)
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length
+        self.f_min = f_min
+        self.f_max = f_max
+        self.top_db = top_db
+        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
+        self.register_buffer("dct", dct_matrix(n_mels, n_mels), persistent=False)
+
+    def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        mel_db = self.mel_db(waveforms)  # (B, 1, n_mels, frames)
+        return torch.cat([cepstrum(mel_db, self.dct), mel_db], dim=1)
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        return (2, self.n_mels, self.mel_db.num_frames(num_samples))
+
+    def cache_params(self) -> dict:
+        return {
+            "kind": "mfcc_mel",
+            "sample_rate": self.sample_rate,
+            "n_mels": self.n_mels,
+            "n_fft": self.n_fft,
+            "win_length": self.win_length,
+            "hop_length": self.hop_length,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "top_db": self.top_db,
+        }

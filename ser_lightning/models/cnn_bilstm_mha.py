@@ -1,0 +1,101 @@
+"""CNN-BiLSTM-MHA (seed 001): residual 1-D convolutions, BiLSTM, multi-head self-attention.
+
+Designed for 68 hand-crafted features per frame, it treats every frame's feature vector as the
+convolution channels (channels × n_features of any extractor), so it runs on log-mel or MFCC
+frames as well.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ser_lightning.models.layers import AttentionPooling, SingleSampleSafeBatchNorm1d, init_weights
+from ser_lightning.models.requirements import InputRequirement
+
+
+class ResidualConv1dBlock(nn.Module):
+    """conv-BN-GELU-conv-BN plus a (1x1 projected) shortcut, then GELU, max-pool over time, dropout."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float, pool: int):
+        super().__init__()
+        padding = kernel_size // 2
+        self.body = nn.Sequential(
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
+            nn.BatchNorm1d(out_channels),
+            nn.GELU(),
+            nn.Conv1d(out_channels, out_channels, kernel_size, padding=padding, bias=False),
+            nn.BatchNorm1d(out_channels),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+        )
+        self.act = nn.GELU()
+        self.pool = nn.MaxPool1d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.pool(self.act(self.body(x) + self.shortcut(x))))
+
+
+class CNNBiLSTMMHA(nn.Module):
+    """Residual Conv1d blocks → 3-layer BiLSTM → 8-head self-attention → pooling → MLP head.
+
+    The attention output is added back to the LSTM sequence and layer-normalised (the usual
+    post-norm residual), then attention pooling picks the frames that matter: with the
+    recipe's zero-padding to 862 frames most frames of a short clip are padding, which a plain
+    mean would average in. The MLP head is Linear → BatchNorm → GELU → Dropout → Linear.
+    """
+
+    input_requirement = InputRequirement()  # any (channels, n_features, n_frames)
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        cnn_channels: tuple[int, ...] | list[int] = (128, 256),
+        kernel_size: int = 3,
+        pool: int = 2,
+        lstm_hidden: int = 256,
+        lstm_layers: int = 3,
+        num_heads: int = 8,
+        mlp_dim: int = 256,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        channels, n_features, _ = input_shape
+        if (2 * lstm_hidden) % num_heads:
+            raise ValueError(
+                f"model.net.num_heads={num_heads} must divide the BiLSTM output size 2 × lstm_hidden = {2 * lstm_hidden}"
+            )
+        blocks, in_ch = [], channels * n_features
+        for out_ch in cnn_channels:
+            blocks.append(ResidualConv1dBlock(in_ch, out_ch, kernel_size, dropout, pool))
+            in_ch = out_ch
+        self.cnn = nn.Sequential(*blocks)
+        self.lstm = nn.LSTM(
+            in_ch, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
+            dropout=dropout if lstm_layers > 1 else 0.0,
+        )
+        dim = 2 * lstm_hidden
+        self.attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        self.attention_norm = nn.LayerNorm(dim)
+        self.pooling = AttentionPooling(dim)
+        self.head = nn.Sequential(
+            nn.Linear(dim, mlp_dim),
+            SingleSampleSafeBatchNorm1d(mlp_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_dim, num_classes),
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        x = self.cnn(x.reshape(b, c * f, t)).transpose(1, 2)  # (B, T', channels)
+        x, _ = self.lstm(x)
+        attended, _ = self.attention(x, x, x, need_weights=False)
+        x = self.attention_norm(x + attended)
+        return self.head(self.pooling(x))

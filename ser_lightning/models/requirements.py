@@ -1,0 +1,59 @@
+"""What input a network can take, declared next to each network and checked at start-up.
+
+Every network sizes itself from the feature shape `(channels, n_features, n_frames)`, so most
+pairs of model and features work. Where a network cannot (a two-channel design on one-channel
+features), it declares `input_requirement` and the LightningModule checks it before building
+the network: the run stops at once with a message naming the model, the features and what
+would fit, instead of a shape error from deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hydra.utils import get_class, instantiate
+from torch import nn
+
+
+class IncompatibleFeaturesError(ValueError):
+    """A model × features pair that cannot work; the message says what would fit."""
+
+
+@dataclass(frozen=True)
+class InputRequirement:
+    """channels: the exact number of input channels the network needs (None: any).
+
+    fits: the feature settings that give such input, quoted in the error message.
+    """
+
+    channels: int | None = None
+    fits: str = ""
+
+    def check(self, model: str, input_shape: tuple[int, int, int], features: str) -> None:
+        channels = input_shape[0]
+        if self.channels is not None and channels != self.channels:
+            raise IncompatibleFeaturesError(
+                f"model {model} cannot take features {features}: it needs {self.channels} input channels, "
+                f"but these features give input (channels, n_features, n_frames) = {tuple(input_shape)}. "
+                f"Features that fit: {self.fits or f'any with {self.channels} channels'}."
+            )
+
+
+def _short(target: str) -> str:
+    return target.rsplit(".", 1)[-1]
+
+
+def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, int, int]) -> None:
+    """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input."""
+    target = net["_target_"]
+    requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
+    if requirement is not None:
+        features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
+        requirement.check(f"{_short(target)} (model.net._target_={target})", tuple(input_shape), features_name)
+
+
+def build_network(net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict) -> nn.Module:
+    """Check the network's declared input requirement against the features, then build it."""
+    check_compatible(net, features, input_shape)
+    return instantiate(net, input_shape=input_shape, num_classes=num_classes)
