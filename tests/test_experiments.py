@@ -89,7 +89,9 @@ def test_experiment_composes_with_its_recipe(experiment):
     seed = experiment.split("_")[0]
     assert header.startswith("# @package _global_\n")
     assert "Reproduces:" in header and "Changes:" in header and "data.split=random" in header
-    assert f"# augmentation: {seed} (added when the augmentation group lands)" in header
+    assert f"  - override /augmentation: {seed}\n" in header
+    preset = compose_train([f"augmentation={seed}"], Path("/tmp/unused")).augmentation
+    assert OmegaConf.to_container(cfg.augmentation) == OmegaConf.to_container(preset)
 
 
 @pytest.fixture(scope="module")
