@@ -95,8 +95,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.setup("fit")
     if rank_zero_only.rank == 0:
         datamodule.write_records(output_dir)
-    for logger in trainer.loggers:
-        logger.log_hyperparams({key: to_plain(cfg[key]) for key in cfg if key != "hydra"})
+    protocol = datamodule.protocol()
+    for experiment_logger in trainer.loggers:
+        experiment_logger.log_hyperparams(
+            {**{key: to_plain(cfg[key]) for key in cfg if key != "hydra"}, "protocol": protocol}
+        )
 
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=_resume_path(cfg, output_dir))
@@ -116,6 +119,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "best_checkpoint": best_ckpt,
         "output_dir": str(output_dir),
         "split": datamodule.splitter.name,
+        "protocol": protocol,
         "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
         "cache_events": list(datamodule.cache_events),
         "labels": list(datamodule.label_names),

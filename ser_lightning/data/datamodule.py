@@ -22,11 +22,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
-from ser_lightning.data.corpora import RavdessCorpus
-from ser_lightning.data.splits import SPLIT_NAMES, ActorSplit, RandomSplit, split_indices
+from ser_lightning.data.corpora import (
+    CremaDCorpus,
+    FolderCorpus,
+    RavdessCorpus,
+    SaveeCorpus,
+    SerEnCorpus,
+    TessCorpus,
+    build_corpus,
+)
+from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
+from ser_lightning.data.splits import SPLIT_NAMES, make_split, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.labels import EMOTIONS, NUM_EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +42,14 @@ log = logging.getLogger(__name__)
 WAVEFORM_CACHE_VERSION = 1
 FEATURE_CACHE_VERSION = 1
 
-CORPORA = {"ravdess": RavdessCorpus}
-SPLITS = {"random": RandomSplit, "actor": ActorSplit}
+CORPORA = {
+    "ravdess": RavdessCorpus,
+    "crema_d": CremaDCorpus,
+    "tess": TessCorpus,
+    "savee": SaveeCorpus,
+    "ser_en": SerEnCorpus,
+    "folder": FolderCorpus,
+}
 
 
 def _progress() -> Progress:
@@ -87,10 +101,15 @@ class SERDataModule(pl.LightningDataModule):
         root: str,
         corpus: str = "ravdess",
         vocal_channels: tuple[str, ...] | list[str] = ("speech",),
+        corpus_options: dict | None = None,
+        labels: str | list[str] = "all",
         demo: dict | None = None,
         split: str = "actor",
         split_ratios: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
         split_seed: int = 42,
+        fold: int = 0,
+        num_folds: int = 6,
+        test_corpus: str | None = None,
         sample_rate: int = 16000,
         duration: float = 3.0,
         offset: float = 0.0,
@@ -106,8 +125,6 @@ class SERDataModule(pl.LightningDataModule):
         super().__init__()
         if corpus not in CORPORA:
             raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
-        if split not in SPLITS:
-            raise ValueError(f"data.split={split!r} is not known; choose from {sorted(SPLITS)}")
         if train_input not in ("features", "waveform"):
             raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
         if train_input == "waveform" and not features.runs_on_device:
@@ -119,9 +136,10 @@ class SERDataModule(pl.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} must be at least 1")
         self.features = features
         self.root = str(Path(root).expanduser())
-        self.corpus = CORPORA[corpus](root=self.root, vocal_channels=tuple(vocal_channels))
+        self.corpus = build_corpus(CORPORA[corpus], self.root, vocal_channels, corpus_options)
+        self.label_spec = check_label_spec(labels)
         self.demo = dict(demo) if demo else None
-        self.splitter = SPLITS[split](ratios=tuple(split_ratios), seed=split_seed)
+        self.splitter = make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus)
         self.audio = AudioSettings(sample_rate, duration, offset, crop, peak_normalize)
         if getattr(features, "sample_rate", sample_rate) != sample_rate:
             raise ValueError(
@@ -135,7 +153,7 @@ class SERDataModule(pl.LightningDataModule):
         self.train_input = train_input
         self.decode_workers = decode_workers
         self.waveform_transform = None  # set by augmentation (train split only)
-        self.label_names: tuple[str, ...] = EMOTIONS
+        self._label_names: tuple[str, ...] | None = None
 
         self.scan: CorpusScan | None = None
         self.assignment: pd.Series | None = None
@@ -151,8 +169,19 @@ class SERDataModule(pl.LightningDataModule):
         return self.audio.num_samples
 
     @property
+    def label_names(self) -> tuple[str, ...]:
+        """The emotions this run classifies, in EMOTIONS order (data.labels; see data/label_sets.py).
+
+        data.labels=corpus scans the corpus here, so that the model can be sized before setup.
+        """
+        if self._label_names is None:
+            present = self._raw_scan().table["emotion"] if self.label_spec == "corpus" else ()
+            self._label_names = resolve_label_names(self.label_spec, present)
+        return self._label_names
+
+    @property
     def num_classes(self) -> int:
-        return NUM_EMOTIONS
+        return len(self.label_names)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -161,12 +190,23 @@ class SERDataModule(pl.LightningDataModule):
         return self.scan.table
 
     # ---------------------------------------------------------------- corpus and caches
-    def _scan_corpus(self) -> CorpusScan:
+    def _raw_scan(self) -> CorpusScan:
         if self.demo is not None:
             from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
 
             ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
-        scan = self.corpus.scan()
+        return self.corpus.scan()
+
+    def _scan_corpus(self) -> CorpusScan:
+        """The corpus's files of this run's emotions, `label` re-indexed to label_names."""
+        scan = self._raw_scan()
+        scan.table, left_out = relabel(scan.table, self.label_names)
+        scan.excluded_by_filter += left_out
+        if scan.table.empty:
+            raise ValueError(
+                f"no file of the corpus at {self.root} has one of the emotions data.labels asks for "
+                f"({list(self.label_names)})"
+            )
         if scan.rejected or scan.excluded_by_filter:
             log.warning("corpus %s: %s", self.root, scan.summary())
         return scan
@@ -250,7 +290,8 @@ class SERDataModule(pl.LightningDataModule):
         self.feature_array = self.cache.load("features", self.keys.features)
         self.assignment = self.splitter(table)
         self.indices = split_indices(self.assignment)
-        empty = [name for name in SPLIT_NAMES if len(self.indices[name]) == 0]
+        needed = SPLIT_NAMES if getattr(self.splitter, "needs_training_data", True) else ("test",)
+        empty = [name for name in needed if len(self.indices[name]) == 0]
         if empty:
             raise ValueError(f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small")
         counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
@@ -275,6 +316,11 @@ class SERDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if not getattr(self.splitter, "needs_training_data", True):
+            raise ValueError(
+                f"data.split={self.splitter.name} puts every file in the test set: it is for evaluating a "
+                "trained model, not for training; choose another data.split to train"
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -295,8 +341,20 @@ class SERDataModule(pl.LightningDataModule):
         weights = np.where(counts > 0, len(labels) / (self.num_classes * np.maximum(counts, 1)), 0.0)
         return torch.tensor(weights, dtype=torch.float32)
 
+    def protocol(self) -> dict:
+        """How this run's data was chosen and split, for summaries and loggers (after setup)."""
+        return {
+            "corpus": self.corpus.name,
+            "root": self.root,
+            "labels": list(self.label_names),
+            **self.splitter.describe(self.table),
+            "split_sizes": {name: int(len(idx)) for name, idx in self.indices.items()},
+        }
+
     def split_table(self) -> pd.DataFrame:
-        """The utterance table with its split column, paths relative to the corpus root."""
+        """The utterance table with its split column, paths relative to the corpus root.
+
+        `label` is the class index of this run (position in label_names), as the model sees it."""
         table = self.table.copy()
         table["path"] = relative_paths(table, self.root)
         table.insert(0, "split", self.assignment.to_numpy())

@@ -4,6 +4,13 @@
   train and test alike, so scores are optimistic; a warning says so once per process.
 - ActorSplit: speaker-independent. Actors are drawn per gender so that every split holds both
   genders; no actor is in two splits.
+- KFoldSplit: speaker-independent folds of actors; fold K is the test set, validation actors
+  are drawn from the other folds. LeaveOneSpeakerOutSplit: one actor per fold.
+- CrossCorpusSplit: one corpus of a combined table is the test set.
+- EvalOnlySplit (test_only): every utterance is test data (evaluating a trained model on a new corpus).
+
+Speaker-independent splits balance actors over strata of (corpus, gender), so that every
+split holds both genders, and every corpus of a combined table, where the actors allow it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class RandomSplit:
     name: str = "random"
     speaker_independent: bool = False
 
+    def describe(self, table: pd.DataFrame) -> dict:
+        return {"split": self.name, "speaker_independent": False, "seed": self.seed, "ratios": list(self.ratios)}
+
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         global _warned_random_split
         train_r, val_r, test_r = check_ratios(self.ratios)
@@ -79,6 +89,9 @@ class ActorSplit:
     name: str = "actor"
     speaker_independent: bool = True
 
+    def describe(self, table: pd.DataFrame) -> dict:
+        return {"split": self.name, "speaker_independent": True, "seed": self.seed, "ratios": list(self.ratios)}
+
     def assign_actors(self, table: pd.DataFrame) -> dict[str, str]:
         """Map each actor to the split it belongs to."""
         _, val_r, test_r = check_ratios(self.ratios)
@@ -104,6 +117,230 @@ class ActorSplit:
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         assignment = self.assign_actors(table)
         return table["actor"].map(assignment).rename("split")
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def actor_strata(table: pd.DataFrame, actors=None) -> list[list[str]]:
+    """Actors grouped by (corpus, gender), groups and actors in sorted order."""
+    info = table.groupby("actor", sort=True)[["corpus", "gender"]].first()
+    if actors is not None:
+        info = info.loc[sorted(actors)]
+    groups = info.groupby(["corpus", "gender"], sort=True).groups
+    return [sorted(members) for _, members in sorted(groups.items())]
+
+
+def draw_val_actors(table: pd.DataFrame, candidates, share: float, rng: np.random.Generator, what: str) -> list[str]:
+    """Validation actors drawn from `candidates`: round(share * n) of each (corpus, gender) group.
+
+    At least one actor is drawn, and at least one candidate stays for training; `what` names
+    the protocol in the error when the candidates are too few for both.
+    """
+    candidates = sorted(candidates)
+    if len(candidates) < 2:
+        raise ValueError(
+            f"{what} leaves {len(candidates)} actor(s) outside the test set, but validation and training "
+            "need one actor each; use fewer folds, a larger corpus, or data.split=random"
+        )
+    groups = actor_strata(table, candidates)
+    chosen: list[str] = []
+    for group in groups:
+        order = [group[i] for i in rng.permutation(len(group))]
+        chosen += order[: _round_half_up(len(group) * share)]
+    if not chosen:
+        largest = max(groups, key=len)
+        chosen = [largest[int(rng.integers(len(largest)))]]
+    if len(chosen) == len(candidates):
+        chosen = chosen[:-1]
+    return sorted(chosen)
+
+
+def _val_share(ratios) -> float:
+    """The validation share of the non-test actors, from data.split_ratios (train, val, test)."""
+    train_r, val_r, _ = check_ratios(ratios)
+    return val_r / (train_r + val_r)
+
+
+def _assign(table: pd.DataFrame, test: list[str], val: list[str]) -> pd.Series:
+    split = {actor: "train" for actor in table["actor"].unique()}
+    split.update({actor: "val" for actor in val})
+    split.update({actor: "test" for actor in test})
+    return table["actor"].map(split).rename("split")
+
+
+@dataclass(frozen=True)
+class KFoldSplit:
+    """Speaker-independent k-fold cross-validation over actors; this run tests fold `fold`.
+
+    Folds are fixed by the actors alone (no seed), so that every run of a study, and every
+    study, tests the same actors in fold K: each (corpus, gender) group's sorted actors are cut
+    into num_folds contiguous chunks, and the larger chunks of uneven groups go to the folds
+    that are smallest so far. On RAVDESS (12 + 12 actors, 6 folds) fold K is actors
+    4K+1 .. 4K+4: two men and two women (fold 0: 01-04).
+
+    Validation: from the other folds' actors, round(n * val / (train + val)) of each
+    (corpus, gender) group are drawn with the seed and the fold (data.split_ratios gives
+    val and train); on RAVDESS 2 + 2 of the remaining 10 + 10, leaving 16 to train on.
+    """
+
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    fold: int = 0
+    num_folds: int = 6
+    name: str = "kfold"
+    speaker_independent: bool = True
+
+    def folds(self, table: pd.DataFrame) -> list[list[str]]:
+        """The test actors of every fold."""
+        num_actors = table["actor"].nunique()
+        if self.num_folds < 2 or self.num_folds > num_actors:
+            raise ValueError(
+                f"data.num_folds={self.num_folds} must be between 2 and the number of actors ({num_actors}); "
+                f"{num_actors} folds is leave-one-speaker-out (data.split=loso)"
+            )
+        folds: list[list[str]] = [[] for _ in range(self.num_folds)]
+        for group in actor_strata(table):
+            chunks = np.array_split(np.array(group, dtype=object), self.num_folds)  # larger chunks first
+            smallest_first = sorted(range(self.num_folds), key=lambda k: (len(folds[k]), k))
+            for chunk, k in zip(chunks, smallest_first, strict=True):
+                folds[k].extend(chunk.tolist())
+        return [sorted(fold) for fold in folds]
+
+    def _check_fold(self) -> None:
+        if not 0 <= self.fold < self.num_folds:
+            raise ValueError(f"data.fold={self.fold} must be in 0..{self.num_folds - 1} (data.num_folds={self.num_folds})")
+
+    def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+        self._check_fold()
+        test = self.folds(table)[self.fold]
+        rest = sorted(set(table["actor"]) - set(test))
+        rng = np.random.default_rng([self.seed, self.fold])
+        what = f"fold {self.fold} of {self.num_folds}"
+        return test, draw_val_actors(table, rest, _val_share(self.ratios), rng, what)
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        return _assign(table, *self.test_and_val(table))
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        test, val = self.test_and_val(table)
+        return {
+            "split": self.name, "speaker_independent": True, "fold": self.fold, "num_folds": self.num_folds,
+            "seed": self.seed, "test_actors": test, "val_actors": val,
+            "val": "actors drawn per (corpus, gender) from the other folds",
+        }
+
+
+@dataclass(frozen=True)
+class LeaveOneSpeakerOutSplit:
+    """Leave-one-speaker-out: fold K tests the K-th actor in sorted order (RAVDESS: fold 0 is
+    actor 01); there are as many folds as actors, whatever data.num_folds says. Validation
+    actors are drawn from the others as in KFoldSplit."""
+
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    fold: int = 0
+    name: str = "loso"
+    speaker_independent: bool = True
+
+    def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+        actors = sorted(table["actor"].unique())
+        if not 0 <= self.fold < len(actors):
+            raise ValueError(f"data.fold={self.fold} must be in 0..{len(actors) - 1}: split=loso has one fold per actor")
+        test = [actors[self.fold]]
+        rng = np.random.default_rng([self.seed, self.fold])
+        what = f"leave-one-speaker-out fold {self.fold}"
+        return test, draw_val_actors(table, actors[: self.fold] + actors[self.fold + 1 :], _val_share(self.ratios), rng, what)
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        return _assign(table, *self.test_and_val(table))
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        test, val = self.test_and_val(table)
+        return {
+            "split": self.name, "speaker_independent": True, "fold": self.fold,
+            "num_folds": int(table["actor"].nunique()), "seed": self.seed, "test_actors": test, "val_actors": val,
+            "val": "actors drawn per (corpus, gender) from the other actors",
+        }
+
+
+@dataclass(frozen=True)
+class CrossCorpusSplit:
+    """Train on some corpora, test on another: every utterance of `test_corpus` is test data;
+    validation actors are drawn from the other corpora as in KFoldSplit."""
+
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    test_corpus: str | None = None
+    name: str = "cross_corpus"
+    speaker_independent: bool = True
+
+    def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+        corpora = sorted(table["corpus"].unique())
+        if self.test_corpus not in corpora or len(corpora) < 2:
+            raise ValueError(
+                f"data.split=cross_corpus needs data.test_corpus set to one of several corpora in the table; "
+                f"got test_corpus={self.test_corpus!r}, corpora {corpora} (use data=ser_en to combine corpora)"
+            )
+        test = sorted(table.loc[table["corpus"] == self.test_corpus, "actor"].unique())
+        rest = sorted(set(table["actor"]) - set(test))
+        rng = np.random.default_rng(self.seed)
+        what = f"cross_corpus with test_corpus={self.test_corpus}"
+        return test, draw_val_actors(table, rest, _val_share(self.ratios), rng, what)
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        return _assign(table, *self.test_and_val(table))
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        test, val = self.test_and_val(table)
+        return {
+            "split": self.name, "speaker_independent": True, "test_corpus": self.test_corpus, "seed": self.seed,
+            "val_actors": val, "val": "actors drawn per (corpus, gender) from the other corpora",
+        }
+
+
+@dataclass(frozen=True)
+class EvalOnlySplit:
+    """Every utterance is test data: for evaluating a trained model on a new corpus."""
+
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    name: str = "test_only"
+    speaker_independent: bool = True
+    needs_training_data: bool = False
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        return pd.Series(["test"] * len(table), index=table.index, name="split")
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        return {"split": self.name, "speaker_independent": True}
+
+
+SPLITS = {
+    "random": RandomSplit,
+    "actor": ActorSplit,
+    "kfold": KFoldSplit,
+    "loso": LeaveOneSpeakerOutSplit,
+    "cross_corpus": CrossCorpusSplit,
+    "test_only": EvalOnlySplit,
+}
+
+
+def make_split(name: str, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None):
+    """The splitter a data config names, with the options that split takes."""
+    if name not in SPLITS:
+        raise ValueError(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
+    if test_corpus is not None and name != "cross_corpus":
+        raise ValueError(f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})")
+    ratios = tuple(ratios)
+    if name == "kfold":
+        return KFoldSplit(ratios=ratios, seed=seed, fold=fold, num_folds=num_folds)
+    if name == "loso":
+        return LeaveOneSpeakerOutSplit(ratios=ratios, seed=seed, fold=fold)
+    if name == "cross_corpus":
+        return CrossCorpusSplit(ratios=ratios, seed=seed, test_corpus=test_corpus)
+    return SPLITS[name](ratios=ratios, seed=seed)
 
 
 def _assignment(n: int, train_idx, val_idx, test_idx) -> pd.Series:

@@ -16,6 +16,17 @@ METRIC_ROWS = (
 )
 
 
+def protocol_text(summary: dict) -> str:
+    """The split in words: its name, and the fold for cross-validation runs."""
+    protocol = summary.get("protocol") or {}
+    text = str(protocol.get("split", summary.get("split")))
+    if "fold" in protocol:
+        text += f" fold {protocol['fold']} of {protocol['num_folds']}"
+    if protocol.get("test_corpus"):
+        text += f" testing on {protocol['test_corpus']}"
+    return text
+
+
 def print_run_summary(summary: dict, save_to: str | Path | None = None, console: Console | None = None) -> None:
     console = console or Console()
     metrics = summary["metrics"]
@@ -29,7 +40,7 @@ def print_run_summary(summary: dict, save_to: str | Path | None = None, console:
     if recall:
         table.add_row("test recall per class", "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
     sizes = summary.get("split_sizes", {})
-    table.add_row("split", f"{summary.get('split')} ({', '.join(f'{k} {v}' for k, v in sizes.items())})")
+    table.add_row("split", f"{protocol_text(summary)} ({', '.join(f'{k} {v}' for k, v in sizes.items())})")
     table.add_row("caches", ", ".join(summary.get("cache_events", [])) or "-")
     table.add_row("best checkpoint", summary.get("best_checkpoint") or "-")
     table.add_row("run directory", summary.get("output_dir", "-"))

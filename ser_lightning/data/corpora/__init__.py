@@ -1,5 +1,39 @@
-"""Parsers that turn a corpus folder into the utterance table."""
+"""Parsers that turn a corpus folder into the utterance table, and how the data module builds them."""
 
+from __future__ import annotations
+
+import dataclasses
+
+from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
+from ser_lightning.data.corpora.folder import FolderCorpus
 from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
+from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
+from ser_lightning.data.corpora.ser_en import SerEnCorpus
+from ser_lightning.data.corpora.tess import TessCorpus, parse_tess_name
 
-__all__ = ["RavdessCorpus", "parse_ravdess_name"]
+__all__ = [
+    "CremaDCorpus",
+    "FolderCorpus",
+    "RavdessCorpus",
+    "SaveeCorpus",
+    "SerEnCorpus",
+    "TessCorpus",
+    "build_corpus",
+    "parse_crema_d_name",
+    "parse_ravdess_name",
+    "parse_savee_name",
+    "parse_tess_name",
+]
+
+
+def build_corpus(corpus_class: type, root: str, vocal_channels, options: dict | None = None):
+    """Construct a corpus parser; unknown data.corpus_options keys fail naming the valid ones."""
+    options = dict(options or {})
+    valid = sorted(f.name for f in dataclasses.fields(corpus_class) if f.name not in ("root", "vocal_channels", "name"))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"data.corpus_options has {unknown}, which {corpus_class.__name__} does not take; "
+            f"valid options: {valid or 'none'}"
+        )
+    return corpus_class(root=root, vocal_channels=tuple(vocal_channels), **options)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ser_lightning.data.corpora.common import FileScreen, find_audio_files
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 from ser_lightning.labels import RAVDESS_EMOTION_CODES
 
@@ -28,7 +29,8 @@ AUDIO_EXTENSIONS = (".wav",)
 
 RAVDESS_HELP = (
     "RAVDESS speech audio is the archive 'Audio_Speech_Actors_01-24.zip' of Zenodo record 1188976 "
-    "(https://zenodo.org/records/1188976); unpack it and pass its folder as data.root=PATH. "
+    "(https://zenodo.org/records/1188976): `python -m ser_lightning.data.download ravdess` fetches and "
+    "unpacks it where data=ravdess looks, or unpack it yourself and pass its folder as data.root=PATH. "
     "To work offline, use the built-in synthetic corpus: data=demo."
 )
 
@@ -109,12 +111,12 @@ class RavdessCorpus:
         root = Path(self.root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"RAVDESS folder {str(root)!r} does not exist. {RAVDESS_HELP}")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        files = find_audio_files(root, AUDIO_EXTENSIONS)
         if not files:
             raise FileNotFoundError(
                 f"RAVDESS folder {str(root)!r} holds no .wav files. {RAVDESS_HELP}"
             )
-        rows, rejected, excluded = [], [], 0
+        rows, rejected, excluded, screen = [], [], 0, FileScreen()
         for path in files:
             try:
                 fields = parse_ravdess_name(path)
@@ -139,6 +141,10 @@ class RavdessCorpus:
             channel = VOCAL_CHANNELS[fields.vocal_channel]
             if channel not in self.vocal_channels:
                 excluded += 1
+                continue
+            problem = screen.check(path, (path.stem,))
+            if problem:
+                rejected.append(problem)
                 continue
             rows.append(
                 {

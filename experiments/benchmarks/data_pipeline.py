@@ -1,0 +1,149 @@
+"""Data work per training epoch: ser_lightning's cached pipeline against a seed-style Dataset.
+
+The seed-style baseline is what the older projects did: decode the file and compute a librosa
+log-mel spectrogram (and, with augmentation, augment the waveform first) inside
+`Dataset.__getitem__`, every epoch. Ours decodes once into the waveform cache, computes
+features once into the feature cache, and per epoch only reads memory-mapped rows (or, with
+waveform augmentation, augments cached waveforms in the workers and computes log-mel per
+batch with torchaudio).
+
+Both sides use the same clips, the same DataLoader workers and batch size, and the same
+audiomentations transform when augmenting, and are timed side by side in one run.
+
+    python experiments/benchmarks/data_pipeline.py [--actors 24] [--workers 2] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+from audiomentations import AddGaussianNoise, Compose, Gain, PitchShift, PolarityInversion, Shift, TimeStretch
+from torch.utils.data import DataLoader, Dataset
+
+from ser_lightning.data.audio import AudioSettings
+from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+from ser_lightning.features import LogMel
+
+
+def seed_style_augmentation(sample_rate: int) -> Compose:
+    """The waveform augmentations the seed projects applied per item."""
+    return Compose([
+        Gain(min_gain_db=-6, max_gain_db=6, p=0.5),
+        AddGaussianNoise(min_amplitude=0.001, max_amplitude=0.015, p=0.5),
+        PitchShift(min_semitones=-2, max_semitones=2, p=0.5),
+        TimeStretch(min_rate=0.9, max_rate=1.1, leave_length_unchanged=True, p=0.5),
+        Shift(min_shift=-0.2, max_shift=0.2, shift_unit="seconds", p=0.5),
+        PolarityInversion(p=0.5),
+    ])
+
+
+class SeedStyleDataset(Dataset):
+    """Decode + (augment) + librosa log-mel in __getitem__, every epoch (the baseline)."""
+
+    def __init__(self, paths, labels, audio: AudioSettings, features: LogMel, augment: Compose | None):
+        self.paths, self.labels, self.audio, self.features, self.augment = paths, labels, audio, features, augment
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        wave, _ = librosa.load(self.paths[i], sr=self.audio.sample_rate, duration=self.audio.duration)
+        wave = librosa.util.fix_length(wave, size=self.audio.num_samples)
+        if self.augment is not None:
+            wave = self.augment(samples=wave, sample_rate=self.audio.sample_rate)
+        mel = librosa.feature.melspectrogram(
+            y=wave, sr=self.audio.sample_rate, n_fft=self.features.n_fft, hop_length=self.features.hop_length,
+            n_mels=self.features.n_mels, htk=True, norm=None,
+        )
+        return torch.from_numpy(librosa.power_to_db(mel)[None].astype(np.float32)), self.labels[i]
+
+
+def time_epoch(loader, on_batch=None) -> float:
+    started = time.perf_counter()
+    for batch in loader:
+        if on_batch is not None:
+            on_batch(batch)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--actors", type=int, default=24, help="demo corpus actors (24 = 1440 clips)")
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, both sides")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed per side (the first warms workers)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="corpus + cache folder (default: a temp dir)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() // 2))
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="ser_bench_"))
+    corpus = ensure_demo_corpus(work / "demo", DemoCorpusSpec(num_actors=args.actors, duration=args.duration), progress=False)
+    cache = work / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    features = LogMel(sample_rate=16000)
+    make_dm = lambda train_input: SERDataModule(  # noqa: E731
+        features=features, root=str(corpus), duration=args.duration, cache_dir=str(cache), split="random",
+        batch_size=args.batch_size, num_workers=args.workers, train_input=train_input,
+    )
+
+    started = time.perf_counter()
+    dm = make_dm("features")
+    dm.prepare_data()
+    cold_build = time.perf_counter() - started
+    dm.setup("fit")
+    started = time.perf_counter()
+    warm = make_dm("features")
+    warm.prepare_data()
+    warm.setup("fit")
+    warm_setup = time.perf_counter() - started
+
+    train_rows = dm.indices["train"]
+    paths = dm.table["path"].to_numpy()[train_rows].tolist()
+    labels = dm.table["label"].to_numpy()[train_rows].tolist()
+    augment = seed_style_augmentation(16000)
+
+    def loader(dataset):
+        return DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                          persistent_workers=args.workers > 0)
+
+    results = {}
+    for name, augmented in (("no augmentation", False), ("waveform augmentation", True)):
+        baseline = loader(SeedStyleDataset(paths, labels, dm.audio, features, augment if augmented else None))
+        if augmented:
+            ours_dm = make_dm("waveform")
+            ours_dm.waveform_transform = lambda w: augment(samples=w, sample_rate=16000)
+            ours_dm.setup("fit")
+            ours = ours_dm.train_dataloader()
+            on_batch = lambda b: features.extract(b["waveform"])  # noqa: E731 - per-batch features, as training does
+        else:
+            ours = dm.train_dataloader()
+            on_batch = None
+        base_times = [time_epoch(baseline) for _ in range(args.epochs)]
+        ours_times = [time_epoch(ours, on_batch) for _ in range(args.epochs)]
+        results[name] = (min(base_times), min(ours_times))
+
+    print(f"\n## Data work per training epoch ({len(paths)} training clips of {args.duration} s, "
+          f"{args.workers} workers, batch {args.batch_size})\n")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
+    print(f"cold cache build (decode + log-mel, {len(dm.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n")
+    print("| pipeline | seed-style s/epoch | ser_lightning s/epoch | ratio |")
+    print("|---|---|---|---|")
+    for name, (base, ours) in results.items():
+        print(f"| {name} | {base:.2f} | {ours:.3f} | {base / ours:.1f}x |")
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

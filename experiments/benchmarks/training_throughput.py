@@ -1,0 +1,128 @@
+"""Training throughput per model on log-mel features: clips/s, s/epoch, share of step time waiting for data.
+
+Composes the real configs (`model=<name> features=logmel data=demo`), warms the caches, then
+times `--epochs` training epochs with a callback that splits each step into data wait (from
+the end of one batch to the start of the next) and compute.
+
+    python experiments/benchmarks/training_throughput.py [--models acnt,crnn_attn] [--actors 24]
+    python experiments/benchmarks/training_throughput.py --accelerator gpu --precision bf16-mixed
+    python experiments/benchmarks/training_throughput.py --epochs 100 --models acnt   # full-run time
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import open_dict
+
+from ser_lightning.utils.config import CONFIG_DIR
+
+
+class StepTimer(pl.Callback):
+    """Data wait = time between one batch's end and the next batch's start."""
+
+    def __init__(self):
+        self.data_wait = 0.0
+        self.compute = 0.0
+        self.clips = 0
+        self._last_end = None
+        self._start = None
+        self.epoch_seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._last_end = self._epoch_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start = time.perf_counter()
+        self.data_wait += self._start - self._last_end
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._last_end = time.perf_counter()
+        self.compute += self._last_end - self._start
+        self.clips += len(batch["label"])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides)
+
+
+def measure(model: str, args, work: Path) -> dict:
+    from ser_lightning.train import build
+
+    overrides = [
+        f"model={model}", "features=logmel", "data=demo", f"data.demo.num_actors={args.actors}",
+        f"data.root={work / 'demo'}", f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={work / 'run'}",
+        f"paths.log_dir={work / 'run'}", f"trainer.max_epochs={args.epochs}", f"trainer.accelerator={args.accelerator}",
+        f"trainer.precision={args.precision}", f"data.num_workers={args.workers}", f"data.batch_size={args.batch_size}",
+        "logger=none", "callbacks=none", "+trainer.enable_checkpointing=false", "+trainer.num_sanity_val_steps=0",
+        "+trainer.limit_val_batches=0", "model.scheduler=null", *args.extra,
+    ]
+    cfg = compose(overrides)
+    with open_dict(cfg):
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
+        cfg.data.pin_memory = args.accelerator == "gpu"
+    objects = build(cfg)
+    timer = StepTimer()
+    trainer = objects["trainer"]
+    trainer.callbacks.append(timer)
+    dm = objects["datamodule"]
+    dm.prepare_data()
+    dm.setup("fit")
+    started = time.perf_counter()
+    trainer.fit(objects["model"], datamodule=dm)
+    total = time.perf_counter() - started
+    params = sum(p.numel() for p in objects["model"].net.parameters())
+    steady = timer.epoch_seconds[1:] or timer.epoch_seconds
+    return {
+        "model": model, "params": params, "fit_seconds": total,
+        "epoch_seconds": sum(steady) / len(steady), "clips_per_second": timer.clips / max(timer.compute + timer.data_wait, 1e-9),
+        "data_wait_share": timer.data_wait / max(timer.compute + timer.data_wait, 1e-9),
+        "input": objects["model"].input_shape,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="acnt")
+    parser.add_argument("--actors", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("extra", nargs="*", help="further Hydra overrides")
+    args = parser.parse_args()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="ser_throughput_"))
+    rows = [measure(model, args, work) for model in args.models.split(",")]
+    device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    print(f"\n## Training throughput on log-mel ({args.actors * 60} clips, {device}, precision {args.precision}, "
+          f"batch {args.batch_size}, {args.workers} workers)\n")
+    print("| model | input | params | s/epoch | clips/s | data wait | fit (s) for %d epochs |" % args.epochs)
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['input']} | {r['params'] / 1e6:.2f} M | {r['epoch_seconds']:.1f} | "
+              f"{r['clips_per_second']:.0f} | {100 * r['data_wait_share']:.1f}% | {r['fit_seconds']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

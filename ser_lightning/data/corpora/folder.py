@@ -1,0 +1,237 @@
+"""Any folder of audio plus a CSV that labels it: `path,emotion[,speaker][,gender]`.
+
+- `path`: relative to the CSV's folder, or absolute. Any format soundfile reads (wav, flac,
+  ogg, mp3 ...); each file's header is read at scan time so that a broken file is reported
+  here, by name and CSV line, instead of stopping the run halfway through decoding.
+- `emotion`: a name from ser_lightning.labels.EMOTIONS or one of EMOTION_ALIASES, any case.
+- `speaker` (optional): the speaker id that speaker-independent splits keep together. Without
+  it every row is speaker "unknown", and only split=random or split=test_only apply.
+- `gender` (optional): male / female / unknown (m / f accepted); splits balance it.
+
+Rows that cannot be used (missing file, unknown emotion, empty speaker, unreadable audio,
+a file listed twice with different emotions) are rejected with the CSV line and the reason,
+like every corpus's rejected files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+
+from ser_lightning.data.corpora.common import find_audio_files, unusable_reason
+from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("path", "emotion")
+OPTIONAL_COLUMNS = ("speaker", "gender")
+# Other spellings of the EMOTIONS names that CSVs commonly use, lower case.
+EMOTION_ALIASES: dict[str, str] = {
+    "anger": "angry",
+    "happiness": "happy",
+    "sadness": "sad",
+    "fear": "fearful",
+    "disgusted": "disgust",
+    "surprise": "surprised",
+}
+GENDERS: dict[str, str] = {"male": "male", "m": "male", "female": "female", "f": "female", "unknown": "unknown", "": "unknown"}
+UNKNOWN_SPEAKER = "unknown"
+# Extensions counted when reporting audio under the folder that the CSV does not list.
+LISTED_AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+FOLDER_HELP = (
+    "data=folder reads a CSV with a header `path,emotion[,speaker][,gender]` (paths relative to the CSV "
+    "or absolute); set data.root=FOLDER and, when the CSV is not FOLDER/labels.csv, "
+    "data.corpus_options.csv=PATH (relative to data.root or absolute)."
+)
+
+
+def emotion_name(value: str) -> str | None:
+    """The EMOTIONS name a CSV value means, or None when it names none."""
+    key = value.strip().lower()
+    if key in EMOTIONS:
+        return key
+    return EMOTION_ALIASES.get(key)
+
+
+def read_label_csv(csv_path: Path) -> pd.DataFrame:
+    """The CSV as strings with lower-case column names; a clear error when its header is wrong."""
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the label CSV {str(csv_path)!r}: {err}. {FOLDER_HELP}") from err
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the label CSV {str(csv_path)!r} has columns {list(frame.columns)} but lacks {missing}. {FOLDER_HELP}"
+        )
+    ignored = [c for c in frame.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if ignored:
+        log.warning("label CSV %s: columns %s are not used (known: %s)", csv_path, ignored,
+                    list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS))
+    return frame
+
+
+def _audio_problem(path: Path) -> str | None:
+    problem = unusable_reason(path)
+    if problem:
+        return problem
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # soundfile raises several types for unreadable input
+        return f"cannot be read as audio ({err}); convert it to wav or flac"
+    if info.frames == 0:
+        return "holds no audio samples"
+    return None
+
+
+@dataclass
+class FolderCorpus:
+    """Scans the files a label CSV lists into the utterance table."""
+
+    root: str
+    vocal_channels: tuple[str, ...] = ("speech",)
+    csv: str = "labels.csv"
+    name: str = "folder"
+
+    def __post_init__(self) -> None:
+        self.vocal_channels = tuple(self.vocal_channels)
+        if "speech" not in self.vocal_channels:
+            raise ValueError(
+                f"data.vocal_channels={list(self.vocal_channels)} keeps nothing: data=folder labels every file "
+                "as speech; use data.vocal_channels=[speech]"
+            )
+
+    @property
+    def csv_path(self) -> Path:
+        csv = Path(self.csv).expanduser()
+        return csv if csv.is_absolute() else Path(self.root).expanduser() / csv
+
+    def scan(self) -> CorpusScan:
+        root, csv_path = Path(self.root).expanduser(), self.csv_path
+        if not root.is_dir():
+            raise FileNotFoundError(f"folder {str(root)!r} does not exist. {FOLDER_HELP}")
+        if not csv_path.is_file():
+            found = sorted(p.name for p in root.glob("*.csv"))
+            raise FileNotFoundError(
+                f"label CSV {str(csv_path)!r} does not exist (CSV files in {str(root)!r}: {found or 'none'}). {FOLDER_HELP}"
+            )
+        frame = read_label_csv(csv_path)
+        has_speaker, has_gender = "speaker" in frame.columns, "gender" in frame.columns
+        base = csv_path.parent.resolve()
+        rows, rejected = [], []
+        for index, record in frame.iterrows():
+            line = int(index) + 2  # 1-based, after the header
+            where = f"{csv_path.name} line {line}"
+            listed = record["path"].strip()
+            if not listed:
+                rejected.append(RejectedFile(f"{csv_path}:{line}", f"{where}: the path is empty"))
+                continue
+            path = Path(listed).expanduser()
+            path = (path if path.is_absolute() else base / path).resolve()
+            emotion = emotion_name(record["emotion"])
+            speaker = record["speaker"].strip() if has_speaker else UNKNOWN_SPEAKER
+            gender = GENDERS.get(record["gender"].strip().lower()) if has_gender else "unknown"
+            problem = None
+            if not path.is_file():
+                problem = f"{where}: the file does not exist"
+            elif emotion is None:
+                problem = (
+                    f"{where}: unknown emotion {record['emotion']!r}; use one of {', '.join(EMOTIONS)} "
+                    f"(or {', '.join(EMOTION_ALIASES)})"
+                )
+            elif not speaker:
+                problem = f"{where}: the speaker is empty; fill it in, or drop the speaker column"
+            elif gender is None:
+                problem = f"{where}: unknown gender {record['gender']!r}; use male, female or unknown"
+            else:
+                reason = _audio_problem(path)
+                problem = f"{where}: {reason}" if reason else None
+            if problem:
+                rejected.append(RejectedFile(str(path), problem))
+                continue
+            rows.append(
+                {
+                    "path": str(path),
+                    "emotion": emotion,
+                    "actor": speaker,
+                    "gender": gender,
+                    "intensity": "unspecified",
+                    "statement": "",
+                    "vocal_channel": "speech",
+                    "corpus": self.name,
+                    "_line": line,
+                }
+            )
+        rows, duplicates = _resolve_repeats(rows, csv_path.name)
+        rejected.extend(duplicates)
+        if not rows:
+            raise FileNotFoundError(
+                f"no usable rows in the label CSV {str(csv_path)!r} ({len(rejected)} rejected"
+                + (f", e.g. {rejected[0].reason}" if rejected else "")
+                + f"). {FOLDER_HELP}"
+            )
+        for row in rows:
+            del row["_line"]
+        table = make_table(rows)
+        _check_speaker_genders(table, csv_path)
+        if not has_speaker:
+            log.warning(
+                "label CSV %s has no speaker column: every file counts as one speaker, so speaker-independent "
+                "splits cannot be made; use data.split=random (speakers leak) or data.split=test_only",
+                csv_path,
+            )
+        _report_unlisted(root, set(table["path"]), rejected)
+        return CorpusScan(table, rejected)
+
+
+def _resolve_repeats(rows: list[dict], csv_name: str) -> tuple[list[dict], list[RejectedFile]]:
+    """A file listed twice keeps its first row when the emotions agree; disagreeing rows all go."""
+    by_path: dict[str, list[dict]] = {}
+    for row in rows:
+        by_path.setdefault(row["path"], []).append(row)
+    kept, rejected = [], []
+    for path, group in by_path.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        lines = ", ".join(f"line {r['_line']} ({r['emotion']})" for r in group)
+        if len({r["emotion"] for r in group}) > 1:
+            rejected.extend(
+                RejectedFile(path, f"{csv_name}: listed with different emotions at {lines}; keep one row")
+                for _ in group
+            )
+        else:
+            kept.append(group[0])
+            rejected.extend(
+                RejectedFile(path, f"{csv_name} line {r['_line']}: listed again (first at line {group[0]['_line']})")
+                for r in group[1:]
+            )
+    return kept, rejected
+
+
+def _check_speaker_genders(table: pd.DataFrame, csv_path: Path) -> None:
+    genders = table.groupby("actor")["gender"].unique()
+    conflicting = {actor: sorted(values) for actor, values in genders.items() if len(values) > 1}
+    if conflicting:
+        raise ValueError(
+            f"the label CSV {str(csv_path)!r} gives speakers more than one gender: {conflicting}; "
+            "give each speaker one gender"
+        )
+
+
+def _report_unlisted(root: Path, listed: set[str], rejected: list[RejectedFile]) -> None:
+    seen = listed | {r.path for r in rejected}
+    unlisted = [str(p.resolve()) for p in find_audio_files(root, LISTED_AUDIO_EXTENSIONS)]
+    unlisted = [p for p in unlisted if p not in seen]
+    if unlisted:
+        log.warning(
+            "%d audio files under %s are not in the label CSV and are not used, e.g. %s",
+            len(unlisted), root, unlisted[:3],
+        )

@@ -1,0 +1,112 @@
+"""Where each corpus comes from and how to put it where `data=<corpus>` looks: one text per corpus.
+
+Parsers quote the short `hint` in their errors; `python -m ser_lightning.data.download <corpus>`
+prints the full `steps` for corpora whose licence needs a manual step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    name: str
+    title: str
+    home: str
+    licence: str
+    default_folder: str  # under paths.data_dir, where conf/data/<name>.yaml looks
+    hint: str  # one sentence for error messages
+    steps: tuple[str, ...]  # what a user does to get it, in order
+
+
+SOURCES: dict[str, CorpusSource] = {
+    "ravdess": CorpusSource(
+        name="ravdess",
+        title="RAVDESS (Ryerson Audio-Visual Database of Emotional Speech and Song)",
+        home="https://zenodo.org/records/1188976",
+        licence="CC BY-NC-SA 4.0",
+        default_folder="ravdess",
+        hint=(
+            "Get it with `python -m ser_lightning.data.download ravdess` (Zenodo record 1188976, "
+            "Audio_Speech_Actors_01-24.zip) or pass its folder as data.root=PATH; "
+            "data=demo works offline."
+        ),
+        steps=("python -m ser_lightning.data.download ravdess",),
+    ),
+    "crema_d": CorpusSource(
+        name="crema_d",
+        title="CREMA-D (Crowd-sourced Emotional Multimodal Actors Dataset)",
+        home="https://github.com/CheyneyComputerScience/CREMA-D",
+        licence="Open Database License (ODbL) v1.0",
+        default_folder="crema_d",
+        hint=(
+            "CREMA-D's audio is the AudioWAV folder of https://github.com/CheyneyComputerScience/CREMA-D "
+            "(stored with Git LFS); see `python -m ser_lightning.data.download crema_d`."
+        ),
+        steps=(
+            "Install Git LFS (https://git-lfs.com) and run `git lfs install` once.",
+            "GIT_LFS_SKIP_SMUDGE=1 git clone https://github.com/CheyneyComputerScience/CREMA-D.git"
+            "   # skips the large video files",
+            "cd CREMA-D && git lfs pull --include 'AudioWAV/*'",
+            "Move or link the AudioWAV folder to data/crema_d (or pass data.root=.../CREMA-D/AudioWAV).",
+            "python -m ser_lightning.train data=crema_d",
+        ),
+    ),
+    "tess": CorpusSource(
+        name="tess",
+        title="TESS (Toronto Emotional Speech Set)",
+        home="https://doi.org/10.5683/SP2/E8H2MF",
+        licence="non-commercial; see the dataset page",
+        default_folder="tess",
+        hint=(
+            "TESS is published by the University of Toronto at https://doi.org/10.5683/SP2/E8H2MF; "
+            "see `python -m ser_lightning.data.download tess`."
+        ),
+        steps=(
+            "Open https://doi.org/10.5683/SP2/E8H2MF (Scholars Portal Dataverse, University of Toronto) "
+            "and download the dataset's files, accepting the terms shown there.",
+            "Unpack them into data/tess so that it holds the per-emotion folders, e.g. "
+            "data/tess/OAF_angry/OAF_back_angry.wav (any nesting depth works).",
+            "python -m ser_lightning.train data=tess   # two speakers: split=random by default (README, Protocols)",
+        ),
+    ),
+    "savee": CorpusSource(
+        name="savee",
+        title="SAVEE (Surrey Audio-Visual Expressed Emotion)",
+        home="http://kahlan.eps.surrey.ac.uk/savee/",
+        licence="free for research use; registration required",
+        default_folder="savee",
+        hint=(
+            "SAVEE needs a registration at http://kahlan.eps.surrey.ac.uk/savee/; see "
+            "`python -m ser_lightning.data.download savee`."
+        ),
+        steps=(
+            "Register through the form linked from http://kahlan.eps.surrey.ac.uk/savee/; the reply "
+            "gives the download credentials.",
+            "Download the audio-only archive from the site's download page.",
+            "Unpack it into data/savee: either AudioData/DC/a01.wav (one folder per speaker) or a flat "
+            "folder of DC_a01.wav names works.",
+            "python -m ser_lightning.train data=savee",
+        ),
+    ),
+    "ser_en": CorpusSource(
+        name="ser_en",
+        title="Speech Emotion Recognition (en): CREMA-D, RAVDESS, SAVEE and TESS bundled",
+        home="https://www.kaggle.com/datasets/dmitrybabko/speech-emotion-recognition-en",
+        licence="the licences of the four corpora it bundles",
+        default_folder="ser_en",
+        hint=(
+            "The combined set is the Kaggle dataset dmitrybabko/speech-emotion-recognition-en with "
+            "folders Crema/, Ravdess/, Savee/ and Tess/; see `python -m ser_lightning.data.download ser_en`."
+        ),
+        steps=(
+            "Sign in to Kaggle and accept the dataset's terms at "
+            "https://www.kaggle.com/datasets/dmitrybabko/speech-emotion-recognition-en.",
+            "Download it from that page, or with the Kaggle CLI and an API token: "
+            "`kaggle datasets download -d dmitrybabko/speech-emotion-recognition-en`.",
+            "Unzip it into data/ser_en so that data/ser_en holds Crema/, Ravdess/, Savee/ and Tess/.",
+            "python -m ser_lightning.train data=ser_en",
+        ),
+    ),
+}

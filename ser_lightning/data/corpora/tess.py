@@ -1,0 +1,134 @@
+"""TESS: `OAF_angry/OAF_back_angry.wav` = speaker _ word _ emotion, in per-emotion folders.
+
+Two female speakers, OAF (older adult, 64) and YAF (young adult, 26), 200 words each in 7
+emotions: angry, disgust, fear, happy, neutral, ps (pleasant surprise), sad. Folder names
+vary between copies (OAF_Fear, OAF_Pleasant_surprise, YAF_pleasant_surprised ...); when a
+folder is named SPEAKER_EMOTION it must agree with the file name, so a file moved into the
+wrong folder is reported rather than trusted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ser_lightning.data.corpora.common import (
+    FileScreen,
+    check_speech_only,
+    find_audio_files,
+    missing_root_error,
+)
+from ser_lightning.data.corpora.sources import SOURCES
+from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+
+TESS_NAME = re.compile(r"^([A-Za-z]+)_([A-Za-z]+)_([A-Za-z]+)$")
+TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
+TESS_SPEAKERS: dict[str, str] = {"OAF": "older adult female", "YAF": "young adult female"}
+
+# TESS emotion words onto ser_lightning.labels.EMOTIONS ("ps" is pleasant surprise; no calm).
+TESS_EMOTIONS: dict[str, str] = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fearful",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprised",
+    "sad": "sad",
+}
+# Folder spellings seen in copies of TESS, onto the file-name emotion words.
+_FOLDER_EMOTIONS = {**{e: e for e in TESS_EMOTIONS}, "pleasant_surprise": "ps", "pleasant_surprised": "ps"}
+
+
+class TessNameError(ValueError):
+    """A file name that does not follow the TESS scheme; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class TessFields:
+    speaker: str
+    word: str
+    emotion: str  # the TESS emotion word, e.g. "ps"
+
+
+def parse_tess_name(path: str | Path) -> TessFields:
+    """Parse `OAF_back_angry`, or raise TessNameError saying what is wrong."""
+    name = Path(path).name
+    match = TESS_NAME.match(Path(path).stem)
+    if not match:
+        raise TessNameError(
+            f"name {name!r} does not follow the TESS scheme SPEAKER_WORD_EMOTION (e.g. OAF_back_angry.wav)"
+        )
+    speaker, word, emotion = match.group(1).upper(), match.group(2).lower(), match.group(3).lower()
+    if speaker not in TESS_SPEAKERS:
+        raise TessNameError(
+            f"unknown speaker {match.group(1)!r} in {name!r} (valid: OAF, YAF); rename the file if "
+            "it belongs to one of them"
+        )
+    if emotion not in TESS_EMOTIONS:
+        raise TessNameError(f"unknown emotion {match.group(3)!r} in {name!r} (valid: {', '.join(TESS_EMOTIONS)})")
+    return TessFields(speaker, word, emotion)
+
+
+def _folder_disagreement(path: Path, fields: TessFields) -> str | None:
+    folder = TESS_FOLDER.match(path.parent.name)
+    if not folder:
+        return None
+    speaker, emotion = folder.group(1).upper(), _FOLDER_EMOTIONS.get(folder.group(2).lower())
+    if speaker != fields.speaker or (emotion is not None and emotion != fields.emotion):
+        return (
+            f"file says {fields.speaker} {fields.emotion} but lies in folder {path.parent.name}; "
+            "move it to the matching folder or fix its name"
+        )
+    return None
+
+
+@dataclass
+class TessCorpus:
+    """Scans a TESS folder (searched recursively) into the utterance table."""
+
+    root: str
+    vocal_channels: tuple[str, ...] = ("speech",)
+    name: str = "tess"
+
+    def __post_init__(self) -> None:
+        self.vocal_channels = check_speech_only("TESS", self.vocal_channels)
+
+    def scan(self) -> CorpusScan:
+        root = Path(self.root).expanduser()
+        help_text = SOURCES["tess"].hint
+        if not root.is_dir():
+            raise missing_root_error("TESS", root, help_text)
+        files = find_audio_files(root, (".wav",))
+        if not files:
+            raise FileNotFoundError(f"TESS folder {str(root)!r} holds no .wav files. {help_text}")
+        rows, rejected, screen = [], [], FileScreen()
+        for path in files:
+            try:
+                fields = parse_tess_name(path)
+            except TessNameError as err:
+                rejected.append(RejectedFile(str(path), str(err)))
+                continue
+            problem = _folder_disagreement(path, fields)
+            if problem:
+                rejected.append(RejectedFile(str(path), problem))
+                continue
+            problem = screen.check(path, (fields.speaker, fields.word, fields.emotion))
+            if problem:
+                rejected.append(problem)
+                continue
+            rows.append(
+                {
+                    "path": str(path.resolve()),
+                    "emotion": TESS_EMOTIONS[fields.emotion],
+                    "actor": fields.speaker,
+                    "gender": "female",
+                    "intensity": "unspecified",
+                    "statement": fields.word,
+                    "vocal_channel": "speech",
+                    "corpus": self.name,
+                }
+            )
+        if not rows:
+            raise FileNotFoundError(f"no usable TESS files under {str(root)!r} ({len(rejected)} rejected). {help_text}")
+        return CorpusScan(make_table(rows), rejected)

@@ -1,0 +1,62 @@
+"""Which emotions a run classifies (`data.labels`), and the class indices that follow from it.
+
+- `all`: the 8 emotions of ser_lightning.labels.EMOTIONS, whatever the corpus holds.
+- `corpus`: the emotions the scanned corpus actually holds (CREMA-D: 6, no calm or surprised).
+- a list, e.g. `[neutral, happy, sad, angry]`: those emotions only; files of other emotions
+  are left out and counted as excluded by the filter.
+
+Whatever the choice, names keep the order of EMOTIONS, and a run's class index is the
+position of its emotion in that run's label names. The data module re-indexes the table's
+`label` column to it, so that batches, class weights, split.csv, metrics and the
+checkpoint's `labels` all agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from ser_lightning.labels import EMOTIONS
+
+LABEL_SET_NAMES = ("all", "corpus")
+
+
+def check_label_spec(spec: str | Sequence[str]) -> str | tuple[str, ...]:
+    """Validate data.labels: "all", "corpus", or a list of emotion names (returned in EMOTIONS order)."""
+    if isinstance(spec, str):
+        if spec not in LABEL_SET_NAMES:
+            raise ValueError(
+                f"data.labels={spec!r} is not valid; use 'all', 'corpus' or a list of emotions from {list(EMOTIONS)}"
+            )
+        return spec
+    names = list(spec)
+    unknown = [n for n in names if n not in EMOTIONS]
+    if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
+        raise ValueError(
+            f"data.labels={names} must list at least two different emotions from {list(EMOTIONS)}"
+            + (f"; unknown: {unknown}" if unknown else "")
+        )
+    return tuple(e for e in EMOTIONS if e in names)
+
+
+def resolve_label_names(spec: str | tuple[str, ...], present: Iterable[str]) -> tuple[str, ...]:
+    """The run's label names for a checked spec and the emotions a corpus holds."""
+    if spec == "all":
+        return EMOTIONS
+    if spec == "corpus":
+        present = set(present)
+        names = tuple(e for e in EMOTIONS if e in present)
+        if len(names) < 2:
+            raise ValueError(f"data.labels=corpus found only {names} in the corpus; a classifier needs two emotions")
+        return names
+    return tuple(spec)
+
+
+def relabel(table: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Rows whose emotion is in `names`, with `label` = index in `names`; and how many were left out."""
+    index = {name: i for i, name in enumerate(names)}
+    keep = table["emotion"].isin(index)
+    kept = table.loc[keep].reset_index(drop=True)
+    kept["label"] = kept["emotion"].map(index).astype("int64")
+    return kept, int((~keep).sum())
