@@ -15,7 +15,7 @@ from ser_lightning.models.layers import AttentionPooling
 
 
 @pytest.mark.parametrize("cls", [CRNNAttention, CNNBiLSTMMHA])
-@pytest.mark.parametrize("shape", [(1, 128, 300), (1, 68, 40), (3, 13, 20), (1, 1, 1)])
+@pytest.mark.parametrize("shape", [(1, 68, 40), (3, 13, 20), (1, 1, 1)])
 def test_sequence_networks_take_any_input_size(cls, shape):
     model = cls(shape, num_classes=8)
     assert model(torch.randn(2, *shape)).shape == (2, 8)
