@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-SKIP_STAGES = {"label": "unlabelable name", "audio": "undecodable audio"}
+SKIP_STAGES = {"label": "refused by the corpus parser", "audio": "without decodable audio"}
 METRIC_ROWS = (
     ("test/acc", "accuracy (WA)"),
     ("test/ua", "unweighted accuracy (UA)"),

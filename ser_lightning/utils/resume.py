@@ -54,14 +54,14 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
 
 
 def record_or_check_run_config(cfg: DictConfig, output_dir: Path, overrides: list[str], resuming: bool) -> None:
-    """Write run_config.yaml at a run's first start; on a resume, refuse a different experiment."""
+    """Write run_config.yaml when a run starts from scratch; on a resume, refuse a different experiment."""
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     record = output_dir / RUN_CONFIG
-    if not record.is_file():
+    if not resuming:  # a start from scratch is the first start of what this directory holds
         OmegaConf.save(OmegaConf.create({"overrides": list(overrides), "config": plain}), record)
         return
-    if not resuming:
-        return
+    if not record.is_file():
+        return  # nothing recorded to compare with
     saved = OmegaConf.to_container(OmegaConf.load(record), resolve=False)
     before = {k: v for k, v in _flat({key: saved["config"].get(key) for key in RESUME_MUST_MATCH}).items()}
     now = {k: v for k, v in _flat({key: plain.get(key) for key in RESUME_MUST_MATCH}).items()}
