@@ -141,7 +141,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
                 "the corpus at %s changed; scores are not comparable with the training run's",
                 trained_split.get("sizes", {}).get("test"), len(report.files), datamodule.root,
             )
-    title = f"Evaluation: {Path(ckpt_path).name} on the {split} split of {datamodule.root}"
+    what = "all files" if split == "all" else f"the {split} split"
+    title = f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}"
     print_report(report, title=title)
     paths = write_report(report, output_dir, title=title)
     summary = {
