@@ -158,8 +158,9 @@ class OfflineCopies:
         )
 
         def fill(out: np.ndarray) -> None:
-            # Workers augment (CPU, one clip each); this process extracts features in chunks, so
-            # an extractor's own batching or parallelism applies as it does for the clean cache.
+            # Workers augment (CPU, one clip each); this process extracts features in chunks through
+            # the extractor's precompute, so its own batching or process pool (handcrafted68)
+            # applies exactly as it does for the clean cache.
             loader = DataLoader(
                 waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False
             )
@@ -174,7 +175,9 @@ class OfflineCopies:
                     f"augmenting train clips ({self.copies} copies)", total=len(waves)
                 )
                 for index, batch in loader:
-                    out[index.numpy()] = features.extract(batch).numpy()
+                    block = np.empty((len(index), *out.shape[1:]), dtype=out.dtype)
+                    features.precompute(batch.numpy(), block)
+                    out[index.numpy()] = block
                     progress.advance(task, len(index))
 
         started = time.perf_counter()
