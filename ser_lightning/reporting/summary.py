@@ -33,7 +33,7 @@ def print_run_summary(summary: dict, save_to: str | Path | None = None, console:
     metrics = summary["metrics"]
     table = Table(title="Run summary", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, label in METRIC_ROWS:
         if key in metrics:
             table.add_row(label, f"{metrics[key]:.3f}")
