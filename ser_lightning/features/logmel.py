@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torchaudio
 
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.features.mel import MelDecibels
 
 
 class LogMel(FeatureExtractor):
@@ -27,8 +27,6 @@ class LogMel(FeatureExtractor):
         normalization: str = "utterance",
     ):
         super().__init__(n_features=n_mels, normalization=normalization)
-        if f_max is not None and f_max > sample_rate / 2:
-            raise ValueError(f"features.f_max={f_max} is above the Nyquist frequency {sample_rate / 2} Hz")
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.win_length = win_length or n_fft
@@ -37,24 +35,11 @@ class LogMel(FeatureExtractor):
         self.f_min = f_min
         self.f_max = f_max
         self.top_db = top_db
-        self.melspec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=self.win_length,
-            hop_length=hop_length,
-            f_min=f_min,
-            f_max=f_max,
-            n_mels=n_mels,
-            power=2.0,
-            center=True,
-        )
+        # The same front end as the cepstral extractors (it also checks f_max against Nyquist).
+        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
-        power = self.melspec(waveforms.float()).unsqueeze(1)  # (B, 1, n_mels, frames)
-        # 4-D input keeps torchaudio's top_db clamp per utterance rather than per batch.
-        return torchaudio.functional.amplitude_to_DB(
-            power, multiplier=10.0, amin=1e-10, db_multiplier=0.0, top_db=self.top_db
-        )
+        return self.mel_db(waveforms)  # (B, 1, n_mels, frames)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         return (1, self.n_mels, num_samples // self.hop_length + 1)

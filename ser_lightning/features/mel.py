@@ -10,7 +10,7 @@ from torch import nn
 class MelDecibels(nn.Module):
     """Power mel spectrogram in dB, `(batch, samples)` to `(batch, 1, n_mels, frames)`.
 
-    The same computation as LogMel.extract: top_db clips each utterance's floor at `top_db`
+    LogMel.extract is exactly this; top_db clips each utterance's floor at `top_db`
     below its own peak (4-D input keeps torchaudio's clamp per utterance, not per batch).
     """
 
