@@ -1,5 +1,7 @@
 """Each augmentation does what its config says, on known signals."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,70 @@ def test_time_stretch_keeps_length_and_pitch_and_moves_the_end_of_a_burst():
     envelope = np.convolve(np.abs(out), np.ones(160) / 160, mode="same")
     end = np.nonzero(envelope > 0.5 * envelope.max())[0].max() / SR
     assert end == pytest.approx(0.5 / 1.1, abs=0.02)  # sped up by 1.1: the burst ends earlier
+
+
+def pitch_time_stretch(**params):
+    return augmenter(
+        pts={"_target_": "ser_lightning.augment.waveform.PitchTimeStretch", "p": 1.0, **params}
+    )
+
+
+def burst_end(out: np.ndarray) -> float:
+    """Seconds at which a tone burst's envelope last exceeds half its peak."""
+    envelope = np.convolve(np.abs(out), np.ones(160) / 160, mode="same")
+    return np.nonzero(envelope > 0.5 * envelope.max())[0].max() / SR
+
+
+def test_pitch_time_stretch_does_both_changes_in_one_pass_and_keeps_length():
+    wave = np.zeros(SR, dtype=np.float32)
+    wave[: SR // 2] = tone(500.0, 0.5)  # 0.5 s of tone, then silence
+    both = pitch_time_stretch(
+        min_semitones=2.0, max_semitones=2.0, pitch_p=1.0, min_rate=1.1, max_rate=1.1, rate_p=1.0
+    )(wave)
+    assert both.shape == wave.shape and both.dtype == np.float32
+    assert dominant_frequency(both[1000:6000]) == pytest.approx(500.0 * 2 ** (2 / 12), rel=0.005)
+    assert burst_end(both) == pytest.approx(0.5 / 1.1, abs=0.02)
+    # pitch alone: same tempo; rate alone: same pitch (slowed down here, so the burst ends later)
+    pitch_only = pitch_time_stretch(min_semitones=-2.0, max_semitones=-2.0, pitch_p=1.0, rate_p=0.0)(wave)
+    assert dominant_frequency(pitch_only[1000:6000]) == pytest.approx(500.0 * 2 ** (-2 / 12), rel=0.005)
+    assert burst_end(pitch_only) == pytest.approx(0.5, abs=0.02)
+    rate_only = pitch_time_stretch(pitch_p=0.0, min_rate=0.9, max_rate=0.9, rate_p=1.0)(wave)
+    assert dominant_frequency(rate_only[1000:6000]) == pytest.approx(500.0, rel=0.005)
+    assert burst_end(rate_only) == pytest.approx(0.5 / 0.9, abs=0.02)
+    # neither drawn: the clip is returned untouched
+    wave_copy = wave.copy()
+    np.testing.assert_array_equal(pitch_time_stretch(pitch_p=0.0, rate_p=0.0)(wave), wave_copy)
+
+
+def test_pitch_time_stretch_draws_pitch_and_rate_independently_with_their_probabilities():
+    transform = pitch_time_stretch(pitch_p=0.5, rate_p=0.5).compose.transforms[0]
+    random.seed(0)
+    draws = []
+    for _ in range(2000):
+        transform.randomize_parameters(np.zeros(SR, dtype=np.float32), SR)
+        draws.append((transform.parameters["semitones"], transform.parameters["rate"]))
+    semitones, rates = np.array(draws).T
+    pitched, stretched = semitones != 0.0, rates != 1.0
+    assert pitched.mean() == pytest.approx(0.5, abs=0.04) and stretched.mean() == pytest.approx(0.5, abs=0.04)
+    assert (pitched & stretched).mean() == pytest.approx(0.25, abs=0.03)  # independent
+    assert -2.0 <= semitones.min() < -1.9 and 1.9 < semitones.max() <= 2.0  # the whole range
+    assert 0.9 <= rates.min() < 0.905 and 1.095 < rates.max() <= 1.1
+    # the same seed gives the same augmented clip
+    wave = tone(300.0)
+    augment = pitch_time_stretch()
+    random.seed(7)
+    first = [augment(wave) for _ in range(4)]
+    random.seed(7)
+    np.testing.assert_array_equal(np.stack(first), np.stack([augment(wave) for _ in range(4)]))
+
+
+def test_pitch_time_stretch_refuses_impossible_ranges_by_name():
+    with pytest.raises(ValueError, match="(?s)transforms.pts: cannot build.*min_rate <= max_rate"):
+        pitch_time_stretch(min_rate=1.2, max_rate=1.1)
+    with pytest.raises(ValueError, match="(?s)transforms.pts: cannot build.*pitch_p=1.5"):
+        pitch_time_stretch(pitch_p=1.5)
+    with pytest.raises(ValueError, match="(?s)transforms.pts: cannot build.*min_semitones"):
+        pitch_time_stretch(min_semitones=3.0, max_semitones=1.0)
 
 
 def test_shift_moves_an_impulse_by_the_configured_seconds():

@@ -7,10 +7,16 @@ features once into the feature cache, and per epoch only reads memory-mapped row
 waveform augmentation, augments cached waveforms in the workers and computes log-mel per
 batch with torchaudio).
 
-Both sides use the same clips, the same DataLoader workers and batch size, and the same
-audiomentations transform when augmenting, and are timed side by side in one run.
+Both sides use the same clips, the same DataLoader workers and batch size, and are timed side
+by side in one run. With augmentation the baseline applies the seed projects' transforms one
+after another (gain, noise, ±2 semitone pitch shift, 0.9-1.1 time stretch, shift, polarity,
+p 0.5 each, audiomentations); ours runs the project's `augmentation=waveform` preset, which has
+the same transforms and ranges (plus a random crop/pad at p 0.3) but makes pitch shift and time
+stretch in one stretcher pass (`PitchTimeStretch`). A third row trains from offline copies
+(`augmentation.offline_copies=2`): the copies are made once (timed separately) and every epoch
+then reads clean clips and copies from the feature cache.
 
-    python experiments/benchmarks/data_pipeline.py [--actors 24] [--workers 2] [--epochs 2]
+    python experiments/benchmarks/data_pipeline.py [--actors 24] [--workers 2] [--epochs 2] [--offline-copies 2]
 """
 
 from __future__ import annotations
@@ -29,10 +35,15 @@ import torch
 from audiomentations import AddGaussianNoise, Compose, Gain, PitchShift, PolarityInversion, Shift, TimeStretch
 from torch.utils.data import DataLoader, Dataset
 
+from omegaconf import OmegaConf
+
+from ser_lightning.augment.offline import OfflineCopies
+from ser_lightning.augment.waveform import build_waveform_augmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
 from ser_lightning.features import LogMel
+from ser_lightning.utils.config import CONFIG_DIR
 
 
 def seed_style_augmentation(sample_rate: int) -> Compose:
@@ -83,6 +94,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, both sides")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per side (the first warms workers)")
+    parser.add_argument("--offline-copies", type=int, default=2, help="K of the offline-copies row")
     parser.add_argument("--work-dir", type=Path, default=None, help="corpus + cache folder (default: a temp dir)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() // 2))
@@ -117,12 +129,16 @@ def main() -> None:
         return DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                           persistent_workers=args.workers > 0)
 
+    preset = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))["augmentation"]
+    ours_augment = build_waveform_augmentation(preset["waveform"], 16000)
+
     results = {}
     for name, augmented in (("no augmentation", False), ("waveform augmentation", True)):
+        print(f"timing: {name} ...", flush=True)
         baseline = loader(SeedStyleDataset(paths, labels, dm.audio, features, augment if augmented else None))
         if augmented:
             ours_dm = make_dm("waveform")
-            ours_dm.waveform_transform = lambda w: augment(samples=w, sample_rate=16000)
+            ours_dm.waveform_transform = ours_augment
             ours_dm.setup("fit")
             ours = ours_dm.train_dataloader()
             on_batch = lambda b: features.extract(b["waveform"])  # noqa: E731 - per-batch features, as training does
@@ -131,7 +147,20 @@ def main() -> None:
             on_batch = None
         base_times = [time_epoch(baseline) for _ in range(args.epochs)]
         ours_times = [time_epoch(ours, on_batch) for _ in range(args.epochs)]
-        results[name] = (min(base_times), min(ours_times))
+        results[name] = (min(base_times), min(ours_times), len(ours.dataset))
+        del baseline, ours
+
+    print(f"timing: offline copies (K={args.offline_copies}) ...", flush=True)
+    offline_dm = make_dm("features")
+    offline_dm.offline_augmentation = OfflineCopies(
+        ours_augment, copies=args.offline_copies, seed=0, description=preset["waveform"], workers=args.workers
+    )
+    started = time.perf_counter()
+    offline_dm.setup("fit")  # makes the copies and caches their features (once)
+    offline_build = time.perf_counter() - started
+    offline = offline_dm.train_dataloader()
+    offline_time = min(time_epoch(offline) for _ in range(args.epochs))
+    offline_clips = len(offline.dataset)
 
     print(f"\n## Data work per training epoch ({len(paths)} training clips of {args.duration} s, "
           f"{args.workers} workers, batch {args.batch_size})\n")
@@ -139,8 +168,14 @@ def main() -> None:
     print(f"cold cache build (decode + log-mel, {len(dm.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n")
     print("| pipeline | seed-style s/epoch | ser_lightning s/epoch | ratio |")
     print("|---|---|---|---|")
-    for name, (base, ours) in results.items():
+    for name, (base, ours, _) in results.items():
         print(f"| {name} | {base:.2f} | {ours:.3f} | {base / ours:.1f}x |")
+    base_aug = results["waveform augmentation"][0]
+    per_clip_ratio = (base_aug / len(paths)) / (offline_time / offline_clips)
+    print(f"| offline copies, K={args.offline_copies} ({offline_clips} clips per epoch: clean + copies) | "
+          f"{base_aug:.2f} (for {len(paths)}) | {offline_time:.3f} | {per_clip_ratio:.1f}x per clip |")
+    print(f"\noffline copies: made once in {offline_build:.1f} s ({args.offline_copies} x {len(paths)} clips: "
+          f"augment + log-mel + write), then read from the cache every epoch")
     if args.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping
 
 import numpy as np
+import python_stretch
 from audiomentations import Compose
 from audiomentations.core.transforms_interface import BaseWaveformTransform
 from hydra.utils import instantiate
@@ -64,6 +65,71 @@ class RandomCropPad(BaseWaveformTransform):
         return out
 
 
+class PitchTimeStretch(BaseWaveformTransform):
+    """Pitch shift and time stretch, each drawn on its own, done in one Signalsmith Stretch pass.
+
+    The same augmentation as audiomentations' `TimeStretch(leave_length_unchanged=True)`
+    followed by `PitchShift` (both use the Signalsmith stretcher by default), with the same
+    ranges and independent probabilities `rate_p` and `pitch_p`, but a clip that gets both
+    goes through the stretcher once instead of twice: a pass costs about the same with or
+    without the second change (~10 ms per 3 s clip on one core), so the pair costs a quarter
+    less on average at p 0.5 each, and a clip is resynthesised once rather than twice.
+    The output keeps the input's length (zero-padded at the end when sped up, cut when
+    slowed down). `p` gates the whole transform, as for every audiomentations transform.
+    """
+
+    supports_multichannel = True
+
+    def __init__(
+        self,
+        min_semitones: float = -2.0,
+        max_semitones: float = 2.0,
+        pitch_p: float = 0.5,
+        min_rate: float = 0.9,
+        max_rate: float = 1.1,
+        rate_p: float = 0.5,
+        p: float = 1.0,
+    ):
+        super().__init__(p)
+        if not -24.0 <= min_semitones <= max_semitones <= 24.0:
+            raise ValueError(
+                f"PitchTimeStretch needs -24 <= min_semitones <= max_semitones <= 24; "
+                f"got {min_semitones}, {max_semitones}"
+            )
+        if not 0.0 < min_rate <= max_rate:
+            raise ValueError(
+                f"PitchTimeStretch needs 0 < min_rate <= max_rate (1 = unchanged tempo); got {min_rate}, {max_rate}"
+            )
+        for name, value in (("pitch_p", pitch_p), ("rate_p", rate_p)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"PitchTimeStretch {name}={value} must be a probability in [0, 1]")
+        self.min_semitones, self.max_semitones, self.pitch_p = min_semitones, max_semitones, pitch_p
+        self.min_rate, self.max_rate, self.rate_p = min_rate, max_rate, rate_p
+
+    def randomize_parameters(self, samples: NDArray[np.float32], sample_rate: int) -> None:
+        super().randomize_parameters(samples, sample_rate)
+        if self.parameters["should_apply"]:
+            # drawn in this order whatever is applied, so a seed gives the same stream of draws
+            shift_pitch = random.random() < self.pitch_p
+            semitones = random.uniform(self.min_semitones, self.max_semitones)
+            stretch = random.random() < self.rate_p
+            rate = random.uniform(self.min_rate, self.max_rate)
+            self.parameters["semitones"] = semitones if shift_pitch else 0.0
+            self.parameters["rate"] = rate if stretch else 1.0
+
+    def apply(self, samples: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
+        semitones, rate = self.parameters["semitones"], self.parameters["rate"]
+        if semitones == 0.0 and rate == 1.0:
+            return samples
+        channels = samples if samples.ndim == 2 else samples[np.newaxis, :]
+        stretcher = python_stretch.Signalsmith.Stretch()
+        stretcher.preset(channels.shape[0], sample_rate)
+        stretcher.setTransposeSemitones(semitones)
+        stretcher.setTimeFactor(rate)
+        out = fit_to_length(stretcher.process(np.ascontiguousarray(channels)), samples.shape[-1])
+        return out if samples.ndim == 2 else out[0]
+
+
 def fit_to_length(samples: np.ndarray, length: int) -> np.ndarray:
     """Crop or zero-pad the end so that every augmented clip keeps the cached clip's length."""
     if samples.shape[-1] == length:
@@ -109,7 +175,7 @@ def build_waveform_augmentation(
 
     `transforms` maps a name to a `_target_` node (any audiomentations transform, or
     RandomCropPad); a null entry is off, so one transform can be dropped from a preset with
-    `augmentation.waveform.transforms.pitch_shift=null`. Mapping order is application order.
+    `augmentation.waveform.transforms.shift=null`. Mapping order is application order.
     """
     if not node:
         return None
