@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
 
 
 def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:

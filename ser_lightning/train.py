@@ -22,8 +22,8 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.augment.config import configure_datamodule
 from ser_lightning.checkpoint import CheckpointRecord
-from ser_lightning.eval import test_report
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
+from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain

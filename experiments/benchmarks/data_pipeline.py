@@ -32,10 +32,17 @@ from pathlib import Path
 import librosa
 import numpy as np
 import torch
-from audiomentations import AddGaussianNoise, Compose, Gain, PitchShift, PolarityInversion, Shift, TimeStretch
-from torch.utils.data import DataLoader, Dataset
-
+from audiomentations import (
+    AddGaussianNoise,
+    Compose,
+    Gain,
+    PitchShift,
+    PolarityInversion,
+    Shift,
+    TimeStretch,
+)
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
 
 from ser_lightning.augment.offline import OfflineCopies
 from ser_lightning.augment.waveform import build_waveform_augmentation
