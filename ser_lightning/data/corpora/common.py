@@ -9,10 +9,10 @@ crash halfway through decoding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ser_lightning.data.utterances import RejectedFile
+from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 
 # A Git LFS pointer is a short text file that starts with this line.
 _LFS_POINTER_PREFIX = b"version https://git-lfs"
@@ -72,3 +72,43 @@ def check_speech_only(corpus: str, vocal_channels: Iterable[str]) -> tuple[str, 
 
 def missing_root_error(corpus: str, root: Path, help_text: str) -> FileNotFoundError:
     return FileNotFoundError(f"{corpus} folder {str(root)!r} does not exist. {help_text}")
+
+
+class FileNameError(ValueError):
+    """A file name (or place) that does not follow a corpus's scheme; the message says what is wrong."""
+
+
+# path -> (what makes the recording unique in its corpus, the row's columns other than
+# path, vocal_channel and corpus); raises FileNameError for a file that does not fit.
+DescribeFile = Callable[[Path], tuple[tuple, dict]]
+
+
+def scan_speech_files(title: str, root: str | Path, hint: str, corpus: str, describe: DescribeFile) -> CorpusScan:
+    """The utterance table of a speech-only corpus whose labels are in its .wav file names.
+
+    Every .wav under root (recursively, sorted) is described by its name; files whose names do
+    not fit, unusable files and second copies of a recording are listed as rejected with the
+    reason, never dropped silently. `title` names the corpus in messages, `hint` says where
+    to get it.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise missing_root_error(title, root, hint)
+    files = find_audio_files(root, (".wav",))
+    if not files:
+        raise FileNotFoundError(f"{title} folder {str(root)!r} holds no .wav files. {hint}")
+    rows, rejected, screen = [], [], FileScreen()
+    for path in files:
+        try:
+            key, columns = describe(path)
+        except FileNameError as err:
+            rejected.append(RejectedFile(str(path), str(err)))
+            continue
+        problem = screen.check(path, key)
+        if problem:
+            rejected.append(problem)
+            continue
+        rows.append({"path": str(path.resolve()), **columns, "vocal_channel": "speech", "corpus": corpus})
+    if not rows:
+        raise FileNotFoundError(f"no usable {title} files under {str(root)!r} ({len(rejected)} rejected). {hint}")
+    return CorpusScan(make_table(rows), rejected)

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_lightning.data.corpora.common import (
-    FileScreen,
+    FileNameError,
     check_speech_only,
-    find_audio_files,
-    missing_root_error,
+    scan_speech_files,
 )
 from ser_lightning.data.corpora.sources import SOURCES
-from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.data.utterances import CorpusScan
 
 CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 
@@ -60,7 +59,7 @@ CREMA_D_MALE_ACTORS: frozenset[int] = frozenset(
 )  # fmt: skip
 
 
-class CremaDNameError(ValueError):
+class CremaDNameError(FileNameError):
     """A file name that does not follow the CREMA-D scheme; the message says which part is wrong."""
 
 
@@ -110,38 +109,15 @@ class CremaDCorpus:
         self.vocal_channels = check_speech_only("CREMA-D", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
-        root = Path(self.root).expanduser()
-        help_text = SOURCES["crema_d"].hint
-        if not root.is_dir():
-            raise missing_root_error("CREMA-D", root, help_text)
-        files = find_audio_files(root, (".wav",))
-        if not files:
-            raise FileNotFoundError(f"CREMA-D folder {str(root)!r} holds no .wav files. {help_text}")
-        rows, rejected, screen = [], [], FileScreen()
-        for path in files:
-            try:
-                fields = parse_crema_d_name(path)
-            except CremaDNameError as err:
-                rejected.append(RejectedFile(str(path), str(err)))
-                continue
-            problem = screen.check(path, (path.stem,))
-            if problem:
-                rejected.append(problem)
-                continue
-            rows.append(
-                {
-                    "path": str(path.resolve()),
-                    "emotion": CREMA_D_EMOTIONS[fields.emotion],
-                    "actor": fields.actor,
-                    "gender": fields.gender,
-                    "intensity": CREMA_D_LEVELS[fields.level],
-                    "statement": fields.sentence,
-                    "vocal_channel": "speech",
-                    "corpus": self.name,
-                }
-            )
-        if not rows:
-            raise FileNotFoundError(
-                f"no usable CREMA-D files under {str(root)!r} ({len(rejected)} rejected). {help_text}"
-            )
-        return CorpusScan(make_table(rows), rejected)
+        return scan_speech_files("CREMA-D", self.root, SOURCES["crema_d"].hint, self.name, self._describe)
+
+    @staticmethod
+    def _describe(path: Path) -> tuple[tuple, dict]:
+        fields = parse_crema_d_name(path)
+        return (path.stem,), {
+            "emotion": CREMA_D_EMOTIONS[fields.emotion],
+            "actor": fields.actor,
+            "gender": fields.gender,
+            "intensity": CREMA_D_LEVELS[fields.level],
+            "statement": fields.sentence,
+        }

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_lightning.data.corpora.common import (
-    FileScreen,
+    FileNameError,
     check_speech_only,
-    find_audio_files,
-    missing_root_error,
+    scan_speech_files,
 )
 from ser_lightning.data.corpora.sources import SOURCES
-from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.data.utterances import CorpusScan
 
 SAVEE_FLAT_NAME = re.compile(r"^([A-Za-z]{2})_([a-z]{1,2})(\d{2})$")
 SAVEE_FOLDER_NAME = re.compile(r"^([a-z]{1,2})(\d{2})$")
@@ -39,7 +38,7 @@ SAVEE_EMOTIONS: dict[str, str] = {
 SENTENCES_PER_EMOTION = {code: 30 if code == "n" else 15 for code in SAVEE_EMOTIONS}
 
 
-class SaveeNameError(ValueError):
+class SaveeNameError(FileNameError):
     """A file name that does not follow the SAVEE scheme; the message says what is wrong."""
 
 
@@ -92,36 +91,15 @@ class SaveeCorpus:
         self.vocal_channels = check_speech_only("SAVEE", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
-        root = Path(self.root).expanduser()
-        help_text = SOURCES["savee"].hint
-        if not root.is_dir():
-            raise missing_root_error("SAVEE", root, help_text)
-        files = find_audio_files(root, (".wav",))
-        if not files:
-            raise FileNotFoundError(f"SAVEE folder {str(root)!r} holds no .wav files. {help_text}")
-        rows, rejected, screen = [], [], FileScreen()
-        for path in files:
-            try:
-                fields = parse_savee_name(path)
-            except SaveeNameError as err:
-                rejected.append(RejectedFile(str(path), str(err)))
-                continue
-            problem = screen.check(path, (fields.speaker, fields.sentence))
-            if problem:
-                rejected.append(problem)
-                continue
-            rows.append(
-                {
-                    "path": str(path.resolve()),
-                    "emotion": SAVEE_EMOTIONS[fields.code],
-                    "actor": fields.speaker,
-                    "gender": "male",
-                    "intensity": "unspecified",
-                    "statement": fields.sentence,
-                    "vocal_channel": "speech",
-                    "corpus": self.name,
-                }
-            )
-        if not rows:
-            raise FileNotFoundError(f"no usable SAVEE files under {str(root)!r} ({len(rejected)} rejected). {help_text}")
-        return CorpusScan(make_table(rows), rejected)
+        return scan_speech_files("SAVEE", self.root, SOURCES["savee"].hint, self.name, self._describe)
+
+    @staticmethod
+    def _describe(path: Path) -> tuple[tuple, dict]:
+        fields = parse_savee_name(path)
+        return (fields.speaker, fields.sentence), {
+            "emotion": SAVEE_EMOTIONS[fields.code],
+            "actor": fields.speaker,
+            "gender": "male",
+            "intensity": "unspecified",
+            "statement": fields.sentence,
+        }

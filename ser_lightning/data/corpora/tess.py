@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_lightning.data.corpora.common import (
-    FileScreen,
+    FileNameError,
     check_speech_only,
-    find_audio_files,
-    missing_root_error,
+    scan_speech_files,
 )
 from ser_lightning.data.corpora.sources import SOURCES
-from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.data.utterances import CorpusScan
 
 TESS_NAME = re.compile(r"^([A-Za-z]+)_([A-Za-z]+)_([A-Za-z]+)$")
 TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
@@ -40,7 +39,7 @@ TESS_EMOTIONS: dict[str, str] = {
 _FOLDER_EMOTIONS = {**{e: e for e in TESS_EMOTIONS}, "pleasant_surprise": "ps", "pleasant_surprised": "ps"}
 
 
-class TessNameError(ValueError):
+class TessNameError(FileNameError):
     """A file name that does not follow the TESS scheme; the message says what is wrong."""
 
 
@@ -95,40 +94,18 @@ class TessCorpus:
         self.vocal_channels = check_speech_only("TESS", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
-        root = Path(self.root).expanduser()
-        help_text = SOURCES["tess"].hint
-        if not root.is_dir():
-            raise missing_root_error("TESS", root, help_text)
-        files = find_audio_files(root, (".wav",))
-        if not files:
-            raise FileNotFoundError(f"TESS folder {str(root)!r} holds no .wav files. {help_text}")
-        rows, rejected, screen = [], [], FileScreen()
-        for path in files:
-            try:
-                fields = parse_tess_name(path)
-            except TessNameError as err:
-                rejected.append(RejectedFile(str(path), str(err)))
-                continue
-            problem = _folder_disagreement(path, fields)
-            if problem:
-                rejected.append(RejectedFile(str(path), problem))
-                continue
-            problem = screen.check(path, (fields.speaker, fields.word, fields.emotion))
-            if problem:
-                rejected.append(problem)
-                continue
-            rows.append(
-                {
-                    "path": str(path.resolve()),
-                    "emotion": TESS_EMOTIONS[fields.emotion],
-                    "actor": fields.speaker,
-                    "gender": "female",
-                    "intensity": "unspecified",
-                    "statement": fields.word,
-                    "vocal_channel": "speech",
-                    "corpus": self.name,
-                }
-            )
-        if not rows:
-            raise FileNotFoundError(f"no usable TESS files under {str(root)!r} ({len(rejected)} rejected). {help_text}")
-        return CorpusScan(make_table(rows), rejected)
+        return scan_speech_files("TESS", self.root, SOURCES["tess"].hint, self.name, self._describe)
+
+    @staticmethod
+    def _describe(path: Path) -> tuple[tuple, dict]:
+        fields = parse_tess_name(path)
+        problem = _folder_disagreement(path, fields)
+        if problem:
+            raise TessNameError(problem)
+        return (fields.speaker, fields.word, fields.emotion), {
+            "emotion": TESS_EMOTIONS[fields.emotion],
+            "actor": fields.speaker,
+            "gender": "female",
+            "intensity": "unspecified",
+            "statement": fields.word,
+        }
