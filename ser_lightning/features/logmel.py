@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.features.mel import MelDecibels
+from ser_lightning.features.mel import MelFeatureExtractor
 
 
-class LogMel(FeatureExtractor):
+class LogMel(MelFeatureExtractor):
     """Power mel spectrogram in dB: `(batch, samples)` to `(batch, 1, n_mels, frames)`.
 
     top_db clips each utterance's floor at `top_db` below its own peak (None keeps all).
@@ -26,33 +25,17 @@ class LogMel(FeatureExtractor):
         top_db: float | None = 80.0,
         normalization: str = "utterance",
     ):
-        super().__init__(n_features=n_mels, normalization=normalization)
-        self.sample_rate = sample_rate
-        self.n_fft = n_fft
-        self.win_length = win_length or n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.f_min = f_min
-        self.f_max = f_max
-        self.top_db = top_db
-        # The same front end as the cepstral extractors (it also checks f_max against Nyquist).
-        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
+        super().__init__(
+            n_features=n_mels, normalization=normalization,
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
+            f_min=f_min, f_max=f_max, top_db=top_db,
+        )
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
         return self.mel_db(waveforms)  # (B, 1, n_mels, frames)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
-        return (1, self.n_mels, num_samples // self.hop_length + 1)
+        return (1, self.n_mels, self.mel_db.num_frames(num_samples))
 
     def cache_params(self) -> dict:
-        return {
-            "kind": "logmel",
-            "sample_rate": self.sample_rate,
-            "n_fft": self.n_fft,
-            "win_length": self.win_length,
-            "hop_length": self.hop_length,
-            "n_mels": self.n_mels,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "top_db": self.top_db,
-        }
+        return {"kind": "logmel", **self.mel_params()}

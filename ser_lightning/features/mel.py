@@ -1,10 +1,12 @@
-"""The log-mel front end shared by the cepstral extractors (MFCC, MFCC + log-mel)."""
+"""The log-mel front end shared by LogMel, MFCC and MFCC + log-mel, and their common settings."""
 
 from __future__ import annotations
 
 import torch
 import torchaudio
 from torch import nn
+
+from ser_lightning.features.base import FeatureExtractor
 
 
 class MelDecibels(nn.Module):
@@ -41,6 +43,52 @@ class MelDecibels(nn.Module):
 
     def num_frames(self, num_samples: int) -> int:
         return num_samples // self.hop_length + 1
+
+
+class MelFeatureExtractor(FeatureExtractor):
+    """A FeatureExtractor computed from one MelDecibels front end, whose settings it keeps.
+
+    The settings are attributes (`n_mels`, `hop_length`, ...) and part of the cache key
+    (`mel_params`), written once here for every mel-based extractor.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_features: int,
+        normalization: str,
+        n_channels: int = 1,
+        sample_rate: int,
+        n_fft: int,
+        win_length: int | None,
+        hop_length: int,
+        n_mels: int,
+        f_min: float,
+        f_max: float | None,
+        top_db: float | None,
+    ):
+        super().__init__(n_features=n_features, normalization=normalization, n_channels=n_channels)
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.f_min = f_min
+        self.f_max = f_max
+        self.top_db = top_db
+        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
+
+    def mel_params(self) -> dict:
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "win_length": self.win_length,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "top_db": self.top_db,
+        }
 
 
 def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 import torchaudio
 
-from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.features.mel import MelDecibels, cepstrum, dct_matrix
+from ser_lightning.features.mel import MelFeatureExtractor, cepstrum, dct_matrix
 
 DELTA_LAYOUTS = ("rows", "channels")
 
 
-class MFCC(FeatureExtractor):
+class MFCC(MelFeatureExtractor):
     """Mel-frequency cepstral coefficients, `(batch, samples)` to `(batch, C, F, frames)`.
 
     The coefficients are the orthonormal DCT-II of the log-mel spectrogram in dB, as
@@ -51,20 +50,13 @@ class MFCC(FeatureExtractor):
             n_features=n_mfcc if as_channels else n_mfcc * stacks,
             normalization=normalization,
             n_channels=stacks if as_channels else 1,
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
+            f_min=f_min, f_max=f_max, top_db=top_db,
         )
-        self.sample_rate = sample_rate
         self.n_mfcc = n_mfcc
-        self.n_mels = n_mels
-        self.n_fft = n_fft
-        self.win_length = win_length or n_fft
-        self.hop_length = hop_length
-        self.f_min = f_min
-        self.f_max = f_max
-        self.top_db = top_db
         self.deltas = deltas
         self.delta_layout = delta_layout
         self.delta_width = delta_width
-        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
         self.register_buffer("dct", dct_matrix(n_mfcc, n_mels), persistent=False)
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -84,15 +76,8 @@ class MFCC(FeatureExtractor):
     def cache_params(self) -> dict:
         return {
             "kind": "mfcc",
-            "sample_rate": self.sample_rate,
+            **self.mel_params(),
             "n_mfcc": self.n_mfcc,
-            "n_mels": self.n_mels,
-            "n_fft": self.n_fft,
-            "win_length": self.win_length,
-            "hop_length": self.hop_length,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "top_db": self.top_db,
             "deltas": self.deltas,
             "delta_layout": self.delta_layout,
             "delta_width": self.delta_width,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.features.mel import MelDecibels, cepstrum, dct_matrix
+from ser_lightning.features.mel import MelFeatureExtractor, cepstrum, dct_matrix
 
 
-class MFCCMel(FeatureExtractor):
+class MFCCMel(MelFeatureExtractor):
     """`(batch, samples)` to `(batch, 2, n_mels, frames)`: channel 0 MFCC, channel 1 log-mel.
 
     Both channels come from one mel spectrogram, so they share the frame grid by construction.
@@ -30,16 +29,11 @@ class MFCCMel(FeatureExtractor):
         top_db: float | None = 80.0,
         normalization: str = "utterance",
     ):
-        super().__init__(n_features=n_mels, normalization=normalization, n_channels=2)
-        self.sample_rate = sample_rate
-        self.n_mels = n_mels
-        self.n_fft = n_fft
-        self.win_length = win_length or n_fft
-        self.hop_length = hop_length
-        self.f_min = f_min
-        self.f_max = f_max
-        self.top_db = top_db
-        self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
+        super().__init__(
+            n_features=n_mels, normalization=normalization, n_channels=2,
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
+            f_min=f_min, f_max=f_max, top_db=top_db,
+        )
         self.register_buffer("dct", dct_matrix(n_mels, n_mels), persistent=False)
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -50,14 +44,4 @@ class MFCCMel(FeatureExtractor):
         return (2, self.n_mels, self.mel_db.num_frames(num_samples))
 
     def cache_params(self) -> dict:
-        return {
-            "kind": "mfcc_mel",
-            "sample_rate": self.sample_rate,
-            "n_mels": self.n_mels,
-            "n_fft": self.n_fft,
-            "win_length": self.win_length,
-            "hop_length": self.hop_length,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "top_db": self.top_db,
-        }
+        return {"kind": "mfcc_mel", **self.mel_params()}
