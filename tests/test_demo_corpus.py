@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser_lightning.data.corpora.ravdess import parse_ravdess_name
 from ser_lightning.data.demo import (
     GENERATOR_VERSION,
     MANIFEST_NAME,
+    MAX_ACTORS,
     DemoCorpusSpec,
     DemoUtterance,
     ensure_demo_corpus,
@@ -83,7 +85,7 @@ def measurements(corpus) -> list[dict]:
     [
         {"num_actors": 5},
         {"num_actors": 2},
-        {"num_actors": 26},
+        {"num_actors": 100},
         {"seed": -1},
         {"duration": 0.1},
         {"sample_rate": 4000},
@@ -111,6 +113,30 @@ def test_full_design_matches_ravdess():
     assert per_emotion == {e: (96 if e == "neutral" else 192) for e in EMOTIONS}
     assert set(Counter(u.actor for u in utterances).values()) == {60}
     assert len({u.relative_path for u in utterances}) == 1440
+
+
+def test_more_actors_than_ravdess_add_speakers_and_leave_the_first_24_unchanged(corpus):
+    """Past 24 actors (up to 98, two-digit codes) for larger corpora: 96 actors give 5760
+    RAVDESS-named files, and a file of a shared actor is the same whatever the actor count."""
+    assert MAX_ACTORS == 98 and DemoCorpusSpec(num_actors=98).num_files == 98 * 60
+    big = DemoCorpusSpec(num_actors=96, duration=SPEC.duration)
+    utterances = list(iter_demo_utterances(big))
+    assert len(utterances) == big.num_files == 5760
+    assert len({u.relative_path for u in utterances}) == 5760
+    assert utterances[:1440] == list(iter_demo_utterances(DemoCorpusSpec(duration=SPEC.duration)))
+    for utterance in (utterances[-1], utterances[-61]):  # actors 96 (female) and 95 (male)
+        parsed = parse_ravdess_name(utterance.filename)
+        assert parsed.actor == f"{utterance.actor:02d}"
+        assert parsed.gender == ("female" if utterance.is_female else "male")
+
+    shared = DemoUtterance(actor=3, emotion="sad", intensity="02", statement="01", repetition="02")
+    on_disk, _ = sf.read(corpus / shared.relative_path, dtype="int16")  # from the 4-actor SPEC
+    np.testing.assert_array_equal(
+        np.round(synthesize_utterance(big, shared) * 32767).astype(np.int16), on_disk
+    )
+    audio = synthesize_utterance(big, utterances[-1])
+    assert np.isfinite(audio).all() and 0.05 < np.abs(audio).max() < 1.0
+    assert abs(audio.size / big.sample_rate - big.duration) <= 0.1 * big.duration + 1e-3
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The real RAVDESS cannot be downloaded everywhere this project runs, so `make train` and the
 tests train on this corpus instead. It copies RAVDESS's design exactly (24 actors, 60 files
 each, `Actor_XX/03-01-EE-II-SS-RR-AA.wav`, no strong neutral), so the RAVDESS parser, the
-splits and the reports work on it unchanged.
+splits and the reports work on it unchanged. For measurements on larger corpora it can go on
+past actor 24 (up to 98, the largest even two-digit code) with further speakers drawn the same
+way; that adds files and leaves those of the first 24 actors unchanged.
 
 The audio is speech-like rather than tones: a source-filter synthesiser (glottal pulses driven
 by an intonation contour, vowel formants per syllable, consonant noise, room and microphone
@@ -45,7 +47,9 @@ from ser_lightning.labels import EMOTION_TO_RAVDESS_CODE, EMOTIONS, RAVDESS_EMOT
 GENERATOR_VERSION = 1
 
 MANIFEST_NAME = "demo_manifest.json"
-MAX_ACTORS = 24  # RAVDESS has 24 actors; downstream code may assume actor codes 01..24
+# RAVDESS has 24 actors (the default). File names hold two-digit actor codes, so up to 98
+# (odd male, even female); actors past 24 are extra speakers for larger corpora.
+MAX_ACTORS = 98
 
 MODALITY_AUDIO_ONLY = "03"
 VOCAL_CHANNEL_SPEECH = "01"
@@ -67,7 +71,7 @@ _UTTERANCE_STREAM = 2
 class DemoCorpusSpec:
     """Everything that determines the demo corpus; equal specs give byte-identical corpora."""
 
-    num_actors: int = 24  # must be even and >= 4 so both genders appear in every split
+    num_actors: int = 24  # even, 4..MAX_ACTORS, so both genders appear in every split
     duration: float = 3.0  # mean seconds per clip (each clip varies by up to +-10 %)
     sample_rate: int = 16000
     seed: int = 0
@@ -79,7 +83,10 @@ class DemoCorpusSpec:
                 "(odd actors are male, even female; both genders are needed)"
             )
         if self.num_actors > MAX_ACTORS:
-            raise ValueError(f"num_actors={self.num_actors} exceeds RAVDESS's {MAX_ACTORS} actors")
+            raise ValueError(
+                f"num_actors={self.num_actors} exceeds {MAX_ACTORS}, the most that two-digit "
+                "actor codes allow (RAVDESS itself has 24)"
+            )
         if not 0.5 <= float(self.duration) <= 30.0:
             raise ValueError(f"duration={self.duration!r} must lie in [0.5, 30] seconds")
         if not isinstance(self.sample_rate, int) or self.sample_rate < 8000:
@@ -893,7 +900,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Generate the synthetic RAVDESS-layout speech-emotion corpus (idempotent).",
     )
     parser.add_argument("--root", required=True, help="output folder, e.g. data/demo")
-    parser.add_argument("--actors", type=int, default=defaults.num_actors, help="even, 4..24")
+    parser.add_argument(
+        "--actors",
+        type=int,
+        default=defaults.num_actors,
+        help=f"even, 4..{MAX_ACTORS} (RAVDESS: 24)",
+    )
     parser.add_argument(
         "--duration", type=float, default=defaults.duration, help="mean seconds per clip"
     )
