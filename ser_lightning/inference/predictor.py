@@ -118,11 +118,20 @@ class Predictor:
         hop = self.audio.duration / 2 if hop is None else hop
         paths = [Path(p) for p in paths]
         group = max(self.batch_size, 8)
-        with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool:
+
+        def decode(path: Path) -> ClipWindows | InputError:
+            return self._decode(path, hop, long_clips)
+
+        if len(paths) <= 1 or decode_workers <= 1:
+            # one file (the latency case): starting a thread pool would cost more than it saves
             for start in range(0, len(paths), group):
                 chunk = paths[start : start + group]
-                decoded = list(pool.map(lambda p: self._decode(p, hop, long_clips), chunk))
-                yield from self._score(chunk, decoded)
+                yield from self._score(chunk, [decode(path) for path in chunk])
+            return
+        with ThreadPoolExecutor(max_workers=decode_workers) as pool:
+            for start in range(0, len(paths), group):
+                chunk = paths[start : start + group]
+                yield from self._score(chunk, list(pool.map(decode, chunk)))
 
     def _score(self, paths: list[Path], decoded: list[ClipWindows | InputError]) -> Iterator[FilePrediction | InputError]:
         clips = [d for d in decoded if isinstance(d, ClipWindows)]
@@ -131,7 +140,7 @@ class Predictor:
         scores = np.zeros((len(pairs), len(self.labels)), dtype=np.float32)
         for i in range(0, len(pairs), self.batch_size):
             batch = pairs[i : i + self.batch_size]
-            waves = np.concatenate([clips[c].take([w]) for c, w in batch])
+            waves = np.stack([clips[c].window_view(w) for c, w in batch]).astype(np.float32, copy=False)
             scores[i : i + len(batch)] = self._probabilities("waveform", torch.from_numpy(waves))
         offsets = np.cumsum([0] + [len(c) for c in clips])
         c = 0

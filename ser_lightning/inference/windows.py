@@ -36,6 +36,11 @@ class ClipWindows:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def window_view(self, index: int) -> np.ndarray:
+        """Window `index` as a view of the source (no copy)."""
+        start = int(self.starts[index])
+        return self.source[start : start + self.window]
+
     def take(self, indices) -> np.ndarray:
         """Windows `(len(indices), window)` as float32."""
         return np.stack([self.source[s : s + self.window] for s in self.starts[indices]]).astype(np.float32)
