@@ -37,12 +37,12 @@ test-all: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check ser_lightning tests
-	$(PY) -m ruff format --check ser_lightning tests
+	$(PY) -m ruff check ser_lightning tests experiments
+	$(PY) -m ruff format --check ser_lightning tests experiments
 
 format: $(STAMP)
-	$(PY) -m ruff format ser_lightning tests
-	$(PY) -m ruff check --fix ser_lightning tests
+	$(PY) -m ruff format ser_lightning tests experiments
+	$(PY) -m ruff check --fix ser_lightning tests experiments
 
 clean:
 	rm -rf outputs/train outputs/eval outputs/predict outputs/export outputs/debug .pytest_cache

@@ -44,8 +44,12 @@ _ROLE_BASES: dict[str, tuple[str, ...]] = {
     "optimizer": ("torch.optim.Optimizer",),
     "scheduler": ("torch.optim.lr_scheduler.LRScheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"),
 }
-_ANY_BASES = ("torch.nn.Module", "torch.optim.Optimizer", "torch.optim.lr_scheduler.LRScheduler",
-              "torch.optim.lr_scheduler.ReduceLROnPlateau")
+_ANY_BASES = (
+    "torch.nn.Module",
+    "torch.optim.Optimizer",
+    "torch.optim.lr_scheduler.LRScheduler",
+    "torch.optim.lr_scheduler.ReduceLROnPlateau",
+)
 
 
 class CheckpointError(ValueError):
@@ -64,7 +68,9 @@ class CheckpointRecord(pl.Callback):
         self.data = _absolute_paths(dict(data)) if data else None
         self._split: dict | None = None
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
         if self._split is None:
             self._split = split_record(getattr(trainer, "datamodule", None))
         checkpoint[RECORD_KEY] = {
@@ -107,7 +113,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     """Load a checkpoint file safely and check that it is a ser_lightning checkpoint."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass ckpt_path=PATH to a .ckpt file of a run")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist; pass ckpt_path=PATH to a .ckpt file of a run"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -164,7 +172,9 @@ def _resolve(dotted: str) -> Any:
     raise ImportError(dotted)
 
 
-def check_targets(config: Any, role: str, where: str, trusted: tuple[str, ...] = TRUSTED_TARGET_PACKAGES) -> None:
+def check_targets(
+    config: Any, role: str, where: str, trusted: tuple[str, ...] = TRUSTED_TARGET_PACKAGES
+) -> None:
     """Every `_target_` in `config` must be a class of a trusted package of the right kind."""
 
     def visit(node: Any, key_path: str, bases: tuple[str, ...]) -> None:
@@ -213,8 +223,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     return module_from_checkpoint(read_checkpoint(path, map_location), path, map_location, strict)
 
 
-def module_from_checkpoint(checkpoint: dict, path: str | Path = "<checkpoint>",
-                           map_location: str | torch.device | None = "cpu", strict: bool = True):
+def module_from_checkpoint(
+    checkpoint: dict,
+    path: str | Path = "<checkpoint>",
+    map_location: str | torch.device | None = "cpu",
+    strict: bool = True,
+):
     """The SERModule of an already read (and checked) checkpoint.
 
     The network is built uncompiled (compiling is a training-time speed choice); weights saved
@@ -232,7 +246,9 @@ def module_from_checkpoint(checkpoint: dict, path: str | Path = "<checkpoint>",
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as err:
-        raise CheckpointError(f"{str(path)!r}: its weights do not fit the model its config builds: {err}") from None
+        raise CheckpointError(
+            f"{str(path)!r}: its weights do not fit the model its config builds: {err}"
+        ) from None
     if map_location is not None:
         module.to(map_location)
     return module.eval()

@@ -76,8 +76,10 @@ def build_eval_datamodule(data: dict, module, split: str):
     fixed = {**module.audio.to_dict(), "labels": list(module.labels)}
     replaced = {k: (data[k], v) for k, v in fixed.items() if k in data and data[k] != v}
     if replaced:
-        log.info("the checkpoint's settings replace the data config's: %s",
-                 ", ".join(f"{k} {old} -> {new}" for k, (old, new) in replaced.items()))
+        log.info(
+            "the checkpoint's settings replace the data config's: %s",
+            ", ".join(f"{k} {old} -> {new}" for k, (old, new) in replaced.items()),
+        )
     data.update(fixed)
     if split == "all":
         data["split"] = "test_only"
@@ -95,7 +97,9 @@ def split_report(predictor: Predictor, datamodule, split: str) -> EvaluationRepo
             "choose split=test or split=all"
         )
     if tuple(datamodule.label_names) != tuple(predictor.labels):
-        raise ValueError(f"the data's labels {list(datamodule.label_names)} differ from the model's {predictor.labels}")
+        raise ValueError(
+            f"the data's labels {list(datamodule.label_names)} differ from the model's {predictor.labels}"
+        )
     rows, labels, probabilities = predictor.dataset_probabilities(datamodule.dataset(name))
     files = relative_paths(datamodule.table.iloc[rows], datamodule.root).tolist()
     return evaluation_report(files, labels, probabilities, predictor.labels)
@@ -139,7 +143,9 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
             log.warning(
                 "the test files differ from those held out when the model was trained (%s files then, %d now): "
                 "the corpus at %s changed; scores are not comparable with the training run's",
-                trained_split.get("sizes", {}).get("test"), len(report.files), datamodule.root,
+                trained_split.get("sizes", {}).get("test"),
+                len(report.files),
+                datamodule.root,
             )
     what = "all files" if split == "all" else f"the {split} split"
     title = f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}"

@@ -57,15 +57,25 @@ def export(cfg: DictConfig) -> dict:
         raise ValueError(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
     module = load_checkpoint(cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
-    path = Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
+    path = (
+        Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
+    )
     export_onnx(module, path, input_kind=cfg.input, opset=cfg.opset)
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
     waveforms, source = verification_waveforms(module, list(cfg.get("verify_inputs") or []))
-    inputs = waveforms if cfg.input == "waveform" else module.features.extract(torch.from_numpy(waveforms)).numpy()
+    inputs = (
+        waveforms if cfg.input == "waveform" else module.features.extract(torch.from_numpy(waveforms)).numpy()
+    )
     parity = compare_with_torch(module, path, inputs, cfg.input)
     parity["inputs"] = source
-    summary = {"checkpoint": str(cfg.ckpt_path), "onnx": str(path), "input": cfg.input, "opset": cfg.opset, "parity": parity}
+    summary = {
+        "checkpoint": str(cfg.ckpt_path),
+        "onnx": str(path),
+        "input": cfg.input,
+        "opset": cfg.opset,
+        "parity": parity,
+    }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "export.json").write_text(json.dumps(summary, indent=2))
     print(

@@ -80,7 +80,9 @@ class SERModule(pl.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path, map_location="cpu", strict: bool = True, **unsupported):
         """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint."""
         if unsupported:
-            raise TypeError(f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config")
+            raise TypeError(
+                f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config"
+            )
         from ser_lightning.checkpoint import load_checkpoint
 
         return load_checkpoint(checkpoint_path, map_location=map_location, strict=strict)

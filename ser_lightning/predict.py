@@ -50,8 +50,14 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     module = load_checkpoint(cfg.ckpt_path)
     predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
     files, errors = collect_inputs(input_list(cfg.inputs))
-    log.info("%d files to score with %s on %s (window %.2f s, long clips: %s)", len(files),
-             Path(cfg.ckpt_path).name, predictor.device, module.audio.duration, cfg.long_clips)
+    log.info(
+        "%d files to score with %s on %s (window %.2f s, long clips: %s)",
+        len(files),
+        Path(cfg.ckpt_path).name,
+        predictor.device,
+        module.audio.duration,
+        cfg.long_clips,
+    )
 
     printer = PredictionPrinter(stream, cfg.output, predictor.labels, cfg.per_window)
     saved = None
@@ -62,7 +68,9 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     writer = CsvWriter(saved, predictor.labels, cfg.per_window) if saved else None
     results: list[FilePrediction | InputError] = []
     try:
-        items = predictor.predict_files(files, hop=cfg.hop, long_clips=cfg.long_clips, decode_workers=cfg.decode_workers)
+        items = predictor.predict_files(
+            files, hop=cfg.hop, long_clips=cfg.long_clips, decode_workers=cfg.decode_workers
+        )
         for item in itertools.chain(errors, items):
             printer.write(item)
             if writer:
@@ -74,7 +82,12 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
         if saved:
             saved.close()
     failed = sum(isinstance(r, InputError) for r in results)
-    log.info("scored %d files, %d inputs failed, in %.1f s", len(results) - failed, failed, time.perf_counter() - started)
+    log.info(
+        "scored %d files, %d inputs failed, in %.1f s",
+        len(results) - failed,
+        failed,
+        time.perf_counter() - started,
+    )
     return results
 
 

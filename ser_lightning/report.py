@@ -39,7 +39,8 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {str(sweep_dir)!r} does not exist")
     job_dirs = sorted(
-        {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")} | {p.parent for p in sweep_dir.rglob("job_status.json")},
+        {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
+        | {p.parent for p in sweep_dir.rglob("job_status.json")},
         key=lambda p: (len(p.parts), str(p)),
     )
     rows = []
@@ -47,7 +48,9 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         status_file, summary_file = job / "job_status.json", job / "summary.json"
         status = json.loads(status_file.read_text()) if status_file.is_file() else {}
         overrides_file = job / ".hydra" / "overrides.yaml"
-        overrides = status.get("overrides") or (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else [])
+        overrides = status.get("overrides") or (
+            yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        )
         row = {"job": str(job.relative_to(sweep_dir)), **_override_pairs(overrides or [])}
         row["status"] = status.get("status", "ok" if summary_file.is_file() else "unfinished")
         row["error"] = status.get("error", "")
@@ -101,7 +104,12 @@ def _label(row: pd.Series, keys: list[str]) -> str:
 
 def markdown_report(summary: pd.DataFrame, keys: list[str], metrics: tuple[str, ...], title: str) -> str:
     present = [m for m in metrics if f"{m} mean" in summary.columns]
-    lines = [f"# {title}", "", "| " + " | ".join([*keys, "runs", *present]) + " |", "|" + "---|" * (len(keys) + 1 + len(present))]
+    lines = [
+        f"# {title}",
+        "",
+        "| " + " | ".join([*keys, "runs", *present]) + " |",
+        "|" + "---|" * (len(keys) + 1 + len(present)),
+    ]
     for _, row in summary.iterrows():
         cells = [str(row[k]) for k in keys] + [str(int(row["runs"]))]
         if row["runs"] == 0:
@@ -125,7 +133,9 @@ def plot_report(summary: pd.DataFrame, keys: list[str], metric: str, path: Path)
         return None
     labels = [_label(row, keys) for _, row in done.iterrows()]
     figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(labels) + 2), 4))
-    axis.bar(range(len(labels)), done[f"{metric} mean"], yerr=done[f"{metric} std"], capsize=4, color="#4C72B0")
+    axis.bar(
+        range(len(labels)), done[f"{metric} mean"], yerr=done[f"{metric} std"], capsize=4, color="#4C72B0"
+    )
     axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel(metric)
     axis.set_ylim(0, 1)
@@ -138,8 +148,13 @@ def plot_report(summary: pd.DataFrame, keys: list[str], metric: str, path: Path)
     return path
 
 
-def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str = "test/ua",
-                 metrics: tuple[str, ...] = DEFAULT_METRICS, title: str | None = None) -> dict[str, Path]:
+def build_report(
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    metric: str = "test/ua",
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    title: str | None = None,
+) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,10 +162,16 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, metri
     metrics = tuple(dict.fromkeys((metric, *metrics)))
     keys = configuration_columns(jobs)
     summary = summarize(jobs, metrics)
-    written = {"results": out_dir / "results.csv", "summary": out_dir / "summary.csv", "markdown": out_dir / "report.md"}
+    written = {
+        "results": out_dir / "results.csv",
+        "summary": out_dir / "summary.csv",
+        "markdown": out_dir / "report.md",
+    }
     jobs.to_csv(written["results"], index=False)
     summary.to_csv(written["summary"], index=False)
-    written["markdown"].write_text(markdown_report(summary, keys, metrics, title or f"Study: {sweep_dir.name}"))
+    written["markdown"].write_text(
+        markdown_report(summary, keys, metrics, title or f"Study: {sweep_dir.name}")
+    )
     plot = plot_report(summary, keys, metric, out_dir / "report.png")
     if plot:
         written["plot"] = plot
@@ -166,7 +187,11 @@ def print_summary(sweep_dir: Path, written: dict[str, Path], metric: str) -> Non
     for k in [*keys, "runs", metric]:
         table.add_column(k)
     for _, row in summary.iterrows():
-        value = f"{row[f'{metric} mean']:.3f} ± {row[f'{metric} std']:.3f}" if row["runs"] > 0 and f"{metric} mean" in row else str(row.get("status", ""))
+        value = (
+            f"{row[f'{metric} mean']:.3f} ± {row[f'{metric} std']:.3f}"
+            if row["runs"] > 0 and f"{metric} mean" in row
+            else str(row.get("status", ""))
+        )
         table.add_row(*[str(row[k]) for k in keys], str(int(row["runs"])), value)
     console.print(table)
     counts = jobs["status"].value_counts().to_dict()
@@ -176,8 +201,12 @@ def print_summary(sweep_dir: Path, written: dict[str, Path], metric: str) -> Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun folder, e.g. outputs/train/multiruns/<date>")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the sweep folder)")
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a Hydra multirun folder, e.g. outputs/train/multiruns/<date>"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write the report (default: the sweep folder)"
+    )
     parser.add_argument("--metric", default="test/ua", help="metric to plot (default: test/ua)")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)

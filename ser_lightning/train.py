@@ -100,7 +100,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     objects = build(cfg)
     datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
-    log.info("model %s on features %s: input %s", type(model.net).__name__, type(model.features).__name__, model.input_shape)
+    log.info(
+        "model %s on features %s: input %s",
+        type(model.net).__name__,
+        type(model.features).__name__,
+        model.input_shape,
+    )
 
     try:
         datamodule.prepare_data()

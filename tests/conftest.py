@@ -25,8 +25,15 @@ def small_demo_root(tmp_path_factory) -> Path:
     return root
 
 
-def write_tone(path: Path, seconds: float = 0.5, sample_rate: int = 16000, freq: float = 220.0,
-               channels: int = 1, subtype: str = "PCM_16", amplitude: float = 0.5) -> Path:
+def write_tone(
+    path: Path,
+    seconds: float = 0.5,
+    sample_rate: int = 16000,
+    freq: float = 220.0,
+    channels: int = 1,
+    subtype: str = "PCM_16",
+    amplitude: float = 0.5,
+) -> Path:
     """Write a sine tone as an audio file (the shape of real corpus files, tiny)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * sample_rate)) / sample_rate

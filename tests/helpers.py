@@ -25,8 +25,9 @@ def small_demo_overrides(root: Path) -> list[str]:
     ]
 
 
-def compose_train(overrides: list[str], run_dir: Path, cache_dir: Path | None = None,
-                  config_name: str = "train") -> DictConfig:
+def compose_train(
+    overrides: list[str], run_dir: Path, cache_dir: Path | None = None, config_name: str = "train"
+) -> DictConfig:
     """Compose conf/<config_name>.yaml with overrides; outputs under run_dir."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

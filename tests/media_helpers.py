@@ -9,8 +9,14 @@ import av
 import numpy as np
 
 
-def write_video(path: Path, wave: np.ndarray | None, sample_rate: int = 16000, audio_codec: str = "aac",
-                seconds: float | None = None, fps: int = 10) -> Path:
+def write_video(
+    path: Path,
+    wave: np.ndarray | None,
+    sample_rate: int = 16000,
+    audio_codec: str = "aac",
+    seconds: float | None = None,
+    fps: int = 10,
+) -> Path:
     """A small H.264 video whose audio track is `wave` (mono float in [-1, 1]); no track if None."""
     path.parent.mkdir(parents=True, exist_ok=True)
     seconds = seconds if seconds is not None else len(wave) / sample_rate

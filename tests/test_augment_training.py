@@ -20,9 +20,9 @@ from .conftest import SMALL_DEMO
 from .helpers import compose_train, small_demo_overrides
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augmentation").glob("*.yaml"))
-WAVEFORM_PRESET = OmegaConf.to_container(
-    OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml")
-)["augmentation"]
+WAVEFORM_PRESET = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))[
+    "augmentation"
+]
 # cheap transforms (no pitch/stretch) for the mechanism tests; the presets are run below
 CHEAP_WAVEFORM = {
     "transforms": {
@@ -86,9 +86,7 @@ def test_waveform_augmentation_reaches_only_the_train_split(small_demo_root, cac
     for loader in (dm.val_dataloader(), dm.test_dataloader()):
         batch = next(iter(loader))
         assert "waveform" not in batch
-        np.testing.assert_array_equal(
-            batch["features"].numpy(), dm.feature_array[batch["row"].numpy()]
-        )
+        np.testing.assert_array_equal(batch["features"].numpy(), dm.feature_array[batch["row"].numpy()])
 
 
 def first_train_batch(dm: SERDataModule, seed: int) -> dict:
@@ -102,9 +100,7 @@ def test_same_seed_gives_the_same_augmented_batch_through_workers(small_demo_roo
     dm.num_workers = 2  # two workers even on a 2-core machine (where the cap leaves one)
     dm.setup("fit")
     first, again = first_train_batch(dm, 7), first_train_batch(dm, 7)
-    assert torch.equal(first["row"], again["row"]) and torch.equal(
-        first["waveform"], again["waveform"]
-    )
+    assert torch.equal(first["row"], again["row"]) and torch.equal(first["waveform"], again["waveform"])
     # the order is drawn from data.shuffle_seed (the run's seed by default) and the epoch
     dm.shuffle_seed += 1
     other = first_train_batch(dm, 8)
@@ -138,9 +134,7 @@ def test_offline_copies_are_cached_once_as_extra_train_rows(small_demo_root, cac
     node = {"waveform": CHEAP_WAVEFORM, "offline_copies": 2, "offline_seed": 11}
 
     def offline_dm(copies: int, workers: int | None = None) -> SERDataModule:
-        dm = make_dm(
-            small_demo_root, cache_dir, features=CacheOnlyLogMel(sample_rate=16000, n_mels=32)
-        )
+        dm = make_dm(small_demo_root, cache_dir, features=CacheOnlyLogMel(sample_rate=16000, n_mels=32))
         configure_datamodule({**node, "offline_copies": copies}, dm)
         if workers is not None:
             dm.offline_augmentation.workers = workers
@@ -159,9 +153,7 @@ def test_offline_copies_are_cached_once_as_extra_train_rows(small_demo_root, cac
         source = train_rows[i // 2]
         assert item["row"] == source and item["label"] == labels[source]
         clean = dm.feature_array[source]
-        assert item["features"].shape == clean.shape and not np.allclose(
-            item["features"].numpy(), clean
-        )
+        assert item["features"].shape == clean.shape and not np.allclose(item["features"].numpy(), clean)
     assert not np.array_equal(copies[0]["features"], copies[1]["features"])  # two different copies
     batch = next(iter(dm.train_dataloader()))
     assert batch["features"].shape[1:] == clean.shape
@@ -170,9 +162,7 @@ def test_offline_copies_are_cached_once_as_extra_train_rows(small_demo_root, cac
 
     # another K is another entry; its bytes do not depend on the number of build workers
     one = offline_dm(1)
-    assert one.cache_events[-1] == "built augmented copies" and len(one.train_copies) == len(
-        train_rows
-    )
+    assert one.cache_events[-1] == "built augmented copies" and len(one.train_copies) == len(train_rows)
     built_in_workers = np.array(one.train_copies.array)
     entry = Path(one.train_copies.array.filename)
     entry.unlink()
@@ -211,9 +201,7 @@ class BatchRecorder(pl.Callback):
         self.records[-1]["input"] = args[0].detach().clone()
 
 
-def recorded_run(
-    root, run_dir, cache_dir, seed: int
-) -> tuple[list[dict], SERDataModule, torch.nn.Module]:
+def recorded_run(root, run_dir, cache_dir, seed: int) -> tuple[list[dict], SERDataModule, torch.nn.Module]:
     cfg = compose_train(
         small_demo_overrides(root)
         + [
@@ -250,16 +238,12 @@ def test_training_run_augments_only_training_batches_and_repeats_with_the_seed(
 
     for record in first:
         rows = record["batch"]["row"].numpy()
-        if (
-            record["stage"] == "train"
-        ):  # augmented audio in, masked and mixed features to the network
+        if record["stage"] == "train":  # augmented audio in, masked and mixed features to the network
             clean = torch.from_numpy(np.array(dm.waveforms[rows]))
             assert not torch.equal(record["batch"]["waveform"], clean)
             assert not torch.equal(record["input"], model.features(clean))
         else:  # the clean cached features, only normalised
-            np.testing.assert_array_equal(
-                record["batch"]["features"].numpy(), dm.feature_array[rows]
-            )
+            np.testing.assert_array_equal(record["batch"]["features"].numpy(), dm.feature_array[rows])
             torch.testing.assert_close(
                 record["input"],
                 model.features.normalize(record["batch"]["features"]),
@@ -275,9 +259,7 @@ def test_training_run_augments_only_training_batches_and_repeats_with_the_seed(
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_and_builds(small_demo_root, tmp_path, preset):
-    cfg = compose_train(
-        small_demo_overrides(small_demo_root) + [f"augmentation={preset}"], tmp_path
-    )
+    cfg = compose_train(small_demo_overrides(small_demo_root) + [f"augmentation={preset}"], tmp_path)
     objects = build(cfg)
     model, dm = objects["model"], objects["datamodule"]
     augmentation = model.hparams["augmentation"]
@@ -299,22 +281,17 @@ def test_every_preset_composes_and_builds(small_demo_root, tmp_path, preset):
 
 # By default one preset runs through train(): seed004, the offline-copies path (the on-the-fly
 # path of `full` already trains above); every preset runs with `-m slow`.
-FAST_DEV_RUN_PRESETS = [
-    p if p == "seed004" else pytest.param(p, marks=pytest.mark.slow) for p in PRESETS
-]
+FAST_DEV_RUN_PRESETS = [p if p == "seed004" else pytest.param(p, marks=pytest.mark.slow) for p in PRESETS]
 
 
 @pytest.mark.parametrize("preset", FAST_DEV_RUN_PRESETS)
 def test_preset_passes_fast_dev_run(small_demo_root, tmp_path, cache_dir, preset):
     cfg = compose_train(
-        small_demo_overrides(small_demo_root)
-        + [f"augmentation={preset}", "debug=fdr", "print_config=false"],
+        small_demo_overrides(small_demo_root) + [f"augmentation={preset}", "debug=fdr", "print_config=false"],
         tmp_path,
         cache_dir,
     )
     metrics, objects = train(cfg)
     assert 0.0 <= metrics["test/ua"] <= 1.0
     dm, augmentation = objects["datamodule"], objects["model"].hparams["augmentation"]
-    assert len(dm.dataset("train")) == (1 + augmentation["offline_copies"]) * len(
-        dm.indices["train"]
-    )
+    assert len(dm.dataset("train")) == (1 + augmentation["offline_copies"]) * len(dm.indices["train"])

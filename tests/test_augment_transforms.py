@@ -92,9 +92,7 @@ def test_time_stretch_keeps_length_and_pitch_and_moves_the_end_of_a_burst():
 
 
 def pitch_time_stretch(**params):
-    return augmenter(
-        pts={"_target_": "ser_lightning.augment.waveform.PitchTimeStretch", "p": 1.0, **params}
-    )
+    return augmenter(pts={"_target_": "ser_lightning.augment.waveform.PitchTimeStretch", "p": 1.0, **params})
 
 
 def burst_end(out: np.ndarray) -> float:
@@ -227,9 +225,7 @@ def test_waveform_config_mistakes_name_the_key():
     with pytest.raises(ValueError, match="augmentation.waveform.transforms.gain needs a _target_"):
         augmenter(gain={"min_gain_db": -6})
     with pytest.raises(ValueError, match="augmentation.waveform.transforms.pitch: cannot build"):
-        augmenter(
-            pitch={"_target_": "audiomentations.PitchShift", "min_semitones": 3, "max_semitones": 1}
-        )
+        augmenter(pitch={"_target_": "audiomentations.PitchShift", "min_semitones": 3, "max_semitones": 1})
     with pytest.raises(ValueError, match=r"augmentation.waveform has unknown keys \['transform'\]"):
         build_waveform_augmentation({"transform": {}}, SR)
     assert build_waveform_augmentation({"transforms": {"gain": None}}, SR) is None  # all off
@@ -240,9 +236,7 @@ def masked_bands(masked: torch.Tensor, axis: int) -> torch.Tensor:
     """Width of each example's zeroed band along axis, after checking that it is one band and
     that nothing outside it is zeroed."""
     zeros = masked[:, 0] == 0  # (examples, rows, frames)
-    lines = zeros.all(
-        dim=2 if axis == 2 else 1
-    )  # whole rows (axis 2) or whole frames (axis 3) zeroed
+    lines = zeros.all(dim=2 if axis == 2 else 1)  # whole rows (axis 2) or whole frames (axis 3) zeroed
     line_length = zeros.shape[2] if axis == 2 else zeros.shape[1]
     assert torch.equal(zeros.sum(dim=(1, 2)), lines.sum(dim=1) * line_length)  # nothing else zeroed
     starts = (lines[:, 1:] & ~lines[:, :-1]).sum(dim=1) + lines[:, 0]
@@ -262,9 +256,7 @@ def test_masks_zero_bands_of_exactly_the_configured_widths(axis, params):
     spec = SpecAugment(**params, num_freq_masks=1, num_time_masks=1).train()
     features = torch.ones(1000, 2, 40, 60)
     masked = spec(features)
-    np.testing.assert_array_equal(
-        masked[:, 0].numpy(), masked[:, 1].numpy()
-    )  # channels share the mask
+    np.testing.assert_array_equal(masked[:, 0].numpy(), masked[:, 1].numpy())  # channels share the mask
     widths = masked_bands(masked, axis)
     param = params["freq_mask_param"] if axis == 2 else params["time_mask_param"]
     assert set(widths.tolist()) == set(range(param))  # every width 0 .. param - 1, and no other
@@ -299,14 +291,10 @@ def test_mixup_mixes_inputs_and_its_loss_is_the_weighted_sum():
     assert mixed.mixed and 0.5 <= mixed.weight < 1.0
     flat = mixed.features.view(batch, batch)
     for i in range(batch):
-        partner = (
-            int(torch.argmin(torch.where(flat[i] > 0, flat[i], 2.0)))
-            if (flat[i] > 0).sum() > 1
-            else i
+        partner = int(torch.argmin(torch.where(flat[i] > 0, flat[i], 2.0))) if (flat[i] > 0).sum() > 1 else i
+        expected = mixed.weight * F.one_hot(torch.tensor(i), batch) + (1 - mixed.weight) * F.one_hot(
+            torch.tensor(partner), batch
         )
-        expected = mixed.weight * F.one_hot(torch.tensor(i), batch) + (
-            1 - mixed.weight
-        ) * F.one_hot(torch.tensor(partner), batch)
         torch.testing.assert_close(flat[i], expected.float())
         assert mixed.partner[i] == target[partner]
     assert torch.equal(mixed.target, target)
@@ -317,9 +305,7 @@ def test_mixup_mixes_inputs_and_its_loss_is_the_weighted_sum():
     def loss_fn(lg, tg):
         return F.cross_entropy(lg, tg, weight=weight, label_smoothing=0.1)
 
-    expected = mixed.weight * loss_fn(logits, target) + (1 - mixed.weight) * loss_fn(
-        logits, mixed.partner
-    )
+    expected = mixed.weight * loss_fn(logits, target) + (1 - mixed.weight) * loss_fn(logits, mixed.partner)
     torch.testing.assert_close(mixed.loss(logits, loss_fn), expected)
 
 

@@ -89,7 +89,15 @@ def _finite_features_and_loss(wave: np.ndarray) -> None:
     batch = torch.from_numpy(np.stack([wave, wave]))
     feats = features(batch)
     assert torch.isfinite(feats).all()
-    net = ACNT(tuple(feats.shape[1:]), 8, cnn_channels=[4, 8], transformer_dim=16, num_heads=2, num_layers=1, ff_dim=16)
+    net = ACNT(
+        tuple(feats.shape[1:]),
+        8,
+        cnn_channels=[4, 8],
+        transformer_dim=16,
+        num_heads=2,
+        num_layers=1,
+        ff_dim=16,
+    )
     loss = F.cross_entropy(net(feats), torch.tensor([0, 3]))
     loss.backward()
     assert torch.isfinite(loss)
@@ -98,11 +106,19 @@ def _finite_features_and_loss(wave: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     "rate, channels, subtype",
-    [(48000, 2, "PCM_16"), (16000, 1, "PCM_U8"), (16000, 1, "PCM_24"), (8000, 1, "PCM_16"), (96000, 1, "PCM_16")],
+    [
+        (48000, 2, "PCM_16"),
+        (16000, 1, "PCM_U8"),
+        (16000, 1, "PCM_24"),
+        (8000, 1, "PCM_16"),
+        (96000, 1, "PCM_16"),
+    ],
     ids=["stereo-48k", "8-bit", "24-bit", "8kHz", "96kHz"],
 )
 def test_readable_formats_become_the_same_tone(tmp_path, rate, channels, subtype):
-    path = write_tone(tmp_path / "clip.wav", seconds=0.5, sample_rate=rate, freq=440.0, channels=channels, subtype=subtype)
+    path = write_tone(
+        tmp_path / "clip.wav", seconds=0.5, sample_rate=rate, freq=440.0, channels=channels, subtype=subtype
+    )
     wave = load_waveform(path, SETTINGS)
     assert wave.shape == (8000,) and wave.dtype == np.float32 and np.isfinite(wave).all()
     assert np.max(np.abs(wave)) == pytest.approx(1.0, abs=1e-3)  # peak-normalised
@@ -194,8 +210,14 @@ def messy_corpus(root: Path) -> dict[str, str]:
             for statement in (1, 2):
                 for repetition in (1, 2):
                     rate, channels, subtype = formats[(emotion + statement + repetition) % len(formats)]
-                    write_tone(root / ravdess_name(emotion, actor, statement, repetition), seconds=0.3,
-                               sample_rate=rate, channels=channels, subtype=subtype, freq=110.0 * emotion)
+                    write_tone(
+                        root / ravdess_name(emotion, actor, statement, repetition),
+                        seconds=0.3,
+                        sample_rate=rate,
+                        channels=channels,
+                        subtype=subtype,
+                        freq=110.0 * emotion,
+                    )
     sf.write(root / "Actor_01/03-01-02-02-01-01-01.wav", np.zeros(4000), 16000)  # silent, still a take
     bad = {
         "Actor_02/03-01-03-02-01-01-02.wav": empty,
@@ -206,8 +228,11 @@ def messy_corpus(root: Path) -> dict[str, str]:
         make(root / name)
     write_tone(root / "Actor_05/03-01-09-01-01-01-05.wav", seconds=0.3)  # emotion code 09 does not exist
     write_tone(root / "Actor_06/angry_take_final.wav", seconds=0.3)  # fits no parser
-    return {**{n: "audio" for n in bad}, "Actor_05/03-01-09-01-01-01-05.wav": "label",
-            "Actor_06/angry_take_final.wav": "label"}
+    return {
+        **{n: "audio" for n in bad},
+        "Actor_05/03-01-09-01-01-01-05.wav": "label",
+        "Actor_06/angry_take_final.wav": "label",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +244,10 @@ def messy_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def make_dm(root: Path, cache: Path, **kwargs) -> SERDataModule:
     return SERDataModule(
         features=LogMel(sample_rate=16000, n_mels=16, n_fft=256, hop_length=128),
-        root=str(root), duration=0.3, cache_dir=str(cache), batch_size=8,
+        root=str(root),
+        duration=0.3,
+        cache_dir=str(cache),
+        batch_size=8,
         **{"max_skip_fraction": 0.05, **kwargs},
     )
 
@@ -245,7 +273,9 @@ def test_bad_files_are_left_out_listed_and_never_mislabeled(messy_root, tmp_path
 
     written = dm.write_records(tmp_path / "run")
     rejected = pd.read_csv(written["rejected"])
-    assert {str(Path(p).relative_to(root)): s for p, s in zip(rejected["path"], rejected["stage"], strict=True)} == bad
+    assert {
+        str(Path(p).relative_to(root)): s for p, s in zip(rejected["path"], rejected["stage"], strict=True)
+    } == bad
     reasons = dict(zip(rejected["path"].map(lambda p: Path(p).name), rejected["reason"], strict=True))
     assert "truncated" in reasons["03-01-04-02-01-01-03.wav"]
     assert "unknown emotion code '09'" in reasons["03-01-09-01-01-01-05.wav"]
@@ -267,7 +297,9 @@ def test_bad_files_are_left_out_listed_and_never_mislabeled(messy_root, tmp_path
 
 def test_on_error_raise_and_the_skip_limit_stop_before_any_cache(messy_root, tmp_path):
     root, bad = messy_root
-    with pytest.raises(UnusableFilesError, match=r"5 of 198 files cannot be used \(data.on_error=raise\)") as err:
+    with pytest.raises(
+        UnusableFilesError, match=r"5 of 198 files cannot be used \(data.on_error=raise\)"
+    ) as err:
         make_dm(root, tmp_path / "cache", on_error="raise").prepare_data()
     assert {str(Path(r.path).relative_to(root)) for r in err.value.rejected} == set(bad)
     assert "03-01-03-02-01-01-02.wav" in str(err.value)  # the message names the files
@@ -279,7 +311,10 @@ def test_on_error_raise_and_the_skip_limit_stop_before_any_cache(messy_root, tmp
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"on_error": "ignore"}, "data.on_error='ignore'"), ({"max_skip_fraction": 1.5}, "data.max_skip_fraction=1.5")],
+    [
+        ({"on_error": "ignore"}, "data.on_error='ignore'"),
+        ({"max_skip_fraction": 1.5}, "data.max_skip_fraction=1.5"),
+    ],
 )
 def test_skip_policy_mistakes_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -301,7 +336,11 @@ def test_a_run_lists_and_counts_what_it_skipped(messy_root, tmp_path):
 
     # a run that stops on them still leaves the full list in its directory
     with pytest.raises(UnusableFilesError, match=r"(?s)data.max_skip_fraction=0.01.*rejected_files.csv"):
-        train(compose_train([*overrides, "data.max_skip_fraction=0.01"], tmp_path / "stopped", tmp_path / "cache"))
+        train(
+            compose_train(
+                [*overrides, "data.max_skip_fraction=0.01"], tmp_path / "stopped", tmp_path / "cache"
+            )
+        )
     listed = pd.read_csv(tmp_path / "stopped" / "rejected_files.csv")
     assert len(listed) == len(bad) and set(listed["stage"]) == {"label", "audio"}
     assert not (tmp_path / "stopped" / "split.csv").exists()

@@ -96,7 +96,10 @@ def test_stale_temporaries_go_and_a_live_builders_stay(tmp_path):
         assert started.wait(60)
         live = list(tmp_path.glob("waveforms-live.npy.tmp-*"))
         assert len(live) == 1
-        stale = [tmp_path / "features-dead.npy.tmp-4242-0badc0de", tmp_path / "features-dead.npy.tmp-4242-0badc0de.json"]
+        stale = [
+            tmp_path / "features-dead.npy.tmp-4242-0badc0de",
+            tmp_path / "features-dead.npy.tmp-4242-0badc0de.json",
+        ]
         for path in stale:
             path.write_bytes(b"left by a killed build")
         removed = ArrayCache(tmp_path).remove_stale_temporaries()

@@ -76,11 +76,18 @@ def test_a_checkpoint_rebuilds_the_same_model(module, tmp_path):
 
 def test_weights_of_a_compiled_network_load(module, tmp_path):
     state = {k.replace("net.", "net._orig_mod.", 1): v for k, v in module.state_dict().items()}
-    path = save(module, tmp_path / "compiled.ckpt", state_dict=state,
-                hyper_parameters=with_hparam(module, "compile", True))
+    path = save(
+        module,
+        tmp_path / "compiled.ckpt",
+        state_dict=state,
+        hyper_parameters=with_hparam(module, "compile", True),
+    )
     loaded = load_checkpoint(path)
     assert not hasattr(loaded.net, "_orig_mod")
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True)
+    )
 
 
 class Payload:
@@ -147,7 +154,8 @@ def test_files_that_are_not_ser_lightning_checkpoints_get_clear_errors(module, t
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"lr": 0.1}}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a ser_lightning checkpoint.*lack"):
         read_checkpoint(tmp_path / "other.ckpt")
-    newer = save(module, tmp_path / "newer.ckpt", **{RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION + 1}})
+    newer = save(
+        module, tmp_path / "newer.ckpt", **{RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION + 1}}
+    )
     with pytest.raises(CheckpointError, match="Update ser_lightning"):
         read_checkpoint(newer)
-

@@ -23,16 +23,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
     "override, message",
     [
         ("data.batchsize=8", r"Could not override 'data.batchsize'"),
-        ("data.split_ratios=[0.5,0.3,0.3]", r"data.split_ratios=\[0.5, 0.3, 0.3\] must be three positive numbers"),
+        (
+            "data.split_ratios=[0.5,0.3,0.3]",
+            r"data.split_ratios=\[0.5, 0.3, 0.3\] must be three positive numbers",
+        ),
     ],
     ids=["misspelled-key", "ratios-not-summing-to-1"],
 )
 def test_the_entry_point_refuses_before_any_work(tmp_path, override, message):
     run_dir, data_dir, cache_dir = tmp_path / "run", tmp_path / "data", tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-m", "ser_lightning.train", override, f"hydra.run.dir={run_dir}",
-         f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "ser_lightning.train",
+            override,
+            f"hydra.run.dir={run_dir}",
+            f"paths.data_dir={data_dir}",
+            f"paths.cache_dir={cache_dir}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 1
     assert re.search(message, result.stderr), result.stderr[-2000:]

@@ -38,9 +38,18 @@ def reasons(scan) -> dict[str, str]:
 def test_crema_d_names():
     fields = parse_crema_d_name("AudioWAV/1001_DFA_ANG_XX.wav")
     assert (fields.actor, fields.sentence, fields.emotion, fields.level, fields.gender) == (
-        "1001", "DFA", "ANG", "XX", "male")
+        "1001",
+        "DFA",
+        "ANG",
+        "XX",
+        "male",
+    )
     assert parse_crema_d_name("1091_IEO_SAD_HI.wav").gender == "female"
-    assert len(CREMA_D_MALE_ACTORS) == 48 and min(CREMA_D_MALE_ACTORS) >= 1001 and max(CREMA_D_MALE_ACTORS) <= 1091
+    assert (
+        len(CREMA_D_MALE_ACTORS) == 48
+        and min(CREMA_D_MALE_ACTORS) >= 1001
+        and max(CREMA_D_MALE_ACTORS) <= 1091
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,14 +69,23 @@ def test_crema_d_bad_names_say_what_is_wrong(name, message):
 
 
 def test_crema_d_scan(tmp_path, tone_writer):
-    root = write_tree(tmp_path / "AudioWAV", tone_writer, [
-        "1001_DFA_ANG_XX.wav", "1002_IEO_HAP_HI.wav", "1002_IEO_HAP_LO.wav", "1005_TIE_NEU_XX.wav",
-        "1001_DFA_CAL_XX.wav",  # unknown emotion
-        "README_notes.wav",  # not a CREMA-D name
-        "copy/1001_DFA_ANG_XX.wav",  # the same recording again
-    ])
+    root = write_tree(
+        tmp_path / "AudioWAV",
+        tone_writer,
+        [
+            "1001_DFA_ANG_XX.wav",
+            "1002_IEO_HAP_HI.wav",
+            "1002_IEO_HAP_LO.wav",
+            "1005_TIE_NEU_XX.wav",
+            "1001_DFA_CAL_XX.wav",  # unknown emotion
+            "README_notes.wav",  # not a CREMA-D name
+            "copy/1001_DFA_ANG_XX.wav",  # the same recording again
+        ],
+    )
     (root / "1003_MTI_SAD_XX.wav").write_bytes(b"")  # empty, as an interrupted copy leaves it
-    (root / "1004_ITS_FEA_XX.wav").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 1\n")
+    (root / "1004_ITS_FEA_XX.wav").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 1\n"
+    )
     scan = CremaDCorpus(str(tmp_path)).scan()
     table = scan.table
     assert list(table.columns) == list(UTTERANCE_COLUMNS)
@@ -78,8 +96,13 @@ def test_crema_d_scan(tmp_path, tone_writer):
     assert list(table["intensity"]) == ["unspecified", "high", "low", "unspecified"]
     assert set(table["corpus"]) == {"crema_d"} and set(table["vocal_channel"]) == {"speech"}
     why = reasons(scan)
-    assert set(why) == {"1001_DFA_CAL_XX.wav", "README_notes.wav", "1001_DFA_ANG_XX.wav",
-                        "1003_MTI_SAD_XX.wav", "1004_ITS_FEA_XX.wav"}
+    assert set(why) == {
+        "1001_DFA_CAL_XX.wav",
+        "README_notes.wav",
+        "1001_DFA_ANG_XX.wav",
+        "1003_MTI_SAD_XX.wav",
+        "1004_ITS_FEA_XX.wav",
+    }
     assert "same recording as" in why["1001_DFA_ANG_XX.wav"]
     assert "empty" in why["1003_MTI_SAD_XX.wav"] and "git lfs pull" in why["1004_ITS_FEA_XX.wav"]
 
@@ -115,20 +138,28 @@ def test_tess_bad_names_say_what_is_wrong(name, message):
 
 
 def test_tess_scan_maps_labels_and_checks_folders(tmp_path, tone_writer):
-    write_tree(tmp_path, tone_writer, [
-        "TESS Toronto emotional speech set data/OAF_angry/OAF_back_angry.wav",
-        "TESS Toronto emotional speech set data/OAF_Pleasant_surprise/OAF_back_ps.wav",
-        "TESS Toronto emotional speech set data/YAF_fear/YAF_bath_fear.wav",
-        "TESS Toronto emotional speech set data/YAF_pleasant_surprised/YAF_bath_ps.wav",
-        "TESS Toronto emotional speech set data/OAF_neutral/OA_bite_neutral.wav",  # speaker typo
-        "TESS Toronto emotional speech set data/OAF_Sad/OAF_bath_happy.wav",  # wrong folder
-        "TESS Toronto emotional speech set data/YAF_sad/OAF_bath_sad.wav",  # wrong speaker folder
-        "extra/YAF_fear/YAF_bath_fear.wav",  # a second copy of the set
-    ])
+    write_tree(
+        tmp_path,
+        tone_writer,
+        [
+            "TESS Toronto emotional speech set data/OAF_angry/OAF_back_angry.wav",
+            "TESS Toronto emotional speech set data/OAF_Pleasant_surprise/OAF_back_ps.wav",
+            "TESS Toronto emotional speech set data/YAF_fear/YAF_bath_fear.wav",
+            "TESS Toronto emotional speech set data/YAF_pleasant_surprised/YAF_bath_ps.wav",
+            "TESS Toronto emotional speech set data/OAF_neutral/OA_bite_neutral.wav",  # speaker typo
+            "TESS Toronto emotional speech set data/OAF_Sad/OAF_bath_happy.wav",  # wrong folder
+            "TESS Toronto emotional speech set data/YAF_sad/OAF_bath_sad.wav",  # wrong speaker folder
+            "extra/YAF_fear/YAF_bath_fear.wav",  # a second copy of the set
+        ],
+    )
     scan = TessCorpus(str(tmp_path)).scan()
     table = scan.table
     assert sorted(zip(table["actor"], table["emotion"], table["statement"], strict=True)) == [
-        ("OAF", "angry", "back"), ("OAF", "surprised", "back"), ("YAF", "fearful", "bath"), ("YAF", "surprised", "bath")]
+        ("OAF", "angry", "back"),
+        ("OAF", "surprised", "back"),
+        ("YAF", "fearful", "bath"),
+        ("YAF", "surprised", "bath"),
+    ]
     assert set(table["gender"]) == {"female"}
     why = reasons(scan)
     assert "unknown speaker 'OA'" in why["OA_bite_neutral.wav"]
@@ -163,15 +194,26 @@ def test_savee_bad_names_say_what_is_wrong(name, message):
 
 
 def test_savee_scan(tmp_path, tone_writer):
-    write_tree(tmp_path, tone_writer, [
-        "AudioData/DC/a01.wav", "AudioData/DC/su15.wav", "AudioData/JK/n30.wav",
-        "ALL/KL_sa03.wav", "ALL/DC_a01.wav",  # a flat copy of AudioData/DC/a01.wav, found first
-        "ALL/KL_x01.wav",
-    ])
+    write_tree(
+        tmp_path,
+        tone_writer,
+        [
+            "AudioData/DC/a01.wav",
+            "AudioData/DC/su15.wav",
+            "AudioData/JK/n30.wav",
+            "ALL/KL_sa03.wav",
+            "ALL/DC_a01.wav",  # a flat copy of AudioData/DC/a01.wav, found first
+            "ALL/KL_x01.wav",
+        ],
+    )
     scan = SaveeCorpus(str(tmp_path)).scan()
     table = scan.table
     assert sorted(zip(table["actor"], table["emotion"], table["statement"], strict=True)) == [
-        ("DC", "angry", "a01"), ("DC", "surprised", "su15"), ("JK", "neutral", "n30"), ("KL", "sad", "sa03")]
+        ("DC", "angry", "a01"),
+        ("DC", "surprised", "su15"),
+        ("JK", "neutral", "n30"),
+        ("KL", "sad", "sa03"),
+    ]
     assert set(table["gender"]) == {"male"}
     why = reasons(scan)
     assert set(why) == {"a01.wav", "KL_x01.wav"} and "same recording as" in why["a01.wav"]
@@ -180,14 +222,22 @@ def test_savee_scan(tmp_path, tone_writer):
 
 # ------------------------------------------------------------------------------------------ combined
 def ser_en_tree(root: Path, tone_writer) -> Path:
-    return write_tree(root, tone_writer, [
-        "Crema/1001_DFA_ANG_XX.wav", "Crema/1002_DFA_SAD_XX.wav", "Crema/1002_DFA_XXX_XX.wav",
-        "Ravdess/audio_speech_actors_01-24/Actor_01/03-01-02-01-01-01-01.wav",
-        "Ravdess/audio_speech_actors_01-24/Actor_02/03-01-08-02-01-01-02.wav",
-        "Ravdess/audio_speech_actors_01-24/Actor_02/03-02-03-01-01-01-02.wav",  # song
-        "Savee/DC_h01.wav", "Savee/JE_su02.wav",
-        "Tess/OAF_angry/OAF_back_angry.wav", "Tess/YAF_pleasant_surprised/YAF_back_ps.wav",
-    ])
+    return write_tree(
+        root,
+        tone_writer,
+        [
+            "Crema/1001_DFA_ANG_XX.wav",
+            "Crema/1002_DFA_SAD_XX.wav",
+            "Crema/1002_DFA_XXX_XX.wav",
+            "Ravdess/audio_speech_actors_01-24/Actor_01/03-01-02-01-01-01-01.wav",
+            "Ravdess/audio_speech_actors_01-24/Actor_02/03-01-08-02-01-01-02.wav",
+            "Ravdess/audio_speech_actors_01-24/Actor_02/03-02-03-01-01-01-02.wav",  # song
+            "Savee/DC_h01.wav",
+            "Savee/JE_su02.wav",
+            "Tess/OAF_angry/OAF_back_angry.wav",
+            "Tess/YAF_pleasant_surprised/YAF_back_ps.wav",
+        ],
+    )
 
 
 def test_ser_en_combines_the_four_corpora(tmp_path, tone_writer):
@@ -197,9 +247,19 @@ def test_ser_en_combines_the_four_corpora(tmp_path, tone_writer):
     assert list(table.columns) == list(UTTERANCE_COLUMNS)
     assert table["corpus"].value_counts().to_dict() == {"crema_d": 2, "ravdess": 2, "savee": 2, "tess": 2}
     assert sorted(table["actor"].unique()) == [
-        "crema_d:1001", "crema_d:1002", "ravdess:01", "ravdess:02", "savee:DC", "savee:JE", "tess:OAF", "tess:YAF"]
+        "crema_d:1001",
+        "crema_d:1002",
+        "ravdess:01",
+        "ravdess:02",
+        "savee:DC",
+        "savee:JE",
+        "tess:OAF",
+        "tess:YAF",
+    ]
     by_actor = table.set_index("actor")
-    assert by_actor.loc["ravdess:01", "emotion"] == "calm" and by_actor.loc["tess:YAF", "emotion"] == "surprised"
+    assert (
+        by_actor.loc["ravdess:01", "emotion"] == "calm" and by_actor.loc["tess:YAF", "emotion"] == "surprised"
+    )
     assert by_actor.loc["savee:DC", "gender"] == "male" and by_actor.loc["crema_d:1002", "gender"] == "female"
     assert scan.excluded_by_filter == 1  # the RAVDESS song file, with vocal_channels=[speech]
     assert list(reasons(scan)) == ["1002_DFA_XXX_XX.wav"]
@@ -230,27 +290,34 @@ def test_corpus_options_are_checked(tmp_path):
 
 # ------------------------------------------------------------------------------------------ folder
 def test_folder_csv_relative_absolute_and_rejected_rows(tmp_path, tone_writer):
-    audio = write_tree(tmp_path / "clips", tone_writer, ["a/one.wav", "a/two.flac", "b/three.wav", "b/four.wav",
-                                                          "b/five.wav", "unlisted.wav"])
+    audio = write_tree(
+        tmp_path / "clips",
+        tone_writer,
+        ["a/one.wav", "a/two.flac", "b/three.wav", "b/four.wav", "b/five.wav", "unlisted.wav"],
+    )
     (audio / "b" / "broken.wav").write_bytes(b"RIFF....not really audio" * 64)
     absolute = (audio / "b" / "four.wav").resolve()
     (audio / "labels.csv").write_text(
         "path,emotion,speaker,gender\n"
-        "a/one.wav,happy,s1,female\n"           # line 2
-        "a/two.flac, Anger ,s1,f\n"             # line 3: alias, spaces, flac
-        f"{absolute},Surprise,s2,M\n"           # line 4: absolute path
-        "b/three.wav,bored,s2,male\n"           # line 5: unknown emotion
-        "b/missing.wav,sad,s2,male\n"           # line 6: missing file
-        "b/five.wav,sad,,male\n"                # line 7: empty speaker
-        "b/broken.wav,sad,s3,male\n"            # line 8: unreadable audio
-        "a/one.wav,happy,s1,female\n"           # line 9: listed again, same emotion
-        "b/five.wav,sad,s2,robot\n"             # line 10: unknown gender
+        "a/one.wav,happy,s1,female\n"  # line 2
+        "a/two.flac, Anger ,s1,f\n"  # line 3: alias, spaces, flac
+        f"{absolute},Surprise,s2,M\n"  # line 4: absolute path
+        "b/three.wav,bored,s2,male\n"  # line 5: unknown emotion
+        "b/missing.wav,sad,s2,male\n"  # line 6: missing file
+        "b/five.wav,sad,,male\n"  # line 7: empty speaker
+        "b/broken.wav,sad,s3,male\n"  # line 8: unreadable audio
+        "a/one.wav,happy,s1,female\n"  # line 9: listed again, same emotion
+        "b/five.wav,sad,s2,robot\n"  # line 10: unknown gender
     )
     scan = FolderCorpus(str(audio)).scan()
     table = scan.table
     assert [Path(p).name for p in table["path"]] == ["one.wav", "two.flac", "four.wav"]
     assert list(table["emotion"]) == ["happy", "angry", "surprised"]
-    assert list(table["actor"]) == ["s1", "s1", "s2"] and list(table["gender"]) == ["female", "female", "male"]
+    assert list(table["actor"]) == ["s1", "s1", "s2"] and list(table["gender"]) == [
+        "female",
+        "female",
+        "male",
+    ]
     assert set(table["corpus"]) == {"folder"}
     why = [r.reason for r in scan.rejected]
     assert any("line 5: unknown emotion 'bored'" in r for r in why)
@@ -265,11 +332,14 @@ def test_folder_csv_relative_absolute_and_rejected_rows(tmp_path, tone_writer):
 def test_folder_conflicting_repeats_go_and_speakers_are_optional(tmp_path, tone_writer):
     write_tree(tmp_path, tone_writer, ["x.wav", "y.wav"])
     (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "my.csv").write_text("path,emotion\n../x.wav,happy\n../x.wav,sad\n../y.wav,neutral\n")
+    (tmp_path / "meta" / "my.csv").write_text(
+        "path,emotion\n../x.wav,happy\n../x.wav,sad\n../y.wav,neutral\n"
+    )
     scan = FolderCorpus(str(tmp_path), csv="meta/my.csv").scan()
     assert list(scan.table["emotion"]) == ["neutral"] and list(scan.table["actor"]) == ["unknown"]
-    assert len(scan.rejected) == 2 and all("different emotions at line 2 (happy), line 3 (sad)" in r.reason
-                                           for r in scan.rejected)
+    assert len(scan.rejected) == 2 and all(
+        "different emotions at line 2 (happy), line 3 (sad)" in r.reason for r in scan.rejected
+    )
 
 
 @pytest.mark.parametrize(
@@ -277,8 +347,11 @@ def test_folder_conflicting_repeats_go_and_speakers_are_optional(tmp_path, tone_
     [
         ("file,label\nx.wav,happy\n", ValueError, r"lacks \['path', 'emotion'\]"),
         ("path,emotion\nx.wav,bored\n", FileNotFoundError, "no usable rows.*unknown emotion 'bored'"),
-        ("path,emotion,speaker,gender\nx.wav,happy,a,male\ny.wav,sad,a,female\n", ValueError,
-         r"more than one gender: \{'a': \['female', 'male'\]\}"),
+        (
+            "path,emotion,speaker,gender\nx.wav,happy,a,male\ny.wav,sad,a,female\n",
+            ValueError,
+            r"more than one gender: \{'a': \['female', 'male'\]\}",
+        ),
     ],
 )
 def test_folder_csv_mistakes_are_clear(tmp_path, tone_writer, csv_text, error, message):
@@ -290,7 +363,9 @@ def test_folder_csv_mistakes_are_clear(tmp_path, tone_writer, csv_text, error, m
 
 def test_folder_missing_csv_lists_what_is_there(tmp_path):
     (tmp_path / "annotations.csv").write_text("path,emotion\n")
-    with pytest.raises(FileNotFoundError, match=r"labels.csv' does not exist \(CSV files in .*\['annotations.csv'\]\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"labels.csv' does not exist \(CSV files in .*\['annotations.csv'\]\)"
+    ):
         FolderCorpus(str(tmp_path)).scan()
 
 

@@ -28,20 +28,29 @@ def crema_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("crema") / "AudioWAV"
     for actor in ACTORS:
         for i, code in enumerate(CREMA_D_EMOTIONS):
-            write_tone(root / f"{actor}_DFA_{code}_XX.wav", seconds=CLIP_SECONDS, freq=150.0 + 60 * i + actor % 7)
+            write_tone(
+                root / f"{actor}_DFA_{code}_XX.wav", seconds=CLIP_SECONDS, freq=150.0 + 60 * i + actor % 7
+            )
     return root
 
 
 def make_dm(root, cache_dir, **kwargs) -> SERDataModule:
     options = {"corpus": "crema_d", "split": "kfold", "fold": 1, "num_folds": 3, "batch_size": 8, **kwargs}
-    return SERDataModule(features=LogMel(sample_rate=16000, n_mels=16), root=str(root), duration=CLIP_SECONDS,
-                         cache_dir=str(cache_dir), **options)
+    return SERDataModule(
+        features=LogMel(sample_rate=16000, n_mels=16),
+        root=str(root),
+        duration=CLIP_SECONDS,
+        cache_dir=str(cache_dir),
+        **options,
+    )
 
 
 def test_corpus_labels_are_consistent_end_to_end(crema_root, tmp_path):
     dm = make_dm(crema_root, tmp_path / "cache", labels="corpus")
     # known before setup, so that train.py can size the model from it
-    assert dm.label_names == ("neutral", "happy", "sad", "angry", "fearful", "disgust") and dm.num_classes == 6
+    assert (
+        dm.label_names == ("neutral", "happy", "sad", "angry", "fearful", "disgust") and dm.num_classes == 6
+    )
     dm.prepare_data()
     dm.setup("fit")
     table = dm.table
@@ -66,7 +75,10 @@ def test_label_list_and_all(crema_root, tmp_path):
     subset = make_dm(crema_root, tmp_path / "cache", labels=["sad", "happy"], split="actor")
     assert subset.label_names == ("happy", "sad")  # labels.py order, whatever order was asked
     subset.setup("fit")
-    assert sorted(subset.table["emotion"].unique()) == ["happy", "sad"] and set(subset.table["label"]) == {0, 1}
+    assert sorted(subset.table["emotion"].unique()) == ["happy", "sad"] and set(subset.table["label"]) == {
+        0,
+        1,
+    }
     assert subset.scan.excluded_by_filter == 4 * len(ACTORS)
 
     everything = make_dm(crema_root, tmp_path / "cache", labels="all", split="actor")
@@ -78,8 +90,11 @@ def test_label_list_and_all(crema_root, tmp_path):
 
 @pytest.mark.parametrize(
     "labels, message",
-    [("present", "data.labels='present' is not valid"), (["happy"], "at least two different emotions"),
-     (["happy", "joyful"], r"unknown: \['joyful'\]")],
+    [
+        ("present", "data.labels='present' is not valid"),
+        (["happy"], "at least two different emotions"),
+        (["happy", "joyful"], r"unknown: \['joyful'\]"),
+    ],
 )
 def test_bad_label_settings_are_refused(tmp_path, labels, message):
     with pytest.raises(ValueError, match=message):
@@ -98,9 +113,18 @@ def test_test_only_split_for_evaluation(crema_root, tmp_path):
 
 def test_fdr_run_on_crema_d_records_the_protocol(crema_root, tmp_path):
     cfg = compose_train(
-        ["data=crema_d", f"data.root={crema_root}", f"data.duration={CLIP_SECONDS}", "data.split=kfold",
-         "data.fold=2", "data.num_folds=3", "debug=fdr", "model.class_weights=true"],
-        tmp_path, tmp_path / "cache",
+        [
+            "data=crema_d",
+            f"data.root={crema_root}",
+            f"data.duration={CLIP_SECONDS}",
+            "data.split=kfold",
+            "data.fold=2",
+            "data.num_folds=3",
+            "debug=fdr",
+            "model.class_weights=true",
+        ],
+        tmp_path,
+        tmp_path / "cache",
     )
     assert cfg.data.labels == "corpus" and cfg.data.corpus == "crema_d"
     metrics, objects = train(cfg)
@@ -108,7 +132,12 @@ def test_fdr_run_on_crema_d_records_the_protocol(crema_root, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["labels"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
     protocol = summary["protocol"]
-    assert (protocol["split"], protocol["fold"], protocol["num_folds"], protocol["corpus"]) == ("kfold", 2, 3, "crema_d")
+    assert (protocol["split"], protocol["fold"], protocol["num_folds"], protocol["corpus"]) == (
+        "kfold",
+        2,
+        3,
+        "crema_d",
+    )
     model = objects["model"]
     assert model.hparams.labels == summary["labels"]
     with torch.no_grad():

@@ -91,8 +91,12 @@ def test_waveform_training_input(small_demo_root, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"split": "speaker"}, "data.split='speaker'"), ({"corpus": "iemocap"}, "data.corpus='iemocap'"),
-     ({"train_input": "audio"}, "train_input"), ({"batch_size": 0}, "batch_size")],
+    [
+        ({"split": "speaker"}, "data.split='speaker'"),
+        ({"corpus": "iemocap"}, "data.corpus='iemocap'"),
+        ({"train_input": "audio"}, "train_input"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
 )
 def test_config_mistakes_fail_at_construction(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

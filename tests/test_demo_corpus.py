@@ -147,17 +147,13 @@ def test_more_actors_than_ravdess_add_speakers_and_leave_the_first_24_unchanged(
 def test_counts_follow_ravdess_design(corpus):
     table = [fields(p) for p in wav_files(corpus)]
     assert len(table) == 4 * 60 == SPEC.num_files
-    assert Counter(r["emotion"] for r in table) == {
-        e: (16 if e == "neutral" else 32) for e in EMOTIONS
-    }
+    assert Counter(r["emotion"] for r in table) == {e: (16 if e == "neutral" else 32) for e in EMOTIONS}
     assert Counter(r["actor"] for r in table) == {f"{a:02d}": 60 for a in range(1, 5)}
     assert Counter(r["statement"] for r in table) == {"01": 120, "02": 120}
     assert Counter(r["repetition"] for r in table) == {"01": 120, "02": 120}
     for emotion in EMOTIONS:
         intensities = Counter(r["intensity"] for r in table if r["emotion"] == emotion)
-        assert intensities == ({"01": 16} if emotion == "neutral" else {"01": 16, "02": 16}), (
-            emotion
-        )
+        assert intensities == ({"01": 16} if emotion == "neutral" else {"01": 16, "02": 16}), emotion
 
 
 def test_names_and_folders_agree(corpus):
@@ -167,9 +163,7 @@ def test_names_and_folders_agree(corpus):
     expected = {u.relative_path for u in iter_demo_utterances(SPEC)}
     assert {p.relative_to(corpus) for p in files} == expected
     # Nothing else in the corpus besides the actor folders and the manifest.
-    assert {p.name for p in corpus.iterdir()} == {f"Actor_{a:02d}" for a in range(1, 5)} | {
-        MANIFEST_NAME
-    }
+    assert {p.name for p in corpus.iterdir()} == {f"Actor_{a:02d}" for a in range(1, 5)} | {MANIFEST_NAME}
 
 
 def test_manifest_records_spec_and_version(corpus):
@@ -199,10 +193,7 @@ def test_audio_format_duration_and_level(corpus):
         assert np.sqrt(np.mean(audio[:edge] ** 2)) < 0.05 * speech_rms, path.name
         assert np.sqrt(np.mean(audio[-edge:] ** 2)) < 0.05 * speech_rms, path.name
     durations = np.array(durations)
-    assert (
-        durations.min() >= 0.9 * SPEC.duration - 1e-3
-        and durations.max() <= 1.1 * SPEC.duration + 1e-3
-    )
+    assert durations.min() >= 0.9 * SPEC.duration - 1e-3 and durations.max() <= 1.1 * SPEC.duration + 1e-3
     assert durations.std() > 0.01  # clips vary in length like real recordings
 
 
@@ -213,9 +204,7 @@ def test_audio_format_duration_and_level(corpus):
 
 def test_same_spec_gives_identical_bytes_and_new_seed_differs(corpus, tmp_path):
     again = generate_demo_corpus(tmp_path / "again", SPEC, progress=False)
-    other = generate_demo_corpus(
-        tmp_path / "other", DemoCorpusSpec(4, 1.0, 16000, seed=1), progress=False
-    )
+    other = generate_demo_corpus(tmp_path / "other", DemoCorpusSpec(4, 1.0, 16000, seed=1), progress=False)
     sample = wav_files(corpus)[::11]
     for path in sample:
         relative = path.relative_to(corpus)
@@ -225,9 +214,7 @@ def test_same_spec_gives_identical_bytes_and_new_seed_differs(corpus, tmp_path):
 
 def test_a_file_does_not_depend_on_generation_order(corpus):
     """Each file is seeded by its own fields, so rendering it alone reproduces it exactly."""
-    utterance = DemoUtterance(
-        actor=3, emotion="fearful", intensity="02", statement="02", repetition="01"
-    )
+    utterance = DemoUtterance(actor=3, emotion="fearful", intensity="02", statement="02", repetition="01")
     synthesize_utterance(SPEC, DemoUtterance(2, "happy", "01", "01", "01"))  # unrelated work first
     audio = synthesize_utterance(SPEC, utterance)
     on_disk, _ = sf.read(corpus / utterance.relative_path, dtype="int16")
@@ -336,8 +323,7 @@ def median_by(rows: list[dict], key: str, **where: str) -> float:
 
 def test_male_voices_are_lower_than_female_voices(measurements):
     neutral_f0 = {
-        a: median_by(measurements, "f0", actor=a, emotion="neutral")
-        for a in ("01", "02", "03", "04")
+        a: median_by(measurements, "f0", actor=a, emotion="neutral") for a in ("01", "02", "03", "04")
     }
     assert max(neutral_f0["01"], neutral_f0["03"]) < min(neutral_f0["02"], neutral_f0["04"])
     assert 80 < neutral_f0["01"] < 170 and 80 < neutral_f0["03"] < 170
@@ -349,9 +335,7 @@ def test_high_arousal_emotions_are_higher_pitched_than_sad(measurements):
     for actor in ("01", "02", "03", "04"):
         sad = median_by(measurements, "f0", actor=actor, emotion="sad")
         for emotion, gaps in semitone_gaps.items():
-            gaps.append(
-                12 * np.log2(median_by(measurements, "f0", actor=actor, emotion=emotion) / sad)
-            )
+            gaps.append(12 * np.log2(median_by(measurements, "f0", actor=actor, emotion=emotion) / sad))
     # Surprise is far above sadness for every speaker; anger is above it on average, though
     # actors differ in how they express it (as real actors do).
     assert min(semitone_gaps["surprised"]) > 2.0, semitone_gaps

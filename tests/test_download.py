@@ -70,7 +70,9 @@ class ArchiveHandler(BaseHTTPRequestHandler):
         body = server.payload[start:]
         self.send_response(206 if start else 200)
         if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}"
+            )
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -101,11 +103,15 @@ def server(tmp_path):
 
 def archive_for(server: ArchiveServer, md5: str | None = None) -> Archive:
     payload = server.payload
-    return Archive("Audio_Speech_Actors_01-24.zip", server.url, md5 or hashlib.md5(payload).hexdigest(), len(payload))
+    return Archive(
+        "Audio_Speech_Actors_01-24.zip", server.url, md5 or hashlib.md5(payload).hexdigest(), len(payload)
+    )
 
 
 def test_the_published_ravdess_archive():
-    assert RAVDESS_SPEECH.url.startswith("https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip")
+    assert RAVDESS_SPEECH.url.startswith(
+        "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip"
+    )
     assert RAVDESS_SPEECH.md5 == "bc696df654c87fed845eb13823edef8a" and RAVDESS_SPEECH.size == 208_468_073
 
 
@@ -129,7 +135,9 @@ def test_truncated_transfer_resumes_with_a_range_request(server, tmp_path):
     # two broken transfers, then a whole one; cuts at whole chunks, as a partly read chunk is not kept
     server.cut_after = [25 * 1024, 20 * 1024]
     lines: list[str] = []
-    download_archive(archive_for(server), dest, keep_archive=True, say=lines.append, backoff_s=0, chunk_bytes=1024)
+    download_archive(
+        archive_for(server), dest, keep_archive=True, say=lines.append, backoff_s=0, chunk_bytes=1024
+    )
     assert server.requests == [None, f"bytes={25 * 1024}-", f"bytes={45 * 1024}-"]
     assert sum("transfer interrupted" in line for line in lines) == 2
     kept = dest / ".download" / "Audio_Speech_Actors_01-24.zip"
@@ -161,15 +169,21 @@ def test_a_server_without_range_support_restarts_cleanly(server, tmp_path):
 def test_a_wrong_checksum_fails_clearly_and_leaves_nothing_complete(server, tmp_path):
     dest = tmp_path / "ravdess"
     with pytest.raises(ChecksumError, match=r"MD5 of the downloaded .* is [0-9a-f]{32}, not 0{32}.*removed"):
-        download_archive(archive_for(server, md5="0" * 32), dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
+        download_archive(
+            archive_for(server, md5="0" * 32), dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024
+        )
     assert list(dest.rglob("*")) == []  # no archive, no .part, no audio, no completion record
 
 
 def test_a_transfer_that_keeps_breaking_stops_and_keeps_what_arrived(server, tmp_path):
     dest = tmp_path / "ravdess"
     server.cut_after = [4 * 1024, 4 * 1024, 4 * 1024]
-    with pytest.raises(download.DownloadError, match="broke off 2 times.*run the same command again to resume"):
-        download_archive(archive_for(server), dest, say=lambda _: None, retries=1, backoff_s=0, chunk_bytes=1024)
+    with pytest.raises(
+        download.DownloadError, match="broke off 2 times.*run the same command again to resume"
+    ):
+        download_archive(
+            archive_for(server), dest, say=lambda _: None, retries=1, backoff_s=0, chunk_bytes=1024
+        )
     part = dest / ".download" / "Audio_Speech_Actors_01-24.zip.part"
     assert part.read_bytes() == server.payload[: 8 * 1024] and not (dest / COMPLETION_RECORD).exists()
     server.cut_after = []
@@ -193,10 +207,15 @@ def test_command_line_downloads_into_the_default_folder(server, tmp_path, monkey
     assert "data=ravdess" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("corpus, expected", [
-    ("crema_d", "git lfs pull"), ("tess", "10.5683/SP2/E8H2MF"), ("savee", "kahlan.eps.surrey.ac.uk/savee"),
-    ("ser_en", "kaggle datasets download -d dmitrybabko/speech-emotion-recognition-en"),
-])
+@pytest.mark.parametrize(
+    "corpus, expected",
+    [
+        ("crema_d", "git lfs pull"),
+        ("tess", "10.5683/SP2/E8H2MF"),
+        ("savee", "kahlan.eps.surrey.ac.uk/savee"),
+        ("ser_en", "kaggle datasets download -d dmitrybabko/speech-emotion-recognition-en"),
+    ],
+)
 def test_manual_corpora_print_what_to_do(corpus, expected, capsys):
     assert main([corpus]) == 0
     out = capsys.readouterr().out

@@ -30,7 +30,9 @@ def test_metrics_match_a_hand_computed_example():
     labels = ["a", "b", "c", "d"]  # "d" never occurs: it has support 0 and no predictions
     y_true = [0, 0, 0, 0, 1, 1, 2, 2]
     y_pred = [0, 0, 0, 1, 1, 2, 2, 2]
-    report = evaluation_report([f"f{i}.wav" for i in range(8)], y_true, one_hot_probabilities(y_pred, 4), labels)
+    report = evaluation_report(
+        [f"f{i}.wav" for i in range(8)], y_true, one_hot_probabilities(y_pred, 4), labels
+    )
     # 6 of 8 right; recalls a 3/4, b 1/2, c 2/2; precisions a 3/3, b 1/2, c 2/3
     f1 = {"a": 2 * 1.0 * 0.75 / 1.75, "b": 0.5, "c": 2 * (2 / 3) * 1.0 / (5 / 3)}
     assert report.metrics["accuracy"] == pytest.approx(6 / 8)
@@ -39,7 +41,9 @@ def test_metrics_match_a_hand_computed_example():
     assert report.metrics["weighted_f1"] == pytest.approx((4 * f1["a"] + 2 * f1["b"] + 2 * f1["c"]) / 8)
     table = report.per_class
     assert table.loc["a", "precision"] == 1.0 and table.loc["b", "recall"] == 0.5
-    assert table.loc["c", "precision"] == pytest.approx(2 / 3) and table.loc["c", "f1"] == pytest.approx(f1["c"])
+    assert table.loc["c", "precision"] == pytest.approx(2 / 3) and table.loc["c", "f1"] == pytest.approx(
+        f1["c"]
+    )
     assert table["support"].tolist() == [4, 2, 2, 0]
     assert report.confusion.tolist() == [[3, 1, 0, 0], [0, 1, 1, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
     assert report.confusion_normalized[0].tolist() == [0.75, 0.25, 0.0, 0.0]
@@ -52,15 +56,20 @@ def test_metrics_equal_sklearn_on_the_same_predictions(seed):
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 7, size=200)  # "surprised" absent from the truth, as in a foreign corpus
     y_pred = np.where(rng.uniform(size=200) < 0.6, y_true, rng.integers(0, 8, size=200))
-    report = evaluation_report([f"{i}.wav" for i in range(200)], y_true,
-                               one_hot_probabilities(y_pred, 8, seed), EMOTIONS)
+    report = evaluation_report(
+        [f"{i}.wav" for i in range(200)], y_true, one_hot_probabilities(y_pred, 8, seed), EMOTIONS
+    )
     np.testing.assert_array_equal(report.y_pred, y_pred)
     assert report.metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert report.metrics["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
     assert report.metrics["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     assert report.metrics["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=range(8), zero_division=0)
-    np.testing.assert_allclose(report.per_class[["precision", "recall", "f1"]].to_numpy(), np.c_[precision, recall, f1])
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=range(8), zero_division=0
+    )
+    np.testing.assert_allclose(
+        report.per_class[["precision", "recall", "f1"]].to_numpy(), np.c_[precision, recall, f1]
+    )
     np.testing.assert_array_equal(report.per_class["support"], support)
     np.testing.assert_array_equal(report.confusion, confusion_matrix(y_true, y_pred, labels=range(8)))
 

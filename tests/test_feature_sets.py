@@ -35,12 +35,30 @@ def test_mfcc_shapes_are_what_they_announce(n_mfcc, deltas, layout):
 def test_mfcc_matches_librosa_and_deltas_are_librosa_deltas():
     sr = 16000
     wave = voiced_signal(sr)
-    features = MFCC(sample_rate=sr, n_mfcc=20, n_mels=64, n_fft=1024, hop_length=256, top_db=80.0,
-                    deltas=1, delta_layout="channels", normalization="none")
+    features = MFCC(
+        sample_rate=sr,
+        n_mfcc=20,
+        n_mels=64,
+        n_fft=1024,
+        hop_length=256,
+        top_db=80.0,
+        deltas=1,
+        delta_layout="channels",
+        normalization="none",
+    )
     ours = features(torch.from_numpy(wave)[None])[0].numpy()  # (2, 20, frames)
     # torchaudio's mel scale is HTK without area normalisation, and it pads frames by reflection
-    mel = librosa.feature.melspectrogram(y=wave, sr=sr, n_fft=1024, hop_length=256, n_mels=64, htk=True,
-                                         norm=None, power=2.0, pad_mode="reflect")
+    mel = librosa.feature.melspectrogram(
+        y=wave,
+        sr=sr,
+        n_fft=1024,
+        hop_length=256,
+        n_mels=64,
+        htk=True,
+        norm=None,
+        power=2.0,
+        pad_mode="reflect",
+    )
     reference = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=80.0), n_mfcc=20)
     assert ours.shape[1:] == reference.shape
     np.testing.assert_allclose(ours[0], reference, atol=0.05 * np.abs(reference).max())
@@ -87,18 +105,20 @@ def librosa_68(y: np.ndarray, sr: int = 22050) -> np.ndarray:
     with warnings.catch_warnings():  # tonnetz's CQT on a short clip warns about its lowest octaves
         warnings.simplefilter("ignore", UserWarning)
         tonnetz = librosa.feature.tonnetz(y=y, sr=sr)
-    return np.concatenate([
-        mfcc,
-        librosa.feature.delta(mfcc),
-        librosa.feature.delta(mfcc, order=2),
-        librosa.feature.chroma_stft(y=y, sr=sr),
-        librosa.feature.spectral_contrast(y=y, sr=sr),
-        tonnetz,
-        librosa.feature.zero_crossing_rate(y),
-        librosa.feature.rms(y=y),
-        librosa.feature.spectral_rolloff(y=y, sr=sr),
-        librosa.feature.spectral_centroid(y=y, sr=sr),
-    ])
+    return np.concatenate(
+        [
+            mfcc,
+            librosa.feature.delta(mfcc),
+            librosa.feature.delta(mfcc, order=2),
+            librosa.feature.chroma_stft(y=y, sr=sr),
+            librosa.feature.spectral_contrast(y=y, sr=sr),
+            tonnetz,
+            librosa.feature.zero_crossing_rate(y),
+            librosa.feature.rms(y=y),
+            librosa.feature.spectral_rolloff(y=y, sr=sr),
+            librosa.feature.spectral_centroid(y=y, sr=sr),
+        ]
+    )
 
 
 def test_handcrafted68_matches_librosa_on_a_known_signal():

@@ -18,12 +18,26 @@ def test_logmel_matches_librosa():
     sr = 16000
     t = np.arange(sr) / sr
     wave = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
-    features = LogMel(sample_rate=sr, n_fft=1024, hop_length=256, n_mels=64, top_db=None, normalization="none")
+    features = LogMel(
+        sample_rate=sr, n_fft=1024, hop_length=256, n_mels=64, top_db=None, normalization="none"
+    )
     ours = features(torch.from_numpy(wave)[None])[0, 0].numpy()
     reference = librosa.power_to_db(
-        librosa.feature.melspectrogram(y=wave, sr=sr, n_fft=1024, hop_length=256, n_mels=64, htk=True, norm=None,
-                                       center=True, pad_mode="reflect", power=2.0),
-        ref=1.0, amin=1e-10, top_db=None,
+        librosa.feature.melspectrogram(
+            y=wave,
+            sr=sr,
+            n_fft=1024,
+            hop_length=256,
+            n_mels=64,
+            htk=True,
+            norm=None,
+            center=True,
+            pad_mode="reflect",
+            power=2.0,
+        ),
+        ref=1.0,
+        amin=1e-10,
+        top_db=None,
     )
     assert ours.shape == reference.shape
     loud = reference > reference.max() - 60  # compare where there is energy

@@ -53,22 +53,32 @@ def trained(small_demo_root, tmp_path_factory):
     cfg = compose_train(small_demo_overrides(small_demo_root) + TINY_TRAINING, run_dir, cache_dir)
     metrics, objects = train(cfg)
     ckpt = Path(objects["summary"]["best_checkpoint"])
-    return SimpleNamespace(ckpt=ckpt, run_dir=run_dir, cache_dir=cache_dir, metrics=metrics, root=small_demo_root,
-                           module=load_checkpoint(ckpt))
+    return SimpleNamespace(
+        ckpt=ckpt,
+        run_dir=run_dir,
+        cache_dir=cache_dir,
+        metrics=metrics,
+        root=small_demo_root,
+        module=load_checkpoint(ckpt),
+    )
 
 
 @pytest.fixture(scope="module")
 def evaluated(trained, tmp_path_factory):
     """`eval ckpt_path=...` with nothing else: the checkpoint's own test split."""
     run_dir = tmp_path_factory.mktemp("inference_eval")
-    report, summary = evaluate(compose_train([f"ckpt_path={trained.ckpt}", "device=cpu"], run_dir, config_name="eval"))
-    return SimpleNamespace(report=report, summary=summary, run_dir=run_dir,
-                           predictions=pd.read_csv(run_dir / "predictions.csv"))
+    report, summary = evaluate(
+        compose_train([f"ckpt_path={trained.ckpt}", "device=cpu"], run_dir, config_name="eval")
+    )
+    return SimpleNamespace(
+        report=report, summary=summary, run_dir=run_dir, predictions=pd.read_csv(run_dir / "predictions.csv")
+    )
 
 
 def run_predict(trained, tmp_path, inputs, *overrides):
-    cfg = compose_train([f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", *overrides], tmp_path,
-                        config_name="predict")
+    cfg = compose_train(
+        [f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", *overrides], tmp_path, config_name="predict"
+    )
     cfg.inputs = [str(p) for p in inputs]
     stream = io.StringIO()
     results = predict(cfg, stream=stream)
@@ -96,8 +106,16 @@ def test_eval_scores_the_checkpoints_own_test_split(trained, evaluated):
     summary, predictions = evaluated.summary, evaluated.predictions
     assert summary["data_source"] == "checkpoint" and summary["split_method"] == "actor"
     assert summary["same_test_files_as_training"] is True
-    for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv",
-                 "confusion_matrix.png", "predictions.csv", "eval.json", "split.csv"):
+    for name in (
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "confusion_matrix_normalized.csv",
+        "confusion_matrix.png",
+        "predictions.csv",
+        "eval.json",
+        "split.csv",
+    ):
         assert (evaluated.run_dir / name).is_file(), name
 
     # metrics equal sklearn's on the predictions file eval wrote
@@ -128,10 +146,14 @@ def test_eval_scores_every_file_of_a_foreign_corpus(trained, evaluated, tmp_path
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(trained.root / name, folder / name)
     run_dir = tmp_path / "run"
-    report, summary = evaluate(compose_train(
-        [f"ckpt_path={trained.ckpt}", "data=ravdess", f"data.root={folder}", "split=all", "device=cpu"],
-        run_dir, trained.cache_dir, config_name="eval",
-    ))
+    report, summary = evaluate(
+        compose_train(
+            [f"ckpt_path={trained.ckpt}", "data=ravdess", f"data.root={folder}", "split=all", "device=cpu"],
+            run_dir,
+            trained.cache_dir,
+            config_name="eval",
+        )
+    )
     assert summary["data_source"] == "command line" and summary["split_method"] == "test_only"
     assert report.metrics["num_files"] == len(kept) == 120 - 32
     assert report.per_class.loc["calm", "support"] == 0 and report.per_class.loc["surprised", "support"] == 0
@@ -162,8 +184,11 @@ def test_predict_agrees_with_eval_on_the_same_files(trained, evaluated, tmp_path
     assert fits and longer
     for r in fits:
         assert len(r.window_probabilities) == 1
-        np.testing.assert_allclose(r.probabilities, own.loc[str(Path(r.path).relative_to(trained.root)), PROBABILITIES]
-                                   .to_numpy(dtype=float), atol=1e-5)
+        np.testing.assert_allclose(
+            r.probabilities,
+            own.loc[str(Path(r.path).relative_to(trained.root)), PROBABILITIES].to_numpy(dtype=float),
+            atol=1e-5,
+        )
     for r in longer:
         assert len(r.window_probabilities) == 2
         np.testing.assert_allclose(r.probabilities, r.window_probabilities.mean(axis=0), atol=1e-6)
@@ -188,7 +213,9 @@ def test_long_recordings_are_scored_window_by_window(trained, tmp_path):
     np.testing.assert_allclose(result.probabilities, expected.mean(axis=0), atol=1e-5)
     lines = text.splitlines()
     assert lines[1] == f"Predicted emotion: {result.predicted} ({100 * result.confidence:.1f}%)"
-    assert lines[2] == "  " + "  ".join(f"{e} {100 * p:.1f}%" for e, p in zip(EMOTIONS, result.probabilities, strict=True))
+    assert lines[2] == "  " + "  ".join(
+        f"{e} {100 * p:.1f}%" for e, p in zip(EMOTIONS, result.probabilities, strict=True)
+    )
     assert len(lines) == 3 + len(spans)
 
 
@@ -214,16 +241,29 @@ def test_the_cli_prints_json_and_reports_unreadable_inputs(trained, tmp_path):
     inputs = ",".join(str(p) for p in [clips[0], broken, missing, clips[1]])
     env = dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "ser_lightning.predict", f"ckpt_path={trained.ckpt}", f"inputs=[{inputs}]",
-         "output=json", "device=cpu"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ser_lightning.predict",
+            f"ckpt_path={trained.ckpt}",
+            f"inputs=[{inputs}]",
+            "output=json",
+            "device=cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1, done.stderr  # some inputs failed
     records = [json.loads(line) for line in done.stdout.splitlines()]  # stdout is JSON alone
     by_file = {Path(r["file"]).name: r for r in records}
     assert set(by_file) == {clips[0].name, clips[1].name, "broken.wav", "missing.mp3"}
     assert "does not exist" in by_file["missing.mp3"]["error"]
-    assert "cannot decode" in by_file["broken.wav"]["error"] and "broken.wav" in by_file["broken.wav"]["error"]
+    assert (
+        "cannot decode" in by_file["broken.wav"]["error"] and "broken.wav" in by_file["broken.wav"]["error"]
+    )
     for clip in clips:
         record = by_file[clip.name]
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -245,7 +285,11 @@ def test_onnx_export_matches_pytorch_on_real_clips(trained, evaluated, tmp_path)
 
 
 def test_eval_data_config_comes_from_the_checkpoint_unless_given():
-    own = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": "/corpora/demo", "split": "actor"}
+    own = {
+        "_target_": "ser_lightning.data.datamodule.SERDataModule",
+        "root": "/corpora/demo",
+        "split": "actor",
+    }
     record = {"data": own}
     assert eval_data_config(None, record, "m.ckpt") == (own, "checkpoint")
     merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt")
@@ -269,8 +313,14 @@ def test_the_network_alone_exports_too(trained, evaluated, tmp_path):
 @pytest.mark.slow
 def test_the_eval_and_export_clis(trained, tmp_path):
     env = dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={trained.ckpt}", "device=cpu"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={trained.ckpt}", "device=cpu"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "unweighted accuracy (UA)" in done.stdout and "surprised" in done.stdout
     (eval_json,) = (tmp_path / "outputs" / "eval" / "runs").glob("*/eval.json")
@@ -278,12 +328,24 @@ def test_the_eval_and_export_clis(trained, tmp_path):
 
     onnx_path = tmp_path / "exported" / "model.onnx"
     done = subprocess.run(
-        [sys.executable, "-m", "ser_lightning.export", f"ckpt_path={trained.ckpt}", f"output_path={onnx_path}",
-         f"verify_inputs=[{trained.root / 'Actor_01'}]"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "ser_lightning.export",
+            f"ckpt_path={trained.ckpt}",
+            f"output_path={onnx_path}",
+            f"verify_inputs=[{trained.root / 'Actor_01'}]",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert onnx_path.is_file() and "same predictions: True" in done.stdout
     (export_json,) = (tmp_path / "outputs" / "export" / "runs").glob("*/export.json")
     parity = json.loads(export_json.read_text())["parity"]
-    assert parity["max_abs_probability_diff"] < 1e-4 and parity["num_inputs"] == 64  # the cap: 60 clips, some 2 windows
+    assert (
+        parity["max_abs_probability_diff"] < 1e-4 and parity["num_inputs"] == 64
+    )  # the cap: 60 clips, some 2 windows

@@ -45,7 +45,9 @@ def wait_for(cache: Path, pattern: str, child: subprocess.Popen, timeout: float 
         if found:
             return found
         if child.poll() is not None:
-            raise AssertionError(f"the builder ended before {pattern} appeared: {child.communicate()[1][-2000:]}")
+            raise AssertionError(
+                f"the builder ended before {pattern} appeared: {child.communicate()[1][-2000:]}"
+            )
         time.sleep(0.05)
     raise AssertionError(f"{pattern} did not appear within {timeout} s")
 

@@ -52,7 +52,9 @@ def test_long_clips_are_covered_by_evenly_spread_windows():
     normalised = wave / np.abs(wave).max()  # peak-normalised over the whole clip, as in training
     for (start, _), window in zip(spans, windows, strict=True):
         begin = int(round(start * SR))
-        np.testing.assert_allclose(window, normalised[begin : begin + settings.num_samples], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(
+            window, normalised[begin : begin + settings.num_samples], rtol=0, atol=1e-7
+        )
 
 
 def test_bad_window_settings_are_refused():
@@ -74,8 +76,13 @@ def test_inputs_are_collected_recursively_with_errors_for_the_rest(tmp_path):
             sf.write(path, speechy(0.3), SR)
     (tmp_path / "empty").mkdir()
     (tmp_path / "readme.md").write_text("x")
-    inputs = [str(root), str(root / "a.wav"), str(tmp_path / "missing.wav"), str(tmp_path / "empty"),
-              str(tmp_path / "readme.md")]
+    inputs = [
+        str(root),
+        str(root / "a.wav"),
+        str(tmp_path / "missing.wav"),
+        str(tmp_path / "empty"),
+        str(tmp_path / "readme.md"),
+    ]
     files, errors = collect_inputs(inputs)
     assert [p.relative_to(root).as_posix() for p in files] == ["a.wav", "sub/b.flac", "sub/deeper/c.ogg"]
     messages = {e.path: e.message for e in errors}
@@ -84,7 +91,9 @@ def test_inputs_are_collected_recursively_with_errors_for_the_rest(tmp_path):
     assert "not a supported audio or video file" in messages[str(tmp_path / "readme.md")]
 
 
-@pytest.mark.parametrize("suffix,subtype", [(".flac", "PCM_16"), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    "suffix,subtype", [(".flac", "PCM_16"), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")]
+)
 def test_compressed_audio_decodes_like_the_wav(tmp_path, suffix, subtype):
     wave = speechy(1.0) * 0.5
     sf.write(tmp_path / "ref.wav", wave, SR, subtype="FLOAT")
@@ -101,7 +110,9 @@ def test_compressed_audio_decodes_like_the_wav(tmp_path, suffix, subtype):
         assert corr > 0.95
 
 
-@pytest.mark.parametrize("suffix,codec", [(".mkv", "flac"), (".mov", "pcm_s16le"), (".avi", "pcm_s16le"), (".mp4", "aac")])
+@pytest.mark.parametrize(
+    "suffix,codec", [(".mkv", "flac"), (".mov", "pcm_s16le"), (".avi", "pcm_s16le"), (".mp4", "aac")]
+)
 def test_video_audio_tracks_decode_like_the_audio(tmp_path, suffix, codec):
     wave = speechy(1.2) * 0.5
     video = write_video(tmp_path / f"talk{suffix}", wave, SR, audio_codec=codec)

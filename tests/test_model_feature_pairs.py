@@ -16,8 +16,13 @@ MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch"]
 FEATURES = ["logmel", "mfcc", "mfcc_mel", "handcrafted68"]
 # cnn2ch is a two-channel design; every other pair must train.
 INCOMPATIBLE = {("cnn2ch", "logmel"), ("cnn2ch", "mfcc"), ("cnn2ch", "handcrafted68")}
-NET_CLASS = {"acnt": "ACNT", "cnn_bilstm_mha": "CNNBiLSTMMHA", "crnn_attn": "CRNNAttention",
-             "crnn_attn_mfcc": "CRNNAttention", "cnn2ch": "CNN2Ch"}
+NET_CLASS = {
+    "acnt": "ACNT",
+    "cnn_bilstm_mha": "CNNBiLSTMMHA",
+    "crnn_attn": "CRNNAttention",
+    "crnn_attn_mfcc": "CRNNAttention",
+    "cnn2ch": "CNN2Ch",
+}
 FEATURES_CLASS = {"logmel": "LogMel", "mfcc": "MFCC", "mfcc_mel": "MFCCMel", "handcrafted68": "Handcrafted68"}
 BATCH = 4
 CLIP_SECONDS = 0.5  # short clips keep 20 pairs fast; every extractor and network handles them
@@ -43,7 +48,9 @@ def random_clips() -> dict:
 
 @pytest.mark.parametrize("features", FEATURES)
 @pytest.mark.parametrize("model", MODELS)
-def test_every_pair_takes_a_training_step_or_stops_at_build(model, features, small_demo_root, tmp_path, random_clips):
+def test_every_pair_takes_a_training_step_or_stops_at_build(
+    model, features, small_demo_root, tmp_path, random_clips
+):
     cfg = compose_train(pair_overrides(small_demo_root, model, features) + ["logger=none"], tmp_path)
     if (model, features) in INCOMPATIBLE:
         with pytest.raises(StartupError) as error:  # what a sweep records as "skipped"
@@ -79,8 +86,12 @@ def test_every_pair_takes_a_training_step_or_stops_at_build(model, features, sma
 
 
 def test_an_incompatible_pair_stops_before_any_audio_is_touched(small_demo_root, tmp_path):
-    cfg = compose_train(pair_overrides(small_demo_root, "cnn2ch", "logmel"), tmp_path / "run", tmp_path / "cache")
-    with pytest.raises(StartupError, match=r"^IncompatibleFeaturesError: model CNN2Ch .* cannot take features LogMel"):
+    cfg = compose_train(
+        pair_overrides(small_demo_root, "cnn2ch", "logmel"), tmp_path / "run", tmp_path / "cache"
+    )
+    with pytest.raises(
+        StartupError, match=r"^IncompatibleFeaturesError: model CNN2Ch .* cannot take features LogMel"
+    ):
         train(cfg)
     assert not (tmp_path / "cache").exists()  # no waveform or feature cache was built
 
@@ -98,7 +109,8 @@ def subset_root(small_demo_root, tmp_path_factory) -> Path:
 )
 def test_real_fast_dev_runs(model, features, extra, subset_root, tmp_path, model_cache):
     cfg = compose_train(
-        subset_overrides(subset_root, CLIP_SECONDS) + [f"model={model}", f"features={features}", "debug=fdr", *extra],
+        subset_overrides(subset_root, CLIP_SECONDS)
+        + [f"model={model}", f"features={features}", "debug=fdr", *extra],
         tmp_path,
         model_cache,
     )

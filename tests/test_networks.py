@@ -25,7 +25,11 @@ def test_crnn_attn_has_the_recipe_layers():
     model = CRNNAttention((1, 128, 300), num_classes=8)
     first = [type(m) for m in model.cnn[0]]
     assert first == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d, nn.Dropout2d, nn.MaxPool2d]
-    assert (model.cnn[0][0].in_channels, model.cnn[0][0].out_channels, model.cnn[1][0].out_channels) == (1, 32, 64)
+    assert (model.cnn[0][0].in_channels, model.cnn[0][0].out_channels, model.cnn[1][0].out_channels) == (
+        1,
+        32,
+        64,
+    )
     assert model.cnn[0][3].p == 0.2
     assert model.lstm.input_size == 64 * 32 and model.lstm.hidden_size == 128 and model.lstm.bidirectional
     assert isinstance(model.attention.score, nn.Linear) and model.attention.score.in_features == 256
@@ -33,7 +37,9 @@ def test_crnn_attn_has_the_recipe_layers():
 
 
 def test_crnn_attn_conv1d_frontend_convolves_whole_frames():
-    model = CRNNAttention((1, 40, 94), 8, frontend="conv1d", conv_channels=[64, 128], lstm_layers=2, attention_dim=32)
+    model = CRNNAttention(
+        (1, 40, 94), 8, frontend="conv1d", conv_channels=[64, 128], lstm_layers=2, attention_dim=32
+    )
     assert isinstance(model.cnn[0][0], nn.Conv1d) and model.cnn[0][0].in_channels == 40
     assert model.lstm.num_layers == 2 and isinstance(model.attention.score[1], nn.Tanh)
     with pytest.raises(ValueError, match="frontend"):
@@ -59,7 +65,9 @@ def test_cnn2ch_declares_two_channels():
     assert sum(isinstance(m, nn.Dropout) for m in model.classifier) == 2
     net = {"_target_": "ser_lightning.models.CNN2Ch"}
     check_compatible(net, {"_target_": "ser_lightning.features.MFCCMel"}, (2, 40, 94))
-    with pytest.raises(IncompatibleFeaturesError, match=r"needs 2 input channels.*\(1, 40, 94\).*features=mfcc_mel"):
+    with pytest.raises(
+        IncompatibleFeaturesError, match=r"needs 2 input channels.*\(1, 40, 94\).*features=mfcc_mel"
+    ):
         check_compatible(net, {"_target_": "ser_lightning.features.MFCC"}, (1, 40, 94))
 
 

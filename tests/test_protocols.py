@@ -29,9 +29,18 @@ def mixed_table() -> pd.DataFrame:
     )
     for corpus, speaker, gender in speakers:
         for emotion in EMOTIONS[2:6]:
-            rows.append({"path": f"/c/{corpus}/{speaker}_{emotion}.wav", "emotion": emotion,
-                         "actor": f"{corpus}:{speaker}", "gender": gender, "intensity": "unspecified",
-                         "statement": "s", "vocal_channel": "speech", "corpus": corpus})
+            rows.append(
+                {
+                    "path": f"/c/{corpus}/{speaker}_{emotion}.wav",
+                    "emotion": emotion,
+                    "actor": f"{corpus}:{speaker}",
+                    "gender": gender,
+                    "intensity": "unspecified",
+                    "statement": "s",
+                    "vocal_channel": "speech",
+                    "corpus": corpus,
+                }
+            )
     return make_table(rows)
 
 
@@ -47,7 +56,9 @@ def test_ravdess_six_folds_are_the_consecutive_actor_quartets():
     assert folds == [[f"{4 * k + i:02d}" for i in range(1, 5)] for k in range(6)]
 
 
-@pytest.mark.parametrize("make_table_fn, num_folds", [(ravdess_like_table, 6), (mixed_table, 5), (mixed_table, 3)])
+@pytest.mark.parametrize(
+    "make_table_fn, num_folds", [(ravdess_like_table, 6), (mixed_table, 5), (mixed_table, 3)]
+)
 def test_kfold_invariants(make_table_fn, num_folds):
     table = make_table_fn()
     all_actors = set(table["actor"])
@@ -58,7 +69,11 @@ def test_kfold_invariants(make_table_fn, num_folds):
         assignment = split(table)
         groups = actors_by_split(table, assignment)
         assert groups["test"] == set(split.folds(table)[fold])
-        assert groups["train"] and groups["val"] and groups["train"] | groups["val"] | groups["test"] == all_actors
+        assert (
+            groups["train"]
+            and groups["val"]
+            and groups["train"] | groups["val"] | groups["test"] == all_actors
+        )
         assert {genders[a] for a in groups["test"]} == {"male", "female"}, f"fold {fold} lacks a gender"
         tested += sorted(groups["test"])
     assert sorted(tested) == sorted(all_actors)  # every actor tested exactly once across the folds
@@ -82,7 +97,11 @@ def test_kfold_validation_comes_from_training_actors_per_gender():
     assert groups["test"] == {"09", "10", "11", "12"}
     assert len(groups["val"]) == 4 and len(groups["train"]) == 16
     assert sorted(int(a) % 2 for a in groups["val"]) == [0, 0, 1, 1]  # two women, two men
-    assert {k: len(v) for k, v in split_indices(split(table)).items()} == {"train": 960, "val": 240, "test": 240}
+    assert {k: len(v) for k, v in split_indices(split(table)).items()} == {
+        "train": 960,
+        "val": 240,
+        "test": 240,
+    }
     other_seed = actors_by_split(table, KFoldSplit(fold=2, seed=6)(table))
     assert other_seed["test"] == groups["test"]  # folds do not depend on the seed ...
     assert KFoldSplit(fold=2, seed=5)(table).equals(split(table))  # ... and the rest is reproducible

@@ -68,7 +68,9 @@ def test_scan_reports_rejected_and_filtered_files(tmp_path, tone_writer):
 
 
 def test_song_and_both_channels(tmp_path, tone_writer):
-    root = _corpus(tmp_path, tone_writer, ["Actor_01/03-01-05-01-01-01-01.wav", "Actor_01/03-02-03-01-01-01-01.wav"])
+    root = _corpus(
+        tmp_path, tone_writer, ["Actor_01/03-01-05-01-01-01-01.wav", "Actor_01/03-02-03-01-01-01-01.wav"]
+    )
     assert list(RavdessCorpus(str(root), vocal_channels=["song"]).scan().table["emotion"]) == ["happy"]
     both = RavdessCorpus(str(root), vocal_channels=["speech", "song"]).scan().table
     assert sorted(both["vocal_channel"]) == ["song", "speech"]

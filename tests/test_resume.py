@@ -38,7 +38,13 @@ def one_thread():
 
 
 def run_overrides(root: Path, epochs: int = 4) -> list[str]:
-    return [*TINY_RUN, f"data.root={root}", f"trainer.max_epochs={epochs}", "trainer.deterministic=true", "seed=3"]
+    return [
+        *TINY_RUN,
+        f"data.root={root}",
+        f"trainer.max_epochs={epochs}",
+        "trainer.deterministic=true",
+        "seed=3",
+    ]
 
 
 def entry_point(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -64,9 +70,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, 
     metrics, _ = train(compose_train(run_overrides(tone_root), whole_dir, cache))
 
     common = [*run_overrides(tone_root), f"hydra.run.dir={resumed_dir}", f"paths.cache_dir={cache}"]
-    killed = entry_point([*common, "+callbacks.kill._target_=tests.resume_helpers.KillAtStep", "+callbacks.kill.step=6"])
+    killed = entry_point(
+        [*common, "+callbacks.kill._target_=tests.resume_helpers.KillAtStep", "+callbacks.kill.step=6"]
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (resumed_dir / "summary.json").exists()
+    assert (resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (
+        resumed_dir / "summary.json"
+    ).exists()
     assert torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
 
     resumed = entry_point([*common, "ckpt_path=last"])
@@ -103,17 +113,23 @@ def test_a_crafted_pickle_in_a_checkpoint_does_not_run(tone_root, tmp_path):
     torch.save({"state_dict": {}, "epoch": 0, "global_step": 0, "payload": _RunsCode(marker)}, evil)
 
     # the way train.py resumes (trainer.fit with ckpt_path) and tests (trainer.test)
-    cfg = compose_train([*run_overrides(tone_root, epochs=1), f"ckpt_path={evil}"], tmp_path / "run", tmp_path / "cache")
+    cfg = compose_train(
+        [*run_overrides(tone_root, epochs=1), f"ckpt_path={evil}"], tmp_path / "run", tmp_path / "cache"
+    )
     with pytest.raises(Exception, match="Weights only load failed"):
         train(cfg)
     assert not marker.exists()
 
-    cfg = compose_train([*run_overrides(tone_root, epochs=1), "train=false"], tmp_path / "run2", tmp_path / "cache")
+    cfg = compose_train(
+        [*run_overrides(tone_root, epochs=1), "train=false"], tmp_path / "run2", tmp_path / "cache"
+    )
     from ser_lightning.train import build
 
     objects = build(cfg)
     with pytest.raises(Exception, match="Weights only load failed"):
-        objects["trainer"].test(objects["model"], datamodule=objects["datamodule"], ckpt_path=str(evil), weights_only=True)
+        objects["trainer"].test(
+            objects["model"], datamodule=objects["datamodule"], ckpt_path=str(evil), weights_only=True
+        )
     assert not marker.exists()
 
     # the payload is live: loading without weights_only would have run it
@@ -123,7 +139,9 @@ def test_a_crafted_pickle_in_a_checkpoint_does_not_run(tone_root, tmp_path):
 
 def test_resume_mistakes_stop_before_any_work(tone_root, tmp_path):
     cache = tmp_path / "cache"
-    with pytest.raises(FileNotFoundError, match=r"(?s)ckpt_path=last: .* has no checkpoints/last.ckpt.*hydra.run.dir="):
+    with pytest.raises(
+        FileNotFoundError, match=r"(?s)ckpt_path=last: .* has no checkpoints/last.ckpt.*hydra.run.dir="
+    ):
         train(compose_train([*run_overrides(tone_root), "ckpt_path=last"], tmp_path / "fresh", cache))
     assert not cache.exists()
 
@@ -131,8 +149,16 @@ def test_resume_mistakes_stop_before_any_work(tone_root, tmp_path):
     train(compose_train([*run_overrides(tone_root, epochs=1), "debug=fdr"], run_dir, cache))
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     torch.save({}, run_dir / "checkpoints" / "last.ckpt")  # only needs to exist: the check comes first
-    changed = [*run_overrides(tone_root, epochs=1), "debug=fdr", "model.net.num_layers=2", "data.batch_size=8", "ckpt_path=last"]
-    with pytest.raises(ValueError, match=r"(?s)different config.*data.batch_size: 16 -> 8.*model.net.num_layers: 1 -> 2"):
+    changed = [
+        *run_overrides(tone_root, epochs=1),
+        "debug=fdr",
+        "model.net.num_layers=2",
+        "data.batch_size=8",
+        "ckpt_path=last",
+    ]
+    with pytest.raises(
+        ValueError, match=r"(?s)different config.*data.batch_size: 16 -> 8.*model.net.num_layers: 1 -> 2"
+    ):
         train(compose_train(changed, run_dir, cache))
 
 
@@ -141,7 +167,12 @@ def test_the_wandb_logger_writes_no_key_either(tone_root, tmp_path):
     """W&B (offline) reads WANDB_API_KEY itself; it must not land in its run files or ours."""
     run_dir = tmp_path / "run"
     result = entry_point(
-        [*run_overrides(tone_root, epochs=1), "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+        [
+            *run_overrides(tone_root, epochs=1),
+            "logger=wandb",
+            f"hydra.run.dir={run_dir}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((run_dir / "wandb").glob("offline-run-*/files/*"))

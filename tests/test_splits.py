@@ -12,15 +12,21 @@ def ravdess_like_table(num_actors: int = 24) -> pd.DataFrame:
     rows = []
     for actor in range(1, num_actors + 1):
         for emotion in EMOTIONS:
-            for intensity in (["normal"] if emotion == "neutral" else ["normal", "strong"]):
+            for intensity in ["normal"] if emotion == "neutral" else ["normal", "strong"]:
                 for statement in ("kids", "dogs"):
                     for rep in (1, 2):
-                        rows.append({
-                            "path": f"/c/Actor_{actor:02d}/{emotion}-{intensity}-{statement}-{rep}.wav",
-                            "emotion": emotion, "actor": f"{actor:02d}",
-                            "gender": "male" if actor % 2 else "female", "intensity": intensity,
-                            "statement": statement, "vocal_channel": "speech", "corpus": "ravdess",
-                        })
+                        rows.append(
+                            {
+                                "path": f"/c/Actor_{actor:02d}/{emotion}-{intensity}-{statement}-{rep}.wav",
+                                "emotion": emotion,
+                                "actor": f"{actor:02d}",
+                                "gender": "male" if actor % 2 else "female",
+                                "intensity": intensity,
+                                "statement": statement,
+                                "vocal_channel": "speech",
+                                "corpus": "ravdess",
+                            }
+                        )
     return make_table(rows)
 
 

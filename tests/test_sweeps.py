@@ -17,14 +17,27 @@ from ser_lightning.report import build_report
 from .helpers import compose_train, small_demo_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RUN = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-            "+trainer.limit_test_batches=1", "print_config=false", "callbacks.model_summary=null"]
+TINY_RUN = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1",
+    "print_config=false",
+    "callbacks.model_summary=null",
+]
 
 
 def run_train(args: list[str], root: Path, cache: Path, timeout: int = 420) -> subprocess.CompletedProcess:
     """`python -m ser_lightning.train ARGS` in a subprocess, outputs under root."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    command = [sys.executable, "-m", "ser_lightning.train", *args, f"paths.root_dir={root}", f"paths.cache_dir={cache}"]
+    command = [
+        sys.executable,
+        "-m",
+        "ser_lightning.train",
+        *args,
+        f"paths.root_dir={root}",
+        f"paths.cache_dir={cache}",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     return result
 
@@ -40,7 +53,9 @@ def cache(tmp_path_factory) -> Path:
 
 def test_grid_sweep_skips_an_impossible_job_and_reports(small_demo_root, tmp_path, cache):
     result = run_train(
-        ["-m", "model.net.transformer_dim=64,130", *small_demo_overrides(small_demo_root), *TINY_RUN], tmp_path, cache
+        ["-m", "model.net.transformer_dim=64,130", *small_demo_overrides(small_demo_root), *TINY_RUN],
+        tmp_path,
+        cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dirs = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
@@ -48,7 +63,9 @@ def test_grid_sweep_skips_an_impossible_job_and_reports(small_demo_root, tmp_pat
     statuses = job_statuses(sweep_dirs[0])
     assert [s["status"] for s in statuses.values()] == ["ok", "skipped"]
     assert "divisible by num_heads" in statuses["1"]["error"]
-    assert statuses["0"]["result"] == pytest.approx(json.loads((sweep_dirs[0] / "0" / "summary.json").read_text())["metrics"]["val/ua_best"])
+    assert statuses["0"]["result"] == pytest.approx(
+        json.loads((sweep_dirs[0] / "0" / "summary.json").read_text())["metrics"]["val/ua_best"]
+    )
 
     written = build_report(sweep_dirs[0])
     summary = pd.read_csv(written["summary"])
@@ -62,7 +79,9 @@ def test_ddp_sim_in_a_two_job_multirun(small_demo_root, tmp_path, cache):
     """Two ranks per job, two jobs in one sweep: each child writes into its job's folder and
     starts no sweep of its own; the second job does not inherit the first job's DDP state."""
     result = run_train(
-        ["-m", "seed=1,2", "trainer=ddp_sim", *small_demo_overrides(small_demo_root), *TINY_RUN], tmp_path, cache
+        ["-m", "seed=1,2", "trainer=ddp_sim", *small_demo_overrides(small_demo_root), *TINY_RUN],
+        tmp_path,
+        cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("MEMBER: 1/2") == 2 and result.stderr.count("MEMBER: 2/2") == 2
@@ -77,7 +96,9 @@ def test_ddp_sim_in_a_two_job_multirun(small_demo_root, tmp_path, cache):
 
 
 def test_ddp_sim_single_run_metrics_are_synchronised(small_demo_root, tmp_path, cache):
-    result = run_train(["trainer=ddp_sim", *small_demo_overrides(small_demo_root), *TINY_RUN], tmp_path, cache)
+    result = run_train(
+        ["trainer=ddp_sim", *small_demo_overrides(small_demo_root), *TINY_RUN], tmp_path, cache
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(runs) == 1
@@ -89,9 +110,16 @@ def test_ddp_sim_single_run_metrics_are_synchronised(small_demo_root, tmp_path, 
 @pytest.mark.slow
 def test_optuna_search_optimises_val_ua_best(small_demo_root, tmp_path, cache):
     result = run_train(
-        ["-m", "hparams_search=acnt_optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
-         *small_demo_overrides(small_demo_root), *TINY_RUN],
-        tmp_path, cache,
+        [
+            "-m",
+            "hparams_search=acnt_optuna",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            *small_demo_overrides(small_demo_root),
+            *TINY_RUN,
+        ],
+        tmp_path,
+        cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "train" / "multiruns").iterdir())
@@ -103,8 +131,15 @@ def test_optuna_search_optimises_val_ua_best(small_demo_root, tmp_path, cache):
 @pytest.mark.slow
 def test_local_parallel_launcher_runs_jobs(small_demo_root, tmp_path, cache):
     result = run_train(
-        ["-m", "hydra/launcher=local_parallel", "seed=1,2", *small_demo_overrides(small_demo_root), *TINY_RUN],
-        tmp_path, cache,
+        [
+            "-m",
+            "hydra/launcher=local_parallel",
+            "seed=1,2",
+            *small_demo_overrides(small_demo_root),
+            *TINY_RUN,
+        ],
+        tmp_path,
+        cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "train" / "multiruns").iterdir())
@@ -126,11 +161,20 @@ def test_report_aggregates_repeats_and_keeps_failures(tmp_path):
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}", f"seed={seed}"]))
         (job / "summary.json").write_text(json.dumps({"metrics": {"test/ua": ua, "test/acc": ua + 0.05}}))
-        (job / "job_status.json").write_text(json.dumps({"status": "ok", "overrides": [f"model={model}", f"seed={seed}"]}))
+        (job / "job_status.json").write_text(
+            json.dumps({"status": "ok", "overrides": [f"model={model}", f"seed={seed}"]})
+        )
     failed = tmp_path / "5"
     failed.mkdir()
-    (failed / "job_status.json").write_text(json.dumps(
-        {"status": "failed", "error": "RuntimeError: out of memory", "overrides": ["model=crnn", "seed=3"]}))
+    (failed / "job_status.json").write_text(
+        json.dumps(
+            {
+                "status": "failed",
+                "error": "RuntimeError: out of memory",
+                "overrides": ["model=crnn", "seed=3"],
+            }
+        )
+    )
 
     written = build_report(tmp_path, tmp_path / "report")
     summary = pd.read_csv(written["summary"]).set_index("model")

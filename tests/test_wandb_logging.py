@@ -18,7 +18,8 @@ def test_offline_run_logs_config_metrics_and_media(small_demo_root, tmp_path, mo
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose_train(
         small_demo_overrides(small_demo_root) + ["logger=wandb", "debug=limit", "logger.wandb.tags=[test]"],
-        tmp_path, tmp_path / "cache",
+        tmp_path,
+        tmp_path / "cache",
     )
     try:
         metrics, _ = train(cfg)

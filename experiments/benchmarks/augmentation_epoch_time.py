@@ -160,9 +160,7 @@ def main() -> None:
     )
     parser.add_argument("--presets", nargs="+", default=["none", "specaugment", "waveform", "full"])
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument(
-        "--epochs", type=int, default=3, help="epochs per preset; the first is not counted"
-    )
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per preset; the first is not counted")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--num-workers", type=int, default=None, help="override data.num_workers for every preset"
@@ -184,11 +182,7 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
 
-    device = (
-        torch.cuda.get_device_name(0)
-        if args.accelerator == "gpu"
-        else platform.processor() or "cpu"
-    )
+    device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else platform.processor() or "cpu"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device: {device}; {os.cpu_count()} CPU cores; load average at start {load:.1f}; "
@@ -196,11 +190,7 @@ def main() -> None:
     )
     results = [measure(preset, args) for preset in args.presets]
     print()
-    counted = (
-        f"mean of epochs 2-{args.epochs}"
-        if args.epochs > 1
-        else "epoch 1 (includes worker start-up)"
-    )
+    counted = f"mean of epochs 2-{args.epochs}" if args.epochs > 1 else "epoch 1 (includes worker start-up)"
     print(
         f"Seconds per training epoch, demo corpus ({args.num_actors} actors, {args.duration:g} s clips), "
         f"ACNT on log-mel, batch {args.batch_size}, {args.accelerator}; {counted}"
@@ -219,9 +209,7 @@ def main() -> None:
             f"| {per_clip} |"
         )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(
-        f"\nload average at end {load:.1f} (above the core count, other processes shared the CPU)"
-    )
+    print(f"\nload average at end {load:.1f} (above the core count, other processes shared the CPU)")
 
 
 if __name__ == "__main__":

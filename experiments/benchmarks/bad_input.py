@@ -37,7 +37,9 @@ def peak_memory(fn) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=720, help="files in the corpus for the audio check")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each corpus file")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate of the files (RAVDESS: 48000)")
@@ -52,14 +54,25 @@ def main() -> None:
         settings = AudioSettings(sample_rate=16000, duration=3.0)
         crop_mb, crop_s = peak_memory(lambda: load_waveform(long_file, settings))
         full_mb, full_s = peak_memory(lambda: read_audio(long_file, 16000))
-        print(f"10-minute {args.rate} Hz file to a 3 s clip: {crop_mb:.1f} MB peak, {crop_s * 1000:.0f} ms "
-              f"(whole-file decode: {full_mb:.0f} MB peak, {full_s * 1000:.0f} ms)")
+        print(
+            f"10-minute {args.rate} Hz file to a 3 s clip: {crop_mb:.1f} MB peak, {crop_s * 1000:.0f} ms "
+            f"(whole-file decode: {full_mb:.0f} MB peak, {full_s * 1000:.0f} ms)"
+        )
 
         root = tmp / "corpus"
         wave = np.tile(second, int(np.ceil(args.seconds)))[: int(args.seconds * args.rate)]
         for i in range(min(args.files, 768)):  # 24 actors x 8 emotions x 2 statements x 2 repetitions
-            actor, emotion, statement, repetition = i % 24 + 1, i // 24 % 8 + 1, i // 192 % 2 + 1, i // 384 + 1
-            path = root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-01-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
+            actor, emotion, statement, repetition = (
+                i % 24 + 1,
+                i // 24 % 8 + 1,
+                i // 192 % 2 + 1,
+                i // 384 + 1,
+            )
+            path = (
+                root
+                / f"Actor_{actor:02d}"
+                / f"03-01-{emotion:02d}-01-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, wave, args.rate, subtype="PCM_16")
         scan = RavdessCorpus(str(root)).scan()
@@ -71,8 +84,10 @@ def main() -> None:
         screen_audio(scan, cache)
         warm = time.perf_counter() - started
         n = len(scan.table)
-        print(f"audio check of {n} files of {args.seconds:.1f} s at {args.rate} Hz: cold {cold:.2f} s "
-              f"({n / cold:.0f} files/s), warm {warm * 1000:.0f} ms (from the cache)")
+        print(
+            f"audio check of {n} files of {args.seconds:.1f} s at {args.rate} Hz: cold {cold:.2f} s "
+            f"({n / cold:.0f} files/s), warm {warm * 1000:.0f} ms (from the cache)"
+        )
 
 
 if __name__ == "__main__":

@@ -55,21 +55,29 @@ from ser_lightning.utils.config import CONFIG_DIR
 
 def seed_style_augmentation(sample_rate: int) -> Compose:
     """The waveform augmentations the seed projects applied per item."""
-    return Compose([
-        Gain(min_gain_db=-6, max_gain_db=6, p=0.5),
-        AddGaussianNoise(min_amplitude=0.001, max_amplitude=0.015, p=0.5),
-        PitchShift(min_semitones=-2, max_semitones=2, p=0.5),
-        TimeStretch(min_rate=0.9, max_rate=1.1, leave_length_unchanged=True, p=0.5),
-        Shift(min_shift=-0.2, max_shift=0.2, shift_unit="seconds", p=0.5),
-        PolarityInversion(p=0.5),
-    ])
+    return Compose(
+        [
+            Gain(min_gain_db=-6, max_gain_db=6, p=0.5),
+            AddGaussianNoise(min_amplitude=0.001, max_amplitude=0.015, p=0.5),
+            PitchShift(min_semitones=-2, max_semitones=2, p=0.5),
+            TimeStretch(min_rate=0.9, max_rate=1.1, leave_length_unchanged=True, p=0.5),
+            Shift(min_shift=-0.2, max_shift=0.2, shift_unit="seconds", p=0.5),
+            PolarityInversion(p=0.5),
+        ]
+    )
 
 
 class SeedStyleDataset(Dataset):
     """Decode + (augment) + librosa log-mel in __getitem__, every epoch (the baseline)."""
 
     def __init__(self, paths, labels, audio: AudioSettings, features: LogMel, augment: Compose | None):
-        self.paths, self.labels, self.audio, self.features, self.augment = paths, labels, audio, features, augment
+        self.paths, self.labels, self.audio, self.features, self.augment = (
+            paths,
+            labels,
+            audio,
+            features,
+            augment,
+        )
 
     def __len__(self):
         return len(self.paths)
@@ -80,8 +88,13 @@ class SeedStyleDataset(Dataset):
         if self.augment is not None:
             wave = self.augment(samples=wave, sample_rate=self.audio.sample_rate)
         mel = librosa.feature.melspectrogram(
-            y=wave, sr=self.audio.sample_rate, n_fft=self.features.n_fft, hop_length=self.features.hop_length,
-            n_mels=self.features.n_mels, htk=True, norm=None,
+            y=wave,
+            sr=self.audio.sample_rate,
+            n_fft=self.features.n_fft,
+            hop_length=self.features.hop_length,
+            n_mels=self.features.n_mels,
+            htk=True,
+            norm=None,
         )
         return torch.from_numpy(librosa.power_to_db(mel)[None].astype(np.float32)), self.labels[i]
 
@@ -100,20 +113,32 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, both sides")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs timed per side (the first warms workers)")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs timed per side (the first warms workers)"
+    )
     parser.add_argument("--offline-copies", type=int, default=2, help="K of the offline-copies row")
-    parser.add_argument("--work-dir", type=Path, default=None, help="corpus + cache folder (default: a temp dir)")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="corpus + cache folder (default: a temp dir)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() // 2))
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="ser_bench_"))
-    corpus = ensure_demo_corpus(work / "demo", DemoCorpusSpec(num_actors=args.actors, duration=args.duration), progress=False)
+    corpus = ensure_demo_corpus(
+        work / "demo", DemoCorpusSpec(num_actors=args.actors, duration=args.duration), progress=False
+    )
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     features = LogMel(sample_rate=16000)
     make_dm = lambda train_input: SERDataModule(  # noqa: E731
-        features=features, root=str(corpus), duration=args.duration, cache_dir=str(cache), split="random",
-        batch_size=args.batch_size, num_workers=args.workers, train_input=train_input,
+        features=features,
+        root=str(corpus),
+        duration=args.duration,
+        cache_dir=str(cache),
+        split="random",
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        train_input=train_input,
     )
 
     started = time.perf_counter()
@@ -133,10 +158,17 @@ def main() -> None:
     augment = seed_style_augmentation(16000)
 
     def loader(dataset):
-        return DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                          persistent_workers=args.workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+        )
 
-    preset = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))["augmentation"]
+    preset = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))[
+        "augmentation"
+    ]
     ours_augment = build_waveform_augmentation(preset["waveform"], 16000)
 
     results = {}
@@ -169,20 +201,30 @@ def main() -> None:
     offline_time = min(time_epoch(offline) for _ in range(args.epochs))
     offline_clips = len(offline.dataset)
 
-    print(f"\n## Data work per training epoch ({len(paths)} training clips of {args.duration} s, "
-          f"{args.workers} workers, batch {args.batch_size})\n")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
-    print(f"cold cache build (decode + log-mel, {len(dm.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n")
+    print(
+        f"\n## Data work per training epoch ({len(paths)} training clips of {args.duration} s, "
+        f"{args.workers} workers, batch {args.batch_size})\n"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n"
+    )
+    print(
+        f"cold cache build (decode + log-mel, {len(dm.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n"
+    )
     print("| pipeline | seed-style s/epoch | ser_lightning s/epoch | ratio |")
     print("|---|---|---|---|")
     for name, (base, ours, _) in results.items():
         print(f"| {name} | {base:.2f} | {ours:.3f} | {base / ours:.1f}x |")
     base_aug = results["waveform augmentation"][0]
     per_clip_ratio = (base_aug / len(paths)) / (offline_time / offline_clips)
-    print(f"| offline copies, K={args.offline_copies} ({offline_clips} clips per epoch: clean + copies) | "
-          f"{base_aug:.2f} (for {len(paths)}) | {offline_time:.3f} | {per_clip_ratio:.1f}x per clip |")
-    print(f"\noffline copies: made once in {offline_build:.1f} s ({args.offline_copies} x {len(paths)} clips: "
-          f"augment + log-mel + write), then read from the cache every epoch")
+    print(
+        f"| offline copies, K={args.offline_copies} ({offline_clips} clips per epoch: clean + copies) | "
+        f"{base_aug:.2f} (for {len(paths)}) | {offline_time:.3f} | {per_clip_ratio:.1f}x per clip |"
+    )
+    print(
+        f"\noffline copies: made once in {offline_build:.1f} s ({args.offline_copies} x {len(paths)} clips: "
+        f"augment + log-mel + write), then read from the cache every epoch"
+    )
     if args.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
 

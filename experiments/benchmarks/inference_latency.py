@@ -103,15 +103,30 @@ with open(sys.argv[1], "w") as out:
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> dict:
     """Run a command to its end: wall seconds, exit code, its own peak RSS (wait4), stdout, stderr."""
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+    ):
         record = Path(tmp) / "record.json"
-        subprocess.run([sys.executable, "-c", LAUNCHER, str(record), *command], stdout=out, stderr=err,
-                       env=env, cwd=cwd, check=True)
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(record), *command],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+            check=True,
+        )
         measured = json.loads(record.read_text())
         out.seek(0)
         err.seek(0)
-        return {"seconds": measured["seconds"], "code": measured["code"], "rss_mib": maxrss_mib(measured["ru_maxrss"]),
-                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+        return {
+            "seconds": measured["seconds"],
+            "code": measured["code"],
+            "rss_mib": maxrss_mib(measured["ru_maxrss"]),
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
 
 
 def child_env(threads: int | None) -> dict[str, str]:
@@ -150,27 +165,49 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 def fresh_process(checkpoint: Path, inputs: list[str], args: argparse.Namespace, passes: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--child-passes", str(passes),
-               "--checkpoint", str(checkpoint),
-               "--batch-size", str(args.batch_size), "--decode-workers", str(args.decode_workers)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--child-passes",
+        str(passes),
+        "--checkpoint",
+        str(checkpoint),
+        "--batch-size",
+        str(args.batch_size),
+        "--decode-workers",
+        str(args.decode_workers),
+    ]
     if args.threads:
         command += ["--threads", str(args.threads)]
     result = run_measured([*command, "--", *inputs], child_env(args.threads), Path.cwd())
     if result["code"] != 0:
         raise RuntimeError(f"the measuring child failed ({result['code']}):\n{result['stderr'][-3000:]}")
-    return {**json.loads(result["stdout"].strip().splitlines()[-1]), "wall_s": result["seconds"],
-            "rss_wait4_mib": result["rss_mib"]}
+    return {
+        **json.loads(result["stdout"].strip().splitlines()[-1]),
+        "wall_s": result["seconds"],
+        "rss_wait4_mib": result["rss_mib"],
+    }
 
 
 def cli_runs(checkpoint: Path, file: Path, args: argparse.Namespace, work: Path) -> list[dict]:
     """`python -m ser_lightning.predict` on one file, as a user runs it (its run folder in work)."""
     runs = []
     for i in range(args.cli_repeats):
-        command = [sys.executable, "-m", "ser_lightning.predict", f"ckpt_path={checkpoint}", f"inputs=[{file}]",
-                   "device=cpu", f"hydra.run.dir={work / 'predict_cli' / checkpoint.stem / str(i)}"]
+        command = [
+            sys.executable,
+            "-m",
+            "ser_lightning.predict",
+            f"ckpt_path={checkpoint}",
+            f"inputs=[{file}]",
+            "device=cpu",
+            f"hydra.run.dir={work / 'predict_cli' / checkpoint.stem / str(i)}",
+        ]
         result = run_measured(command, child_env(args.threads), Path.cwd())
         if result["code"] != 0:
-            raise RuntimeError(f"`{' '.join(command)}` failed ({result['code']}):\n{result['stderr'][-3000:]}")
+            raise RuntimeError(
+                f"`{' '.join(command)}` failed ({result['code']}):\n{result['stderr'][-3000:]}"
+            )
         runs.append(result)
     return runs
 
@@ -202,11 +239,23 @@ def train_checkpoint(model: str, args: argparse.Namespace, work: Path) -> Path |
     progress(f"{model}: training one epoch on {args.features} ({60 * args.actors} clips) for a checkpoint")
     run_dir = work / "train" / model
     overrides = [
-        f"model={model}", f"features={args.features}", "data=demo", f"data.demo.num_actors={args.actors}",
-        f"data.root={demo_root(args)}", "data.split=random", f"paths.cache_dir={work / 'cache'}",
-        f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir}", "trainer.max_epochs=1", "trainer.accelerator=cpu",
-        "logger=none", "callbacks=none", "+trainer.enable_checkpointing=false", "+trainer.num_sanity_val_steps=0",
-        "+trainer.limit_val_batches=0", "model.scheduler=null",
+        f"model={model}",
+        f"features={args.features}",
+        "data=demo",
+        f"data.demo.num_actors={args.actors}",
+        f"data.root={demo_root(args)}",
+        "data.split=random",
+        f"paths.cache_dir={work / 'cache'}",
+        f"paths.output_dir={run_dir}",
+        f"paths.log_dir={run_dir}",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "logger=none",
+        "callbacks=none",
+        "+trainer.enable_checkpointing=false",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.limit_val_batches=0",
+        "model.scheduler=null",
     ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -276,14 +325,22 @@ def network_throughput(module, waves, batch_sizes: tuple[int, ...], repeats: int
         predictor = Predictor(module, device="cpu", batch_size=size)
         batch = np.resize(waves, (size, waves.shape[1]))  # repeats clips when there are fewer than size
         predictor.waveform_probabilities(batch)  # warm-up
-        seconds = timed(lambda b=batch, p=predictor: p.waveform_probabilities(b), repeats, NETWORK_BUDGET_SECONDS)
+        seconds = timed(
+            lambda b=batch, p=predictor: p.waveform_probabilities(b), repeats, NETWORK_BUDGET_SECONDS
+        )
         rates[size] = size / statistics.median(seconds)
         progress(f"    network only, batch {size}: {rates[size]:.0f} clips/s")
     return rates
 
 
-def measure(name: str, checkpoint: Path, root: Path, durations: dict[Path, float], args: argparse.Namespace,
-            work: Path) -> dict:
+def measure(
+    name: str,
+    checkpoint: Path,
+    root: Path,
+    durations: dict[Path, float],
+    args: argparse.Namespace,
+    work: Path,
+) -> dict:
     import numpy as np
 
     from ser_lightning.checkpoint import load_checkpoint
@@ -328,8 +385,12 @@ def measure(name: str, checkpoint: Path, root: Path, durations: dict[Path, float
 
     progress(f"  {name}: network only on decoded clips")
     audio = module.audio
-    waves = np.stack([clip_windows(read_media(f, audio.sample_rate), audio, audio.duration / 2, "crop").take([0])[0]
-                      for f in files[: max(args.batch_sizes)]])
+    waves = np.stack(
+        [
+            clip_windows(read_media(f, audio.sample_rate), audio, audio.duration / 2, "crop").take([0])[0]
+            for f in files[: max(args.batch_sizes)]
+        ]
+    )
     row["network"] = network_throughput(module, waves, args.batch_sizes, args.repeats)
 
     progress(f"  {name}: fresh processes (one file, {len(files)} files) and the CLI ×{args.cli_repeats}")
@@ -344,8 +405,13 @@ def ms(seconds: float) -> str:
     return f"{1000 * seconds:.1f}"
 
 
-def report(rows: list[dict], skipped: list[tuple[str, str]], args: argparse.Namespace, corpus: dict,
-           load: tuple[float, float]) -> str:
+def report(
+    rows: list[dict],
+    skipped: list[tuple[str, str]],
+    args: argparse.Namespace,
+    corpus: dict,
+    load: tuple[float, float],
+) -> str:
     import torch
 
     lines = [
@@ -401,13 +467,16 @@ def report(rows: list[dict], skipped: list[tuple[str, str]], args: argparse.Name
         f"the window are scored as 2 overlapping windows). Network only: `waveform_probabilities` on decoded "
         f"3 s clips (features, network, softmax), median over up to {args.repeats} calls per batch size.",
         "",
-        "| model | predict_files | windows per clip | " + " | ".join(f"network, batch {b}" for b in sizes) + " |",
+        "| model | predict_files | windows per clip | "
+        + " | ".join(f"network, batch {b}" for b in sizes)
+        + " |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in sizes) + " |",
     ]
     for r in rows:
         lines.append(
             f"| `{r['model']}` | **{r['files_per_s']:.0f}** | {r['windows_per_file']:.2f} | "
-            + " | ".join(f"{r['network'][b]:.0f}" for b in sizes) + " |"
+            + " | ".join(f"{r['network'][b]:.0f}" for b in sizes)
+            + " |"
         )
     lines += [
         "",
@@ -416,8 +485,7 @@ def report(rows: list[dict], skipped: list[tuple[str, str]], args: argparse.Name
         "Peak resident set size of fresh processes: the child above after its imports, after `load_checkpoint` "
         "and at its end (one file; every file of the corpus in one `predict_files` call), and the CLI on one file.",
         "",
-        "| model | after imports | after load | one file | every file "
-        f"({corpus['files']}) | CLI, one file |",
+        f"| model | after imports | after load | one file | every file ({corpus['files']}) | CLI, one file |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -435,23 +503,48 @@ def report(rows: list[dict], skipped: list[tuple[str, str]], args: argparse.Name
 # --------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="acnt", help="comma-separated model configs (conf/model), e.g. acnt,crnn_attn")
+    parser.add_argument(
+        "--models", default="acnt", help="comma-separated model configs (conf/model), e.g. acnt,crnn_attn"
+    )
     parser.add_argument("--features", default="logmel", help="features config the models are trained on")
-    parser.add_argument("--checkpoint", type=Path, action="append", default=[],
-                        help="measure this checkpoint instead of training (repeatable; --models is then ignored)")
-    parser.add_argument("--actors", type=int, default=FULL_DEMO_ACTORS, help="demo corpus actors (even, 4..24; 60 clips each)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="measure this checkpoint instead of training (repeatable; --models is then ignored)",
+    )
+    parser.add_argument(
+        "--actors", type=int, default=FULL_DEMO_ACTORS, help="demo corpus actors (even, 4..24; 60 clips each)"
+    )
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per latency measurement")
-    parser.add_argument("--load-repeats", type=int, default=5, help="timed load_checkpoint calls in the warm process")
-    parser.add_argument("--cli-repeats", type=int, default=3, help="runs of the predict CLI (median reported)")
+    parser.add_argument(
+        "--load-repeats", type=int, default=5, help="timed load_checkpoint calls in the warm process"
+    )
+    parser.add_argument(
+        "--cli-repeats", type=int, default=3, help="runs of the predict CLI (median reported)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="Predictor batch size (predict.yaml: 32)")
-    parser.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)), help="network-only batch sizes")
+    parser.add_argument(
+        "--batch-sizes", default=",".join(map(str, BATCH_SIZES)), help="network-only batch sizes"
+    )
     parser.add_argument("--decode-workers", type=int, default=4, help="decode threads (predict.yaml: 4)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads here, in the children and the CLI (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads here, in the children and the CLI (default: torch's)",
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="where the demo corpora live")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="checkpoints, feature caches and CLI run folders (default: a new temporary folder)")
-    parser.add_argument("--output", type=Path, default=None, help="also write the report to this markdown file")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="checkpoints, feature caches and CLI run folders (default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="also write the report to this markdown file"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-passes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("child_inputs", nargs="*", help=argparse.SUPPRESS)
@@ -489,8 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     files, _ = collect_inputs([str(root)])
     infos = [sf.info(str(f)) for f in files]
     durations = {f: info.duration for f, info in zip(files, infos, strict=True)}
-    corpus = {"files": len(files), "shortest": min(durations.values()), "longest": max(durations.values()),
-              "rate": "/".join(sorted({str(info.samplerate) for info in infos}))}
+    corpus = {
+        "files": len(files),
+        "shortest": min(durations.values()),
+        "longest": max(durations.values()),
+        "rate": "/".join(sorted({str(info.samplerate) for info in infos})),
+    }
     progress(f"{len(files)} clips in {root}; work folder {work}")
 
     load_before = os.getloadavg()[0]

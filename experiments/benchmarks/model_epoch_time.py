@@ -147,19 +147,26 @@ def markdown(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--actors", type=int, default=FULL_DEMO_ACTORS,
-                        help="demo corpus actors (even, 6..24; 60 clips each)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per pair; the first is not counted (>= 2)")
+    parser.add_argument(
+        "--actors", type=int, default=FULL_DEMO_ACTORS, help="demo corpus actors (even, 6..24; 60 clips each)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per pair; the first is not counted (>= 2)"
+    )
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--features", nargs="+", default=FEATURES, choices=FEATURES)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--data-dir", default="data", help="where the demo corpora live")
     parser.add_argument("--cache-dir", default=".cache/ser_lightning", help="the shared feature caches")
     parser.add_argument("--output", default=None, help="also write the table to this markdown file")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every pair, e.g. data.batch_size=16")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra Hydra overrides for every pair, e.g. data.batch_size=16"
+    )
     args = parser.parse_args(argv)
     if args.actors % 2 or not 6 <= args.actors <= FULL_DEMO_ACTORS:
-        parser.error("--actors must be even and in 6..24: the speaker-independent split needs 3 actors per gender")
+        parser.error(
+            "--actors must be even and in 6..24: the speaker-independent split needs 3 actors per gender"
+        )
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is a warm-up and is not counted")
     return args
@@ -177,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             for model in args.models:
                 row = time_pair(model, features, args, run_dir)
                 rows.append(row)
-                print(f"{model} × {features}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s/epoch"),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{model} × {features}: "
+                    + (row["error"] if "error" in row else f"{row['seconds']:.2f} s/epoch"),
+                    file=sys.stderr,
+                    flush=True,
+                )
     load_after = os.getloadavg()
     clips = next((row["train_clips"] for row in rows if "train_clips" in row), 0)
     header = (

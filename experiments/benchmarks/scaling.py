@@ -325,8 +325,16 @@ def train(cfg) -> dict:
 
 def table(rows: list[dict], first_column: str, key, skip_training: bool) -> str:
     head = [
-        first_column, "train clips", "features (C, F, T)", "corpus generation s (actors)", "cold cache build s",
-        "build ms/clip", "of which log-mel s", "warm setup s", "cache MB", "data s/epoch",
+        first_column,
+        "train clips",
+        "features (C, F, T)",
+        "corpus generation s (actors)",
+        "cold cache build s",
+        "build ms/clip",
+        "of which log-mel s",
+        "warm setup s",
+        "cache MB",
+        "data s/epoch",
     ]
     if not skip_training:
         head += ["train s/epoch", "clips/s", "data wait"]
@@ -334,13 +342,22 @@ def table(rows: list[dict], first_column: str, key, skip_training: bool) -> str:
     for r in rows:
         generation = f"{r['generation']:.1f} ({r['actors']}{', earlier run' if r['earlier'] else ''})"
         cells = [
-            key(r), str(r["train_clips"]), str(r["shape"]), generation, f"{r['cold']:.1f}",
-            f"{1000 * r['cold'] / r['clips']:.1f}", f"{r['logmel']:.1f}", f"{r['warm']:.2f}",
-            f"{r['cache_mb']:.0f}", f"{r['data_epoch']:.3f}",
+            key(r),
+            str(r["train_clips"]),
+            str(r["shape"]),
+            generation,
+            f"{r['cold']:.1f}",
+            f"{1000 * r['cold'] / r['clips']:.1f}",
+            f"{r['logmel']:.1f}",
+            f"{r['warm']:.2f}",
+            f"{r['cache_mb']:.0f}",
+            f"{r['data_epoch']:.3f}",
         ]
         if not skip_training:
             cells += [
-                f"{r['epoch_seconds']:.2f}", f"{r['clips_per_second']:.0f}", f"{100 * r['wait_share']:.1f} %",
+                f"{r['epoch_seconds']:.2f}",
+                f"{r['clips_per_second']:.0f}",
+                f"{100 * r['wait_share']:.1f} %",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -363,10 +380,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (data.num_workers)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's); 1 avoids spin-waiting on a busy CPU")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="corpora (kept and reused across runs) and caches; default: a temporary folder")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's); 1 avoids spin-waiting on a busy CPU",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="corpora (kept and reused across runs) and caches; default: a temporary folder",
+    )
     parser.add_argument("--skip-training", action="store_true", help="data columns only")
     args = parser.parse_args(argv)
     args.sizes, args.durations = numbers(args.sizes, int), numbers(args.durations, float)
@@ -402,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         # One untimed pass of the data work, so that the first row does not also pay for
         # first calls in the process (lazy imports, thread pools, filter banks).
-        first = (args.sizes[0], args.size_duration) if args.sizes else (args.duration_clips, args.durations[0])
+        first = (
+            (args.sizes[0], args.size_duration) if args.sizes else (args.duration_clips, args.durations[0])
+        )
         measure_data(corpora.get(*first).root, first[1], work / "cache" / "warm-up", args, work)
         shutil.rmtree(work / "cache" / "warm-up", ignore_errors=True)
         by_size = [row(n, args.size_duration) for n in args.sizes]

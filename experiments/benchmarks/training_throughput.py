@@ -68,12 +68,26 @@ def measure(model: str, args, work: Path) -> dict:
     from ser_lightning.train import build
 
     overrides = [
-        f"model={model}", "features=logmel", "data=demo", f"data.demo.num_actors={args.actors}",
-        f"data.root={work / 'demo'}", f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={work / 'run'}",
-        f"paths.log_dir={work / 'run'}", f"trainer.max_epochs={args.epochs}", f"trainer.accelerator={args.accelerator}",
-        f"trainer.precision={args.precision}", f"data.num_workers={args.workers}", f"data.batch_size={args.batch_size}",
-        "logger=none", "callbacks=none", "+trainer.enable_checkpointing=false", "+trainer.num_sanity_val_steps=0",
-        "+trainer.limit_val_batches=0", "model.scheduler=null", *args.extra,
+        f"model={model}",
+        "features=logmel",
+        "data=demo",
+        f"data.demo.num_actors={args.actors}",
+        f"data.root={work / 'demo'}",
+        f"paths.cache_dir={work / 'cache'}",
+        f"paths.output_dir={work / 'run'}",
+        f"paths.log_dir={work / 'run'}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={args.accelerator}",
+        f"trainer.precision={args.precision}",
+        f"data.num_workers={args.workers}",
+        f"data.batch_size={args.batch_size}",
+        "logger=none",
+        "callbacks=none",
+        "+trainer.enable_checkpointing=false",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.limit_val_batches=0",
+        "model.scheduler=null",
+        *args.extra,
     ]
     cfg = compose(overrides)
     with open_dict(cfg):
@@ -93,8 +107,11 @@ def measure(model: str, args, work: Path) -> dict:
     params = sum(p.numel() for p in objects["model"].net.parameters())
     steady = timer.epoch_seconds[1:] or timer.epoch_seconds
     return {
-        "model": model, "params": params, "fit_seconds": total,
-        "epoch_seconds": sum(steady) / len(steady), "clips_per_second": timer.clips / max(timer.compute + timer.data_wait, 1e-9),
+        "model": model,
+        "params": params,
+        "fit_seconds": total,
+        "epoch_seconds": sum(steady) / len(steady),
+        "clips_per_second": timer.clips / max(timer.compute + timer.data_wait, 1e-9),
         "data_wait_share": timer.data_wait / max(timer.compute + timer.data_wait, 1e-9),
         "input": objects["model"].input_shape,
     }
@@ -114,14 +131,22 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="ser_throughput_"))
     rows = [measure(model, args, work) for model in args.models.split(",")]
-    device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    print(f"\n## Training throughput on log-mel ({args.actors * 60} clips, {device}, precision {args.precision}, "
-          f"batch {args.batch_size}, {args.workers} workers)\n")
-    print("| model | input | params | s/epoch | clips/s | data wait | fit (s) for %d epochs |" % args.epochs)
+    device = (
+        torch.cuda.get_device_name(0)
+        if args.accelerator == "gpu"
+        else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    )
+    print(
+        f"\n## Training throughput on log-mel ({args.actors * 60} clips, {device}, precision {args.precision}, "
+        f"batch {args.batch_size}, {args.workers} workers)\n"
+    )
+    print(f"| model | input | params | s/epoch | clips/s | data wait | fit (s) for {args.epochs} epochs |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['input']} | {r['params'] / 1e6:.2f} M | {r['epoch_seconds']:.1f} | "
-              f"{r['clips_per_second']:.0f} | {100 * r['data_wait_share']:.1f}% | {r['fit_seconds']:.1f} |")
+        print(
+            f"| {r['model']} | {r['input']} | {r['params'] / 1e6:.2f} M | {r['epoch_seconds']:.1f} | "
+            f"{r['clips_per_second']:.0f} | {100 * r['data_wait_share']:.1f}% | {r['fit_seconds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,5 @@ def build_batch_augmentation(
         try:
             mixup = Mixup(**augmentation["mixup"])
         except TypeError as err:
-            raise ValueError(
-                f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml"
-            ) from err
+            raise ValueError(f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml") from err
     return BatchAugmentation(spectrogram, mixup)

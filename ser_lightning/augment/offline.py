@@ -120,9 +120,7 @@ class OfflineCopies:
         chunk: int = 64,
     ):
         if copies < 1:
-            raise ValueError(
-                f"augmentation.offline_copies={copies} must be at least 1 for offline copies"
-            )
+            raise ValueError(f"augmentation.offline_copies={copies} must be at least 1 for offline copies")
         self.augmentation = augmentation
         self.copies = copies
         self.seed = seed
@@ -161,9 +159,7 @@ class OfflineCopies:
             # Workers augment (CPU, one clip each); this process extracts features in chunks through
             # the extractor's precompute, so its own batching or process pool (handcrafted68)
             # applies exactly as it does for the clean cache.
-            loader = DataLoader(
-                waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False
-            )
+            loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
             progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -171,9 +167,7 @@ class OfflineCopies:
                 TimeElapsedColumn(),
             )
             with progress, torch.inference_mode():
-                task = progress.add_task(
-                    f"augmenting train clips ({self.copies} copies)", total=len(waves)
-                )
+                task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))
                 for index, batch in loader:
                     block = np.empty((len(index), *out.shape[1:]), dtype=out.dtype)
                     features.precompute(batch.numpy(), block)
@@ -206,6 +200,4 @@ class OfflineCopies:
         else:
             datamodule.cache_events.append("reused augmented copies")
         labels = datamodule.table["label"].to_numpy()
-        return AugmentedCopies(
-            datamodule.cache.load("augmented_features", key), rows, self.copies, labels
-        )
+        return AugmentedCopies(datamodule.cache.load("augmented_features", key), rows, self.copies, labels)

@@ -34,9 +34,7 @@ class SpecAugment(nn.Module):
             ("num_time_masks", num_time_masks),
         ):
             if int(value) != value or value < 0:
-                raise ValueError(
-                    f"augmentation.spectrogram.{name}={value} must be a whole number >= 0"
-                )
+                raise ValueError(f"augmentation.spectrogram.{name}={value} must be a whole number >= 0")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"augmentation.spectrogram.p={p} must be a probability in [0, 1]")
         self.freq_mask_param = int(freq_mask_param)
@@ -61,9 +59,7 @@ class SpecAugment(nn.Module):
                 f"frames of input shape {tuple(input_shape)}; lower it"
             )
 
-    def keep_mask(
-        self, shape: torch.Size, device: torch.device, dtype: torch.dtype
-    ) -> torch.Tensor:
+    def keep_mask(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """A `(batch, 1, n_features, n_frames)` tensor of ones with the masked cells at zero."""
         batch, _, n_features, n_frames = shape
         # Masks are drawn on one row and one column per example and combined by broadcasting:

@@ -156,9 +156,7 @@ class WaveformAugmentation:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         length = samples.shape[-1]
-        out = self.compose(
-            samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate
-        )
+        out = self.compose(samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate)
         return np.ascontiguousarray(fit_to_length(out, length), dtype=np.float32)
 
     def __repr__(self) -> str:
@@ -168,9 +166,7 @@ class WaveformAugmentation:
 WAVEFORM_KEYS = ("p", "shuffle", "transforms")
 
 
-def build_waveform_augmentation(
-    node: Mapping | None, sample_rate: int
-) -> WaveformAugmentation | None:
+def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> WaveformAugmentation | None:
     """`augmentation.waveform` → WaveformAugmentation, or None when it is off or has no transforms.
 
     `transforms` maps a name to a `_target_` node (any audiomentations transform, or
@@ -181,9 +177,7 @@ def build_waveform_augmentation(
         return None
     unknown = sorted(set(node) - set(WAVEFORM_KEYS))
     if unknown:
-        raise ValueError(
-            f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}"
-        )
+        raise ValueError(f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}")
     entries = node.get("transforms") or {}
     if not isinstance(entries, Mapping):
         raise ValueError(
@@ -209,7 +203,5 @@ def build_waveform_augmentation(
         names.append(str(name))
     if not transforms:
         return None
-    compose = Compose(
-        transforms, p=float(node.get("p", 1.0)), shuffle=bool(node.get("shuffle", False))
-    )
+    compose = Compose(transforms, p=float(node.get("p", 1.0)), shuffle=bool(node.get("shuffle", False)))
     return WaveformAugmentation(compose, sample_rate, names)

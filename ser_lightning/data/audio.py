@@ -112,9 +112,7 @@ def probe_audio(path: str | Path):
 def _decode(path: str | Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
     """Frames [start, start + frames) of a file as finite mono float32 at `sample_rate`."""
     try:
-        data, file_rate = sf.read(
-            str(path), start=start, frames=frames, dtype="float32", always_2d=True
-        )
+        data, file_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as err:
         raise _decode_error(path, err) from err
     return mix_and_resample(data, file_rate, sample_rate)

@@ -117,9 +117,7 @@ class ArrayCache:
             by_target.setdefault(tmp.with_name(tmp.name.split(".tmp-")[0]), []).append(tmp)
         for target, temporaries in by_target.items():
             try:
-                with (
-                    nullcontext() if target == held else FileLock(str(target) + ".lock", timeout=0)
-                ):
+                with nullcontext() if target == held else FileLock(str(target) + ".lock", timeout=0):
                     for tmp in temporaries:
                         tmp.unlink(missing_ok=True)
                         removed.append(tmp)

@@ -307,7 +307,9 @@ class SERDataModule(pl.LightningDataModule):
         needed = SPLIT_NAMES if getattr(self.splitter, "needs_training_data", True) else ("test",)
         empty = [name for name in needed if len(self.indices[name]) == 0]
         if empty:
-            raise ValueError(f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small")
+            raise ValueError(
+                f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small"
+            )
         counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
         log.info("split=%s: %s", self.splitter.name, counts)
         if self.offline_augmentation is not None:
@@ -317,7 +319,9 @@ class SERDataModule(pl.LightningDataModule):
     def dataset(self, split: str) -> CachedUtterances:
         labels = self.table["label"].to_numpy()
         if split == "train" and self.train_input == "waveform":
-            return CachedUtterances(self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform)
+            return CachedUtterances(
+                self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform
+            )
         clean = CachedUtterances(self.feature_array, self.indices[split], labels, "features")
         if split == "train" and self.train_copies is not None:
             return ConcatDataset([clean, self.train_copies])

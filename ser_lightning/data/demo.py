@@ -388,9 +388,7 @@ def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
         }
     )
     offsets = {
-        emotion: (
-            np.zeros(len(CUES)) if emotion == "neutral" else rng.normal(0.0, _ACTOR_SPREAD_VECTOR)
-        )
+        emotion: (np.zeros(len(CUES)) if emotion == "neutral" else rng.normal(0.0, _ACTOR_SPREAD_VECTOR))
         for emotion in EMOTIONS
     }
     # Drawn before the room response, whose length (and so number of draws) follows the rate.
@@ -440,15 +438,12 @@ def _channel_filter(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     )
 
 
-def utterance_cues(
-    spec: DemoCorpusSpec, utterance: DemoUtterance, rng: np.random.Generator
-) -> np.ndarray:
+def utterance_cues(spec: DemoCorpusSpec, utterance: DemoUtterance, rng: np.random.Generator) -> np.ndarray:
     """The cue vector one take realises: speaker habit + acted emotion + take-to-take noise."""
     speaker = speaker_profile(spec.seed, utterance.actor, spec.sample_rate)
     gain = STRONG_INTENSITY_GAIN if utterance.intensity == "02" else 1.0
     acted = (
-        speaker.expressiveness * EMOTION_CUES[utterance.emotion]
-        + speaker.emotion_offsets[utterance.emotion]
+        speaker.expressiveness * EMOTION_CUES[utterance.emotion] + speaker.emotion_offsets[utterance.emotion]
     )
     cues = speaker.baseline + gain * acted + rng.normal(0.0, _UTTERANCE_SPREAD_VECTOR)
     for name, (low, high) in _CUE_LIMITS.items():
@@ -556,9 +551,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     # ---- timing: clip length varies +-10 %, speech length follows the speaking rate --------
     total = int(round(spec.duration * rng.uniform(0.9, 1.1) * sr))
     edge = int(min(0.15, 0.08 * spec.duration) * sr)  # silence kept before and after speech
-    speech_len = int(
-        min(_SPEECH_FRACTION * spec.duration * sr * 2.0 ** cue["rate"], total - 2 * edge)
-    )
+    speech_len = int(min(_SPEECH_FRACTION * spec.duration * sr * 2.0 ** cue["rate"], total - 2 * edge))
     lead = edge + int((total - speech_len - 2 * edge) * rng.uniform(0.3, 0.6))
     timings = _syllable_timings(syllables, lead, speech_len, rng)
     t = np.arange(total) / sr
@@ -569,9 +562,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     # Accents rise above a baseline; lowering that baseline by half a neutral accent keeps the
     # speaker's habitual f0 (f0_hz) at the median of a neutral take.
     semitones = (
-        cue["pitch"]
-        - 0.5 * speaker.accent_size
-        + (cue["slope"] + speaker.declination) * (progress - 0.5)
+        cue["pitch"] - 0.5 * speaker.accent_size + (cue["slope"] + speaker.declination) * (progress - 0.5)
     )
     centres = np.array([(s.vowel_start + s.vowel_end) / 2 for s in timings]) / sr
     widths = np.array([max(s.vowel_end - s.vowel_start, 1) for s in timings]) / sr * 0.45
@@ -586,9 +577,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     knots = np.arange(0.0, total / sr + 0.15, 0.15)
     semitones = semitones + np.interp(t, knots, rng.normal(0.0, 0.35, len(knots)))
     tremor_rate = rng.uniform(4.5, 7.5)
-    semitones = semitones + cue["tremor"] * np.sin(
-        2 * np.pi * tremor_rate * t + rng.uniform(0, 2 * np.pi)
-    )
+    semitones = semitones + cue["tremor"] * np.sin(2 * np.pi * tremor_rate * t + rng.uniform(0, 2 * np.pi))
 
     # ---- creak: some syllables (more often the last) fall into low, irregular vocal fry ----
     creak = np.zeros(total)
@@ -610,9 +599,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
     phase = np.cumsum(increment * np.clip(1.0 + jitter * period_noise[nominal_period], 0.6, 1.4))
     period = np.floor(phase).astype(np.int64)
     p = phase - period
-    open_quotient = np.clip(
-        speaker.open_quotient + 0.3 * cue["breath"] - 0.04 * cue["tilt"], 0.35, 0.88
-    )
+    open_quotient = np.clip(speaker.open_quotient + 0.3 * cue["breath"] - 0.04 * cue["tilt"], 0.35, 0.88)
     peak_time = 0.7 * open_quotient
     closing = open_quotient - peak_time
     return_time = 0.0008 * 2.0 ** (-0.5 * cue["tilt"])  # LF return phase: shorter = brighter
@@ -626,9 +613,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
             -np.exp(-(p - open_quotient) * period_seconds / return_time),
         ),
     )
-    shimmer = np.exp(
-        (cue["shimmer"] + 0.1 * creak) * rng.standard_normal(int(period[-1]) + 1)[period]
-    )
+    shimmer = np.exp((cue["shimmer"] + 0.1 * creak) * rng.standard_normal(int(period[-1]) + 1)[period])
     doubling = 1.0 - 0.6 * creak * (period % 2)  # creak alternates strong and weak pulses
     pulse = pulse * shimmer * doubling
     aspiration = signal.sosfilt(_aspiration_sos(sr), rng.standard_normal(total))
@@ -659,9 +644,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
         amplitude = 10.0 ** ((level_db - (0.0 if syllable.stressed else 3.0)) / 20.0)
         start_target = vowel_formants(syllable.vowel_start)
         end_target = (
-            vowel_formants(syllable.vowel_end)
-            if syllable.vowel_end != syllable.vowel_start
-            else start_target
+            vowel_formants(syllable.vowel_end) if syllable.vowel_end != syllable.vowel_start else start_target
         )
         start_formants = 0.75 * start_target + 0.25 * previous_end  # coarticulation
         previous_end = end_target
@@ -692,9 +675,7 @@ def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.n
             )
         if syllable.coda:
             coda_len = timing.end - timing.vowel_end
-            noise_bursts.append(
-                (timing.vowel_end, coda_len, (3500.0, 7000.0), 0.12 * amplitude, True)
-            )
+            noise_bursts.append((timing.vowel_end, coda_len, (3500.0, 7000.0), 0.12 * amplitude, True))
 
     active = np.zeros(total, dtype=bool)
     for timing in timings:
@@ -778,9 +759,7 @@ def generate_demo_corpus(
     """
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(
-            f"{str(root)!r} exists and is not an empty folder; demo corpus not written"
-        )
+        raise FileExistsError(f"{str(root)!r} exists and is not an empty folder; demo corpus not written")
     root.mkdir(parents=True, exist_ok=True)
     utterances = list(iter_demo_utterances(spec))
     for actor in range(1, spec.num_actors + 1):
@@ -846,9 +825,7 @@ def _ensure(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = Fals
         # Another process may have finished the corpus while this one waited for the lock.
         if not force and _is_complete(root, spec):
             return False
-        if root.exists() and (
-            not root.is_dir() or (any(root.iterdir()) and read_manifest(root) is None)
-        ):
+        if root.exists() and (not root.is_dir() or (any(root.iterdir()) and read_manifest(root) is None)):
             raise FileExistsError(
                 f"{str(root)!r} holds files that are not a demo corpus (no {MANIFEST_NAME}); "
                 "refusing to replace them. Choose another root or remove the folder."
@@ -856,9 +833,7 @@ def _ensure(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = Fals
         # Leftovers of runs that were killed mid-way: nobody else can be writing them now.
         for stale in _staging_leftovers(root):
             shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent)
-        )
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent))
         try:
             generate_demo_corpus(staging, spec, progress=progress)
             if root.exists():
@@ -906,14 +881,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=defaults.num_actors,
         help=f"even, 4..{MAX_ACTORS} (RAVDESS: 24)",
     )
-    parser.add_argument(
-        "--duration", type=float, default=defaults.duration, help="mean seconds per clip"
-    )
+    parser.add_argument("--duration", type=float, default=defaults.duration, help="mean seconds per clip")
     parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--force", action="store_true", help="regenerate even if an identical corpus exists"
-    )
+    parser.add_argument("--force", action="store_true", help="regenerate even if an identical corpus exists")
     return parser.parse_args(argv)
 
 

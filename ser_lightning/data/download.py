@@ -104,7 +104,11 @@ def fetch(
     session = session or requests.Session()
     received, failures = 0, 0
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
     ) as progress:
         task = progress.add_task(archive.filename, total=archive.size)
         while True:
@@ -118,19 +122,25 @@ def fetch(
                 return received
             headers = {"Range": f"bytes={have}-"} if have else {}
             try:
-                with session.get(archive.url, headers=headers, stream=True, timeout=(10, timeout_s)) as response:
+                with session.get(
+                    archive.url, headers=headers, stream=True, timeout=(10, timeout_s)
+                ) as response:
                     if have and response.status_code == 416:
                         return received  # the server has nothing past what we hold: the checksum decides
                     response.raise_for_status()
                     resuming = have > 0 and response.status_code == 206
-                    if resuming and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                    if resuming and not response.headers.get("Content-Range", "").startswith(
+                        f"bytes {have}-"
+                    ):
                         raise DownloadError(
                             f"the server answered the resume request for {archive.url} with Content-Range "
                             f"{response.headers.get('Content-Range')!r} instead of bytes {have}-; remove {part} "
                             "and run the command again"
                         )
                     if have and not resuming:
-                        say(f"the server does not resume transfers; downloading {archive.filename} from the start")
+                        say(
+                            f"the server does not resume transfers; downloading {archive.filename} from the start"
+                        )
                         have = 0
                         progress.update(task, completed=0)
                     elif resuming:
@@ -160,13 +170,16 @@ def fetch(
                 if failures > retries:
                     next_step = (
                         f"{part} keeps what arrived: run the same command again to resume"
-                        if held else "nothing arrived: check the network connection and run the command again"
+                        if held
+                        else "nothing arrived: check the network connection and run the command again"
                     )
                     raise DownloadError(
                         f"the transfer of {archive.url} broke off {failures} times, last at {_mb(held)} ({err}); "
                         + next_step
                     ) from err
-                say(f"transfer interrupted at {_mb(held)} ({type(err).__name__}); retrying ({failures}/{retries})")
+                say(
+                    f"transfer interrupted at {_mb(held)} ({type(err).__name__}); retrying ({failures}/{retries})"
+                )
                 time.sleep(backoff_s * failures)
 
 
@@ -273,10 +286,14 @@ def manual_steps(corpus: str) -> str:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ser_lightning.data.download", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ser_lightning.data.download", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("corpus", choices=sorted(SOURCES), help="the corpus to get")
     parser.add_argument("--dest", help="folder to unpack into (default: where data=CORPUS looks)")
-    parser.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
+    parser.add_argument(
+        "--keep-archive", action="store_true", help="keep the downloaded archive after unpacking"
+    )
     parser.add_argument("--url", help="fetch the same archive from a mirror; its MD5 must still match")
     parser.add_argument("--retries", type=int, default=5, help="resume attempts after a broken transfer")
     return parser.parse_args(argv)
@@ -296,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     except DownloadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"train with: python -m ser_lightning.train data={args.corpus}"
-          + ("" if args.dest is None else f" data.root={dest}"))
+    print(
+        f"train with: python -m ser_lightning.train data={args.corpus}"
+        + ("" if args.dest is None else f" data.root={dest}")
+    )
     return 0
 
 

@@ -48,7 +48,9 @@ def resolve_label_names(spec: str | tuple[str, ...], present: Iterable[str]) -> 
         present = set(present)
         names = tuple(e for e in EMOTIONS if e in present)
         if len(names) < 2:
-            raise ValueError(f"data.labels=corpus found only {names} in the corpus; a classifier needs two emotions")
+            raise ValueError(
+                f"data.labels=corpus found only {names} in the corpus; a classifier needs two emotions"
+            )
         return names
     return tuple(spec)
 

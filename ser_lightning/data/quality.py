@@ -59,9 +59,7 @@ class SkipPolicy:
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR_CHOICES:
-            raise ValueError(
-                f"data.on_error={self.on_error!r} must be one of {list(ON_ERROR_CHOICES)}"
-            )
+            raise ValueError(f"data.on_error={self.on_error!r} must be one of {list(ON_ERROR_CHOICES)}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
             raise ValueError(
                 f"data.max_skip_fraction={self.max_skip_fraction} must be a share between 0 and 1 "
@@ -143,9 +141,7 @@ def screen_audio(scan: CorpusScan, cache: ArrayCache, workers: int | None = None
         with ThreadPoolExecutor(max_workers=count) as pool:
             reasons = list(pool.map(check_audio_file, paths))
         out[:] = [reason is None for reason in reasons]
-        return {
-            "reasons": {str(i): reason for i, reason in enumerate(reasons) if reason is not None}
-        }
+        return {"reasons": {str(i): reason for i, reason in enumerate(reasons) if reason is not None}}
 
     checks = ArrayCache(cache.directory / "audiocheck")  # beside, not among, the data arrays
     checks.build("audiocheck", key, (len(paths),), "uint8", fill, {"num_files": len(paths)})
@@ -153,9 +149,7 @@ def screen_audio(scan: CorpusScan, cache: ArrayCache, workers: int | None = None
     if usable.all():
         return scan
     reasons = checks.metadata("audiocheck", key)["reasons"]
-    failures = [
-        RejectedFile(paths[i], reasons[str(i)], stage="audio") for i in np.flatnonzero(~usable)
-    ]
+    failures = [RejectedFile(paths[i], reasons[str(i)], stage="audio") for i in np.flatnonzero(~usable)]
     table = scan.table[usable].reset_index(drop=True)
     return CorpusScan(table, [*scan.rejected, *failures], scan.excluded_by_filter)
 

@@ -23,7 +23,9 @@ from torch.utils.data import Sampler
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for one epoch; distinct (seed, epoch) pairs give unrelated streams."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2, np.uint64)[0] >> 1
+    )
 
 
 def seed_generators(seed: int) -> None:

@@ -50,7 +50,12 @@ class RandomSplit:
     speaker_independent: bool = False
 
     def describe(self, table: pd.DataFrame) -> dict:
-        return {"split": self.name, "speaker_independent": False, "seed": self.seed, "ratios": list(self.ratios)}
+        return {
+            "split": self.name,
+            "speaker_independent": False,
+            "seed": self.seed,
+            "ratios": list(self.ratios),
+        }
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         global _warned_random_split
@@ -90,7 +95,12 @@ class ActorSplit:
     speaker_independent: bool = True
 
     def describe(self, table: pd.DataFrame) -> dict:
-        return {"split": self.name, "speaker_independent": True, "seed": self.seed, "ratios": list(self.ratios)}
+        return {
+            "split": self.name,
+            "speaker_independent": True,
+            "seed": self.seed,
+            "ratios": list(self.ratios),
+        }
 
     def assign_actors(self, table: pd.DataFrame) -> dict[str, str]:
         """Map each actor to the split it belongs to."""
@@ -132,7 +142,9 @@ def actor_strata(table: pd.DataFrame, actors=None) -> list[list[str]]:
     return [sorted(members) for _, members in sorted(groups.items())]
 
 
-def draw_val_actors(table: pd.DataFrame, candidates, share: float, rng: np.random.Generator, what: str) -> list[str]:
+def draw_val_actors(
+    table: pd.DataFrame, candidates, share: float, rng: np.random.Generator, what: str
+) -> list[str]:
     """Validation actors drawn from `candidates`: round(share * n) of each (corpus, gender) group.
 
     At least one actor is drawn, and at least one candidate stays for training; `what` names
@@ -210,7 +222,9 @@ class KFoldSplit:
 
     def _check_fold(self) -> None:
         if not 0 <= self.fold < self.num_folds:
-            raise ValueError(f"data.fold={self.fold} must be in 0..{self.num_folds - 1} (data.num_folds={self.num_folds})")
+            raise ValueError(
+                f"data.fold={self.fold} must be in 0..{self.num_folds - 1} (data.num_folds={self.num_folds})"
+            )
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         self._check_fold()
@@ -226,8 +240,13 @@ class KFoldSplit:
     def describe(self, table: pd.DataFrame) -> dict:
         test, val = self.test_and_val(table)
         return {
-            "split": self.name, "speaker_independent": True, "fold": self.fold, "num_folds": self.num_folds,
-            "seed": self.seed, "test_actors": test, "val_actors": val,
+            "split": self.name,
+            "speaker_independent": True,
+            "fold": self.fold,
+            "num_folds": self.num_folds,
+            "seed": self.seed,
+            "test_actors": test,
+            "val_actors": val,
             "val": "actors drawn per (corpus, gender) from the other folds",
         }
 
@@ -247,11 +266,15 @@ class LeaveOneSpeakerOutSplit:
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         actors = sorted(table["actor"].unique())
         if not 0 <= self.fold < len(actors):
-            raise ValueError(f"data.fold={self.fold} must be in 0..{len(actors) - 1}: split=loso has one fold per actor")
+            raise ValueError(
+                f"data.fold={self.fold} must be in 0..{len(actors) - 1}: split=loso has one fold per actor"
+            )
         test = [actors[self.fold]]
         rng = np.random.default_rng([self.seed, self.fold])
         what = f"leave-one-speaker-out fold {self.fold}"
-        return test, draw_val_actors(table, actors[: self.fold] + actors[self.fold + 1 :], _val_share(self.ratios), rng, what)
+        return test, draw_val_actors(
+            table, actors[: self.fold] + actors[self.fold + 1 :], _val_share(self.ratios), rng, what
+        )
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         return _assign(table, *self.test_and_val(table))
@@ -259,8 +282,13 @@ class LeaveOneSpeakerOutSplit:
     def describe(self, table: pd.DataFrame) -> dict:
         test, val = self.test_and_val(table)
         return {
-            "split": self.name, "speaker_independent": True, "fold": self.fold,
-            "num_folds": int(table["actor"].nunique()), "seed": self.seed, "test_actors": test, "val_actors": val,
+            "split": self.name,
+            "speaker_independent": True,
+            "fold": self.fold,
+            "num_folds": int(table["actor"].nunique()),
+            "seed": self.seed,
+            "test_actors": test,
+            "val_actors": val,
             "val": "actors drawn per (corpus, gender) from the other actors",
         }
 
@@ -295,8 +323,12 @@ class CrossCorpusSplit:
     def describe(self, table: pd.DataFrame) -> dict:
         test, val = self.test_and_val(table)
         return {
-            "split": self.name, "speaker_independent": True, "test_corpus": self.test_corpus, "seed": self.seed,
-            "val_actors": val, "val": "actors drawn per (corpus, gender) from the other corpora",
+            "split": self.name,
+            "speaker_independent": True,
+            "test_corpus": self.test_corpus,
+            "seed": self.seed,
+            "val_actors": val,
+            "val": "actors drawn per (corpus, gender) from the other corpora",
         }
 
 
@@ -327,12 +359,16 @@ SPLITS = {
 }
 
 
-def make_split(name: str, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None):
+def make_split(
+    name: str, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None
+):
     """The splitter a data config names, with the options that split takes."""
     if name not in SPLITS:
         raise ValueError(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
     if test_corpus is not None and name != "cross_corpus":
-        raise ValueError(f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})")
+        raise ValueError(
+            f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})"
+        )
     ratios = tuple(ratios)
     if name == "kfold":
         return KFoldSplit(ratios=ratios, seed=seed, fold=fold, num_folds=num_folds)

@@ -81,4 +81,6 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
 def relative_paths(table: pd.DataFrame, root: str | Path) -> pd.Series:
     """Paths relative to the corpus root, for CSVs that stay valid when the corpus moves."""
     root = Path(root).resolve()
-    return table["path"].map(lambda p: str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else p)
+    return table["path"].map(
+        lambda p: str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else p
+    )

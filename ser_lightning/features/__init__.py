@@ -7,4 +7,3 @@ from ser_lightning.features.mfcc import MFCC
 from ser_lightning.features.mfcc_mel import MFCCMel
 
 __all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel"]
-

@@ -32,7 +32,9 @@ class FeatureExtractor(nn.Module):
     # False for CPU-only extractors whose output is always precomputed and cached.
     runs_on_device: bool = True
 
-    def __init__(self, n_features: int, normalization: str = "utterance", eps: float = 1e-5, n_channels: int = 1):
+    def __init__(
+        self, n_features: int, normalization: str = "utterance", eps: float = 1e-5, n_channels: int = 1
+    ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"features.normalization={normalization!r} must be one of {NORMALIZATIONS}")

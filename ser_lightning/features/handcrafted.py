@@ -139,7 +139,9 @@ class Handcrafted68(FeatureExtractor):
         if max_len is not None and max_len < 1:
             raise ValueError(f"features.max_len={max_len} must be a positive number of frames (or null)")
         if num_workers is not None and num_workers < 1:
-            raise ValueError(f"features.num_workers={num_workers} must be at least 1 (or null for one per core)")
+            raise ValueError(
+                f"features.num_workers={num_workers} must be at least 1 (or null for one per core)"
+            )
         self.settings = HandcraftedSettings(sample_rate, analysis_rate, n_fft, hop_length)
         self.sample_rate = sample_rate
         self.max_len = max_len
@@ -164,8 +166,12 @@ class Handcrafted68(FeatureExtractor):
 
     def cache_params(self) -> dict:
         # librosa's version is part of the key: its algorithms are what the cached bytes mean.
-        return {"kind": "handcrafted68", **asdict(self.settings), "max_len": self.max_len,
-                "librosa": librosa.__version__}
+        return {
+            "kind": "handcrafted68",
+            **asdict(self.settings),
+            "max_len": self.max_len,
+            "librosa": librosa.__version__,
+        }
 
     def precompute(
         self,
@@ -188,7 +194,9 @@ class Handcrafted68(FeatureExtractor):
             return
         with ProcessPoolExecutor(max_workers=workers, initializer=_limit_worker_threads) as pool:
             futures = [
-                pool.submit(_features_of_chunk, np.array(waveforms[start : start + chunk]), self.settings, max_len)
+                pool.submit(
+                    _features_of_chunk, np.array(waveforms[start : start + chunk]), self.settings, max_len
+                )
                 for start in starts
             ]
             for start, future in zip(starts, futures, strict=True):

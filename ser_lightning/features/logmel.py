@@ -26,9 +26,16 @@ class LogMel(MelFeatureExtractor):
         normalization: str = "utterance",
     ):
         super().__init__(
-            n_features=n_mels, normalization=normalization,
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
-            f_min=f_min, f_max=f_max, top_db=top_db,
+            n_features=n_mels,
+            normalization=normalization,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            top_db=top_db,
         )
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,17 @@ class MelDecibels(nn.Module):
     below its own peak (4-D input keeps torchaudio's clamp per utterance, not per batch).
     """
 
-    def __init__(self, sample_rate: int, n_fft: int, win_length: int | None, hop_length: int, n_mels: int,
-                 f_min: float, f_max: float | None, top_db: float | None):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int,
+        win_length: int | None,
+        hop_length: int,
+        n_mels: int,
+        f_min: float,
+        f_max: float | None,
+        top_db: float | None,
+    ):
         super().__init__()
         if f_max is not None and f_max > sample_rate / 2:
             raise ValueError(f"features.f_max={f_max} is above the Nyquist frequency {sample_rate / 2} Hz")

@@ -50,8 +50,14 @@ class MFCC(MelFeatureExtractor):
             n_features=n_mfcc if as_channels else n_mfcc * stacks,
             normalization=normalization,
             n_channels=stacks if as_channels else 1,
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
-            f_min=f_min, f_max=f_max, top_db=top_db,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            top_db=top_db,
         )
         self.n_mfcc = n_mfcc
         self.deltas = deltas

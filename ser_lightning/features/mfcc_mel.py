@@ -30,9 +30,17 @@ class MFCCMel(MelFeatureExtractor):
         normalization: str = "utterance",
     ):
         super().__init__(
-            n_features=n_mels, normalization=normalization, n_channels=2,
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
-            f_min=f_min, f_max=f_max, top_db=top_db,
+            n_features=n_mels,
+            normalization=normalization,
+            n_channels=2,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            top_db=top_db,
         )
         self.register_buffer("dct", dct_matrix(n_mels, n_mels), persistent=False)
 

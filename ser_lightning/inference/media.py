@@ -53,15 +53,26 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
             found = sorted(p for p in path.rglob("*") if p.is_file())
             media = [p for p in found if p.suffix.lower() in MEDIA_EXTENSIONS]
             if not media:
-                errors.append(InputError(str(path), f"folder {str(path)!r} holds no audio or video files ({supported})"))
+                errors.append(
+                    InputError(str(path), f"folder {str(path)!r} holds no audio or video files ({supported})")
+                )
                 continue
             if len(found) > len(media):
-                log.info("%s: %d files of other types were not scored (supported: %s)", path, len(found) - len(media), supported)
+                log.info(
+                    "%s: %d files of other types were not scored (supported: %s)",
+                    path,
+                    len(found) - len(media),
+                    supported,
+                )
             for p in media:
                 add(p)
         elif path.is_file():
             if path.suffix.lower() not in MEDIA_EXTENSIONS:
-                errors.append(InputError(str(path), f"{str(path)!r} is not a supported audio or video file ({supported})"))
+                errors.append(
+                    InputError(
+                        str(path), f"{str(path)!r} is not a supported audio or video file ({supported})"
+                    )
+                )
             else:
                 add(path)
         else:

@@ -106,7 +106,9 @@ def onnx_session(path: str | Path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def compare_with_torch(module, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform") -> dict[str, float]:
+def compare_with_torch(
+    module, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform"
+) -> dict[str, float]:
     """Largest absolute differences between onnxruntime's and PyTorch's outputs on `inputs`."""
     session = onnx_session(path)
     onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: inputs.astype(np.float32)})

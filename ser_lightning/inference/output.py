@@ -25,12 +25,15 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
     lines = [
         f"{item.path}  ({item.duration:.2f} s, {windows} window{'s' if windows != 1 else ''})",
         f"Predicted emotion: {item.predicted} ({_percent(item.confidence)})",
-        "  " + "  ".join(f"{name} {_percent(p)}" for name, p in zip(item.labels, item.probabilities, strict=True)),
+        "  "
+        + "  ".join(f"{name} {_percent(p)}" for name, p in zip(item.labels, item.probabilities, strict=True)),
     ]
     if per_window:
         for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True):
             best = int(probs.argmax())
-            lines.append(f"    window {start:.2f}-{end:.2f} s: {item.labels[best]} ({_percent(float(probs[best]))})")
+            lines.append(
+                f"    window {start:.2f}-{end:.2f} s: {item.labels[best]} ({_percent(float(probs[best]))})"
+            )
     return lines
 
 
@@ -82,7 +85,9 @@ class CsvWriter:
             return
         self._row(item.path, "", 0.0, item.duration, item.probabilities)
         if self.per_window:
-            for i, ((start, end), probs) in enumerate(zip(item.window_spans, item.window_probabilities, strict=True)):
+            for i, ((start, end), probs) in enumerate(
+                zip(item.window_spans, item.window_probabilities, strict=True)
+            ):
                 self._row(item.path, str(i), start, end, probs)
 
     def _row(self, path: str, window: str, start: float, end: float, probs) -> None:

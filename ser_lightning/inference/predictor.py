@@ -30,9 +30,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a torch device (auto, cpu, cuda, cuda:1, mps): {err}") from None
+        raise ValueError(
+            f"device={device!r} is not a torch device (auto, cpu, cuda, cuda:1, mps): {err}"
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asks for a GPU, but torch sees none here; use device=auto or cpu")
+        raise ValueError(
+            f"device={device!r} asks for a GPU, but torch sees none here; use device=auto or cpu"
+        )
     return resolved
 
 
@@ -76,14 +80,23 @@ class Predictor:
     def waveform_probabilities(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probabilities `(N, K)` of fixed-length waveforms `(N, samples)`."""
         waveforms = torch.as_tensor(np.asarray(waveforms, dtype=np.float32))
-        out = [self._probabilities("waveform", waveforms[i : i + self.batch_size])
-               for i in range(0, len(waveforms), self.batch_size)]
+        out = [
+            self._probabilities("waveform", waveforms[i : i + self.batch_size])
+            for i in range(0, len(waveforms), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
-    def dataset_probabilities(self, dataset, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def dataset_probabilities(
+        self, dataset, num_workers: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, labels, probabilities) of a data module's dataset of cached features."""
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=num_workers,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         rows, labels, probabilities = [], [], []
         for batch in loader:
             key = "features" if "features" in batch else "waveform"
@@ -133,7 +146,9 @@ class Predictor:
                 chunk = paths[start : start + group]
                 yield from self._score(chunk, list(pool.map(decode, chunk)))
 
-    def _score(self, paths: list[Path], decoded: list[ClipWindows | InputError]) -> Iterator[FilePrediction | InputError]:
+    def _score(
+        self, paths: list[Path], decoded: list[ClipWindows | InputError]
+    ) -> Iterator[FilePrediction | InputError]:
         clips = [d for d in decoded if isinstance(d, ClipWindows)]
         # (clip, window) pairs in order, scored in batches that may span clips
         pairs = [(c, w) for c, clip in enumerate(clips) for w in range(len(clip))]
@@ -150,4 +165,6 @@ class Predictor:
                 continue
             windows = scores[offsets[c] : offsets[c + 1]]
             c += 1
-            yield FilePrediction(str(path), self.labels, windows.mean(axis=0), windows, item.spans(), item.clip_seconds)
+            yield FilePrediction(
+                str(path), self.labels, windows.mean(axis=0), windows, item.spans(), item.clip_seconds
+            )

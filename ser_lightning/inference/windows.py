@@ -54,7 +54,9 @@ class ClipWindows:
         ]
 
 
-def clip_windows(wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows") -> ClipWindows:
+def clip_windows(
+    wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows"
+) -> ClipWindows:
     """Windows of a decoded mono clip at `settings.sample_rate` (see the module docstring)."""
     if long_clips not in LONG_CLIP_MODES:
         raise ValueError(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")

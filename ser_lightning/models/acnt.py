@@ -44,7 +44,9 @@ class ACNT(nn.Module):
         super().__init__()
         channels, n_features, n_frames = input_shape
         if transformer_dim % num_heads:
-            raise ValueError(f"model.net.transformer_dim={transformer_dim} must be divisible by num_heads={num_heads}")
+            raise ValueError(
+                f"model.net.transformer_dim={transformer_dim} must be divisible by num_heads={num_heads}"
+            )
         blocks, in_ch = [], channels
         for out_ch in cnn_channels:
             blocks.append(ResidualConvBlock(in_ch, out_ch, kernel_size, cnn_dropout, pool=2))

@@ -45,7 +45,11 @@ class CNN2Ch(nn.Module):
             ]
             in_ch = out_ch
         self.cnn = nn.Sequential(*blocks)
-        flat = in_ch * pooled_size(n_features, pool, len(conv_channels)) * pooled_size(n_frames, pool, len(conv_channels))
+        flat = (
+            in_ch
+            * pooled_size(n_features, pool, len(conv_channels))
+            * pooled_size(n_frames, pool, len(conv_channels))
+        )
         layers, width = [], flat
         for dim in fc_dims:
             layers += [nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout)]

@@ -30,7 +30,9 @@ class ResidualConv1dBlock(nn.Module):
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+            else nn.Sequential(
+                nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels)
+            )
         )
         self.act = nn.GELU()
         self.pool = nn.MaxPool1d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
@@ -76,7 +78,11 @@ class CNNBiLSTMMHA(nn.Module):
             in_ch = out_ch
         self.cnn = nn.Sequential(*blocks)
         self.lstm = nn.LSTM(
-            in_ch, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
+            in_ch,
+            lstm_hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            bidirectional=True,
             dropout=dropout if lstm_layers > 1 else 0.0,
         )
         dim = 2 * lstm_hidden

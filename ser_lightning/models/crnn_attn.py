@@ -22,7 +22,9 @@ from ser_lightning.models.requirements import InputRequirement
 FRONTENDS = ("conv2d", "conv1d")
 
 
-def _conv_block(dims: int, in_ch: int, out_ch: int, kernel_size: int, dropout: float, pool: int) -> nn.Sequential:
+def _conv_block(
+    dims: int, in_ch: int, out_ch: int, kernel_size: int, dropout: float, pool: int
+) -> nn.Sequential:
     """Conv → ReLU → BatchNorm → Dropout → MaxPool, in 1-D or 2-D (the recipes' order)."""
     conv, norm, drop, max_pool = (
         (nn.Conv2d, nn.BatchNorm2d, nn.Dropout2d, nn.MaxPool2d)

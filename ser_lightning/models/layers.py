@@ -14,8 +14,15 @@ class ResidualConvBlock(nn.Module):
     Pooling uses ceil_mode so that a dimension of 1 stays 1 instead of vanishing on small inputs.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dropout: float = 0.1,
-                 pool: int = 2, activation: type[nn.Module] = nn.ReLU):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+        pool: int = 2,
+        activation: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         padding = kernel_size // 2
         self.body = nn.Sequential(
@@ -28,7 +35,9 @@ class ResidualConvBlock(nn.Module):
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+            else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+            )
         )
         self.act = activation()
         self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()

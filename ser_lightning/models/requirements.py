@@ -50,10 +50,14 @@ def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, in
     requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
     if requirement is not None:
         features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
-        requirement.check(f"{_short(target)} (model.net._target_={target})", tuple(input_shape), features_name)
+        requirement.check(
+            f"{_short(target)} (model.net._target_={target})", tuple(input_shape), features_name
+        )
 
 
-def build_network(net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict) -> nn.Module:
+def build_network(
+    net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict
+) -> nn.Module:
     """Check the network's declared input requirement against the features, then build it."""
     check_compatible(net, features, input_shape)
     return instantiate(net, input_shape=input_shape, num_classes=num_classes)

@@ -86,7 +86,11 @@ def evaluation_report(files, y_true, probabilities, labels) -> EvaluationReport:
     labels = list(labels)
     y_true = np.asarray(y_true, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or probabilities.shape != (len(y_true), len(labels)) or len(files) != len(y_true):
+    if (
+        probabilities.ndim != 2
+        or probabilities.shape != (len(y_true), len(labels))
+        or len(files) != len(y_true)
+    ):
         raise ValueError(
             f"evaluation needs one file, label and row of {len(labels)} probabilities per item; got "
             f"{len(files)} files, {len(y_true)} labels, probabilities of shape {probabilities.shape}"
@@ -179,5 +183,7 @@ def print_report(report: EvaluationReport, title: str = "Evaluation", console: C
     for column in ("precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="right")
     for name, row in report.per_class.iterrows():
-        per_class.add_row(name, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support)))
+        per_class.add_row(
+            name, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support))
+        )
     console.print(per_class)

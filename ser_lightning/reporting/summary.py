@@ -28,7 +28,9 @@ def protocol_text(summary: dict) -> str:
     return text
 
 
-def print_run_summary(summary: dict, save_to: str | Path | None = None, console: Console | None = None) -> None:
+def print_run_summary(
+    summary: dict, save_to: str | Path | None = None, console: Console | None = None
+) -> None:
     console = console or Console()
     metrics = summary["metrics"]
     table = Table(title="Run summary", show_header=False, title_justify="left")

@@ -40,7 +40,11 @@ def prepare_wandb_config(cfg: DictConfig, sweep_name: str | None = None) -> None
     node = cfg.logger.wandb
     mode = os.environ.get("WANDB_MODE", "").lower()
     with open_dict(node):
-        if not node.get("offline") and mode not in ("offline", "disabled", "dryrun") and not _has_wandb_credentials():
+        if (
+            not node.get("offline")
+            and mode not in ("offline", "disabled", "dryrun")
+            and not _has_wandb_credentials()
+        ):
             log.warning(
                 "logger=wandb: no WANDB_API_KEY or wandb login found; logging offline. "
                 "Sync later with `wandb sync %s/wandb/offline-run-*`.",
@@ -119,7 +123,10 @@ class WandbMediaCallback(pl.Callback):
         )
         media["test/per_class"] = wandb.Table(
             columns=["emotion", "precision", "recall", "f1", "support"],
-            data=[[n, float(p), float(r), float(f), int(s)] for n, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)],
+            data=[
+                [n, float(p), float(r), float(f), int(s)]
+                for n, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+            ],
         )
         datamodule = trainer.datamodule
         images = []

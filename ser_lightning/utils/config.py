@@ -43,7 +43,9 @@ def instantiate_dict(cfg: DictConfig | None, what: str) -> list:
         if node is None:
             continue
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ValueError(f"{what}.{name} has no _target_: every {what} entry must name the class to build")
+            raise ValueError(
+                f"{what}.{name} has no _target_: every {what} entry must name the class to build"
+            )
         log.debug("instantiating %s %s <%s>", what, name, node._target_)
         objects.append(instantiate(node))
     return objects

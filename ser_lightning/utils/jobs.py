@@ -54,8 +54,9 @@ def pin_ddp_children_to_this_job() -> None:
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
-def write_status(output_dir: str | Path, status: str, seconds: float, error: BaseException | None = None,
-                 **extra) -> Path:
+def write_status(
+    output_dir: str | Path, status: str, seconds: float, error: BaseException | None = None, **extra
+) -> Path:
     record = {"status": status, "seconds": round(seconds, 2), **extra}
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
@@ -83,7 +84,9 @@ def job_record(output_dir: str | Path, is_rank_zero: bool = True):
         if is_rank_zero:
             write_status(output_dir, status, time.perf_counter() - started, err)
         if is_multirun() and sweeper_is_basic():
-            log.error("job %s: %s (recorded in %s; the sweep goes on)", status, err, Path(output_dir) / STATUS_FILE)
+            log.error(
+                "job %s: %s (recorded in %s; the sweep goes on)", status, err, Path(output_dir) / STATUS_FILE
+            )
             state["result"] = float("nan")
             return
         raise
@@ -93,7 +96,15 @@ def job_record(output_dir: str | Path, is_rank_zero: bool = True):
 
 
 # Variables Lightning's DDP launcher writes into the launching process's own environment.
-DDP_LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "GROUP_RANK")
+DDP_LAUNCH_VARIABLES = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NODE_RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "RANK",
+    "GROUP_RANK",
+)
 
 
 @contextmanager

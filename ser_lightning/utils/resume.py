@@ -32,7 +32,9 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
 
 
 def _resume_command(overrides: list[str]) -> str:
-    return "python -m ser_lightning.train " + " ".join([*overrides, "ckpt_path=last", "hydra.run.dir=<run dir>"])
+    return "python -m ser_lightning.train " + " ".join(
+        [*overrides, "ckpt_path=last", "hydra.run.dir=<run dir>"]
+    )
 
 
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -49,11 +51,15 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
             )
         return str(path)
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path!r} does not exist; give a .ckpt file or ckpt_path=last")
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path!r} does not exist; give a .ckpt file or ckpt_path=last"
+        )
     return str(ckpt_path)
 
 
-def record_or_check_run_config(cfg: DictConfig, output_dir: Path, overrides: list[str], resuming: bool) -> None:
+def record_or_check_run_config(
+    cfg: DictConfig, output_dir: Path, overrides: list[str], resuming: bool
+) -> None:
     """Write run_config.yaml when a run starts from scratch; on a resume, refuse a different experiment."""
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     record = output_dir / RUN_CONFIG
@@ -65,7 +71,9 @@ def record_or_check_run_config(cfg: DictConfig, output_dir: Path, overrides: lis
     saved = OmegaConf.to_container(OmegaConf.load(record), resolve=False)
     before = {k: v for k, v in _flat({key: saved["config"].get(key) for key in RESUME_MUST_MATCH}).items()}
     now = {k: v for k, v in _flat({key: plain.get(key) for key in RESUME_MUST_MATCH}).items()}
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_MAY_DIFFER)
+    changed = sorted(
+        k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_MAY_DIFFER
+    )
     if changed:
         listing = "\n".join(f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ValueError(

@@ -29,7 +29,9 @@ __all__ = [
 def build_corpus(corpus_class: type, root: str, vocal_channels, options: dict | None = None):
     """Construct a corpus parser; unknown data.corpus_options keys fail naming the valid ones."""
     options = dict(options or {})
-    valid = sorted(f.name for f in dataclasses.fields(corpus_class) if f.name not in ("root", "vocal_channels", "name"))
+    valid = sorted(
+        f.name for f in dataclasses.fields(corpus_class) if f.name not in ("root", "vocal_channels", "name")
+    )
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(

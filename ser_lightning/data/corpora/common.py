@@ -83,7 +83,9 @@ class FileNameError(ValueError):
 DescribeFile = Callable[[Path], tuple[tuple, dict]]
 
 
-def scan_speech_files(title: str, root: str | Path, hint: str, corpus: str, describe: DescribeFile) -> CorpusScan:
+def scan_speech_files(
+    title: str, root: str | Path, hint: str, corpus: str, describe: DescribeFile
+) -> CorpusScan:
     """The utterance table of a speech-only corpus whose labels are in its .wav file names.
 
     Every .wav under root (recursively, sorted) is described by its name; files whose names do
@@ -110,5 +112,7 @@ def scan_speech_files(title: str, root: str | Path, hint: str, corpus: str, desc
             continue
         rows.append({"path": str(path.resolve()), **columns, "vocal_channel": "speech", "corpus": corpus})
     if not rows:
-        raise FileNotFoundError(f"no usable {title} files under {str(root)!r} ({len(rejected)} rejected). {hint}")
+        raise FileNotFoundError(
+            f"no usable {title} files under {str(root)!r} ({len(rejected)} rejected). {hint}"
+        )
     return CorpusScan(make_table(rows), rejected)

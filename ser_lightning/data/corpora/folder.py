@@ -39,7 +39,14 @@ EMOTION_ALIASES: dict[str, str] = {
     "disgusted": "disgust",
     "surprise": "surprised",
 }
-GENDERS: dict[str, str] = {"male": "male", "m": "male", "female": "female", "f": "female", "unknown": "unknown", "": "unknown"}
+GENDERS: dict[str, str] = {
+    "male": "male",
+    "m": "male",
+    "female": "female",
+    "f": "female",
+    "unknown": "unknown",
+    "": "unknown",
+}
 UNKNOWN_SPEAKER = "unknown"
 # Extensions counted when reporting audio under the folder that the CSV does not list.
 LISTED_AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -73,8 +80,12 @@ def read_label_csv(csv_path: Path) -> pd.DataFrame:
         )
     ignored = [c for c in frame.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if ignored:
-        log.warning("label CSV %s: columns %s are not used (known: %s)", csv_path, ignored,
-                    list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS))
+        log.warning(
+            "label CSV %s: columns %s are not used (known: %s)",
+            csv_path,
+            ignored,
+            list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS),
+        )
     return frame
 
 
@@ -210,7 +221,9 @@ def _resolve_repeats(rows: list[dict], csv_name: str) -> tuple[list[dict], list[
         else:
             kept.append(group[0])
             rejected.extend(
-                RejectedFile(path, f"{csv_name} line {r['_line']}: listed again (first at line {group[0]['_line']})")
+                RejectedFile(
+                    path, f"{csv_name} line {r['_line']}: listed again (first at line {group[0]['_line']})"
+                )
                 for r in group[1:]
             )
     return kept, rejected
@@ -233,5 +246,7 @@ def _report_unlisted(root: Path, listed: set[str], rejected: list[RejectedFile])
     if unlisted:
         log.warning(
             "%d audio files under %s are not in the label CSV and are not used, e.g. %s",
-            len(unlisted), root, unlisted[:3],
+            len(unlisted),
+            root,
+            unlisted[:3],
         )

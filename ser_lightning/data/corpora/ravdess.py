@@ -113,9 +113,7 @@ class RavdessCorpus:
             raise FileNotFoundError(f"RAVDESS folder {str(root)!r} does not exist. {RAVDESS_HELP}")
         files = find_audio_files(root, AUDIO_EXTENSIONS)
         if not files:
-            raise FileNotFoundError(
-                f"RAVDESS folder {str(root)!r} holds no .wav files. {RAVDESS_HELP}"
-            )
+            raise FileNotFoundError(f"RAVDESS folder {str(root)!r} holds no .wav files. {RAVDESS_HELP}")
         rows, rejected, excluded, screen = [], [], 0, FileScreen()
         for path in files:
             try:
@@ -135,7 +133,10 @@ class RavdessCorpus:
                 continue
             if fields.modality != "03":
                 rejected.append(
-                    RejectedFile(str(path), f"modality {fields.modality} ({MODALITIES[fields.modality]}) is not audio-only")
+                    RejectedFile(
+                        str(path),
+                        f"modality {fields.modality} ({MODALITIES[fields.modality]}) is not audio-only",
+                    )
                 )
                 continue
             channel = VOCAL_CHANNELS[fields.vocal_channel]

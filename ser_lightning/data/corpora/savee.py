@@ -68,9 +68,13 @@ def parse_savee_name(path: str | Path) -> SaveeFields:
             "nor CODENN inside a speaker folder (e.g. DC/a01.wav)"
         )
     if speaker not in SAVEE_SPEAKERS:
-        raise SaveeNameError(f"unknown speaker {speaker!r} in {path.name!r} (valid: {', '.join(SAVEE_SPEAKERS)})")
+        raise SaveeNameError(
+            f"unknown speaker {speaker!r} in {path.name!r} (valid: {', '.join(SAVEE_SPEAKERS)})"
+        )
     if code not in SAVEE_EMOTIONS:
-        raise SaveeNameError(f"unknown emotion code {code!r} in {path.name!r} (valid: {', '.join(SAVEE_EMOTIONS)})")
+        raise SaveeNameError(
+            f"unknown emotion code {code!r} in {path.name!r} (valid: {', '.join(SAVEE_EMOTIONS)})"
+        )
     if not 1 <= int(number) <= SENTENCES_PER_EMOTION[code]:
         raise SaveeNameError(
             f"sentence number {number} in {path.name!r} is outside 01..{SENTENCES_PER_EMOTION[code]:02d} "

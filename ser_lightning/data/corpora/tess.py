@@ -65,7 +65,9 @@ def parse_tess_name(path: str | Path) -> TessFields:
             "it belongs to one of them"
         )
     if emotion not in TESS_EMOTIONS:
-        raise TessNameError(f"unknown emotion {match.group(3)!r} in {name!r} (valid: {', '.join(TESS_EMOTIONS)})")
+        raise TessNameError(
+            f"unknown emotion {match.group(3)!r} in {name!r} (valid: {', '.join(TESS_EMOTIONS)})"
+        )
     return TessFields(speaker, word, emotion)
 
 
