@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ser_lightning import __version__
 
@@ -252,3 +255,29 @@ def module_from_checkpoint(
     if map_location is not None:
         module.to(map_location)
     return module.eval()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place.
+
+    A run killed while `best.ckpt` or `last.ckpt` is being written keeps the previous complete
+    file, never a truncated one. (Lightning's own writer stages the bytes in the system's temp
+    folder and moves them over, which is a copy, not a rename, when that folder is on another
+    filesystem than the run.) Remote paths (`s3://...`) are left to Lightning.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(checkpoint, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(staging, path)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.augment.config import configure_datamodule
-from ser_lightning.checkpoint import CheckpointRecord
+from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
@@ -77,7 +77,9 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
     # The checkpoint record is part of the checkpoint format, so it is not left to the config.
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [CheckpointRecord(to_plain(cfg.data))]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # best.ckpt / last.ckpt are written beside themselves and renamed into place (kill-safe)
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins)
     return {"features": features, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 

@@ -159,3 +159,26 @@ def test_files_that_are_not_ser_lightning_checkpoints_get_clear_errors(module, t
     )
     with pytest.raises(CheckpointError, match="Update ser_lightning"):
         read_checkpoint(newer)
+
+
+class FailsWhilePickled:
+    """Stands for a write that dies halfway: pickling it raises after earlier bytes went out."""
+
+    def __reduce__(self):
+        raise OSError("No space left on device")
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path):
+    from ser_lightning.checkpoint import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "weights": torch.arange(1000.0)}, path)
+    before = path.read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"epoch": 2, "weights": torch.arange(1000.0), "extra": FailsWhilePickled()}, path)
+    assert path.read_bytes() == before  # the complete epoch-1 file, not a truncated epoch-2 one
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no staging file left
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    io.save_checkpoint({"epoch": 3}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 3}

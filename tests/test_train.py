@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ser_lightning.checkpoint import AtomicCheckpointIO
 from ser_lightning.train import train
 
 from .helpers import compose_train, small_demo_overrides
@@ -53,6 +54,9 @@ def test_training_learns_on_the_small_demo_corpus(small_demo_root, tmp_path, cac
     assert summary["metrics"]["test/ua"] == pytest.approx(metrics["test/ua"])
     best = Path(summary["best_checkpoint"])
     assert best.is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # written through a staging file renamed into place; none is left behind
+    assert isinstance(objects["trainer"].strategy.checkpoint_io, AtomicCheckpointIO)
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
 
     # the checkpoint loads safely and carries what rebuilds the model
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
