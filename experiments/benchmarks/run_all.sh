@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every benchmark at full size, one after another, each report saved as markdown.
+#
+#   bash experiments/benchmarks/run_all.sh [RESULTS_DIR]        # CPU rows (about 20 min on 2 cores)
+#   GPU=1 bash experiments/benchmarks/run_all.sh [RESULTS_DIR]  # adds the GPU rows (bf16-mixed)
+#
+# Run on an otherwise idle machine: the scripts time wall clock, and other work on the same
+# cores shows up in every number. Corpora are generated once under data/bench and reused.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+OUT=${1:-experiments/benchmarks/results}
+DATA=data/bench
+mkdir -p "$OUT" "$DATA"
+export PYTHONUNBUFFERED=1
+
+run() {  # run NAME ARGS...: stdout (the report) to $OUT/NAME.md, progress on the terminal
+    local name=$1; shift
+    echo "== $name: $* (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    local started=$SECONDS
+    # rich's progress bars also go to stdout when it is not a terminal: keep the report only
+    "$PY" "$@" | grep -v '━' >"$OUT/$name.md"
+    echo "== $name done in $((SECONDS - started)) s" >&2
+}
+
+run data_pipeline experiments/benchmarks/data_pipeline.py --actors 24 --workers 2 --epochs 2 --work-dir "$DATA/pipeline"
+run training_throughput_cpu experiments/benchmarks/training_throughput.py \
+    --models acnt,crnn_attn,cnn_bilstm_mha --actors 24 --epochs 3 --work-dir "$DATA/throughput"
+run inference_latency experiments/benchmarks/inference_latency.py \
+    --models acnt,crnn_attn,cnn_bilstm_mha --actors 24 --repeats 50 --data-dir "$DATA" --work-dir "$DATA/inference"
+run scaling experiments/benchmarks/scaling.py --sizes 360,1440,5760 --durations 1.5,3,6 --epochs 2 --work-dir "$DATA/scaling"
+run model_epoch_time experiments/benchmarks/model_epoch_time.py --actors 24 --epochs 2 --data-dir "$DATA" --cache-dir "$DATA/cache"
+if [[ "${GPU:-0}" == 1 ]]; then
+    run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
+        --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
+    run acnt_100_epochs_gpu experiments/benchmarks/training_throughput.py --models acnt --actors 24 --epochs 100 \
+        --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
+fi
+echo "reports in $OUT:" >&2
+ls -1 "$OUT" >&2

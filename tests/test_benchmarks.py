@@ -1,0 +1,107 @@
+"""Every benchmark script runs end to end at a tiny size and prints its report (slow: minutes).
+
+The numbers themselves are recorded in experiments/benchmarks/README.md from full-size runs;
+here only the parts that would rot silently are checked: options, the report's tables, and
+values that must hold whatever the machine (positive timings, ratios > 1 where ours skips work
+the baseline does).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "experiments" / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(script: str, *args: str, timeout: int = 900) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def table_rows(report: str, first_cell: str) -> list[list[str]]:
+    """Cells of the markdown rows whose first cell starts with first_cell."""
+    rows = []
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].strip("`*").startswith(first_cell):
+            rows.append(cells)
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(re.search(r"-?\d+(\.\d+)?", cell.replace(",", "")).group())
+
+
+def test_data_pipeline_reports_ours_faster_than_the_seed_style_baseline(tmp_path):
+    report = run_benchmark(
+        "data_pipeline.py", "--actors", "4", "--epochs", "1", "--workers", "0", "--work-dir", str(tmp_path)
+    )
+    (plain,) = table_rows(report, "no augmentation")
+    (augmented,) = table_rows(report, "waveform augmentation")
+    (offline,) = table_rows(report, "offline copies")
+    # no decoding and no librosa per item: far less data work even on a busy machine
+    assert number(plain[3]) > 5
+    assert number(augmented[1]) > 0 and number(augmented[2]) > 0
+    assert number(offline[2]) > 0
+    assert "cold cache build" in report
+
+
+def test_scaling_reports_a_row_per_size_and_length(tmp_path):
+    report = run_benchmark(
+        "scaling.py",
+        "--sizes",
+        "120,240",
+        "--durations",
+        "1.5",
+        "--duration-clips",
+        "120",
+        "--skip-training",
+        "--work-dir",
+        str(tmp_path),
+    )
+    sizes = [number(row[0]) for row in table_rows(report, "120") + table_rows(report, "240")]
+    assert 120 in sizes and 240 in sizes
+    assert table_rows(report, "1.5"), report
+
+
+def test_inference_latency_reports_latency_throughput_and_memory(tmp_path):
+    report = run_benchmark(
+        "inference_latency.py",
+        "--models",
+        "acnt",
+        "--actors",
+        "4",
+        "--repeats",
+        "3",
+        "--cli-repeats",
+        "1",
+        "--load-repeats",
+        "1",
+        "--batch-sizes",
+        "1,8",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
+    rows = table_rows(report, "acnt")
+    assert len(rows) == 4, report  # one row in each of the four tables
+    latency, _, throughput, memory = rows
+    assert number(latency[3]) > 0  # end-to-end milliseconds
+    assert number(throughput[1]) > 0  # predict_files clips/s
+    assert number(memory[1]) > 100  # MiB after importing torch
