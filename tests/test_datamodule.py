@@ -89,6 +89,33 @@ def test_waveform_training_input(small_demo_root, tmp_path):
     assert "features" in next(iter(dm.val_dataloader()))  # evaluation always reads clean cached features
 
 
+def test_gathered_batches_equal_item_by_item_collation_in_sampler_order(small_demo_root, tmp_path):
+    """The loader fetches whole batches in one read of the cache; they must be exactly the
+    batches that reading and collating item by item gives, in the sampler's order."""
+    from torch.utils.data import default_collate
+
+    dm = make_dm(small_demo_root, tmp_path / "cache", train_input="waveform")
+    dm.setup("fit")
+    order = [17, 3, 100, 3, 0, 119]  # unsorted, with a repeat; within the 120 val items
+    for dataset in (dm.dataset("val"), dm.dataset("train")):
+        gathered = dataset.__getitems__(order)
+        one_by_one = default_collate([dataset[i] for i in order])
+        assert gathered.keys() == one_by_one.keys()
+        for key, value in one_by_one.items():
+            assert gathered[key].dtype == value.dtype and torch.equal(gathered[key], value), key
+    # a transform still runs once per clip, in order, on its own copy
+    seen = []
+    dataset = dm.dataset("train")
+    dataset.transform = lambda wave: seen.append(wave.copy()) or wave * 2.0
+    batch = dataset.__getitems__(order)
+    assert len(seen) == len(order)
+    np.testing.assert_array_equal(batch["waveform"].numpy(), 2.0 * np.stack(seen))
+    np.testing.assert_array_equal(np.stack(seen), dm.waveforms[dm.indices["train"][order]])
+    # through the real loader: every training row once per epoch, labels matching the table
+    rows = np.concatenate([b["row"].numpy() for b in dm.train_dataloader()])
+    assert sorted(rows.tolist()) == sorted(dm.indices["train"].tolist())
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

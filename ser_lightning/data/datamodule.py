@@ -18,7 +18,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
@@ -87,6 +87,25 @@ class CachedUtterances(Dataset):
         if self.transform is not None:
             item = self.transform(item)
         return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
+
+    def __getitems__(self, positions: list[int]) -> dict:
+        """A whole batch, already collated: one gathered read of the map instead of a copy per
+        item and a second one to stack them (the DataLoader fetches batches through this)."""
+        rows = self.rows[np.asarray(positions, dtype=np.int64)]
+        block = np.array(self.array[rows], dtype=np.float32)  # rows in the sampler's order
+        if self.transform is not None:
+            block = np.stack([self.transform(item) for item in block])
+        return {
+            self.kind: torch.from_numpy(block),
+            "label": torch.from_numpy(self.labels[rows].astype(np.int64)),
+            "row": torch.from_numpy(rows.astype(np.int64)),
+        }
+
+
+def collate_batch(data: dict | list[dict]) -> dict:
+    """DataLoader collate_fn: CachedUtterances hands over collated batches; item lists from other
+    datasets (a ConcatDataset with offline copies) are collated as usual."""
+    return data if isinstance(data, dict) else default_collate(data)
 
 
 @dataclass
@@ -340,6 +359,7 @@ class SERDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             drop_last=False,
+            collate_fn=collate_batch,
         )
 
     def _fit_epoch(self) -> int | None:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ser_lightning.data.audio import AudioDecodeError
+from ser_lightning.data.datamodule import collate_batch
 from ser_lightning.inference.media import InputError, read_media
 from ser_lightning.inference.windows import ClipWindows, clip_windows
 
@@ -96,6 +97,7 @@ class Predictor:
             shuffle=False,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
+            collate_fn=collate_batch,
         )
         rows, labels, probabilities = [], [], []
         for batch in loader:
