@@ -129,7 +129,10 @@ def main() -> None:
     )
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
-    features = LogMel(sample_rate=16000)
+    # the project's features=logmel settings (conf/features/logmel.yaml), on both sides
+    logmel = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "features" / "logmel.yaml"))
+    logmel = {k: v for k, v in logmel.items() if k not in ("_target_", "sample_rate")}
+    features = LogMel(sample_rate=16000, **logmel)
     make_dm = lambda train_input: SERDataModule(  # noqa: E731
         features=features,
         root=str(corpus),

@@ -23,7 +23,7 @@ run() {  # run NAME ARGS...: stdout (the report) to $OUT/NAME.md, progress on th
     echo "== $name done in $((SECONDS - started)) s" >&2
 }
 
-run data_pipeline experiments/benchmarks/data_pipeline.py --actors 24 --workers 2 --epochs 2 --work-dir "$DATA/pipeline"
+run data_pipeline experiments/benchmarks/data_pipeline.py --actors 24 --workers 2 --epochs 3 --work-dir "$DATA/pipeline"
 run training_throughput_cpu experiments/benchmarks/training_throughput.py \
     --models acnt,crnn_attn,cnn_bilstm_mha --actors 24 --epochs 3 --work-dir "$DATA/throughput"
 run inference_latency experiments/benchmarks/inference_latency.py \
