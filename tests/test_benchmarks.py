@@ -105,3 +105,42 @@ def test_inference_latency_reports_latency_throughput_and_memory(tmp_path):
     assert number(latency[3]) > 0  # end-to-end milliseconds
     assert number(throughput[1]) > 0  # predict_files clips/s
     assert number(memory[1]) > 100  # MiB after importing torch
+
+
+def test_training_throughput_reports_clips_per_second_and_data_wait(tmp_path):
+    report = run_benchmark(
+        "training_throughput.py",
+        "--actors",
+        "4",
+        "--epochs",
+        "2",
+        "--work-dir",
+        str(tmp_path),
+        "data.split=random",
+    )
+    (row,) = table_rows(report, "acnt")
+    assert row[1] == "(1, 64, 94)"  # the logmel config's input shape
+    assert number(row[4]) > 0 and 0 <= number(row[5]) < 100  # clips/s, data wait %
+
+
+def test_model_epoch_time_times_pairs_and_names_the_ones_that_do_not_fit(tmp_path):
+    report = run_benchmark(
+        "model_epoch_time.py",
+        "--actors",
+        "6",
+        "--epochs",
+        "2",
+        "--models",
+        "acnt",
+        "cnn2ch",
+        "--features",
+        "logmel",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    (acnt,) = table_rows(report, "acnt")
+    (cnn2ch,) = table_rows(report, "cnn2ch")
+    assert number(acnt[3]) == 636872 and number(acnt[4]) > 0  # parameters, s / epoch
+    assert "does not fit: it needs 2 input channels" in cnn2ch[2]

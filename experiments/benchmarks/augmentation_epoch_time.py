@@ -28,16 +28,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from bench_config import timing_config
 from omegaconf import open_dict
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from ser_lightning.train import build  # noqa: E402
-from ser_lightning.utils.config import CONFIG_DIR  # noqa: E402
 
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -78,16 +75,6 @@ def compose_run(preset: str, args: argparse.Namespace, run_dir: Path):
         f"trainer={'gpu' if args.accelerator == 'gpu' else 'cpu'}",
         f"trainer.max_epochs={args.epochs}",
         "trainer.min_epochs=1",
-        "++trainer.limit_val_batches=0",
-        "++trainer.num_sanity_val_steps=0",
-        "++trainer.enable_checkpointing=false",
-        "++trainer.enable_progress_bar=false",
-        "++trainer.enable_model_summary=false",
-        "~callbacks",
-        # no validation here, so no scheduler that watches a validation metric
-        "model.scheduler=null",
-        "logger=none",
-        "print_config=false",
         f"data.batch_size={args.batch_size}",
         f"seed={args.seed}",
     ]
@@ -102,14 +89,9 @@ def compose_run(preset: str, args: argparse.Namespace, run_dir: Path):
         overrides.append(f"data.num_workers={args.num_workers}")
     if args.limit_train_batches is not None:
         overrides.append(f"++trainer.limit_train_batches={args.limit_train_batches}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    cfg = timing_config(overrides, run_dir)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.paths.root_dir = str(REPO)
-        cfg.paths.output_dir = str(run_dir)
-    HydraConfig().set_config(cfg)
     return cfg
 
 
@@ -209,7 +191,15 @@ def main() -> None:
             f"| {per_clip} |"
         )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nload average at end {load:.1f} (above the core count, other processes shared the CPU)")
+    busy = load > (os.cpu_count() or 1)
+    print(
+        f"\nload average at end {load:.1f}"
+        + (
+            " (above the core count: other processes shared the CPU)"
+            if busy
+            else f" on {os.cpu_count()} cores"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -224,12 +224,9 @@ def train_checkpoint(model: str, args: argparse.Namespace, work: Path) -> Path |
     Returns the checkpoint, or the reason the model cannot take these features.
     """
     import pytorch_lightning as pl
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
+    from bench_config import timing_config
 
     from ser_lightning.train import build
-    from ser_lightning.utils.config import CONFIG_DIR
     from ser_lightning.utils.jobs import StartupError
 
     path = work / "checkpoints" / f"{model}-{args.features}-{args.actors}actors.ckpt"
@@ -246,23 +243,10 @@ def train_checkpoint(model: str, args: argparse.Namespace, work: Path) -> Path |
         f"data.root={demo_root(args)}",
         "data.split=random",
         f"paths.cache_dir={work / 'cache'}",
-        f"paths.output_dir={run_dir}",
-        f"paths.log_dir={run_dir}",
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
-        "logger=none",
-        "callbacks=none",
-        "+trainer.enable_checkpointing=false",
-        "+trainer.num_sanity_val_steps=0",
-        "+trainer.limit_val_batches=0",
-        "model.scheduler=null",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.trainer.enable_progress_bar = False
-        cfg.trainer.enable_model_summary = False
+    cfg = timing_config(overrides, run_dir)
     pl.seed_everything(cfg.seed, verbose=False)
     try:
         objects = build(cfg)

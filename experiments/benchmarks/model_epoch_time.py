@@ -25,14 +25,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from bench_config import timing_config
 
 from ser_lightning.models import IncompatibleFeaturesError
 from ser_lightning.train import build
-from ser_lightning.utils.config import CONFIG_DIR
 from ser_lightning.utils.jobs import StartupError
 
 MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch"]
@@ -69,21 +65,10 @@ def compose_pair(model: str, features: str, args: argparse.Namespace, run_dir: s
         f"data.demo.num_actors={args.actors}",
         f"model={model}",
         f"features={features}",
-        "logger=none",
-        # no validation runs here, so nothing for ReduceLROnPlateau to watch; the scheduler
-        # costs nothing per batch anyway
-        "model.scheduler=null",
         f"paths.cache_dir={Path(args.cache_dir).resolve()}",
         *args.overrides,
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = run_dir
-        cfg.paths.output_dir = run_dir
-    HydraConfig().set_config(cfg)
-    return cfg
+    return timing_config(overrides, run_dir)
 
 
 def time_pair(model: str, features: str, args: argparse.Namespace, run_dir: str) -> dict:

@@ -59,8 +59,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from bench_config import timing_config
 from hydra.utils import instantiate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +73,6 @@ from ser_lightning.data.demo import (  # noqa: E402
     read_manifest,
 )
 from ser_lightning.train import build  # noqa: E402
-from ser_lightning.utils.config import CONFIG_DIR  # noqa: E402
 
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -164,25 +162,11 @@ def compose_run(root: Path, duration: float, cache: Path, run_dir: Path, args: a
         f"data.num_workers={args.workers}",
         f"data.batch_size={args.batch_size}",
         f"paths.cache_dir={cache.resolve()}",
-        f"paths.output_dir={run_dir}",
-        f"paths.log_dir={run_dir}",
         f"trainer.max_epochs={args.epochs}",
         "trainer.min_epochs=1",
-        "++trainer.limit_val_batches=0",
-        "++trainer.num_sanity_val_steps=0",
-        "++trainer.enable_checkpointing=false",
-        "++trainer.enable_progress_bar=false",
-        "++trainer.enable_model_summary=false",
-        "callbacks=none",
-        "logger=none",
-        # no validation here, so nothing for a plateau scheduler to watch
-        "model.scheduler=null",
-        "print_config=false",
         f"seed={args.seed}",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    return timing_config(overrides, run_dir)
 
 
 class EpochTimer(pl.Callback):

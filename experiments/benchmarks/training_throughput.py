@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import open_dict
-
-from ser_lightning.utils.config import CONFIG_DIR
+from bench_config import timing_config
 
 
 class StepTimer(pl.Callback):
@@ -54,16 +52,6 @@ class StepTimer(pl.Callback):
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=overrides)
-
-
 def measure(model: str, args, work: Path) -> dict:
     from ser_lightning.train import build
 
@@ -74,26 +62,15 @@ def measure(model: str, args, work: Path) -> dict:
         f"data.demo.num_actors={args.actors}",
         f"data.root={work / 'demo'}",
         f"paths.cache_dir={work / 'cache'}",
-        f"paths.output_dir={work / 'run'}",
-        f"paths.log_dir={work / 'run'}",
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.accelerator}",
         f"trainer.precision={args.precision}",
         f"data.num_workers={args.workers}",
         f"data.batch_size={args.batch_size}",
-        "logger=none",
-        "callbacks=none",
-        "+trainer.enable_checkpointing=false",
-        "+trainer.num_sanity_val_steps=0",
-        "+trainer.limit_val_batches=0",
-        "model.scheduler=null",
+        f"data.pin_memory={str(args.accelerator == 'gpu').lower()}",
         *args.extra,
     ]
-    cfg = compose(overrides)
-    with open_dict(cfg):
-        cfg.trainer.enable_progress_bar = False
-        cfg.trainer.enable_model_summary = False
-        cfg.data.pin_memory = args.accelerator == "gpu"
+    cfg = timing_config(overrides, work / "run")
     objects = build(cfg)
     timer = StepTimer()
     trainer = objects["trainer"]
