@@ -70,6 +70,15 @@ def test_utterance_and_dataset_normalisation():
     state = dataset.state_dict()
     assert {"dataset_mean", "dataset_std", "dataset_stats_fitted"} <= set(state)
 
+    # statistics travel with a state dict, and loading unfitted ones refuses again
+    fresh = LogMel(normalization="dataset")
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh(wave), normalised)
+    unfitted = LogMel(normalization="dataset").state_dict()
+    dataset.load_state_dict(unfitted)
+    with pytest.raises(RuntimeError, match="statistics of the train split"):
+        dataset(wave)
+
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="normalization"):

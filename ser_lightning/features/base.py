@@ -47,6 +47,11 @@ class FeatureExtractor(nn.Module):
         self.register_buffer("dataset_mean", torch.zeros(stats_shape))
         self.register_buffer("dataset_std", torch.ones(stats_shape))
         self.register_buffer("dataset_stats_fitted", torch.tensor(False))
+        # Host-side copy of "the statistics are fitted", so that normalize does not read the
+        # buffer, which on a GPU is a device-to-host sync on every batch. Set by
+        # fit_normalization; a state dict being loaded may bring either value, so loading
+        # clears it and the buffer is read once more on the next batch.
+        self._stats_known_fitted = False
 
     # -- to implement -----------------------------------------------------------------------
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -79,6 +84,11 @@ class FeatureExtractor(nn.Module):
         self.dataset_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view_as(self.dataset_mean))
         self.dataset_std.copy_(torch.as_tensor(std, dtype=torch.float32).view_as(self.dataset_std))
         self.dataset_stats_fitted.fill_(True)
+        self._stats_known_fitted = True
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._stats_known_fitted = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         if self.normalization == "utterance":
@@ -87,11 +97,13 @@ class FeatureExtractor(nn.Module):
             return (features - mean) / (std + self.eps)
         if self.normalization == "dataset":
             # Checked eagerly; a graph being exported cannot branch on a buffer (and is checked before).
-            if not torch.compiler.is_exporting() and not bool(self.dataset_stats_fitted):
-                raise RuntimeError(
-                    "features.normalization=dataset needs statistics of the train split; "
-                    "they are fitted when training starts (or loaded from a checkpoint)"
-                )
+            if not torch.compiler.is_exporting() and not self._stats_known_fitted:
+                if not bool(self.dataset_stats_fitted):
+                    raise RuntimeError(
+                        "features.normalization=dataset needs statistics of the train split; "
+                        "they are fitted when training starts (or loaded from a checkpoint)"
+                    )
+                self._stats_known_fitted = True
             mean = self.dataset_mean.view(1, self.n_channels, -1, 1)
             std = self.dataset_std.view(1, self.n_channels, -1, 1)
             return (features - mean) / (std + self.eps)
