@@ -116,6 +116,51 @@ def test_gathered_batches_equal_item_by_item_collation_in_sampler_order(small_de
     assert sorted(rows.tolist()) == sorted(dm.indices["train"].tolist())
 
 
+def augmented_epoch(root, cache_dir, num_workers: int, epoch: int | None = None) -> dict:
+    """One training epoch's batches of augmented waveforms, concatenated, keyed by row."""
+    from ser_lightning.augment.waveform import build_waveform_augmentation
+
+    dm = make_dm(root, cache_dir, train_input="waveform", num_workers=num_workers, batch_size=64)
+    dm.setup("fit")
+    dm.waveform_transform = build_waveform_augmentation(
+        {
+            "transforms": {
+                "gain": {
+                    "_target_": "audiomentations.Gain",
+                    "min_gain_db": -6.0,
+                    "max_gain_db": 6.0,
+                    "p": 0.5,
+                },
+                "noise": {"_target_": "audiomentations.AddGaussianNoise", "p": 0.5},
+            }
+        },
+        16000,
+    )
+    if epoch is not None:
+        dm._fit_epoch = lambda: epoch  # what a trainer resumed at that epoch reports
+    batches = list(dm.train_dataloader())
+    rows = np.concatenate([b["row"].numpy() for b in batches])
+    waves = np.concatenate([b["waveform"].numpy() for b in batches])
+    return {"rows": rows, "waves": waves, "clean": dm.waveforms[rows]}
+
+
+def test_augmentation_in_workers_depends_on_seed_and_epoch_not_on_workers_or_resume(
+    small_demo_root, tmp_path
+):
+    cache = tmp_path / "cache"
+    main = augmented_epoch(small_demo_root, cache, num_workers=0, epoch=3)
+    workers = augmented_epoch(small_demo_root, cache, num_workers=2, epoch=3)
+    np.testing.assert_array_equal(main["rows"], workers["rows"])  # the same order
+    np.testing.assert_array_equal(main["waves"], workers["waves"])  # the same augmentation, clip by clip
+    changed = np.any(main["waves"] != main["clean"], axis=1).mean()
+    assert 0.5 < changed < 0.95  # gain or noise (p 0.5 each) touched about 3/4 of the clips
+    other_epoch = augmented_epoch(small_demo_root, cache, num_workers=2, epoch=4)
+    assert not np.array_equal(np.sort(other_epoch["rows"]), other_epoch["rows"])
+    by_row = dict(zip(other_epoch["rows"].tolist(), other_epoch["waves"], strict=True))
+    same = [np.array_equal(by_row[r], w) for r, w in zip(main["rows"].tolist(), main["waves"], strict=True)]
+    assert np.mean(same) < 0.2  # a new epoch augments anew (only clips left alone both times agree)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import audiomentations
@@ -26,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import cache_key
+from ser_lightning.data.sampling import seeded_global_rngs
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +37,6 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-@contextmanager
-def seeded_global_rngs(*entropy: int):
-    """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
-    block, then put their previous state back so the caller's streams are untouched."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    sequence = np.random.SeedSequence([int(e) for e in entropy])
-    random.seed(int(sequence.generate_state(1, dtype=np.uint64)[0]))
-    np.random.seed(sequence.generate_state(4))
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 class AugmentedWaveforms(Dataset):

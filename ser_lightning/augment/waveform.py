@@ -2,9 +2,10 @@
 
 It runs where the clip is read: in the DataLoader workers for on-the-fly augmentation (train
 split only), or once per copy when offline copies are built. audiomentations draws from
-Python's `random` and NumPy's global generator; PyTorch seeds both in every DataLoader worker
-from the loader's base seed (and Lightning mixes in the rank under
-`seed_everything(workers=True)`), so a seeded run augments the same way every time.
+Python's `random` and NumPy's global generator; both are seeded per clip, from (seed, epoch,
+row) on the fly (`CachedUtterances`) and from (offline_seed, row, copy) for offline copies, so
+a seeded run augments every clip the same way whatever the number of workers or ranks, and a
+resumed run replays the epochs it redoes exactly.
 """
 
 from __future__ import annotations

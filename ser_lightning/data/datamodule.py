@@ -33,7 +33,7 @@ from ser_lightning.data.corpora import (
 )
 from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
 from ser_lightning.data.quality import SkipPolicy, screen_audio
-from ser_lightning.data.sampling import EpochSeededShuffle
+from ser_lightning.data.sampling import EpochSeededShuffle, seeded_global_rngs
 from ser_lightning.data.splits import SPLIT_NAMES, check_ratios, make_split, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
@@ -68,7 +68,10 @@ class CachedUtterances(Dataset):
     """Rows of a memory-mapped cache array, with their labels.
 
     `kind` names what the rows are ("features" or "waveform"); it is the batch key the
-    LightningModule reads. `transform` (waveforms only) runs in the DataLoader workers.
+    LightningModule reads. `transform` (waveforms only) runs in the DataLoader workers. Items
+    are addressed by position, or by `(position, epoch seed)` from
+    `EpochSeededShuffle(item_seeds=True)`: the transform then runs under generators seeded
+    from (epoch seed, row), so that augmentation does not depend on workers or on resuming.
     """
 
     def __init__(self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray, kind: str, transform=None):
@@ -81,20 +84,36 @@ class CachedUtterances(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
-        row = int(self.rows[i])
+    def _transformed(self, item: np.ndarray, row: int, epoch_seed: int | None) -> np.ndarray:
+        if epoch_seed is None:
+            return self.transform(item)
+        with seeded_global_rngs(epoch_seed, row):
+            return self.transform(item)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        position, epoch_seed = key if isinstance(key, tuple) else (key, None)
+        row = int(self.rows[position])
         item = np.array(self.array[row], dtype=np.float32)  # copy out of the read-only map
         if self.transform is not None:
-            item = self.transform(item)
+            item = self._transformed(item, row, epoch_seed)
         return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
 
-    def __getitems__(self, positions: list[int]) -> dict:
+    def __getitems__(self, keys: list[int] | list[tuple[int, int]]) -> dict:
         """A whole batch, already collated: one gathered read of the map instead of a copy per
         item and a second one to stack them (the DataLoader fetches batches through this)."""
+        if keys and isinstance(keys[0], tuple):
+            positions, seeds = [k[0] for k in keys], [k[1] for k in keys]
+        else:
+            positions, seeds = keys, [None] * len(keys)
         rows = self.rows[np.asarray(positions, dtype=np.int64)]
         block = np.array(self.array[rows], dtype=np.float32)  # rows in the sampler's order
         if self.transform is not None:
-            block = np.stack([self.transform(item) for item in block])
+            block = np.stack(
+                [
+                    self._transformed(item, int(row), seed)
+                    for item, row, seed in zip(block, rows, seeds, strict=True)
+                ]
+            )
         return {
             self.kind: torch.from_numpy(block),
             "label": torch.from_numpy(self.labels[rows].astype(np.int64)),
@@ -348,8 +367,14 @@ class SERDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
-        # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly.
-        sampler = EpochSeededShuffle(len(dataset), self.shuffle_seed, self._fit_epoch) if shuffle else None
+        # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly; clips
+        # augmented in the workers get their own seeds from the same (seed, epoch).
+        augmented = isinstance(dataset, CachedUtterances) and dataset.transform is not None
+        sampler = (
+            EpochSeededShuffle(len(dataset), self.shuffle_seed, self._fit_epoch, item_seeds=augmented)
+            if shuffle
+            else None
+        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -7,14 +7,18 @@ an epoch's iteration begins it derives a seed from (seed, epoch), shuffles with 
 reseeds torch, numpy and Python's generators with it. Everything random after that point
 (dropout, main-process augmentation) then replays exactly in a resumed run.
 
-Not covered: randomness inside persistent DataLoader worker processes (data.num_workers > 0),
-whose generators live on across epochs in an uninterrupted run but start afresh on resume.
+Randomness inside DataLoader worker processes (waveform augmentation) is covered by seeding
+per clip instead: with `item_seeds=True` the sampler yields `(position, epoch seed)` pairs and
+the dataset augments each clip under generators seeded from (epoch seed, row), so a clip's
+augmentation in an epoch depends on neither the worker that makes it, nor the number of
+workers, nor whether the run was resumed.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -35,17 +39,36 @@ def seed_generators(seed: int) -> None:
     random.seed(seed)
 
 
-class EpochSeededShuffle(Sampler[int]):
+@contextmanager
+def seeded_global_rngs(*entropy: int):
+    """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
+    block, then put their previous state back so the caller's streams are untouched."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    sequence = np.random.SeedSequence([int(e) for e in entropy])
+    random.seed(int(sequence.generate_state(1, dtype=np.uint64)[0]))
+    np.random.seed(sequence.generate_state(4))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class EpochSeededShuffle(Sampler):
     """A random permutation of `size` rows per epoch, drawn from (seed, epoch).
 
     `epoch` says which epoch an iteration belongs to (the data module asks its trainer); without
-    it, each iteration counts as the next epoch.
+    it, each iteration counts as the next epoch. With `item_seeds`, each position comes with the
+    epoch's seed, `(position, epoch seed)`, for datasets that draw random numbers per item.
     """
 
-    def __init__(self, size: int, seed: int, epoch: Callable[[], int | None] | None = None):
+    def __init__(
+        self, size: int, seed: int, epoch: Callable[[], int | None] | None = None, item_seeds: bool = False
+    ):
         self.size = size
         self.seed = seed
         self.epoch = epoch
+        self.item_seeds = item_seeds
         self._iterations = 0
 
     def __len__(self) -> int:
@@ -59,4 +82,7 @@ class EpochSeededShuffle(Sampler[int]):
         seed = epoch_seed(self.seed, epoch)
         seed_generators(seed)
         generator = torch.Generator().manual_seed(seed)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.item_seeds:
+            return iter([(position, seed) for position in order])
+        return iter(order)
