@@ -18,7 +18,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate, get_worker_info
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
@@ -87,7 +87,8 @@ class CachedUtterances(Dataset):
     def _transformed(self, item: np.ndarray, row: int, epoch_seed: int | None) -> np.ndarray:
         if epoch_seed is None:
             return self.transform(item)
-        with seeded_global_rngs(epoch_seed, row):
+        # a worker process reseeds for every clip, so there is no stream of its own to put back
+        with seeded_global_rngs(epoch_seed, row, restore=get_worker_info() is None):
             return self.transform(item)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
