@@ -161,6 +161,24 @@ def test_augmentation_in_workers_depends_on_seed_and_epoch_not_on_workers_or_res
     assert np.mean(same) < 0.2  # a new epoch augments anew (only clips left alone both times agree)
 
 
+def test_pinned_memory_follows_the_training_device(small_demo_root, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    def on(device: str, pin_memory) -> bool:
+        dm = make_dm(small_demo_root, tmp_path / "cache", pin_memory=pin_memory)
+        dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        return dm._pin_memory()
+
+    # this machine has no CUDA device: nothing is ever pinned
+    assert not on("cpu", "auto") and not on("cpu", True)
+    # with one (CUDA cannot run here, so only its availability is simulated)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert on("cuda:0", "auto") and not on("cpu", "auto")
+    assert on("cpu", True) and not on("cuda:0", False)
+    with pytest.raises(ValueError, match="data.pin_memory='yes' must be true, false or auto"):
+        make_dm(small_demo_root, tmp_path / "cache", pin_memory="yes")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -40,7 +40,7 @@ if [[ "${GPU:-0}" == 1 ]]; then
     run acnt_100_epochs_gpu -m ser_lightning.train model=acnt features=logmel trainer=gpu \
         trainer.max_epochs=100 trainer.min_epochs=100 callbacks.early_stopping.patience=100 \
         data.root="$DATA/throughput/demo" paths.cache_dir="$DATA/throughput/cache" \
-        data.num_workers=4 data.pin_memory=true hydra.run.dir="$DATA/acnt_100_epochs_gpu"
+        data.num_workers=4 hydra.run.dir="$DATA/acnt_100_epochs_gpu"
 fi
 echo "reports in $OUT:" >&2
 ls -1 "$OUT" >&2

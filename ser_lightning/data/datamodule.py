@@ -160,7 +160,7 @@ class SERDataModule(pl.LightningDataModule):
         cache_dir: str = ".cache/ser_lightning",
         batch_size: int = 32,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         train_input: str = "features",
         decode_workers: int | None = None,
         on_error: str = "skip",
@@ -197,6 +197,10 @@ class SERDataModule(pl.LightningDataModule):
         self.cache = ArrayCache(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
+        if pin_memory not in (True, False, "auto"):
+            raise ValueError(
+                f"data.pin_memory={pin_memory!r} must be true, false or auto (pin when training on a CUDA GPU)"
+            )
         self.pin_memory = pin_memory
         self.train_input = train_input
         self.decode_workers = decode_workers
@@ -381,12 +385,22 @@ class SERDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            # pinning only helps copies to a CUDA device; without one torch warns on every loader
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            pin_memory=self._pin_memory(),
             persistent_workers=self.num_workers > 0,
             drop_last=False,
             collate_fn=collate_batch,
         )
+
+    def _pin_memory(self) -> bool:
+        """Pinned batches copy to a CUDA device asynchronously; without one they are only an extra
+        copy (and torch warns on every loader). `auto` pins when the trainer runs on CUDA."""
+        if not torch.cuda.is_available() or self.pin_memory is False:
+            return False
+        if self.pin_memory == "auto":
+            root = getattr(self.trainer, "strategy", None)
+            device = getattr(root, "root_device", None)
+            return device is not None and device.type == "cuda"
+        return True
 
     def _fit_epoch(self) -> int | None:
         """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
