@@ -10,36 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser_lightning.models.layers import AttentionPooling, SingleSampleSafeBatchNorm1d, init_weights
+from ser_lightning.models.layers import (
+    AttentionPooling,
+    ResidualConvBlock,
+    SingleSampleSafeBatchNorm1d,
+    init_weights,
+)
 from ser_lightning.models.requirements import InputRequirement
-
-
-class ResidualConv1dBlock(nn.Module):
-    """conv-BN-GELU-conv-BN plus a (1x1 projected) shortcut, then GELU, max-pool over time, dropout."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float, pool: int):
-        super().__init__()
-        padding = kernel_size // 2
-        self.body = nn.Sequential(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
-            nn.BatchNorm1d(out_channels),
-            nn.GELU(),
-            nn.Conv1d(out_channels, out_channels, kernel_size, padding=padding, bias=False),
-            nn.BatchNorm1d(out_channels),
-        )
-        self.shortcut = (
-            nn.Identity()
-            if in_channels == out_channels
-            else nn.Sequential(
-                nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels)
-            )
-        )
-        self.act = nn.GELU()
-        self.pool = nn.MaxPool1d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.pool(self.act(self.body(x) + self.shortcut(x))))
 
 
 class CNNBiLSTMMHA(nn.Module):
@@ -74,7 +51,9 @@ class CNNBiLSTMMHA(nn.Module):
             )
         blocks, in_ch = [], channels * n_features
         for out_ch in cnn_channels:
-            blocks.append(ResidualConv1dBlock(in_ch, out_ch, kernel_size, dropout, pool))
+            blocks.append(
+                ResidualConvBlock(in_ch, out_ch, kernel_size, dropout, pool, activation=nn.GELU, dims=1)
+            )
             in_ch = out_ch
         self.cnn = nn.Sequential(*blocks)
         self.lstm = nn.LSTM(

@@ -11,7 +11,9 @@ from torch import nn
 class ResidualConvBlock(nn.Module):
     """conv-BN-act-conv-BN plus a (1x1 projected) shortcut, then act, max-pool and dropout.
 
-    Pooling uses ceil_mode so that a dimension of 1 stays 1 instead of vanishing on small inputs.
+    `dims=2` convolves a `(batch, C, F, T)` spectrogram (ACNT), `dims=1` a `(batch, C, T)`
+    sequence of frame vectors (CNN-BiLSTM-MHA). Pooling uses ceil_mode so that a dimension of 1
+    stays 1 instead of vanishing on small inputs.
     """
 
     def __init__(
@@ -22,25 +24,30 @@ class ResidualConvBlock(nn.Module):
         dropout: float = 0.1,
         pool: int = 2,
         activation: type[nn.Module] = nn.ReLU,
+        dims: int = 2,
     ):
         super().__init__()
+        if dims not in (1, 2):
+            raise ValueError(f"ResidualConvBlock convolves over 1 or 2 dimensions, not {dims}")
+        if dims == 1:
+            conv, norm, max_pool = nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d
+        else:
+            conv, norm, max_pool = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d
         padding = kernel_size // 2
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
-            nn.BatchNorm2d(out_channels),
+            conv(in_channels, out_channels, kernel_size, padding=padding, bias=False),
+            norm(out_channels),
             activation(),
-            nn.Conv2d(out_channels, out_channels, kernel_size, padding=padding, bias=False),
-            nn.BatchNorm2d(out_channels),
+            conv(out_channels, out_channels, kernel_size, padding=padding, bias=False),
+            norm(out_channels),
         )
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            else nn.Sequential(conv(in_channels, out_channels, 1, bias=False), norm(out_channels))
         )
         self.act = activation()
-        self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.pool = max_pool(pool, ceil_mode=True) if pool > 1 else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.pool_factor = pool
 
