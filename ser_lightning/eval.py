@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,11 @@ from ser_lightning.reporting.evaluation import (
     print_report,
     write_report,
 )
-from ser_lightning.utils.config import CONFIG_DIR, to_plain
+from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
 
 log = logging.getLogger("ser_lightning.eval")
 
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+silence_pytree_notice()
 
 EVAL_SPLITS = ("test", "val", "train", "all")
 AUDIO_KEYS = ("sample_rate", "duration", "offset", "crop", "peak_normalize")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import hydra
@@ -22,11 +21,11 @@ from ser_lightning.checkpoint import load_checkpoint
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
 from ser_lightning.inference.windows import clip_windows
-from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 
 log = logging.getLogger("ser_lightning.export")
 
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+silence_pytree_notice()
 
 FORMATS = ("onnx",)
 MAX_VERIFY_WINDOWS = 64

@@ -13,7 +13,6 @@ import itertools
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import hydra
@@ -23,11 +22,11 @@ from ser_lightning.checkpoint import load_checkpoint
 from ser_lightning.inference.media import InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
-from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 
 log = logging.getLogger("ser_lightning.predict")
 
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+silence_pytree_notice()
 
 
 def input_list(inputs) -> list[str]:

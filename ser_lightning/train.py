@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,13 @@ from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_re
 from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
-from ser_lightning.utils.config import CONFIG_DIR, instantiate_dict, print_config_tree, to_plain
+from ser_lightning.utils.config import (
+    CONFIG_DIR,
+    instantiate_dict,
+    print_config_tree,
+    silence_pytree_notice,
+    to_plain,
+)
 from ser_lightning.utils.jobs import (
     StartupError,
     distributed_job_scope,
@@ -37,8 +42,7 @@ from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run
 
 log = logging.getLogger("ser_lightning.train")
 
-# Lightning 2.6 on torch 2.11 warns about its own use of a torch pytree API on every stage.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+silence_pytree_notice()
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:

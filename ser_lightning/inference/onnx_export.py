@@ -25,6 +25,7 @@ from torch import nn
 
 from ser_lightning import __version__
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
+from ser_lightning.utils.config import PYTREE_NOTICE
 
 log = logging.getLogger(__name__)
 # The exporter's graph passes log every rewrite and folded constant at INFO.
@@ -83,8 +84,7 @@ def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: i
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
     with torch.no_grad(), warnings.catch_warnings():
-        # torch.export trips over its own deprecated pytree API on this torch version.
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        warnings.filterwarnings("ignore", message=PYTREE_NOTICE)
         program = torch.onnx.export(
             wrapper,
             (wrapper.example_input(),),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import rich
@@ -15,6 +16,14 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 PRINT_ORDER = ("data", "features", "model", "trainer", "callbacks", "logger", "paths")
+# Lightning 2.6 and torch.export on torch 2.11 warn about their own use of a deprecated torch
+# pytree API at every stage; nothing a user can act on.
+PYTREE_NOTICE = r".*isinstance\(treespec, LeafSpec\)"
+
+
+def silence_pytree_notice() -> None:
+    """Hide PYTREE_NOTICE (the entry points call this once at import)."""
+    warnings.filterwarnings("ignore", message=PYTREE_NOTICE)
 
 
 def print_config_tree(cfg: DictConfig, save_to: str | Path | None = None) -> None:
