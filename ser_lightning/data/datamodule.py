@@ -18,7 +18,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate, get_worker_info
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
@@ -87,8 +87,7 @@ class CachedUtterances(Dataset):
     def _transformed(self, item: np.ndarray, row: int, epoch_seed: int | None) -> np.ndarray:
         if epoch_seed is None:
             return self.transform(item)
-        # a worker process reseeds for every clip, so there is no stream of its own to put back
-        with seeded_global_rngs(epoch_seed, row, restore=get_worker_info() is None):
+        with seeded_global_rngs(epoch_seed, row):
             return self.transform(item)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
@@ -397,8 +396,8 @@ class SERDataModule(pl.LightningDataModule):
         if not torch.cuda.is_available() or self.pin_memory is False:
             return False
         if self.pin_memory == "auto":
-            root = getattr(self.trainer, "strategy", None)
-            device = getattr(root, "root_device", None)
+            strategy = getattr(self.trainer, "strategy", None)
+            device = getattr(strategy, "root_device", None)
             return device is not None and device.type == "cuda"
         return True
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, get_worker_info
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -40,14 +40,16 @@ def seed_generators(seed: int) -> None:
 
 
 @contextmanager
-def seeded_global_rngs(*entropy: int, restore: bool = True):
+def seeded_global_rngs(*entropy: int, restore: bool | None = None):
     """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
     block, then put their previous state back so the caller's streams are untouched.
 
-    `restore=False` skips saving and putting back the previous state (about 0.1 ms, most of
-    this function's cost) where nothing else draws from these generators, as in a DataLoader
-    worker that seeds them anew for every clip.
+    Saving and putting back the previous state is most of this function's cost (about 0.1 ms).
+    `restore=None` does it only outside DataLoader worker processes: the datasets that use this
+    reseed for every item, so a worker has no stream of its own to keep.
     """
+    if restore is None:
+        restore = get_worker_info() is None
     saved = (random.getstate(), np.random.get_state()) if restore else None
     sequence = np.random.SeedSequence([int(e) for e in entropy])
     random.seed(int(sequence.generate_state(1, dtype=np.uint64)[0]))
