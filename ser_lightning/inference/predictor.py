@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,16 +138,13 @@ class Predictor:
         def decode(path: Path) -> ClipWindows | InputError:
             return self._decode(path, hop, long_clips)
 
-        if len(paths) <= 1 or decode_workers <= 1:
-            # one file (the latency case): starting a thread pool would cost more than it saves
+        # one file (the latency case) is decoded here: starting a thread pool would cost more
+        parallel = len(paths) > 1 and decode_workers > 1
+        with ThreadPoolExecutor(max_workers=decode_workers) if parallel else nullcontext() as pool:
+            decode_all = pool.map if parallel else map
             for start in range(0, len(paths), group):
                 chunk = paths[start : start + group]
-                yield from self._score(chunk, [decode(path) for path in chunk])
-            return
-        with ThreadPoolExecutor(max_workers=decode_workers) as pool:
-            for start in range(0, len(paths), group):
-                chunk = paths[start : start + group]
-                yield from self._score(chunk, list(pool.map(decode, chunk)))
+                yield from self._score(chunk, list(decode_all(decode, chunk)))
 
     def _score(
         self, paths: list[Path], decoded: list[ClipWindows | InputError]

@@ -43,7 +43,7 @@ class ClipWindows:
 
     def take(self, indices) -> np.ndarray:
         """Windows `(len(indices), window)` as float32."""
-        return np.stack([self.source[s : s + self.window] for s in self.starts[indices]]).astype(np.float32)
+        return np.stack([self.window_view(int(i)) for i in np.asarray(indices)]).astype(np.float32)
 
     def spans(self) -> list[tuple[float, float]]:
         """(start, end) of each window in seconds of the original file; padding is not counted."""
