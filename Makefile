@@ -1,46 +1,86 @@
 # ser_lightning: everything a new user needs, from a machine with only Python 3.11.
 #   make train            train ACNT on log-mel features of the built-in demo corpus
 #   make train ARGS="model=acnt data=ravdess data.root=/data/ravdess"
-#   make test             the default (fast) test suite
+#   make test             check the lock, then the default (fast) test suite
+#   make install          create .venv with exactly the packages of requirements.lock
+#   make lock             regenerate requirements.lock after changing pyproject.toml
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help install train test test-all lint format clean clean-all demo
+# The installer is pinned like everything else: a newer uv could resolve or install differently.
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV ?= $(UV_HOME)/bin/uv
+LOCK := requirements.lock
+# one resolution for every platform (torch's CUDA wheels are Linux-only markers inside it), with
+# hashes; the header names `make lock` as the way to regenerate it
+LOCK_FLAGS := pyproject.toml --group dev --group build --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock" --quiet
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+
+.PHONY: help install lock check-lock train test test-all lint format clean clean-all demo
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "targets: install train test test-all lint format demo clean clean-all"
+	@echo "targets: install lock check-lock train test test-all lint format demo clean clean-all"
 
-$(STAMP): pyproject.toml
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "ser_lightning needs Python 3.11; set PYTHON=/path/to/python3.11")'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	@echo "bootstrapping uv $(UV_VERSION) into $(UV_HOME)"
+	@$(PYTHON) -m pip install -qq --disable-pip-version-check --root-user-action=ignore \
+		--target $(UV_HOME) uv==$(UV_VERSION)
 
-install: $(STAMP)
+# Always synchronised (a no-op taking well under a second when nothing changed): packages that
+# are not in the lock are removed, so .venv cannot drift from requirements.lock.
+install: $(UV)
+	@test -x $(PY) || { echo "creating $(VENV) (first install downloads ~3 GB: torch with its CUDA libraries)"; \
+		$(UV) venv --quiet --python $(PYTHON) $(VENV); }
+	@$(UV) pip sync --quiet --python $(PY) --require-hashes $(LOCK)
+	@$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation --editable .
+	@$(MAKE) --no-print-directory $(STAMP)
 
-train: $(STAMP)
+# After a change of the lock (or a new .venv): check that the compiled pair loads and say so.
+STAMP := $(VENV)/.installed
+$(STAMP): $(LOCK) pyproject.toml
+	@$(PY) -c 'import ser_lightning.utils.environment as e; print(e.install_summary())'
+	@touch $@
+
+# keeps every locked version that still fits; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves on
+LOCK_ARGS ?=
+lock: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) $(LOCK_ARGS) --output-file $(LOCK)
+
+# Resolves pyproject.toml again, preferring the locked versions: any difference means that a
+# dependency changed without relocking.
+check-lock: $(UV)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp $(LOCK) "$$tmp/$(LOCK)" && \
+	$(UV) pip compile $(LOCK_FLAGS) --output-file "$$tmp/$(LOCK)" && \
+	if ! diff -u $(LOCK) "$$tmp/$(LOCK)" > "$$tmp/diff"; then \
+		head -n 40 "$$tmp/diff"; \
+		echo "$(LOCK) does not match pyproject.toml: run 'make lock' and commit $(LOCK)" >&2; exit 1; \
+	fi
+
+train: install
 	$(PY) -m ser_lightning.train $(ARGS)
 
-demo: $(STAMP)
+demo: install
 	$(PY) -m ser_lightning.data.demo --root data/demo
 
-test: $(STAMP)
+test: check-lock install
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-test-all: $(STAMP)
+test-all: check-lock install
 	$(PY) -m pytest $(ARGS)
 
-lint: $(STAMP)
+lint: install
 	$(PY) -m ruff check ser_lightning tests experiments
 	$(PY) -m ruff format --check ser_lightning tests experiments
 
-format: $(STAMP)
+format: install
 	$(PY) -m ruff format ser_lightning tests experiments
 	$(PY) -m ruff check --fix ser_lightning tests experiments
 
@@ -49,4 +89,4 @@ clean:
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 clean-all: clean
-	rm -rf $(VENV) .cache data/demo
+	rm -rf $(VENV) .tools .cache data/demo
