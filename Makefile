@@ -8,6 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 ARGS ?=
 
 # The installer is pinned like everything else: a newer uv could resolve or install differently.
@@ -22,7 +23,7 @@ LOCK_FLAGS := pyproject.toml --group dev --group build --universal --python-vers
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: help install lock check-lock train test test-all lint format clean clean-all demo
+.PHONY: help install sync lock check-lock train test test-all lint format clean clean-all demo
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -34,18 +35,18 @@ $(UV):
 	@$(PYTHON) -m pip install -qq --disable-pip-version-check --root-user-action=ignore \
 		--target $(UV_HOME) uv==$(UV_VERSION)
 
-# Always synchronised (a no-op taking well under a second when nothing changed): packages that
-# are not in the lock are removed, so .venv cannot drift from requirements.lock.
-install: $(UV)
+# Always synchronised (a no-op taking about a second when nothing changed): packages that are
+# not in the lock are removed, so .venv cannot drift from requirements.lock.
+install: sync $(STAMP)
+
+sync: $(UV)
 	@test -x $(PY) || { echo "creating $(VENV) (first install downloads ~3 GB: torch with its CUDA libraries)"; \
 		$(UV) venv --quiet --python $(PYTHON) $(VENV); }
 	@$(UV) pip sync --quiet --python $(PY) --require-hashes $(LOCK)
 	@$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation --editable .
-	@$(MAKE) --no-print-directory $(STAMP)
 
 # After a change of the lock (or a new .venv): check that the compiled pair loads and say so.
-STAMP := $(VENV)/.installed
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml | sync
 	@$(PY) -c 'import ser_lightning.utils.environment as e; print(e.install_summary())'
 	@touch $@
 
