@@ -45,6 +45,8 @@ class ArchiveServer(ThreadingHTTPServer):
         self.payload = payload
         self.cut_after: list[int] = []  # byte counts at which the next responses break off
         self.honour_range = True
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
+        self.portal_page: bytes | None = None  # answer every request with this web page (a captive portal)
         self.requests: list[str | None] = []  # the Range header of every request
 
     @property
@@ -60,6 +62,13 @@ class ArchiveHandler(BaseHTTPRequestHandler):
             return
         range_header = self.headers.get("Range")
         server.requests.append(range_header)
+        if server.portal_page is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(server.portal_page)))
+            self.end_headers()
+            self.wfile.write(server.portal_page)
+            return
         start = int(range_header.split("=")[1].rstrip("-")) if range_header and server.honour_range else 0
         if start >= len(server.payload):
             self.send_response(416)
@@ -73,7 +82,8 @@ class ArchiveHandler(BaseHTTPRequestHandler):
             self.send_header(
                 "Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}"
             )
-        self.send_header("Content-Length", str(len(body)))
+        if server.send_length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if server.cut_after:
@@ -189,6 +199,64 @@ def test_a_transfer_that_keeps_breaking_stops_and_keeps_what_arrived(server, tmp
     server.cut_after = []
     download_archive(archive_for(server), dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
     assert server.requests[-1] == f"bytes={8 * 1024}-" and len(RavdessCorpus(str(dest)).scan().table) == 12
+
+
+def test_a_mirror_serving_a_larger_file_fails_at_once(server, tmp_path):
+    dest = tmp_path / "ravdess"
+    archive = archive_for(server)
+    server.payload += b"\0" * 50_000  # another version of the archive, larger than published
+    with pytest.raises(
+        download.DownloadError, match=r"announces \d+ bytes.*expected to be \d+ bytes.*not the archive"
+    ):
+        download_archive(archive, dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
+    assert server.requests == [None] and not (dest / ".download").exists()
+
+
+def test_bytes_past_the_expected_size_are_not_written(server, tmp_path):
+    dest = tmp_path / "ravdess"
+    archive = archive_for(server)
+    server.payload += b"\0" * 50_000
+    server.send_length = False  # nothing announced: the cap applies while writing
+    with pytest.raises(download.DownloadError, match=r"sent more than the \d+ bytes.*not the archive"):
+        download_archive(archive, dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
+    assert server.requests == [None] and not (dest / ".download").exists()
+
+
+def test_a_captive_portal_page_is_named_as_such(server, tmp_path):
+    dest = tmp_path / "ravdess"
+    server.portal_page = b"<!DOCTYPE html><html><body>Sign in to the hotel Wi-Fi</body></html>"
+    with pytest.raises(download.DownloadError, match=r"web page \(text/html, 6\d bytes\).*captive portal"):
+        download_archive(archive_for(server), dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
+    assert server.requests == [None] and not (dest / ".download").exists()
+
+
+def test_a_server_that_keeps_ending_early_is_given_a_bounded_number_of_passes(server, tmp_path):
+    dest = tmp_path / "ravdess"
+    archive = archive_for(server)
+    server.payload = server.payload[:3000]  # a truncated copy on the server, served whole every time
+    server.honour_range = False
+    lines: list[str] = []
+    with pytest.raises(download.DownloadError, match=r"3 passes.*3000 of the \d+ bytes expected.*max_passes"):
+        download_archive(archive, dest, say=lines.append, max_passes=3, backoff_s=0, chunk_bytes=1024)
+    assert len(server.requests) == 3
+    assert sum("ended early" in line for line in lines) == 2
+
+
+def test_back_off_doubles_up_to_a_cap():
+    assert [download.backoff_delay(n, 2.0, 30.0) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert download.backoff_delay(5, 0.0, 30.0) == 0.0
+
+
+def test_a_folder_left_by_a_killed_unpack_is_removed(server, tmp_path):
+    dest = tmp_path / "ravdess"
+    # what an unpack killed before moving its files in leaves: a full copy in a hidden folder
+    with zipfile.ZipFile(io.BytesIO(server.payload)) as bundle:
+        bundle.extractall(dest / ".unpack-1a2b3c4d")
+    download_archive(archive_for(server), dest, say=lambda _: None, backoff_s=0, chunk_bytes=1024)
+    assert not list(dest.glob(".unpack-*"))
+    scan = RavdessCorpus(str(dest)).scan()
+    assert len(scan.table) == 12 and scan.rejected == []
+    assert all(".unpack-" not in p for p in scan.table["path"])
 
 
 def test_command_line_with_a_mirror_checks_the_published_md5(server, tmp_path, capsys):

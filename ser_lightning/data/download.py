@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import shutil
 import sys
@@ -42,6 +43,14 @@ from ser_lightning.utils.config import CONFIG_DIR
 CHUNK_BYTES = 1 << 16  # also the most a broken transfer loses: a partly read chunk is not written
 COMPLETION_RECORD = ".ser_lightning-download.json"
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# Requests that end short of the archive without an error (a truncated file on a mirror)
+# before giving up, and the longest pause between two tries.
+MAX_PASSES = 5
+MAX_BACKOFF_S = 60.0
+# How a web page begins (lower case), where an archive would begin with "PK".
+HTML_STARTS = (b"<!doctype html", b"<html")
+# Prefix of the folder an archive is unpacked into before its entries are moved into place.
+STAGING_PREFIX = ".unpack-"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,36 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def backoff_delay(attempt: int, backoff_s: float, max_backoff_s: float) -> float:
+    """Seconds to wait after the `attempt`-th incomplete request: doubling from backoff_s, capped."""
+    return min(max_backoff_s, backoff_s * 2.0 ** min(attempt - 1, 32))
+
+
+def _refuse_web_page(response: requests.Response, first_block: bytes, archive: Archive) -> None:
+    """A web page where the archive should be: a captive portal (hotel or airport Wi-Fi) or a moved link.
+
+    `first_block` is sniffed only when it is the start of the file (a 200 answer); the middle
+    of an archive may hold anything.
+    """
+    content_type = response.headers.get("Content-Type", "")
+    from_start = response.status_code != 206
+    looks_like_html = from_start and first_block.lstrip()[:64].lower().startswith(HTML_STARTS)
+    if "text/html" in content_type.lower() or looks_like_html:
+        length = response.headers.get("Content-Length")
+        size = f", {length} bytes" if length else ""
+        raise DownloadError(
+            f"{archive.url} answered with a web page (text/html{size}) instead of the archive: a captive "
+            "portal (a Wi-Fi sign-in page) or a link that moved. Open the address in a browser, sign in "
+            "or find the new link, then run the command again (--url takes a mirror)"
+        )
+
+
+def _wrong_file(part: Path, message: str) -> DownloadError:
+    """The bytes are not the archive: what was written of them is removed, so nothing is resumed from it."""
+    part.unlink(missing_ok=True)
+    return DownloadError(message + "; nothing was kept. Check the address, or use another mirror with --url")
+
+
 def fetch(
     archive: Archive,
     part: Path,
@@ -99,10 +138,17 @@ def fetch(
     session: requests.Session | None = None,
     timeout_s: float = 60.0,
     chunk_bytes: int = CHUNK_BYTES,
+    max_passes: int = MAX_PASSES,
+    max_backoff_s: float = MAX_BACKOFF_S,
 ) -> int:
-    """Bring `part` to the archive's full length, resuming from what it holds; returns bytes received."""
+    """Bring `part` to the archive's full length, resuming from what it holds; returns bytes received.
+
+    At most `retries` broken transfers and `max_passes` requests that end early without an
+    error are tried, with a pause between them that doubles from `backoff_s` up to
+    `max_backoff_s`; never more than the archive's size is written.
+    """
     session = session or requests.Session()
-    received, failures = 0, 0
+    received, failures, passes = 0, 0, 0
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -137,19 +183,37 @@ def fetch(
                             f"{response.headers.get('Content-Range')!r} instead of bytes {have}-; remove {part} "
                             "and run the command again"
                         )
+                    blocks = response.iter_content(chunk_bytes)
+                    first_block = next(blocks, b"")
+                    _refuse_web_page(response, first_block, archive)
+                    start = have if resuming else 0
+                    room = None if archive.size is None else archive.size - start
+                    announced = response.headers.get("Content-Length")
+                    if room is not None and announced is not None and int(announced) > room:
+                        raise _wrong_file(
+                            part,
+                            f"{archive.url} announces {announced} bytes from byte {start}, but the archive "
+                            f"is expected to be {archive.size} bytes: it is not the archive published",
+                        )
                     if have and not resuming:
                         say(
                             f"the server does not resume transfers; downloading {archive.filename} from the start"
                         )
-                        have = 0
                         progress.update(task, completed=0)
                     elif resuming:
                         say(f"resuming {archive.filename} at {_mb(have)}")
-                    if archive.size is None and "Content-Length" in response.headers:
-                        progress.update(task, total=have + int(response.headers["Content-Length"]))
+                    if archive.size is None and announced is not None:
+                        progress.update(task, total=have + int(announced))
                     this_pass = 0
                     with open(part, "ab" if resuming else "wb") as handle:
-                        for block in response.iter_content(chunk_bytes):
+                        for block in itertools.chain([first_block], blocks):
+                            if room is not None and this_pass + len(block) > room:
+                                handle.close()
+                                raise _wrong_file(
+                                    part,
+                                    f"{archive.url} sent more than the {archive.size} bytes the archive is "
+                                    "expected to be: it is not the archive published",
+                                )
                             handle.write(block)
                             this_pass += len(block)
                             progress.advance(task, len(block))
@@ -161,7 +225,22 @@ def fetch(
                         f"{archive.url} sent no data past {_mb(have)} of the {_mb(archive.size)} expected; "
                         f"the file on the server is not the one expected (remove {part} to start over)"
                     )
-                # A body shorter than the archive without an error: loop, and the next pass resumes.
+                if start + this_pass < archive.size:
+                    # A body shorter than the archive without an error: the next pass resumes.
+                    passes += 1
+                    held = start + this_pass
+                    if passes >= max_passes:
+                        raise DownloadError(
+                            f"after {passes} passes {part} holds {held} of the {archive.size} bytes expected: "
+                            f"{archive.url} keeps ending the transfer early without an error (a truncated "
+                            "file on the server?). Run the command again later to resume, use another mirror "
+                            "with --url, or allow more passes (max_passes)"
+                        )
+                    say(
+                        f"the transfer ended early at {_mb(held)} of {_mb(archive.size)}; "
+                        f"trying again (pass {passes + 1}/{max_passes})"
+                    )
+                    time.sleep(backoff_delay(passes + failures, backoff_s, max_backoff_s))
             except requests.HTTPError as err:
                 raise DownloadError(f"downloading {archive.url} failed: {err}") from err
             except RETRYABLE as err:
@@ -180,7 +259,7 @@ def fetch(
                 say(
                     f"transfer interrupted at {_mb(held)} ({type(err).__name__}); retrying ({failures}/{retries})"
                 )
-                time.sleep(backoff_s * failures)
+                time.sleep(backoff_delay(passes + failures, backoff_s, max_backoff_s))
 
 
 def verify(archive: Archive, part: Path) -> None:
@@ -196,9 +275,17 @@ def verify(archive: Archive, part: Path) -> None:
         )
 
 
+def remove_stale_staging(dest: Path, say: Callable[[str], None] = print) -> None:
+    """Remove the staging folders of unpacks that were killed: corpus scans would find their copies."""
+    for leftover in sorted(dest.glob(STAGING_PREFIX + "*")):
+        if leftover.is_dir():
+            say(f"removing {leftover}, left by an unpack that was stopped")
+            shutil.rmtree(leftover)
+
+
 def unpack(zip_path: Path, dest: Path) -> int:
     """Extract into a temporary folder beside `dest`'s contents, then move the entries in; returns file count."""
-    staging = dest / f".unpack-{uuid.uuid4().hex[:8]}"
+    staging = dest / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     try:
         with zipfile.ZipFile(zip_path) as bundle:
             bundle.extractall(staging)
@@ -234,6 +321,8 @@ def download_archive(
 ) -> Path:
     """Fetch, verify and unpack `archive` into `dest`; a second call finds it done and returns."""
     dest = Path(dest).expanduser()
+    if dest.is_dir():
+        remove_stale_staging(dest, say)
     done = read_completion(dest)
     if done and done.get("md5") == archive.md5:
         say(f"{archive.filename} is already unpacked in {dest} ({done.get('files')} files); nothing to do")
