@@ -3,8 +3,8 @@
 Inputs are audio files, folders (searched recursively) and videos, whose audio track is
 scored. Everything the model needs (labels, feature extraction, audio settings) comes from the
 checkpoint. Results go to stdout as they are ready (`output=human|json|csv`), logs to stderr;
-an unreadable input gets its own error and the others are still scored. The exit status is 1
-when any input failed.
+an unreadable input (or one longer than `max_duration_s`) gets its own error row and the
+others are still scored. The exit status is 1 when any input failed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ser_lightning.checkpoint import load_checkpoint
-from ser_lightning.inference.media import InputError, collect_inputs
+from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
@@ -68,7 +68,11 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     results: list[FilePrediction | InputError] = []
     try:
         items = predictor.predict_files(
-            files, hop=cfg.hop, long_clips=cfg.long_clips, decode_workers=cfg.decode_workers
+            files,
+            hop=cfg.hop,
+            long_clips=cfg.long_clips,
+            decode_workers=cfg.decode_workers,
+            max_duration_s=cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S),
         )
         for item in itertools.chain(errors, items):
             printer.write(item)
@@ -80,14 +84,24 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     finally:
         if saved:
             saved.close()
-    failed = sum(isinstance(r, InputError) for r in results)
-    log.info(
-        "scored %d files, %d inputs failed, in %.1f s",
-        len(results) - failed,
-        failed,
-        time.perf_counter() - started,
-    )
+    log_summary(results, time.perf_counter() - started)
     return results
+
+
+def log_summary(results: list[FilePrediction | InputError], seconds: float) -> None:
+    """The last line of the log: how many inputs were scored and how many failed (and which)."""
+    failed = [r.path for r in results if isinstance(r, InputError)]
+    if failed:
+        log.error(
+            "scored %d files; %d of %d inputs failed (error rows above; the exit status is 1), e.g. %s; in %.1f s",
+            len(results) - len(failed),
+            len(failed),
+            len(results),
+            ", ".join(failed[:3]),
+            seconds,
+        )
+    else:
+        log.info("scored %d files, 0 inputs failed, in %.1f s", len(results), seconds)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")

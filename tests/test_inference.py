@@ -273,6 +273,26 @@ def test_the_cli_prints_json_and_reports_unreadable_inputs(trained, tmp_path):
     assert "broken.wav" in done.stderr  # the error is logged for a person too
 
 
+def test_a_file_over_max_duration_is_an_error_row_and_the_others_are_scored(trained, tmp_path, caplog):
+    clips = sorted((trained.root / "Actor_03").glob("*.wav"))[:2]
+    # 8 channels at 48 kHz for 12 s: refused from its header, nothing of it decoded
+    too_long = tmp_path / "meeting.flac"
+    sf.write(too_long, np.zeros((12 * 48000, 8), dtype=np.float32), 48000, subtype="PCM_16")
+    inputs = [clips[0], too_long, clips[1]]
+    with caplog.at_level("INFO", logger="ser_lightning.predict"):
+        results, text = run_predict(
+            trained, tmp_path, inputs, "output=json", "max_duration_s=10", "batch_size=2"
+        )
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [Path(r["file"]).name for r in records] == [p.name for p in inputs]
+    assert "meeting.flac" in records[1]["error"] and "lasts 12.0 s" in records[1]["error"]
+    assert "max_duration_s=10" in records[1]["error"]
+    alone, _ = run_predict(trained, tmp_path / "alone", clips, "output=json")
+    for scored, reference in zip([results[0], results[2]], alone, strict=True):
+        np.testing.assert_allclose(scored.probabilities, reference.probabilities, atol=1e-6)
+    assert "1 of 3 inputs failed" in caplog.text and "meeting.flac" in caplog.text.splitlines()[-1]
+
+
 def test_onnx_export_matches_pytorch_on_real_clips(trained, evaluated, tmp_path):
     path = export_onnx(trained.module, tmp_path / "model.onnx")
     meta = onnx_session(path).get_modelmeta().custom_metadata_map

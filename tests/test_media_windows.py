@@ -1,13 +1,14 @@
 """Finding and decoding predict's inputs (audio, folders, video) and cutting clips into windows."""
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_waveform
-from ser_lightning.inference.media import collect_inputs, read_media
+from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_waveform, mix_and_resample
+from ser_lightning.inference.media import MediaTooLongError, collect_inputs, read_media
 from ser_lightning.inference.windows import clip_windows
 
 from .media_helpers import write_video
@@ -132,3 +133,73 @@ def test_unreadable_inputs_raise_errors_that_name_the_file(tmp_path):
     silent_film = write_video(tmp_path / "silent.mp4", None, seconds=0.5)
     with pytest.raises(AudioDecodeError, match="silent.mp4.*no audio track"):
         read_media(silent_film, SR)
+
+
+def write_multichannel(path, seconds: float, channels: int = 8, rate: int = 48000, tone_channel=None):
+    """A FLAC of `channels` channels written block by block (an hour of silence is a few MB on disk)."""
+    with sf.SoundFile(path, "w", rate, channels, subtype="PCM_16") as handle:
+        for start in range(0, int(seconds * rate), rate):
+            block = np.zeros((min(rate, int(seconds * rate) - start), channels), dtype=np.float32)
+            if tone_channel is not None:
+                t = (start + np.arange(len(block))) / rate
+                block[:, tone_channel] = 0.25 * np.sin(2 * np.pi * 220.0 * t)
+            handle.write(block)
+    return path
+
+
+def decoding_peak_bytes(path, **options) -> tuple[np.ndarray, int]:
+    tracemalloc.start()
+    try:
+        wave = read_media(path, SR, **options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return wave, peak
+
+
+def test_many_channels_are_mixed_block_by_block_not_decoded_whole(tmp_path):
+    # 60 s of 8-channel 48 kHz audio (silent but one channel): 92 MB as float32 if decoded whole
+    path = write_multichannel(tmp_path / "eight.flac", 60.0, tone_channel=3)
+    wave, peak = decoding_peak_bytes(path)
+    assert len(wave) == 60 * SR and 0.025 < np.abs(wave).max() < 0.035  # the tone, mixed with 7 silences
+    # the mono 16 kHz result (3.8 MB) and a block at a time, not the 8 channels at 48 kHz (24x it)
+    assert peak < 4 * wave.nbytes, f"peak {peak / 1e6:.1f} MB for a {wave.nbytes / 1e6:.1f} MB result"
+
+
+def test_block_decoding_gives_training_samples_exactly(tmp_path):
+    # resampled (44.1 kHz) and mixed (3 channels): the same samples as decoding the whole file at once
+    rng = np.random.default_rng(1)
+    data = (0.3 * rng.standard_normal((int(3.7 * 44100), 3))).astype(np.float32)
+    path = tmp_path / "three.wav"
+    sf.write(path, data, 44100, subtype="FLOAT")
+    whole, rate = sf.read(path, dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(read_media(path, SR), mix_and_resample(whole, rate, SR))
+
+
+def test_files_longer_than_max_duration_are_refused_naming_the_key(tmp_path):
+    path = write_multichannel(tmp_path / "long.flac", 30.0)
+    with pytest.raises(MediaTooLongError, match=r"long\.flac.* lasts 30\.0 s.*max_duration_s=20 s"):
+        read_media(path, SR, max_duration_s=20)
+    video = write_video(tmp_path / "talk.mkv", speechy(3.0), SR, audio_codec="flac")
+    with pytest.raises(MediaTooLongError, match=r"talk\.mkv.*max_duration_s=2 s"):
+        read_media(video, SR, max_duration_s=2)
+    assert len(read_media(path, SR, max_duration_s=30)) == 30 * SR
+
+
+def hide_flac_length(path):
+    """Zero the total-samples field of the FLAC STREAMINFO, as encoders writing to a pipe leave it."""
+    data = bytearray(path.read_bytes())
+    # after "fLaC", a 4-byte block header and 10 bytes of block/frame sizes: 20 bits rate, 3 bits
+    # channels, 5 bits depth, then the 36-bit sample count
+    fields = int.from_bytes(data[18:26], "big")
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_file_whose_header_hides_its_length_is_cut_off_while_decoding(tmp_path):
+    path = hide_flac_length(write_multichannel(tmp_path / "streamed.flac", 3.0, 2, tone_channel=0))
+    assert sf.info(path).frames > 10**18  # libsndfile: length unknown
+    assert len(read_media(path, SR)) == 3 * SR
+    with pytest.raises(MediaTooLongError, match=r"streamed\.flac.*decodes to more audio.*max_duration_s=1 s"):
+        read_media(path, SR, max_duration_s=1)

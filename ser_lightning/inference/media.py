@@ -2,24 +2,49 @@
 
 Audio goes through the same reader as training (soundfile); video containers, and audio files
 soundfile cannot read, through PyAV (FFmpeg's decoders, bundled in its wheels). Both end in the
-same channel mix and resampler as training, `data.audio.mix_and_resample`.
+same channel mix and resampler as training, `data.audio.mix_and_resample`, applied block by
+block: a file's channels at its own rate are never all in memory (eight channels at 48 kHz
+would be 24 times the mono 16 kHz result), and a file longer than `max_duration_s` is refused,
+from its header when it says how long it is, else as soon as decoding passes the limit.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
-from ser_lightning.data.audio import AudioDecodeError, mix_and_resample, read_audio
+from ser_lightning.data.audio import AudioDecodeError, _decode_error, mix_and_resample, probe_audio
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi")
 MEDIA_EXTENSIONS = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS
+# The longest recording predict decodes by default: one hour is 230 MB of mono float32 at 16 kHz.
+DEFAULT_MAX_DURATION_S = 3600.0
+# Seconds of the file (all channels, its own rate) read at a time before mixing and resampling.
+BLOCK_SECONDS = 1.0
+UNKNOWN_FRAMES = np.iinfo(np.int64).max
+
+
+class MediaTooLongError(ValueError):
+    """A recording longer than predict's `max_duration_s`; the message names the file and the key."""
+
+    def __init__(self, path: str | Path, seconds: float | None, max_duration_s: float, sample_rate: int):
+        self.path, self.seconds, self.max_duration_s = str(path), seconds, max_duration_s
+        length = f"lasts {seconds:.1f} s" if seconds is not None else "decodes to more audio than that"
+        mb_per_hour = 3600 * sample_rate * 4 / 1e6
+        super().__init__(
+            f"{self.path!r} {length}, longer than max_duration_s={max_duration_s:g} s, the most predict "
+            f"decodes from one file; cut it into shorter files, or raise max_duration_s (each hour held "
+            f"takes {mb_per_hour:.0f} MB of memory)"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,44 +105,121 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
     return files, errors
 
 
-def read_with_av(path: str | Path, sample_rate: int) -> np.ndarray:
+class MonoStream:
+    """Blocks `(frames, channels)` at the file's rate, mixed to mono and resampled as they come.
+
+    Only the mono result at `sample_rate` grows with the file; soxr's streaming resampler gives
+    exactly the samples of its one-shot `soxr.resample` on the whole file, so results match
+    training's decoding bit for bit.
+    """
+
+    def __init__(self, path: str | Path, file_rate: int, sample_rate: int, max_duration_s: float | None):
+        self.path, self.file_rate, self.sample_rate = path, file_rate, sample_rate
+        self.max_duration_s = max_duration_s
+        self.resampler = (
+            None
+            if file_rate == sample_rate
+            else soxr.ResampleStream(file_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        )
+        self.frames = 0  # read at the file's rate
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> None:
+        self.frames += len(block)
+        if self.max_duration_s is not None and self.frames > self.max_duration_s * self.file_rate:
+            raise MediaTooLongError(self.path, None, self.max_duration_s, self.sample_rate)
+        mono = mix_and_resample(block, self.file_rate, self.file_rate)  # mixed and made finite only
+        self.chunks.append(mono if self.resampler is None else self.resampler.resample_chunk(mono))
+
+    def finish(self) -> np.ndarray:
+        if self.resampler is not None:
+            self.chunks.append(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        wave = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
+        self.chunks = []
+        return wave
+
+
+def check_duration(
+    path: str | Path, seconds: float | None, max_duration_s: float | None, sample_rate: int
+) -> None:
+    """Refuse a file whose header says it is longer than `max_duration_s`, before decoding it."""
+    if max_duration_s is not None and seconds is not None and seconds > max_duration_s:
+        raise MediaTooLongError(path, seconds, max_duration_s, sample_rate)
+
+
+def read_with_soundfile(
+    path: str | Path, sample_rate: int, max_duration_s: float | None = None
+) -> np.ndarray:
+    """An audio file soundfile reads, block by block, as mono float32 at `sample_rate`."""
+    info = probe_audio(path)
+    # libsndfile reports the largest count when the header leaves the length open (a FLAC
+    # written to a pipe): the limit is then enforced on the samples decoded.
+    known = info.frames < UNKNOWN_FRAMES
+    check_duration(path, info.frames / info.samplerate if known else None, max_duration_s, sample_rate)
+    mono = MonoStream(path, info.samplerate, sample_rate, max_duration_s)
+    block = max(1, int(BLOCK_SECONDS * info.samplerate))
+    try:
+        for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+            mono.add(data)
+    except MediaTooLongError:
+        raise
+    except Exception as err:  # soundfile raises several types for unreadable input
+        raise _decode_error(path, err) from err
+    return mono.finish()
+
+
+def _av_seconds(container, stream) -> float | None:
+    """How long the audio track lasts according to the container, when it says."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        import av
+
+        return container.duration / av.time_base
+    return None
+
+
+def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | None = None) -> np.ndarray:
     """Decode the first audio track of any FFmpeg-readable file to mono float32 at `sample_rate`."""
     import av
 
+    mono: MonoStream | None = None
     try:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise AudioDecodeError(path, "it has no audio track, so there is no speech to score")
-            # Planar float at the file's own rate and channels; mixing and resampling then
-            # happen exactly as in training.
+            check_duration(path, _av_seconds(container, stream), max_duration_s, sample_rate)
+            # Planar float at the file's own rate and channels; each frame is then mixed and
+            # resampled exactly as in training.
             resampler = av.AudioResampler(format="fltp")
-            chunks, file_rate = [], None
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    file_rate = out.sample_rate
-                    chunks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-    except AudioDecodeError:
+            frames = itertools.chain.from_iterable(
+                resampler.resample(frame) for frame in itertools.chain(container.decode(stream), [None])
+            )
+            for out in frames:
+                if mono is None:
+                    mono = MonoStream(path, out.sample_rate, sample_rate, max_duration_s)
+                mono.add(out.to_ndarray().T)
+    except (AudioDecodeError, MediaTooLongError):
         raise
     except Exception as err:  # PyAV raises its own error types per FFmpeg failure
         raise AudioDecodeError(path, f"{err} (is it a complete audio or video file?)") from err
-    if not chunks or file_rate is None:
+    if mono is None or mono.frames == 0:
         raise AudioDecodeError(path, "its audio track holds no samples")
-    channels = max(c.shape[0] for c in chunks)
-    data = np.concatenate([np.broadcast_to(c, (channels, c.shape[1])) for c in chunks], axis=1)
-    return mix_and_resample(data.T.astype(np.float32, copy=False), file_rate, sample_rate)
+    return mono.finish()
 
 
-def read_media(path: str | Path, sample_rate: int) -> np.ndarray:
-    """A whole audio or video file as mono float32 at `sample_rate`."""
+def read_media(path: str | Path, sample_rate: int, max_duration_s: float | None = None) -> np.ndarray:
+    """A whole audio or video file as mono float32 at `sample_rate`.
+
+    `max_duration_s` (None: no limit) refuses longer files with MediaTooLongError.
+    """
     if Path(path).suffix.lower() in AUDIO_EXTENSIONS:
         try:
-            return read_audio(path, sample_rate)
+            return read_with_soundfile(path, sample_rate, max_duration_s)
         except AudioDecodeError as first:
             try:
-                return read_with_av(path, sample_rate)
+                return read_with_av(path, sample_rate, max_duration_s)
             except AudioDecodeError:
                 raise first from None
-    return read_with_av(path, sample_rate)
+    return read_with_av(path, sample_rate, max_duration_s)

@@ -6,12 +6,14 @@ from the checkpoint) and `forward`, the code path training and testing used.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,10 +21,30 @@ from torch.utils.data import DataLoader
 
 from ser_lightning.data.audio import AudioDecodeError
 from ser_lightning.data.datamodule import collate_batch
-from ser_lightning.inference.media import InputError, read_media
-from ser_lightning.inference.windows import ClipWindows, clip_windows
+from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def in_order(decode: Callable[[Path], T], paths: list[Path], workers: int) -> Iterator[T]:
+    """`decode` of each path, in order, with at most `workers` running or done ahead of the caller.
+
+    The bound is what keeps memory flat: a decoded file is only held until the caller takes it.
+    One path (the latency case) is decoded here: starting a thread pool would cost more.
+    """
+    if workers <= 1 or len(paths) <= 1:
+        yield from map(decode, paths)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ahead: deque[Future] = deque()
+        for path in paths:
+            if len(ahead) == workers:
+                yield ahead.popleft().result()
+            ahead.append(pool.submit(decode, path))
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -109,14 +131,26 @@ class Predictor:
         return np.concatenate(rows), np.concatenate(labels), np.concatenate(probabilities)
 
     # ------------------------------------------------------------------ files
-    def _decode(self, path: Path, hop: float, long_clips: str) -> ClipWindows | InputError:
+    def _decode(
+        self, path: Path, hop: float, long_clips: str, max_duration_s: float | None
+    ) -> ClipWindows | InputError:
+        """One file's windows, or an InputError: whatever goes wrong with one file stays its own."""
         try:
-            wave = read_media(path, self.audio.sample_rate)
-        except AudioDecodeError as err:
+            wave = read_media(path, self.audio.sample_rate, max_duration_s)
+            if len(wave) == 0:
+                return InputError(
+                    str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)"
+                )
+            return clip_windows(wave, self.audio, hop, long_clips)
+        except (AudioDecodeError, MediaTooLongError) as err:
             return InputError(str(path), str(err))
-        if len(wave) == 0:
-            return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
-        return clip_windows(wave, self.audio, hop, long_clips)
+        except Exception as err:  # noqa: BLE001 (a failure of one file must not stop the others)
+            log.exception("decoding %s failed", path)
+            return InputError(
+                str(path),
+                f"{str(path)!r} could not be decoded and cut into windows ({type(err).__name__}: {err}); "
+                "the other inputs are still scored",
+            )
 
     def predict_files(
         self,
@@ -124,30 +158,42 @@ class Predictor:
         hop: float | None = None,
         long_clips: str = "windows",
         decode_workers: int = 4,
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     ) -> Iterator[FilePrediction | InputError]:
         """Score files in order; unreadable ones come back as InputError and the rest go on.
 
-        Files are decoded in parallel threads a group at a time and their windows batched
-        together, so short clips fill batches and long recordings are never all in memory.
-        `hop` (seconds between windows of long clips) defaults to half the model's window.
+        Files are decoded in parallel threads, at most `decode_workers` at a time, and their
+        windows batched together, so short clips fill batches. Decoded files wait for scoring
+        only until their windows fill a batch, so the decoded audio held at once is at most
+        `decode_workers + 1` files of at most `max_duration_s` seconds each (longer files are
+        refused; None: no limit). `hop` (seconds between windows of long clips) defaults to
+        half the model's window.
         """
         hop = self.audio.duration / 2 if hop is None else hop
+        check_window_options(hop, long_clips)
+        if max_duration_s is not None and not max_duration_s > 0:
+            raise ValueError(
+                f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
+            )
         paths = [Path(p) for p in paths]
         group = max(self.batch_size, 8)
-
-        def decode(path: Path) -> ClipWindows | InputError:
-            return self._decode(path, hop, long_clips)
-
-        # one file (the latency case) is decoded here: starting a thread pool would cost more
-        parallel = len(paths) > 1 and decode_workers > 1
-        with ThreadPoolExecutor(max_workers=decode_workers) if parallel else nullcontext() as pool:
-            decode_all = pool.map if parallel else map
-            for start in range(0, len(paths), group):
-                chunk = paths[start : start + group]
-                yield from self._score(chunk, list(decode_all(decode, chunk)))
+        pending: list[tuple[Path, ClipWindows | InputError]] = []
+        decoded = in_order(
+            functools.partial(self._decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s),
+            paths,
+            decode_workers,
+        )
+        for path, item in zip(paths, decoded, strict=True):
+            pending.append((path, item))
+            windows = sum(len(d) for _, d in pending if isinstance(d, ClipWindows))
+            if windows >= self.batch_size or len(pending) >= group:
+                yield from self._score(*zip(*pending, strict=True))
+                pending = []
+        if pending:
+            yield from self._score(*zip(*pending, strict=True))
 
     def _score(
-        self, paths: list[Path], decoded: list[ClipWindows | InputError]
+        self, paths: Sequence[Path], decoded: Sequence[ClipWindows | InputError]
     ) -> Iterator[FilePrediction | InputError]:
         clips = [d for d in decoded if isinstance(d, ClipWindows)]
         # (clip, window) pairs in order, scored in batches that may span clips

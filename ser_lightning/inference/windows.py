@@ -54,14 +54,19 @@ class ClipWindows:
         ]
 
 
-def clip_windows(
-    wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows"
-) -> ClipWindows:
-    """Windows of a decoded mono clip at `settings.sample_rate` (see the module docstring)."""
+def check_window_options(hop: float, long_clips: str) -> None:
+    """Refuse settings that would fail every file, before any is decoded."""
     if long_clips not in LONG_CLIP_MODES:
         raise ValueError(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")
     if hop <= 0:
         raise ValueError(f"hop={hop} must be a positive number of seconds")
+
+
+def clip_windows(
+    wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows"
+) -> ClipWindows:
+    """Windows of a decoded mono clip at `settings.sample_rate` (see the module docstring)."""
+    check_window_options(hop, long_clips)
     rate, window = settings.sample_rate, settings.num_samples
     clip_seconds = len(wave) / rate
     wave = condition(wave, settings)
