@@ -1,5 +1,6 @@
 """The corpus parsers on real-looking file trees written by the tests (tiny tones, real names)."""
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +26,9 @@ from ser_lightning.labels import EMOTIONS
 
 
 def write_tree(root: Path, tone_writer, names: list[str], seconds: float = 0.05) -> Path:
-    for name in names:
-        tone_writer(root / name, seconds=seconds)
+    """One tone file per name, each of its own pitch: distinct recordings hold distinct bytes."""
+    for i, name in enumerate(names):
+        tone_writer(root / name, seconds=seconds, freq=220.0 + 20.0 * i)
     return root
 
 
@@ -340,6 +342,43 @@ def test_folder_conflicting_repeats_go_and_speakers_are_optional(tmp_path, tone_
     assert len(scan.rejected) == 2 and all(
         "different emotions at line 2 (happy), line 3 (sad)" in r.reason for r in scan.rejected
     )
+
+
+def test_folder_same_recording_under_two_paths_is_used_once(tmp_path, tone_writer):
+    write_tree(tmp_path, tone_writer, ["a/take1.wav", "a/take2.wav", "b/take3.wav"])
+    shutil.copy(tmp_path / "a" / "take1.wav", tmp_path / "b" / "copy_of_take1.wav")
+    shutil.copy(tmp_path / "a" / "take2.wav", tmp_path / "b" / "take2_relabelled.wav")
+    (tmp_path / "labels.csv").write_text(
+        "path,emotion,speaker\n"
+        "a/take1.wav,happy,s1\n"  # line 2
+        "a/take2.wav,sad,s1\n"  # line 3
+        "b/take3.wav,angry,s2\n"  # line 4
+        "b/copy_of_take1.wav,happy,s2\n"  # line 5: the bytes of line 2 again
+        "b/take2_relabelled.wav,calm,s2\n"  # line 6: the bytes of line 3, another emotion
+    )
+    scan = FolderCorpus(str(tmp_path)).scan()
+    assert [Path(p).name for p in scan.table["path"]] == ["take1.wav", "take3.wav"]
+    why = reasons(scan)
+    assert set(why) == {"copy_of_take1.wav", "take2.wav", "take2_relabelled.wav"}
+    assert "line 5: the same recording as" in why["copy_of_take1.wav"]
+    assert "take1.wav (line 2)" in why["copy_of_take1.wav"] and "SHA-256" in why["copy_of_take1.wav"]
+    assert "line 3 (sad), line 6 (calm)" in why["take2.wav"] == why["take2_relabelled.wav"]
+    # once in the table, a recording can only be in one split
+    assert scan.table["path"].is_unique
+
+
+def test_folder_speaker_spellings_are_one_speaker(tmp_path, tone_writer, caplog):
+    names = [f"c{i}.wav" for i in range(8)]
+    write_tree(tmp_path, tone_writer, names)
+    speakers = ["Spk1", "01", "1", "spk_1", "Actor 01", "speaker2", "002", "m01"]
+    rows = "".join(f"{n},happy,{s}\n" for n, s in zip(names, speakers, strict=True))
+    (tmp_path / "labels.csv").write_text("path,emotion,speaker\n" + rows)
+    with caplog.at_level("WARNING", logger="ser_lightning.data.corpora.folder"):
+        table = FolderCorpus(str(tmp_path)).scan().table
+    # the first spelling names the speaker; a letter that may mean something (m01) is kept
+    assert list(table["actor"]) == ["Spk1"] * 5 + ["speaker2"] * 2 + ["m01"]
+    assert "'Spk1' <- '01', '1', 'spk_1', 'Actor 01'" in caplog.text
+    assert "'speaker2' <- '002'" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -5,17 +5,23 @@
   here, by name and CSV line, instead of stopping the run halfway through decoding.
 - `emotion`: a name from ser_lightning.labels.EMOTIONS or one of EMOTION_ALIASES, any case.
 - `speaker` (optional): the speaker id that speaker-independent splits keep together. Without
-  it every row is speaker "unknown", and only split=random or split=test_only apply.
+  it every row is speaker "unknown", and only split=random or split=test_only apply. Spellings
+  that differ only in case, leading zeros or a word prefix (`01`, `1`, `Spk1`, `spk_1`,
+  `Actor 01`) are one speaker, named by its first spelling; the merge is logged.
 - `gender` (optional): male / female / unknown (m / f accepted); splits balance it.
 
 Rows that cannot be used (missing file, unknown emotion, empty speaker, unreadable audio,
 a file listed twice with different emotions) are rejected with the CSV line and the reason,
-like every corpus's rejected files.
+like every corpus's rejected files. So is a second copy of a recording under another path,
+found by the SHA-256 of the file's bytes (only files of equal size are hashed): one
+recording in two splits would let the test set see a training file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,9 @@ GENDERS: dict[str, str] = {
     "": "unknown",
 }
 UNKNOWN_SPEAKER = "unknown"
+# Words that label a speaker id rather than being part of it ("Spk1", "speaker_01", "Actor 1").
+# Single letters are kept: in "m01" / "f01" they often tell two speakers apart.
+SPEAKER_PREFIX = re.compile(r"^(?:speaker|spkr|spk|actor|talker|subject|participant)[\s_.\-]*(?=\S)")
 # Extensions counted when reporting audio under the folder that the CSV does not list.
 LISTED_AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -182,6 +191,10 @@ class FolderCorpus:
             )
         rows, duplicates = _resolve_repeats(rows, csv_path.name)
         rejected.extend(duplicates)
+        rows, copies = _resolve_copies(rows, csv_path.name)
+        rejected.extend(copies)
+        if has_speaker:
+            _merge_speaker_spellings(rows, csv_path)
         if not rows:
             raise FileNotFoundError(
                 f"no usable rows in the label CSV {str(csv_path)!r} ({len(rejected)} rejected"
@@ -227,6 +240,86 @@ def _resolve_repeats(rows: list[dict], csv_name: str) -> tuple[list[dict], list[
                 for r in group[1:]
             )
     return kept, rejected
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _resolve_copies(rows: list[dict], csv_name: str) -> tuple[list[dict], list[RejectedFile]]:
+    """One recording under several paths (byte-identical files) keeps its first row.
+
+    Copies whose emotions disagree all go, as for a path listed twice. Only files that share
+    a size can be identical, so only those are read and hashed.
+    """
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        by_size.setdefault(Path(row["path"]).stat().st_size, []).append(row)
+    by_digest: dict[str, list[dict]] = {}
+    for same_size in by_size.values():
+        if len(same_size) > 1:
+            for row in same_size:
+                by_digest.setdefault(file_digest(row["path"]), []).append(row)
+    dropped: set[int] = set()
+    rejected = []
+    for group in by_digest.values():
+        if len(group) == 1:
+            continue
+        group.sort(key=lambda r: r["_line"])
+        first = group[0]
+        dropped.update(id(r) for r in group[1:])
+        if len({r["emotion"] for r in group}) > 1:
+            dropped.add(id(first))
+            lines = ", ".join(f"line {r['_line']} ({r['emotion']})" for r in group)
+            rejected.extend(
+                RejectedFile(
+                    r["path"],
+                    f"{csv_name}: the same recording (identical bytes, by SHA-256) under {len(group)} paths, "
+                    f"labelled with different emotions at {lines}; keep one file and one row",
+                )
+                for r in group
+            )
+            continue
+        rejected.extend(
+            RejectedFile(
+                r["path"],
+                f"{csv_name} line {r['_line']}: the same recording as {first['path']} (line {first['_line']}): "
+                "identical bytes (SHA-256 of the file); remove one copy or its row",
+            )
+            for r in group[1:]
+        )
+    return [r for r in rows if id(r) not in dropped], rejected
+
+
+def speaker_key(speaker: str) -> str:
+    """What a speaker id means, whatever its spelling: lower case, no prefix word, no leading zeros."""
+    key = SPEAKER_PREFIX.sub("", speaker.strip().lower())
+    return (key.lstrip("0") or "0") if key.isdigit() else key
+
+
+def _merge_speaker_spellings(rows: list[dict], csv_path: Path) -> None:
+    """Name each speaker by its first spelling in the CSV; log the spellings merged into it."""
+    names: dict[str, str] = {}
+    merged: dict[str, list[str]] = {}
+    for row in rows:
+        spelling = row["actor"]
+        name = names.setdefault(speaker_key(spelling), spelling)
+        if spelling != name:
+            merged.setdefault(name, [])
+            if spelling not in merged[name]:
+                merged[name].append(spelling)
+        row["actor"] = name
+    if merged:
+        log.warning(
+            "label CSV %s: speaker ids that differ only in case, leading zeros or a prefix word count as one "
+            "speaker (named by its first spelling): %s",
+            csv_path,
+            "; ".join(
+                f"{name!r} <- {', '.join(repr(s) for s in spellings)}" for name, spellings in merged.items()
+            ),
+        )
 
 
 def _check_speaker_genders(table: pd.DataFrame, csv_path: Path) -> None:
