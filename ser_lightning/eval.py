@@ -13,9 +13,11 @@ its feature extractor is the checkpoint's, so the model sees exactly the inputs 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,16 @@ EVAL_SPLITS = ("test", "val", "train", "all")
 AUDIO_KEYS = ("sample_rate", "duration", "offset", "crop", "peak_normalize")
 
 
-def eval_data_config(chosen: dict | None, record: dict, ckpt_path: str) -> tuple[dict, str]:
+def eval_data_config(
+    chosen: dict | None, record: dict, ckpt_path: str, paths: Mapping[str, str]
+) -> tuple[dict, str]:
     """The data config to evaluate on, and where it came from.
 
     A full data config (with `_target_`) is used as given; a partial one (`+data.root=...`)
-    is merged onto the checkpoint's own.
+    is merged onto the checkpoint's own. The checkpoint's own config is data from a file: it
+    is vetted (SERDataModule settings only), its cache folder is replaced by this machine's
+    `paths.cache_dir`, and the folders it would have eval read must lie in `paths.data_dir`
+    unless the user named them (see `check_stored_folders`).
     """
     if chosen and "_target_" in chosen:
         return dict(chosen), "command line"
@@ -61,8 +68,54 @@ def eval_data_config(chosen: dict | None, record: dict, ckpt_path: str) -> tuple
             f"checkpoint {ckpt_path!r} carries no data config (it predates checkpoint format 1); "
             "choose the data to evaluate on: data=<group> data.root=PATH, e.g. data=ravdess data.root=/data/ravdess"
         )
+    own = stored_data_settings(own, ckpt_path)
+    own["cache_dir"] = str(paths["cache_dir"])  # what is written is this machine's choice
+    check_stored_folders(own, chosen or {}, ckpt_path, paths["data_dir"])
     merged = OmegaConf.to_container(OmegaConf.merge(own, chosen or {}), resolve=True)
     return merged, "checkpoint" + (" with overrides" if chosen else "")
+
+
+def stored_data_settings(own: dict, ckpt_path: str) -> dict:
+    """The checkpoint's data config, which `read_checkpoint` has vetted (plain values, no Hydra
+    key but its SERDataModule `_target_`), limited to settings SERDataModule takes."""
+    from ser_lightning.data.datamodule import SERDataModule
+
+    settings = set(inspect.signature(SERDataModule).parameters) - {"features"}
+    unknown = sorted(set(own) - settings - {"_target_"})
+    if unknown:
+        raise ValueError(
+            f"checkpoint {ckpt_path!r}: its data config has {unknown}, which this ser_lightning's "
+            "SERDataModule does not take; evaluate with data=<group> data.root=PATH instead"
+        )
+    return dict(own)
+
+
+def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str) -> None:
+    """The corpus folder (and a folder corpus's label CSV) a checkpoint names is read only when
+    it lies inside this machine's `paths.data_dir`, or when the user names it on the command
+    line: a checkpoint must not choose which of the machine's files eval reads."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    if not isinstance(chosen.get("root") or own.get("root"), str):
+        raise ValueError(
+            f"checkpoint {ckpt_path!r}: its data config names no corpus folder; pass +data.root=PATH"
+        )
+    root = Path(chosen.get("root") or own["root"]).expanduser().resolve()
+    if "root" not in chosen and not root.is_relative_to(data_dir):
+        raise ValueError(
+            f"checkpoint {ckpt_path!r} was trained on the corpus at {own['root']!r}, outside this machine's "
+            f"data folder paths.data_dir={str(data_dir)!r}; eval reads the folder a checkpoint names only "
+            f"inside paths.data_dir. To evaluate on that folder (or a copy), name it yourself: "
+            f"python -m ser_lightning.eval ckpt_path={ckpt_path} +data.root={own['root']}"
+        )
+    csv = (own.get("corpus_options") or {}).get("csv")
+    if csv is not None and "csv" not in (chosen.get("corpus_options") or {}):
+        where = (root / Path(csv).expanduser()).resolve()
+        if not (where.is_relative_to(root) or where.is_relative_to(data_dir)):
+            raise ValueError(
+                f"checkpoint {ckpt_path!r} names the label CSV data.corpus_options.csv={csv!r}, outside the "
+                f"corpus folder {str(root)!r} and paths.data_dir={str(data_dir)!r}; name the CSV yourself: "
+                f"+data.corpus_options.csv=PATH"
+            )
 
 
 def build_eval_datamodule(data: dict, module, split: str):
@@ -122,7 +175,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     checkpoint = read_checkpoint(ckpt_path)
     record = checkpoint_record(checkpoint)
     module = module_from_checkpoint(checkpoint, ckpt_path)
-    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path)
+    paths = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
+    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, paths)
     split = str(cfg.split)
 
     # Caches are built on the CPU with the checkpoint's feature extractor before it moves.

@@ -1,6 +1,9 @@
 """Checkpoints: the stored contract, loading them back, and refusing files that would run code."""
 
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from ser_lightning.utils.config import to_plain
 
 from .helpers import compose_train
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_NET = [
     "model.net.cnn_channels=[4,8]",
     "model.net.transformer_dim=16",
@@ -338,3 +342,140 @@ def test_classes_of_look_alike_modules_are_refused(module, tmp_path, look_alike_
     with pytest.raises(CheckpointError, match=r"net\._target_=.*is refused"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- the stored data config
+def stored_data(root: Path, **changes) -> dict:
+    """A data config as CheckpointRecord stores it (resolved, absolute root and cache)."""
+    data = {
+        "_target_": "ser_lightning.data.datamodule.SERDataModule",
+        "corpus": "ravdess",
+        "root": str(root),
+        "demo": {"num_actors": 12, "duration": 1.0, "sample_rate": 16000, "seed": 0},
+        "split": "actor",
+        "split_seed": 42,
+        "cache_dir": str(root.parent / "cache"),
+        "duration": 1.0,
+    }
+    data.update(changes)
+    return data
+
+
+def with_data(module: SERModule, path: Path, data: dict) -> Path:
+    return save(module, path, **{RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data}})
+
+
+@pytest.mark.parametrize("loader", ["load_checkpoint", "eval", "predict"])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ("nested target", r"ser_lightning\.data\.corpus_options\.helper\._target_"),
+        ("target in a list", r"ser_lightning\.data\.vocal_channels\[0\]\._target_"),
+        ("_args_", r"ser_lightning\.data\._args_"),
+        ("_partial_", r"ser_lightning\.data\._partial_"),
+        ("other class", r"ser_lightning\.data\._target_='os\.mkdir'"),
+    ],
+)
+def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, loader, change, key):
+    marker = tmp_path / "made_by_data_config"
+    mkdir = {"_target_": "os.mkdir", "_args_": [str(marker)]}
+    data = stored_data(tmp_path / "data" / "demo")
+    if change == "nested target":
+        data["corpus_options"] = {"helper": mkdir}
+    elif change == "target in a list":
+        data["vocal_channels"] = [mkdir]
+    elif change == "_args_":
+        data["_args_"] = [mkdir]
+    elif change == "_partial_":
+        data["_partial_"] = True
+    else:
+        data = mkdir
+    path = with_data(module, tmp_path / "crafted.ckpt", data)
+    with pytest.raises(CheckpointError, match=rf"crafted\.ckpt.*{key}.*is refused"):
+        load_with(loader, path, tmp_path)
+    assert not marker.exists()
+
+
+def test_the_default_eval_command_runs_nothing_from_the_data_config(module, tmp_path):
+    """`python -m ser_lightning.eval ckpt_path=x.ckpt`, the command the README shows."""
+    marker = tmp_path / "made_by_eval"
+    data = stored_data(
+        tmp_path / "data" / "demo", corpus_options={"helper": {"_target_": "os.mkdir", "path": str(marker)}}
+    )
+    path = with_data(module, tmp_path / "x.ckpt", data)
+    done = subprocess.run(
+        [sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={path}", "device=cpu"],
+        cwd=REPO,
+        env=dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "ser_lightning.data.corpus_options.helper._target_" in done.stderr
+    assert not marker.exists()
+
+
+def eval_cfg(path: Path, tmp_path: Path, *overrides: str):
+    from ser_lightning.eval import evaluate  # noqa: F401  (the entry point these configs are for)
+
+    return compose_train(
+        [f"ckpt_path={path}", "device=cpu", *overrides], tmp_path / "run", config_name="eval"
+    )
+
+
+def test_eval_does_not_read_or_write_where_a_checkpoint_says(module, tmp_path):
+    """A stored root outside this machine's paths.data_dir is not used unless the user names it:
+    here it would even generate the demo corpus there."""
+    from ser_lightning.eval import evaluate
+
+    elsewhere = tmp_path / "elsewhere" / "demo"
+    path = with_data(module, tmp_path / "moved.ckpt", stored_data(elsewhere))
+    with pytest.raises(
+        ValueError, match=r"moved\.ckpt.*corpus at '.*elsewhere/demo'.*paths\.data_dir"
+    ) as err:
+        evaluate(eval_cfg(path, tmp_path))
+    assert f"python -m ser_lightning.eval ckpt_path={path} +data.root={elsewhere}" in str(err.value)
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "cache").exists()  # the stored cache_dir
+
+
+def test_the_stored_root_and_cache_folder_give_way_to_this_machines_paths(tmp_path):
+    from ser_lightning.eval import eval_data_config
+
+    paths = {"data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "my_cache")}
+    inside = stored_data(tmp_path / "data" / "demo", cache_dir="/somewhere/else")
+    data, source = eval_data_config(None, {"data": inside}, "m.ckpt", paths)
+    assert source == "checkpoint" and data["root"] == inside["root"]
+    assert data["cache_dir"] == paths["cache_dir"]  # never the record's
+
+    outside = stored_data(tmp_path / "corpora" / "demo")
+    with pytest.raises(ValueError, match=r"m\.ckpt.*outside"):
+        eval_data_config(None, {"data": outside}, "m.ckpt", paths)
+    chosen = str(tmp_path / "corpora" / "demo")
+    data, source = eval_data_config({"root": chosen}, {"data": outside}, "m.ckpt", paths)
+    assert data["root"] == chosen and source == "checkpoint with overrides"
+    data, _ = eval_data_config({"cache_dir": "/mine"}, {"data": inside}, "m.ckpt", paths)
+    assert data["cache_dir"] == "/mine"  # the user's own choice
+
+    # a label CSV the record names must lie in the corpus folder or the data folder
+    folder = stored_data(
+        tmp_path / "data" / "mine", corpus="folder", corpus_options={"csv": str(tmp_path / "other.csv")}
+    )
+    with pytest.raises(ValueError, match=r"corpus_options\.csv.*other\.csv.*outside"):
+        eval_data_config(None, {"data": folder}, "m.ckpt", paths)
+    folder["corpus_options"] = {"csv": "../../other.csv"}
+    with pytest.raises(ValueError, match=r"corpus_options\.csv"):
+        eval_data_config(None, {"data": folder}, "m.ckpt", paths)
+    folder["corpus_options"] = {"csv": "labels.csv"}
+    assert eval_data_config(None, {"data": folder}, "m.ckpt", paths)[0]["corpus_options"] == {
+        "csv": "labels.csv"
+    }
+    data, _ = eval_data_config(
+        {"corpus_options": {"csv": str(tmp_path / "other.csv")}}, {"data": folder}, "m.ckpt", paths
+    )
+    assert data["corpus_options"]["csv"] == str(tmp_path / "other.csv")
+
+    # keys SERDataModule does not take are named before anything is built
+    with pytest.raises(ValueError, match=r"m\.ckpt.*\['shell'\]"):
+        eval_data_config(None, {"data": dict(inside, shell="rm")}, "m.ckpt", paths)

@@ -68,11 +68,18 @@ def evaluated(trained, tmp_path_factory):
     """`eval ckpt_path=...` with nothing else: the checkpoint's own test split."""
     run_dir = tmp_path_factory.mktemp("inference_eval")
     report, summary = evaluate(
-        compose_train([f"ckpt_path={trained.ckpt}", "device=cpu"], run_dir, config_name="eval")
+        compose_train(
+            [f"ckpt_path={trained.ckpt}", "device=cpu", *this_machine(trained)], run_dir, config_name="eval"
+        )
     )
     return SimpleNamespace(
         report=report, summary=summary, run_dir=run_dir, predictions=pd.read_csv(run_dir / "predictions.csv")
     )
+
+
+def this_machine(trained) -> list[str]:
+    """The paths of the machine that trained: its data folder holds the corpus, its cache the features."""
+    return [f"paths.data_dir={trained.root.parent}", f"paths.cache_dir={trained.cache_dir}"]
 
 
 def run_predict(trained, tmp_path, inputs, *overrides):
@@ -291,13 +298,15 @@ def test_eval_data_config_comes_from_the_checkpoint_unless_given():
         "split": "actor",
     }
     record = {"data": own}
-    assert eval_data_config(None, record, "m.ckpt") == (own, "checkpoint")
-    merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt")
-    assert merged == dict(own, root="/elsewhere/demo") and source == "checkpoint with overrides"
+    paths = {"data_dir": "/corpora", "cache_dir": "/cache"}
+    assert eval_data_config(None, record, "m.ckpt", paths) == (dict(own, cache_dir="/cache"), "checkpoint")
+    merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt", paths)
+    assert merged == dict(own, root="/elsewhere/demo", cache_dir="/cache")
+    assert source == "checkpoint with overrides"
     other = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": "/corpora/ravdess"}
-    assert eval_data_config(other, record, "m.ckpt") == (other, "command line")
+    assert eval_data_config(other, record, "m.ckpt", paths) == (other, "command line")
     with pytest.raises(ValueError, match=r"old\.ckpt.*carries no data config.*data=<group> data\.root=PATH"):
-        eval_data_config(None, {}, "old.ckpt")
+        eval_data_config(None, {}, "old.ckpt", paths)
 
 
 @pytest.mark.slow
@@ -314,7 +323,14 @@ def test_the_network_alone_exports_too(trained, evaluated, tmp_path):
 def test_the_eval_and_export_clis(trained, tmp_path):
     env = dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={trained.ckpt}", "device=cpu"],
+        [
+            sys.executable,
+            "-m",
+            "ser_lightning.eval",
+            f"ckpt_path={trained.ckpt}",
+            "device=cpu",
+            *this_machine(trained),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
