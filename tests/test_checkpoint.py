@@ -396,6 +396,7 @@ def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, load
     assert not marker.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter: about 20 s on two loaded cores
 def test_the_default_eval_command_runs_nothing_from_the_data_config(module, tmp_path):
     """`python -m ser_lightning.eval ckpt_path=x.ckpt`, the command the README shows."""
     marker = tmp_path / "made_by_eval"
