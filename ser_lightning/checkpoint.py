@@ -45,6 +45,7 @@ from ser_lightning import __version__
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
+# (Fields added later, like the split's `train_files`, keep the version: older files just lack them.)
 CHECKPOINT_FORMAT_VERSION = 1
 
 REQUIRED_HPARAMS = ("net", "features", "audio", "labels")
@@ -108,15 +109,47 @@ def _absolute_paths(data: dict) -> dict:
 
 
 def split_record(datamodule: Any) -> dict | None:
-    """Name and sizes of the split a data module made, and a fingerprint of its test files."""
+    """Name and sizes of the split a data module made, a fingerprint of its test files, and the
+    identity of its training and validation files (see `file_identities`), so that eval can tell
+    when it is asked to score files the model learnt from."""
     if datamodule is None or getattr(datamodule, "assignment", None) is None:
         return None
     table = datamodule.split_table()
+    absolute = datamodule.table["path"].to_numpy()
     return {
         "name": datamodule.splitter.name,
         "sizes": {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()},
         "test_files_sha256": files_fingerprint(table.loc[table["split"] == "test", "path"]),
+        **{
+            f"{part}_files": file_identities(table["path"][mask], absolute[mask])
+            for part in ("train", "val")
+            for mask in [(table["split"] == part).to_numpy()]
+        },
     }
+
+
+def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
+    """Corpus-relative path -> size in bytes of each file.
+
+    The relative path still matches when the corpus is moved or copied; the size tells apart
+    two corpora that share a naming scheme (the demo corpus and RAVDESS name files alike).
+    """
+    return {str(rel): os.stat(path).st_size for rel, path in zip(relative_paths, absolute_paths, strict=True)}
+
+
+def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
+    """Which of the `scored` files (as `file_identities` gives them) the checkpoint's run trained
+    or validated on. `status` is `none`, `overlap`, or `unknown` for checkpoints written before
+    their split recorded its files."""
+    split = split or {}
+    if not isinstance(split.get("train_files"), dict) or not isinstance(split.get("val_files"), dict):
+        return {"status": "unknown", "count": None, "train": None, "val": None}
+    found = {
+        part: sorted(f for f, size in scored.items() if split[f"{part}_files"].get(f) == size)
+        for part in ("train", "val")
+    }
+    count = len(found["train"]) + len(found["val"])
+    return {"status": "overlap" if count else "none", "count": count, **found}
 
 
 def files_fingerprint(paths) -> str:

@@ -27,10 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.checkpoint import (
     checkpoint_record,
+    file_identities,
     files_fingerprint,
     module_from_checkpoint,
     read_checkpoint,
+    training_overlap,
 )
+from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.reporting.evaluation import (
@@ -166,6 +169,47 @@ def test_report(module, datamodule, directory: str | Path) -> EvaluationReport:
     return report
 
 
+def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
+    """Which files of `split` the checkpoint's run trained or validated on (see training_overlap)."""
+    table = datamodule.table.iloc[datamodule.indices["test" if split == "all" else split]]
+    scored = file_identities(relative_paths(table, datamodule.root), table["path"])
+    return {**training_overlap(trained_split, scored), "of": len(scored)}
+
+
+def check_training_overlap(overlap: dict, split: str, datamodule, trained_split: dict, cfg) -> None:
+    """Stop before scoring training files as test data under a speaker-independent protocol.
+
+    Scores reported as test scores (split=test or all) of files the model learnt from are not
+    test scores; under data.split=actor/kfold/loso/cross_corpus they would wrongly claim unseen
+    speakers. split=train/val ask for such files by name, and allow_train_overlap=true accepts them.
+    """
+    if overlap["status"] != "overlap" or split not in ("test", "all") or cfg.get("allow_train_overlap"):
+        return
+    trained_protocol = SPLITS.get(str(trained_split.get("name")))
+    protocol = datamodule.splitter
+    if not (protocol.speaker_independent or getattr(trained_protocol, "speaker_independent", False)):
+        return
+    examples = ", ".join((overlap["train"] + overlap["val"])[:3])
+    raise ValueError(
+        f"{overlap['count']} of the {overlap['of']} files eval would score as test were used to train the "
+        f"model ({len(overlap['train'])} train, {len(overlap['val'])} validation files of {cfg.ckpt_path}), "
+        f"e.g. {examples}; under data.split={protocol.name} (trained with data.split={trained_split.get('name')}) "
+        "their scores would pass for speaker-independent test scores. Score the checkpoint's own test split "
+        "(ckpt_path alone), a corpus it never saw, or pass allow_train_overlap=true to score them anyway "
+        "(eval.json and the report then list them)."
+    )
+
+
+def overlap_warning(overlap: dict) -> str:
+    """The line the report's title carries when it scores files the model learnt from ('' if none)."""
+    if overlap["status"] != "overlap":
+        return ""
+    return (
+        f"WARNING: {overlap['count']} of these {overlap['of']} files were used to train "
+        f"({len(overlap['train'])}) or validate ({len(overlap['val'])}) the model"
+    )
+
+
 def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     """Load, score, report; returns the report and the summary written as eval.json."""
     started = time.perf_counter()
@@ -175,8 +219,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     checkpoint = read_checkpoint(ckpt_path)
     record = checkpoint_record(checkpoint)
     module = module_from_checkpoint(checkpoint, ckpt_path)
-    paths = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
-    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, paths)
+    machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
+    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)
 
     # Caches are built on the CPU with the checkpoint's feature extractor before it moves.
@@ -184,24 +228,39 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("test")
     datamodule.write_records(output_dir)
+    trained_split = record.get("split") or {}
+    overlap = scored_training_files(datamodule, split, trained_split)
+    check_training_overlap(overlap, split, datamodule, trained_split, cfg)
+    if overlap["status"] == "unknown":
+        log.warning(
+            "%s lists no training files (written before checkpoints recorded them): whether the model "
+            "learnt from any scored file is unknown",
+            Path(ckpt_path).name,
+        )
+    elif overlap["status"] == "overlap":
+        log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
     predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.root, source, predictor.device)
     report = split_report(predictor, datamodule, split)
 
     same_test_files = None
-    trained_split = record.get("split") or {}
-    if split == "test" and source == "checkpoint" and trained_split.get("test_files_sha256"):
+    if split == "test" and trained_split.get("test_files_sha256"):
         same_test_files = files_fingerprint(report.files) == trained_split["test_files_sha256"]
-        if not same_test_files:
+        if not same_test_files and source != "command line":
             log.warning(
                 "the test files differ from those held out when the model was trained (%s files then, %d now): "
-                "the corpus at %s changed; scores are not comparable with the training run's",
+                "the corpus at %s or the split settings changed; scores are not comparable with the training run's",
                 trained_split.get("sizes", {}).get("test"),
                 len(report.files),
                 datamodule.root,
             )
     what = "all files" if split == "all" else f"the {split} split"
-    title = f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}"
+    title = " | ".join(
+        filter(
+            None,
+            [f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}", overlap_warning(overlap)],
+        )
+    )
     print_report(report, title=title)
     paths = write_report(report, output_dir, title=title)
     summary = {
@@ -211,6 +270,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "split": split,
         "split_method": datamodule.splitter.name,
         "same_test_files_as_training": same_test_files,
+        "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
+        "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
         "device": str(predictor.device),
         "metrics": report.metrics,
         "files_written": {k: str(v) for k, v in paths.items()},
