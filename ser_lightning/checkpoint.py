@@ -8,8 +8,10 @@ A ser_lightning checkpoint is a Lightning checkpoint whose parts are all plain d
   They alone rebuild the model, feature extraction included.
 - `state_dict`: the weights, including feature buffers (dataset normalisation statistics).
 - `ser_lightning` (written by the `CheckpointRecord` callback): `format_version`, the resolved
-  `data` config the model was trained on and its `split` (name, sizes and a fingerprint of the
-  test files), so that `eval` can test on the same held-out files with nothing but the file.
+  `data` config the model was trained on and its `split` (name, sizes, a fingerprint of the
+  test files, and `train_files`/`val_files`: corpus-relative path -> size in bytes), so that
+  `eval` can test on the same held-out files with nothing but the file, and can tell when it is
+  asked to score files the model learnt from.
 
 Loading is safe for files from strangers: a checkpoint is data.
 

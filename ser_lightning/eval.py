@@ -9,6 +9,12 @@ of the checkpoint's own data config, and `split=all` scores every file of the co
 Whatever the data config, its audio settings and label set are replaced by the checkpoint's and
 its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
 (and the caches are shared with training runs of the same settings).
+
+The checkpoint's data config is data from a file: it builds SERDataModule from plain settings
+only, caches go to this machine's `paths.cache_dir`, and the corpus it names is read only inside
+`paths.data_dir` unless the user names it (`+data.root=...`). Files the model was trained or
+validated on are listed in eval.json (`training_overlap`); scoring them as test data under a
+speaker-independent split stops unless `allow_train_overlap=true`.
 """
 
 from __future__ import annotations

@@ -330,6 +330,7 @@ def look_alike_class(tmp_path, monkeypatch):
     import ser_lightning.models
 
     extra = importlib.import_module("ser_lightning_extra")
+    monkeypatch.setitem(sys.modules, "ser_lightning_extra", extra)  # forgotten again after the test
     monkeypatch.setattr(ser_lightning.models, "Extra", extra.Extra, raising=False)
     return extra.Extra
 
@@ -418,8 +419,6 @@ def test_the_default_eval_command_runs_nothing_from_the_data_config(module, tmp_
 
 
 def eval_cfg(path: Path, tmp_path: Path, *overrides: str):
-    from ser_lightning.eval import evaluate  # noqa: F401  (the entry point these configs are for)
-
     return compose_train(
         [f"ckpt_path={path}", "device=cpu", *overrides], tmp_path / "run", config_name="eval"
     )
