@@ -8,13 +8,25 @@ A ser_lightning checkpoint is a Lightning checkpoint whose parts are all plain d
   They alone rebuild the model, feature extraction included.
 - `state_dict`: the weights, including feature buffers (dataset normalisation statistics).
 - `ser_lightning` (written by the `CheckpointRecord` callback): `format_version`, the resolved
-  `data` config the model was trained on and its `split` (name, sizes and a fingerprint of the
-  test files), so that `eval` can test on the same held-out files with nothing but the file.
+  `data` config the model was trained on and its `split` (name, sizes, a fingerprint of the
+  test files, and `train_files`/`val_files`: corpus-relative path -> size in bytes), so that
+  `eval` can test on the same held-out files with nothing but the file, and can tell when it is
+  asked to score files the model learnt from.
 
-Loading is safe for files from strangers: `torch.load(weights_only=True)` refuses pickled
-code, and every `_target_` in the hyper-parameters must name a network, feature, optimizer
-or scheduler class of this project or of torch before anything is instantiated: a config
-naming `os.system` would otherwise run it through Hydra's `instantiate`.
+Loading is safe for files from strangers: a checkpoint is data.
+
+- `torch.load(weights_only=True)` refuses pickled code.
+- The stored configs (hyper-parameters and record) must hold plain values (strings, numbers,
+  booleans, None, lists, dicts) without any OmegaConf interpolation: Hydra resolves `${...}`
+  before it instantiates, and resolvers such as `oc.create` or `oc.decode` would turn a
+  string into a new `{_target_: ...}` node that no check saw. Configs are stored resolved, so
+  a checkpoint written by `ser_lightning.train` never holds one.
+- Every `_target_` in the hyper-parameters must name a network, feature, optimizer or
+  scheduler class defined in this project or in torch, and Hydra's other special keys
+  (`_args_`, `_partial_`, `_recursive_`, `_convert_`) must hold what Hydra expects of them,
+  before anything is instantiated: a config naming `os.system` would otherwise run it.
+- The stored data config may only build `SERDataModule` from plain values (see
+  `check_data_config`); which folders eval reads and writes is decided in `eval`, not by it.
 """
 
 from __future__ import annotations
@@ -35,11 +47,18 @@ from ser_lightning import __version__
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
+# (Fields added later, like the split's `train_files`, keep the version: older files just lack them.)
 CHECKPOINT_FORMAT_VERSION = 1
 
 REQUIRED_HPARAMS = ("net", "features", "audio", "labels")
-# Packages whose classes a checkpoint config may name; anything else is refused.
-TRUSTED_TARGET_PACKAGES = ("ser_lightning.", "torch.nn.", "torch.optim.", "torchaudio.transforms.")
+# Packages whose classes a checkpoint config may name (the package or its sub-modules, matched
+# name by name: `ser_lightning_x` is not `ser_lightning`); anything else is refused.
+TRUSTED_TARGET_PACKAGES = ("ser_lightning", "torch.nn", "torch.optim", "torchaudio.transforms")
+# The one class a stored data config may build.
+DATA_MODULE_TARGET = "ser_lightning.data.datamodule.SERDataModule"
+# Hydra's special keys, which `instantiate` acts on rather than passing them to the class.
+HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+_CONVERT_MODES = ("none", "partial", "object", "all")
 # What each top-level config must build.
 _ROLE_BASES: dict[str, tuple[str, ...]] = {
     "net": ("torch.nn.Module",),
@@ -92,15 +111,47 @@ def _absolute_paths(data: dict) -> dict:
 
 
 def split_record(datamodule: Any) -> dict | None:
-    """Name and sizes of the split a data module made, and a fingerprint of its test files."""
+    """Name and sizes of the split a data module made, a fingerprint of its test files, and the
+    identity of its training and validation files (see `file_identities`), so that eval can tell
+    when it is asked to score files the model learnt from."""
     if datamodule is None or getattr(datamodule, "assignment", None) is None:
         return None
     table = datamodule.split_table()
+    absolute = datamodule.table["path"].to_numpy()
     return {
         "name": datamodule.splitter.name,
         "sizes": {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()},
         "test_files_sha256": files_fingerprint(table.loc[table["split"] == "test", "path"]),
+        **{
+            f"{part}_files": file_identities(table["path"][mask], absolute[mask])
+            for part in ("train", "val")
+            for mask in [(table["split"] == part).to_numpy()]
+        },
     }
+
+
+def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
+    """Corpus-relative path -> size in bytes of each file.
+
+    The relative path still matches when the corpus is moved or copied; the size tells apart
+    two corpora that share a naming scheme (the demo corpus and RAVDESS name files alike).
+    """
+    return {str(rel): os.stat(path).st_size for rel, path in zip(relative_paths, absolute_paths, strict=True)}
+
+
+def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
+    """Which of the `scored` files (as `file_identities` gives them) the checkpoint's run trained
+    or validated on. `status` is `none`, `overlap`, or `unknown` for checkpoints written before
+    their split recorded its files."""
+    split = split or {}
+    if not isinstance(split.get("train_files"), dict) or not isinstance(split.get("val_files"), dict):
+        return {"status": "unknown", "count": None, "train": None, "val": None}
+    found = {
+        part: sorted(f for f, size in scored.items() if split[f"{part}_files"].get(f) == size)
+        for part in ("train", "val")
+    }
+    count = len(found["train"]) + len(found["val"])
+    return {"status": "overlap" if count else "none", "count": count, **found}
 
 
 def files_fingerprint(paths) -> str:
@@ -156,9 +207,70 @@ def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None
                 f"{where!r} has checkpoint format version {version!r}; this ser_lightning "
                 f"({__version__}) reads versions up to {CHECKPOINT_FORMAT_VERSION}. Update ser_lightning."
             )
+    check_plain(hparams, "hyper_parameters", where)
+    # The configs that reach Hydra or OmegaConf; the split's file lists never do.
+    if record is not None and record.get("data") is not None:
+        check_plain(record["data"], f"{RECORD_KEY}.data", where)
+        check_data_config(record["data"], f"{RECORD_KEY}.data", where)
     for role in ("net", "features", "optimizer", "scheduler"):
-        if hparams.get(role) is not None:
+        if role in ("net", "features") or hparams.get(role) is not None:
             check_targets(hparams[role], role, where)
+
+
+def check_plain(value: Any, key_path: str, where: str) -> None:
+    """Plain values only (str, int, float, bool, None, lists, dicts), and no interpolation."""
+    if isinstance(value, str):
+        # Any `${` is refused, escaped ones too: `\${x}` resolves to `${x}`, which a later
+        # resolve would run.
+        if "${" in value:
+            raise CheckpointError(
+                f"{where!r}: {key_path}={value!r} is refused: it is an OmegaConf interpolation, which "
+                "Hydra would resolve (and could turn into code to run) before building anything. "
+                "ser_lightning stores configs resolved, so its checkpoints never hold one: this file "
+                "was edited or made elsewhere; do not load it"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int) or "${" in str(key):
+                raise CheckpointError(
+                    f"{where!r}: {key_path} has the key {key!r}; config keys are plain names"
+                )
+            check_plain(item, f"{key_path}.{key}", where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_plain(item, f"{key_path}[{i}]", where)
+    elif not isinstance(value, int | float | bool | None):
+        raise CheckpointError(
+            f"{where!r}: {key_path} holds a {type(value).__name__}; stored configs hold plain values "
+            "(strings, numbers, booleans, null, lists, mappings) only"
+        )
+
+
+def check_data_config(data: Any, key_path: str, where: str) -> None:
+    """A stored data config builds SERDataModule and nothing else: its `_target_` is exactly
+    DATA_MODULE_TARGET, and no other Hydra key appears at any depth (so no nested node of the
+    file is ever instantiated)."""
+    if not isinstance(data, dict) or data.get("_target_") != DATA_MODULE_TARGET:
+        target = data.get("_target_") if isinstance(data, dict) else data
+        raise CheckpointError(
+            f"{where!r}: {key_path}._target_={target!r} is refused: a stored data config may only "
+            f"build {DATA_MODULE_TARGET}"
+        )
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in HYDRA_KEYS and not (path == key_path and key == "_target_"):
+                    raise CheckpointError(
+                        f"{where!r}: {path}.{key} is refused: a stored data config holds plain "
+                        f"settings of {DATA_MODULE_TARGET} only, nothing Hydra would build or run"
+                    )
+                visit(value, f"{path}.{key}")
+        elif isinstance(node, list | tuple):
+            for i, value in enumerate(node):
+                visit(value, f"{path}[{i}]")
+
+    visit(data, key_path)
 
 
 def _resolve(dotted: str) -> Any:
@@ -175,44 +287,65 @@ def _resolve(dotted: str) -> Any:
     raise ImportError(dotted)
 
 
+def in_packages(name: str, packages: tuple[str, ...] = TRUSTED_TARGET_PACKAGES) -> bool:
+    """Whether the dotted `name` is one of `packages` or lies inside one (whole names only)."""
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
 def check_targets(
     config: Any, role: str, where: str, trusted: tuple[str, ...] = TRUSTED_TARGET_PACKAGES
 ) -> None:
-    """Every `_target_` in `config` must be a class of a trusted package of the right kind."""
+    """The config of `role` builds a class of a trusted package of the right kind, and so does
+    every node nested in it; Hydra's other special keys hold only what Hydra expects of them."""
+    refused = f"checkpoint configs may only name classes of {', '.join(trusted)}"
 
     def visit(node: Any, key_path: str, bases: tuple[str, ...]) -> None:
         if isinstance(node, dict):
-            target = node.get("_target_")
-            if target is not None:
-                _check_target(target, key_path, bases)
+            if "_target_" in node:
+                check_target(node["_target_"], f"{key_path}._target_", bases)
             for key, value in node.items():
+                path = f"{key_path}.{key}"
+                if key in ("_partial_", "_recursive_") and not isinstance(value, bool):
+                    raise CheckpointError(f"{where!r}: {path}={value!r} is refused: it must be true or false")
+                if key == "_convert_" and (not isinstance(value, str) or value.lower() not in _CONVERT_MODES):
+                    raise CheckpointError(
+                        f"{where!r}: {path}={value!r} is refused: it must be one of {_CONVERT_MODES}"
+                    )
+                if key == "_args_" and not isinstance(value, list | tuple):
+                    raise CheckpointError(f"{where!r}: {path}={value!r} is refused: it must be a list")
                 if key != "_target_":
-                    visit(value, f"{key_path}.{key}", _ANY_BASES)
+                    visit(value, path, _ANY_BASES)
         elif isinstance(node, list | tuple):
             for i, value in enumerate(node):
                 visit(value, f"{key_path}[{i}]", _ANY_BASES)
 
-    def _check_target(target: Any, key_path: str, bases: tuple[str, ...]) -> None:
-        refused = (
-            f"{where!r}: {key_path}._target_={target!r} is refused: checkpoint configs may only name "
-            f"classes of {', '.join(p.rstrip('.') for p in trusted)} "
-        )
-        if not isinstance(target, str) or not target.startswith(trusted):
-            raise CheckpointError(refused + "(this one is outside them)")
+    def check_target(target: Any, key_path: str, bases: tuple[str, ...]) -> None:
+        if not isinstance(target, str) or not in_packages(target, trusted):
+            raise CheckpointError(
+                f"{where!r}: {key_path}={target!r} is refused: {refused} (this one is outside them)"
+            )
         try:
             obj = _resolve(target)
         except (ImportError, AttributeError):
             raise CheckpointError(
-                f"{where!r}: {key_path}._target_={target!r} does not exist in this installation; "
+                f"{where!r}: {key_path}={target!r} does not exist in this installation; "
                 "the checkpoint needs code this ser_lightning does not have"
             ) from None
         # The module check stops names that walk through a trusted module to a foreign object
-        # (e.g. ser_lightning.x.os.system).
-        if not isinstance(obj, type) or not obj.__module__.startswith(tuple(p.rstrip(".") for p in trusted)):
-            raise CheckpointError(refused + "(it does not name a class defined there)")
+        # (e.g. ser_lightning.x.os.system, or a class of `ser_lightning_x` imported into one).
+        if not isinstance(obj, type) or not in_packages(obj.__module__, trusted):
+            raise CheckpointError(
+                f"{where!r}: {key_path}={target!r} is refused: {refused} (it does not name a class defined there)"
+            )
         if not issubclass(obj, tuple(_resolve(b) for b in bases)):
-            raise CheckpointError(refused + f"(a {role} config must build a {' or '.join(bases)})")
+            raise CheckpointError(
+                f"{where!r}: {key_path}={target!r} is refused: a {role} config must build a {' or '.join(bases)}"
+            )
 
+    if not isinstance(config, dict) or "_target_" not in config:
+        raise CheckpointError(
+            f"{where!r}: the {role!r} config is refused: it must be a mapping whose _target_ names the class to build"
+        )
     visit(config, role, _ROLE_BASES[role])
 
 

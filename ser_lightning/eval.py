@@ -9,13 +9,21 @@ of the checkpoint's own data config, and `split=all` scores every file of the co
 Whatever the data config, its audio settings and label set are replaced by the checkpoint's and
 its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
 (and the caches are shared with training runs of the same settings).
+
+The checkpoint's data config is data from a file: it builds SERDataModule from plain settings
+only, caches go to this machine's `paths.cache_dir`, and the corpus it names is read only inside
+`paths.data_dir` unless the user names it (`+data.root=...`). Files the model was trained or
+validated on are listed in eval.json (`training_overlap`); scoring them as test data under a
+speaker-independent split stops unless `allow_train_overlap=true`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +33,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.checkpoint import (
     checkpoint_record,
+    file_identities,
     files_fingerprint,
     module_from_checkpoint,
     read_checkpoint,
+    training_overlap,
 )
+from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.reporting.evaluation import (
@@ -47,11 +58,16 @@ EVAL_SPLITS = ("test", "val", "train", "all")
 AUDIO_KEYS = ("sample_rate", "duration", "offset", "crop", "peak_normalize")
 
 
-def eval_data_config(chosen: dict | None, record: dict, ckpt_path: str) -> tuple[dict, str]:
+def eval_data_config(
+    chosen: dict | None, record: dict, ckpt_path: str, paths: Mapping[str, str]
+) -> tuple[dict, str]:
     """The data config to evaluate on, and where it came from.
 
     A full data config (with `_target_`) is used as given; a partial one (`+data.root=...`)
-    is merged onto the checkpoint's own.
+    is merged onto the checkpoint's own. The checkpoint's own config is data from a file: it
+    is vetted (SERDataModule settings only), its cache folder is replaced by this machine's
+    `paths.cache_dir`, and the folders it would have eval read must lie in `paths.data_dir`
+    unless the user named them (see `check_stored_folders`).
     """
     if chosen and "_target_" in chosen:
         return dict(chosen), "command line"
@@ -61,8 +77,54 @@ def eval_data_config(chosen: dict | None, record: dict, ckpt_path: str) -> tuple
             f"checkpoint {ckpt_path!r} carries no data config (it predates checkpoint format 1); "
             "choose the data to evaluate on: data=<group> data.root=PATH, e.g. data=ravdess data.root=/data/ravdess"
         )
+    own = stored_data_settings(own, ckpt_path)
+    own["cache_dir"] = str(paths["cache_dir"])  # what is written is this machine's choice
+    check_stored_folders(own, chosen or {}, ckpt_path, paths["data_dir"])
     merged = OmegaConf.to_container(OmegaConf.merge(own, chosen or {}), resolve=True)
     return merged, "checkpoint" + (" with overrides" if chosen else "")
+
+
+def stored_data_settings(own: dict, ckpt_path: str) -> dict:
+    """The checkpoint's data config, which `read_checkpoint` has vetted (plain values, no Hydra
+    key but its SERDataModule `_target_`), limited to settings SERDataModule takes."""
+    from ser_lightning.data.datamodule import SERDataModule
+
+    settings = set(inspect.signature(SERDataModule).parameters) - {"features"}
+    unknown = sorted(set(own) - settings - {"_target_"})
+    if unknown:
+        raise ValueError(
+            f"checkpoint {ckpt_path!r}: its data config has {unknown}, which this ser_lightning's "
+            "SERDataModule does not take; evaluate with data=<group> data.root=PATH instead"
+        )
+    return dict(own)
+
+
+def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str) -> None:
+    """The corpus folder (and a folder corpus's label CSV) a checkpoint names is read only when
+    it lies inside this machine's `paths.data_dir`, or when the user names it on the command
+    line: a checkpoint must not choose which of the machine's files eval reads."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    if not isinstance(chosen.get("root") or own.get("root"), str):
+        raise ValueError(
+            f"checkpoint {ckpt_path!r}: its data config names no corpus folder; pass +data.root=PATH"
+        )
+    root = Path(chosen.get("root") or own["root"]).expanduser().resolve()
+    if "root" not in chosen and not root.is_relative_to(data_dir):
+        raise ValueError(
+            f"checkpoint {ckpt_path!r} was trained on the corpus at {own['root']!r}, outside this machine's "
+            f"data folder paths.data_dir={str(data_dir)!r}; eval reads the folder a checkpoint names only "
+            f"inside paths.data_dir. To evaluate on that folder (or a copy), name it yourself: "
+            f"python -m ser_lightning.eval ckpt_path={ckpt_path} +data.root={own['root']}"
+        )
+    csv = (own.get("corpus_options") or {}).get("csv")
+    if csv is not None and "csv" not in (chosen.get("corpus_options") or {}):
+        where = (root / Path(csv).expanduser()).resolve()
+        if not (where.is_relative_to(root) or where.is_relative_to(data_dir)):
+            raise ValueError(
+                f"checkpoint {ckpt_path!r} names the label CSV data.corpus_options.csv={csv!r}, outside the "
+                f"corpus folder {str(root)!r} and paths.data_dir={str(data_dir)!r}; name the CSV yourself: "
+                f"+data.corpus_options.csv=PATH"
+            )
 
 
 def build_eval_datamodule(data: dict, module, split: str):
@@ -113,6 +175,47 @@ def test_report(module, datamodule, directory: str | Path) -> EvaluationReport:
     return report
 
 
+def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
+    """Which files of `split` the checkpoint's run trained or validated on (see training_overlap)."""
+    table = datamodule.table.iloc[datamodule.indices["test" if split == "all" else split]]
+    scored = file_identities(relative_paths(table, datamodule.root), table["path"])
+    return {**training_overlap(trained_split, scored), "of": len(scored)}
+
+
+def check_training_overlap(overlap: dict, split: str, datamodule, trained_split: dict, cfg) -> None:
+    """Stop before scoring training files as test data under a speaker-independent protocol.
+
+    Scores reported as test scores (split=test or all) of files the model learnt from are not
+    test scores; under data.split=actor/kfold/loso/cross_corpus they would wrongly claim unseen
+    speakers. split=train/val ask for such files by name, and allow_train_overlap=true accepts them.
+    """
+    if overlap["status"] != "overlap" or split not in ("test", "all") or cfg.get("allow_train_overlap"):
+        return
+    trained_protocol = SPLITS.get(str(trained_split.get("name")))
+    protocol = datamodule.splitter
+    if not (protocol.speaker_independent or getattr(trained_protocol, "speaker_independent", False)):
+        return
+    examples = ", ".join((overlap["train"] + overlap["val"])[:3])
+    raise ValueError(
+        f"{overlap['count']} of the {overlap['of']} files eval would score as test were used to train the "
+        f"model ({len(overlap['train'])} train, {len(overlap['val'])} validation files of {cfg.ckpt_path}), "
+        f"e.g. {examples}; under data.split={protocol.name} (trained with data.split={trained_split.get('name')}) "
+        "their scores would pass for speaker-independent test scores. Score the checkpoint's own test split "
+        "(ckpt_path alone), a corpus it never saw, or pass allow_train_overlap=true to score them anyway "
+        "(eval.json and the report then list them)."
+    )
+
+
+def overlap_warning(overlap: dict) -> str:
+    """The line the report's title carries when it scores files the model learnt from ('' if none)."""
+    if overlap["status"] != "overlap":
+        return ""
+    return (
+        f"WARNING: {overlap['count']} of these {overlap['of']} files were used to train "
+        f"({len(overlap['train'])}) or validate ({len(overlap['val'])}) the model"
+    )
+
+
 def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     """Load, score, report; returns the report and the summary written as eval.json."""
     started = time.perf_counter()
@@ -122,7 +225,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     checkpoint = read_checkpoint(ckpt_path)
     record = checkpoint_record(checkpoint)
     module = module_from_checkpoint(checkpoint, ckpt_path)
-    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path)
+    machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
+    data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)
 
     # Caches are built on the CPU with the checkpoint's feature extractor before it moves.
@@ -130,24 +234,39 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("test")
     datamodule.write_records(output_dir)
+    trained_split = record.get("split") or {}
+    overlap = scored_training_files(datamodule, split, trained_split)
+    check_training_overlap(overlap, split, datamodule, trained_split, cfg)
+    if overlap["status"] == "unknown":
+        log.warning(
+            "%s lists no training files (written before checkpoints recorded them): whether the model "
+            "learnt from any scored file is unknown",
+            Path(ckpt_path).name,
+        )
+    elif overlap["status"] == "overlap":
+        log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
     predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.root, source, predictor.device)
     report = split_report(predictor, datamodule, split)
 
     same_test_files = None
-    trained_split = record.get("split") or {}
-    if split == "test" and source == "checkpoint" and trained_split.get("test_files_sha256"):
+    if split == "test" and trained_split.get("test_files_sha256"):
         same_test_files = files_fingerprint(report.files) == trained_split["test_files_sha256"]
-        if not same_test_files:
+        if not same_test_files and source != "command line":
             log.warning(
                 "the test files differ from those held out when the model was trained (%s files then, %d now): "
-                "the corpus at %s changed; scores are not comparable with the training run's",
+                "the corpus at %s or the split settings changed; scores are not comparable with the training run's",
                 trained_split.get("sizes", {}).get("test"),
                 len(report.files),
                 datamodule.root,
             )
     what = "all files" if split == "all" else f"the {split} split"
-    title = f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}"
+    title = " | ".join(
+        filter(
+            None,
+            [f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}", overlap_warning(overlap)],
+        )
+    )
     print_report(report, title=title)
     paths = write_report(report, output_dir, title=title)
     summary = {
@@ -157,6 +276,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "split": split,
         "split_method": datamodule.splitter.name,
         "same_test_files_as_training": same_test_files,
+        "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
+        "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
         "device": str(predictor.device),
         "metrics": report.metrics,
         "files_written": {k: str(v) for k, v in paths.items()},

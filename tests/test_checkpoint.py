@@ -1,5 +1,9 @@
 """Checkpoints: the stored contract, loading them back, and refusing files that would run code."""
 
+import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from ser_lightning.utils.config import to_plain
 
 from .helpers import compose_train
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_NET = [
     "model.net.cnn_channels=[4,8]",
     "model.net.transformer_dim=16",
@@ -182,3 +187,295 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path):
     assert torch.load(path, weights_only=True)["epoch"] == 1
     io.save_checkpoint({"epoch": 3}, path)
     assert torch.load(path, weights_only=True) == {"epoch": 3}
+
+
+# --------------------------------------------------------------------------- stored configs are data
+def mkdir_interpolation(marker: Path, resolver: str = "oc.create") -> str:
+    """An OmegaConf interpolation whose resolution makes a node that Hydra would instantiate."""
+    if resolver == "oc.decode":
+        return f"${{oc.decode:'{{_target_: os.mkdir, _args_: [{marker}]}}'}}"
+    return f"${{oc.create:{{_target_: os.mkdir, _args_: ['{marker}']}}}}"
+
+
+def with_nested(hparams: dict, role: str, key: str, value) -> dict:
+    return dict(hparams, **{role: dict(hparams[role], **{key: value})})
+
+
+def crafted_hyper_parameters(module: SERModule, vector: str, marker: Path) -> tuple[dict, str]:
+    """Hyper-parameters carrying one attack, and the key path the refusal must name."""
+    hparams = dict(module.hparams)
+    mkdir = {"_target_": "os.mkdir", "_args_": [str(marker)]}
+    if vector == "oc.create":
+        return with_nested(hparams, "features", "f_min", mkdir_interpolation(marker)), r"features\.f_min"
+    if vector == "oc.decode":
+        return (
+            with_nested(hparams, "features", "f_min", mkdir_interpolation(marker, "oc.decode")),
+            r"features\.f_min",
+        )
+    if vector == "oc.env":
+        return with_nested(hparams, "features", "f_min", "${oc.env:HOME}"), r"features\.f_min"
+    if vector == "oc.select":
+        return with_nested(hparams, "net", "dropout", "${oc.select:net.dropout,0.1}"), r"net\.dropout"
+    if vector == "in a list":
+        channels = [4, mkdir_interpolation(marker)]
+        return with_nested(hparams, "net", "cnn_channels", channels), r"net\.cnn_channels\[1\]"
+    if vector == "in a label":
+        return dict(hparams, labels=["neutral", mkdir_interpolation(marker)]), r"labels\[1\]"
+    if vector == "escaped":  # resolves to the text of an interpolation, which a later resolve would run
+        return with_nested(hparams, "features", "f_min", "\\${oc.env:HOME}"), r"features\.f_min"
+    if vector == "_args_":
+        return with_nested(hparams, "net", "_args_", [mkdir]), r"net\._args_\[0\]\._target_"
+    if vector == "_partial_":
+        return with_nested(hparams, "net", "_partial_", "yes"), r"net\._partial_"
+    if vector == "_convert_":
+        return with_nested(hparams, "features", "_convert_", "everything"), r"features\._convert_"
+    if vector == "_recursive_":
+        return with_nested(hparams, "features", "_recursive_", [mkdir]), r"features\._recursive_"
+    if vector == "net as a list":
+        return dict(hparams, net=[dict(hparams["net"])]), r"'net'"
+    if vector == "null target":
+        return with_nested(hparams, "net", "_target_", None), r"net\._target_"
+    if vector == "in the record":
+        raise AssertionError("handled by the caller")
+    raise AssertionError(vector)
+
+
+VECTORS = [
+    "oc.create",
+    "oc.decode",
+    "oc.env",
+    "oc.select",
+    "in a list",
+    "in a label",
+    "escaped",
+    "_args_",
+    "_partial_",
+    "_convert_",
+    "_recursive_",
+    "net as a list",
+    "null target",
+]
+
+
+def test_the_interpolation_payload_is_live(tmp_path):
+    """What the refusals below stop: Hydra resolves the interpolation, then builds its node."""
+    marker = tmp_path / "made_by_interpolation"
+    instantiate({"_target_": "builtins.dict", "f_min": mkdir_interpolation(marker)})
+    assert marker.is_dir()
+
+
+def load_with(loader: str, path: Path, tmp_path: Path):
+    """Read a checkpoint the way each command does."""
+    if loader == "load_checkpoint":
+        return load_checkpoint(path)
+    if loader == "SERModule.load_from_checkpoint":
+        return SERModule.load_from_checkpoint(path)
+    if loader == "eval":
+        from ser_lightning.eval import evaluate
+
+        return evaluate(
+            compose_train([f"ckpt_path={path}", "device=cpu"], tmp_path / "run", config_name="eval")
+        )
+    if loader == "predict":
+        from ser_lightning.predict import predict
+
+        cfg = compose_train(
+            [f"ckpt_path={path}", f"inputs={tmp_path}", "device=cpu"], tmp_path / "run", config_name="predict"
+        )
+        return predict(cfg)
+    if loader == "export":
+        from ser_lightning.export import export
+
+        return export(compose_train([f"ckpt_path={path}"], tmp_path / "run", config_name="export"))
+    raise AssertionError(loader)
+
+
+LOADERS = ["load_checkpoint", "SERModule.load_from_checkpoint", "eval", "predict", "export"]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("vector", VECTORS)
+def test_crafted_configs_are_refused_by_every_command(module, tmp_path, vector, loader):
+    marker = tmp_path / "made_by_checkpoint"
+    hparams, key = crafted_hyper_parameters(module, vector, marker)
+    path = save(module, tmp_path / "crafted.ckpt", hyper_parameters=hparams)
+    with pytest.raises(CheckpointError, match=rf"crafted\.ckpt.*{key}"):
+        load_with(loader, path, tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_interpolations_in_the_record_are_refused(module, tmp_path, loader):
+    marker = tmp_path / "made_by_record"
+    data = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": mkdir_interpolation(marker)}
+    record = {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data, "split": None}
+    path = save(module, tmp_path / "crafted.ckpt", **{RECORD_KEY: record})
+    with pytest.raises(CheckpointError, match=r"crafted\.ckpt.*ser_lightning\.data\.root.*interpolation"):
+        load_with(loader, path, tmp_path)
+    assert not marker.exists()
+
+
+@pytest.fixture
+def look_alike_class(tmp_path, monkeypatch):
+    """A network class of the module `ser_lightning_extra` reachable as `ser_lightning.models.Extra`."""
+    source = tmp_path / "ser_lightning_extra.py"
+    source.write_text(
+        "import os\nimport torch\n\n"
+        "class Extra(torch.nn.Module):\n"
+        "    def __init__(self, marker, **kwargs):\n"
+        "        super().__init__()\n"
+        "        os.mkdir(marker)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import ser_lightning.models
+
+    extra = importlib.import_module("ser_lightning_extra")
+    monkeypatch.setitem(sys.modules, "ser_lightning_extra", extra)  # forgotten again after the test
+    monkeypatch.setattr(ser_lightning.models, "Extra", extra.Extra, raising=False)
+    return extra.Extra
+
+
+@pytest.mark.parametrize("target", ["ser_lightning.models.Extra", "ser_lightning_extra.Extra"])
+def test_classes_of_look_alike_modules_are_refused(module, tmp_path, look_alike_class, target):
+    marker = tmp_path / "made_by_look_alike"
+    net = {"_target_": target, "marker": str(marker)}
+    path = save(module, tmp_path / "look_alike.ckpt", hyper_parameters=with_hparam(module, "net", net))
+    with pytest.raises(CheckpointError, match=r"net\._target_=.*is refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- the stored data config
+def stored_data(root: Path, **changes) -> dict:
+    """A data config as CheckpointRecord stores it (resolved, absolute root and cache)."""
+    data = {
+        "_target_": "ser_lightning.data.datamodule.SERDataModule",
+        "corpus": "ravdess",
+        "root": str(root),
+        "demo": {"num_actors": 12, "duration": 1.0, "sample_rate": 16000, "seed": 0},
+        "split": "actor",
+        "split_seed": 42,
+        "cache_dir": str(root.parent / "cache"),
+        "duration": 1.0,
+    }
+    data.update(changes)
+    return data
+
+
+def with_data(module: SERModule, path: Path, data: dict) -> Path:
+    return save(module, path, **{RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data}})
+
+
+@pytest.mark.parametrize("loader", ["load_checkpoint", "eval", "predict"])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ("nested target", r"ser_lightning\.data\.corpus_options\.helper\._target_"),
+        ("target in a list", r"ser_lightning\.data\.vocal_channels\[0\]\._target_"),
+        ("_args_", r"ser_lightning\.data\._args_"),
+        ("_partial_", r"ser_lightning\.data\._partial_"),
+        ("other class", r"ser_lightning\.data\._target_='os\.mkdir'"),
+    ],
+)
+def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, loader, change, key):
+    marker = tmp_path / "made_by_data_config"
+    mkdir = {"_target_": "os.mkdir", "_args_": [str(marker)]}
+    data = stored_data(tmp_path / "data" / "demo")
+    if change == "nested target":
+        data["corpus_options"] = {"helper": mkdir}
+    elif change == "target in a list":
+        data["vocal_channels"] = [mkdir]
+    elif change == "_args_":
+        data["_args_"] = [mkdir]
+    elif change == "_partial_":
+        data["_partial_"] = True
+    else:
+        data = mkdir
+    path = with_data(module, tmp_path / "crafted.ckpt", data)
+    with pytest.raises(CheckpointError, match=rf"crafted\.ckpt.*{key}.*is refused"):
+        load_with(loader, path, tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.slow  # a fresh interpreter: about 20 s on two loaded cores
+def test_the_default_eval_command_runs_nothing_from_the_data_config(module, tmp_path):
+    """`python -m ser_lightning.eval ckpt_path=x.ckpt`, the command the README shows."""
+    marker = tmp_path / "made_by_eval"
+    data = stored_data(
+        tmp_path / "data" / "demo", corpus_options={"helper": {"_target_": "os.mkdir", "path": str(marker)}}
+    )
+    path = with_data(module, tmp_path / "x.ckpt", data)
+    done = subprocess.run(
+        [sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={path}", "device=cpu"],
+        cwd=REPO,
+        env=dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "ser_lightning.data.corpus_options.helper._target_" in done.stderr
+    assert not marker.exists()
+
+
+def eval_cfg(path: Path, tmp_path: Path, *overrides: str):
+    return compose_train(
+        [f"ckpt_path={path}", "device=cpu", *overrides], tmp_path / "run", config_name="eval"
+    )
+
+
+def test_eval_does_not_read_or_write_where_a_checkpoint_says(module, tmp_path):
+    """A stored root outside this machine's paths.data_dir is not used unless the user names it:
+    here it would even generate the demo corpus there."""
+    from ser_lightning.eval import evaluate
+
+    elsewhere = tmp_path / "elsewhere" / "demo"
+    path = with_data(module, tmp_path / "moved.ckpt", stored_data(elsewhere))
+    with pytest.raises(
+        ValueError, match=r"moved\.ckpt.*corpus at '.*elsewhere/demo'.*paths\.data_dir"
+    ) as err:
+        evaluate(eval_cfg(path, tmp_path))
+    assert f"python -m ser_lightning.eval ckpt_path={path} +data.root={elsewhere}" in str(err.value)
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "cache").exists()  # the stored cache_dir
+
+
+def test_the_stored_root_and_cache_folder_give_way_to_this_machines_paths(tmp_path):
+    from ser_lightning.eval import eval_data_config
+
+    paths = {"data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "my_cache")}
+    inside = stored_data(tmp_path / "data" / "demo", cache_dir="/somewhere/else")
+    data, source = eval_data_config(None, {"data": inside}, "m.ckpt", paths)
+    assert source == "checkpoint" and data["root"] == inside["root"]
+    assert data["cache_dir"] == paths["cache_dir"]  # never the record's
+
+    outside = stored_data(tmp_path / "corpora" / "demo")
+    with pytest.raises(ValueError, match=r"m\.ckpt.*outside"):
+        eval_data_config(None, {"data": outside}, "m.ckpt", paths)
+    chosen = str(tmp_path / "corpora" / "demo")
+    data, source = eval_data_config({"root": chosen}, {"data": outside}, "m.ckpt", paths)
+    assert data["root"] == chosen and source == "checkpoint with overrides"
+    data, _ = eval_data_config({"cache_dir": "/mine"}, {"data": inside}, "m.ckpt", paths)
+    assert data["cache_dir"] == "/mine"  # the user's own choice
+
+    # a label CSV the record names must lie in the corpus folder or the data folder
+    folder = stored_data(
+        tmp_path / "data" / "mine", corpus="folder", corpus_options={"csv": str(tmp_path / "other.csv")}
+    )
+    with pytest.raises(ValueError, match=r"corpus_options\.csv.*other\.csv.*outside"):
+        eval_data_config(None, {"data": folder}, "m.ckpt", paths)
+    folder["corpus_options"] = {"csv": "../../other.csv"}
+    with pytest.raises(ValueError, match=r"corpus_options\.csv"):
+        eval_data_config(None, {"data": folder}, "m.ckpt", paths)
+    folder["corpus_options"] = {"csv": "labels.csv"}
+    assert eval_data_config(None, {"data": folder}, "m.ckpt", paths)[0]["corpus_options"] == {
+        "csv": "labels.csv"
+    }
+    data, _ = eval_data_config(
+        {"corpus_options": {"csv": str(tmp_path / "other.csv")}}, {"data": folder}, "m.ckpt", paths
+    )
+    assert data["corpus_options"]["csv"] == str(tmp_path / "other.csv")
+
+    # keys SERDataModule does not take are named before anything is built
+    with pytest.raises(ValueError, match=r"m\.ckpt.*\['shell'\]"):
+        eval_data_config(None, {"data": dict(inside, shell="rm")}, "m.ckpt", paths)

@@ -68,11 +68,18 @@ def evaluated(trained, tmp_path_factory):
     """`eval ckpt_path=...` with nothing else: the checkpoint's own test split."""
     run_dir = tmp_path_factory.mktemp("inference_eval")
     report, summary = evaluate(
-        compose_train([f"ckpt_path={trained.ckpt}", "device=cpu"], run_dir, config_name="eval")
+        compose_train(
+            [f"ckpt_path={trained.ckpt}", "device=cpu", *this_machine(trained)], run_dir, config_name="eval"
+        )
     )
     return SimpleNamespace(
         report=report, summary=summary, run_dir=run_dir, predictions=pd.read_csv(run_dir / "predictions.csv")
     )
+
+
+def this_machine(trained) -> list[str]:
+    """The paths of the machine that trained: its data folder holds the corpus, its cache the features."""
+    return [f"paths.data_dir={trained.root.parent}", f"paths.cache_dir={trained.cache_dir}"]
 
 
 def run_predict(trained, tmp_path, inputs, *overrides):
@@ -311,13 +318,15 @@ def test_eval_data_config_comes_from_the_checkpoint_unless_given():
         "split": "actor",
     }
     record = {"data": own}
-    assert eval_data_config(None, record, "m.ckpt") == (own, "checkpoint")
-    merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt")
-    assert merged == dict(own, root="/elsewhere/demo") and source == "checkpoint with overrides"
+    paths = {"data_dir": "/corpora", "cache_dir": "/cache"}
+    assert eval_data_config(None, record, "m.ckpt", paths) == (dict(own, cache_dir="/cache"), "checkpoint")
+    merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt", paths)
+    assert merged == dict(own, root="/elsewhere/demo", cache_dir="/cache")
+    assert source == "checkpoint with overrides"
     other = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": "/corpora/ravdess"}
-    assert eval_data_config(other, record, "m.ckpt") == (other, "command line")
+    assert eval_data_config(other, record, "m.ckpt", paths) == (other, "command line")
     with pytest.raises(ValueError, match=r"old\.ckpt.*carries no data config.*data=<group> data\.root=PATH"):
-        eval_data_config(None, {}, "old.ckpt")
+        eval_data_config(None, {}, "old.ckpt", paths)
 
 
 @pytest.mark.slow
@@ -334,7 +343,14 @@ def test_the_network_alone_exports_too(trained, evaluated, tmp_path):
 def test_the_eval_and_export_clis(trained, tmp_path):
     env = dict(os.environ, SER_LIGHTNING_ROOT=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "ser_lightning.eval", f"ckpt_path={trained.ckpt}", "device=cpu"],
+        [
+            sys.executable,
+            "-m",
+            "ser_lightning.eval",
+            f"ckpt_path={trained.ckpt}",
+            "device=cpu",
+            *this_machine(trained),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -369,3 +385,66 @@ def test_the_eval_and_export_clis(trained, tmp_path):
     assert (
         parity["max_abs_probability_diff"] < 1e-4 and parity["num_inputs"] == 64
     )  # the cap: 60 clips, some 2 windows
+
+
+# --------------------------------------------------------------------------- training files scored as test
+def run_eval(trained, run_dir, *overrides, ckpt=None):
+    cfg = compose_train(
+        [f"ckpt_path={ckpt or trained.ckpt}", "device=cpu", *this_machine(trained), *overrides],
+        run_dir,
+        config_name="eval",
+    )
+    return evaluate(cfg)
+
+
+def test_the_checkpoint_lists_the_files_it_learnt_from(trained):
+    split = checkpoint_record(read_checkpoint(trained.ckpt))["split"]
+    for part in ("train", "val"):
+        files = split[f"{part}_files"]
+        assert len(files) == split["sizes"][part]
+        for name, size in list(files.items())[:5]:
+            assert not Path(name).is_absolute() and (trained.root / name).stat().st_size == size
+    assert not set(split["train_files"]) & set(split["val_files"])
+
+
+def test_eval_says_its_own_test_split_holds_no_training_file(evaluated):
+    assert evaluated.summary["training_overlap"] == {"status": "none", "count": 0, "train": [], "val": []}
+
+
+def test_eval_refuses_to_score_training_files_as_test(trained, evaluated, tmp_path):
+    split = checkpoint_record(read_checkpoint(trained.ckpt))["split"]
+    # every file of the training corpus
+    with pytest.raises(
+        ValueError, match=r"600 of the 720 files.*480 train.*120 validation.*allow_train_overlap=true"
+    ):
+        run_eval(trained, tmp_path / "all", "split=all")
+    # another split seed draws other test actors: speakers the model learnt from
+    with pytest.raises(ValueError, match=r"files eval would score as test.*data\.split=actor"):
+        run_eval(trained, tmp_path / "seed", "+data.split_seed=7")
+
+    # asked for, it scores them and says so in the report and the summary
+    report, summary = run_eval(trained, tmp_path / "allowed", "split=all", "allow_train_overlap=true")
+    overlap = summary["training_overlap"]
+    assert overlap["status"] == "overlap" and overlap["count"] == 600 and summary["allow_train_overlap"]
+    assert overlap["train"] == sorted(split["train_files"]) and overlap["val"] == sorted(split["val_files"])
+    saved = json.loads((tmp_path / "allowed" / "eval.json").read_text())
+    assert saved["training_overlap"] == overlap
+    title = json.loads((tmp_path / "allowed" / "metrics.json").read_text())["title"]
+    assert "WARNING: 600 of these 720 files were used to train (480) or validate (120) the model" in title
+    assert report.metrics["num_files"] == 720
+
+
+def test_eval_reports_training_files_of_the_splits_it_is_asked_for(trained, tmp_path):
+    _, summary = run_eval(trained, tmp_path, "split=val")
+    assert summary["training_overlap"]["count"] == 120 and summary["training_overlap"]["train"] == []
+
+
+def test_checkpoints_without_their_training_files_report_an_unknown_overlap(trained, tmp_path):
+    checkpoint = torch.load(trained.ckpt, weights_only=True)
+    for part in ("train", "val"):
+        del checkpoint["ser_lightning"]["split"][f"{part}_files"]
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    _, summary = run_eval(trained, tmp_path / "run", ckpt=older)
+    assert summary["training_overlap"]["status"] == "unknown"
+    assert summary["same_test_files_as_training"] is True
