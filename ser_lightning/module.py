@@ -18,7 +18,7 @@ from ser_lightning.augment.batch import build_batch_augmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.metrics import confusion_matrix, per_class_recall, ser_metrics
+from ser_lightning.metrics import confusion_metric, per_class_recall, ser_metrics
 from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
 
@@ -29,7 +29,8 @@ class SERModule(pl.LightningModule):
     Batches carry either cached `features` or raw `waveform`s (then features are computed
     here, on the device). Metrics: `<stage>/acc` (WA), `<stage>/ua` (UA), `<stage>/f1`
     (macro-F1), `val/ua_best`; the test stage also keeps per-class recall and the
-    confusion matrix in `self.test_results`.
+    confusion matrix in `self.test_results`. Each is defined once, in ser_lightning.metrics,
+    and the evaluation report uses the same definitions.
     """
 
     def __init__(
@@ -71,8 +72,7 @@ class SERModule(pl.LightningModule):
         self.train_metrics = ser_metrics(num_classes, "train/")
         self.val_metrics = ser_metrics(num_classes, "val/")
         self.test_metrics = ser_metrics(num_classes, "test/")
-        self.test_recall = per_class_recall(num_classes)
-        self.test_confusion = confusion_matrix(num_classes)
+        self.test_confusion = confusion_metric(num_classes)
         self.val_ua_best = MaxMetric()
         self.test_results: dict[str, Any] = {}
 
@@ -149,22 +149,25 @@ class SERModule(pl.LightningModule):
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
         self.test_metrics(logits, target)
-        self.test_recall(logits, target)
         self.test_confusion(logits, target)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
         # Per-clip outcomes for callbacks that report on individual clips.
         return {"row": batch["row"], "target": target, "pred": logits.argmax(dim=-1)}
 
-    def on_test_epoch_end(self) -> None:
-        recall = self.test_recall.compute().cpu()
-        self.test_results = {
+    def test_outcome(self) -> dict[str, Any]:
+        """Per-class recall and the confusion matrix of the test batches seen since the last reset."""
+        confusion = self.test_confusion.compute().cpu().numpy()
+        recall = per_class_recall(confusion)
+        return {
             "per_class_recall": dict(zip(self.labels, recall.tolist(), strict=True)),
-            "confusion_matrix": self.test_confusion.compute().cpu().tolist(),
+            "confusion_matrix": confusion.tolist(),
         }
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self.test_outcome()
         for name, value in self.test_results["per_class_recall"].items():
             self.log(f"test/recall_{name}", value)
-        self.test_recall.reset()
         self.test_confusion.reset()
 
     # ------------------------------------------------------------------ checkpoints
