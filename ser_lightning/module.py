@@ -23,6 +23,10 @@ from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
 
 
+class NonFiniteLossError(RuntimeError):
+    """A training batch's loss is NaN or inf; the message names the files and what to check."""
+
+
 class SERModule(pl.LightningModule):
     """Speech emotion classifier.
 
@@ -123,9 +127,14 @@ class SERModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         target = batch["label"]
-        augmented = self.batch_augmentation(self.inputs(batch), target)
+        inputs = self.inputs(batch)
+        augmented = self.batch_augmentation(inputs, target)
         logits = self(augmented.features)
         loss = augmented.loss(logits, self.loss)
+        # Before backward: one such step would make every weight NaN, and the run would go on
+        # at chance level with nothing but `nan` in its logs.
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self._non_finite_loss_message(loss, inputs, batch))
         self.train_loss(loss)
         self.train_metrics(logits, target)  # the batch's own labels, also when mixed
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
@@ -169,6 +178,40 @@ class SERModule(pl.LightningModule):
         for name, value in self.test_results["per_class_recall"].items():
             self.log(f"test/recall_{name}", value)
         self.test_confusion.reset()
+
+    # ------------------------------------------------------------------ a loss that is not finite
+    def _batch_files(self, batch: dict) -> list[str]:
+        """A name for each item of a batch: its file, from the data module's table row `row`."""
+        if "row" not in batch:
+            return [f"item {i} of the batch" for i in range(len(batch["label"]))]
+        rows = torch.as_tensor(batch["row"]).flatten().tolist()
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        table = getattr(datamodule, "table", None)
+        if table is None or "path" not in table:
+            return [f"row {row}" for row in rows]
+        return [str(table["path"].iloc[row]) for row in rows]
+
+    def _non_finite_loss_message(self, loss: torch.Tensor, inputs: torch.Tensor, batch: dict) -> str:
+        files = self._batch_files(batch)
+        head = (
+            f"training stopped: the training loss is {loss.item()} at epoch {self.current_epoch}, "
+            f"step {self.global_step}."
+        )
+        bad = (~torch.isfinite(inputs.detach()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            listed = "\n".join(f"  {files[i]}" for i in bad)
+            return (
+                f"{head} The features of {len(bad)} of the batch's {len(files)} files are not finite:\n"
+                f"{listed}\nCheck these files: a float WAV with samples far outside [-1, 1] (written unscaled) "
+                "overflows the features when data.peak_normalize=false; rescale or remove the files, or set "
+                "data.peak_normalize=true."
+            )
+        listed = "\n".join(f"  {file}" for file in files)
+        return (
+            f"{head} The features of its files are finite, so the network diverged: lower "
+            "model.optimizer.lr, clip gradients (trainer.gradient_clip_val=1.0), or train in full "
+            f"precision (trainer.precision=32-true). The batch's files:\n{listed}"
+        )
 
     # ------------------------------------------------------------------ checkpoints
     # Metric states are not in the state dict; the best validation UA so far must survive a

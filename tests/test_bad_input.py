@@ -27,6 +27,7 @@ from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file
 from ser_lightning.features import LogMel
 from ser_lightning.models import ACNT
+from ser_lightning.module import NonFiniteLossError
 from ser_lightning.train import train
 
 from .conftest import write_tone
@@ -390,3 +391,52 @@ def test_a_run_lists_and_counts_what_it_skipped(messy_root, tmp_path):
     listed = pd.read_csv(tmp_path / "stopped" / "rejected_files.csv")
     assert len(listed) == len(bad) and set(listed["stage"]) == {"label", "audio"}
     assert not (tmp_path / "stopped" / "split.csv").exists()
+
+
+# ------------------------------------------------------------------ a loss that is not finite
+@pytest.fixture(scope="module")
+def loud_corpus(tmp_path_factory) -> tuple[Path, set[str]]:
+    """The tone corpus with one unscaled float WAV (samples of 1e30) per actor; returns (root, their names)."""
+    root = tone_corpus(tmp_path_factory.mktemp("loud") / "corpus")
+    loud = {
+        loud_float_wav(root / ravdess_name(5, actor, 2, 2), 1e30, rate=16000).name for actor in range(1, 7)
+    }
+    return root, loud
+
+
+def stopped_run(root: Path, run_dir: Path, *overrides: str) -> str:
+    """Train on `root` until a NonFiniteLossError; returns its message."""
+    cfg = compose_train([*TINY_RUN, f"data.root={root}", "print_config=false", *overrides], run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(NonFiniteLossError) as err:
+            train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return str(err.value)
+
+
+def listed_files(message: str) -> set[str]:
+    return {Path(line.strip()).name for line in message.splitlines() if line.startswith("  ")}
+
+
+def test_features_that_are_not_finite_stop_training_naming_the_files(loud_corpus, tmp_path):
+    # The loud files' waveforms are finite, but without peak normalisation their power spectrum
+    # overflows float32: their log-mel features, and so the loss, are not finite.
+    root, loud = loud_corpus
+    message = stopped_run(root, tmp_path / "run", "data.peak_normalize=false")
+    assert "training loss is nan" in message and "data.peak_normalize=true" in message
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    train_files = {Path(p).name for p in split.loc[split["split"] == "train", "path"]}
+    named = listed_files(message)
+    assert named and named <= loud & train_files  # the loud files of the batch, and no other file
+
+
+def test_a_diverging_network_stops_training_naming_the_batch(loud_corpus, tmp_path):
+    root, _ = loud_corpus  # peak-normalised: every input is finite
+    message = stopped_run(root, tmp_path / "run", "model.optimizer.lr=1e30")
+    assert "features of its files are finite, so the network diverged" in message
+    assert "model.optimizer.lr" in message
+    named = listed_files(message)
+    assert len(named) == 16 and all((root / f"Actor_{n[-6:-4]}" / n).is_file() for n in named)
