@@ -136,7 +136,9 @@ class SERModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(self._non_finite_loss_message(loss, inputs, batch))
         self.train_loss(loss)
-        self.train_metrics(logits, target)  # the batch's own labels, also when mixed
+        # update, not forward: only epoch values are logged, and a per-batch value would copy the
+        # confusion matrix to the CPU at every step; update also lets the scores share one matrix
+        self.train_metrics.update(logits, target)  # the batch's own labels, also when mixed
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
@@ -144,7 +146,7 @@ class SERModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits, target = self._step(batch)
         self.val_loss(loss)
-        self.val_metrics(logits, target)
+        self.val_metrics.update(logits, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
@@ -157,8 +159,8 @@ class SERModule(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
-        self.test_metrics(logits, target)
-        self.test_confusion(logits, target)
+        self.test_metrics.update(logits, target)
+        self.test_confusion.update(logits, target)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
         # Per-clip outcomes for callbacks that report on individual clips.

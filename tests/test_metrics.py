@@ -54,7 +54,7 @@ def epoch_of(metrics, predicted, target, batch_size: int = 2) -> dict[str, float
     metrics.reset()
     logits, target = logits_predicting(predicted), torch.as_tensor(target)
     for start in range(0, len(target), batch_size):
-        metrics(logits[start : start + batch_size], target[start : start + batch_size])
+        metrics.update(logits[start : start + batch_size], target[start : start + batch_size])
     return {name: float(value) for name, value in metrics.compute().items()}
 
 
@@ -72,7 +72,7 @@ def test_ua_leaves_out_a_class_the_labels_lack_even_when_it_is_predicted(module)
     assert test["test/f1"] == pytest.approx(report.metrics["macro_f1"]) == pytest.approx(5 / 9)
 
     module.test_confusion.reset()
-    module.test_confusion(logits, torch.as_tensor(CASE_TRUE))
+    module.test_confusion.update(logits, torch.as_tensor(CASE_TRUE))
     results = module.test_outcome()
     assert results["per_class_recall"] == report.per_class["recall"].to_dict()
     assert list(results["per_class_recall"].values())[:3] == [0.5, 1.0, 0.0]
@@ -91,6 +91,6 @@ def test_the_module_metrics_are_scikit_learns_definitions(module, seed):
     assert logged["test/f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
 
     module.test_confusion.reset()
-    module.test_confusion(logits_predicting(y_pred), torch.as_tensor(y_true))
+    module.test_confusion.update(logits_predicting(y_pred), torch.as_tensor(y_true))
     _, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=range(8), zero_division=0)
     np.testing.assert_allclose(list(module.test_outcome()["per_class_recall"].values()), recall)
