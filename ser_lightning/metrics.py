@@ -1,31 +1,143 @@
-"""The SER metrics, named once: WA (accuracy), UA (mean per-class recall), macro-F1."""
+"""The SER metrics, each defined once, as a function of a confusion matrix.
+
+Every score ser_lightning reports comes from the functions below applied to a confusion matrix
+`C` (rows = true class, columns = predicted class, over the model's whole label order): the
+module's `train/`, `val/` and `test/` metrics and `val/ua_best` (what checkpoints, early stopping
+and sweeps rank on), the evaluation report of `eval` and of the end of `train`, and the W&B
+per-class table. So they cannot disagree. The definitions are scikit-learn's, so any score can be
+checked against it:
+
+- WA (`acc`, `accuracy`): trace(C) / sum(C), the share of files classified correctly.
+- UA (`ua`): the mean recall over the classes present in the true labels (support > 0), as
+  `sklearn.metrics.balanced_accuracy_score`. A class no file has is left out even when it is
+  predicted: it has no recall, and its wrong predictions already lower the recall of the classes
+  they were taken from. (torchmetrics' macro accuracy would count it with recall 0.)
+- per-class recall: C[k, k] / support_k; 0 for a class without support (listed with support 0).
+- per-class precision: C[k, k] / predictions_k; 0 for a class never predicted.
+- per-class F1: 2 C[k, k] / (support_k + predictions_k), i.e. 2PR / (P + R); 0 for a class that
+  is neither in the labels nor predicted.
+- macro-F1 (`f1`, `macro_f1`): the mean F1 over the classes present in the true or the predicted
+  labels, as `sklearn.metrics.f1_score(average="macro")`: a class predicted but absent from the
+  labels counts (with F1 0, its predictions are all wrong); one neither present nor predicted does not.
+- weighted F1: per-class F1 weighted by support.
+
+A metric of no files at all (an empty matrix) is 0.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 
-def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Weighted accuracy (`acc`), unweighted accuracy (`ua`) and macro-F1 (`f1`) for one stage."""
-    return MetricCollection(
+# ------------------------------------------------------------------ definitions (pure functions)
+def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """C[i, j] = number of files of true class i predicted as class j, over all `num_classes`."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    for name, values in (("true", y_true), ("predicted", y_pred)):
+        # scikit-learn would silently leave out a file whose class is not in `labels`
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} class indices must lie in [0, {num_classes}); got {sorted(set(values.tolist()))}"
+            )
+    return confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+def _counts(confusion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(correct, support, predictions) per class."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    return np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+
+
+def support(confusion) -> np.ndarray:
+    return _counts(confusion)[1]
+
+
+def per_class_recall(confusion) -> np.ndarray:
+    correct, support, _ = _counts(confusion)
+    return _ratio(correct, support)
+
+
+def per_class_precision(confusion) -> np.ndarray:
+    correct, _, predictions = _counts(confusion)
+    return _ratio(correct, predictions)
+
+
+def per_class_f1(confusion) -> np.ndarray:
+    correct, support, predictions = _counts(confusion)
+    return _ratio(2 * correct, support + predictions)
+
+
+def weighted_accuracy(confusion) -> float:
+    correct, support, _ = _counts(confusion)
+    return float(_ratio(correct.sum(), support.sum()))
+
+
+def unweighted_accuracy(confusion) -> float:
+    present = support(confusion) > 0
+    return float(per_class_recall(confusion)[present].mean()) if present.any() else 0.0
+
+
+def macro_f1(confusion) -> float:
+    _, support, predictions = _counts(confusion)
+    seen = (support + predictions) > 0
+    return float(per_class_f1(confusion)[seen].mean()) if seen.any() else 0.0
+
+
+def weighted_f1(confusion) -> float:
+    class_support = support(confusion)
+    return float(_ratio((per_class_f1(confusion) * class_support).sum(), class_support.sum()))
+
+
+def per_class_table(confusion, labels) -> pd.DataFrame:
+    """precision, recall, F1 and support of every class of `labels`, in that order."""
+    return pd.DataFrame(
         {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "ua": MulticlassAccuracy(num_classes, average="macro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "precision": per_class_precision(confusion),
+            "recall": per_class_recall(confusion),
+            "f1": per_class_f1(confusion),
+            "support": support(confusion).astype(int),
         },
-        prefix=prefix,
+        index=pd.Index(list(labels), name="emotion"),
     )
 
 
-def per_class_recall(num_classes: int) -> MulticlassRecall:
-    return MulticlassRecall(num_classes, average=None)
+# ------------------------------------------------------------------ the module's torchmetrics
+class ConfusionScore(MulticlassConfusionMatrix):
+    """One of the scores above, accumulated over an epoch as torchmetrics' confusion matrix.
+
+    The matrix is the metric state (summed across processes under DDP); `compute` applies `score`
+    to it. The scores of one stage share that state: a MetricCollection updates it once per batch.
+    """
+
+    def __init__(self, num_classes: int, score: Callable[[np.ndarray], float], **kwargs):
+        super().__init__(num_classes, **kwargs)
+        self.score = score
+
+    def compute(self) -> torch.Tensor:
+        value = self.score(self.confmat.detach().cpu().numpy())
+        return torch.tensor(value, dtype=torch.float32, device=self.confmat.device)
 
 
-def confusion_matrix(num_classes: int) -> MulticlassConfusionMatrix:
+def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """WA (`acc`), UA (`ua`) and macro-F1 (`f1`) of one stage, as defined above."""
+    scores = {"acc": weighted_accuracy, "ua": unweighted_accuracy, "f1": macro_f1}
+    return MetricCollection(
+        {name: ConfusionScore(num_classes, score) for name, score in scores.items()}, prefix=prefix
+    )
+
+
+def confusion_metric(num_classes: int) -> MulticlassConfusionMatrix:
     return MulticlassConfusionMatrix(num_classes)

@@ -18,9 +18,13 @@ from ser_lightning.augment.batch import build_batch_augmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.metrics import confusion_matrix, per_class_recall, ser_metrics
+from ser_lightning.metrics import confusion_metric, per_class_recall, ser_metrics
 from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training batch's loss is NaN or inf; the message names the files and what to check."""
 
 
 class SERModule(pl.LightningModule):
@@ -29,7 +33,8 @@ class SERModule(pl.LightningModule):
     Batches carry either cached `features` or raw `waveform`s (then features are computed
     here, on the device). Metrics: `<stage>/acc` (WA), `<stage>/ua` (UA), `<stage>/f1`
     (macro-F1), `val/ua_best`; the test stage also keeps per-class recall and the
-    confusion matrix in `self.test_results`.
+    confusion matrix in `self.test_results`. Each is defined once, in ser_lightning.metrics,
+    and the evaluation report uses the same definitions.
     """
 
     def __init__(
@@ -71,8 +76,7 @@ class SERModule(pl.LightningModule):
         self.train_metrics = ser_metrics(num_classes, "train/")
         self.val_metrics = ser_metrics(num_classes, "val/")
         self.test_metrics = ser_metrics(num_classes, "test/")
-        self.test_recall = per_class_recall(num_classes)
-        self.test_confusion = confusion_matrix(num_classes)
+        self.test_confusion = confusion_metric(num_classes)
         self.val_ua_best = MaxMetric()
         self.test_results: dict[str, Any] = {}
 
@@ -123,11 +127,18 @@ class SERModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         target = batch["label"]
-        augmented = self.batch_augmentation(self.inputs(batch), target)
+        inputs = self.inputs(batch)
+        augmented = self.batch_augmentation(inputs, target)
         logits = self(augmented.features)
         loss = augmented.loss(logits, self.loss)
+        # Before backward: one such step would make every weight NaN, and the run would go on
+        # at chance level with nothing but `nan` in its logs.
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self._non_finite_loss_message(loss, inputs, batch))
         self.train_loss(loss)
-        self.train_metrics(logits, target)  # the batch's own labels, also when mixed
+        # update, not forward: only epoch values are logged, and a per-batch value would copy the
+        # confusion matrix to the CPU at every step; update also lets the scores share one matrix
+        self.train_metrics.update(logits, target)  # the batch's own labels, also when mixed
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
@@ -135,7 +146,7 @@ class SERModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits, target = self._step(batch)
         self.val_loss(loss)
-        self.val_metrics(logits, target)
+        self.val_metrics.update(logits, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
@@ -148,24 +159,61 @@ class SERModule(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
-        self.test_metrics(logits, target)
-        self.test_recall(logits, target)
-        self.test_confusion(logits, target)
+        self.test_metrics.update(logits, target)
+        self.test_confusion.update(logits, target)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
         # Per-clip outcomes for callbacks that report on individual clips.
         return {"row": batch["row"], "target": target, "pred": logits.argmax(dim=-1)}
 
-    def on_test_epoch_end(self) -> None:
-        recall = self.test_recall.compute().cpu()
-        self.test_results = {
+    def test_outcome(self) -> dict[str, Any]:
+        """Per-class recall and the confusion matrix of the test batches seen since the last reset."""
+        confusion = self.test_confusion.compute().cpu().numpy()
+        recall = per_class_recall(confusion)
+        return {
             "per_class_recall": dict(zip(self.labels, recall.tolist(), strict=True)),
-            "confusion_matrix": self.test_confusion.compute().cpu().tolist(),
+            "confusion_matrix": confusion.tolist(),
         }
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self.test_outcome()
         for name, value in self.test_results["per_class_recall"].items():
             self.log(f"test/recall_{name}", value)
-        self.test_recall.reset()
         self.test_confusion.reset()
+
+    # ------------------------------------------------------------------ a loss that is not finite
+    def _batch_files(self, batch: dict) -> list[str]:
+        """A name for each item of a batch: its file, from the data module's table row `row`."""
+        if "row" not in batch:
+            return [f"item {i} of the batch" for i in range(len(batch["label"]))]
+        rows = torch.as_tensor(batch["row"]).flatten().tolist()
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        table = getattr(datamodule, "table", None)
+        if table is None or "path" not in table:
+            return [f"row {row}" for row in rows]
+        return [str(table["path"].iloc[row]) for row in rows]
+
+    def _non_finite_loss_message(self, loss: torch.Tensor, inputs: torch.Tensor, batch: dict) -> str:
+        files = self._batch_files(batch)
+        head = (
+            f"training stopped: the training loss is {loss.item()} at epoch {self.current_epoch}, "
+            f"step {self.global_step}."
+        )
+        bad = (~torch.isfinite(inputs.detach()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            listed = "\n".join(f"  {files[i]}" for i in bad)
+            return (
+                f"{head} The features of {len(bad)} of the batch's {len(files)} files are not finite:\n"
+                f"{listed}\nCheck these files: a float WAV with samples far outside [-1, 1] (written unscaled) "
+                "overflows the features when data.peak_normalize=false; rescale or remove the files, or set "
+                "data.peak_normalize=true."
+            )
+        listed = "\n".join(f"  {file}" for file in files)
+        return (
+            f"{head} The features of its files are finite, so the network diverged: lower "
+            "model.optimizer.lr, clip gradients (trainer.gradient_clip_val=1.0), or train in full "
+            f"precision (trainer.precision=32-true). The batch's files:\n{listed}"
+        )
 
     # ------------------------------------------------------------------ checkpoints
     # Metric states are not in the state dict; the best validation UA so far must survive a

@@ -27,11 +27,12 @@ from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file
 from ser_lightning.features import LogMel
 from ser_lightning.models import ACNT
+from ser_lightning.module import NonFiniteLossError
 from ser_lightning.train import train
 
 from .conftest import write_tone
 from .helpers import compose_train
-from .tiny_corpus import TINY_RUN
+from .tiny_corpus import TINY_RUN, tone_corpus
 
 SETTINGS = AudioSettings(sample_rate=16000, duration=0.5)
 
@@ -157,6 +158,52 @@ def test_silence_and_non_finite_samples_stay_finite(tmp_path):
     silent = features.extract(torch.zeros(4, 8000))
     features.fit_normalization(silent.numpy())
     assert torch.isfinite(features.normalize(silent)).all()
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def loud_float_wav(
+    path: Path, peak: float, channels: int = 1, rate: int = 44100, seconds: float = 0.5
+) -> Path:
+    """A 440 Hz square wave of `peak` as a float WAV: its edges make any resampler overshoot the peak."""
+    t = np.arange(int(seconds * rate)) / rate
+    square = peak * np.sign(np.sin(2 * np.pi * 440.0 * t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.stack([square] * channels, axis=1).astype(np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize(
+    "peak, channels",
+    [(1.0, 1), (1e38, 1), (FLOAT32_MAX, 1), (FLOAT32_MAX, 2)],
+    ids=["full-scale", "1e38", "float32-max", "float32-max-stereo"],
+)
+def test_a_float_wav_at_the_float_limit_is_resampled_to_a_finite_bounded_wave(tmp_path, peak, channels):
+    # 44.1 kHz -> 16 kHz: the resampler overshoots the peak by ~70 % at each edge, which near the
+    # float32 limit is inf (NaN once peak-normalised); the channel mean overflows the same way.
+    path = loud_float_wav(tmp_path / "loud.wav", peak, channels)
+    wave = load_waveform(path, SETTINGS)
+    assert wave.shape == (8000,) and np.isfinite(wave).all()
+    assert np.abs(wave).max() == pytest.approx(1.0)  # peak-normalised, not zeroed to silence
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    assert abs(np.argmax(spectrum) * 16000 / len(wave) - 440.0) <= 2.0  # the tone survives
+
+    raw = load_waveform(path, AudioSettings(sample_rate=16000, duration=0.5, peak_normalize=False))
+    assert np.isfinite(raw).all() and np.abs(raw).max() >= min(peak, FLOAT32_MAX / 2)
+    _finite_features_and_loss(wave)
+
+
+def test_the_waveform_cache_of_a_float_wav_at_the_float_limit_is_finite_and_bounded(tmp_path):
+    root = tone_corpus(tmp_path / "corpus")
+    loud = loud_float_wav(root / ravdess_name(5, 3, 2, 2), FLOAT32_MAX, channels=2)
+    dm = make_dm(root, tmp_path / "cache")
+    dm.prepare_data()
+    dm.setup("fit")
+    row = int(np.flatnonzero(dm.table["path"].map(lambda p: Path(p).resolve() == loud.resolve()))[0])
+    cached = np.asarray(dm.waveforms[row])
+    assert np.isfinite(cached).all() and np.abs(cached).max() == pytest.approx(1.0)
+    assert np.isfinite(np.asarray(dm.feature_array)).all()
 
 
 def test_a_ten_minute_file_is_read_around_its_crop(tmp_path):
@@ -344,3 +391,52 @@ def test_a_run_lists_and_counts_what_it_skipped(messy_root, tmp_path):
     listed = pd.read_csv(tmp_path / "stopped" / "rejected_files.csv")
     assert len(listed) == len(bad) and set(listed["stage"]) == {"label", "audio"}
     assert not (tmp_path / "stopped" / "split.csv").exists()
+
+
+# ------------------------------------------------------------------ a loss that is not finite
+@pytest.fixture(scope="module")
+def loud_corpus(tmp_path_factory) -> tuple[Path, set[str]]:
+    """The tone corpus with one unscaled float WAV (samples of 1e30) per actor; returns (root, their names)."""
+    root = tone_corpus(tmp_path_factory.mktemp("loud") / "corpus")
+    loud = {
+        loud_float_wav(root / ravdess_name(5, actor, 2, 2), 1e30, rate=16000).name for actor in range(1, 7)
+    }
+    return root, loud
+
+
+def stopped_run(root: Path, run_dir: Path, *overrides: str) -> str:
+    """Train on `root` until a NonFiniteLossError; returns its message."""
+    cfg = compose_train([*TINY_RUN, f"data.root={root}", "print_config=false", *overrides], run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(NonFiniteLossError) as err:
+            train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return str(err.value)
+
+
+def listed_files(message: str) -> set[str]:
+    return {Path(line.strip()).name for line in message.splitlines() if line.startswith("  ")}
+
+
+def test_features_that_are_not_finite_stop_training_naming_the_files(loud_corpus, tmp_path):
+    # The loud files' waveforms are finite, but without peak normalisation their power spectrum
+    # overflows float32: their log-mel features, and so the loss, are not finite.
+    root, loud = loud_corpus
+    message = stopped_run(root, tmp_path / "run", "data.peak_normalize=false")
+    assert "training loss is nan" in message and "data.peak_normalize=true" in message
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    train_files = {Path(p).name for p in split.loc[split["split"] == "train", "path"]}
+    named = listed_files(message)
+    assert named and named <= loud & train_files  # the loud files of the batch, and no other file
+
+
+def test_a_diverging_network_stops_training_naming_the_batch(loud_corpus, tmp_path):
+    root, _ = loud_corpus  # peak-normalised: every input is finite
+    message = stopped_run(root, tmp_path / "run", "model.optimizer.lr=1e30")
+    assert "features of its files are finite, so the network diverged" in message
+    assert "model.optimizer.lr" in message
+    named = listed_files(message)
+    assert len(named) == 16 and all((root / f"Actor_{n[-6:-4]}" / n).is_file() for n in named)

@@ -103,7 +103,7 @@ def test_training_leaves_a_self_contained_checkpoint_and_a_test_report(trained):
 
     report = json.loads((trained.run_dir / "test_report" / "metrics.json").read_text())
     assert report["num_files"] == 120
-    # the report's sklearn metrics equal the torchmetrics values logged by trainer.test
+    # the report equals what trainer.test logged: one definition of each metric (ser_lightning.metrics)
     assert report["accuracy"] == pytest.approx(trained.metrics["test/acc"], abs=1e-6)
     assert report["ua"] == pytest.approx(trained.metrics["test/ua"], abs=1e-6)
     assert report["macro_f1"] == pytest.approx(trained.metrics["test/f1"], abs=1e-6)

@@ -14,6 +14,8 @@ import soxr
 PARTIAL_READ_MARGIN_SECONDS = 30.0
 # Audio read on each side of a partial window so that the resampler's edges fall outside the crop.
 RESAMPLE_CONTEXT_SECONDS = 0.05
+# The largest float32: a mixed, resampled or scaled sample beyond it would be inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class AudioDecodeError(RuntimeError):
@@ -122,14 +124,39 @@ def mix_and_resample(data: np.ndarray, file_rate: int, sample_rate: int) -> np.n
     """Decoded samples `(frames, channels)` at `file_rate` to finite mono float32 at `sample_rate`.
 
     Shared by corpus decoding and by prediction's video/compressed-audio path, so that both
-    mix and resample exactly alike.
+    mix and resample exactly alike. Every step that could make a sample non-finite is cleaned
+    after: decoding (a float WAV can hold NaN or inf), the channel mean and resampling (both can
+    overflow float32 on a float WAV near its limit).
     """
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    # NaN or inf samples (float WAVs can hold them) would poison every feature and the loss.
-    mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+    data = finite(data)
+    if data.shape[1] > 1:
+        # the mean in float64: two channels near the float32 limit sum to inf in float32
+        mono = finite(data.mean(axis=1, dtype=np.float64).astype(np.float32))
+    else:
+        mono = data[:, 0]
     if file_rate != sample_rate and len(mono) > 0:
-        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ").astype(np.float32)
+        mono = _resample(mono, file_rate, sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def finite(samples: np.ndarray) -> np.ndarray:
+    """A copy of the samples with NaN and inf replaced by 0: they would poison every feature and the loss."""
+    return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _resample(mono: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray:
+    """soxr's high-quality resampling, safe near the float32 limit.
+
+    soxr computes in single precision and overshoots a full-scale edge by up to ~70 %, which near
+    the float32 limit is inf (a NaN once peak-normalised). A signal louder than 1 is resampled
+    scaled to peak 1 (resampling is linear) and scaled back in float64, clipped to float32's range;
+    a signal within [-1, 1] is resampled as it is.
+    """
+    headroom = max(float(np.max(np.abs(mono))), 1.0)
+    resampled = soxr.resample(mono / np.float32(headroom), file_rate, sample_rate, quality="HQ")
+    if headroom > 1.0:
+        resampled = np.clip(resampled.astype(np.float64) * headroom, -FLOAT32_MAX, FLOAT32_MAX)
+    return finite(resampled.astype(np.float32))
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -170,13 +197,14 @@ def _partial_window(info, settings: AudioSettings) -> tuple[int, int, int] | Non
 
 
 def _peak_normalize(wave: np.ndarray) -> np.ndarray:
+    """The wave scaled to peak 1, finite (an inf sample would make inf / inf = NaN of the rest)."""
     peak = float(np.max(np.abs(wave))) if len(wave) else 0.0
-    return wave / peak if peak > 1e-8 else wave  # silence stays silence (no division by ~0)
+    return finite(wave / peak) if peak > 1e-8 else wave  # silence stays silence (no division by ~0)
 
 
 def condition(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
     """Clean a whole decoded clip as training does: non-finite samples to 0, then peak-normalise if asked."""
-    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    wave = finite(wave)
     return _peak_normalize(wave) if settings.peak_normalize else wave
 
 

@@ -1,7 +1,9 @@
 """The evaluation report: metrics, per-class table, confusion matrices and per-file predictions.
 
-One report serves `eval` and the end of `train`. Metrics come from scikit-learn with its usual
-definitions, so they can be checked against any other tool:
+One report serves `eval` and the end of `train`. Every number is computed from the report's
+confusion matrix by ser_lightning.metrics, the definitions the training metrics use too (so the
+report's UA is the `test/ua` and `val/ua` of training); they are scikit-learn's, so they can be
+checked against any other tool:
 
 - accuracy (WA): share of files classified correctly;
 - unweighted accuracy (UA): mean recall over the emotions present in the true labels
@@ -10,13 +12,12 @@ definitions, so they can be checked against any other tool:
 - weighted F1: F1 per emotion weighted by its support.
 
 The per-class table and the confusion matrices list every emotion of the model's label order,
-so reports of different runs and corpora line up (absent emotions have support 0).
+so reports of different runs and corpora line up (absent emotions have support 0, recall 0).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +29,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    ConfusionMatrixDisplay,
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from ser_lightning.metrics import (  # noqa: E402
+    confusion_counts,
+    macro_f1,
+    per_class_table,
+    unweighted_accuracy,
+    weighted_accuracy,
+    weighted_f1,
 )
 
 METRIC_NAMES = {
@@ -98,27 +101,15 @@ def evaluation_report(files, y_true, probabilities, labels) -> EvaluationReport:
     if len(y_true) == 0:
         raise ValueError("evaluation got no files to score")
     report = EvaluationReport(labels, [str(f) for f in files], y_true, probabilities)
-    y_pred = report.y_pred
-    with warnings.catch_warnings():
-        # Predictions of emotions a corpus does not have are expected (e.g. calm on CREMA-D).
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        ua = float(balanced_accuracy_score(y_true, y_pred))
+    report.confusion = confusion_counts(y_true, report.y_pred, len(labels))
     report.metrics = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "ua": ua,
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "accuracy": weighted_accuracy(report.confusion),
+        "ua": unweighted_accuracy(report.confusion),
+        "macro_f1": macro_f1(report.confusion),
+        "weighted_f1": weighted_f1(report.confusion),
         "num_files": int(len(y_true)),
     }
-    everyone = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=everyone, zero_division=0
-    )
-    report.per_class = pd.DataFrame(
-        {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)},
-        index=pd.Index(labels, name="emotion"),
-    )
-    report.confusion = confusion_matrix(y_true, y_pred, labels=everyone)
+    report.per_class = per_class_table(report.confusion, labels)
     return report
 
 

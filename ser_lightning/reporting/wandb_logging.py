@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
-from sklearn.metrics import precision_recall_fscore_support
 
+from ser_lightning.metrics import confusion_counts, per_class_table
 from ser_lightning.utils.jobs import is_multirun
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,13 @@ class WandbMediaCallback(pl.Callback):
                 y_true=targets.tolist(), preds=preds.tolist(), class_names=labels
             )
         }
-        precision, recall, f1, support = precision_recall_fscore_support(
-            targets, preds, labels=list(range(len(labels))), zero_division=0
-        )
+        # the definitions of the evaluation report and of the logged test metrics
+        per_class = per_class_table(confusion_counts(targets, preds, len(labels)), labels)
         media["test/per_class"] = wandb.Table(
             columns=["emotion", "precision", "recall", "f1", "support"],
             data=[
-                [n, float(p), float(r), float(f), int(s)]
-                for n, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+                [name, float(row.precision), float(row.recall), float(row.f1), int(row.support)]
+                for name, row in per_class.iterrows()
             ],
         )
         datamodule = trainer.datamodule
