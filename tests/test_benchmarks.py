@@ -144,3 +144,13 @@ def test_model_epoch_time_times_pairs_and_names_the_ones_that_do_not_fit(tmp_pat
     (cnn2ch,) = table_rows(report, "cnn2ch")
     assert number(acnt[3]) == 636872 and number(acnt[4]) > 0  # parameters, s / epoch
     assert "does not fit: it needs 2 input channels" in cnn2ch[2]
+
+
+def test_cache_verification_reports_each_entry_and_each_hash(tmp_path):
+    report = run_benchmark(
+        "cache_verification.py", "--clips", "16", "--repeats", "1", "--work-dir", str(tmp_path)
+    )
+    for kind in ("waveforms", "features"):
+        (row,) = table_rows(report, kind)
+        assert all(number(cell) > 0 for cell in row[2:7]), row
+    assert {row[0] for row in table_rows(report, "")} >= {"sha256 (kept)", "blake2b", "crc32"}

@@ -66,6 +66,7 @@ def test_the_entry_point_refuses_before_any_work(tmp_path, override, message):
         (["data.on_error=ignore"], StartupError, r"data.on_error='ignore' must be one of"),
         (["data.max_skip_fraction=5"], StartupError, r"data.max_skip_fraction=5"),
         (["data.duration=0"], StartupError, r"data.duration=0 is out of range"),
+        (["data.cache_lock_timeout=0"], StartupError, r"data.cache_lock_timeout=0 must be a positive"),
         (["model.label_smoothing=1.5"], StartupError, r"model.label_smoothing=1.5"),
         (["features.normalization=global"], StartupError, r"features.normalization='global'"),
         (["+data.batchsize=8"], StartupError, r"unexpected keyword argument 'batchsize'"),

@@ -1,4 +1,4 @@
-"""Interrupted and concurrent cache builds, with real processes (killed with SIGKILL)."""
+"""Interrupted, concurrent and damaged cache builds, with real processes (killed with SIGKILL)."""
 
 from __future__ import annotations
 
@@ -114,4 +114,51 @@ def test_two_processes_building_the_same_caches_end_with_one_copy(tone_root, tmp
     dm = make_datamodule(str(tone_root), str(cache))
     dm.setup("fit")
     assert dm.cache_events == ["reused waveforms", "reused features"]
+    assert_caches_hold_the_corpus(dm)
+
+
+def _built_caches(tone_root: Path, cache: Path):
+    dm = make_datamodule(str(tone_root), str(cache))
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_a_truncated_waveform_cache_is_rebuilt_by_the_next_run(tone_root, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    _built_caches(tone_root, cache)
+    (entry,) = cache.glob("waveforms-*.npy")
+    os.truncate(entry, entry.stat().st_size // 2)  # e.g. a copy of the cache folder that stopped midway
+
+    with caplog.at_level("WARNING", logger="ser_lightning.data.cache"):
+        dm = _built_caches(tone_root, cache)
+    assert dm.cache_events == ["built waveforms", "reused features"]
+    assert any(str(entry) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert_caches_hold_the_corpus(dm)
+
+
+def test_a_flipped_bit_in_the_feature_cache_never_reaches_a_batch(tone_root, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    dm = _built_caches(tone_root, cache)
+    (entry,) = cache.glob("features-*.npy")
+    # A value in [1, 2) has the float32 exponent 0x7F; setting the exponent's top bit (bit 30)
+    # turns it into NaN (or infinity, which normalisation makes NaN).
+    values = np.asarray(dm.feature_array).reshape(-1)
+    index = int(np.flatnonzero((np.abs(values) >= 1) & (np.abs(values) < 2))[0])
+    byte_offset = entry.stat().st_size - values.nbytes + 4 * index + 3  # little-endian: high byte last
+    del values, dm
+    with open(entry, "r+b") as handle:
+        handle.seek(byte_offset)
+        high = handle.read(1)[0]
+        handle.seek(byte_offset)
+        handle.write(bytes([high | 0x40]))
+    assert not np.isfinite(np.load(entry, mmap_mode="r").reshape(-1)[index])
+
+    with caplog.at_level("WARNING", logger="ser_lightning.data.cache"):
+        dm = _built_caches(tone_root, cache)
+    assert dm.cache_events == ["reused waveforms", "built features"]
+    assert any(str(entry) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert np.isfinite(dm.feature_array).all()
+    for batch in dm.train_dataloader():
+        assert torch.isfinite(batch["features"]).all()
     assert_caches_hold_the_corpus(dm)

@@ -31,6 +31,7 @@ run inference_latency experiments/benchmarks/inference_latency.py \
     --models acnt,crnn_attn,cnn_bilstm_mha --actors 24 --repeats 50 --data-dir "$DATA" --work-dir "$DATA/inference"
 run scaling experiments/benchmarks/scaling.py --sizes 360,1440,5760 --durations 1.5,3,6 --epochs 2 --work-dir "$DATA/scaling"
 run model_epoch_time experiments/benchmarks/model_epoch_time.py --actors 24 --epochs 2 --data-dir "$DATA" --cache-dir "$DATA/cache"
+run cache_verification experiments/benchmarks/cache_verification.py --clips 1440 --repeats 5 --work-dir "$DATA/cache_verification"
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
-from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
+from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S, ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.corpora import (
     CremaDCorpus,
     FolderCorpus,
@@ -157,6 +157,7 @@ class SERDataModule(pl.LightningDataModule):
         crop: str = "center",
         peak_normalize: bool = True,
         cache_dir: str = ".cache/ser_lightning",
+        cache_lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool | str = "auto",
@@ -193,7 +194,7 @@ class SERDataModule(pl.LightningDataModule):
                 f"features.sample_rate={features.sample_rate} differs from data.sample_rate={sample_rate}; "
                 "set features.sample_rate=${data.sample_rate}"
             )
-        self.cache = ArrayCache(cache_dir)
+        self.cache = ArrayCache(cache_dir, cache_lock_timeout)
         self.batch_size = batch_size
         self.num_workers = num_workers
         if pin_memory not in (True, False, "auto"):

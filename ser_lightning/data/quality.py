@@ -143,7 +143,8 @@ def screen_audio(scan: CorpusScan, cache: ArrayCache, workers: int | None = None
         out[:] = [reason is None for reason in reasons]
         return {"reasons": {str(i): reason for i, reason in enumerate(reasons) if reason is not None}}
 
-    checks = ArrayCache(cache.directory / "audiocheck")  # beside, not among, the data arrays
+    # beside, not among, the data arrays
+    checks = ArrayCache(cache.directory / "audiocheck", cache.lock_timeout)
     checks.build("audiocheck", key, (len(paths),), "uint8", fill, {"num_files": len(paths)})
     usable = np.asarray(checks.load("audiocheck", key), dtype=bool)
     if usable.all():
