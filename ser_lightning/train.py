@@ -38,7 +38,7 @@ from ser_lightning.utils.jobs import (
     job_record,
     pin_ddp_children_to_this_job,
 )
-from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run_config
+from ser_lightning.utils.resume import ResumedCheckpoint, checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
 
@@ -99,13 +99,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     # Before any work: the checkpoint to resume must exist and belong to this experiment.
     ckpt_path = checkpoint_to_resume(cfg, output_dir)
     if rank_zero_only.rank == 0:
-        record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
+        record_or_check_run_config(cfg, output_dir, _task_overrides(), ckpt_path)
+    resumed = ResumedCheckpoint.read(ckpt_path) if ckpt_path else None
+    if resumed:
+        resumed.check_data(to_plain(cfg.data))
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
 
     objects = build(cfg)
     datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
+    if resumed:
+        resumed.check_model(model.hparams)
     log.info(
         "model %s on features %s: input %s",
         type(model.net).__name__,
@@ -119,6 +124,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     except UnusableFilesError as err:
         listed = write_rejected(err.rejected, output_dir)
         raise UnusableFilesError(f"{err}\nAll of them, with reasons: {listed}", err.rejected) from None
+    if resumed:
+        resumed.check_split(datamodule)
     if rank_zero_only.rank == 0:
         datamodule.write_records(output_dir)
     protocol = datamodule.protocol()
