@@ -23,6 +23,7 @@ from ser_lightning.inference.media import InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
+from ser_lightning.utils.errors import exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -91,6 +92,7 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg.paths)
     results = predict(cfg)
