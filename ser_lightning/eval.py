@@ -49,6 +49,7 @@ from ser_lightning.reporting.evaluation import (
     write_report,
 )
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
+from ser_lightning.utils.errors import exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.eval")
 
@@ -289,6 +290,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@exits_on_user_mistake
 def main(cfg: DictConfig) -> float:
     OmegaConf.resolve(cfg.paths)
     report, _ = evaluate(cfg)

@@ -22,6 +22,7 @@ from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
 from ser_lightning.inference.windows import clip_windows
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
+from ser_lightning.utils.errors import exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.export")
 
@@ -92,6 +93,7 @@ def export(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+@exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg.paths)
     export(cfg)

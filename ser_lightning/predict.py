@@ -23,6 +23,7 @@ from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, co
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
+from ser_lightning.utils.errors import exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -105,6 +106,7 @@ def log_summary(results: list[FilePrediction | InputError], seconds: float) -> N
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg.paths)
     results = predict(cfg)

@@ -21,6 +21,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.utils.errors import exits_on_user_mistake
+
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
 DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best")
 
@@ -156,9 +158,9 @@ def build_report(
     title: str | None = None,
 ) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
+    jobs = collect_jobs(sweep_dir)  # first: a mistyped sweep folder must not be created as the output
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = collect_jobs(sweep_dir)
     metrics = tuple(dict.fromkeys((metric, *metrics)))
     keys = configuration_columns(jobs)
     summary = summarize(jobs, metrics)
@@ -199,6 +201,7 @@ def print_summary(sweep_dir: Path, written: dict[str, Path], metric: str) -> Non
     console.print("written: " + ", ".join(str(p) for p in written.values()))
 
 
+@exits_on_user_mistake
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -21,6 +21,8 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from ser_lightning.augment.config import configure_datamodule
 from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord
+from ser_lightning.data.corpora import build_corpus
+from ser_lightning.data.datamodule import CORPORA
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
@@ -32,13 +34,14 @@ from ser_lightning.utils.config import (
     silence_pytree_notice,
     to_plain,
 )
+from ser_lightning.utils.errors import exits_on_user_mistake, root_cause
 from ser_lightning.utils.jobs import (
     StartupError,
     distributed_job_scope,
     job_record,
     pin_ddp_children_to_this_job,
 )
-from ser_lightning.utils.resume import checkpoint_to_resume, record_or_check_run_config
+from ser_lightning.utils.resume import ResumedCheckpoint, checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
 
@@ -54,14 +57,22 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     try:
         return _build(cfg)
     except Exception as err:
-        raise StartupError(_root_cause(err)) from err
+        cause = root_cause(err)
+        raise StartupError(f"{type(cause).__name__}: {cause}") from err
 
 
-def _root_cause(err: BaseException) -> str:
-    """Hydra wraps constructor errors in InstantiationException; the innermost message is the useful one."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}"
+def check_data_root(data: DictConfig) -> None:
+    """A corpus folder that is not there stops the run before anything is built or printed.
+
+    The corpus parser says so in its own words (what the folder should hold, where to get it);
+    data=demo generates its folder, and configs the data module refuses are left to it.
+    """
+    root, corpus_name = data.get("root"), data.get("corpus")
+    if data.get("demo") or not root or Path(str(root)).expanduser().is_dir() or corpus_name not in CORPORA:
+        return
+    options = to_plain(data.get("corpus_options"))
+    corpus = build_corpus(CORPORA[corpus_name], str(root), data.get("vocal_channels", ["speech"]), options)
+    corpus.scan()  # raises FileNotFoundError naming the folder
 
 
 def _build(cfg: DictConfig) -> dict[str, Any]:
@@ -99,13 +110,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     # Before any work: the checkpoint to resume must exist and belong to this experiment.
     ckpt_path = checkpoint_to_resume(cfg, output_dir)
     if rank_zero_only.rank == 0:
-        record_or_check_run_config(cfg, output_dir, _task_overrides(), resuming=ckpt_path is not None)
+        record_or_check_run_config(cfg, output_dir, _task_overrides(), ckpt_path)
+    resumed = ResumedCheckpoint.read(ckpt_path) if ckpt_path else None
+    if resumed:
+        resumed.check_data(to_plain(cfg.data))
+    check_data_root(cfg.data)
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)
 
     objects = build(cfg)
     datamodule, model, trainer = objects["datamodule"], objects["model"], objects["trainer"]
+    if resumed:
+        resumed.check_model(model.hparams)
     log.info(
         "model %s on features %s: input %s",
         type(model.net).__name__,
@@ -119,6 +136,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     except UnusableFilesError as err:
         listed = write_rejected(err.rejected, output_dir)
         raise UnusableFilesError(f"{err}\nAll of them, with reasons: {listed}", err.rejected) from None
+    if resumed:
+        resumed.check_split(datamodule)
     if rank_zero_only.rank == 0:
         datamodule.write_records(output_dir)
     protocol = datamodule.protocol()
@@ -171,6 +190,7 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@exits_on_user_mistake
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg.paths)
     with job_record(cfg.paths.output_dir, is_rank_zero=rank_zero_only.rank == 0) as job:

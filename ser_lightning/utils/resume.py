@@ -1,34 +1,101 @@
-"""Resuming an interrupted run in its own directory, with the config it was started with.
+"""Resuming an interrupted run: the same experiment, with the config it was started with.
 
     python -m ser_lightning.train <the original overrides> ckpt_path=last hydra.run.dir=<run dir>
 
 Hydra gives every new run a new directory, so `ckpt_path=last` needs `hydra.run.dir` to point
 at the interrupted run's; the resumed run then writes its checkpoints, metrics and summary
-there. Hydra rewrites `.hydra/` at every start, so the first start also keeps its own record,
-`run_config.yaml` (the resolved config and the command-line overrides); a resume whose model,
-features, data or seed differ from it stops before any work and says which keys differ.
+there. `ckpt_path=PATH` resumes any checkpoint in a new directory. Every resume is checked
+before any training step, whatever directory the checkpoint lies in:
+
+1. `run_config.yaml` of the checkpoint's run (Hydra rewrites `.hydra/` at every start, so the
+   first start keeps its own record: the resolved config and the overrides): model, features,
+   data, seed, augmentation and the trainer keys that change results must match;
+2. the checkpoint's own record (written by `CheckpointRecord`): its data config must match, so
+   that the split is made the same way, and its hyper-parameters must be those of the model
+   this config builds (this is what a checkpoint copied out of its run is checked against);
+3. after the data module has split the corpus, the fingerprint of the test files must equal the
+   checkpoint's: otherwise the corpus changed, and files the model trained on could now be test
+   files.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.augment.config import AUGMENTATION_DEFAULTS
+from ser_lightning.checkpoint import checkpoint_record, read_checkpoint, split_record
+
 RUN_CONFIG = "run_config.yaml"
+
 # What makes a checkpoint's training history mean something: resuming with other values
-# would silently continue a different experiment. Worker counts change no result.
-RESUME_MUST_MATCH = ("model", "features", "data", "seed")
-RESUME_MAY_DIFFER = ("data.num_workers", "data.pin_memory", "data.decode_workers")
+# would silently continue a different experiment. Every key under these must match unless it
+# is listed in RESUME_MAY_DIFFER (so a trainer key added later is compared by default).
+RESUME_MUST_MATCH = ("model", "features", "data", "seed", "augmentation", "trainer")
+RESUME_MAY_DIFFER = (
+    # How fast batches arrive and where caches live (caches are keyed by their content).
+    "data.num_workers",
+    "data.pin_memory",
+    "data.decode_workers",
+    "data.cache_dir",
+    # When training stops: extending a run is what a resume is for; the epochs already trained
+    # are the same whatever the limit.
+    "trainer.max_epochs",
+    "trainer.min_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    # Where it runs: a run preempted on one machine resumes on whatever is free. A different
+    # world size changes the effective batch (data.batch_size is per device), so the result is
+    # not bit-identical to an uninterrupted run; refusing would leave the run unfinishable.
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    # Where and how often it reports.
+    "trainer.default_root_dir",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.profiler",
+)
+# Hyper-parameters of the model that change no result (compiling is a speed choice).
+HPARAMS_MAY_DIFFER = ("compile",)
 
 
-def _flat(node, prefix: str = "") -> dict[str, object]:
+class ResumeError(ValueError):
+    """A resume that would continue another experiment than its checkpoint's; the message says what differs."""
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, object]:
     if isinstance(node, dict):
         out: dict[str, object] = {}
         for key, value in node.items():
             out.update(_flat(value, f"{prefix}{key}."))
         return out
+    if isinstance(node, tuple):  # a list and a tuple of the same values are the same setting
+        node = list(node)
     return {prefix[:-1]: node}
+
+
+def _may_differ(key: str, may_differ: tuple[str, ...]) -> bool:
+    return any(key == allowed or key.startswith(allowed + ".") for allowed in may_differ)
+
+
+def changed_keys(before: dict, now: dict, may_differ: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value before, value now) for every leaf that differs, sorted by key."""
+    flat_before, flat_now = _flat(before), _flat(now)
+    return [
+        (key, flat_before.get(key), flat_now.get(key))
+        for key in sorted(flat_before.keys() | flat_now.keys())
+        if flat_before.get(key) != flat_now.get(key) and not _may_differ(key, may_differ)
+    ]
+
+
+def _listing(changes: list[tuple[str, Any, Any]], then: str = "", now: str = "") -> str:
+    return "\n".join(f"  {key}: {old!r}{then} -> {new!r}{now}" for key, old, new in changes)
 
 
 def _resume_command(overrides: list[str]) -> str:
@@ -57,26 +124,118 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
+def _checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
+    """The run directory a checkpoint was written into (`<run>/checkpoints/x.ckpt`), if it lies there."""
+    path = Path(ckpt_path).resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
+def _must_match(config: dict) -> dict:
+    """The RESUME_MUST_MATCH part of a plain config; augmentation keys a preset leaves out are off."""
+    part = {key: config.get(key) for key in RESUME_MUST_MATCH}
+    part["augmentation"] = {**AUGMENTATION_DEFAULTS, **(part["augmentation"] or {})}
+    return part
+
+
 def record_or_check_run_config(
-    cfg: DictConfig, output_dir: Path, overrides: list[str], resuming: bool
+    cfg: DictConfig, output_dir: Path, overrides: list[str], ckpt_path: str | None
 ) -> None:
-    """Write run_config.yaml when a run starts from scratch; on a resume, refuse a different experiment."""
+    """Write run_config.yaml for a run's first start; on a resume, refuse a different experiment.
+
+    A resume is compared with the run_config.yaml of the run its checkpoint belongs to (this
+    directory's for `ckpt_path=last`); a resume into a directory without one records its own
+    config there, so that resuming it later is checked too.
+    """
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     record = output_dir / RUN_CONFIG
-    if not resuming:  # a start from scratch is the first start of what this directory holds
+    if ckpt_path is None or not record.is_file():
         OmegaConf.save(OmegaConf.create({"overrides": list(overrides), "config": plain}), record)
+    if ckpt_path is None:
         return
-    if not record.is_file():
-        return  # nothing recorded to compare with
-    saved = OmegaConf.to_container(OmegaConf.load(record), resolve=False)
-    before = {k: v for k, v in _flat({key: saved["config"].get(key) for key in RESUME_MUST_MATCH}).items()}
-    now = {k: v for k, v in _flat({key: plain.get(key) for key in RESUME_MUST_MATCH}).items()}
-    changed = sorted(
-        k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_MAY_DIFFER
-    )
-    if changed:
-        listing = "\n".join(f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        raise ValueError(
-            f"resuming {output_dir} with a different config than it was started with:\n{listing}\n"
+    started = _checkpoint_run_dir(ckpt_path)
+    if started is None or not (started / RUN_CONFIG).is_file():
+        return  # nothing recorded to compare with; the checkpoint's own record is compared next
+    saved = OmegaConf.to_container(OmegaConf.load(started / RUN_CONFIG), resolve=False)
+    changes = changed_keys(_must_match(saved["config"]), _must_match(plain), RESUME_MAY_DIFFER)
+    if changes:
+        raise ResumeError(
+            f"resuming {started} with a different config than it was started with:\n{_listing(changes)}\n"
             f"Repeat the original command: {_resume_command(saved.get('overrides', []))}"
         )
+
+
+def _data_for_comparison(data: dict) -> dict:
+    """A data config with its root as the checkpoint record stores it (absolute, resolved)."""
+    data = dict(data)
+    if isinstance(data.get("root"), str):
+        data["root"] = str(Path(data["root"]).expanduser().resolve())
+    return data
+
+
+@dataclass
+class ResumedCheckpoint:
+    """What a resume is checked against: the checkpoint's record and hyper-parameters.
+
+    Only these are kept (not the weights): Lightning reads the file again to restore the state.
+    `record` is {} for checkpoints written before the record existed; what it lacks is not checked.
+    """
+
+    path: str
+    record: dict
+    hyper_parameters: dict
+
+    @classmethod
+    def read(cls, path: str) -> ResumedCheckpoint:
+        checkpoint = read_checkpoint(path)  # safe loading; refuses files that are not checkpoints
+        return cls(str(path), checkpoint_record(checkpoint), dict(checkpoint["hyper_parameters"]))
+
+    def check_data(self, data: dict) -> None:
+        """Before anything is built: the data config must be the one the checkpoint was trained on."""
+        if not self.record.get("data"):
+            return
+        changes = changed_keys(
+            {"data": _data_for_comparison(self.record["data"])},
+            {"data": _data_for_comparison(data)},
+            RESUME_MAY_DIFFER,
+        )
+        if changes:
+            raise ResumeError(
+                f"resuming {self.path}: it was trained on other data settings than this config's; the split "
+                f"would differ and files it trained on could be tested on:\n"
+                f"{_listing(changes, ' (checkpoint)', ' (now)')}\n"
+                "Resume with the checkpoint's values, or start a new run without ckpt_path."
+            )
+
+    def check_model(self, hparams: dict) -> None:
+        """After building, before fitting: the config must build the model the checkpoint holds.
+
+        The hyper-parameters hold the network, features, audio, labels, optimiser, scheduler
+        and augmentation configs: for a checkpoint copied out of its run (no run_config.yaml
+        beside it) they are the record of the experiment.
+        """
+        changes = changed_keys(self.hyper_parameters, dict(hparams), HPARAMS_MAY_DIFFER)
+        if changes:
+            raise ResumeError(
+                f"resuming {self.path}: this config builds another model than the checkpoint holds "
+                f"(its hyper-parameters):\n{_listing(changes, ' (checkpoint)', ' (now)')}\n"
+                "Resume with the checkpoint's settings, or start a new run without ckpt_path."
+            )
+
+    def check_split(self, datamodule: Any) -> None:
+        """After the split, before fitting: the test files must be those the checkpoint held out.
+
+        The same settings split the same files the same way, so a difference means the corpus
+        changed (files added, removed or renamed): files the model trained on could now be test
+        files, and the test score would not mean what it says.
+        """
+        stored = self.record.get("split") or {}
+        if not stored.get("test_files_sha256"):
+            return
+        now = split_record(datamodule)
+        if now["test_files_sha256"] != stored["test_files_sha256"]:
+            raise ResumeError(
+                f"resuming {self.path}: the corpus at {datamodule.root} changed since the checkpoint was "
+                f"trained: its test split is not the same files ({stored.get('sizes', {}).get('test')} test "
+                f"files then, {now['sizes'].get('test', 0)} now). Resume on the corpus as it was, or start "
+                "a new run without ckpt_path."
+            )
