@@ -64,7 +64,9 @@ def main() -> None:
                 "events": dm.cache_events,
                 "rows": len(dm.table),
                 "waveforms_sha256": hashlib.sha256(np.ascontiguousarray(dm.waveforms).tobytes()).hexdigest(),
-                "features_sha256": hashlib.sha256(np.ascontiguousarray(dm.feature_array).tobytes()).hexdigest(),
+                "features_sha256": hashlib.sha256(
+                    np.ascontiguousarray(dm.feature_array).tobytes()
+                ).hexdigest(),
             }
         ),
         flush=True,

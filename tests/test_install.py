@@ -61,7 +61,11 @@ def project_copy(tmp_path) -> Path:
 
 def check_lock(folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["make", "--no-print-directory", "check-lock"], cwd=folder, capture_output=True, text=True, timeout=300
+        ["make", "--no-print-directory", "check-lock"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
