@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.config import CONFIG_DIR, to_plain
 
 from .conftest import SMALL_DEMO
 
@@ -40,3 +40,31 @@ def compose_train(
             cfg.paths.cache_dir = str(cache_dir)
     HydraConfig().set_config(cfg)
     return cfg
+
+
+# A few-thousand-parameter ACNT for tests that need a real module but no training.
+TINY_NET = [
+    "model.net.cnn_channels=[4,8]",
+    "model.net.transformer_dim=16",
+    "model.net.num_heads=2",
+    "model.net.ff_dim=32",
+    "model.net.num_layers=1",
+]
+
+
+def tiny_module():
+    """An untrained SERModule of TINY_NET on the default log-mel features (1 s clips, 8 emotions),
+    built from the real configs as train builds it, in eval mode."""
+    from hydra.utils import instantiate
+
+    from ser_lightning.data.audio import AudioSettings
+    from ser_lightning.labels import EMOTIONS
+
+    cfg = compose_train(TINY_NET, Path("/tmp/unused"))
+    return instantiate(
+        cfg.model,
+        features=to_plain(cfg.features),
+        audio=AudioSettings(duration=1.0).to_dict(),
+        labels=list(EMOTIONS),
+        _recursive_=False,
+    ).eval()

@@ -2,6 +2,8 @@ import json
 import multiprocessing as mp
 import os
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,14 +89,27 @@ def _live_builder(directory, started, release):
     ArrayCache(directory).build("waveforms", "live", (4,), "float32", fill)
 
 
-def test_stale_temporaries_go_and_a_live_builders_stay(tmp_path):
-    """Temporaries of killed builds are deleted; the one a running builder fills is not."""
+@contextmanager
+def live_builder(folder: Path):
+    """A real second process that holds the lock of `waveforms-live` while it fills it, until the
+    block ends; yields the process (its entry is complete and sums to 4.0 afterwards)."""
     ctx = mp.get_context("spawn")
     started, release = ctx.Event(), ctx.Event()
-    builder = ctx.Process(target=_live_builder, args=(tmp_path, started, release))
+    builder = ctx.Process(target=_live_builder, args=(folder, started, release))
     builder.start()
     try:
         assert started.wait(60)
+        yield builder
+    finally:
+        release.set()
+        builder.join(60)
+    assert builder.exitcode == 0
+    assert float(ArrayCache(folder).load("waveforms", "live").sum()) == 4.0
+
+
+def test_stale_temporaries_go_and_a_live_builders_stay(tmp_path):
+    """Temporaries of killed builds are deleted; the one a running builder fills is not."""
+    with live_builder(tmp_path):
         live = list(tmp_path.glob("waveforms-live.npy.tmp-*"))
         assert len(live) == 1
         stale = [
@@ -105,11 +120,6 @@ def test_stale_temporaries_go_and_a_live_builders_stay(tmp_path):
             path.write_bytes(b"left by a killed build")
         removed = ArrayCache(tmp_path).remove_stale_temporaries()
         assert sorted(removed) == sorted(stale) and live[0].exists()
-    finally:
-        release.set()
-        builder.join(60)
-    assert builder.exitcode == 0
-    assert float(ArrayCache(tmp_path).load("waveforms", "live").sum()) == 4.0
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
@@ -260,12 +270,7 @@ def test_two_processes_finding_a_damaged_entry_rebuild_it_once(tmp_path):
 
 
 def test_waiting_for_a_hung_builder_ends_with_a_clear_error(tmp_path, caplog):
-    ctx = mp.get_context("spawn")
-    started, release = ctx.Event(), ctx.Event()
-    builder = ctx.Process(target=_live_builder, args=(tmp_path, started, release))
-    builder.start()
-    try:
-        assert started.wait(60)
+    with live_builder(tmp_path) as builder:
         lock = f"{ArrayCache(tmp_path).path('waveforms', 'live')}.lock"
         waiter = ArrayCache(tmp_path, lock_timeout=1.0)
         with caplog.at_level("INFO", logger="ser_lightning.data.cache"):
@@ -276,12 +281,7 @@ def test_waiting_for_a_hung_builder_ends_with_a_clear_error(tmp_path, caplog):
         assert "data.cache_lock_timeout" in message and "kill" in message
         waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
         assert waits and lock in waits[0] and f"process {builder.pid}" in waits[0]
-    finally:
-        release.set()
-        builder.join(60)
-    assert builder.exitcode == 0
-    # the hung builder's work was not disturbed by the waiter giving up
-    assert float(ArrayCache(tmp_path).load("waveforms", "live").sum()) == 4.0
+    # (live_builder checks that the hung builder's entry was not disturbed by the waiter giving up)
 
 
 def test_lock_timeout_must_be_positive(tmp_path):

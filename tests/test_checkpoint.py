@@ -17,34 +17,18 @@ from ser_lightning.checkpoint import (
     load_checkpoint,
     read_checkpoint,
 )
-from ser_lightning.data.audio import AudioSettings
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.module import SERModule
-from ser_lightning.utils.config import to_plain
 
-from .helpers import compose_train
+from .helpers import compose_train, tiny_module
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_NET = [
-    "model.net.cnn_channels=[4,8]",
-    "model.net.transformer_dim=16",
-    "model.net.num_heads=2",
-    "model.net.ff_dim=32",
-    "model.net.num_layers=1",
-]
 
 
 @pytest.fixture(scope="module")
 def module() -> SERModule:
-    cfg = compose_train(TINY_NET, Path("/tmp/unused"))
     torch.manual_seed(0)
-    return instantiate(
-        cfg.model,
-        features=to_plain(cfg.features),
-        audio=AudioSettings(duration=1.0).to_dict(),
-        labels=list(EMOTIONS),
-        _recursive_=False,
-    ).eval()
+    return tiny_module()
 
 
 def save(module: SERModule, path: Path, **changes) -> Path:

@@ -1,11 +1,8 @@
 """One definition per SER metric: what the module logs (and ranks checkpoints on) equals the report."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -13,20 +10,11 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from ser_lightning.data.audio import AudioSettings
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.reporting.evaluation import evaluation_report
-from ser_lightning.utils.config import to_plain
 
-from .helpers import compose_train
+from .helpers import tiny_module
 
-TINY_NET = [
-    "model.net.cnn_channels=[4,8]",
-    "model.net.transformer_dim=16",
-    "model.net.num_heads=2",
-    "model.net.ff_dim=32",
-    "model.net.num_layers=1",
-]
 # Labels hold emotions 0 and 1 only; emotion 2 is predicted once although no file has it.
 # Recalls: 0 → 1/2, 1 → 2/2, so UA = 0.75. Counting emotion 2 with recall 0 would give 0.50.
 CASE_TRUE = [0, 0, 1, 1]
@@ -35,14 +23,7 @@ CASE_PRED = [0, 2, 1, 1]
 
 @pytest.fixture(scope="module")
 def module():
-    cfg = compose_train(TINY_NET, Path("/tmp/unused"))
-    return instantiate(
-        cfg.model,
-        features=to_plain(cfg.features),
-        audio=AudioSettings(duration=1.0).to_dict(),
-        labels=list(EMOTIONS),
-        _recursive_=False,
-    ).eval()
+    return tiny_module()
 
 
 def logits_predicting(predicted, num_classes: int = len(EMOTIONS)) -> torch.Tensor:
