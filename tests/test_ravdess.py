@@ -83,3 +83,21 @@ def test_missing_or_empty_root_explains_where_to_get_ravdess(tmp_path):
         RavdessCorpus(str(tmp_path / "nowhere")).scan()
     with pytest.raises(FileNotFoundError, match="no .wav files.*1188976.*data=demo"):
         RavdessCorpus(str(tmp_path)).scan()
+
+
+def test_files_in_hidden_folders_are_not_corpus_files_and_are_counted_in_the_log(
+    tmp_path, tone_writer, caplog
+):
+    # A killed unpack leaves a full copy in `.unpack-*`; a download leaves `.download/`. Read as
+    # corpus files they would be kept first (sorted order) and the real files rejected as copies.
+    names = ["Actor_01/03-01-05-01-01-01-01.wav", "Actor_02/03-01-04-02-02-01-02.wav"]
+    root = _corpus(tmp_path, tone_writer, names)
+    for name in names:
+        tone_writer(root / ".unpack-1a2b3c4d" / name, seconds=0.1)
+    tone_writer(root / ".download" / "Actor_03" / "03-01-02-01-01-01-03.wav", seconds=0.1)
+    with caplog.at_level("INFO", logger="ser_lightning.data.corpora.common"):
+        scan = RavdessCorpus(str(root)).scan()
+    assert sorted(scan.table["path"]) == sorted(str(root / name) for name in names)
+    assert scan.rejected == []
+    notes = [r.getMessage() for r in caplog.records if "hidden" in r.getMessage()]
+    assert len(notes) == 1 and "3 audio files" in notes[0] and ".unpack-1a2b3c4d" in notes[0]

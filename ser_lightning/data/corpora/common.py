@@ -9,19 +9,37 @@ crash halfway through decoding.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+
+log = logging.getLogger(__name__)
 
 # A Git LFS pointer is a short text file that starts with this line.
 _LFS_POINTER_PREFIX = b"version https://git-lfs"
 
 
 def find_audio_files(root: Path, extensions: Iterable[str]) -> list[Path]:
-    """Audio files under root (recursively), sorted, matched by extension case-insensitively."""
+    """Audio files under root (recursively), sorted, matched by extension case-insensitively.
+
+    Files inside hidden folders (`.unpack-*` left by a killed unpack, `.download/`, `.git/`) are
+    not corpus files: a staging copy would otherwise be kept first and the real file rejected as
+    its duplicate. How many were passed over, and where, is logged.
+    """
     extensions = {e.lower() for e in extensions}
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    found = [p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file()]
+    hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(root).parts[:-1])]
+    if hidden:
+        folders = sorted({next(q for q in p.relative_to(root).parts if q.startswith(".")) for p in hidden})
+        log.info(
+            "passed over %d audio files in hidden folders of %s (%s): not part of the corpus",
+            len(hidden),
+            root,
+            ", ".join(folders[:5]),
+        )
+    return sorted(set(found) - set(hidden))
 
 
 def unusable_reason(path: Path) -> str | None:
