@@ -154,3 +154,10 @@ def test_cache_verification_reports_each_entry_and_each_hash(tmp_path):
         (row,) = table_rows(report, kind)
         assert all(number(cell) > 0 for cell in row[2:7]), row
     assert {row[0] for row in table_rows(report, "")} >= {"sha256 (kept)", "blake2b", "crc32"}
+
+
+def test_predict_memory_reports_block_decoding_below_the_whole_file(tmp_path):
+    report = run_benchmark("predict_memory.py", "--seconds", "20")
+    (row,) = table_rows(report, "20 s")
+    whole_peak, block_peak = number(row[3]), number(row[4])
+    assert 0 < block_peak < whole_peak, row

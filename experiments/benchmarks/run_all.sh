@@ -32,6 +32,7 @@ run inference_latency experiments/benchmarks/inference_latency.py \
 run scaling experiments/benchmarks/scaling.py --sizes 360,1440,5760 --durations 1.5,3,6 --epochs 2 --work-dir "$DATA/scaling"
 run model_epoch_time experiments/benchmarks/model_epoch_time.py --actors 24 --epochs 2 --data-dir "$DATA" --cache-dir "$DATA/cache"
 run cache_verification experiments/benchmarks/cache_verification.py --clips 1440 --repeats 5 --work-dir "$DATA/cache_verification"
+run predict_memory experiments/benchmarks/predict_memory.py --seconds 60,300,600
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
