@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+
+from .helpers.audio import write_tone
+from .helpers.corpora import SMALL_DEMO
 
 # Torch on 2 cores: keep intra-op threads at the core count so tests do not oversubscribe.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-SMALL_DEMO = {"num_actors": 12, "duration": 1.5, "sample_rate": 16000, "seed": 0}
 
 
 @pytest.fixture(scope="session")
@@ -23,24 +22,6 @@ def small_demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpora") / "demo_small"
     ensure_demo_corpus(root, DemoCorpusSpec(**SMALL_DEMO), progress=False)
     return root
-
-
-def write_tone(
-    path: Path,
-    seconds: float = 0.5,
-    sample_rate: int = 16000,
-    freq: float = 220.0,
-    channels: int = 1,
-    subtype: str = "PCM_16",
-    amplitude: float = 0.5,
-) -> Path:
-    """Write a sine tone as an audio file (the shape of real corpus files, tiny)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wave = amplitude * np.sin(2 * np.pi * freq * t)
-    data = np.stack([wave * (c + 1) / channels for c in range(channels)], axis=1) if channels > 1 else wave
-    sf.write(path, data, sample_rate, subtype=subtype)
-    return path
 
 
 @pytest.fixture

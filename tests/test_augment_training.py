@@ -16,8 +16,8 @@ from ser_lightning.features import LogMel
 from ser_lightning.train import build, train
 from ser_lightning.utils.config import CONFIG_DIR
 
-from .conftest import SMALL_DEMO
-from .helpers import compose_train, small_demo_overrides
+from .helpers.configs import compose_train
+from .helpers.corpora import SMALL_DEMO, small_demo_overrides
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augmentation").glob("*.yaml"))
 WAVEFORM_PRESET = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))[

@@ -30,9 +30,9 @@ from ser_lightning.models import ACNT
 from ser_lightning.module import NonFiniteLossError
 from ser_lightning.train import train
 
-from .conftest import write_tone
-from .helpers import compose_train
-from .tiny_corpus import TINY_RUN, tone_corpus
+from .helpers.audio import write_tone
+from .helpers.configs import compose_train
+from .helpers.corpora import TINY_RUN, tone_corpus
 
 SETTINGS = AudioSettings(sample_rate=16000, duration=0.5)
 

@@ -20,7 +20,8 @@ from ser_lightning.checkpoint import (
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.module import SERModule
 
-from .helpers import compose_train, tiny_module
+from .helpers.configs import compose_train
+from .helpers.models import tiny_module
 
 REPO = Path(__file__).resolve().parents[1]
 

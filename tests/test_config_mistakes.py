@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from ser_lightning.train import build
 from ser_lightning.utils.jobs import StartupError
 
-from .helpers import compose_train
+from .helpers.configs import compose_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.features import LogMel
 from ser_lightning.train import train
 
-from .helpers import compose_train
+from .helpers.configs import compose_train
 
 # Seven men and five women of CREMA-D (genders from the corpus's demographics table).
 ACTORS = (1001, 1002, 1003, 1004, 1005, 1006, 1011, 1014, 1015, 1016, 1017, 1018)
@@ -23,7 +23,7 @@ CLIP_SECONDS = 0.5
 @pytest.fixture(scope="module")
 def crema_root(tmp_path_factory) -> Path:
     """A CREMA-D-shaped AudioWAV folder: 12 actors x 6 emotions, one tone per emotion."""
-    from .conftest import write_tone
+    from .helpers.audio import write_tone
 
     root = tmp_path_factory.mktemp("crema") / "AudioWAV"
     for actor in ACTORS:

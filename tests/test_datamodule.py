@@ -7,7 +7,7 @@ import ser_lightning.data.datamodule as datamodule_module
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.features import LogMel
 
-from .conftest import SMALL_DEMO
+from .helpers.corpora import SMALL_DEMO
 
 
 def make_dm(root, cache_dir, n_mels=32, **kwargs) -> SERDataModule:

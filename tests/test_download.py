@@ -20,7 +20,7 @@ from ser_lightning.data.download import (
     main,
 )
 
-from .conftest import write_tone
+from .helpers.audio import write_tone
 
 ARCHIVE_PATH = "/records/1188976/files/Audio_Speech_Actors_01-24.zip"
 

@@ -10,8 +10,8 @@ from ser_lightning.data.audio import AudioSettings
 from ser_lightning.train import train
 from ser_lightning.utils.config import CONFIG_DIR
 
-from .corpus_subsets import copy_subset, subset_overrides
-from .helpers import compose_train
+from .helpers.configs import compose_train
+from .helpers.corpora import copy_subset, subset_overrides
 
 # What each recipe must set: dotted config keys, plus the input shape its features produce.
 RECIPES = {

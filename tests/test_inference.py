@@ -29,8 +29,9 @@ from ser_lightning.labels import EMOTIONS
 from ser_lightning.predict import predict
 from ser_lightning.train import train
 
-from .helpers import compose_train, small_demo_overrides
-from .media_helpers import write_video
+from .helpers.configs import compose_train
+from .helpers.corpora import small_demo_overrides
+from .helpers.video import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 PROBABILITIES = [f"prob_{e}" for e in EMOTIONS]

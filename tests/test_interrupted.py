@@ -16,8 +16,8 @@ import torch
 
 from ser_lightning.data.audio import load_waveform
 
-from .cache_build_child import make_datamodule
-from .tiny_corpus import tone_corpus
+from .helpers.cache_build_child import make_datamodule
+from .helpers.corpora import tone_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def tone_root(tmp_path_factory) -> Path:
 
 def start_builder(root: Path, cache: Path, *delays: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.cache_build_child", str(root), str(cache), *delays],
+        [sys.executable, "-m", "tests.helpers.cache_build_child", str(root), str(cache), *delays],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_wavef
 from ser_lightning.inference.media import MediaTooLongError, collect_inputs, read_media
 from ser_lightning.inference.windows import clip_windows
 
-from .media_helpers import write_video
+from .helpers.video import write_video
 
 SR = 16000
 

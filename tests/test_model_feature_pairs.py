@@ -9,8 +9,8 @@ from ser_lightning.models import IncompatibleFeaturesError
 from ser_lightning.train import build, train
 from ser_lightning.utils.jobs import StartupError
 
-from .corpus_subsets import copy_subset, subset_overrides
-from .helpers import compose_train, small_demo_overrides
+from .helpers.configs import compose_train
+from .helpers.corpora import copy_subset, small_demo_overrides, subset_overrides
 
 MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch"]
 FEATURES = ["logmel", "mfcc", "mfcc_mel", "handcrafted68"]

@@ -15,7 +15,7 @@ from ser_lightning.data.splits import (
 from ser_lightning.data.utterances import make_table
 from ser_lightning.labels import EMOTIONS
 
-from .test_splits import ravdess_like_table
+from .helpers.tables import ravdess_like_table
 
 
 def mixed_table() -> pd.DataFrame:

@@ -15,8 +15,8 @@ import torch
 
 from ser_lightning.train import train
 
-from .helpers import compose_train
-from .tiny_corpus import TINY_RUN, tone_corpus
+from .helpers.configs import compose_train
+from .helpers.corpora import TINY_RUN, tone_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "wandb-fake-0123456789abcdef0123456789abcdef01234567"
@@ -71,7 +71,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, 
 
     common = [*run_overrides(tone_root), f"hydra.run.dir={resumed_dir}", f"paths.cache_dir={cache}"]
     killed = entry_point(
-        [*common, "+callbacks.kill._target_=tests.resume_helpers.KillAtStep", "+callbacks.kill.step=6"]
+        [*common, "+callbacks.kill._target_=tests.helpers.callbacks.KillAtStep", "+callbacks.kill.step=6"]
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (

@@ -17,9 +17,9 @@ import torch
 from ser_lightning.train import train
 from ser_lightning.utils.resume import ResumeError
 
-from .conftest import write_tone
-from .helpers import compose_train
-from .tiny_corpus import TINY_RUN, tone_corpus
+from .helpers.audio import write_tone
+from .helpers.configs import compose_train
+from .helpers.corpora import TINY_RUN, tone_corpus
 
 
 @dataclass

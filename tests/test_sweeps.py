@@ -14,7 +14,8 @@ import yaml
 
 from ser_lightning.report import build_report
 
-from .helpers import compose_train, small_demo_overrides
+from .helpers.configs import compose_train
+from .helpers.corpora import small_demo_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = [

@@ -10,7 +10,8 @@ import torch
 from ser_lightning.checkpoint import AtomicCheckpointIO
 from ser_lightning.train import train
 
-from .helpers import compose_train, small_demo_overrides
+from .helpers.configs import compose_train
+from .helpers.corpora import small_demo_overrides
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config
 from ser_lightning.train import train
 
-from .helpers import compose_train, small_demo_overrides
+from .helpers.configs import compose_train
+from .helpers.corpora import small_demo_overrides
 
 
 def test_offline_run_logs_config_metrics_and_media(small_demo_root, tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """A separate process that builds a data module's caches, for the interruption tests.
 
-`python -m tests.cache_build_child ROOT CACHE [--decode-delay S] [--extract-delay S]` builds the
+`python -m tests.helpers.cache_build_child ROOT CACHE [--decode-delay S] [--extract-delay S]` builds the
 waveform and feature caches of the corpus at ROOT in CACHE and prints one JSON line: what it
 did and a SHA-256 of the bytes of each array. The delays slow decoding (per file) and feature extraction
 (per chunk) so that a test can kill the process while a build is under way.

@@ -1,0 +1,36 @@
+"""A tiny real model, for tests that need an SERModule but no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ser_lightning.utils.config import to_plain
+
+from .configs import compose_train
+
+# A few-thousand-parameter ACNT for tests that need a real module but no training.
+TINY_NET = [
+    "model.net.cnn_channels=[4,8]",
+    "model.net.transformer_dim=16",
+    "model.net.num_heads=2",
+    "model.net.ff_dim=32",
+    "model.net.num_layers=1",
+]
+
+
+def tiny_module():
+    """An untrained SERModule of TINY_NET on the default log-mel features (1 s clips, 8 emotions),
+    built from the real configs as train builds it, in eval mode."""
+    from hydra.utils import instantiate
+
+    from ser_lightning.data.audio import AudioSettings
+    from ser_lightning.labels import EMOTIONS
+
+    cfg = compose_train(TINY_NET, Path("/tmp/unused"))
+    return instantiate(
+        cfg.model,
+        features=to_plain(cfg.features),
+        audio=AudioSettings(duration=1.0).to_dict(),
+        labels=list(EMOTIONS),
+        _recursive_=False,
+    ).eval()
