@@ -26,10 +26,10 @@ from ser_lightning.data.demo import (
     ensure_demo_corpus,
     generate_demo_corpus,
     iter_demo_utterances,
-    main,
     read_manifest,
     synthesize_utterance,
 )
+from ser_lightning.data.demo.__main__ import main
 from ser_lightning.labels import EMOTIONS, RAVDESS_EMOTION_CODES
 
 SPEC = DemoCorpusSpec(num_actors=4, duration=1.0, sample_rate=16000, seed=0)
