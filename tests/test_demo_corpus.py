@@ -3,7 +3,10 @@ and that its audio carries the emotion and speaker cues training relies on."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -23,10 +26,10 @@ from ser_lightning.data.demo import (
     ensure_demo_corpus,
     generate_demo_corpus,
     iter_demo_utterances,
-    main,
     read_manifest,
     synthesize_utterance,
 )
+from ser_lightning.data.demo.__main__ import main
 from ser_lightning.labels import EMOTIONS, RAVDESS_EMOTION_CODES
 
 SPEC = DemoCorpusSpec(num_actors=4, duration=1.0, sample_rate=16000, seed=0)
@@ -212,6 +215,34 @@ def test_same_spec_gives_identical_bytes_and_new_seed_differs(corpus, tmp_path):
         assert (other / relative).read_bytes() != path.read_bytes(), relative
 
 
+def corpus_digest(root: Path) -> str:
+    """SHA-256 over every file under root: its relative path, then its bytes, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# Digests of whole tiny corpora (wav files and manifest) from the locked numpy/scipy. They pin
+# the generator's output bit for bit: a refactor must keep them; a deliberate change of the
+# audio must bump GENERATOR_VERSION (which changes the manifest, so the digest) and re-pin.
+# The 8 kHz corpus takes the branches that clip filters and formants below a low Nyquist.
+PINNED_DIGESTS = [
+    (TINY, "a271c17b6341ee4e7a9ab60d154c4cd42badbe72ddfcafc38da91763faeb2710"),
+    (
+        DemoCorpusSpec(num_actors=4, duration=0.6, sample_rate=8000, seed=5),
+        "c36fc395597cc1d994d986c31b27b5f778341e49933d69e2eaa48157356ee8a8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), PINNED_DIGESTS, ids=["16kHz-seed0", "8kHz-seed5"])
+def test_generated_corpus_bytes_are_pinned(tmp_path, spec, expected):
+    root = generate_demo_corpus(tmp_path / "pinned", spec, progress=False)
+    assert corpus_digest(root) == expected
+
+
 def test_a_file_does_not_depend_on_generation_order(corpus):
     """Each file is seeded by its own fields, so rendering it alone reproduces it exactly."""
     utterance = DemoUtterance(actor=3, emotion="fearful", intensity="02", statement="02", repetition="01")
@@ -310,6 +341,18 @@ def test_cli_generates_and_summarises(tmp_path, capsys):
     assert "240 files" in out and "4 actors" in out and "8 emotions" in out
     assert read_manifest(root)["spec"]["seed"] == 3
     assert main(["--root", str(root), "--actors", "3"]) == 2
+
+
+def test_module_entry_point_generates_the_corpus(tmp_path):
+    """`python -m ser_lightning.data.demo`, as `make demo` runs it, without runpy's warning that the
+    entry module was imported twice."""
+    root = tmp_path / "entry"
+    command = [sys.executable, "-W", "error::RuntimeWarning:runpy", "-m", "ser_lightning.data.demo"]
+    command += ["--root", str(root), "--actors", "4", "--duration", "0.5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "240 files" in done.stdout and "4 actors" in done.stdout
+    assert corpus_digest(root) == PINNED_DIGESTS[0][1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Making sure a demo corpus is in place: generate it into a hidden sibling folder and rename it
+into place under a file lock, so a killed run never leaves a half corpus that looks complete
+and concurrent callers end with one good copy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from filelock import FileLock
+
+from ser_lightning.data.demo.design import DEFAULT_SPEC, DemoCorpusSpec
+from ser_lightning.data.demo.manifest import MANIFEST_NAME, is_complete, read_manifest
+from ser_lightning.data.demo.writer import generate_demo_corpus
+
+
+def ensure_demo_corpus(root: str | Path, spec: DemoCorpusSpec = DEFAULT_SPEC, progress: bool = True) -> Path:
+    """Generate the corpus at root if it is missing, or if its manifest differs from spec.
+
+    Idempotent and cheap when the corpus is already there (files are left untouched). The new
+    corpus is written into a hidden sibling folder and renamed into place under a sibling
+    `<root>.lock` file lock, so a killed run never leaves a half corpus that looks complete and
+    concurrent callers end with one good copy. Returns root.
+    """
+    regenerate_if_needed(Path(root), spec, progress)
+    return Path(root)
+
+
+def regenerate_if_needed(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = False) -> bool:
+    """ensure_demo_corpus's work (also regenerating a complete corpus when forced); returns
+    True when it (re)generated the corpus."""
+    root = root.expanduser().absolute()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if not force and is_complete(root, spec):  # fast path, no lock needed to read
+        return False
+    with FileLock(str(root.with_name(root.name + ".lock"))):
+        # Another process may have finished the corpus while this one waited for the lock.
+        if not force and is_complete(root, spec):
+            return False
+        if root.exists() and (not root.is_dir() or (any(root.iterdir()) and read_manifest(root) is None)):
+            raise FileExistsError(
+                f"{str(root)!r} holds files that are not a demo corpus (no {MANIFEST_NAME}); "
+                "refusing to replace them. Choose another root or remove the folder."
+            )
+        # Leftovers of runs that were killed mid-way: nobody else can be writing them now.
+        for stale in _staging_leftovers(root):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent))
+        try:
+            generate_demo_corpus(staging, spec, progress=progress)
+            _swap_into_place(staging, root)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _swap_into_place(staging: Path, root: Path) -> None:
+    """Rename the finished corpus to root; an old corpus is renamed aside first, then removed."""
+    if root.exists():
+        retired = root.with_name(f".{root.name}.{uuid.uuid4().hex}.old-tmp")
+        os.replace(root, retired)
+        os.replace(staging, root)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, root)
+
+
+def _staging_leftovers(root: Path) -> list[Path]:
+    """Hidden sibling folders a killed ensure_demo_corpus of this very root left behind.
+
+    Matched exactly (`.<name>.<token>.new-tmp` / `.old-tmp`, token without dots) so that the
+    staging folders of a neighbouring root such as `<name>.x` are never taken for ours.
+    """
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.[A-Za-z0-9_]+\.(new|old)-tmp$")
+    return [p for p in root.parent.iterdir() if pattern.match(p.name) and p.is_dir()]

@@ -1,0 +1,85 @@
+"""Writing a demo corpus into an empty folder: actor folders, 16-bit WAV files, manifest last."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ser_lightning.data.demo.design import (
+    DEFAULT_SPEC,
+    DemoCorpusSpec,
+    DemoUtterance,
+    actor_folder,
+    iter_demo_utterances,
+)
+from ser_lightning.data.demo.manifest import write_manifest
+from ser_lightning.data.demo.synthesis import synthesize_utterance
+
+
+def generate_demo_corpus(
+    root: str | Path, spec: DemoCorpusSpec = DEFAULT_SPEC, progress: bool = True
+) -> Path:
+    """Write the corpus under root (which must not exist or be empty). Returns root.
+
+    The manifest is written last, so a corpus without one is known to be unfinished. Prefer
+    ensure_demo_corpus, which also makes the write atomic and safe under concurrency.
+    """
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise FileExistsError(f"{str(root)!r} exists and is not an empty folder; demo corpus not written")
+    root.mkdir(parents=True, exist_ok=True)
+    utterances = list(iter_demo_utterances(spec))
+    for actor in range(1, spec.num_actors + 1):
+        (root / actor_folder(actor)).mkdir()
+
+    def write(utterance: DemoUtterance) -> None:
+        audio = synthesize_utterance(spec, utterance)
+        sf.write(
+            root / utterance.relative_path,
+            _to_pcm16(audio),
+            spec.sample_rate,
+            subtype="PCM_16",
+            format="WAV",
+        )
+
+    if progress:
+        _with_progress_bar(utterances, write)
+    else:
+        for utterance in utterances:
+            write(utterance)
+
+    write_manifest(root, spec)
+    return root
+
+
+def _to_pcm16(audio: np.ndarray) -> np.ndarray:
+    return np.round(audio * 32767.0).astype(np.int16)
+
+
+def _with_progress_bar(utterances: list[DemoUtterance], write: Callable[[DemoUtterance], None]) -> None:
+    """Write every utterance under a progress bar: the full corpus takes minutes."""
+    # Imported here: rich's progress machinery is only needed when a bar is shown.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]demo corpus[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("files", total=len(utterances))
+        for utterance in utterances:
+            write(utterance)
+            bar.advance(task)
