@@ -29,10 +29,6 @@ Modules, in the order a file is made:
   into place under a lock; __main__ is the command line.
 """
 
-# `os` stays reachable as `ser_lightning.data.demo.os`, as it was from the single module: the
-# checkpoint tests name that path as a trusted-looking target that walks out to os.makedirs.
-import os  # noqa: F401
-
 from ser_lightning.data.demo.cues import CUES, EMOTION_CUES, STRONG_INTENSITY_GAIN
 from ser_lightning.data.demo.design import (
     MAX_ACTORS,
