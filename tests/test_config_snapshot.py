@@ -118,6 +118,14 @@ def test_each_experiment_on_each_corpus_composes_as_snapshotted(snapshot):
     assert not differences(experiment_on_corpus_cases(), snapshot)
 
 
+@pytest.mark.parametrize("features", group_options("features"))
+def test_every_feature_set_takes_its_sample_rate_from_data(features):
+    # the sample rate is set once, in data; a feature config with its own number would let the
+    # decoded audio and the features disagree when data.sample_rate is changed
+    cfg = compose_train([f"features={features}", "data.sample_rate=11025"], RUN_DIR)
+    assert cfg.features.sample_rate == 11025
+
+
 if __name__ == "__main__":
     # one case per line: a changed config shows as a changed line
     lines = [
