@@ -21,7 +21,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ser_lightning.utils.config import CONFIG_DIR
 
-from .helpers import compose_train
+from .helpers.configs import compose_train
 
 SNAPSHOT = Path(__file__).with_name("config_snapshot.json")
 
