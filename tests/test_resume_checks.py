@@ -49,8 +49,12 @@ def short_run(root: Path, epochs: int = 1) -> list[str]:
 def trained(tmp_path_factory) -> TrainedRun:
     base = tmp_path_factory.mktemp("resume_checks")
     run = TrainedRun(tone_corpus(base / "corpus"), base / "run", base / "cache")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    train(compose_train(short_run(run.root), run.run_dir, run.cache))
+    try:
+        train(compose_train(short_run(run.root), run.run_dir, run.cache))
+    finally:  # later tests (the learning test in test_train.py) run with the usual threads
+        torch.set_num_threads(threads)
     assert run.last.is_file()
     return run
 
