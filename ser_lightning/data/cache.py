@@ -179,7 +179,7 @@ class ArrayCache:
         if _read_json(record) == {CHECKSUM: expected, "stamp": stamp}:
             return None  # verified before, and the file has not been written since
         hashed_at = time.time()
-        actual = _file_digest(target)
+        actual = file_digest(target)
         if actual != expected:
             return (
                 f"its bytes do not match the checksum taken when it was built ({CHECKSUM} {actual[:16]}..., "
@@ -223,7 +223,7 @@ class ArrayCache:
                     log.warning("cache entry %s is damaged: %s; rebuilding it", target, now)
                 self._remove_entry(kind, key)
             self.remove_stale_temporaries(held=target)
-            tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            tmp = _temporary_beside(target)
             try:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
                 found = fill(out)
@@ -232,7 +232,7 @@ class ArrayCache:
                 _fsync(tmp)
                 meta = {"kind": kind, "key": key, "shape": list(shape), "dtype": dtype, **(metadata or {})}
                 meta.update(found or {})
-                meta[CHECKSUM] = _file_digest(tmp)  # what later uses check the bytes against
+                meta[CHECKSUM] = file_digest(tmp)  # what later uses check the bytes against
                 meta_tmp = tmp.with_name(tmp.name + ".json")
                 meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
                 _fsync(meta_tmp)
@@ -350,7 +350,8 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: str | Path) -> str:
+    """The CHECKSUM (SHA-256) of a file's bytes, read in chunks."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, CHECKSUM).hexdigest()
 
@@ -363,9 +364,14 @@ def _read_json(path: Path):
         return None
 
 
+def _temporary_beside(path: Path) -> Path:
+    """A temporary name beside `path` (`<name>.tmp-<pid>-<random>`), unique to this writer."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
 def _write_json_replacing(path: Path, data: dict) -> None:
     """Write a small record atomically; it only saves work, so a read-only folder just skips it."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = _temporary_beside(path)
     try:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)

@@ -19,7 +19,6 @@ recording in two splits would let the test set see a training file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from ser_lightning.data.cache import file_digest
 from ser_lightning.data.corpora.common import find_audio_files, unusable_reason
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 from ser_lightning.labels import EMOTIONS
@@ -240,12 +240,6 @@ def _resolve_repeats(rows: list[dict], csv_name: str) -> tuple[list[dict], list[
                 for r in group[1:]
             )
     return kept, rejected
-
-
-def file_digest(path: str) -> str:
-    """SHA-256 of a file's bytes."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _resolve_copies(rows: list[dict], csv_name: str) -> tuple[list[dict], list[RejectedFile]]:
