@@ -4,7 +4,8 @@ import random
 
 import numpy as np
 
-from ser_lightning.data.sampling import EpochSeededShuffle, seeded_global_rngs
+from ser_lightning.data.sampling import EpochSeededShuffle
+from ser_lightning.utils.seeding import seeded_global_rngs
 
 
 def test_the_order_and_item_seeds_depend_on_seed_and_epoch_only():

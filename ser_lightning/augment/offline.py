@@ -19,12 +19,12 @@ from pathlib import Path
 import audiomentations
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.data import DataLoader, Dataset
 
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import cache_key
-from ser_lightning.data.sampling import seeded_global_rngs
+from ser_lightning.utils.progress import progress_bar
+from ser_lightning.utils.seeding import seeded_global_rngs
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,7 @@ class OfflineCopies:
             # the extractor's precompute, so its own batching or process pool (handcrafted68)
             # applies exactly as it does for the clean cache.
             loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
-            progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
+            progress = progress_bar()
             with progress, torch.inference_mode():
                 task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))
                 for index, batch in loader:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
@@ -33,10 +32,12 @@ from ser_lightning.data.corpora import (
 )
 from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
 from ser_lightning.data.quality import SkipPolicy, screen_audio
-from ser_lightning.data.sampling import EpochSeededShuffle, seeded_global_rngs
+from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.data.splits import SPLIT_NAMES, check_ratios, make_split, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.progress import progress_bar
+from ser_lightning.utils.seeding import seeded_global_rngs
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,6 @@ CORPORA = {
     "ser_en": SerEnCorpus,
     "folder": FolderCorpus,
 }
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
 
 
 class CachedUtterances(Dataset):
@@ -281,7 +273,7 @@ class SERDataModule(pl.LightningDataModule):
 
         def fill(out: np.ndarray) -> None:
             workers = self.decode_workers or min(8, max(1, (len(paths) // 64) or 1))
-            with _progress() as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+            with progress_bar() as progress, ThreadPoolExecutor(max_workers=workers) as pool:
                 task = progress.add_task("decoding audio", total=len(paths))
                 for i, wave in enumerate(pool.map(lambda p: load_waveform(p, self.audio), paths)):
                     out[i] = wave
@@ -308,7 +300,7 @@ class SERDataModule(pl.LightningDataModule):
 
         def fill(out: np.ndarray) -> None:
             # The extractor decides how (in-process torch, or a process pool for librosa).
-            with _progress() as progress:
+            with progress_bar() as progress:
                 task = progress.add_task("computing features", total=n)
                 self.features.precompute(waveforms, out, advance=lambda k: progress.advance(task, k))
 

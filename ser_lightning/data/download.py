@@ -28,17 +28,10 @@ from pathlib import Path
 
 import requests
 from omegaconf import OmegaConf
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.progress import progress_bar
 
 CHUNK_BYTES = 1 << 16  # also the most a broken transfer loses: a partly read chunk is not written
 COMPLETION_RECORD = ".ser_lightning-download.json"
@@ -149,13 +142,7 @@ def fetch(
     """
     session = session or requests.Session()
     received, failures, passes = 0, 0, 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    ) as progress:
+    with progress_bar("bytes") as progress:
         task = progress.add_task(archive.filename, total=archive.size)
         while True:
             have = part.stat().st_size if part.exists() else 0

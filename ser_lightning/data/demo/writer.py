@@ -61,25 +61,10 @@ def _to_pcm16(audio: np.ndarray) -> np.ndarray:
 
 def _with_progress_bar(utterances: list[DemoUtterance], write: Callable[[DemoUtterance], None]) -> None:
     """Write every utterance under a progress bar: the full corpus takes minutes."""
-    # Imported here: rich's progress machinery is only needed when a bar is shown.
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from ser_lightning.utils.progress import progress_bar  # rich loads only when a bar is shown
 
-    columns = (
-        TextColumn("[bold]demo corpus[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as bar:
-        task = bar.add_task("files", total=len(utterances))
+    with progress_bar() as bar:
+        task = bar.add_task("demo corpus: files", total=len(utterances))
         for utterance in utterances:
             write(utterance)
             bar.advance(task)
