@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,13 +42,45 @@ def check_ratios(ratios: tuple[float, float, float] | list[float]) -> tuple[floa
 
 
 @dataclass(frozen=True)
-class RandomSplit:
-    """Stratified random split of utterances: train first, then the remainder halved by ratio."""
+class Splitter:
+    """A split protocol: the utterance table in, each row's split ("train", "val", "test") out.
+
+    Subclasses set `name` (the data.split value), say whether no speaker is in two splits
+    (`speaker_independent`) and whether the protocol has training data at all
+    (`needs_training_data`; test_only has none), and take from the data config the options
+    they use (`from_settings`).
+    """
 
     ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
     seed: int = 42
-    name: str = "random"
-    speaker_independent: bool = False
+    name: ClassVar[str] = ""
+    speaker_independent: ClassVar[bool] = True
+    needs_training_data: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(
+        cls, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None
+    ) -> Splitter:
+        """The splitter from the data config's split settings (each protocol keeps those it uses)."""
+        return cls(ratios=tuple(ratios), seed=seed)
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        raise NotImplementedError
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        return {"split": self.name, "speaker_independent": self.speaker_independent}
+
+    def required_splits(self) -> tuple[str, ...]:
+        """The splits that must hold files for this protocol to be usable."""
+        return SPLIT_NAMES if self.needs_training_data else ("test",)
+
+
+@dataclass(frozen=True)
+class RandomSplit(Splitter):
+    """Stratified random split of utterances: train first, then the remainder halved by ratio."""
+
+    name: ClassVar[str] = "random"
+    speaker_independent: ClassVar[bool] = False
 
     def describe(self, table: pd.DataFrame) -> dict:
         return {
@@ -81,7 +114,7 @@ class RandomSplit:
 
 
 @dataclass(frozen=True)
-class ActorSplit:
+class ActorSplit(Splitter):
     """Speaker-independent split: whole actors go to one split, both genders in every split.
 
     For each gender the actors are shuffled with the seed; val and test each get
@@ -89,10 +122,7 @@ class ActorSplit:
     70/15/15 that is 8 + 8 train, 2 + 2 val, 2 + 2 test actors.
     """
 
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 42
-    name: str = "actor"
-    speaker_independent: bool = True
+    name: ClassVar[str] = "actor"
 
     def describe(self, table: pd.DataFrame) -> dict:
         return {
@@ -183,7 +213,7 @@ def _assign(table: pd.DataFrame, test: list[str], val: list[str]) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class KFoldSplit:
+class KFoldSplit(Splitter):
     """Speaker-independent k-fold cross-validation over actors; this run tests fold `fold`.
 
     Folds are fixed by the actors alone (no seed), so that every run of a study, and every
@@ -197,12 +227,13 @@ class KFoldSplit:
     val and train); on RAVDESS 2 + 2 of the remaining 10 + 10, leaving 16 to train on.
     """
 
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 42
     fold: int = 0
     num_folds: int = 6
-    name: str = "kfold"
-    speaker_independent: bool = True
+    name: ClassVar[str] = "kfold"
+
+    @classmethod
+    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> KFoldSplit:
+        return cls(ratios=tuple(ratios), seed=seed, fold=fold, num_folds=num_folds)
 
     def folds(self, table: pd.DataFrame) -> list[list[str]]:
         """The test actors of every fold."""
@@ -252,16 +283,17 @@ class KFoldSplit:
 
 
 @dataclass(frozen=True)
-class LeaveOneSpeakerOutSplit:
+class LeaveOneSpeakerOutSplit(Splitter):
     """Leave-one-speaker-out: fold K tests the K-th actor in sorted order (RAVDESS: fold 0 is
     actor 01); there are as many folds as actors, whatever data.num_folds says. Validation
     actors are drawn from the others as in KFoldSplit."""
 
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 42
     fold: int = 0
-    name: str = "loso"
-    speaker_independent: bool = True
+    name: ClassVar[str] = "loso"
+
+    @classmethod
+    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> LeaveOneSpeakerOutSplit:
+        return cls(ratios=tuple(ratios), seed=seed, fold=fold)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         actors = sorted(table["actor"].unique())
@@ -294,15 +326,16 @@ class LeaveOneSpeakerOutSplit:
 
 
 @dataclass(frozen=True)
-class CrossCorpusSplit:
+class CrossCorpusSplit(Splitter):
     """Train on some corpora, test on another: every utterance of `test_corpus` is test data;
     validation actors are drawn from the other corpora as in KFoldSplit."""
 
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 42
     test_corpus: str | None = None
-    name: str = "cross_corpus"
-    speaker_independent: bool = True
+    name: ClassVar[str] = "cross_corpus"
+
+    @classmethod
+    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> CrossCorpusSplit:
+        return cls(ratios=tuple(ratios), seed=seed, test_corpus=test_corpus)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         corpora = sorted(table["corpus"].unique())
@@ -333,35 +366,32 @@ class CrossCorpusSplit:
 
 
 @dataclass(frozen=True)
-class EvalOnlySplit:
+class EvalOnlySplit(Splitter):
     """Every utterance is test data: for evaluating a trained model on a new corpus."""
 
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 42
-    name: str = "test_only"
-    speaker_independent: bool = True
-    needs_training_data: bool = False
+    name: ClassVar[str] = "test_only"
+    needs_training_data: ClassVar[bool] = False
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
         return pd.Series(["test"] * len(table), index=table.index, name="split")
 
-    def describe(self, table: pd.DataFrame) -> dict:
-        return {"split": self.name, "speaker_independent": True}
 
-
-SPLITS = {
-    "random": RandomSplit,
-    "actor": ActorSplit,
-    "kfold": KFoldSplit,
-    "loso": LeaveOneSpeakerOutSplit,
-    "cross_corpus": CrossCorpusSplit,
-    "test_only": EvalOnlySplit,
+SPLITS: dict[str, type[Splitter]] = {
+    splitter.name: splitter
+    for splitter in (
+        RandomSplit,
+        ActorSplit,
+        KFoldSplit,
+        LeaveOneSpeakerOutSplit,
+        CrossCorpusSplit,
+        EvalOnlySplit,
+    )
 }
 
 
 def make_split(
     name: str, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None
-):
+) -> Splitter:
     """The splitter a data config names, with the options that split takes."""
     if name not in SPLITS:
         raise ValueError(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
@@ -369,14 +399,7 @@ def make_split(
         raise ValueError(
             f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})"
         )
-    ratios = tuple(ratios)
-    if name == "kfold":
-        return KFoldSplit(ratios=ratios, seed=seed, fold=fold, num_folds=num_folds)
-    if name == "loso":
-        return LeaveOneSpeakerOutSplit(ratios=ratios, seed=seed, fold=fold)
-    if name == "cross_corpus":
-        return CrossCorpusSplit(ratios=ratios, seed=seed, test_corpus=test_corpus)
-    return SPLITS[name](ratios=ratios, seed=seed)
+    return SPLITS[name].from_settings(ratios, seed, fold=fold, num_folds=num_folds, test_corpus=test_corpus)
 
 
 def _assignment(n: int, train_idx, val_idx, test_idx) -> pd.Series:
