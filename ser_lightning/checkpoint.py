@@ -54,8 +54,10 @@ REQUIRED_HPARAMS = ("net", "features", "audio", "labels")
 # Packages whose classes a checkpoint config may name (the package or its sub-modules, matched
 # name by name: `ser_lightning_x` is not `ser_lightning`); anything else is refused.
 TRUSTED_TARGET_PACKAGES = ("ser_lightning", "torch.nn", "torch.optim", "torchaudio.transforms")
-# The one class a stored data config may build.
-DATA_MODULE_TARGET = "ser_lightning.data.datamodule.SERDataModule"
+# The one callable a stored data config may build (a data module from the flat data settings),
+# and the name it had in checkpoints written before (same settings, same data module).
+DATA_MODULE_TARGET = "ser_lightning.data.datamodule.build_data_module"
+EARLIER_DATA_MODULE_TARGETS = ("ser_lightning.data.datamodule.SERDataModule",)
 # Hydra's special keys, which `instantiate` acts on rather than passing them to the class.
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 _CONVERT_MODES = ("none", "partial", "object", "all")
@@ -65,6 +67,14 @@ _ROLE_BASES: dict[str, tuple[str, ...]] = {
     "features": ("ser_lightning.features.base.FeatureExtractor",),
     "optimizer": ("torch.optim.Optimizer",),
     "scheduler": ("torch.optim.lr_scheduler.LRScheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"),
+    "spectrogram": ("ser_lightning.augment.spectrogram.SpecAugment",),
+    "mixup": ("ser_lightning.augment.mixup.Mixup",),
+}
+# Hyper-parameters written before SpecAugment and mixup were `_target_` nodes: one plain
+# `augmentation` dict whose `spectrogram` and `mixup` held the options of these classes.
+_EARLIER_AUGMENTATION_TARGETS = {
+    "spectrogram": "ser_lightning.augment.spectrogram.SpecAugment",
+    "mixup": "ser_lightning.augment.mixup.Mixup",
 }
 _ANY_BASES = (
     "torch.nn.Module",
@@ -114,12 +124,13 @@ def split_record(datamodule: Any) -> dict | None:
     """Name and sizes of the split a data module made, a fingerprint of its test files, and the
     identity of its training and validation files (see `file_identities`), so that eval can tell
     when it is asked to score files the model learnt from."""
-    if datamodule is None or getattr(datamodule, "assignment", None) is None:
+    manifest = getattr(datamodule, "manifest", None)
+    if manifest is None:
         return None
-    table = datamodule.split_table()
-    absolute = datamodule.table["path"].to_numpy()
+    table = manifest.split_table()
+    absolute = manifest.table["path"].to_numpy()
     return {
-        "name": datamodule.splitter.name,
+        "name": manifest.splitter.name,
         "sizes": {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()},
         "test_files_sha256": files_fingerprint(table.loc[table["split"] == "test", "path"]),
         **{
@@ -208,11 +219,12 @@ def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None
                 f"({__version__}) reads versions up to {CHECKPOINT_FORMAT_VERSION}. Update ser_lightning."
             )
     check_plain(hparams, "hyper_parameters", where)
+    hparams = current_hparams(hparams)
     # The configs that reach Hydra or OmegaConf; the split's file lists never do.
     if record is not None and record.get("data") is not None:
         check_plain(record["data"], f"{RECORD_KEY}.data", where)
         check_data_config(record["data"], f"{RECORD_KEY}.data", where)
-    for role in ("net", "features", "optimizer", "scheduler"):
+    for role in _ROLE_BASES:
         if role in ("net", "features") or hparams.get(role) is not None:
             check_targets(hparams[role], role, where)
 
@@ -250,7 +262,10 @@ def check_data_config(data: Any, key_path: str, where: str) -> None:
     """A stored data config builds SERDataModule and nothing else: its `_target_` is exactly
     DATA_MODULE_TARGET, and no other Hydra key appears at any depth (so no nested node of the
     file is ever instantiated)."""
-    if not isinstance(data, dict) or data.get("_target_") != DATA_MODULE_TARGET:
+    if not isinstance(data, dict) or data.get("_target_") not in (
+        DATA_MODULE_TARGET,
+        *EARLIER_DATA_MODULE_TARGETS,
+    ):
         target = data.get("_target_") if isinstance(data, dict) else data
         raise CheckpointError(
             f"{where!r}: {key_path}._target_={target!r} is refused: a stored data config may only "
@@ -350,8 +365,26 @@ def check_targets(
 
 
 def checkpoint_record(checkpoint: dict) -> dict:
-    """The `ser_lightning` record of a loaded checkpoint ({} for checkpoints written without it)."""
-    return checkpoint.get(RECORD_KEY) or {}
+    """The `ser_lightning` record of a loaded checkpoint ({} for checkpoints written without it);
+    a data config of an earlier version names today's data module target."""
+    record = dict(checkpoint.get(RECORD_KEY) or {})
+    data = record.get("data")
+    if isinstance(data, dict) and data.get("_target_") in EARLIER_DATA_MODULE_TARGETS:
+        record["data"] = {**data, "_target_": DATA_MODULE_TARGET}
+    return record
+
+
+def current_hparams(hparams: dict) -> dict:
+    """Hyper-parameters as today's SERModule takes them: an earlier `augmentation` dict becomes
+    the `spectrogram` and `mixup` nodes (its data-side keys never reached the model)."""
+    if "augmentation" not in hparams:
+        return dict(hparams)
+    hparams = dict(hparams)
+    augmentation = hparams.pop("augmentation") or {}
+    for key, target in _EARLIER_AUGMENTATION_TARGETS.items():
+        node = augmentation.get(key)
+        hparams[key] = {"_target_": target, **node} if node else None
+    return hparams
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu", strict: bool = True):
@@ -372,7 +405,7 @@ def module_from_checkpoint(
     """
     from ser_lightning.module import SERModule
 
-    hparams = dict(checkpoint["hyper_parameters"])
+    hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
     try:
         module = SERModule(**hparams)

@@ -11,10 +11,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
-from ser_lightning.augment.batch import build_batch_augmentation
+from ser_lightning.augment.batch import BatchAugmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
@@ -25,6 +26,29 @@ from ser_lightning.utils.config import to_plain
 
 class NonFiniteLossError(RuntimeError):
     """A training batch's loss is NaN or inf; the message names the files and what to check."""
+
+
+def batch_augmentation(
+    spectrogram: dict | None, mixup: dict | None, input_shape: tuple[int, int, int]
+) -> BatchAugmentation:
+    """BatchAugmentation from the `augmentation.spectrogram` and `augmentation.mixup` nodes
+    (`_target_` nodes of SpecAugment and Mixup; each None when off)."""
+    return BatchAugmentation(
+        _build(spectrogram, "spectrogram", "specaugment", input_shape), _build(mixup, "mixup", "mixup", None)
+    )
+
+
+def _build(node: dict | None, key: str, preset: str, input_shape: tuple[int, int, int] | None):
+    if not node:
+        return None
+    try:
+        transform = instantiate(node)
+    except InstantiationException as err:
+        cause = err.__cause__ if err.__cause__ is not None else err
+        raise ValueError(f"augmentation.{key}: {cause}; see conf/augmentation/{preset}.yaml") from err
+    if input_shape is not None:
+        transform.check_input_shape(input_shape)
+    return transform
 
 
 class SERModule(pl.LightningModule):
@@ -49,19 +73,30 @@ class SERModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         class_weights: bool = False,
         compile: bool = False,
-        augmentation: dict | None = None,
+        spectrogram: dict | None = None,
+        mixup: dict | None = None,
+        feature_extractor: FeatureExtractor | None = None,
     ):
         super().__init__()
         # Plain containers only: the hyper-parameters go into checkpoints that must load with
         # weights_only=True, and they alone rebuild this model for eval and predict.
         net, features, optimizer, scheduler = (to_plain(c) for c in (net, features, optimizer, scheduler))
-        audio, labels, augmentation = to_plain(audio), list(labels), to_plain(augmentation)
+        audio, labels, spectrogram, mixup = (
+            to_plain(audio),
+            list(labels),
+            to_plain(spectrogram),
+            to_plain(mixup),
+        )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
-        self.save_hyperparameters(logger=False)
+        # `feature_extractor`: the run's extractor when the data module already built it from
+        # the same `features` config (one per run); the checkpoint keeps the config.
+        self.save_hyperparameters(ignore=["feature_extractor"], logger=False)
         self.labels = list(labels)
         num_classes = len(self.labels)
-        self.features: FeatureExtractor = instantiate(features)
+        self.features: FeatureExtractor = (
+            feature_extractor if feature_extractor is not None else instantiate(features)
+        )
         self.audio = AudioSettings(**audio)
         self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
         # Checks the network's declared input requirement first: a clear error, not a shape error.
@@ -69,7 +104,7 @@ class SERModule(pl.LightningModule):
         if compile:
             self.net = torch.compile(self.net)
         # SpecAugment and mixup of training batches (the identity outside training_step)
-        self.batch_augmentation = build_batch_augmentation(augmentation, self.input_shape)
+        self.batch_augmentation = batch_augmentation(spectrogram, mixup, self.input_shape)
         self.register_buffer("class_weight", torch.ones(num_classes))
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()

@@ -19,10 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from ser_lightning.augment.config import configure_datamodule
 from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord
-from ser_lightning.data.corpora import build_corpus
-from ser_lightning.data.datamodule import CORPORA
+from ser_lightning.data import augmentation as augmentation_nodes
+from ser_lightning.data.corpora import CORPORA, build_corpus
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.eval import test_report
 from ser_lightning.reporting.summary import print_run_summary
@@ -71,22 +70,28 @@ def check_data_root(data: DictConfig) -> None:
     if data.get("demo") or not root or Path(str(root)).expanduser().is_dir() or corpus_name not in CORPORA:
         return
     options = to_plain(data.get("corpus_options"))
-    corpus = build_corpus(CORPORA[corpus_name], str(root), data.get("vocal_channels", ["speech"]), options)
+    corpus = build_corpus(corpus_name, str(root), data.get("vocal_channels", ["speech"]), options)
     corpus.scan()  # raises FileNotFoundError naming the folder
 
 
 def _build(cfg: DictConfig) -> dict[str, Any]:
     prepare_wandb_config(cfg, sweep_name())
+    # One feature extractor per run: the data module caches with it, the model normalises and
+    # (for waveform batches) computes with it.
     features = instantiate(cfg.features)
-    datamodule = instantiate(cfg.data, features=features)
-    # waveform transforms or offline copies on the train split; the rest runs in the model
-    augmentation = configure_datamodule(cfg.get("augmentation"), datamodule)
+    # The augmentation group splits by where it runs: waveform transforms or offline copies on
+    # the train split (data module), SpecAugment and mixup on the device (LightningModule).
+    augmentation = cfg.get("augmentation")
+    datamodule = instantiate(
+        cfg.data, features=features, **augmentation_nodes.for_data_module(augmentation, cfg.data.sample_rate)
+    )
     model = instantiate(
         cfg.model,
         features=to_plain(cfg.features),
+        feature_extractor=features,
         audio=datamodule.audio.to_dict(),
         labels=list(datamodule.label_names),
-        augmentation=augmentation,
+        **augmentation_nodes.for_lightning_module(augmentation),
         _recursive_=False,
     )
     # The checkpoint record is part of the checkpoint format, so it is not left to the config.
@@ -139,8 +144,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if resumed:
         resumed.check_split(datamodule)
     if rank_zero_only.rank == 0:
-        datamodule.write_records(output_dir)
-    protocol = datamodule.protocol()
+        datamodule.manifest.write_records(output_dir)
+    protocol = datamodule.manifest.protocol()
     for experiment_logger in trainer.loggers:
         experiment_logger.log_hyperparams(
             {**{key: to_plain(cfg[key]) for key in cfg if key != "hydra"}, "protocol": protocol}
@@ -166,11 +171,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "test_results": model.test_results,
         "best_checkpoint": best_ckpt,
         "output_dir": str(output_dir),
-        "split": datamodule.splitter.name,
+        "split": datamodule.manifest.splitter.name,
         "protocol": protocol,
-        "split_sizes": {name: int(len(idx)) for name, idx in datamodule.indices.items()},
+        "split_sizes": datamodule.manifest.split_sizes,
         "cache_events": list(datamodule.cache_events),
-        "skipped_files": skip_counts(datamodule.scan.rejected),
+        "skipped_files": skip_counts(datamodule.manifest.scan.rejected),
         "labels": list(datamodule.label_names),
         "seconds": time.perf_counter() - started,
     }

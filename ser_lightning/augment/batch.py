@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser_lightning.augment.config import check_augmentation
 from ser_lightning.augment.mixup import MixedBatch, Mixup
 from ser_lightning.augment.spectrogram import SpecAugment
 
@@ -30,25 +29,3 @@ class BatchAugmentation(nn.Module):
         if self.mixup is not None:
             return self.mixup(features, target)
         return MixedBatch(features, target)
-
-
-def build_batch_augmentation(
-    augmentation: dict | None, input_shape: tuple[int, int, int]
-) -> BatchAugmentation:
-    """`augmentation.spectrogram` and `augmentation.mixup` → BatchAugmentation (each None when off)."""
-    augmentation = check_augmentation(augmentation)
-    spectrogram = mixup = None
-    if augmentation["spectrogram"]:
-        try:
-            spectrogram = SpecAugment(**augmentation["spectrogram"])
-        except TypeError as err:
-            raise ValueError(
-                f"augmentation.spectrogram: {err}; see conf/augmentation/specaugment.yaml"
-            ) from err
-        spectrogram.check_input_shape(input_shape)
-    if augmentation["mixup"]:
-        try:
-            mixup = Mixup(**augmentation["mixup"])
-        except TypeError as err:
-            raise ValueError(f"augmentation.mixup: {err}; see conf/augmentation/mixup.yaml") from err
-    return BatchAugmentation(spectrogram, mixup)

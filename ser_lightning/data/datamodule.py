@@ -1,363 +1,165 @@
-"""The LightningDataModule: corpus folder to batches, with decoded audio and features cached.
+"""The LightningDataModule: a manifest, a feature store and loader settings, composed.
 
-prepare_data (rank 0) scans the corpus and builds the caches; setup (every rank) scans again,
-splits, and memory-maps the caches. A second run with the same settings decodes no audio and
-computes no feature: it only stats the files to check that the cache key still matches.
+prepare_data (rank 0) scans the corpus and builds the caches; setup (every rank) prepares the
+manifest (scan, screen, split), opens the caches and builds the offline augmented copies when
+asked to. A second run with the same settings decodes no audio and computes no feature: it only
+stats the files to check that the cache key still matches.
+
+The data config's keys (`data.split`, `data.batch_size`, ...) are flat, as users override them;
+`build_data_module` groups them into the nodes the data module is made of.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
-from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S, ArrayCache, cache_key, file_fingerprint
-from ser_lightning.data.corpora import (
-    CremaDCorpus,
-    FolderCorpus,
-    RavdessCorpus,
-    SaveeCorpus,
-    SerEnCorpus,
-    TessCorpus,
-    build_corpus,
-)
-from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
-from ser_lightning.data.quality import SkipPolicy, screen_audio
+from ser_lightning.augment.waveform import WaveformAugmentation
+from ser_lightning.data.audio import AudioSettings
+from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S
+from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArrays
+from ser_lightning.data.loading import CachedUtterances, LoaderSettings, collate_batch
+from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
+from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.data.sampling import EpochSeededShuffle
-from ser_lightning.data.splits import SPLIT_NAMES, check_ratios, make_split, split_indices
-from ser_lightning.data.utterances import CorpusScan, relative_paths
+from ser_lightning.data.splits import Splitter, check_ratios, make_split
 from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.utils.progress import progress_bar
-from ser_lightning.utils.seeding import seeded_global_rngs
 
 log = logging.getLogger(__name__)
 
-# Bump when the bytes a cache holds change for the same inputs (e.g. a decoding fix).
-# 2: long files are decoded around their crop only; truncated WAVs are refused.
-WAVEFORM_CACHE_VERSION = 2
-FEATURE_CACHE_VERSION = 1
-
-CORPORA = {
-    "ravdess": RavdessCorpus,
-    "crema_d": CremaDCorpus,
-    "tess": TessCorpus,
-    "savee": SaveeCorpus,
-    "ser_en": SerEnCorpus,
-    "folder": FolderCorpus,
-}
-
-
-class CachedUtterances(Dataset):
-    """Rows of a memory-mapped cache array, with their labels.
-
-    `kind` names what the rows are ("features" or "waveform"); it is the batch key the
-    LightningModule reads. `transform` (waveforms only) runs in the DataLoader workers. Items
-    are addressed by position, or by `(position, epoch seed)` from
-    `EpochSeededShuffle(item_seeds=True)`: the transform then runs under generators seeded
-    from (epoch seed, row), so that augmentation does not depend on workers or on resuming.
-    """
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray, kind: str, transform=None):
-        self.array = array
-        self.rows = rows
-        self.labels = labels
-        self.kind = kind
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def _transformed(self, item: np.ndarray, row: int, epoch_seed: int | None) -> np.ndarray:
-        if epoch_seed is None:
-            return self.transform(item)
-        with seeded_global_rngs(epoch_seed, row):
-            return self.transform(item)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        position, epoch_seed = key if isinstance(key, tuple) else (key, None)
-        row = int(self.rows[position])
-        item = np.array(self.array[row], dtype=np.float32)  # copy out of the read-only map
-        if self.transform is not None:
-            item = self._transformed(item, row, epoch_seed)
-        return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
-
-    def __getitems__(self, keys: list[int] | list[tuple[int, int]]) -> dict:
-        """A whole batch, already collated: one gathered read of the map instead of a copy per
-        item and a second one to stack them (the DataLoader fetches batches through this)."""
-        if keys and isinstance(keys[0], tuple):
-            positions, seeds = [k[0] for k in keys], [k[1] for k in keys]
-        else:
-            positions, seeds = keys, [None] * len(keys)
-        rows = self.rows[np.asarray(positions, dtype=np.int64)]
-        block = np.array(self.array[rows], dtype=np.float32)  # rows in the sampler's order
-        if self.transform is not None:
-            block = np.stack(
-                [
-                    self._transformed(item, int(row), seed)
-                    for item, row, seed in zip(block, rows, seeds, strict=True)
-                ]
-            )
-        return {
-            self.kind: torch.from_numpy(block),
-            "label": torch.from_numpy(self.labels[rows].astype(np.int64)),
-            "row": torch.from_numpy(rows.astype(np.int64)),
-        }
-
-
-def collate_batch(data: dict | list[dict]) -> dict:
-    """DataLoader collate_fn: CachedUtterances hands over collated batches; item lists from other
-    datasets (a ConcatDataset with offline copies) are collated as usual."""
-    return data if isinstance(data, dict) else default_collate(data)
-
-
-@dataclass
-class CacheKeys:
-    waveforms: str
-    features: str
+TRAIN_INPUTS = ("features", "waveform")
 
 
 class SERDataModule(pl.LightningDataModule):
-    """Speech-emotion data: one corpus, one split, cached waveforms and features."""
+    """Speech-emotion data: one corpus source, one split, cached waveforms and features.
+
+    - `source`: which files and emotions (CorpusSource);
+    - `split`: the split protocol (a Splitter);
+    - `store`: the caches, with the feature extractor and audio settings (FeatureStore);
+    - `loader`: batch size, workers, pinning, shuffle seed (LoaderSettings);
+    - `train_input`: what the train split's batches carry: cached `features`, or `waveform`s
+      whose features the LightningModule computes per batch (on-the-fly augmentation);
+    - `waveform_augmentation`: transforms applied to train clips in the DataLoader workers
+      (needs train_input=waveform); `offline_copies`: augmented copies of the train clips,
+      cached once and appended to the train split.
+    """
 
     def __init__(
         self,
-        features: FeatureExtractor,
-        root: str,
-        corpus: str = "ravdess",
-        vocal_channels: tuple[str, ...] | list[str] = ("speech",),
-        corpus_options: dict | None = None,
-        labels: str | list[str] = "all",
-        demo: dict | None = None,
-        split: str = "actor",
-        split_ratios: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 42,
-        fold: int = 0,
-        num_folds: int = 6,
-        test_corpus: str | None = None,
-        sample_rate: int = 16000,
-        duration: float = 3.0,
-        offset: float = 0.0,
-        crop: str = "center",
-        peak_normalize: bool = True,
-        cache_dir: str = ".cache/ser_lightning",
-        cache_lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool | str = "auto",
+        source: CorpusSource,
+        split: Splitter,
+        store: FeatureStore,
+        loader: LoaderSettings,
         train_input: str = "features",
-        decode_workers: int | None = None,
-        on_error: str = "skip",
-        max_skip_fraction: float = 0.05,
-        shuffle_seed: int = 0,
+        waveform_augmentation: WaveformAugmentation | None = None,
+        offline_copies: OfflineCopies | None = None,
     ):
         super().__init__()
-        if corpus not in CORPORA:
-            raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
-        if train_input not in ("features", "waveform"):
+        if train_input not in TRAIN_INPUTS:
             raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
-        if train_input == "waveform" and not features.runs_on_device:
+        if train_input == "waveform" and not store.features.runs_on_device:
             raise ValueError(
-                f"data.train_input=waveform needs features computed per batch, but {type(features).__name__} "
+                f"data.train_input=waveform needs features computed per batch, but {type(store.features).__name__} "
                 "is precomputed on CPU; use data.train_input=features"
             )
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be at least 1")
-        self.features = features
-        self.root = str(Path(root).expanduser())
-        self.corpus = build_corpus(CORPORA[corpus], self.root, vocal_channels, corpus_options)
-        self.label_spec = check_label_spec(labels)
-        self.demo = dict(demo) if demo else None
-        self.splitter = make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus)
-        check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
-        self.skip_policy = SkipPolicy(on_error, max_skip_fraction)
-        self.shuffle_seed = shuffle_seed
-        self.audio = AudioSettings(sample_rate, duration, offset, crop, peak_normalize)
-        if getattr(features, "sample_rate", sample_rate) != sample_rate:
+        if waveform_augmentation is not None and train_input != "waveform":
             raise ValueError(
-                f"features.sample_rate={features.sample_rate} differs from data.sample_rate={sample_rate}; "
-                "set features.sample_rate=${data.sample_rate}"
+                "on-the-fly waveform augmentation needs data.train_input=waveform (features recomputed "
+                "from the augmented audio); cached features cannot see it"
             )
-        self.cache = ArrayCache(cache_dir, cache_lock_timeout)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        if pin_memory not in (True, False, "auto"):
+        if offline_copies is not None and train_input == "waveform":
             raise ValueError(
-                f"data.pin_memory={pin_memory!r} must be true, false or auto (pin when training on a CUDA GPU)"
+                "augmentation.offline_copies adds cached feature rows, but data.train_input=waveform trains "
+                "on raw audio; set data.train_input=features, or offline_copies=0 to augment on the fly"
             )
-        self.pin_memory = pin_memory
+        self.source = source
+        self.splitter = split
+        self.store = store
+        self.loader = loader
         self.train_input = train_input
-        self.decode_workers = decode_workers
-        self.waveform_transform = None  # set by augmentation (train split only)
-        # set by augmentation: builds extra training rows of augmented feature copies in setup
-        self.offline_augmentation = None
+        self.waveform_augmentation = waveform_augmentation
+        self.offline_copies = offline_copies
+        self.num_workers = loader.workers(augmenting_in_workers=waveform_augmentation is not None)
+        if waveform_augmentation is not None:
+            log.info(
+                "augmentation: waveform transforms %s on the train split, in %d DataLoader workers",
+                waveform_augmentation.names,
+                self.num_workers,
+            )
+        if offline_copies is not None:
+            log.info(
+                "augmentation: %d offline copies per training clip with %s",
+                offline_copies.copies,
+                offline_copies.augmentation.names,
+            )
+        self.keys: CacheKeys | None = None  # set by prepare_data
+        self.manifest: Manifest | None = None  # set by setup
+        self.arrays: StoredArrays | None = None
         self.train_copies: Dataset | None = None
-        self._label_names: tuple[str, ...] | None = None
 
-        self.scan: CorpusScan | None = None
-        self.assignment: pd.Series | None = None
-        self.indices: dict[str, np.ndarray] = {}
-        self.waveforms: np.ndarray | None = None
-        self.feature_array: np.ndarray | None = None
-        self.keys: CacheKeys | None = None
-        self.cache_events: list[str] = []  # what prepare/setup did, for the run summary and tests
-
-    # ---------------------------------------------------------------- shapes and info
+    # ---------------------------------------------------------------- what it serves
     @property
-    def num_samples(self) -> int:
-        return self.audio.num_samples
+    def features(self) -> FeatureExtractor:
+        return self.store.features
+
+    @property
+    def audio(self) -> AudioSettings:
+        return self.store.audio
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        """The emotions this run classifies, in EMOTIONS order (data.labels; see data/label_sets.py).
-
-        data.labels=corpus scans the corpus here, so that the model can be sized before setup.
-        """
-        if self._label_names is None:
-            present = self._raw_scan().table["emotion"] if self.label_spec == "corpus" else ()
-            self._label_names = resolve_label_names(self.label_spec, present)
-        return self._label_names
+        return self.source.label_names
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
 
     @property
-    def table(self) -> pd.DataFrame:
-        if self.scan is None:
+    def cache_events(self) -> list[str]:
+        """What prepare/setup did to the caches ("built waveforms", ...), for the run summary."""
+        return self.store.events
+
+    def _ready(self) -> Manifest:
+        if self.manifest is None:
             raise RuntimeError("the data module is not set up yet; call prepare_data() and setup() first")
-        return self.scan.table
+        return self.manifest
 
-    # ---------------------------------------------------------------- corpus and caches
-    def _raw_scan(self) -> CorpusScan:
-        if self.demo is not None:
-            from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
-
-            ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
-        return self.corpus.scan()
-
-    def _scan_corpus(self) -> CorpusScan:
-        """The corpus's files of this run's emotions, `label` re-indexed to label_names."""
-        scan = self._raw_scan()
-        scan.table, left_out = relabel(scan.table, self.label_names)
-        scan.excluded_by_filter += left_out
-        if scan.table.empty:
-            raise ValueError(
-                f"no file of the corpus at {self.root} has one of the emotions data.labels asks for "
-                f"({list(self.label_names)})"
-            )
-        scan = screen_audio(scan, self.cache, self.decode_workers)  # undecodable files leave the table here
-        if scan.rejected or scan.excluded_by_filter:
-            log.warning("corpus %s: %s", self.root, scan.summary())
-        self.skip_policy.enforce(scan)
-        return scan
-
-    def _cache_keys(self, table: pd.DataFrame) -> CacheKeys:
-        files = file_fingerprint(table["path"])
-        waveforms = cache_key(files=files, audio=self.audio.to_dict(), version=WAVEFORM_CACHE_VERSION)
-        features = cache_key(
-            waveforms=waveforms, features=self.features.cache_params(), version=FEATURE_CACHE_VERSION
-        )
-        return CacheKeys(waveforms, features)
-
-    def _build_waveforms(self, table: pd.DataFrame, key: str) -> None:
-        paths = table["path"].tolist()
-
-        def fill(out: np.ndarray) -> None:
-            workers = self.decode_workers or min(8, max(1, (len(paths) // 64) or 1))
-            with progress_bar() as progress, ThreadPoolExecutor(max_workers=workers) as pool:
-                task = progress.add_task("decoding audio", total=len(paths))
-                for i, wave in enumerate(pool.map(lambda p: load_waveform(p, self.audio), paths)):
-                    out[i] = wave
-                    progress.advance(task)
-
-        start = time.perf_counter()
-        _, built = self.cache.build(
-            "waveforms",
-            key,
-            (len(paths), self.num_samples),
-            "float32",
-            fill,
-            {"audio": self.audio.to_dict(), "num_files": len(paths), "corpus_root": self.root},
-        )
-        if built:
-            self.cache_events.append("built waveforms")
-            log.info("cached %d waveforms in %.1f s", len(paths), time.perf_counter() - start)
-        else:
-            self.cache_events.append("reused waveforms")
-
-    def _build_features(self, keys: CacheKeys, n: int) -> None:
-        shape = (n, *self.features.output_shape(self.num_samples))
-        waveforms = self.cache.load("waveforms", keys.waveforms)
-
-        def fill(out: np.ndarray) -> None:
-            # The extractor decides how (in-process torch, or a process pool for librosa).
-            with progress_bar() as progress:
-                task = progress.add_task("computing features", total=n)
-                self.features.precompute(waveforms, out, advance=lambda k: progress.advance(task, k))
-
-        started = time.perf_counter()
-        _, built = self.cache.build(
-            "features", keys.features, shape, "float32", fill, {"features": self.features.cache_params()}
-        )
-        if built:
-            self.cache_events.append("built features")
-            log.info("cached features %s in %.1f s", shape, time.perf_counter() - started)
-        else:
-            self.cache_events.append("reused features")
-
-    def _ensure_caches(self, table: pd.DataFrame) -> CacheKeys:
-        keys = self._cache_keys(table)
-        self._build_waveforms(table, keys.waveforms)
-        self._build_features(keys, len(table))
-        return keys
-
+    # ---------------------------------------------------------------- lifecycle
     def prepare_data(self) -> None:
         # The trainer calls this again inside fit(); once per process is enough.
         if self.keys is None:
-            self.keys = self._ensure_caches(self._scan_corpus().table)
+            table = self.source.scan(self.store.cache, self.store.decode_workers).table
+            self.keys = self.store.ensure(table, self.source.root)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.scan is not None:
+        if self.manifest is not None:
             return
-        self.scan = self._scan_corpus()
-        table = self.scan.table
+        manifest = prepare_manifest(self.source, self.splitter, self.store.cache, self.store.decode_workers)
         # Building here too is a no-op when prepare_data already did it; it makes setup safe to
         # call alone (tests, notebooks) and the file lock keeps concurrent ranks from racing.
-        keys = self._cache_keys(table)
+        keys = self.store.keys(manifest.table)
         if keys != self.keys:
-            self.keys = self._ensure_caches(table)
-        self.waveforms = self.cache.load("waveforms", self.keys.waveforms)
-        self.feature_array = self.cache.load("features", self.keys.features)
-        self.assignment = self.splitter(table)
-        self.indices = split_indices(self.assignment)
-        needed = SPLIT_NAMES if getattr(self.splitter, "needs_training_data", True) else ("test",)
-        empty = [name for name in needed if len(self.indices[name]) == 0]
-        if empty:
-            raise ValueError(
-                f"split {self.splitter.name!r} left {empty} empty; the corpus at {self.root} is too small"
+            self.keys = self.store.ensure(manifest.table, self.source.root)
+        self.arrays = self.store.load(self.keys)
+        if self.offline_copies is not None:
+            self.train_copies = self.offline_copies.build(
+                self.store, self.arrays, manifest.indices["train"], manifest.labels
             )
-        counts = {name: len(self.indices[name]) for name in SPLIT_NAMES}
-        log.info("split=%s: %s", self.splitter.name, counts)
-        if self.offline_augmentation is not None:
-            self.train_copies = self.offline_augmentation.build(self)
+        self.manifest = manifest
 
-    # ---------------------------------------------------------------- datasets
-    def dataset(self, split: str) -> CachedUtterances:
-        labels = self.table["label"].to_numpy()
+    # ---------------------------------------------------------------- datasets and loaders
+    def dataset(self, split: str) -> Dataset:
+        manifest = self._ready()
+        rows, labels = manifest.indices[split], manifest.labels
         if split == "train" and self.train_input == "waveform":
             return CachedUtterances(
-                self.waveforms, self.indices[split], labels, "waveform", self.waveform_transform
+                self.arrays.waveforms, rows, labels, "waveform", self.waveform_augmentation
             )
-        clean = CachedUtterances(self.feature_array, self.indices[split], labels, "features")
+        clean = CachedUtterances(self.arrays.features, rows, labels, "features")
         if split == "train" and self.train_copies is not None:
             return ConcatDataset([clean, self.train_copies])
         return clean
@@ -368,38 +170,28 @@ class SERDataModule(pl.LightningDataModule):
         # augmented in the workers get their own seeds from the same (seed, epoch).
         augmented = isinstance(dataset, CachedUtterances) and dataset.transform is not None
         sampler = (
-            EpochSeededShuffle(len(dataset), self.shuffle_seed, self._fit_epoch, item_seeds=augmented)
+            EpochSeededShuffle(len(dataset), self.loader.shuffle_seed, self._fit_epoch, item_seeds=augmented)
             if shuffle
             else None
         )
+        strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            pin_memory=self._pin_memory(),
+            pin_memory=self.loader.pin(getattr(strategy, "root_device", None)),
             persistent_workers=self.num_workers > 0,
             drop_last=False,
             collate_fn=collate_batch,
         )
-
-    def _pin_memory(self) -> bool:
-        """Pinned batches copy to a CUDA device asynchronously; without one they are only an extra
-        copy (and torch warns on every loader). `auto` pins when the trainer runs on CUDA."""
-        if not torch.cuda.is_available() or self.pin_memory is False:
-            return False
-        if self.pin_memory == "auto":
-            strategy = getattr(self.trainer, "strategy", None)
-            device = getattr(strategy, "root_device", None)
-            return device is not None and device.type == "cuda"
-        return True
 
     def _fit_epoch(self) -> int | None:
         """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
         return None if self.trainer is None else self.trainer.fit_loop.epoch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
-        if not getattr(self.splitter, "needs_training_data", True):
+        if not self.splitter.needs_training_data:
             raise ValueError(
                 f"data.split={self.splitter.name} puts every file in the test set: it is for evaluating a "
                 "trained model, not for training; choose another data.split to train"
@@ -412,44 +204,75 @@ class SERDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    # ---------------------------------------------------------------- statistics and records
+    # ---------------------------------------------------------------- what the model asks for
     def train_features(self) -> np.ndarray:
         """Cached features of the train split (for dataset normalisation statistics)."""
-        return self.feature_array[np.sort(self.indices["train"])]
+        return self.arrays.features[np.sort(self._ready().indices["train"])]
 
     def class_weights(self) -> torch.Tensor:
         """sklearn-style "balanced" weights from the train split: n / (classes * count)."""
-        labels = self.table["label"].to_numpy()[self.indices["train"]]
-        counts = np.bincount(labels, minlength=self.num_classes).astype(np.float64)
-        weights = np.where(counts > 0, len(labels) / (self.num_classes * np.maximum(counts, 1)), 0.0)
-        return torch.tensor(weights, dtype=torch.float32)
+        return self._ready().class_weights()
 
-    def protocol(self) -> dict:
-        """How this run's data was chosen and split, for summaries and loggers (after setup)."""
-        return {
-            "corpus": self.corpus.name,
-            "root": self.root,
-            "labels": list(self.label_names),
-            **self.splitter.describe(self.table),
-            "split_sizes": {name: int(len(idx)) for name, idx in self.indices.items()},
-        }
 
-    def split_table(self) -> pd.DataFrame:
-        """The utterance table with its split column, paths relative to the corpus root.
+def build_data_module(
+    features: FeatureExtractor,
+    root: str,
+    corpus: str = "ravdess",
+    vocal_channels: tuple[str, ...] | list[str] = ("speech",),
+    corpus_options: dict | None = None,
+    labels: str | list[str] = "all",
+    demo: dict | None = None,
+    split: str = "actor",
+    split_ratios: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
+    split_seed: int = 42,
+    fold: int = 0,
+    num_folds: int = 6,
+    test_corpus: str | None = None,
+    sample_rate: int = 16000,
+    duration: float = 3.0,
+    offset: float = 0.0,
+    crop: str = "center",
+    peak_normalize: bool = True,
+    cache_dir: str = ".cache/ser_lightning",
+    cache_lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+    batch_size: int = 32,
+    num_workers: int | str = "auto",
+    pin_memory: bool | str = "auto",
+    train_input: str = "features",
+    decode_workers: int | None = None,
+    on_error: str = "skip",
+    max_skip_fraction: float = 0.05,
+    shuffle_seed: int = 0,
+    waveform_augmentation: WaveformAugmentation | None = None,
+    offline_copies: OfflineCopies | None = None,
+) -> SERDataModule:
+    """A data module from the data config's flat keys (conf/data/_base.yaml documents each).
 
-        `label` is the class index of this run (position in label_names), as the model sees it."""
-        table = self.table.copy()
-        table["path"] = relative_paths(table, self.root)
-        table.insert(0, "split", self.assignment.to_numpy())
-        return table
-
-    def write_records(self, directory: str | Path) -> dict[str, Path]:
-        """Write the split used (and any rejected files) next to the run."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        written = {"split": directory / "split.csv"}
-        self.split_table().to_csv(written["split"], index=False)
-        if self.scan.rejected:
-            written["rejected"] = directory / "rejected_files.csv"
-            self.scan.rejected_frame().to_csv(written["rejected"], index=False)
-        return written
+    On-the-fly waveform augmentation trains on waveforms (`train_input=waveform`): their
+    features are recomputed from the augmented audio on the device, which CPU-only features
+    cannot do (they take offline copies instead).
+    """
+    if waveform_augmentation is not None and not features.runs_on_device:
+        raise ValueError(
+            f"augmentation.waveform on the fly needs features computed per batch, but {type(features).__name__} "
+            "is computed once on CPU and cached; set augmentation.offline_copies=K (e.g. 2) to cache K "
+            "augmented copies of every training clip instead"
+        )
+    check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
+    return SERDataModule(
+        source=CorpusSource(
+            corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction
+        ),
+        split=make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus),
+        store=FeatureStore(
+            features,
+            AudioSettings(sample_rate, duration, offset, crop, peak_normalize),
+            cache_dir,
+            cache_lock_timeout,
+            decode_workers,
+        ),
+        loader=LoaderSettings(batch_size, num_workers, pin_memory, shuffle_seed),
+        train_input="waveform" if waveform_augmentation is not None else train_input,
+        waveform_augmentation=waveform_augmentation,
+        offline_copies=offline_copies,
+    )

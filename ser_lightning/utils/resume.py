@@ -26,8 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.augment.config import AUGMENTATION_DEFAULTS
-from ser_lightning.checkpoint import checkpoint_record, read_checkpoint, split_record
+from ser_lightning.checkpoint import checkpoint_record, current_hparams, read_checkpoint, split_record
+from ser_lightning.data.augmentation import AUGMENTATION_DEFAULTS
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -187,7 +187,7 @@ class ResumedCheckpoint:
     @classmethod
     def read(cls, path: str) -> ResumedCheckpoint:
         checkpoint = read_checkpoint(path)  # safe loading; refuses files that are not checkpoints
-        return cls(str(path), checkpoint_record(checkpoint), dict(checkpoint["hyper_parameters"]))
+        return cls(str(path), checkpoint_record(checkpoint), current_hparams(checkpoint["hyper_parameters"]))
 
     def check_data(self, data: dict) -> None:
         """Before anything is built: the data config must be the one the checkpoint was trained on."""
@@ -234,7 +234,7 @@ class ResumedCheckpoint:
         now = split_record(datamodule)
         if now["test_files_sha256"] != stored["test_files_sha256"]:
             raise ResumeError(
-                f"resuming {self.path}: the corpus at {datamodule.root} changed since the checkpoint was "
+                f"resuming {self.path}: the corpus at {datamodule.source.root} changed since the checkpoint was "
                 f"trained: its test split is not the same files ({stored.get('sizes', {}).get('test')} test "
                 f"files then, {now['sizes'].get('test', 0)} now). Resume on the corpus as it was, or start "
                 "a new run without ckpt_path."

@@ -1,4 +1,5 @@
-"""Parsers that turn a corpus folder into the utterance table, and how the data module builds them."""
+"""Parsers that turn a corpus folder into the utterance table, the registry of their `data.corpus`
+names, and how a data config builds one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ __all__ = [
     "RavdessCorpus",
     "SaveeCorpus",
     "SerEnCorpus",
+    "CORPORA",
     "TessCorpus",
     "build_corpus",
     "parse_crema_d_name",
@@ -26,16 +28,32 @@ __all__ = [
 ]
 
 
-def build_corpus(corpus_class: type, root: str, vocal_channels, options: dict | None = None):
-    """Construct a corpus parser; unknown data.corpus_options keys fail naming the valid ones."""
+# data.corpus -> parser
+CORPORA: dict[str, type] = {
+    "ravdess": RavdessCorpus,
+    "crema_d": CremaDCorpus,
+    "tess": TessCorpus,
+    "savee": SaveeCorpus,
+    "ser_en": SerEnCorpus,
+    "folder": FolderCorpus,
+}
+
+
+def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | None = None):
+    """Construct the parser `data.corpus` names (or a parser class); unknown data.corpus_options
+    keys fail naming the valid ones."""
+    if isinstance(corpus, str):
+        if corpus not in CORPORA:
+            raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
+        corpus = CORPORA[corpus]
     options = dict(options or {})
     valid = sorted(
-        f.name for f in dataclasses.fields(corpus_class) if f.name not in ("root", "vocal_channels", "name")
+        f.name for f in dataclasses.fields(corpus) if f.name not in ("root", "vocal_channels", "name")
     )
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(
-            f"data.corpus_options has {unknown}, which {corpus_class.__name__} does not take; "
+            f"data.corpus_options has {unknown}, which {corpus.__name__} does not take; "
             f"valid options: {valid or 'none'}"
         )
-    return corpus_class(root=root, vocal_channels=tuple(vocal_channels), **options)
+    return corpus(root=root, vocal_channels=tuple(vocal_channels), **options)

@@ -5,15 +5,13 @@ them from freshly augmented audio every epoch would make data loading the bottle
 Keras-era recipes instead trained on a fixed set of augmented copies. Copy k of clip r is
 drawn with its own seed (offline_seed, r, k), so the bytes do not depend on worker count or
 order, and the cache key (features key, train rows, transforms, K, seed, library version)
-says exactly what an entry holds.
+says exactly what an entry holds. The copies live in the feature store's cache beside the
+clean waveforms and features they are made from.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-import time
 from pathlib import Path
 
 import audiomentations
@@ -23,20 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import cache_key
+from ser_lightning.data.feature_store import FeatureStore, StoredArrays
+from ser_lightning.data.loading import available_cores
 from ser_lightning.utils.progress import progress_bar
 from ser_lightning.utils.seeding import seeded_global_rngs
 
-log = logging.getLogger(__name__)
-
 # Bump when the bytes of an entry change for the same inputs.
 OFFLINE_COPIES_VERSION = 1
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cpusets)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class AugmentedWaveforms(Dataset):
@@ -88,10 +79,10 @@ class AugmentedCopies(Dataset):
 
 
 class OfflineCopies:
-    """Builds (once) and serves K augmented feature copies of a data module's train split.
+    """K augmented feature copies of a train split, built once into the feature store.
 
-    Set as `SERDataModule.offline_augmentation`; the data module calls `build` in `setup`
-    and appends the returned dataset to the clean training rows.
+    A data module constructor argument (`SERDataModule(offline_copies=...)`); the data module
+    calls `build` in setup and appends the returned dataset to the clean training rows.
     """
 
     def __init__(
@@ -123,16 +114,18 @@ class OfflineCopies:
             version=OFFLINE_COPIES_VERSION,
         )
 
-    def build(self, datamodule) -> AugmentedCopies | None:
-        """The copies of the train split (None when a test-only split has no training rows)."""
-        features = datamodule.features
-        rows = np.sort(datamodule.indices["train"])
+    def build(
+        self, store: FeatureStore, arrays: StoredArrays, train_rows: np.ndarray, labels: np.ndarray
+    ) -> AugmentedCopies | None:
+        """The copies of `train_rows` (table rows; None when a test-only split has none)."""
+        features = store.features
+        rows = np.sort(train_rows)
         if len(rows) == 0:
             return None
-        key = self.key(datamodule.keys.features, rows)
-        shape = (len(rows) * self.copies, *features.output_shape(datamodule.num_samples))
+        key = self.key(arrays.keys.features, rows)
+        shape = (len(rows) * self.copies, *features.output_shape(store.audio.num_samples))
         waves = AugmentedWaveforms(
-            datamodule.cache.path("waveforms", datamodule.keys.waveforms),
+            store.cache.path("waveforms", arrays.keys.waveforms),
             rows,
             self.copies,
             self.augmentation,
@@ -144,8 +137,7 @@ class OfflineCopies:
             # the extractor's precompute, so its own batching or process pool (handcrafted68)
             # applies exactly as it does for the clean cache.
             loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
-            progress = progress_bar()
-            with progress, torch.inference_mode():
+            with progress_bar() as progress, torch.inference_mode():
                 task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))
                 for index, batch in loader:
                     block = np.empty((len(index), *out.shape[1:]), dtype=out.dtype)
@@ -153,30 +145,12 @@ class OfflineCopies:
                     out[index.numpy()] = block
                     progress.advance(task, len(index))
 
-        started = time.perf_counter()
-        _, built = datamodule.cache.build(
-            "augmented_features",
-            key,
-            shape,
-            "float32",
-            fill,
-            {
-                "copies": self.copies,
-                "seed": self.seed,
-                "train_rows": len(rows),
-                "waveform": self.description,
-                "features": features.cache_params(),
-            },
-        )
-        if built:
-            datamodule.cache_events.append("built augmented copies")
-            log.info(
-                "cached %d augmented copies %s in %.1f s",
-                shape[0],
-                shape,
-                time.perf_counter() - started,
-            )
-        else:
-            datamodule.cache_events.append("reused augmented copies")
-        labels = datamodule.table["label"].to_numpy()
-        return AugmentedCopies(datamodule.cache.load("augmented_features", key), rows, self.copies, labels)
+        meta = {
+            "copies": self.copies,
+            "seed": self.seed,
+            "train_rows": len(rows),
+            "waveform": self.description,
+            "features": features.cache_params(),
+        }
+        store.build("augmented_features", key, shape, fill, meta, "augmented copies")
+        return AugmentedCopies(store.cache.load("augmented_features", key), rows, self.copies, labels)

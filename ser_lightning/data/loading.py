@@ -1,0 +1,134 @@
+"""From cached arrays to batches: the datasets over memory-mapped rows and the loader settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from ser_lightning.utils.seeding import seeded_global_rngs
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class CachedUtterances(Dataset):
+    """Rows of a memory-mapped cache array, with their labels.
+
+    `kind` names what the rows are ("features" or "waveform"); it is the batch key the
+    LightningModule reads. `transform` (waveforms only) runs in the DataLoader workers. Items
+    are addressed by position, or by `(position, epoch seed)` from
+    `EpochSeededShuffle(item_seeds=True)`: the transform then runs under generators seeded
+    from (epoch seed, row), so that augmentation does not depend on workers or on resuming.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray, kind: str, transform=None):
+        self.array = array
+        self.rows = rows
+        self.labels = labels
+        self.kind = kind
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _transformed(self, item: np.ndarray, row: int, epoch_seed: int | None) -> np.ndarray:
+        if epoch_seed is None:
+            return self.transform(item)
+        with seeded_global_rngs(epoch_seed, row):
+            return self.transform(item)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        position, epoch_seed = key if isinstance(key, tuple) else (key, None)
+        row = int(self.rows[position])
+        item = np.array(self.array[row], dtype=np.float32)  # copy out of the read-only map
+        if self.transform is not None:
+            item = self._transformed(item, row, epoch_seed)
+        return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
+
+    def __getitems__(self, keys: list[int] | list[tuple[int, int]]) -> dict:
+        """A whole batch, already collated: one gathered read of the map instead of a copy per
+        item and a second one to stack them (the DataLoader fetches batches through this)."""
+        if keys and isinstance(keys[0], tuple):
+            positions, seeds = [k[0] for k in keys], [k[1] for k in keys]
+        else:
+            positions, seeds = keys, [None] * len(keys)
+        rows = self.rows[np.asarray(positions, dtype=np.int64)]
+        block = np.array(self.array[rows], dtype=np.float32)  # rows in the sampler's order
+        if self.transform is not None:
+            block = np.stack(
+                [
+                    self._transformed(item, int(row), seed)
+                    for item, row, seed in zip(block, rows, seeds, strict=True)
+                ]
+            )
+        return {
+            self.kind: torch.from_numpy(block),
+            "label": torch.from_numpy(self.labels[rows].astype(np.int64)),
+            "row": torch.from_numpy(rows.astype(np.int64)),
+        }
+
+
+def collate_batch(data: dict | list[dict]) -> dict:
+    """DataLoader collate_fn: CachedUtterances hands over collated batches; item lists from other
+    datasets (a ConcatDataset with offline copies) are collated as usual."""
+    return data if isinstance(data, dict) else default_collate(data)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How batches are made: size, worker processes, pinning, and the seed of the train order.
+
+    `num_workers="auto"`: when training clips are augmented on the fly, one worker per CPU core
+    less one (the training process keeps one; more only queue), else none (cached rows are read
+    faster in the training process than shipped from a worker).
+    """
+
+    batch_size: int = 32
+    num_workers: int | str = "auto"
+    pin_memory: bool | str = "auto"
+    shuffle_seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"data.batch_size={self.batch_size} must be at least 1")
+        if self.num_workers != "auto" and (
+            not isinstance(self.num_workers, int)
+            or isinstance(self.num_workers, bool)
+            or self.num_workers < 0
+        ):
+            raise ValueError(f"data.num_workers={self.num_workers!r} must be auto or a whole number >= 0")
+        if self.pin_memory not in (True, False, "auto"):
+            raise ValueError(
+                f"data.pin_memory={self.pin_memory!r} must be true, false or auto (pin when training on a CUDA GPU)"
+            )
+
+    def workers(self, augmenting_in_workers: bool) -> int:
+        """The number of DataLoader worker processes."""
+        if self.num_workers == "auto":
+            return max(1, available_cores() - 1) if augmenting_in_workers else 0
+        if augmenting_in_workers and self.num_workers == 0:
+            log.warning(
+                "augmentation.waveform runs in the main process (data.num_workers=0): data loading may be "
+                "the bottleneck; set data.num_workers=auto (one worker per spare CPU core)"
+            )
+        return int(self.num_workers)
+
+    def pin(self, device: torch.device | None) -> bool:
+        """Pinned batches copy to a CUDA device asynchronously; without one they are only an extra
+        copy (and torch warns on every loader). `auto` pins when the trainer runs on CUDA."""
+        if not torch.cuda.is_available() or self.pin_memory is False:
+            return False
+        if self.pin_memory == "auto":
+            return device is not None and device.type == "cuda"
+        return True
