@@ -223,7 +223,8 @@ class SERModule(pl.LightningModule):
             return [f"item {i} of the batch" for i in range(len(batch["label"]))]
         rows = torch.as_tensor(batch["row"]).flatten().tolist()
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        table = getattr(datamodule, "table", None)
+        manifest = getattr(datamodule, "manifest", None)
+        table = manifest.table if manifest is not None else None
         if table is None or "path" not in table:
             return [f"row {row}" for row in rows]
         return [str(table["path"].iloc[row]) for row in rows]
