@@ -35,7 +35,6 @@ import hashlib
 import importlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ser_lightning import __version__
+from ser_lightning.utils.files import atomic_write
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
@@ -58,6 +58,8 @@ TRUSTED_TARGET_PACKAGES = ("ser_lightning", "torch.nn", "torch.optim", "torchaud
 DATA_MODULE_TARGET = "ser_lightning.data.datamodule.SERDataModule"
 # Hydra's special keys, which `instantiate` acts on rather than passing them to the class.
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+# A checkpoint being written: hidden, and not ending in `.ckpt`, so nothing takes it for one.
+CHECKPOINT_TEMPORARY_TEMPLATE = ".{name}.{token}.partial"
 _CONVERT_MODES = ("none", "partial", "object", "all")
 # What each top-level config must build.
 _ROLE_BASES: dict[str, tuple[str, ...]] = {
@@ -404,13 +406,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(checkpoint, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(staging, path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
+            torch.save(checkpoint, staging)

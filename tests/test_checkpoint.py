@@ -106,7 +106,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(module, tmp_path):
     "role,target",
     [
         ("features", "os.makedirs"),  # a function outside the project
-        ("features", "ser_lightning.data.demo.ensure.os.makedirs"),  # a trusted prefix walking to os
+        ("features", "ser_lightning.utils.files.os.makedirs"),  # a trusted prefix walking to os
         ("net", "subprocess.Popen"),  # a class outside the trusted packages
         ("net", "ser_lightning.data.datamodule.SERDataModule"),  # a project class of the wrong kind
     ],
