@@ -356,30 +356,42 @@ def checkpoint_record(checkpoint: dict) -> dict:
     return checkpoint.get(RECORD_KEY) or {}
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu", strict: bool = True):
-    """Rebuild the SERModule a checkpoint file holds, in eval mode, from the file alone."""
-    return module_from_checkpoint(read_checkpoint(path, map_location), path, map_location, strict)
+def load_checkpoint(
+    path: str | Path,
+    module_class: type[pl.LightningModule],
+    map_location: str | torch.device | None = "cpu",
+    strict: bool = True,
+):
+    """Rebuild the model a checkpoint file holds, in eval mode, from the file alone.
+
+    `module_class` is the LightningModule the hyper-parameters are the constructor arguments of,
+    `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this).
+    """
+    return module_from_checkpoint(
+        read_checkpoint(path, map_location), module_class, path, map_location, strict
+    )
 
 
 def module_from_checkpoint(
     checkpoint: dict,
+    module_class: type[pl.LightningModule],
     path: str | Path = "<checkpoint>",
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
 ):
-    """The SERModule of an already read (and checked) checkpoint.
+    """The `module_class` (SERModule) of an already read (and checked) checkpoint.
 
     The network is built uncompiled (compiling is a training-time speed choice); weights saved
     from a compiled network load into it all the same.
     """
-    from ser_lightning.module import SERModule
-
     hparams = dict(checkpoint["hyper_parameters"])
     hparams["compile"] = False
     try:
-        module = SERModule(**hparams)
+        module = module_class(**hparams)
     except TypeError as err:
-        raise CheckpointError(f"{str(path)!r}: its hyper_parameters do not fit SERModule: {err}") from None
+        raise CheckpointError(
+            f"{str(path)!r}: its hyper_parameters do not fit {module_class.__name__}: {err}"
+        ) from None
     state = {k.replace("._orig_mod.", ".", 1): v for k, v in checkpoint["state_dict"].items()}
     try:
         module.load_state_dict(state, strict=strict)
