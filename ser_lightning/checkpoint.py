@@ -35,7 +35,6 @@ import hashlib
 import importlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ser_lightning import __version__
+from ser_lightning.utils.files import atomic_write
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
@@ -60,6 +60,8 @@ DATA_MODULE_TARGET = "ser_lightning.data.datamodule.build_data_module"
 EARLIER_DATA_MODULE_TARGETS = ("ser_lightning.data.datamodule.SERDataModule",)
 # Hydra's special keys, which `instantiate` acts on rather than passing them to the class.
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+# A checkpoint being written: hidden, and not ending in `.ckpt`, so nothing takes it for one.
+CHECKPOINT_TEMPORARY_TEMPLATE = ".{name}.{token}.partial"
 _CONVERT_MODES = ("none", "partial", "object", "all")
 # What each top-level config must build.
 _ROLE_BASES: dict[str, tuple[str, ...]] = {
@@ -387,30 +389,42 @@ def current_hparams(hparams: dict) -> dict:
     return hparams
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu", strict: bool = True):
-    """Rebuild the SERModule a checkpoint file holds, in eval mode, from the file alone."""
-    return module_from_checkpoint(read_checkpoint(path, map_location), path, map_location, strict)
+def load_checkpoint(
+    path: str | Path,
+    module_class: type[pl.LightningModule],
+    map_location: str | torch.device | None = "cpu",
+    strict: bool = True,
+):
+    """Rebuild the model a checkpoint file holds, in eval mode, from the file alone.
+
+    `module_class` is the LightningModule the hyper-parameters are the constructor arguments of,
+    `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this).
+    """
+    return module_from_checkpoint(
+        read_checkpoint(path, map_location), module_class, path, map_location, strict
+    )
 
 
 def module_from_checkpoint(
     checkpoint: dict,
+    module_class: type[pl.LightningModule],
     path: str | Path = "<checkpoint>",
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
 ):
-    """The SERModule of an already read (and checked) checkpoint.
+    """The `module_class` (SERModule) of an already read (and checked) checkpoint.
 
     The network is built uncompiled (compiling is a training-time speed choice); weights saved
     from a compiled network load into it all the same.
     """
-    from ser_lightning.module import SERModule
-
     hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
     try:
-        module = SERModule(**hparams)
+        module = module_class(**hparams)
     except TypeError as err:
-        raise CheckpointError(f"{str(path)!r}: its hyper_parameters do not fit SERModule: {err}") from None
+        raise CheckpointError(
+            f"{str(path)!r}: its hyper_parameters do not fit {module_class.__name__}: {err}"
+        ) from None
     state = {k.replace("._orig_mod.", ".", 1): v for k, v in checkpoint["state_dict"].items()}
     try:
         module.load_state_dict(state, strict=strict)
@@ -437,13 +451,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(checkpoint, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(staging, path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
+            torch.save(checkpoint, staging)

@@ -42,6 +42,7 @@ from ser_lightning.checkpoint import (
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.inference.predictor import Predictor
+from ser_lightning.module import SERModule
 from ser_lightning.reporting.evaluation import (
     EvaluationReport,
     evaluation_report,
@@ -225,7 +226,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     ckpt_path = str(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     record = checkpoint_record(checkpoint)
-    module = module_from_checkpoint(checkpoint, ckpt_path)
+    module = module_from_checkpoint(checkpoint, SERModule, ckpt_path)
     machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
     data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
+from ser_lightning.checkpoint import load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
@@ -122,9 +123,7 @@ class SERModule(pl.LightningModule):
             raise TypeError(
                 f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config"
             )
-        from ser_lightning.checkpoint import load_checkpoint
-
-        return load_checkpoint(checkpoint_path, map_location=map_location, strict=strict)
+        return load_checkpoint(checkpoint_path, cls, map_location=map_location, strict=strict)
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:

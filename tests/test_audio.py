@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_waveform, read_audio
+from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.decoding import AudioDecodeError, read_audio
 
 
 def test_stereo_is_mixed_and_resampled(tmp_path, tone_writer):

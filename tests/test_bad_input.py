@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 import ser_lightning.data.datamodule as datamodule_module
 import ser_lightning.data.quality as quality_module
-from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_waveform, read_audio
+from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.corpora.ravdess import parse_ravdess_name
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file
+from ser_lightning.decoding import AudioDecodeError, read_audio
 from ser_lightning.features import LogMel
 from ser_lightning.models import ACNT
 from ser_lightning.module import NonFiniteLossError

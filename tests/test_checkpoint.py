@@ -52,7 +52,7 @@ def with_hparam(module: SERModule, key: str, value) -> dict:
 
 def test_a_checkpoint_rebuilds_the_same_model(module, tmp_path):
     path = save(module, tmp_path / "model.ckpt")
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, SERModule)
     assert isinstance(loaded, SERModule) and not loaded.training
     assert loaded.labels == list(EMOTIONS) and loaded.audio == module.audio
     waves = torch.randn(3, module.audio.num_samples)
@@ -72,12 +72,37 @@ def test_weights_of_a_compiled_network_load(module, tmp_path):
         state_dict=state,
         hyper_parameters=with_hparam(module, "compile", True),
     )
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, SERModule)
     assert not hasattr(loaded.net, "_orig_mod")
     assert all(
         torch.equal(a, b)
         for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True)
     )
+
+
+def test_loading_needs_only_the_class_it_is_given(module, tmp_path):
+    """The checkpoint layer never imports the LightningModule: module.py depends on it, not the
+    other way round. A fresh interpreter loads a checkpoint into a stand-in class and still has
+    not imported ser_lightning.module."""
+    path = save(module, tmp_path / "model.ckpt")
+    code = f"""
+import sys
+import torch
+from ser_lightning.checkpoint import load_checkpoint
+assert "ser_lightning.module" not in sys.modules, "importing the checkpoint layer imported ser_lightning.module"
+
+class StandIn(torch.nn.Module):
+    def __init__(self, labels, **hparams):
+        super().__init__()
+        self.labels = labels
+
+loaded = load_checkpoint({str(path)!r}, StandIn, strict=False)
+assert "ser_lightning.module" not in sys.modules, "loading a checkpoint imported ser_lightning.module"
+print(",".join(loaded.labels))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ",".join(EMOTIONS)
 
 
 class Payload:
@@ -98,7 +123,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(module, tmp_path):
     assert marker.exists()
     marker.unlink()
     with pytest.raises(CheckpointError, match=r"evil\.ckpt.*refused by safe loading"):
-        load_checkpoint(path)
+        load_checkpoint(path, SERModule)
     assert not marker.exists()
 
 
@@ -106,7 +131,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(module, tmp_path):
     "role,target",
     [
         ("features", "os.makedirs"),  # a function outside the project
-        ("features", "ser_lightning.data.demo.ensure.os.makedirs"),  # a trusted prefix walking to os
+        ("features", "ser_lightning.utils.files.os.makedirs"),  # a trusted prefix walking to os
         ("net", "subprocess.Popen"),  # a class outside the trusted packages
         ("net", "ser_lightning.data.datamodule.SERDataModule"),  # a project class of the wrong kind
     ],
@@ -120,7 +145,7 @@ def test_config_targets_that_would_run_code_are_refused(module, tmp_path, role, 
         marker.rmdir()
     path = save(module, tmp_path / "target.ckpt", hyper_parameters=with_hparam(module, role, config))
     with pytest.raises(CheckpointError, match=rf"{role}\._target_=.*is refused"):
-        load_checkpoint(path)
+        load_checkpoint(path, SERModule)
     assert not marker.exists()
 
 
@@ -128,7 +153,7 @@ def test_nested_targets_are_checked_too(module, tmp_path):
     net = dict(module.hparams["net"], helper={"_target_": "os.makedirs", "name": str(tmp_path / "x")})
     path = save(module, tmp_path / "nested.ckpt", hyper_parameters=with_hparam(module, "net", net))
     with pytest.raises(CheckpointError, match=r"net\.helper\._target_='os.makedirs' is refused"):
-        load_checkpoint(path)
+        load_checkpoint(path, SERModule)
 
 
 def test_files_that_are_not_ser_lightning_checkpoints_get_clear_errors(module, tmp_path):
@@ -252,7 +277,7 @@ def test_the_interpolation_payload_is_live(tmp_path):
 def load_with(loader: str, path: Path, tmp_path: Path):
     """Read a checkpoint the way each command does."""
     if loader == "load_checkpoint":
-        return load_checkpoint(path)
+        return load_checkpoint(path, SERModule)
     if loader == "SERModule.load_from_checkpoint":
         return SERModule.load_from_checkpoint(path)
     if loader == "eval":
@@ -326,7 +351,7 @@ def test_classes_of_look_alike_modules_are_refused(module, tmp_path, look_alike_
     net = {"_target_": target, "marker": str(marker)}
     path = save(module, tmp_path / "look_alike.ckpt", hyper_parameters=with_hparam(module, "net", net))
     with pytest.raises(CheckpointError, match=r"net\._target_=.*is refused"):
-        load_checkpoint(path)
+        load_checkpoint(path, SERModule)
     assert not marker.exists()
 
 

@@ -26,6 +26,7 @@ from ser_lightning.eval import eval_data_config, evaluate
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, onnx_session
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.module import SERModule
 from ser_lightning.predict import predict
 from ser_lightning.train import train
 
@@ -60,7 +61,7 @@ def trained(small_demo_root, tmp_path_factory):
         cache_dir=cache_dir,
         metrics=metrics,
         root=small_demo_root,
-        module=load_checkpoint(ckpt),
+        module=load_checkpoint(ckpt, SERModule),
     )
 
 

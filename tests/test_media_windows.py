@@ -1,18 +1,23 @@
 """Finding and decoding predict's inputs (audio, folders, video) and cutting clips into windows."""
 
 import math
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioDecodeError, AudioSettings, load_waveform, mix_and_resample
+from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.decoding import AudioDecodeError, mix_and_resample
 from ser_lightning.inference.media import MediaTooLongError, collect_inputs, read_media
 from ser_lightning.inference.windows import clip_windows
 
 from .helpers.video import write_video
 
+REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
@@ -203,3 +208,20 @@ def test_a_file_whose_header_hides_its_length_is_cut_off_while_decoding(tmp_path
     assert len(read_media(path, SR)) == 3 * SR
     with pytest.raises(MediaTooLongError, match=r"streamed\.flac.*decodes to more audio.*max_duration_s=1 s"):
         read_media(path, SR, max_duration_s=1)
+
+
+@pytest.mark.parametrize(
+    "module,kept_out",
+    [
+        ("ser_lightning.decoding", ("ser_lightning.data", "ser_lightning.inference")),
+        ("ser_lightning.data.audio", ("ser_lightning.inference",)),
+        ("ser_lightning.inference.media", ("ser_lightning.data",)),
+    ],
+)
+def test_decoding_sits_below_training_and_prediction(module, kept_out):
+    """Training's conditioning and prediction's media reading share ser_lightning.decoding and
+    never import each other (a fresh interpreter, so that nothing else imported them first)."""
+    code = f"import sys, {module}\nprint(sorted(m for m in sys.modules if m.startswith({kept_out!r})))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"importing {module} imported {done.stdout.strip()}"

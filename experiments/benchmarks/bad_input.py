@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioSettings, load_waveform, read_audio
+from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.corpora import RavdessCorpus
 from ser_lightning.data.quality import screen_audio
+from ser_lightning.decoding import read_audio
 
 
 def peak_memory(fn) -> tuple[float, float]:

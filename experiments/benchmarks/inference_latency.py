@@ -145,6 +145,7 @@ def child_main(args: argparse.Namespace) -> int:
     from ser_lightning.checkpoint import load_checkpoint
     from ser_lightning.inference.media import collect_inputs
     from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.module import SERModule
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,7 +153,7 @@ def child_main(args: argparse.Namespace) -> int:
     files, errors = collect_inputs(args.child_inputs)
     assert not errors, errors
     started = time.perf_counter()
-    module = load_checkpoint(args.checkpoint[0])
+    module = load_checkpoint(args.checkpoint[0], SERModule)
     record.update(load_s=time.perf_counter() - started, rss_load_mib=peak_rss_mib())
     predictor = Predictor(module, device="cpu", batch_size=args.batch_size)
     for key in ("first", "second")[: args.child_passes]:
@@ -331,11 +332,12 @@ def measure(
     from ser_lightning.inference.media import read_media
     from ser_lightning.inference.predictor import Predictor
     from ser_lightning.inference.windows import clip_windows
+    from ser_lightning.module import SERModule
 
     row: dict = {"model": name, "ckpt_mib": checkpoint.stat().st_size / 2**20}
-    loads = timed(lambda: load_checkpoint(checkpoint), 1 + args.load_repeats)
+    loads = timed(lambda: load_checkpoint(checkpoint, SERModule), 1 + args.load_repeats)
     row["load_warm_s"] = statistics.median(loads[1:])  # the first load also imports the model's code
-    module = load_checkpoint(checkpoint)
+    module = load_checkpoint(checkpoint, SERModule)
     row["params"] = sum(p.numel() for p in module.net.parameters())
     predictor = Predictor(module, device="cpu", batch_size=args.batch_size)
 

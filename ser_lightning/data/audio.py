@@ -1,38 +1,20 @@
-"""Decoding audio to the fixed-length mono waveforms every model sees."""
+"""Turning audio files into the fixed-length waveforms every model sees: the audio settings a
+model is trained with, and decoding (ser_lightning.decoding) followed by peak normalisation and
+cropping or zero-padding to the clip length."""
 
 from __future__ import annotations
 
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
+
+from ser_lightning.decoding import decode_frames, finite, probe_audio
 
 # A file longer than offset + duration by more than this is decoded only around its crop.
 PARTIAL_READ_MARGIN_SECONDS = 30.0
 # Audio read on each side of a partial window so that the resampler's edges fall outside the crop.
 RESAMPLE_CONTEXT_SECONDS = 0.05
-# The largest float32: a mixed, resampled or scaled sample beyond it would be inf.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-class AudioDecodeError(RuntimeError):
-    """An audio file that cannot be read; the message names the file and what to do.
-
-    `problem` says what is wrong in words that do not repeat the path (for file lists).
-    """
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path, self.problem = str(path), problem
-        super().__init__(
-            f"cannot decode audio file {self.path!r}: {problem}. Check that it is a complete audio "
-            "file (wav, flac, ogg or mp3), or remove it from the corpus folder."
-        )
-
-    def __reduce__(self):  # picklable across worker processes despite the two-argument init
-        return type(self), (self.path, self.problem)
 
 
 @dataclass(frozen=True)
@@ -68,101 +50,6 @@ class AudioSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _decode_error(path: str | Path, problem: object) -> AudioDecodeError:
-    # soundfile's own message repeats the path; its error_string is the part that explains.
-    text = getattr(problem, "error_string", None) or str(problem)
-    return AudioDecodeError(path, text.rstrip("."))
-
-
-def _declared_wav_frames(path: str | Path) -> int | None:
-    """Frames a PCM WAV header declares; None for other formats and streaming placeholders."""
-    try:
-        with wave.open(str(path), "rb") as handle:
-            declared = handle.getnframes()
-            frame_bytes = handle.getsampwidth() * handle.getnchannels()
-    except (wave.Error, EOFError, OSError, ValueError):
-        return None  # not a plain PCM WAV (float, extensible, flac, ...): libsndfile's count stands
-    # Writers that stream to disk put 0 or 0xFFFFFFFF as the data size until they finish.
-    if declared == 0 or declared * frame_bytes >= 0xFFFF0000:
-        return None
-    return declared
-
-
-def probe_audio(path: str | Path):
-    """soundfile's header info for a file that holds audio, or AudioDecodeError saying why not.
-
-    A WAV whose data ends before its header says (an interrupted copy or download) is refused
-    rather than padded: the label is for the whole take.
-    """
-    try:
-        info = sf.info(str(path))
-    except Exception as err:  # soundfile raises several types for unreadable input
-        raise _decode_error(path, err) from err
-    declared = _declared_wav_frames(path)
-    if declared is not None and declared > info.frames:
-        raise _decode_error(
-            path,
-            f"it is truncated (its header declares {declared} frames, the file holds {info.frames})",
-        )
-    if info.frames <= 0:
-        raise _decode_error(path, "it holds no audio samples")
-    return info
-
-
-def _decode(path: str | Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
-    """Frames [start, start + frames) of a file as finite mono float32 at `sample_rate`."""
-    try:
-        data, file_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
-    except Exception as err:
-        raise _decode_error(path, err) from err
-    return mix_and_resample(data, file_rate, sample_rate)
-
-
-def mix_and_resample(data: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray:
-    """Decoded samples `(frames, channels)` at `file_rate` to finite mono float32 at `sample_rate`.
-
-    Shared by corpus decoding and by prediction's video/compressed-audio path, so that both
-    mix and resample exactly alike. Every step that could make a sample non-finite is cleaned
-    after: decoding (a float WAV can hold NaN or inf), the channel mean and resampling (both can
-    overflow float32 on a float WAV near its limit).
-    """
-    data = finite(data)
-    if data.shape[1] > 1:
-        # the mean in float64: two channels near the float32 limit sum to inf in float32
-        mono = finite(data.mean(axis=1, dtype=np.float64).astype(np.float32))
-    else:
-        mono = data[:, 0]
-    if file_rate != sample_rate and len(mono) > 0:
-        mono = _resample(mono, file_rate, sample_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def finite(samples: np.ndarray) -> np.ndarray:
-    """A copy of the samples with NaN and inf replaced by 0: they would poison every feature and the loss."""
-    return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _resample(mono: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray:
-    """soxr's high-quality resampling, safe near the float32 limit.
-
-    soxr computes in single precision and overshoots a full-scale edge by up to ~70 %, which near
-    the float32 limit is inf (a NaN once peak-normalised). A signal louder than 1 is resampled
-    scaled to peak 1 (resampling is linear) and scaled back in float64, clipped to float32's range;
-    a signal within [-1, 1] is resampled as it is.
-    """
-    headroom = max(float(np.max(np.abs(mono))), 1.0)
-    resampled = soxr.resample(mono / np.float32(headroom), file_rate, sample_rate, quality="HQ")
-    if headroom > 1.0:
-        resampled = np.clip(resampled.astype(np.float64) * headroom, -FLOAT32_MAX, FLOAT32_MAX)
-    return finite(resampled.astype(np.float32))
-
-
-def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a whole file as mono float32 at `sample_rate`, whatever its channels, depth and rate."""
-    probe_audio(path)
-    return _decode(path, sample_rate)
 
 
 def fit_length(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
@@ -218,12 +105,12 @@ def load_waveform(path: str | Path, settings: AudioSettings) -> np.ndarray:
     info = probe_audio(path)
     window = _partial_window(info, settings)
     if window is None:
-        samples = _decode(path, settings.sample_rate)
+        samples = decode_frames(path, settings.sample_rate)
         if settings.peak_normalize:
             samples = _peak_normalize(samples)
         return fit_length(samples, settings).astype(np.float32, copy=False)
     first, frames, skip = window
-    crop = _decode(path, settings.sample_rate, first, frames)[skip : skip + settings.num_samples]
+    crop = decode_frames(path, settings.sample_rate, first, frames)[skip : skip + settings.num_samples]
     if settings.peak_normalize:
         crop = _peak_normalize(crop)
     out = np.zeros(settings.num_samples, dtype=np.float32)

@@ -40,7 +40,6 @@ import math
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -48,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
+
+from ser_lightning.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -223,25 +224,20 @@ class ArrayCache:
                     log.warning("cache entry %s is damaged: %s; rebuilding it", target, now)
                 self._remove_entry(kind, key)
             self.remove_stale_temporaries(held=target)
-            tmp = _temporary_beside(target)
-            try:
+            with atomic_write(target, sync=True) as tmp:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
                 found = fill(out)
                 out.flush()
                 del out
-                _fsync(tmp)
                 meta = {"kind": kind, "key": key, "shape": list(shape), "dtype": dtype, **(metadata or {})}
                 meta.update(found or {})
                 meta[CHECKSUM] = file_digest(tmp)  # what later uses check the bytes against
+                # The metadata's temporary is named after the array's, so that both count as
+                # this entry's temporaries; it lands first, and the array from the instant the
+                # outer block ends, complete.
                 meta_tmp = tmp.with_name(tmp.name + ".json")
-                meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
-                _fsync(meta_tmp)
-                os.replace(meta_tmp, target.with_suffix(".json"))
-                os.replace(tmp, target)  # the entry exists from this instant, complete
-            finally:
-                for leftover in (tmp, tmp.with_name(tmp.name + ".json")):
-                    if leftover.exists():
-                        leftover.unlink()
+                with atomic_write(target.with_suffix(".json"), temporary=meta_tmp, sync=True):
+                    meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
         return target, True
 
     def _remove_entry(self, kind: str, key: str) -> None:
@@ -364,19 +360,12 @@ def _read_json(path: Path):
         return None
 
 
-def _temporary_beside(path: Path) -> Path:
-    """A temporary name beside `path` (`<name>.tmp-<pid>-<random>`), unique to this writer."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
 def _write_json_replacing(path: Path, data: dict) -> None:
     """Write a small record atomically; it only saves work, so a read-only folder just skips it."""
-    tmp = _temporary_beside(path)
     try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(data))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         log.debug("could not write %s: %s", path, err)
 
 
@@ -405,12 +394,3 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process: it exists
         return True
     return True
-
-
-def _fsync(path: Path) -> None:
-    """Push a file's bytes to disk before it is renamed into place (survives power loss too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

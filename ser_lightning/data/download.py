@@ -20,7 +20,6 @@ import json
 import shutil
 import sys
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from omegaconf import OmegaConf
 
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.files import atomic_write, unique_token
 from ser_lightning.utils.progress import progress_bar
 
 CHUNK_BYTES = 1 << 16  # also the most a broken transfer loses: a partly read chunk is not written
@@ -272,7 +272,7 @@ def remove_stale_staging(dest: Path, say: Callable[[str], None] = print) -> None
 
 def unpack(zip_path: Path, dest: Path) -> int:
     """Extract into a temporary folder beside `dest`'s contents, then move the entries in; returns file count."""
-    staging = dest / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
+    staging = dest / f"{STAGING_PREFIX}{unique_token()}"
     try:
         with zipfile.ZipFile(zip_path) as bundle:
             bundle.extractall(staging)
@@ -335,7 +335,8 @@ def download_archive(
         say(f"MD5 {archive.md5} matches")
     files = unpack(zip_path, dest)
     record = {**asdict(archive), "files": files, "unpacked": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (dest / COMPLETION_RECORD).write_text(json.dumps(record, indent=2))
+    with atomic_write(dest / COMPLETION_RECORD) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
     say(f"unpacked {files} files into {dest}")
     if keep_archive:
         say(f"kept the archive at {zip_path}")

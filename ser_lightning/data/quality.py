@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioDecodeError, probe_audio
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, rejected_frame
+from ser_lightning.decoding import AudioDecodeError, probe_audio
 
 log = logging.getLogger(__name__)
 

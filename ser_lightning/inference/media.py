@@ -2,10 +2,10 @@
 
 Audio goes through the same reader as training (soundfile); video containers, and audio files
 soundfile cannot read, through PyAV (FFmpeg's decoders, bundled in its wheels). Both end in the
-same channel mix and resampler as training, `data.audio.mix_and_resample`, applied block by
-block: a file's channels at its own rate are never all in memory (eight channels at 48 kHz
-would be 24 times the mono 16 kHz result), and a file longer than `max_duration_s` is refused,
-from its header when it says how long it is, else as soon as decoding passes the limit.
+same channel mix and resampler as training, `decoding.MonoStream`, applied block by block: a
+file's channels at its own rate are never all in memory, and a file longer than
+`max_duration_s` is refused, from its header when it says how long it is, else as soon as
+decoding passes the limit.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from ser_lightning.data.audio import AudioDecodeError, _decode_error, mix_and_resample, probe_audio
+from ser_lightning.decoding import AudioDecodeError, MonoStream, decode_error, probe_audio
 
 log = logging.getLogger(__name__)
 
@@ -105,38 +104,21 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
     return files, errors
 
 
-class MonoStream:
-    """Blocks `(frames, channels)` at the file's rate, mixed to mono and resampled as they come.
-
-    Only the mono result at `sample_rate` grows with the file; soxr's streaming resampler gives
-    exactly the samples of its one-shot `soxr.resample` on the whole file, so results match
-    training's decoding bit for bit.
-    """
+class BoundedMonoStream(MonoStream):
+    """A MonoStream that refuses, with MediaTooLongError, a file that decodes to more than
+    `max_duration_s` (None: no limit), before mixing the block that passes it."""
 
     def __init__(self, path: str | Path, file_rate: int, sample_rate: int, max_duration_s: float | None):
-        self.path, self.file_rate, self.sample_rate = path, file_rate, sample_rate
+        super().__init__(path, file_rate, sample_rate)
         self.max_duration_s = max_duration_s
-        self.resampler = (
-            None
-            if file_rate == sample_rate
-            else soxr.ResampleStream(file_rate, sample_rate, 1, dtype="float32", quality="HQ")
-        )
-        self.frames = 0  # read at the file's rate
-        self.chunks: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
-        self.frames += len(block)
-        if self.max_duration_s is not None and self.frames > self.max_duration_s * self.file_rate:
+        if (
+            self.max_duration_s is not None
+            and self.frames + len(block) > self.max_duration_s * self.file_rate
+        ):
             raise MediaTooLongError(self.path, None, self.max_duration_s, self.sample_rate)
-        mono = mix_and_resample(block, self.file_rate, self.file_rate)  # mixed and made finite only
-        self.chunks.append(mono if self.resampler is None else self.resampler.resample_chunk(mono))
-
-    def finish(self) -> np.ndarray:
-        if self.resampler is not None:
-            self.chunks.append(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        wave = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
-        self.chunks = []
-        return wave
+        super().add(block)
 
 
 def check_duration(
@@ -156,7 +138,7 @@ def read_with_soundfile(
     # written to a pipe): the limit is then enforced on the samples decoded.
     known = info.frames < UNKNOWN_FRAMES
     check_duration(path, info.frames / info.samplerate if known else None, max_duration_s, sample_rate)
-    mono = MonoStream(path, info.samplerate, sample_rate, max_duration_s)
+    mono = BoundedMonoStream(path, info.samplerate, sample_rate, max_duration_s)
     block = max(1, int(BLOCK_SECONDS * info.samplerate))
     try:
         for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
@@ -164,7 +146,7 @@ def read_with_soundfile(
     except MediaTooLongError:
         raise
     except Exception as err:  # soundfile raises several types for unreadable input
-        raise _decode_error(path, err) from err
+        raise decode_error(path, err) from err
     return mono.finish()
 
 
@@ -183,7 +165,7 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
     """Decode the first audio track of any FFmpeg-readable file to mono float32 at `sample_rate`."""
     import av
 
-    mono: MonoStream | None = None
+    mono: BoundedMonoStream | None = None
     try:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -198,7 +180,7 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
             )
             for out in frames:
                 if mono is None:
-                    mono = MonoStream(path, out.sample_rate, sample_rate, max_duration_s)
+                    mono = BoundedMonoStream(path, out.sample_rate, sample_rate, max_duration_s)
                 mono.add(out.to_ndarray().T)
     except (AudioDecodeError, MediaTooLongError):
         raise

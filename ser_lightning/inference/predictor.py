@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ser_lightning.data.audio import AudioDecodeError
 from ser_lightning.data.loading import collate_batch
+from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 

@@ -4,11 +4,7 @@ and concurrent callers end with one good copy."""
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 from filelock import FileLock
@@ -16,6 +12,12 @@ from filelock import FileLock
 from ser_lightning.data.demo.design import DEFAULT_SPEC, DemoCorpusSpec
 from ser_lightning.data.demo.manifest import MANIFEST_NAME, is_complete, read_manifest
 from ser_lightning.data.demo.writer import generate_demo_corpus
+from ser_lightning.utils.files import (
+    FOLDER_RETIRED_TEMPLATE,
+    FOLDER_STAGING_TEMPLATE,
+    atomic_folder,
+    temporaries_beside,
+)
 
 
 def ensure_demo_corpus(root: str | Path, spec: DemoCorpusSpec = DEFAULT_SPEC, progress: bool = True) -> Path:
@@ -49,25 +51,9 @@ def regenerate_if_needed(root: Path, spec: DemoCorpusSpec, progress: bool, force
         # Leftovers of runs that were killed mid-way: nobody else can be writing them now.
         for stale in _staging_leftovers(root):
             shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".new-tmp", dir=root.parent))
-        try:
+        with atomic_folder(root) as staging:
             generate_demo_corpus(staging, spec, progress=progress)
-            _swap_into_place(staging, root)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
     return True
-
-
-def _swap_into_place(staging: Path, root: Path) -> None:
-    """Rename the finished corpus to root; an old corpus is renamed aside first, then removed."""
-    if root.exists():
-        retired = root.with_name(f".{root.name}.{uuid.uuid4().hex}.old-tmp")
-        os.replace(root, retired)
-        os.replace(staging, root)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, root)
 
 
 def _staging_leftovers(root: Path) -> list[Path]:
@@ -76,5 +62,7 @@ def _staging_leftovers(root: Path) -> list[Path]:
     Matched exactly (`.<name>.<token>.new-tmp` / `.old-tmp`, token without dots) so that the
     staging folders of a neighbouring root such as `<name>.x` are never taken for ours.
     """
-    pattern = re.compile(rf"^\.{re.escape(root.name)}\.[A-Za-z0-9_]+\.(new|old)-tmp$")
-    return [p for p in root.parent.iterdir() if pattern.match(p.name) and p.is_dir()]
+    found = temporaries_beside(root, FOLDER_STAGING_TEMPLATE) + temporaries_beside(
+        root, FOLDER_RETIRED_TEMPLATE
+    )
+    return [p for p in found if p.is_dir()]
