@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from ser_lightning.checkpoint import (
     checkpoint_record,
@@ -39,15 +42,12 @@ from ser_lightning.checkpoint import (
     read_checkpoint,
     training_overlap,
 )
+from ser_lightning.data.datamodule import collate_batch
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
-from ser_lightning.inference.predictor import Predictor
-from ser_lightning.reporting.evaluation import (
-    EvaluationReport,
-    evaluation_report,
-    print_report,
-    write_report,
-)
+from ser_lightning.inference.predictor import resolve_device
+from ser_lightning.reporting.collector import ReportCollector
+from ser_lightning.reporting.evaluation import EvaluationReport, print_report, write_report
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -150,30 +150,47 @@ def build_eval_datamodule(data: dict, module, split: str):
     return instantiate(data, features=module.features)
 
 
-def split_report(predictor: Predictor, datamodule, split: str) -> EvaluationReport:
-    """Score one split of a set-up data module (`all` = its whole corpus)."""
+def device_settings(device: torch.device) -> dict[str, Any]:
+    """The Trainer's `accelerator` and `devices` that run on one torch device."""
+    if device.type == "cuda":
+        return {"accelerator": "cuda", "devices": [device.index or 0]}
+    return {"accelerator": device.type, "devices": 1}
+
+
+def split_report(module, datamodule, split: str, device: torch.device, batch_size: int) -> EvaluationReport:
+    """Score one split of a set-up data module (`all` = its whole corpus) on `device`.
+
+    The split's clips, in table order, go through `trainer.test` and ReportCollector, the test
+    stage of a training run.
+    """
     name = "test" if split == "all" else split
     if len(datamodule.indices[name]) == 0:
         raise ValueError(
             f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.root}; "
             "choose split=test or split=all"
         )
-    if tuple(datamodule.label_names) != tuple(predictor.labels):
+    if tuple(datamodule.label_names) != tuple(module.labels):
         raise ValueError(
-            f"the data's labels {list(datamodule.label_names)} differ from the model's {predictor.labels}"
+            f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.labels)}"
         )
-    rows, labels, probabilities = predictor.dataset_probabilities(datamodule.dataset(name))
-    files = relative_paths(datamodule.table.iloc[rows], datamodule.root).tolist()
-    return evaluation_report(files, labels, probabilities, predictor.labels)
-
-
-def test_report(module, datamodule, directory: str | Path) -> EvaluationReport:
-    """The evaluation report of a just-tested module on its data module's test split."""
-    report = split_report(Predictor(module), datamodule, "test")
-    title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.root}"
-    print_report(report, title=title)
-    write_report(report, directory, title=title)
-    return report
+    loader = DataLoader(
+        datamodule.dataset(name),
+        batch_size=batch_size,
+        shuffle=False,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_batch,
+    )
+    collector = ReportCollector(datamodule)
+    trainer = pl.Trainer(
+        **device_settings(device),
+        logger=False,
+        callbacks=[collector],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.test(module, dataloaders=loader, verbose=False)
+    return collector.report
 
 
 def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
@@ -246,9 +263,11 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         )
     elif overlap["status"] == "overlap":
         log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
-    predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
-    log.info("scoring split %s of %s (%s) on %s", split, datamodule.root, source, predictor.device)
-    report = split_report(predictor, datamodule, split)
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size={cfg.batch_size} must be at least 1")
+    device = resolve_device(cfg.device)
+    log.info("scoring split %s of %s (%s) on %s", split, datamodule.root, source, device)
+    report = split_report(module, datamodule, split, device, cfg.batch_size)
 
     same_test_files = None
     if split == "test" and trained_split.get("test_files_sha256"):
@@ -279,7 +298,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "same_test_files_as_training": same_test_files,
         "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
-        "device": str(predictor.device),
+        "device": str(device),
         "metrics": report.metrics,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,
