@@ -93,7 +93,8 @@ class ReportCollector(pl.Callback):
 
     @staticmethod
     def _log(pl_module: pl.LightningModule, report: EvaluationReport) -> None:
-        values = {f"test/{name}": score(report.confusion) for name, score in STAGE_SCORES.items()}
+        # in name order, as the train/ and val/ metric collections log theirs
+        values = {f"test/{name}": STAGE_SCORES[name](report.confusion) for name in sorted(STAGE_SCORES)}
         recall = report.per_class["recall"]
         values.update({f"test/recall_{name}": recall[name] for name in report.labels})
         # Every process holds the same gathered report; max hands its values back unchanged.
