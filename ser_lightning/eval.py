@@ -23,6 +23,7 @@ import inspect
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -181,15 +182,25 @@ def split_report(module, datamodule, split: str, device: torch.device, batch_siz
         collate_fn=collate_batch,
     )
     collector = ReportCollector(datamodule)
-    trainer = pl.Trainer(
-        **device_settings(device),
-        logger=False,
-        callbacks=[collector],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.test(module, dataloaders=loader, verbose=False)
+    # Lightning's notes on which accelerators exist, and on loggers, are not about this evaluation
+    lightning_notes = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = lightning_notes.level
+    lightning_notes.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            **device_settings(device),
+            logger=False,
+            callbacks=[collector],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        with warnings.catch_warnings():
+            # the cached arrays are read in this process, as they are memory-mapped
+            warnings.filterwarnings("ignore", message=".*does not have many workers")
+            trainer.test(module, dataloaders=loader, verbose=False)
+    finally:
+        lightning_notes.setLevel(level)
     return collector.report
 
 

@@ -41,15 +41,15 @@ class ReportCollector(pl.Callback):
     Every clip counts once: a clip tested twice (DDP's sampler repeats clips so that every
     process gets as many) keeps its first scores. The report lists clips in the order of the
     data module's table, the order a single process tests them in, with their paths relative to
-    the corpus root; `self.rows` holds each one's table row. The rows index `datamodule`, or the
-    trainer's data module when none is given.
+    the corpus root; `self.rows` holds each one's table row. The rows index the `table` (and its
+    paths lie under the `root`) of `datamodule`, or of the trainer's data module when none is given.
 
     At the end of the test epoch it logs `test/acc` (WA), `test/ua`, `test/f1` (macro-F1) and
     `test/recall_<emotion>` from the report, the same value on every process. `self.report` is
     None until a test epoch scored at least one clip.
     """
 
-    def __init__(self, datamodule: pl.LightningDataModule | None = None):
+    def __init__(self, datamodule=None):
         self.datamodule = datamodule
         self.report: EvaluationReport | None = None
         self.rows = np.zeros(0, dtype=np.int64)
