@@ -25,7 +25,7 @@ Loading is safe for files from strangers: a checkpoint is data.
   scheduler class defined in this project or in torch, and Hydra's other special keys
   (`_args_`, `_partial_`, `_recursive_`, `_convert_`) must hold what Hydra expects of them,
   before anything is instantiated: a config naming `os.system` would otherwise run it.
-- The stored data config may only build `SERDataModule` from plain values (see
+- The stored data config may only build a data module (`build_data_module`) from plain values (see
   `check_data_config`); which folders eval reads and writes is decided in `eval`, not by it.
 """
 
@@ -261,8 +261,8 @@ def check_plain(value: Any, key_path: str, where: str) -> None:
 
 
 def check_data_config(data: Any, key_path: str, where: str) -> None:
-    """A stored data config builds SERDataModule and nothing else: its `_target_` is exactly
-    DATA_MODULE_TARGET, and no other Hydra key appears at any depth (so no nested node of the
+    """A stored data config builds a data module and nothing else: its `_target_` is exactly
+    DATA_MODULE_TARGET (or its earlier name), and no other Hydra key appears at any depth (so no nested node of the
     file is ever instantiated)."""
     if not isinstance(data, dict) or data.get("_target_") not in (
         DATA_MODULE_TARGET,

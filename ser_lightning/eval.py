@@ -10,7 +10,7 @@ Whatever the data config, its audio settings and label set are replaced by the c
 its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
 (and the caches are shared with training runs of the same settings).
 
-The checkpoint's data config is data from a file: it builds SERDataModule from plain settings
+The checkpoint's data config is data from a file: it builds a data module from plain settings
 only, caches go to this machine's `paths.cache_dir`, and the corpus it names is read only inside
 `paths.data_dir` unless the user names it (`+data.root=...`). Files the model was trained or
 validated on are listed in eval.json (`training_overlap`); scoring them as test data under a
@@ -23,13 +23,17 @@ import inspect
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import hydra
+import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from ser_lightning.checkpoint import (
     checkpoint_record,
@@ -39,16 +43,13 @@ from ser_lightning.checkpoint import (
     read_checkpoint,
     training_overlap,
 )
+from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
-from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.predictor import resolve_device
 from ser_lightning.module import SERModule
-from ser_lightning.reporting.evaluation import (
-    EvaluationReport,
-    evaluation_report,
-    print_report,
-    write_report,
-)
+from ser_lightning.reporting.collector import ReportCollector
+from ser_lightning.reporting.evaluation import EvaluationReport, print_report, write_report
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -67,7 +68,7 @@ def eval_data_config(
 
     A full data config (with `_target_`) is used as given; a partial one (`+data.root=...`)
     is merged onto the checkpoint's own. The checkpoint's own config is data from a file: it
-    is vetted (SERDataModule settings only), its cache folder is replaced by this machine's
+    is vetted (data module settings only), its cache folder is replaced by this machine's
     `paths.cache_dir`, and the folders it would have eval read must lie in `paths.data_dir`
     unless the user named them (see `check_stored_folders`).
     """
@@ -88,15 +89,19 @@ def eval_data_config(
 
 def stored_data_settings(own: dict, ckpt_path: str) -> dict:
     """The checkpoint's data config, which `read_checkpoint` has vetted (plain values, no Hydra
-    key but its SERDataModule `_target_`), limited to settings SERDataModule takes."""
-    from ser_lightning.data.datamodule import SERDataModule
+    key but its data module `_target_`), limited to the data config's settings."""
+    from ser_lightning.data.datamodule import build_data_module
 
-    settings = set(inspect.signature(SERDataModule).parameters) - {"features"}
+    settings = set(inspect.signature(build_data_module).parameters) - {
+        "features",
+        "waveform_augmentation",
+        "offline_copies",
+    }
     unknown = sorted(set(own) - settings - {"_target_"})
     if unknown:
         raise ValueError(
             f"checkpoint {ckpt_path!r}: its data config has {unknown}, which this ser_lightning's "
-            "SERDataModule does not take; evaluate with data=<group> data.root=PATH instead"
+            "data module does not take; evaluate with data=<group> data.root=PATH instead"
         )
     return dict(own)
 
@@ -151,36 +156,63 @@ def build_eval_datamodule(data: dict, module, split: str):
     return instantiate(data, features=module.features)
 
 
-def split_report(predictor: Predictor, datamodule, split: str) -> EvaluationReport:
-    """Score one split of a set-up data module (`all` = its whole corpus)."""
+def device_settings(device: torch.device) -> dict[str, Any]:
+    """The Trainer's `accelerator` and `devices` that run on one torch device."""
+    if device.type == "cuda":
+        return {"accelerator": "cuda", "devices": [device.index or 0]}
+    return {"accelerator": device.type, "devices": 1}
+
+
+def split_report(module, datamodule, split: str, device: torch.device, batch_size: int) -> EvaluationReport:
+    """Score one split of a set-up data module (`all` = its whole corpus) on `device`.
+
+    The split's clips, in table order, go through `trainer.test` and ReportCollector, the test
+    stage of a training run.
+    """
     name = "test" if split == "all" else split
-    if len(datamodule.indices[name]) == 0:
+    if len(datamodule.manifest.indices[name]) == 0:
         raise ValueError(
-            f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.root}; "
+            f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.manifest.root}; "
             "choose split=test or split=all"
         )
-    if tuple(datamodule.label_names) != tuple(predictor.labels):
+    if tuple(datamodule.label_names) != tuple(module.labels):
         raise ValueError(
-            f"the data's labels {list(datamodule.label_names)} differ from the model's {predictor.labels}"
+            f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.labels)}"
         )
-    rows, labels, probabilities = predictor.dataset_probabilities(datamodule.dataset(name))
-    files = relative_paths(datamodule.table.iloc[rows], datamodule.root).tolist()
-    return evaluation_report(files, labels, probabilities, predictor.labels)
-
-
-def test_report(module, datamodule, directory: str | Path) -> EvaluationReport:
-    """The evaluation report of a just-tested module on its data module's test split."""
-    report = split_report(Predictor(module), datamodule, "test")
-    title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.root}"
-    print_report(report, title=title)
-    write_report(report, directory, title=title)
-    return report
+    loader = DataLoader(
+        datamodule.dataset(name),
+        batch_size=batch_size,
+        shuffle=False,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_batch,
+    )
+    collector = ReportCollector(datamodule)
+    # Lightning's notes on which accelerators exist, and on loggers, are not about this evaluation
+    lightning_notes = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = lightning_notes.level
+    lightning_notes.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            **device_settings(device),
+            logger=False,
+            callbacks=[collector],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        with warnings.catch_warnings():
+            # the cached arrays are read in this process, as they are memory-mapped
+            warnings.filterwarnings("ignore", message=".*does not have many workers")
+            trainer.test(module, dataloaders=loader, verbose=False)
+    finally:
+        lightning_notes.setLevel(level)
+    return collector.report
 
 
 def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
     """Which files of `split` the checkpoint's run trained or validated on (see training_overlap)."""
-    table = datamodule.table.iloc[datamodule.indices["test" if split == "all" else split]]
-    scored = file_identities(relative_paths(table, datamodule.root), table["path"])
+    table = datamodule.manifest.table.iloc[datamodule.manifest.indices["test" if split == "all" else split]]
+    scored = file_identities(relative_paths(table, datamodule.manifest.root), table["path"])
     return {**training_overlap(trained_split, scored), "of": len(scored)}
 
 
@@ -195,7 +227,10 @@ def check_training_overlap(overlap: dict, split: str, datamodule, trained_split:
         return
     trained_protocol = SPLITS.get(str(trained_split.get("name")))
     protocol = datamodule.splitter
-    if not (protocol.speaker_independent or getattr(trained_protocol, "speaker_independent", False)):
+    if not (
+        protocol.speaker_independent
+        or (trained_protocol is not None and trained_protocol.speaker_independent)
+    ):
         return
     examples = ", ".join((overlap["train"] + overlap["val"])[:3])
     raise ValueError(
@@ -235,7 +270,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     datamodule = build_eval_datamodule(data, module, split)
     datamodule.prepare_data()
     datamodule.setup("test")
-    datamodule.write_records(output_dir)
+    datamodule.manifest.write_records(output_dir)
     trained_split = record.get("split") or {}
     overlap = scored_training_files(datamodule, split, trained_split)
     check_training_overlap(overlap, split, datamodule, trained_split, cfg)
@@ -247,9 +282,11 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         )
     elif overlap["status"] == "overlap":
         log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
-    predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
-    log.info("scoring split %s of %s (%s) on %s", split, datamodule.root, source, predictor.device)
-    report = split_report(predictor, datamodule, split)
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size={cfg.batch_size} must be at least 1")
+    device = resolve_device(cfg.device)
+    log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
+    report = split_report(module, datamodule, split, device, cfg.batch_size)
 
     same_test_files = None
     if split == "test" and trained_split.get("test_files_sha256"):
@@ -260,13 +297,16 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
                 "the corpus at %s or the split settings changed; scores are not comparable with the training run's",
                 trained_split.get("sizes", {}).get("test"),
                 len(report.files),
-                datamodule.root,
+                datamodule.manifest.root,
             )
     what = "all files" if split == "all" else f"the {split} split"
     title = " | ".join(
         filter(
             None,
-            [f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.root}", overlap_warning(overlap)],
+            [
+                f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.manifest.root}",
+                overlap_warning(overlap),
+            ],
         )
     )
     print_report(report, title=title)
@@ -274,13 +314,13 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     summary = {
         "checkpoint": ckpt_path,
         "data_source": source,
-        "data_root": datamodule.root,
+        "data_root": datamodule.manifest.root,
         "split": split,
         "split_method": datamodule.splitter.name,
         "same_test_files_as_training": same_test_files,
         "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
-        "device": str(predictor.device),
+        "device": str(device),
         "metrics": report.metrics,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,

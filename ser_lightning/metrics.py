@@ -2,9 +2,9 @@
 
 Every score ser_lightning reports comes from the functions below applied to a confusion matrix
 `C` (rows = true class, columns = predicted class, over the model's whole label order): the
-module's `train/`, `val/` and `test/` metrics and `val/ua_best` (what checkpoints, early stopping
-and sweeps rank on), the evaluation report of `eval` and of the end of `train`, and the W&B
-per-class table. So they cannot disagree. The definitions are scikit-learn's, so any score can be
+module's `train/` and `val/` metrics and `val/ua_best` (what checkpoints, early stopping and
+sweeps rank on), and the evaluation report of a test stage, which the `test/` metrics, the report
+files of `train` and `eval` and the W&B per-class table all read. So they cannot disagree. The definitions are scikit-learn's, so any score can be
 checked against it:
 
 - WA (`acc`, `accuracy`): trace(C) / sum(C), the share of files classified correctly.
@@ -131,13 +131,17 @@ class ConfusionScore(MulticlassConfusionMatrix):
         return torch.tensor(value, dtype=torch.float32, device=self.confmat.device)
 
 
+# The scores every stage logs as `<stage>/<name>`: `train/` and `val/` through ser_metrics, `test/`
+# from the evaluation report of the test stage (ser_lightning.reporting.collector).
+STAGE_SCORES: dict[str, Callable[[np.ndarray], float]] = {
+    "acc": weighted_accuracy,
+    "ua": unweighted_accuracy,
+    "f1": macro_f1,
+}
+
+
 def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
     """WA (`acc`), UA (`ua`) and macro-F1 (`f1`) of one stage, as defined above."""
-    scores = {"acc": weighted_accuracy, "ua": unweighted_accuracy, "f1": macro_f1}
     return MetricCollection(
-        {name: ConfusionScore(num_classes, score) for name, score in scores.items()}, prefix=prefix
+        {name: ConfusionScore(num_classes, score) for name, score in STAGE_SCORES.items()}, prefix=prefix
     )
-
-
-def confusion_metric(num_classes: int) -> MulticlassConfusionMatrix:
-    return MulticlassConfusionMatrix(num_classes)

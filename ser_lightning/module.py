@@ -6,8 +6,6 @@ hyper-parameters alone rebuild the same model, feature extraction included.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -20,7 +18,7 @@ from ser_lightning.checkpoint import load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.metrics import confusion_metric, per_class_recall, ser_metrics
+from ser_lightning.metrics import ser_metrics
 from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
 
@@ -56,10 +54,11 @@ class SERModule(pl.LightningModule):
     """Speech emotion classifier.
 
     Batches carry either cached `features` or raw `waveform`s (then features are computed
-    here, on the device). Metrics: `<stage>/acc` (WA), `<stage>/ua` (UA), `<stage>/f1`
-    (macro-F1), `val/ua_best`; the test stage also keeps per-class recall and the
-    confusion matrix in `self.test_results`. Each is defined once, in ser_lightning.metrics,
-    and the evaluation report uses the same definitions.
+    here, on the device). Metrics: `train/` and `val/` `acc` (WA), `ua` (UA), `f1` (macro-F1),
+    `val/ua_best`, and the loss of every stage. Each is defined once, in ser_lightning.metrics.
+    A test step returns its clips' logits; the test stage's scores, `test/acc`, `test/ua`,
+    `test/f1` and `test/recall_<emotion>`, come from the one evaluation report that
+    ser_lightning.reporting.collector.ReportCollector builds of them.
     """
 
     def __init__(
@@ -111,10 +110,7 @@ class SERModule(pl.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.train_metrics = ser_metrics(num_classes, "train/")
         self.val_metrics = ser_metrics(num_classes, "val/")
-        self.test_metrics = ser_metrics(num_classes, "test/")
-        self.test_confusion = confusion_metric(num_classes)
         self.val_ua_best = MaxMetric()
-        self.test_results: dict[str, Any] = {}
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location="cpu", strict: bool = True, **unsupported):
@@ -193,27 +189,10 @@ class SERModule(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
-        self.test_metrics.update(logits, target)
-        self.test_confusion.update(logits, target)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
-        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
-        # Per-clip outcomes for callbacks that report on individual clips.
-        return {"row": batch["row"], "target": target, "pred": logits.argmax(dim=-1)}
-
-    def test_outcome(self) -> dict[str, Any]:
-        """Per-class recall and the confusion matrix of the test batches seen since the last reset."""
-        confusion = self.test_confusion.compute().cpu().numpy()
-        recall = per_class_recall(confusion)
-        return {
-            "per_class_recall": dict(zip(self.labels, recall.tolist(), strict=True)),
-            "confusion_matrix": confusion.tolist(),
-        }
-
-    def on_test_epoch_end(self) -> None:
-        self.test_results = self.test_outcome()
-        for name, value in self.test_results["per_class_recall"].items():
-            self.log(f"test/recall_{name}", value)
-        self.test_confusion.reset()
+        # Each clip's table row, label and logits: ReportCollector scores them, once, into the
+        # evaluation report that the other test metrics are logged from.
+        return {"row": batch["row"], "target": target, "logits": logits}
 
     # ------------------------------------------------------------------ a loss that is not finite
     def _batch_files(self, batch: dict) -> list[str]:

@@ -23,8 +23,9 @@ from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import CORPORA, build_corpus
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
-from ser_lightning.eval import test_report
-from ser_lightning.reporting.summary import print_run_summary
+from ser_lightning.reporting.collector import ReportCollector
+from ser_lightning.reporting.evaluation import print_report, write_report
+from ser_lightning.reporting.summary import print_run_summary, test_results
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
 from ser_lightning.utils.config import (
     CONFIG_DIR,
@@ -95,7 +96,10 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
         _recursive_=False,
     )
     # The checkpoint record is part of the checkpoint format, so it is not left to the config.
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [CheckpointRecord(to_plain(cfg.data))]
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [
+        CheckpointRecord(to_plain(cfg.data)),
+        ReportCollector(),
+    ]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     # best.ckpt / last.ckpt are written beside themselves and renamed into place (kill-safe)
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
@@ -157,18 +161,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    report = None
     if cfg.get("test"):
         ckpt = best_ckpt or None
         if ckpt is None:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        if trainer.is_global_zero:
-            test_report(model, datamodule, output_dir / "test_report")
+        # the report the logged test metrics came from: the test batches trainer.test ran
+        report = ReportCollector.of(trainer).report
+        if report is None:
+            log.warning("the test stage scored no files; no test report is written")
+        elif trainer.is_global_zero:
+            title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
+            print_report(report, title=title)
+            write_report(report, output_dir / "test_report", title=title)
 
     summary = {
         "metrics": metrics,
-        "test_results": model.test_results,
+        "test_results": test_results(report),
         "best_checkpoint": best_ckpt,
         "output_dir": str(output_dir),
         "split": datamodule.manifest.splitter.name,

@@ -109,6 +109,16 @@ def test_training_leaves_a_self_contained_checkpoint_and_a_test_report(trained):
     assert report["accuracy"] == pytest.approx(trained.metrics["test/acc"], abs=1e-6)
     assert report["ua"] == pytest.approx(trained.metrics["test/ua"], abs=1e-6)
     assert report["macro_f1"] == pytest.approx(trained.metrics["test/f1"], abs=1e-6)
+    # the run summary's per-class recall and confusion matrix are the report's too
+    per_class = pd.read_csv(trained.run_dir / "test_report" / "per_class.csv", index_col=0)
+    counts = pd.read_csv(trained.run_dir / "test_report" / "confusion_matrix.csv", index_col=0)
+    results = json.loads((trained.run_dir / "summary.json").read_text())["test_results"]
+    assert results["confusion_matrix"] == counts.to_numpy().tolist() and counts.to_numpy().sum() == 120
+    assert list(results["per_class_recall"]) == list(EMOTIONS)
+    for emotion in EMOTIONS:
+        recall = per_class.loc[emotion, "recall"]
+        assert results["per_class_recall"][emotion] == pytest.approx(recall, abs=1e-12)
+        assert trained.metrics[f"test/recall_{emotion}"] == pytest.approx(recall, abs=1e-6)
 
 
 def test_eval_scores_the_checkpoints_own_test_split(trained, evaluated):
@@ -140,10 +150,15 @@ def test_eval_scores_the_checkpoints_own_test_split(trained, evaluated):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert (np.array(EMOTIONS)[probabilities.argmax(axis=1)] == y_pred).all()
 
-    # the same files and scores as the report at the end of training
+    # the same files, scores and metrics as the report at the end of training
     at_training = pd.read_csv(trained.run_dir / "test_report" / "predictions.csv")
     assert at_training["file"].tolist() == predictions["file"].tolist()
+    assert len(set(predictions["file"])) == 120
     np.testing.assert_allclose(at_training[PROBABILITIES], probabilities, atol=1e-5)
+    assert at_training["predicted"].tolist() == y_pred.tolist()
+    trained_metrics = json.loads((trained.run_dir / "test_report" / "metrics.json").read_text())
+    for name in ("accuracy", "ua", "macro_f1", "weighted_f1", "num_files"):
+        assert metrics[name] == pytest.approx(trained_metrics[name], abs=1e-12), name
 
 
 def test_eval_scores_every_file_of_a_foreign_corpus(trained, evaluated, tmp_path):

@@ -106,6 +106,15 @@ def test_ddp_sim_single_run_metrics_are_synchronised(small_demo_root, tmp_path, 
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert 0.0 <= summary["metrics"]["test/ua"] <= 1.0
     assert json.loads((runs[0] / "job_status.json").read_text())["status"] == "ok"
+    # one test batch of 32 per rank: the report scores both ranks' clips, each once, in table order
+    split = pd.read_csv(runs[0] / "split.csv")
+    predictions = pd.read_csv(runs[0] / "test_report" / "predictions.csv")
+    assert predictions["file"].tolist() == split.loc[split["split"] == "test", "path"].tolist()[:64]
+    report = json.loads((runs[0] / "test_report" / "metrics.json").read_text())
+    assert report["num_files"] == 64
+    assert summary["metrics"]["test/ua"] == pytest.approx(report["ua"], abs=1e-6)
+    assert summary["metrics"]["test/acc"] == pytest.approx(report["accuracy"], abs=1e-6)
+    assert sum(map(sum, summary["test_results"]["confusion_matrix"])) == 64
 
 
 @pytest.mark.slow

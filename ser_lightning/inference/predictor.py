@@ -1,7 +1,8 @@
-"""Class probabilities from a trained SERModule, for labelled splits (eval) and new files (predict).
+"""Class probabilities from a trained SERModule, for new files (predict) and fixed-length waveforms.
 
-Both go through the module's own `inputs` (its feature extractor and normalisation, restored
-from the checkpoint) and `forward`, the code path training and testing used.
+Scores go through the module's own `inputs` (its feature extractor and normalisation, restored
+from the checkpoint) and `forward`, the code path training, testing and eval use. (Labelled
+splits are scored by `trainer.test`: see ser_lightning.reporting.collector.)
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ser_lightning.data.loading import collate_batch
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
@@ -109,26 +108,6 @@ class Predictor:
             for i in range(0, len(waveforms), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
-
-    def dataset_probabilities(
-        self, dataset, num_workers: int = 0
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, labels, probabilities) of a data module's dataset of cached features."""
-        loader = DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            pin_memory=self.device.type == "cuda",
-            collate_fn=collate_batch,
-        )
-        rows, labels, probabilities = [], [], []
-        for batch in loader:
-            key = "features" if "features" in batch else "waveform"
-            probabilities.append(self._probabilities(key, batch[key]))
-            rows.append(batch["row"].numpy())
-            labels.append(batch["label"].numpy())
-        return np.concatenate(rows), np.concatenate(labels), np.concatenate(probabilities)
 
     # ------------------------------------------------------------------ files
     def _decode(

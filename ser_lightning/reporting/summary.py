@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.reporting.evaluation import EvaluationReport
+
 SKIP_STAGES = {"label": "refused by the corpus parser", "audio": "without decodable audio"}
 METRIC_ROWS = (
     ("test/acc", "accuracy (WA)"),
@@ -15,6 +17,16 @@ METRIC_ROWS = (
     ("test/f1", "macro-F1"),
     ("val/ua_best", "best validation UA"),
 )
+
+
+def test_results(report: EvaluationReport | None) -> dict:
+    """The summary's `test_results`: per-class recall and the confusion matrix of the test report."""
+    if report is None:
+        return {}
+    return {
+        "per_class_recall": dict(zip(report.labels, report.per_class["recall"].tolist(), strict=True)),
+        "confusion_matrix": report.confusion.tolist(),
+    }
 
 
 def protocol_text(summary: dict) -> str:

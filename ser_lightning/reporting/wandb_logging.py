@@ -11,7 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
-from ser_lightning.metrics import confusion_counts, per_class_table
+from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.utils.jobs import is_multirun
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,12 @@ def finish_wandb() -> None:
 
 class WandbMediaCallback(pl.Callback):
     """At test end, log what people look at: confusion matrix, per-class table, spectrograms,
-    and the audio of misclassified clips. Does nothing without a WandbLogger."""
+    and the audio of misclassified clips, all of the test report that the trainer's
+    ReportCollector built. Does nothing without a WandbLogger (or without that report)."""
 
     def __init__(self, num_spectrograms: int = 4, num_misclassified_audio: int = 8):
         self.num_spectrograms = num_spectrograms
         self.num_misclassified_audio = num_misclassified_audio
-        self._rows: list[np.ndarray] = []
-        self._targets: list[np.ndarray] = []
-        self._preds: list[np.ndarray] = []
 
     @staticmethod
     def _wandb_logger(trainer: pl.Trainer):
@@ -90,19 +88,11 @@ class WandbMediaCallback(pl.Callback):
 
         return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._rows, self._targets, self._preds = [], [], []
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if outputs is None:
-            return
-        self._rows.append(outputs["row"].detach().cpu().numpy())
-        self._targets.append(outputs["target"].detach().cpu().numpy())
-        self._preds.append(outputs["pred"].detach().cpu().numpy())
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
+    # on_test_end: after every callback's on_test_epoch_end, the collector's included
+    def on_test_end(self, trainer, pl_module) -> None:
         logger = self._wandb_logger(trainer)
-        if logger is None or not trainer.is_global_zero or not self._rows:
+        collector = ReportCollector.of(trainer)
+        if logger is None or not trainer.is_global_zero or collector is None or collector.report is None:
             return
         import matplotlib
 
@@ -110,39 +100,39 @@ class WandbMediaCallback(pl.Callback):
         import matplotlib.pyplot as plt
         import wandb
 
-        labels = list(pl_module.labels)
-        rows, targets, preds = (np.concatenate(x) for x in (self._rows, self._targets, self._preds))
+        report, rows = collector.report, collector.rows
+        labels, targets, preds = report.labels, report.y_true, report.y_pred
         run = logger.experiment
         media: dict = {
             "test/confusion_matrix": wandb.plot.confusion_matrix(
                 y_true=targets.tolist(), preds=preds.tolist(), class_names=labels
-            )
+            ),
+            "test/per_class": wandb.Table(
+                columns=["emotion", "precision", "recall", "f1", "support"],
+                data=[
+                    [name, float(row.precision), float(row.recall), float(row.f1), int(row.support)]
+                    for name, row in report.per_class.iterrows()
+                ],
+            ),
         }
-        # the definitions of the evaluation report and of the logged test metrics
-        per_class = per_class_table(confusion_counts(targets, preds, len(labels)), labels)
-        media["test/per_class"] = wandb.Table(
-            columns=["emotion", "precision", "recall", "f1", "support"],
-            data=[
-                [name, float(row.precision), float(row.recall), float(row.f1), int(row.support)]
-                for name, row in per_class.iterrows()
-            ],
-        )
         datamodule = trainer.datamodule
         images = []
         for row, target in list(zip(rows, targets, strict=True))[: self.num_spectrograms]:
             figure, axis = plt.subplots(figsize=(5, 3))
-            axis.imshow(np.asarray(datamodule.feature_array[row][0]), origin="lower", aspect="auto")
-            axis.set_title(f"{labels[target]}: {Path(datamodule.table['path'].iloc[row]).name}", fontsize=8)
+            axis.imshow(np.asarray(datamodule.arrays.features[row][0]), origin="lower", aspect="auto")
+            axis.set_title(
+                f"{labels[target]}: {Path(datamodule.manifest.table['path'].iloc[row]).name}", fontsize=8
+            )
             images.append(wandb.Image(figure))
             plt.close(figure)
         media["test/spectrograms"] = images
         wrong = np.flatnonzero(targets != preds)[: self.num_misclassified_audio]
         media["test/misclassified_audio"] = [
             wandb.Audio(
-                np.asarray(datamodule.waveforms[rows[i]]),
+                np.asarray(datamodule.arrays.waveforms[rows[i]]),
                 sample_rate=datamodule.audio.sample_rate,
                 caption=f"true {labels[targets[i]]}, predicted {labels[preds[i]]}: "
-                f"{Path(datamodule.table['path'].iloc[rows[i]]).name}",
+                f"{Path(datamodule.manifest.table['path'].iloc[rows[i]]).name}",
             )
             for i in wrong
         ]

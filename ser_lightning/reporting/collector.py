@@ -1,0 +1,102 @@
+"""The evaluation of a test stage: every tested clip's probabilities, scored once into one report.
+
+`trainer.test` runs `SERModule.test_step` over a loader of a data module's clips; ReportCollector
+keeps what each step returns (the clips' table rows, true labels and logits), gathers them from
+every process under DDP, and at the end of the test epoch scores them with `evaluation_report`.
+That one report is what the `test/` metrics are logged from, what train writes to
+`<run>/test_report/` and into its summary, what eval writes, and what the W&B media show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from ser_lightning.data.utterances import relative_paths
+from ser_lightning.metrics import STAGE_SCORES
+from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
+
+
+def gather_items(trainer: pl.Trainer, items: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The `items` (one per clip, along dim 0) of every process, rank after rank.
+
+    Processes may hold different numbers of clips: each pads its own to the longest before the
+    gather, and the padding is cut off again.
+    """
+    if trainer.world_size == 1:
+        return items
+    strategy = trainer.strategy
+    count = torch.tensor([len(items)], dtype=torch.int64, device=device)
+    counts = strategy.all_gather(count).flatten().tolist()
+    padded = torch.zeros((max(counts), *items.shape[1:]), dtype=items.dtype, device=device)
+    padded[: len(items)] = items.to(device)
+    gathered = strategy.all_gather(padded)  # (world size, longest, ...)
+    return torch.cat([gathered[rank, :n] for rank, n in enumerate(counts)]).cpu()
+
+
+class ReportCollector(pl.Callback):
+    """Collects a test stage's outputs and turns them into one EvaluationReport (`self.report`).
+
+    Every clip counts once: a clip tested twice (DDP's sampler repeats clips so that every
+    process gets as many) keeps its first scores. The report lists clips in the order of the
+    data module's table, the order a single process tests them in, with their paths relative to
+    the corpus root; `self.rows` holds each one's table row. The rows index the `table` (and its
+    paths lie under the `root`) of `datamodule`, or of the trainer's data module when none is given.
+
+    At the end of the test epoch it logs `test/acc` (WA), `test/ua`, `test/f1` (macro-F1) and
+    `test/recall_<emotion>` from the report, the same value on every process. `self.report` is
+    None until a test epoch scored at least one clip.
+    """
+
+    def __init__(self, datamodule=None):
+        self.datamodule = datamodule
+        self.report: EvaluationReport | None = None
+        self.rows = np.zeros(0, dtype=np.int64)
+        self._rows: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._probabilities: list[torch.Tensor] = []
+
+    @staticmethod
+    def of(trainer: pl.Trainer) -> ReportCollector | None:
+        """The trainer's collector, if it has one."""
+        return next((cb for cb in trainer.callbacks if isinstance(cb, ReportCollector)), None)
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.report, self.rows = None, np.zeros(0, dtype=np.int64)
+        self._rows, self._labels, self._probabilities = [], [], []
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._rows.append(torch.as_tensor(outputs["row"]).detach().flatten().cpu())
+        self._labels.append(outputs["target"].detach().flatten().cpu())
+        # float32 softmax whatever the precision the logits were computed in
+        self._probabilities.append(torch.softmax(outputs["logits"].detach().float(), dim=-1).cpu())
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        labels = list(pl_module.labels)
+        local = (
+            torch.cat(self._rows) if self._rows else torch.zeros(0, dtype=torch.int64),
+            torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.int64),
+            torch.cat(self._probabilities) if self._probabilities else torch.zeros(0, len(labels)),
+        )
+        self._rows, self._labels, self._probabilities = [], [], []
+        rows, y_true, probabilities = (gather_items(trainer, t, pl_module.device).numpy() for t in local)
+        if len(rows) == 0:
+            return
+        self.rows, first = np.unique(rows, return_index=True)  # table order, each clip once
+        datamodule = self.datamodule if self.datamodule is not None else trainer.datamodule
+        manifest = datamodule.manifest
+        files = relative_paths(manifest.table.iloc[self.rows], manifest.root).tolist()
+        self.report = evaluation_report(files, y_true[first], probabilities[first], labels)
+        self._log(pl_module, self.report)
+
+    @staticmethod
+    def _log(pl_module: pl.LightningModule, report: EvaluationReport) -> None:
+        # in name order, as the train/ and val/ metric collections log theirs
+        values = {f"test/{name}": STAGE_SCORES[name](report.confusion) for name in sorted(STAGE_SCORES)}
+        recall = report.per_class["recall"]
+        values.update({f"test/recall_{name}": recall[name] for name in report.labels})
+        # Every process holds the same gathered report; max hands its values back unchanged.
+        pl_module.log_dict(values, sync_dist=True, reduce_fx="max")
