@@ -9,9 +9,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from ser_lightning.augment.config import configure_datamodule
-from ser_lightning.augment.offline import available_cores
-from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.augment.waveform import build_waveform_augmentation
+from ser_lightning.data.augmentation import check_augmentation, for_data_module
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
+from ser_lightning.data.loading import available_cores
+from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.features import LogMel
 from ser_lightning.train import build, train
 from ser_lightning.utils.config import CONFIG_DIR
@@ -55,14 +57,15 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("augment_cache")
 
 
-def make_dm(root, cache_dir, features=None, **kwargs) -> SERDataModule:
-    return SERDataModule(
+def make_dm(root, cache_dir, features=None, augmentation=None, **kwargs) -> SERDataModule:
+    """The data module as a run builds it: the augmentation node reaches its constructor."""
+    return build_data_module(
         features=features or LogMel(sample_rate=16000, n_mels=32),
         root=str(root),
         demo=SMALL_DEMO,
         duration=SMALL_DEMO["duration"],
         cache_dir=str(cache_dir),
-        **{"batch_size": 16, **kwargs},
+        **{"batch_size": 16, **for_data_module(augmentation, 16000), **kwargs},
     )
 
 
@@ -74,19 +77,22 @@ class CacheOnlyLogMel(LogMel):
 
 # ------------------------------------------------------------------ data module
 def test_waveform_augmentation_reaches_only_the_train_split(small_demo_root, cache_dir):
-    dm = make_dm(small_demo_root, cache_dir)
-    configure_datamodule({"waveform": WAVEFORM_PRESET["waveform"]}, dm)
+    dm = make_dm(small_demo_root, cache_dir, augmentation={"waveform": WAVEFORM_PRESET["waveform"]})
+    # the constructor alone sets the data module up for on-the-fly augmentation
+    assert dm.train_input == "waveform" and dm.offline_copies is None
+    assert dm.waveform_augmentation.names == list(WAVEFORM_PRESET["waveform"]["transforms"])
     dm.setup("fit")
-    assert dm.train_input == "waveform" and dm.waveform_transform is not None
+    assert dm.dataset("train").transform is dm.waveform_augmentation
+    assert dm.dataset("val").transform is None and dm.dataset("test").transform is None
     batch = next(iter(dm.train_dataloader()))
-    clean = torch.from_numpy(np.array(dm.waveforms[batch["row"].numpy()]))
+    clean = torch.from_numpy(np.array(dm.arrays.waveforms[batch["row"].numpy()]))
     assert batch["waveform"].shape == clean.shape
     changed = (batch["waveform"] - clean).abs().amax(dim=1) > 1e-4
     assert changed.float().mean() >= 0.75  # 7 transforms at p 0.3-0.5: few clips escape them all
     for loader in (dm.val_dataloader(), dm.test_dataloader()):
         batch = next(iter(loader))
         assert "waveform" not in batch
-        np.testing.assert_array_equal(batch["features"].numpy(), dm.feature_array[batch["row"].numpy()])
+        np.testing.assert_array_equal(batch["features"].numpy(), dm.arrays.features[batch["row"].numpy()])
 
 
 def first_train_batch(dm: SERDataModule, seed: int) -> dict:
@@ -95,15 +101,25 @@ def first_train_batch(dm: SERDataModule, seed: int) -> dict:
 
 
 def test_same_seed_gives_the_same_augmented_batch_through_workers(small_demo_root, cache_dir):
-    dm = make_dm(small_demo_root, cache_dir, batch_size=8)
-    configure_datamodule({"waveform": WAVEFORM_PRESET["waveform"]}, dm)
-    dm.num_workers = 2  # two workers even on a 2-core machine (where the cap leaves one)
-    dm.setup("fit")
+    def augmenting_dm(shuffle_seed: int) -> SERDataModule:
+        # two workers even on a 2-core machine (where auto leaves one)
+        dm = make_dm(
+            small_demo_root,
+            cache_dir,
+            augmentation={"waveform": WAVEFORM_PRESET["waveform"]},
+            batch_size=8,
+            num_workers=2,
+            shuffle_seed=shuffle_seed,
+        )
+        dm.setup("fit")
+        return dm
+
+    dm = augmenting_dm(0)
+    assert dm.num_workers == 2
     first, again = first_train_batch(dm, 7), first_train_batch(dm, 7)
     assert torch.equal(first["row"], again["row"]) and torch.equal(first["waveform"], again["waveform"])
     # the order is drawn from data.shuffle_seed (the run's seed by default) and the epoch
-    dm.shuffle_seed += 1
-    other = first_train_batch(dm, 8)
+    other = first_train_batch(augmenting_dm(1), 8)
     assert not torch.equal(first["row"], other["row"])
     # the same clip under another seed is augmented differently
     dataset = dm.dataset("train")
@@ -113,46 +129,66 @@ def test_same_seed_gives_the_same_augmented_batch_through_workers(small_demo_roo
     assert not torch.equal(seven, dataset[0]["waveform"])
 
 
-def test_worker_count_is_capped_to_the_spare_cores(small_demo_root, cache_dir):
-    dm = make_dm(small_demo_root, cache_dir, num_workers=64)
-    configure_datamodule({"waveform": CHEAP_WAVEFORM}, dm)
-    assert dm.num_workers == max(1, available_cores() - 1)
+def test_auto_workers_are_the_spare_cores_when_augmenting_and_a_number_is_honoured(
+    small_demo_root, cache_dir
+):
+    augmenting = make_dm(small_demo_root, cache_dir, augmentation={"waveform": CHEAP_WAVEFORM})
+    assert augmenting.loader.num_workers == "auto"
+    assert augmenting.num_workers == max(1, available_cores() - 1)
+    assert make_dm(small_demo_root, cache_dir).num_workers == 0  # cached rows: read in-process
+    explicit = make_dm(small_demo_root, cache_dir, augmentation={"waveform": CHEAP_WAVEFORM}, num_workers=64)
+    assert explicit.num_workers == 64
 
 
 def test_cpu_only_features_need_offline_copies(small_demo_root, cache_dir):
-    dm = make_dm(small_demo_root, cache_dir, features=CacheOnlyLogMel(sample_rate=16000, n_mels=32))
     with pytest.raises(
         ValueError, match="CacheOnlyLogMel is computed once on CPU.*augmentation.offline_copies=K"
     ):
-        configure_datamodule({"waveform": CHEAP_WAVEFORM}, dm)
-    wave_input = make_dm(small_demo_root, cache_dir, train_input="waveform")
+        make_dm(
+            small_demo_root,
+            cache_dir,
+            features=CacheOnlyLogMel(sample_rate=16000, n_mels=32),
+            augmentation={"waveform": CHEAP_WAVEFORM},
+        )
     with pytest.raises(ValueError, match="data.train_input=waveform trains on raw audio"):
-        configure_datamodule({"waveform": CHEAP_WAVEFORM, "offline_copies": 1}, wave_input)
+        make_dm(
+            small_demo_root,
+            cache_dir,
+            train_input="waveform",
+            augmentation={"waveform": CHEAP_WAVEFORM, "offline_copies": 1},
+        )
 
 
 def test_offline_copies_are_cached_once_as_extra_train_rows(small_demo_root, cache_dir):
     node = {"waveform": CHEAP_WAVEFORM, "offline_copies": 2, "offline_seed": 11}
 
     def offline_dm(copies: int, workers: int | None = None) -> SERDataModule:
-        dm = make_dm(small_demo_root, cache_dir, features=CacheOnlyLogMel(sample_rate=16000, n_mels=32))
-        configure_datamodule({**node, "offline_copies": copies}, dm)
-        if workers is not None:
-            dm.offline_augmentation.workers = workers
+        features = CacheOnlyLogMel(sample_rate=16000, n_mels=32)
+        if workers is None:  # as a run builds them
+            dm = make_dm(
+                small_demo_root, cache_dir, features=features, augmentation={**node, "offline_copies": copies}
+            )
+        else:
+            augmentation = build_waveform_augmentation(CHEAP_WAVEFORM, 16000)
+            offline = OfflineCopies(
+                augmentation, copies, node["offline_seed"], CHEAP_WAVEFORM, workers=workers
+            )
+            dm = make_dm(small_demo_root, cache_dir, features=features, offline_copies=offline)
         dm.setup("fit")
         return dm
 
     dm = offline_dm(2)
     assert dm.cache_events[-1] == "built augmented copies" and dm.train_input == "features"
-    train_rows = np.sort(dm.indices["train"])
+    train_rows = np.sort(dm.manifest.indices["train"])
     assert len(dm.dataset("train")) == 3 * len(train_rows)
-    assert len(dm.dataset("val")) == len(dm.indices["val"])  # nothing added outside train
+    assert len(dm.dataset("val")) == len(dm.manifest.indices["val"])  # nothing added outside train
     copies = dm.train_copies
-    labels = dm.table["label"].to_numpy()
+    labels = dm.manifest.labels
     for i in (0, 1, 2, 3, len(copies) - 1):
         item = copies[i]
         source = train_rows[i // 2]
         assert item["row"] == source and item["label"] == labels[source]
-        clean = dm.feature_array[source]
+        clean = dm.arrays.features[source]
         assert item["features"].shape == clean.shape and not np.allclose(item["features"].numpy(), clean)
     assert not np.array_equal(copies[0]["features"], copies[1]["features"])  # two different copies
     batch = next(iter(dm.train_dataloader()))
@@ -239,11 +275,11 @@ def test_training_run_augments_only_training_batches_and_repeats_with_the_seed(
     for record in first:
         rows = record["batch"]["row"].numpy()
         if record["stage"] == "train":  # augmented audio in, masked and mixed features to the network
-            clean = torch.from_numpy(np.array(dm.waveforms[rows]))
+            clean = torch.from_numpy(np.array(dm.arrays.waveforms[rows]))
             assert not torch.equal(record["batch"]["waveform"], clean)
             assert not torch.equal(record["input"], model.features(clean))
         else:  # the clean cached features, only normalised
-            np.testing.assert_array_equal(record["batch"]["features"].numpy(), dm.feature_array[rows])
+            np.testing.assert_array_equal(record["batch"]["features"].numpy(), dm.arrays.features[rows])
             torch.testing.assert_close(
                 record["input"],
                 model.features.normalize(record["batch"]["features"]),
@@ -262,17 +298,16 @@ def test_every_preset_composes_and_builds(small_demo_root, tmp_path, preset):
     cfg = compose_train(small_demo_overrides(small_demo_root) + [f"augmentation={preset}"], tmp_path)
     objects = build(cfg)
     model, dm = objects["model"], objects["datamodule"]
-    augmentation = model.hparams["augmentation"]
-    assert type(augmentation) is dict and set(augmentation) == {
-        "waveform",
-        "offline_copies",
-        "offline_seed",
-        "spectrogram",
-        "mixup",
-    }
+    augmentation = check_augmentation(cfg.augmentation)
+    assert set(augmentation) == {"waveform", "offline_copies", "offline_seed", "spectrogram", "mixup"}
+    # the device-side parts are the model's hyper-parameters, as plain `_target_` nodes
+    for key in ("spectrogram", "mixup"):
+        stored = model.hparams[key]
+        assert stored == augmentation[key] and (stored is None or type(stored) is dict)
+    assert "augmentation" not in model.hparams
     on_the_fly = bool(augmentation["waveform"]) and not augmentation["offline_copies"]
-    assert (dm.train_input == "waveform") == on_the_fly == (dm.waveform_transform is not None)
-    assert (dm.offline_augmentation is not None) == bool(augmentation["offline_copies"])
+    assert (dm.train_input == "waveform") == on_the_fly == (dm.waveform_augmentation is not None)
+    assert (dm.offline_copies is not None) == bool(augmentation["offline_copies"])
     if on_the_fly:
         assert dm.num_workers > 0  # the transforms run in worker processes
     assert (model.batch_augmentation.spectrogram is not None) == bool(augmentation["spectrogram"])
@@ -293,5 +328,7 @@ def test_preset_passes_fast_dev_run(small_demo_root, tmp_path, cache_dir, preset
     )
     metrics, objects = train(cfg)
     assert 0.0 <= metrics["test/ua"] <= 1.0
-    dm, augmentation = objects["datamodule"], objects["model"].hparams["augmentation"]
-    assert len(dm.dataset("train")) == (1 + augmentation["offline_copies"]) * len(dm.indices["train"])
+    dm, augmentation = objects["datamodule"], check_augmentation(cfg.augmentation)
+    assert len(dm.dataset("train")) == (1 + augmentation["offline_copies"]) * len(
+        dm.manifest.indices["train"]
+    )

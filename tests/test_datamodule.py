@@ -3,15 +3,15 @@ import pandas as pd
 import pytest
 import torch
 
-import ser_lightning.data.datamodule as datamodule_module
-from ser_lightning.data.datamodule import SERDataModule
+import ser_lightning.data.feature_store as feature_store_module
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.features import LogMel
 
 from .helpers.corpora import SMALL_DEMO
 
 
 def make_dm(root, cache_dir, n_mels=32, **kwargs) -> SERDataModule:
-    return SERDataModule(
+    return build_data_module(
         features=LogMel(sample_rate=16000, n_mels=n_mels),
         root=str(root),
         demo=SMALL_DEMO,
@@ -25,15 +25,16 @@ def test_batches_splits_and_records(small_demo_root, tmp_path):
     dm = make_dm(small_demo_root, tmp_path / "cache")
     dm.prepare_data()
     dm.setup("fit")
-    assert {k: len(v) for k, v in dm.indices.items()} == {"train": 480, "val": 120, "test": 120}
+    assert {k: len(v) for k, v in dm.manifest.indices.items()} == {"train": 480, "val": 120, "test": 120}
+    assert dm.manifest.split_sizes == {"train": 480, "val": 120, "test": 120}
     batch = next(iter(dm.train_dataloader()))
-    assert batch["features"].shape == (16, *dm.features.output_shape(dm.num_samples)) == (16, 1, 32, 94)
+    assert batch["features"].shape == (16, *dm.features.output_shape(dm.audio.num_samples)) == (16, 1, 32, 94)
     assert batch["label"].dtype == torch.int64 and batch["label"].max() < 8
     # rows of a batch are the files they claim to be
     rows = batch["row"].numpy()
-    assert (dm.table["label"].to_numpy()[rows] == batch["label"].numpy()).all()
+    assert (dm.manifest.table["label"].to_numpy()[rows] == batch["label"].numpy()).all()
 
-    written = dm.write_records(tmp_path / "run")
+    written = dm.manifest.write_records(tmp_path / "run")
     split = pd.read_csv(written["split"])
     assert len(split) == 720 and set(split["split"]) == {"train", "val", "test"}
     assert split.groupby("actor")["split"].nunique().max() == 1
@@ -52,7 +53,7 @@ def test_second_run_decodes_nothing_and_n_mels_makes_a_new_entry(small_demo_root
     def no_decoding(*args, **kwargs):
         raise AssertionError("audio was decoded although the cache was warm")
 
-    monkeypatch.setattr(datamodule_module, "load_waveform", no_decoding)
+    monkeypatch.setattr(feature_store_module, "load_waveform", no_decoding)
     extract_calls = []
     second = make_dm(small_demo_root, cache)
     original = second.features.extract
@@ -60,32 +61,32 @@ def test_second_run_decodes_nothing_and_n_mels_makes_a_new_entry(small_demo_root
     second.prepare_data()
     second.setup("fit")
     assert second.cache_events == ["reused waveforms", "reused features"] and extract_calls == []
-    np.testing.assert_array_equal(second.feature_array, first.feature_array)
+    np.testing.assert_array_equal(second.arrays.features, first.arrays.features)
 
     third = make_dm(small_demo_root, cache, n_mels=48)
     third.prepare_data()
     assert third.cache_events == ["reused waveforms", "built features"]
     assert len(list(cache.glob("*.npy"))) == 3
     third.setup("fit")
-    assert third.feature_array.shape[2] == 48
+    assert third.arrays.features.shape[2] == 48
 
 
 def test_class_weights_and_train_features(small_demo_root, tmp_path):
     dm = make_dm(small_demo_root, tmp_path / "cache", split="random")
     dm.setup("fit")
     weights = dm.class_weights()
-    labels = dm.table["label"].to_numpy()[dm.indices["train"]]
+    labels = dm.manifest.table["label"].to_numpy()[dm.manifest.indices["train"]]
     counts = np.bincount(labels, minlength=8)
     np.testing.assert_allclose(weights.numpy(), len(labels) / (8 * counts), rtol=1e-6)
     assert weights[0] > weights[1]  # neutral has half as many clips
-    assert dm.train_features().shape[0] == len(dm.indices["train"])
+    assert dm.train_features().shape[0] == len(dm.manifest.indices["train"])
 
 
 def test_waveform_training_input(small_demo_root, tmp_path):
     dm = make_dm(small_demo_root, tmp_path / "cache", train_input="waveform")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["waveform"].shape == (16, dm.num_samples)
+    assert batch["waveform"].shape == (16, dm.audio.num_samples)
     assert "features" in next(iter(dm.val_dataloader()))  # evaluation always reads clean cached features
 
 
@@ -110,19 +111,17 @@ def test_gathered_batches_equal_item_by_item_collation_in_sampler_order(small_de
     batch = dataset.__getitems__(order)
     assert len(seen) == len(order)
     np.testing.assert_array_equal(batch["waveform"].numpy(), 2.0 * np.stack(seen))
-    np.testing.assert_array_equal(np.stack(seen), dm.waveforms[dm.indices["train"][order]])
+    np.testing.assert_array_equal(np.stack(seen), dm.arrays.waveforms[dm.manifest.indices["train"][order]])
     # through the real loader: every training row once per epoch, labels matching the table
     rows = np.concatenate([b["row"].numpy() for b in dm.train_dataloader()])
-    assert sorted(rows.tolist()) == sorted(dm.indices["train"].tolist())
+    assert sorted(rows.tolist()) == sorted(dm.manifest.indices["train"].tolist())
 
 
 def augmented_epoch(root, cache_dir, num_workers: int, epoch: int | None = None) -> dict:
     """One training epoch's batches of augmented waveforms, concatenated, keyed by row."""
     from ser_lightning.augment.waveform import build_waveform_augmentation
 
-    dm = make_dm(root, cache_dir, train_input="waveform", num_workers=num_workers, batch_size=64)
-    dm.setup("fit")
-    dm.waveform_transform = build_waveform_augmentation(
+    augmentation = build_waveform_augmentation(
         {
             "transforms": {
                 "gain": {
@@ -136,12 +135,15 @@ def augmented_epoch(root, cache_dir, num_workers: int, epoch: int | None = None)
         },
         16000,
     )
+    dm = make_dm(root, cache_dir, num_workers=num_workers, batch_size=64, waveform_augmentation=augmentation)
+    assert dm.train_input == "waveform" and dm.num_workers == num_workers
+    dm.setup("fit")
     if epoch is not None:
         dm._fit_epoch = lambda: epoch  # what a trainer resumed at that epoch reports
     batches = list(dm.train_dataloader())
     rows = np.concatenate([b["row"].numpy() for b in batches])
     waves = np.concatenate([b["waveform"].numpy() for b in batches])
-    return {"rows": rows, "waves": waves, "clean": dm.waveforms[rows]}
+    return {"rows": rows, "waves": waves, "clean": dm.arrays.waveforms[rows]}
 
 
 def test_augmentation_in_workers_depends_on_seed_and_epoch_not_on_workers_or_resume(
@@ -162,12 +164,9 @@ def test_augmentation_in_workers_depends_on_seed_and_epoch_not_on_workers_or_res
 
 
 def test_pinned_memory_follows_the_training_device(small_demo_root, tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
     def on(device: str, pin_memory) -> bool:
         dm = make_dm(small_demo_root, tmp_path / "cache", pin_memory=pin_memory)
-        dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
-        return dm._pin_memory()
+        return dm.loader.pin(torch.device(device))
 
     # this machine has no CUDA device: nothing is ever pinned
     assert not on("cpu", "auto") and not on("cpu", True)
@@ -195,4 +194,4 @@ def test_config_mistakes_fail_at_construction(tmp_path, kwargs, message):
 
 def test_sample_rate_mismatch_is_refused(tmp_path):
     with pytest.raises(ValueError, match="features.sample_rate=22050 differs"):
-        SERDataModule(features=LogMel(sample_rate=22050), root=str(tmp_path), sample_rate=16000)
+        build_data_module(features=LogMel(sample_rate=22050), root=str(tmp_path), sample_rate=16000)
