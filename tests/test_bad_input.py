@@ -19,11 +19,11 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-import ser_lightning.data.datamodule as datamodule_module
+import ser_lightning.data.feature_store as feature_store_module
 import ser_lightning.data.quality as quality_module
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.corpora.ravdess import parse_ravdess_name
-from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file
 from ser_lightning.decoding import AudioDecodeError, read_audio
 from ser_lightning.features import LogMel
@@ -201,10 +201,10 @@ def test_the_waveform_cache_of_a_float_wav_at_the_float_limit_is_finite_and_boun
     dm = make_dm(root, tmp_path / "cache")
     dm.prepare_data()
     dm.setup("fit")
-    row = int(np.flatnonzero(dm.table["path"].map(lambda p: Path(p).resolve() == loud.resolve()))[0])
-    cached = np.asarray(dm.waveforms[row])
+    row = int(np.flatnonzero(dm.manifest.table["path"].map(lambda p: Path(p).resolve() == loud.resolve()))[0])
+    cached = np.asarray(dm.arrays.waveforms[row])
     assert np.isfinite(cached).all() and np.abs(cached).max() == pytest.approx(1.0)
-    assert np.isfinite(np.asarray(dm.feature_array)).all()
+    assert np.isfinite(np.asarray(dm.arrays.features)).all()
 
 
 def test_a_ten_minute_file_is_read_around_its_crop(tmp_path):
@@ -290,7 +290,7 @@ def messy_root(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 def make_dm(root: Path, cache: Path, **kwargs) -> SERDataModule:
-    return SERDataModule(
+    return build_data_module(
         features=LogMel(sample_rate=16000, n_mels=16, n_fft=256, hop_length=128),
         root=str(root),
         duration=0.3,
@@ -306,7 +306,7 @@ def test_bad_files_are_left_out_listed_and_never_mislabeled(messy_root, tmp_path
     dm.prepare_data()
     dm.setup("fit")
 
-    table = dm.table
+    table = dm.manifest.table
     assert len(table) == 193  # 192 good takes + the silent one
     kept = {str(Path(p).relative_to(root)) for p in table["path"]}
     assert not kept & set(bad)
@@ -315,11 +315,11 @@ def test_bad_files_are_left_out_listed_and_never_mislabeled(messy_root, tmp_path
     np.testing.assert_array_equal(table["label"].to_numpy(), codes)
 
     # the caches are aligned with the table, rows after the dropped files included
-    assert dm.waveforms.shape == (193, dm.num_samples) and dm.feature_array.shape[0] == 193
+    assert dm.arrays.waveforms.shape == (193, dm.audio.num_samples) and dm.arrays.features.shape[0] == 193
     for row in (0, 40, 100, 192):
-        np.testing.assert_array_equal(dm.waveforms[row], load_waveform(table["path"][row], dm.audio))
+        np.testing.assert_array_equal(dm.arrays.waveforms[row], load_waveform(table["path"][row], dm.audio))
 
-    written = dm.write_records(tmp_path / "run")
+    written = dm.manifest.write_records(tmp_path / "run")
     rejected = pd.read_csv(written["rejected"])
     assert {
         str(Path(p).relative_to(root)): s for p, s in zip(rejected["path"], rejected["stage"], strict=True)
@@ -335,12 +335,12 @@ def test_bad_files_are_left_out_listed_and_never_mislabeled(messy_root, tmp_path
         raise AssertionError("audio was read although the caches were warm")
 
     monkeypatch.setattr(quality_module, "check_audio_file", no_reading)
-    monkeypatch.setattr(datamodule_module, "load_waveform", no_reading)
+    monkeypatch.setattr(feature_store_module, "load_waveform", no_reading)
     again = make_dm(root, tmp_path / "cache")
     again.setup("fit")
     assert again.cache_events == ["reused waveforms", "reused features"]
-    assert [r.path for r in again.scan.rejected] == [r.path for r in dm.scan.rejected]
-    np.testing.assert_array_equal(again.feature_array, dm.feature_array)
+    assert [r.path for r in again.manifest.scan.rejected] == [r.path for r in dm.manifest.scan.rejected]
+    np.testing.assert_array_equal(again.arrays.features, dm.arrays.features)
 
 
 def test_on_error_raise_and_the_skip_limit_stop_before_any_cache(messy_root, tmp_path):

@@ -54,11 +54,12 @@ def wait_for(cache: Path, pattern: str, child: subprocess.Popen, timeout: float 
 
 def assert_caches_hold_the_corpus(dm) -> None:
     """Rows of both caches are the files of the table, fully written."""
-    for row in (0, 77, len(dm.table) - 1):
-        expected = load_waveform(dm.table["path"][row], dm.audio)
-        np.testing.assert_array_equal(dm.waveforms[row], expected)
+    table = dm.manifest.table
+    for row in (0, 77, len(table) - 1):
+        expected = load_waveform(table["path"][row], dm.audio)
+        np.testing.assert_array_equal(dm.arrays.waveforms[row], expected)
         features = dm.features.extract(torch.from_numpy(expected[None])).numpy()[0]
-        np.testing.assert_allclose(dm.feature_array[row], features, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dm.arrays.features[row], features, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("stage", ["waveforms", "features"])
@@ -143,7 +144,7 @@ def test_a_flipped_bit_in_the_feature_cache_never_reaches_a_batch(tone_root, tmp
     (entry,) = cache.glob("features-*.npy")
     # A value in [1, 2) has the float32 exponent 0x7F; setting the exponent's top bit (bit 30)
     # turns it into NaN (or infinity, which normalisation makes NaN).
-    values = np.asarray(dm.feature_array).reshape(-1)
+    values = np.asarray(dm.arrays.features).reshape(-1)
     index = int(np.flatnonzero((np.abs(values) >= 1) & (np.abs(values) < 2))[0])
     byte_offset = entry.stat().st_size - values.nbytes + 4 * index + 3  # little-endian: high byte last
     del values, dm
@@ -158,7 +159,7 @@ def test_a_flipped_bit_in_the_feature_cache_never_reaches_a_batch(tone_root, tmp
         dm = _built_caches(tone_root, cache)
     assert dm.cache_events == ["reused waveforms", "built features"]
     assert any(str(entry) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-    assert np.isfinite(dm.feature_array).all()
+    assert np.isfinite(dm.arrays.features).all()
     for batch in dm.train_dataloader():
         assert torch.isfinite(batch["features"]).all()
     assert_caches_hold_the_corpus(dm)

@@ -15,13 +15,13 @@ import time
 
 import numpy as np
 
-import ser_lightning.data.datamodule as datamodule_module
-from ser_lightning.data.datamodule import SERDataModule
+import ser_lightning.data.feature_store as feature_store_module
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.features import LogMel
 
 
 def make_datamodule(root: str, cache: str) -> SERDataModule:
-    return SERDataModule(
+    return build_data_module(
         features=LogMel(sample_rate=16000, n_mels=16, n_fft=256, hop_length=128),
         root=root,
         duration=0.3,
@@ -40,13 +40,13 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.decode_delay:
-        decode = datamodule_module.load_waveform
+        decode = feature_store_module.load_waveform
 
         def slow_decode(*a, **k):
             time.sleep(args.decode_delay)
             return decode(*a, **k)
 
-        datamodule_module.load_waveform = slow_decode
+        feature_store_module.load_waveform = slow_decode
     dm = make_datamodule(args.root, args.cache)
     if args.extract_delay:
         extract = dm.features.extract
@@ -62,10 +62,12 @@ def main() -> None:
         json.dumps(
             {
                 "events": dm.cache_events,
-                "rows": len(dm.table),
-                "waveforms_sha256": hashlib.sha256(np.ascontiguousarray(dm.waveforms).tobytes()).hexdigest(),
+                "rows": len(dm.manifest.table),
+                "waveforms_sha256": hashlib.sha256(
+                    np.ascontiguousarray(dm.arrays.waveforms).tobytes()
+                ).hexdigest(),
                 "features_sha256": hashlib.sha256(
-                    np.ascontiguousarray(dm.feature_array).tobytes()
+                    np.ascontiguousarray(dm.arrays.features).tobytes()
                 ).hexdigest(),
             }
         ),
