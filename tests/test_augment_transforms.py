@@ -8,13 +8,19 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import beta
 
-from ser_lightning.augment.batch import BatchAugmentation, build_batch_augmentation
-from ser_lightning.augment.config import check_augmentation
+from ser_lightning.augment.batch import BatchAugmentation
 from ser_lightning.augment.mixup import MixedBatch, Mixup
 from ser_lightning.augment.spectrogram import SpecAugment
 from ser_lightning.augment.waveform import build_waveform_augmentation
+from ser_lightning.data.augmentation import check_augmentation, for_lightning_module
+from ser_lightning.module import batch_augmentation
 
 SR = 16000
+
+
+def batch_augmentation_of(node: dict, input_shape: tuple[int, int, int]) -> BatchAugmentation:
+    """The LightningModule's batch augmentation from an `augmentation` config node, as a run builds it."""
+    return batch_augmentation(**for_lightning_module(node), input_shape=input_shape)
 
 
 def augmenter(**transforms):
@@ -274,11 +280,11 @@ def test_spec_augment_probability_and_eval_mode():
 
 def test_masks_wider_than_the_features_fail_at_start_up():
     with pytest.raises(ValueError, match="freq_mask_param=80 exceeds the 64 feature rows"):
-        build_batch_augmentation({"spectrogram": {"freq_mask_param": 80}}, (1, 64, 94))
+        batch_augmentation_of({"spectrogram": {"freq_mask_param": 80}}, (1, 64, 94))
     with pytest.raises(
         ValueError, match="augmentation.spectrogram.*unexpected keyword argument 'freq_masks'"
     ):
-        build_batch_augmentation({"spectrogram": {"freq_masks": 2}}, (1, 64, 94))
+        batch_augmentation_of({"spectrogram": {"freq_masks": 2}}, (1, 64, 94))
 
 
 # ------------------------------------------------------------------ batch level
@@ -319,7 +325,7 @@ def test_mixup_weight_follows_beta_folded_above_one_half():
 
 
 def test_batch_augmentation_is_the_identity_in_eval_mode_and_holds_no_state():
-    augment = build_batch_augmentation(
+    augment = batch_augmentation_of(
         {"spectrogram": {"freq_mask_param": 8, "time_mask_param": 15}, "mixup": {"alpha": 0.2}},
         (1, 64, 94),
     )
@@ -341,4 +347,22 @@ def test_augmentation_config_is_checked():
     with pytest.raises(ValueError, match="offline_copies=-1"):
         check_augmentation({"offline_copies": -1, "waveform": {"transforms": {}}})
     with pytest.raises(ValueError, match="mixup.alpha=0"):
-        build_batch_augmentation({"mixup": {"alpha": 0}}, (1, 64, 94))
+        batch_augmentation_of({"mixup": {"alpha": 0}}, (1, 64, 94))
+
+
+def test_device_augmentation_nodes_name_their_class():
+    # written without `_target_` (as earlier configs were), a node builds the same class
+    plain = check_augmentation({"spectrogram": {"freq_mask_param": 8}, "mixup": {"alpha": 0.2}})
+    assert plain["spectrogram"] == {
+        "_target_": "ser_lightning.augment.spectrogram.SpecAugment",
+        "freq_mask_param": 8,
+    }
+    assert plain["mixup"] == {"_target_": "ser_lightning.augment.mixup.Mixup", "alpha": 0.2}
+    assert check_augmentation({"spectrogram": plain["spectrogram"]})["spectrogram"] == plain["spectrogram"]
+    assert for_lightning_module(None) == {"spectrogram": None, "mixup": None}
+    built = batch_augmentation_of({"spectrogram": plain["spectrogram"], "mixup": plain["mixup"]}, (1, 64, 94))
+    assert isinstance(built.spectrogram, SpecAugment) and isinstance(built.mixup, Mixup)
+    with pytest.raises(ValueError, match=r"augmentation.mixup._target_='torch.nn.Identity' is refused"):
+        check_augmentation({"mixup": {"_target_": "torch.nn.Identity"}})
+    with pytest.raises(ValueError, match="augmentation.spectrogram must be a mapping of options or null"):
+        check_augmentation({"spectrogram": 8})

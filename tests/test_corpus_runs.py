@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ser_lightning.data.corpora.crema_d import CREMA_D_EMOTIONS
-from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.features import LogMel
 from ser_lightning.train import train
 
@@ -36,7 +36,7 @@ def crema_root(tmp_path_factory) -> Path:
 
 def make_dm(root, cache_dir, **kwargs) -> SERDataModule:
     options = {"corpus": "crema_d", "split": "kfold", "fold": 1, "num_folds": 3, "batch_size": 8, **kwargs}
-    return SERDataModule(
+    return build_data_module(
         features=LogMel(sample_rate=16000, n_mels=16),
         root=str(root),
         duration=CLIP_SECONDS,
@@ -53,7 +53,7 @@ def test_corpus_labels_are_consistent_end_to_end(crema_root, tmp_path):
     )
     dm.prepare_data()
     dm.setup("fit")
-    table = dm.table
+    table = dm.manifest.table
     assert (table["label"] == table["emotion"].map(dm.label_names.index)).all()
     batch = next(iter(dm.train_dataloader()))
     assert int(batch["label"].max()) < 6
@@ -61,11 +61,11 @@ def test_corpus_labels_are_consistent_end_to_end(crema_root, tmp_path):
     weights = dm.class_weights()
     assert weights.shape == (6,) and torch.allclose(weights, torch.ones(6))  # one clip per emotion and actor
 
-    split = pd.read_csv(dm.write_records(tmp_path / "run")["split"])
+    split = pd.read_csv(dm.manifest.write_records(tmp_path / "run")["split"])
     assert (split["label"] == split["emotion"].map(dm.label_names.index)).all()
     assert split.groupby("actor")["split"].nunique().max() == 1
 
-    protocol = dm.protocol()
+    protocol = dm.manifest.protocol()
     assert protocol["split"] == "kfold" and protocol["fold"] == 1 and protocol["num_folds"] == 3
     assert protocol["corpus"] == "crema_d" and protocol["labels"] == list(dm.label_names)
     assert set(protocol["test_actors"]) == set(split.loc[split["split"] == "test", "actor"].astype(str))
@@ -75,11 +75,13 @@ def test_label_list_and_all(crema_root, tmp_path):
     subset = make_dm(crema_root, tmp_path / "cache", labels=["sad", "happy"], split="actor")
     assert subset.label_names == ("happy", "sad")  # labels.py order, whatever order was asked
     subset.setup("fit")
-    assert sorted(subset.table["emotion"].unique()) == ["happy", "sad"] and set(subset.table["label"]) == {
+    assert sorted(subset.manifest.table["emotion"].unique()) == ["happy", "sad"] and set(
+        subset.manifest.table["label"]
+    ) == {
         0,
         1,
     }
-    assert subset.scan.excluded_by_filter == 4 * len(ACTORS)
+    assert subset.manifest.scan.excluded_by_filter == 4 * len(ACTORS)
 
     everything = make_dm(crema_root, tmp_path / "cache", labels="all", split="actor")
     everything.setup("fit")
@@ -104,8 +106,8 @@ def test_bad_label_settings_are_refused(tmp_path, labels, message):
 def test_test_only_split_for_evaluation(crema_root, tmp_path):
     dm = make_dm(crema_root, tmp_path / "cache", labels="all", split="test_only")
     dm.setup("test")
-    assert len(dm.indices["test"]) == len(ACTORS) * 6 and len(dm.indices["train"]) == 0
-    assert dm.protocol()["split"] == "test_only"
+    assert len(dm.manifest.indices["test"]) == len(ACTORS) * 6 and len(dm.manifest.indices["train"]) == 0
+    assert dm.manifest.protocol()["split"] == "test_only"
     assert len(next(iter(dm.test_dataloader()))["label"]) == 8
     with pytest.raises(ValueError, match="data.split=test_only puts every file in the test set"):
         dm.train_dataloader()
