@@ -10,10 +10,16 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from ser_lightning.augment.mixup import Mixup
+from ser_lightning.augment.spectrogram import SpecAugment
 from ser_lightning.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
+    DATA_MODULE_TARGET,
+    EARLIER_DATA_MODULE_TARGETS,
     RECORD_KEY,
     CheckpointError,
+    checkpoint_record,
+    current_hparams,
     load_checkpoint,
     read_checkpoint,
 )
@@ -317,7 +323,7 @@ def test_crafted_configs_are_refused_by_every_command(module, tmp_path, vector, 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_interpolations_in_the_record_are_refused(module, tmp_path, loader):
     marker = tmp_path / "made_by_record"
-    data = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": mkdir_interpolation(marker)}
+    data = {"_target_": DATA_MODULE_TARGET, "root": mkdir_interpolation(marker)}
     record = {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data, "split": None}
     path = save(module, tmp_path / "crafted.ckpt", **{RECORD_KEY: record})
     with pytest.raises(CheckpointError, match=r"crafted\.ckpt.*ser_lightning\.data\.root.*interpolation"):
@@ -359,7 +365,7 @@ def test_classes_of_look_alike_modules_are_refused(module, tmp_path, look_alike_
 def stored_data(root: Path, **changes) -> dict:
     """A data config as CheckpointRecord stores it (resolved, absolute root and cache)."""
     data = {
-        "_target_": "ser_lightning.data.datamodule.SERDataModule",
+        "_target_": DATA_MODULE_TARGET,
         "corpus": "ravdess",
         "root": str(root),
         "demo": {"num_actors": 12, "duration": 1.0, "sample_rate": 16000, "seed": 0},
@@ -405,6 +411,55 @@ def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, load
     with pytest.raises(CheckpointError, match=rf"crafted\.ckpt.*{key}.*is refused"):
         load_with(loader, path, tmp_path)
     assert not marker.exists()
+
+
+def test_data_configs_of_earlier_checkpoints_name_todays_data_module(module, tmp_path):
+    from ser_lightning.data.datamodule import SERDataModule
+
+    assert EARLIER_DATA_MODULE_TARGETS == ("ser_lightning.data.datamodule.SERDataModule",)
+    earlier = stored_data(tmp_path / "data" / "demo", _target_=EARLIER_DATA_MODULE_TARGETS[0])
+    path = with_data(module, tmp_path / "earlier.ckpt", earlier)
+    assert isinstance(load_checkpoint(path), SERModule)  # accepted by the safety checks
+    record = checkpoint_record(read_checkpoint(path))
+    assert record["data"] == {**earlier, "_target_": DATA_MODULE_TARGET}
+    datamodule = instantiate(record["data"], features=module.features)
+    assert isinstance(datamodule, SERDataModule) and datamodule.source.root == earlier["root"]
+    assert datamodule.splitter.name == "actor" and datamodule.audio.duration == 1.0
+
+
+def test_an_earlier_augmentation_hparam_becomes_the_spectrogram_and_mixup_nodes(module, tmp_path):
+    earlier = {key: value for key, value in module.hparams.items() if key not in ("spectrogram", "mixup")}
+    earlier["augmentation"] = {
+        "waveform": None,
+        "offline_copies": 0,
+        "offline_seed": 0,
+        "spectrogram": {"freq_mask_param": 4, "time_mask_param": 10},
+        "mixup": {"alpha": 0.3},
+    }
+    converted = current_hparams(earlier)
+    assert "augmentation" not in converted and "augmentation" in earlier  # a new dict
+    assert converted["spectrogram"] == {
+        "_target_": "ser_lightning.augment.spectrogram.SpecAugment",
+        "freq_mask_param": 4,
+        "time_mask_param": 10,
+    }
+    assert converted["mixup"] == {"_target_": "ser_lightning.augment.mixup.Mixup", "alpha": 0.3}
+    assert {k: v for k, v in converted.items() if k not in ("spectrogram", "mixup")} == {
+        k: v for k, v in earlier.items() if k != "augmentation"
+    }
+    off = current_hparams({**earlier, "augmentation": None})
+    assert off["spectrogram"] is None and off["mixup"] is None
+    assert current_hparams(dict(module.hparams)) == dict(module.hparams)  # today's are left alone
+
+    loaded = load_checkpoint(save(module, tmp_path / "earlier.ckpt", hyper_parameters=earlier))
+    spectrogram, mixup = loaded.batch_augmentation.spectrogram, loaded.batch_augmentation.mixup
+    assert isinstance(spectrogram, SpecAugment) and spectrogram.freq_mask_param == 4
+    assert spectrogram.time_mask_param == 10 and isinstance(mixup, Mixup) and mixup.alpha == 0.3
+    assert loaded.hparams["spectrogram"] == converted["spectrogram"] and "augmentation" not in loaded.hparams
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True)
+    )
 
 
 @pytest.mark.slow  # a fresh interpreter: about 20 s on two loaded cores
@@ -486,6 +541,6 @@ def test_the_stored_root_and_cache_folder_give_way_to_this_machines_paths(tmp_pa
     )
     assert data["corpus_options"]["csv"] == str(tmp_path / "other.csv")
 
-    # keys SERDataModule does not take are named before anything is built
+    # keys build_data_module does not take are named before anything is built
     with pytest.raises(ValueError, match=r"m\.ckpt.*\['shell'\]"):
         eval_data_config(None, {"data": dict(inside, shell="rm")}, "m.ckpt", paths)
