@@ -330,7 +330,7 @@ def test_onnx_export_matches_pytorch_on_real_clips(trained, evaluated, tmp_path)
 
 def test_eval_data_config_comes_from_the_checkpoint_unless_given():
     own = {
-        "_target_": "ser_lightning.data.datamodule.SERDataModule",
+        "_target_": "ser_lightning.data.datamodule.build_data_module",
         "root": "/corpora/demo",
         "split": "actor",
     }
@@ -340,7 +340,7 @@ def test_eval_data_config_comes_from_the_checkpoint_unless_given():
     merged, source = eval_data_config({"root": "/elsewhere/demo"}, record, "m.ckpt", paths)
     assert merged == dict(own, root="/elsewhere/demo", cache_dir="/cache")
     assert source == "checkpoint with overrides"
-    other = {"_target_": "ser_lightning.data.datamodule.SERDataModule", "root": "/corpora/ravdess"}
+    other = {"_target_": "ser_lightning.data.datamodule.build_data_module", "root": "/corpora/ravdess"}
     assert eval_data_config(other, record, "m.ckpt", paths) == (other, "command line")
     with pytest.raises(ValueError, match=r"old\.ckpt.*carries no data config.*data=<group> data\.root=PATH"):
         eval_data_config(None, {}, "old.ckpt", paths)
