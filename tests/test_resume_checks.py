@@ -129,7 +129,7 @@ def test_augmentation_of_a_copied_checkpoint_is_compared_with_its_hyper_paramete
 ):
     new_dir = tmp_path / "new_run"
     with pytest.raises(
-        ResumeError, match=r"(?s)builds another model.*augmentation.spectrogram.p: None \(checkpoint\) -> 1.0"
+        ResumeError, match=r"(?s)builds another model.*\n  spectrogram.p: None \(checkpoint\) -> 1.0"
     ):
         resume(trained, copied_checkpoint, new_dir, "augmentation=specaugment")
     assert_no_training_step(new_dir)
