@@ -5,10 +5,14 @@ import pandas as pd
 import pytest
 
 from ser_lightning.data.splits import (
+    SPLIT_NAMES,
+    SPLITS,
     CrossCorpusSplit,
     EvalOnlySplit,
     KFoldSplit,
     LeaveOneSpeakerOutSplit,
+    RandomSplit,
+    Splitter,
     make_split,
     split_indices,
 )
@@ -165,3 +169,29 @@ def test_describe_records_the_protocol():
     assert record["split"] == "kfold" and record["fold"] == 1 and record["num_folds"] == 6
     assert record["test_actors"] == ["05", "06", "07", "08"] and len(record["val_actors"]) == 4
     assert np.isin(record["val_actors"], record["test_actors"]).sum() == 0
+
+
+def test_every_protocol_is_a_splitter_named_by_its_data_split_value():
+    assert sorted(SPLITS) == ["actor", "cross_corpus", "kfold", "loso", "random", "test_only"]
+    table = mixed_table()  # several corpora, so that cross_corpus applies too
+    for name, protocol in SPLITS.items():
+        assert issubclass(protocol, Splitter) and protocol is not Splitter and protocol.name == name
+        test_corpus = "ravdess" if name == "cross_corpus" else None
+        splitter = make_split(name, (0.6, 0.2, 0.2), 5, fold=1, num_folds=4, test_corpus=test_corpus)
+        assert type(splitter) is protocol and splitter.ratios == (0.6, 0.2, 0.2) and splitter.seed == 5
+        assert splitter.describe(table)["split"] == name
+        # only test_only has no training data, and only then is an empty train split allowed
+        assert splitter.needs_training_data == (name != "test_only")
+        assert splitter.required_splits() == (SPLIT_NAMES if name != "test_only" else ("test",))
+        # only the random split puts one speaker in two splits
+        assert splitter.speaker_independent == (name != "random")
+    # each protocol keeps the settings it uses
+    assert make_split("kfold", (0.7, 0.15, 0.15), 0, fold=2, num_folds=3) == KFoldSplit(
+        fold=2, num_folds=3, seed=0
+    )
+    assert make_split("loso", (0.7, 0.15, 0.15), 0, fold=7) == LeaveOneSpeakerOutSplit(fold=7, seed=0)
+    assert make_split("cross_corpus", (0.7, 0.15, 0.15), 0, test_corpus="tess").test_corpus == "tess"
+    assert make_split("random", (0.7, 0.15, 0.15), 3, fold=2) == RandomSplit(seed=3)
+    assert SPLIT_NAMES == ("train", "val", "test")
+    with pytest.raises(NotImplementedError):
+        Splitter()(table)

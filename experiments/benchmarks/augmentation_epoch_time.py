@@ -97,11 +97,11 @@ def compose_run(preset: str, args: argparse.Namespace, run_dir: Path):
 
 def waveform_ms_per_clip(datamodule, clips: int = 64) -> float | None:
     """Milliseconds the waveform transforms take per clip in one process (None when off)."""
-    transform = datamodule.waveform_transform
+    transform = datamodule.waveform_augmentation
     if transform is None:
         return None
-    rows = datamodule.indices["train"][:clips]
-    waves = [datamodule.waveforms[int(r)].copy() for r in rows]
+    rows = datamodule.manifest.indices["train"][:clips]
+    waves = [datamodule.arrays.waveforms[int(r)].copy() for r in rows]
     started = time.perf_counter()
     for wave in waves:
         transform(wave)

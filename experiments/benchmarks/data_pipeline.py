@@ -44,11 +44,11 @@ from audiomentations import (
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from ser_lightning.augment.offline import OfflineCopies
 from ser_lightning.augment.waveform import build_waveform_augmentation
 from ser_lightning.data.audio import AudioSettings
-from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.data.datamodule import build_data_module
 from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.features import LogMel
 from ser_lightning.utils.config import CONFIG_DIR
 
@@ -133,31 +133,32 @@ def main() -> None:
     logmel = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "features" / "logmel.yaml"))
     logmel = {k: v for k, v in logmel.items() if k not in ("_target_", "sample_rate")}
     features = LogMel(sample_rate=16000, **logmel)
-    make_dm = lambda train_input: SERDataModule(  # noqa: E731
-        features=features,
-        root=str(corpus),
-        duration=args.duration,
-        cache_dir=str(cache),
-        split="random",
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        train_input=train_input,
-    )
+
+    def make_dm(**settings):
+        return build_data_module(
+            features=features,
+            root=str(corpus),
+            duration=args.duration,
+            cache_dir=str(cache),
+            split="random",
+            batch_size=args.batch_size,
+            **{"num_workers": args.workers, **settings},
+        )
 
     started = time.perf_counter()
-    dm = make_dm("features")
+    dm = make_dm()
     dm.prepare_data()
     cold_build = time.perf_counter() - started
     dm.setup("fit")
     started = time.perf_counter()
-    warm = make_dm("features")
+    warm = make_dm()
     warm.prepare_data()
     warm.setup("fit")
     warm_setup = time.perf_counter() - started
 
-    train_rows = dm.indices["train"]
-    paths = dm.table["path"].to_numpy()[train_rows].tolist()
-    labels = dm.table["label"].to_numpy()[train_rows].tolist()
+    train_rows = dm.manifest.indices["train"]
+    paths = dm.manifest.table["path"].to_numpy()[train_rows].tolist()
+    labels = dm.manifest.labels[train_rows].tolist()
     augment = seed_style_augmentation(16000)
 
     def loader(dataset):
@@ -179,8 +180,7 @@ def main() -> None:
         print(f"timing: {name} ...", flush=True)
         baseline = loader(SeedStyleDataset(paths, labels, dm.audio, features, augment if augmented else None))
         if augmented:
-            ours_dm = make_dm("waveform")
-            ours_dm.waveform_transform = ours_augment
+            ours_dm = make_dm(waveform_augmentation=ours_augment)  # trains on waveforms
             ours_dm.setup("fit")
             ours = ours_dm.train_dataloader()
             on_batch = lambda b: features.extract(b["waveform"])  # noqa: E731 - per-batch features, as training does
@@ -193,9 +193,14 @@ def main() -> None:
         del baseline, ours
 
     print(f"timing: offline copies (K={args.offline_copies}) ...", flush=True)
-    offline_dm = make_dm("features")
-    offline_dm.offline_augmentation = OfflineCopies(
-        ours_augment, copies=args.offline_copies, seed=0, description=preset["waveform"], workers=args.workers
+    offline_dm = make_dm(
+        offline_copies=OfflineCopies(
+            ours_augment,
+            copies=args.offline_copies,
+            seed=0,
+            description=preset["waveform"],
+            workers=args.workers,
+        )
     )
     started = time.perf_counter()
     offline_dm.setup("fit")  # makes the copies and caches their features (once)
@@ -204,10 +209,11 @@ def main() -> None:
     offline_time = min(time_epoch(offline) for _ in range(args.epochs))
     offline_clips = len(offline.dataset)
 
-    # The default data.num_workers=0: batches read in the training process itself, where their
-    # cost is on the critical path of every step (no worker processes to hide it).
-    main_dm = make_dm("features")
-    main_dm.num_workers = 0
+    # What the default data.num_workers=auto gives without on-the-fly augmentation (0 workers):
+    # batches read in the training process itself, where their cost is on the critical path of
+    # every step (no worker processes to hide it).
+    main_dm = make_dm(num_workers="auto")
+    assert main_dm.num_workers == 0
     main_dm.setup("fit")
     main_loader = main_dm.train_dataloader()
     main_time = min(time_epoch(main_loader) for _ in range(max(args.epochs, 5)))
@@ -220,7 +226,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n"
     )
     print(
-        f"cold cache build (decode + log-mel, {len(dm.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n"
+        f"cold cache build (decode + log-mel, {len(dm.manifest.table)} clips): {cold_build:.1f} s; warm setup: {warm_setup:.2f} s\n"
     )
     print("| pipeline | seed-style s/epoch | ser_lightning s/epoch | ratio |")
     print("|---|---|---|---|")
@@ -237,7 +243,7 @@ def main() -> None:
         f"augment + log-mel + write), then read from the cache every epoch"
     )
     print(
-        f"\nin the training process (data.num_workers=0, the default): {main_time * 1000:.1f} ms per epoch, "
+        f"\nin the training process (data.num_workers=auto: 0 without on-the-fly augmentation, the default): {main_time * 1000:.1f} ms per epoch, "
         f"{main_time / len(main_loader) * 1000:.3f} ms per batch of {args.batch_size}"
     )
     if args.work_dir is None:

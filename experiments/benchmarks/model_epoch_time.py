@@ -106,7 +106,7 @@ def time_pair(model: str, features: str, args: argparse.Namespace, run_dir: str)
         "features": features,
         "input": tuple(module.input_shape),
         "params": sum(p.numel() for p in module.net.parameters()),
-        "train_clips": len(datamodule.indices["train"]),
+        "train_clips": len(datamodule.manifest.indices["train"]),
         "seconds": statistics.mean(measured),
         "spread": (min(measured), max(measured)),
     }

@@ -243,10 +243,10 @@ def measure_data(root: Path, duration: float, cache: Path, args: argparse.Namesp
             pass
         passes.append(time.perf_counter() - started)
     row = {
-        "clips": len(warm.table),
+        "clips": len(warm.manifest.table),
         "duration": duration,
-        "train_clips": len(warm.indices["train"]),
-        "shape": tuple(warm.feature_array.shape[1:]),
+        "train_clips": len(warm.manifest.indices["train"]),
+        "shape": tuple(warm.arrays.features.shape[1:]),
         "cold": cold,
         "logmel": sum(logmel),
         "warm": warm_setup,
