@@ -419,7 +419,7 @@ def test_data_configs_of_earlier_checkpoints_name_todays_data_module(module, tmp
     assert EARLIER_DATA_MODULE_TARGETS == ("ser_lightning.data.datamodule.SERDataModule",)
     earlier = stored_data(tmp_path / "data" / "demo", _target_=EARLIER_DATA_MODULE_TARGETS[0])
     path = with_data(module, tmp_path / "earlier.ckpt", earlier)
-    assert isinstance(load_checkpoint(path), SERModule)  # accepted by the safety checks
+    assert isinstance(load_checkpoint(path, SERModule), SERModule)  # accepted by the safety checks
     record = checkpoint_record(read_checkpoint(path))
     assert record["data"] == {**earlier, "_target_": DATA_MODULE_TARGET}
     datamodule = instantiate(record["data"], features=module.features)
@@ -451,7 +451,7 @@ def test_an_earlier_augmentation_hparam_becomes_the_spectrogram_and_mixup_nodes(
     assert off["spectrogram"] is None and off["mixup"] is None
     assert current_hparams(dict(module.hparams)) == dict(module.hparams)  # today's are left alone
 
-    loaded = load_checkpoint(save(module, tmp_path / "earlier.ckpt", hyper_parameters=earlier))
+    loaded = load_checkpoint(save(module, tmp_path / "earlier.ckpt", hyper_parameters=earlier), SERModule)
     spectrogram, mixup = loaded.batch_augmentation.spectrogram, loaded.batch_augmentation.mixup
     assert isinstance(spectrogram, SpecAugment) and spectrogram.freq_mask_param == 4
     assert spectrogram.time_mask_param == 10 and isinstance(mixup, Mixup) and mixup.alpha == 0.3
