@@ -12,7 +12,7 @@ from ser_lightning.augment.batch import BatchAugmentation
 from ser_lightning.augment.mixup import MixedBatch, Mixup
 from ser_lightning.augment.spectrogram import SpecAugment
 from ser_lightning.augment.waveform import build_waveform_augmentation
-from ser_lightning.data.augmentation import check_augmentation, for_lightning_module
+from ser_lightning.data.augmentation import check_augmentation, for_data_module, for_lightning_module
 from ser_lightning.module import batch_augmentation
 
 SR = 16000
@@ -346,6 +346,12 @@ def test_augmentation_config_is_checked():
         check_augmentation({"offline_copies": 2})
     with pytest.raises(ValueError, match="offline_copies=-1"):
         check_augmentation({"offline_copies": -1, "waveform": {"transforms": {}}})
+    # copies asked for, but every transform switched off: refused, not silently no copies
+    all_off = {"offline_copies": 2, "waveform": {"transforms": {"gain": None}}}
+    with pytest.raises(
+        ValueError, match="offline_copies=2 needs waveform transforms.*every augmentation.waveform"
+    ):
+        for_data_module(all_off, 16000)
     with pytest.raises(ValueError, match="mixup.alpha=0"):
         batch_augmentation_of({"mixup": {"alpha": 0}}, (1, 64, 94))
 

@@ -88,6 +88,12 @@ def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | 
     augmentation = check_augmentation(node)
     waveform = build_waveform_augmentation(augmentation["waveform"], sample_rate)
     if waveform is None:
+        if augmentation["offline_copies"]:
+            raise ValueError(
+                f"augmentation.offline_copies={augmentation['offline_copies']} needs waveform transforms to make "
+                "the copies with, but every augmentation.waveform.transforms entry is off (null); turn one on "
+                "or set offline_copies=0"
+            )
         return {"waveform_augmentation": None, "offline_copies": None}
     if augmentation["offline_copies"]:
         copies = OfflineCopies(

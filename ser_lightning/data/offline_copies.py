@@ -81,7 +81,7 @@ class AugmentedCopies(Dataset):
 class OfflineCopies:
     """K augmented feature copies of a train split, built once into the feature store.
 
-    A data module constructor argument (`SERDataModule(offline_copies=...)`); the data module
+    A data module constructor argument (`offline_copies=`, from `augmentation.offline_copies`); the data module
     calls `build` in setup and appends the returned dataset to the clean training rows.
     """
 
