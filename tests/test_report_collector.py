@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 from torch.utils.data import DataLoader
 
-from ser_lightning.data.datamodule import CachedUtterances, collate_batch
+from ser_lightning.data.loading import CachedUtterances, collate_batch
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.reporting.evaluation import evaluation_report
@@ -45,7 +45,7 @@ def clips():
         waveforms=waveforms,
         labels=labels,
         dataset=CachedUtterances(waveforms, TESTED_ROWS, labels, "waveform"),
-        data=SimpleNamespace(table=table, root=str(ROOT)),
+        data=SimpleNamespace(manifest=SimpleNamespace(table=table, root=str(ROOT))),
     )
 
 
