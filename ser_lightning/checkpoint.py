@@ -370,10 +370,17 @@ def checkpoint_record(checkpoint: dict) -> dict:
     """The `ser_lightning` record of a loaded checkpoint ({} for checkpoints written without it);
     a data config of an earlier version names today's data module target."""
     record = dict(checkpoint.get(RECORD_KEY) or {})
-    data = record.get("data")
-    if isinstance(data, dict) and data.get("_target_") in EARLIER_DATA_MODULE_TARGETS:
-        record["data"] = {**data, "_target_": DATA_MODULE_TARGET}
+    if isinstance(record.get("data"), dict):
+        record["data"] = current_data_config(record["data"])
     return record
+
+
+def current_data_config(data: dict) -> dict:
+    """A data config that names the data module by an earlier name (a checkpoint's, or a data
+    config written for an earlier version) names today's; the flat settings are the same."""
+    if data.get("_target_") in EARLIER_DATA_MODULE_TARGETS:
+        return {**data, "_target_": DATA_MODULE_TARGET}
+    return data
 
 
 def current_hparams(hparams: dict) -> dict:

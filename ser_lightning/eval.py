@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from ser_lightning.checkpoint import (
     checkpoint_record,
+    current_data_config,
     file_identities,
     files_fingerprint,
     module_from_checkpoint,
@@ -73,7 +74,7 @@ def eval_data_config(
     unless the user named them (see `check_stored_folders`).
     """
     if chosen and "_target_" in chosen:
-        return dict(chosen), "command line"
+        return current_data_config(dict(chosen)), "command line"
     own = record.get("data")
     if not own:
         raise ValueError(

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord
+from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord, current_data_config
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import CORPORA, build_corpus
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
@@ -83,8 +83,9 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
     # The augmentation group splits by where it runs: waveform transforms or offline copies on
     # the train split (data module), SpecAugment and mixup on the device (LightningModule).
     augmentation = cfg.get("augmentation")
+    data = current_data_config(to_plain(cfg.data))
     datamodule = instantiate(
-        cfg.data, features=features, **augmentation_nodes.for_data_module(augmentation, cfg.data.sample_rate)
+        data, features=features, **augmentation_nodes.for_data_module(augmentation, data["sample_rate"])
     )
     model = instantiate(
         cfg.model,
@@ -97,7 +98,7 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
     )
     # The checkpoint record is part of the checkpoint format, so it is not left to the config.
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + [
-        CheckpointRecord(to_plain(cfg.data)),
+        CheckpointRecord(data),
         ReportCollector(),
     ]
     loggers = instantiate_dict(cfg.get("logger"), "logger")
@@ -122,7 +123,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         record_or_check_run_config(cfg, output_dir, _task_overrides(), ckpt_path)
     resumed = ResumedCheckpoint.read(ckpt_path) if ckpt_path else None
     if resumed:
-        resumed.check_data(to_plain(cfg.data))
+        resumed.check_data(current_data_config(to_plain(cfg.data)))
     check_data_root(cfg.data)
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")

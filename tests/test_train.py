@@ -37,6 +37,19 @@ def test_debug_runs_through_the_real_configs(small_demo_root, tmp_path, cache_di
     assert (tmp_path / "split.csv").is_file() and (tmp_path / "summary.json").is_file()
 
 
+def test_a_data_config_naming_the_earlier_data_module_target_still_trains(
+    small_demo_root, tmp_path, cache_dir
+):
+    # data configs written for earlier versions named the class; the flat settings are the same
+    earlier = "data._target_=ser_lightning.data.datamodule.SERDataModule"
+    cfg = compose_train(small_demo_overrides(small_demo_root) + ["debug=fdr", earlier], tmp_path, cache_dir)
+    metrics, objects = train(cfg)
+    assert type(objects["datamodule"]).__name__ == "SERDataModule"
+    assert objects["summary"]["split_sizes"] == objects["datamodule"].manifest.split_sizes
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["ser_lightning"]["data"]["_target_"] == "ser_lightning.data.datamodule.build_data_module"
+
+
 def test_training_learns_on_the_small_demo_corpus(small_demo_root, tmp_path, cache_dir):
     """ACNT on 8 training actors, tested on 2 unseen actors: must beat chance (1/8) by far.
 
