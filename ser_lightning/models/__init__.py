@@ -10,14 +10,17 @@ from ser_lightning.models.requirements import (
     build_network,
     check_compatible,
 )
+from ser_lightning.models.ssl_head import EmoBoxHead, SSLHead
 
 __all__ = [
     "ACNT",
     "CNN2Ch",
     "CNNBiLSTMMHA",
     "CRNNAttention",
+    "EmoBoxHead",
     "IncompatibleFeaturesError",
     "InputRequirement",
+    "SSLHead",
     "build_network",
     "check_compatible",
 ]

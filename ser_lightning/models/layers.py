@@ -126,3 +126,34 @@ class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
         return super().forward(x)
+
+
+def attentive_statistics(x: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Weighted mean and standard deviation over time, concatenated: `(batch, 2 * dim)`.
+
+    x: `(batch, time, dim)`; weights: `(batch, time)` or `(batch, time, dim)`, each summing to 1
+    over time. The variance is E_w[x²] − E_w[x]², clamped at `eps` before the square root so that
+    constant frames give a finite gradient. Uniform weights give the plain mean and the
+    population (biased) standard deviation.
+    """
+    if weights.dim() == 2:
+        weights = weights.unsqueeze(-1)
+    mean = (weights * x).sum(dim=1)
+    variance = (weights * x.square()).sum(dim=1) - mean.square()
+    return torch.cat([mean, variance.clamp(min=eps).sqrt()], dim=-1)
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attentive statistics pooling (x-vector ASP): `(batch, time, dim)` to `(batch, 2 * dim)`.
+
+    One score per frame, `Linear(dim, attention_dim) → tanh → Linear(attention_dim, 1)`,
+    softmax over time; then the weighted mean and standard deviation of the frames.
+    """
+
+    def __init__(self, dim: int, attention_dim: int = 128):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
+        return attentive_statistics(x, weights)
