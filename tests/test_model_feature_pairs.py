@@ -12,7 +12,7 @@ from ser_lightning.utils.jobs import StartupError
 from .helpers.configs import compose_train
 from .helpers.corpora import copy_subset, small_demo_overrides, subset_overrides
 
-MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch"]
+MODELS = ["acnt", "cnn_bilstm_mha", "crnn_attn", "crnn_attn_mfcc", "cnn2ch", "ssl_head", "ssl_head_emobox"]
 FEATURES = ["logmel", "mfcc", "mfcc_mel", "handcrafted68"]
 # cnn2ch is a two-channel design; every other pair must train.
 INCOMPATIBLE = {("cnn2ch", "logmel"), ("cnn2ch", "mfcc"), ("cnn2ch", "handcrafted68")}
@@ -22,10 +22,12 @@ NET_CLASS = {
     "crnn_attn": "CRNNAttention",
     "crnn_attn_mfcc": "CRNNAttention",
     "cnn2ch": "CNN2Ch",
+    "ssl_head": "SSLHead",
+    "ssl_head_emobox": "EmoBoxHead",
 }
 FEATURES_CLASS = {"logmel": "LogMel", "mfcc": "MFCC", "mfcc_mel": "MFCCMel", "handcrafted68": "Handcrafted68"}
 BATCH = 4
-CLIP_SECONDS = 0.5  # short clips keep 20 pairs fast; every extractor and network handles them
+CLIP_SECONDS = 0.5  # short clips keep 28 pairs fast; every extractor and network handles them
 
 
 def pair_overrides(root: Path, model: str, features: str) -> list[str]:
