@@ -92,7 +92,7 @@ class SSLFeatures(FeatureExtractor):
         self.pooling = pooling
         self.sample_rate = int(sample_rate)
         self.chunk = int(chunk)
-        self.weights = weights
+        self.n_features = hidden
         self._resampling_logged = False
         self.register_buffer(
             "encoder_sha256", torch.tensor(list(bytes.fromhex(loaded.weights_digest)), dtype=torch.uint8)
@@ -146,7 +146,7 @@ class SSLFeatures(FeatureExtractor):
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         frames = self.num_frames(num_samples)
-        return (len(self.layers), int(self.dataset_mean.shape[-1]), 1 if self.pooling != "none" else frames)
+        return (len(self.layers), self.n_features, 1 if self.pooling != "none" else frames)
 
     def cache_params(self) -> dict:
         identity = self.encoder.identity
