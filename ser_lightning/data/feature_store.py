@@ -88,11 +88,12 @@ class FeatureStore:
         fill: Callable[[np.ndarray], None],
         meta: dict,
         what: str,
+        dtype: str = "float32",
     ) -> None:
-        """Build one entry unless it exists (another process may be building it: the cache's lock
-        waits for it); records "built <what>" or "reused <what>"."""
+        """Build one entry of `dtype` unless it exists (another process may be building it: the
+        cache's lock waits for it); records "built <what>" or "reused <what>"."""
         started = time.perf_counter()
-        _, built = self.cache.build(kind, key, shape, "float32", fill, meta)
+        _, built = self.cache.build(kind, key, shape, dtype, fill, meta)
         self.events.append(f"{'built' if built else 'reused'} {what}")
         if built:
             log.info("cached %s %s in %.1f s", what, shape, time.perf_counter() - started)
@@ -124,9 +125,8 @@ class FeatureStore:
                 self.features.precompute(waveforms, out, advance=lambda k: progress.advance(task, k))
 
         shape = (len(paths), *self.features.output_shape(self.audio.num_samples))
-        self.build(
-            "features", keys.features, shape, compute, {"features": self.features.cache_params()}, "features"
-        )
+        meta = {"features": self.features.cache_params()}
+        self.build("features", keys.features, shape, compute, meta, "features", self.features.cache_dtype)
         return keys
 
     def load(self, keys: CacheKeys) -> StoredArrays:

@@ -5,5 +5,6 @@ from ser_lightning.features.handcrafted import Handcrafted68
 from ser_lightning.features.logmel import LogMel
 from ser_lightning.features.mfcc import MFCC
 from ser_lightning.features.mfcc_mel import MFCCMel
+from ser_lightning.features.ssl import SSLFeatures
 
-__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel"]
+__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel", "SSLFeatures"]

@@ -31,6 +31,8 @@ class FeatureExtractor(nn.Module):
     # True when `extract` is torch code that can run on the training device per batch;
     # False for CPU-only extractors whose output is always precomputed and cached.
     runs_on_device: bool = True
+    # The numpy dtype of this extractor's feature cache; batches are float32 whatever it is.
+    cache_dtype: str = "float32"
 
     def __init__(
         self, n_features: int, normalization: str = "utterance", eps: float = 1e-5, n_channels: int = 1

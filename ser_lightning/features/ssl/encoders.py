@@ -1,0 +1,440 @@
+"""The pretrained speech encoders `features=ssl` can run, and where their weights are read from.
+
+`ENCODERS` names each encoder once: its family (the transformers architecture), its Hugging Face
+repository, its size (layers, hidden size, parameters) and how its input is prepared.
+`load_encoder` finds the weights, in this order:
+
+1. `encoder` is a folder written by `save_pretrained` (config.json and the weights);
+2. `weights` is such a folder;
+3. `weights` is one file: a state dict (`.safetensors`, or a torch file read with
+   `torch.load(weights_only=True)`) loaded into the named encoder's architecture, which is built
+   here from the sizes below, without any config file;
+4. the Hugging Face cache of this machine (`from_pretrained(repo, local_files_only=True)`);
+5. a download from the Hugging Face Hub, unless offline mode (HF_HUB_OFFLINE=1) is set.
+
+When none gives the weights, `MissingEncoderWeights` says which encoder, what was looked for,
+where to get it and how to pass it, before any data is read. Remote code is never trusted, and
+`from_pretrained` reads safetensors only.
+
+What is returned is the model in eval mode, frozen, with the record of what was loaded
+(`EncoderIdentity`) and the SHA-256 of its weights (`weights_digest`), which names the weights in
+feature cache keys and checkpoints. Whisper models give their encoder only; its log-mel front end
+is `WhisperLogMel`, in torch so that it runs batched on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # every encoder here was trained on 16 kHz audio
+WEIGHTS_HELP = "features.weights=/path/to/weights.safetensors or features.encoder=/path/to/saved_folder"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One named encoder of the registry.
+
+    `normalize_waveform`: whether the model was trained on waveforms scaled to zero mean and unit
+    variance per utterance (the large wav2vec2-style models and data2vec) or on raw ones (the base
+    wav2vec2, HuBERT and WavLM models). `config` holds the sizes that differ from the
+    transformers config class's defaults, which are those of the base models.
+    """
+
+    name: str
+    family: str  # wav2vec2 | hubert | wavlm | data2vec_audio | whisper
+    repo: str
+    num_layers: int
+    hidden_size: int
+    parameters_m: int  # approximate, millions, of the part that runs (Whisper: its encoder)
+    normalize_waveform: bool
+    config: tuple[tuple[str, object], ...] = ()
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}"
+
+
+# Sizes of the 24-layer wav2vec2-style models whose conv stack uses layer norm.
+_LARGE_STABLE = (
+    ("hidden_size", 1024),
+    ("num_hidden_layers", 24),
+    ("num_attention_heads", 16),
+    ("intermediate_size", 4096),
+    ("feat_extract_norm", "layer"),
+    ("do_stable_layer_norm", True),
+)
+
+
+def _whisper(d_model: int, layers: int, heads: int, mel_bins: int = 80) -> tuple[tuple[str, object], ...]:
+    return (
+        ("d_model", d_model),
+        ("encoder_layers", layers),
+        ("encoder_attention_heads", heads),
+        ("encoder_ffn_dim", 4 * d_model),
+        ("decoder_layers", layers),
+        ("decoder_attention_heads", heads),
+        ("decoder_ffn_dim", 4 * d_model),
+        ("num_mel_bins", mel_bins),
+    )
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        EncoderSpec("wav2vec2_base", "wav2vec2", "facebook/wav2vec2-base", 12, 768, 94, False),
+        EncoderSpec(
+            "wav2vec2_large_lv60k",
+            "wav2vec2",
+            "facebook/wav2vec2-large-lv60",
+            24,
+            1024,
+            315,
+            True,
+            _LARGE_STABLE + (("conv_bias", True),),
+        ),
+        EncoderSpec(
+            "xlsr_300m",
+            "wav2vec2",
+            "facebook/wav2vec2-xls-r-300m",
+            24,
+            1024,
+            315,
+            True,
+            _LARGE_STABLE + (("conv_bias", True),),
+        ),
+        EncoderSpec("hubert_base", "hubert", "facebook/hubert-base-ls960", 12, 768, 94, False),
+        EncoderSpec(
+            "hubert_large",
+            "hubert",
+            "facebook/hubert-large-ll60k",
+            24,
+            1024,
+            315,
+            True,
+            _LARGE_STABLE + (("conv_bias", True),),
+        ),
+        EncoderSpec("wavlm_base", "wavlm", "microsoft/wavlm-base", 12, 768, 94, False),
+        EncoderSpec("wavlm_base_plus", "wavlm", "microsoft/wavlm-base-plus", 12, 768, 94, False),
+        EncoderSpec("wavlm_large", "wavlm", "microsoft/wavlm-large", 24, 1024, 315, True, _LARGE_STABLE),
+        EncoderSpec(
+            "data2vec_audio_base", "data2vec_audio", "facebook/data2vec-audio-base", 12, 768, 93, True
+        ),
+        EncoderSpec(
+            "data2vec_audio_large",
+            "data2vec_audio",
+            "facebook/data2vec-audio-large",
+            24,
+            1024,
+            313,
+            True,
+            (
+                ("hidden_size", 1024),
+                ("num_hidden_layers", 24),
+                ("num_attention_heads", 16),
+                ("intermediate_size", 4096),
+            ),
+        ),
+        EncoderSpec("whisper_base", "whisper", "openai/whisper-base", 6, 512, 21, False, _whisper(512, 6, 8)),
+        EncoderSpec(
+            "whisper_small", "whisper", "openai/whisper-small", 12, 768, 88, False, _whisper(768, 12, 12)
+        ),
+        EncoderSpec(
+            "whisper_medium", "whisper", "openai/whisper-medium", 24, 1024, 307, False, _whisper(1024, 24, 16)
+        ),
+        EncoderSpec(
+            "whisper_large_v3",
+            "whisper",
+            "openai/whisper-large-v3",
+            32,
+            1280,
+            637,
+            False,
+            _whisper(1280, 32, 20, mel_bins=128),
+        ),
+    )
+}
+
+# transformers' model_type of each family (as config.json names it).
+MODEL_TYPES = {
+    "wav2vec2": "wav2vec2",
+    "hubert": "hubert",
+    "wavlm": "wavlm",
+    "data2vec_audio": "data2vec-audio",
+    "whisper": "whisper",
+}
+
+
+class MissingEncoderWeights(FileNotFoundError):
+    """No weights of the named encoder were found; the message says where to get them and put them."""
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """What was loaded: the encoder's name (a registry name, or the folder's name), its family and
+    where the weights came from (a folder, a file, or `hf-cache:<repo>`)."""
+
+    name: str
+    family: str
+    source: str
+
+
+@dataclass
+class LoadedEncoder:
+    model: nn.Module  # frozen, eval mode; Whisper: its WhisperEncoder
+    identity: EncoderIdentity
+    weights_digest: str  # SHA-256 hex of the weights (see `state_dict_digest`)
+    normalize_waveform: bool
+    num_layers: int
+    hidden_size: int
+    front_end: nn.Module | None = None  # Whisper's WhisperLogMel; None for waveform encoders
+
+
+def _families():
+    """The transformers classes of each family: (config class, model class)."""
+    import transformers
+
+    return {
+        "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model),
+        "hubert": (transformers.HubertConfig, transformers.HubertModel),
+        "wavlm": (transformers.WavLMConfig, transformers.WavLMModel),
+        "data2vec_audio": (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel),
+        "whisper": (transformers.WhisperConfig, transformers.WhisperModel),
+    }
+
+
+def state_dict_digest(model: nn.Module) -> str:
+    """SHA-256 over every tensor of the state dict, by name in sorted order (name, dtype, shape, bytes).
+
+    The same weights give the same digest whichever file or folder they were read from.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}\0{flat.dtype}\0{tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _offline() -> bool:
+    """Whether the Hugging Face offline mode is asked for (read now, not when the hub was imported)."""
+    truthy = {"1", "on", "yes", "true"}
+    if any(
+        os.environ.get(var, "").strip().lower() in truthy
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _family_of_folder(folder: Path) -> str:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise MissingEncoderWeights(
+            f"{folder} is not an encoder folder: it has no config.json (a folder written by "
+            "save_pretrained, or downloaded from the Hugging Face Hub, holds config.json and model.safetensors)"
+        )
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    for family, name in MODEL_TYPES.items():
+        if name == model_type:
+            return family
+    raise ValueError(
+        f"{config_file} is a {model_type!r} model; features=ssl runs {sorted(MODEL_TYPES.values())}"
+    )
+
+
+def _from_pretrained(family: str, location: str, **kwargs) -> nn.Module:
+    """`from_pretrained` of safetensors weights; of `pytorch_model.bin` (read with
+    `torch.load(weights_only=True)`) only where a folder or repository has no safetensors."""
+    _, model_class = _families()[family]
+    try:
+        return model_class.from_pretrained(location, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except OSError as no_safetensors:
+        try:
+            return model_class.from_pretrained(
+                location, use_safetensors=False, weights_only=True, trust_remote_code=False, **kwargs
+            )
+        except OSError:
+            raise no_safetensors from None
+
+
+def _registry_model(spec: EncoderSpec) -> nn.Module:
+    """The named encoder's architecture with random weights, built from the registry's sizes."""
+    config_class, model_class = _families()[spec.family]
+    config = config_class(**dict(spec.config))
+    if spec.family == "whisper":
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(config)
+    return model_class(config)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict (names -> tensors)")
+    return state
+
+
+def _load_state_dict_file(spec: EncoderSpec, path: Path) -> nn.Module:
+    """The named encoder's architecture with the weights of a state-dict file.
+
+    Names may carry the prefix of a model with a head around the encoder (`wav2vec2.`, `hubert.`,
+    ..., `model.encoder.` for Whisper): only the encoder's names are kept. Every weight of the
+    encoder must be there and nothing else may be.
+    """
+    model = _registry_model(spec)
+    state = _read_state_dict(path)
+    prefixes = (
+        ("model.encoder.", "encoder.") if spec.family == "whisper" else (f"{model.base_model_prefix}.",)
+    )
+    for prefix in prefixes:
+        if any(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            break
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not hold the weights of {spec.name} ({spec.repo}): "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
+            f"Pass the weights of {spec.repo}, or a folder of another model with features.encoder=/path/to/folder"
+        )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _missing(spec: EncoderSpec, looked: list[str]) -> MissingEncoderWeights:
+    return MissingEncoderWeights(
+        f"no weights for the encoder {spec.name} ({spec.repo}) were found; looked at: {'; '.join(looked)}. "
+        f"Get them from {spec.url} (model.safetensors or pytorch_model.bin, or the whole repository) on a machine with internet, "
+        f"then pass them with {WEIGHTS_HELP}; or put them in the Hugging Face cache "
+        f"(huggingface-cli download {spec.repo})"
+    )
+
+
+def resolve_model(
+    encoder: str, weights: str | None
+) -> tuple[nn.Module, EncoderIdentity, str, EncoderSpec | None]:
+    """The model with its weights (see the module's docstring for the order), its identity and family."""
+    encoder_path = Path(encoder).expanduser()
+    if encoder not in ENCODERS and encoder_path.is_dir():
+        family = _family_of_folder(encoder_path)
+        model = _from_pretrained(family, str(encoder_path))
+        return model, EncoderIdentity(encoder_path.name, family, str(encoder_path.resolve())), family, None
+    if encoder not in ENCODERS:
+        raise ValueError(
+            f"features.encoder={encoder!r} is neither a known encoder ({', '.join(ENCODERS)}) nor a folder "
+            "written by save_pretrained"
+        )
+    spec = ENCODERS[encoder]
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_dir():
+            family = _family_of_folder(path)
+            if family != spec.family:
+                raise ValueError(
+                    f"features.weights={weights} holds a {family} model, {spec.name} is {spec.family}"
+                )
+            model = _from_pretrained(family, str(path))
+        elif path.is_file():
+            model = _load_state_dict_file(spec, path)
+        else:
+            raise _missing(spec, [f"features.weights={weights} (no such file or folder)"])
+        return model, EncoderIdentity(spec.name, spec.family, str(path.resolve())), spec.family, spec
+    looked = [f"the Hugging Face cache ({spec.repo})"]
+    try:
+        model = _from_pretrained(spec.family, spec.repo, local_files_only=True)
+        return model, EncoderIdentity(spec.name, spec.family, f"hf-cache:{spec.repo}"), spec.family, spec
+    except OSError:
+        pass
+    if _offline():
+        looked.append("no download: HF_HUB_OFFLINE is set")
+        raise _missing(spec, looked)
+    try:
+        log.info("downloading %s from %s", spec.name, spec.url)
+        model = _from_pretrained(spec.family, spec.repo)
+    except OSError as err:
+        looked.append(f"a download from {spec.url} ({type(err).__name__})")
+        raise _missing(spec, looked) from err
+    return model, EncoderIdentity(spec.name, spec.family, f"hf-hub:{spec.repo}"), spec.family, spec
+
+
+def load_encoder(encoder: str, weights: str | None = None) -> LoadedEncoder:
+    """The frozen encoder named `encoder` (a registry name or a save_pretrained folder), in eval mode,
+    with its identity and the SHA-256 of its weights; Whisper gives its encoder and log-mel front end."""
+    model, identity, family, spec = resolve_model(encoder, weights)
+    front_end = None
+    if family == "whisper":
+        if not hasattr(model, "conv1"):  # a whole WhisperModel: keep its encoder
+            model = model.get_encoder()
+        front_end = WhisperLogMel(model.config.num_mel_bins)
+    model.eval()
+    model.requires_grad_(False)
+    config = model.config
+    if spec is not None:
+        normalize = spec.normalize_waveform
+    else:  # a folder: trained on normalised waveforms iff its conv stack uses layer norm (wav2vec2-style)
+        normalize = family == "data2vec_audio" or getattr(config, "feat_extract_norm", "group") == "layer"
+    num_layers = config.encoder_layers if family == "whisper" else config.num_hidden_layers
+    hidden_size = config.d_model if family == "whisper" else config.hidden_size
+    return LoadedEncoder(
+        model=model,
+        identity=identity,
+        weights_digest=state_dict_digest(model),
+        normalize_waveform=normalize and family != "whisper",
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        front_end=front_end,
+    )
+
+
+# Whisper's front end: 25 ms windows every 10 ms over 30 s of 16 kHz audio, 2 frames per encoder frame.
+WHISPER_N_FFT = 400
+WHISPER_HOP = 160
+WHISPER_WINDOW_SAMPLES = 30 * SAMPLE_RATE
+WHISPER_SAMPLES_PER_FRAME = 2 * WHISPER_HOP
+
+
+class WhisperLogMel(nn.Module):
+    """Whisper's log-mel spectrogram of 16 kHz waveforms `(batch, samples)`, padded with zeros to
+    30 s: `(batch, n_mels, 3000)`, as WhisperFeatureExtractor computes it, batched in torch."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        from transformers import WhisperFeatureExtractor
+
+        filters = WhisperFeatureExtractor(feature_size=n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
+        self.register_buffer("mel_filters", torch.as_tensor(filters, dtype=torch.float32), persistent=False)
+        self.register_buffer("window", torch.hann_window(WHISPER_N_FFT), persistent=False)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        if waveforms.shape[-1] > WHISPER_WINDOW_SAMPLES:
+            raise ValueError(
+                f"Whisper encoders see at most 30 s; these clips have {waveforms.shape[-1] / SAMPLE_RATE:.1f} s "
+                "(set data.duration to 30 or less)"
+            )
+        padded = nn.functional.pad(waveforms.float(), (0, WHISPER_WINDOW_SAMPLES - waveforms.shape[-1]))
+        stft = torch.stft(padded, WHISPER_N_FFT, WHISPER_HOP, window=self.window, return_complex=True)
+        power = stft[..., :-1].abs() ** 2
+        log_spec = torch.clamp(self.mel_filters.T @ power, min=1e-10).log10()
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
