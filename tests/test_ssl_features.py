@@ -340,6 +340,9 @@ def test_the_feature_cache_of_ssl_features_is_float16_and_batches_float32(folder
         waves = torch.from_numpy(np.array(arrays.waveforms))
         direct = torch.cat([features.extract(waves[i : i + 2]) for i in range(0, 5, 2)]).numpy()
     np.testing.assert_array_equal(arrays.features, direct.astype(np.float16))
+    # features computed per batch (prediction, on-the-fly augmentation) are the cached values
+    # exactly: extract rounds to the cache's float16 itself
+    np.testing.assert_array_equal(direct, arrays.features.astype(np.float32))
     dataset = CachedUtterances(arrays.features, np.arange(5), np.zeros(5, dtype=np.int64), "features")
     item, batch = dataset[3], dataset.__getitems__([4, 0])
     assert item["features"].dtype == torch.float32 and batch["features"].dtype == torch.float32

@@ -195,11 +195,11 @@ class SSLFeatures(FeatureExtractor):
             kept = torch.stack([states[i] for i in self.layers], dim=1).float()  # (B, C, T, H)
         features = kept.transpose(2, 3)  # (B, C, H, T)
         if self.pooling == "mean":
-            return features.mean(dim=3, keepdim=True)
-        if self.pooling == "mean_std":
+            features = features.mean(dim=3, keepdim=True)
+        elif self.pooling == "mean_std":
             std, mean = torch.std_mean(features, dim=3, keepdim=True, correction=0)
-            return torch.cat([mean, std], dim=2)
-        return features
+            features = torch.cat([mean, std], dim=2)
+        return in_cache_precision(features)
 
     def precompute(
         self,
@@ -223,6 +223,17 @@ class SSLFeatures(FeatureExtractor):
                         advance(len(batch))
         finally:
             self.to(home)
+
+
+def in_cache_precision(features: torch.Tensor) -> torch.Tensor:
+    """Features rounded to float16, the precision the cache stores them in (values beyond
+    float16's range are clipped to it), returned as float32. Every path gets these values: the
+    cache, and features computed per batch or for prediction, so a model never sees one
+    precision in training and another in prediction. Dataset normalisation can magnify the
+    rounding of a row whose values sit far from zero with little spread; the model is trained
+    on the rounded values, so that is part of its input, not a difference between paths."""
+    limit = torch.finfo(torch.float16).max
+    return features.clamp(-limit, limit).to(torch.float16).float()
 
 
 def _layer_indices(layers: str | Sequence[int], num_layers: int) -> tuple[int, ...]:
