@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -396,11 +397,71 @@ def current_hparams(hparams: dict) -> dict:
     return hparams
 
 
+@dataclass(frozen=True)
+class EncoderFiles:
+    """Which files a checkpoint of pretrained-encoder features (`features=ssl`) may load.
+
+    Its features config names the encoder it was trained with: a registry name (the weights
+    come from the Hugging Face cache), or a folder or file on the machine that trained it. A
+    file someone else made must not choose which of this machine's files are read, so a stored
+    folder or file is read only inside `models_dir` (`paths.models_dir` for the commands);
+    `encoder` and `weights`, named by the user, replace the stored ones. The weights' digest,
+    kept in the checkpoint, must still match.
+    """
+
+    encoder: str | None = None
+    weights: str | None = None
+    models_dir: str | None = None
+
+    @classmethod
+    def of_command(cls, cfg) -> EncoderFiles:
+        """From the config of eval, predict or export: `encoder`, `encoder_weights`, `paths.models_dir`."""
+        encoder, weights = cfg.get("encoder"), cfg.get("encoder_weights")
+        return cls(
+            None if encoder is None else str(encoder),
+            None if weights is None else str(weights),
+            str(cfg.paths.models_dir),
+        )
+
+    def apply(self, features: dict, where: str) -> dict:
+        """The features config with the user's encoder files, its stored paths vetted."""
+        if "encoder" not in features or not str(features.get("_target_", "")).endswith("SSLFeatures"):
+            return features
+        from ser_lightning.features.ssl import ENCODERS
+
+        features = dict(features)
+        for key, named, option in (
+            ("encoder", self.encoder, "encoder"),
+            ("weights", self.weights, "encoder_weights"),
+        ):
+            if named is not None:
+                features[key] = str(named)
+                continue
+            stored = features.get(key)
+            if stored is None or (key == "encoder" and stored in ENCODERS):
+                continue
+            if not self._inside_models_dir(str(stored)):
+                raise CheckpointError(
+                    f"{where!r} was trained with features.{key}={stored!r}, outside this machine's models folder "
+                    f"paths.models_dir={self.models_dir!r}; a checkpoint's encoder files are read only inside it. "
+                    f"To use that {'folder' if key == 'encoder' else 'file'} (or a copy), name it yourself: "
+                    f"{option}={stored}"
+                )
+        return features
+
+    def _inside_models_dir(self, stored: str) -> bool:
+        if not self.models_dir:
+            return False
+        models = Path(self.models_dir).expanduser().resolve()
+        return Path(stored).expanduser().resolve().is_relative_to(models)
+
+
 def load_checkpoint(
     path: str | Path,
     module_class: type[pl.LightningModule],
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
+    encoder_files: EncoderFiles | None = None,
 ):
     """Rebuild the model a checkpoint file holds, in eval mode, from the file alone.
 
@@ -408,7 +469,7 @@ def load_checkpoint(
     `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this).
     """
     return module_from_checkpoint(
-        read_checkpoint(path, map_location), module_class, path, map_location, strict
+        read_checkpoint(path, map_location), module_class, path, map_location, strict, encoder_files
     )
 
 
@@ -418,14 +479,17 @@ def module_from_checkpoint(
     path: str | Path = "<checkpoint>",
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
+    encoder_files: EncoderFiles | None = None,
 ):
     """The `module_class` (SERModule) of an already read (and checked) checkpoint.
 
     The network is built uncompiled (compiling is a training-time speed choice); weights saved
-    from a compiled network load into it all the same.
+    from a compiled network load into it all the same. A pretrained encoder's files are read
+    as `encoder_files` allows (see EncoderFiles; by default no stored folder or file).
     """
     hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
+    hparams["features"] = (encoder_files or EncoderFiles()).apply(hparams["features"], str(path))
     try:
         module = module_class(**hparams)
     except TypeError as err:

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from ser_lightning.checkpoint import (
+    EncoderFiles,
     checkpoint_record,
     current_data_config,
     file_identities,
@@ -262,7 +263,9 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     ckpt_path = str(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     record = checkpoint_record(checkpoint)
-    module = module_from_checkpoint(checkpoint, SERModule, ckpt_path)
+    module = module_from_checkpoint(
+        checkpoint, SERModule, ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
+    )
     machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
     data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.checkpoint import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
 from ser_lightning.inference.windows import clip_windows
@@ -55,7 +56,7 @@ def export(cfg: DictConfig) -> dict:
     """Export, verify against PyTorch, and write export.json next to the run."""
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
-    module = SERModule.load_from_checkpoint(cfg.ckpt_path)
+    module = SERModule.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     output_dir = Path(cfg.paths.output_dir)
     path = (
         Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
-from ser_lightning.checkpoint import load_checkpoint
+from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
@@ -113,13 +113,23 @@ class SERModule(pl.LightningModule):
         self.val_ua_best = MaxMetric()
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location="cpu", strict: bool = True, **unsupported):
-        """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint."""
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path,
+        map_location="cpu",
+        strict: bool = True,
+        encoder_files: EncoderFiles | None = None,
+        **unsupported,
+    ):
+        """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint.
+        `encoder_files` says which pretrained-encoder files a `features=ssl` checkpoint may read."""
         if unsupported:
             raise TypeError(
                 f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config"
             )
-        return load_checkpoint(checkpoint_path, cls, map_location=map_location, strict=strict)
+        return load_checkpoint(
+            checkpoint_path, cls, map_location=map_location, strict=strict, encoder_files=encoder_files
+        )
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:

@@ -19,7 +19,7 @@ import transformers
 from hydra.utils import instantiate
 from safetensors.torch import save_file
 
-from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError, EncoderFiles
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.data.cache import cache_key
 from ser_lightning.data.feature_store import FeatureStore
@@ -322,7 +322,14 @@ def test_an_ssl_checkpoint_loads_and_refuses_other_weights(folders, tmp_path):
     assert module.input_shape == (2, 32, 99)
     assert not any(k.startswith("features.") and "encoder." in k for k in module.state_dict())
     path = save_checkpoint(module, tmp_path / "ssl.ckpt")
-    loaded = SERModule.load_from_checkpoint(path)
+    # the checkpoint names its encoder folder; a stored folder is read only where the loader allows
+    with pytest.raises(
+        CheckpointError, match=r"features.encoder=.*outside this machine's models folder.*encoder="
+    ):
+        SERModule.load_from_checkpoint(path)
+    loaded = SERModule.load_from_checkpoint(
+        path, encoder_files=EncoderFiles(models_dir=str(folders["wavlm"].parent))
+    )
     waves = torch.randn(2, 8000) * 0.1
     with torch.inference_mode():
         torch.testing.assert_close(

@@ -12,7 +12,9 @@ import pytest
 import torch
 import transformers
 
+from ser_lightning.checkpoint import CheckpointError
 from ser_lightning.eval import evaluate
+from ser_lightning.features.ssl import EncoderWeightsMismatch
 from ser_lightning.predict import predict
 from ser_lightning.train import train
 
@@ -86,8 +88,14 @@ def test_eval_and_predict_score_an_ssl_checkpoint_as_training_did(trained, small
     summary = json.loads((trained["run"] / "summary.json").read_text())
     ckpt = summary["best_checkpoint"]
     run_dir = tmp_path / "eval"
+    # the encoder folder the checkpoint names lies in this machine's models folder: eval reads it
     cfg = compose_train(
-        [f"ckpt_path={ckpt}", "device=cpu", f"+data.root={small_demo_root}"],
+        [
+            f"ckpt_path={ckpt}",
+            "device=cpu",
+            f"+data.root={small_demo_root}",
+            f"paths.models_dir={trained['root']}",
+        ],
         run_dir,
         trained["root"] / "cache",
         config_name="eval",
@@ -98,12 +106,21 @@ def test_eval_and_predict_score_an_ssl_checkpoint_as_training_did(trained, small
     assert report.metrics["ua"] == pytest.approx(train_metrics["ua"], abs=1e-6)
     assert eval_summary["same_test_files_as_training"] is True
 
-    # predict on a test file, cut as training cut it: the same probabilities as eval gave it
+    # predict on a test file, cut as training cut it: the same probabilities as eval gave it; the
+    # folder lies outside predict's models folder, so the user names it (encoder=...)
+    folder = trained["root"] / "tiny_wavlm"
     scored = report.predictions_frame().iloc[0]
     clip = small_demo_root / scored["file"]
     out = io.StringIO()
     predict_cfg = compose_train(
-        [f"ckpt_path={ckpt}", f"inputs={clip}", "device=cpu", "output=json", "long_clips=crop"],
+        [
+            f"ckpt_path={ckpt}",
+            f"inputs={clip}",
+            "device=cpu",
+            "output=json",
+            "long_clips=crop",
+            f"encoder={folder}",
+        ],
         tmp_path / "predict",
         config_name="predict",
     )
@@ -115,3 +132,27 @@ def test_eval_and_predict_score_an_ssl_checkpoint_as_training_did(trained, small
     # float16 alike (in_cache_precision), so they agree to float32 arithmetic
     for name in report.labels:
         assert row["probabilities"][name] == pytest.approx(scored[f"prob_{name}"], abs=1e-5)
+
+
+def test_a_checkpoint_does_not_choose_which_encoder_files_are_read(trained, small_demo_root, tmp_path):
+    ckpt = json.loads((trained["run"] / "summary.json").read_text())["best_checkpoint"]
+    clip = sorted(small_demo_root.rglob("*.wav"))[0]
+    cfg = compose_train(
+        [f"ckpt_path={ckpt}", f"inputs={clip}", "device=cpu"], tmp_path, config_name="predict"
+    )
+    folder = trained["root"] / "tiny_wavlm"
+    with pytest.raises(
+        CheckpointError, match=rf"features.encoder='{folder}', outside .*models_dir.*encoder={folder}"
+    ):
+        predict(cfg, stream=io.StringIO())
+    # a folder named by the user must hold the weights the checkpoint was trained with
+    other = tmp_path / "other_wavlm"
+    torch.manual_seed(5)
+    transformers.WavLMModel(transformers.WavLMConfig(**TINY_WAVLM)).eval().save_pretrained(other)
+    cfg = compose_train(
+        [f"ckpt_path={ckpt}", f"inputs={clip}", "device=cpu", f"encoder={other}"],
+        tmp_path,
+        config_name="predict",
+    )
+    with pytest.raises(EncoderWeightsMismatch):
+        predict(cfg, stream=io.StringIO())
