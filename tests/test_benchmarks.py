@@ -161,3 +161,32 @@ def test_predict_memory_reports_block_decoding_below_the_whole_file(tmp_path):
     (row,) = table_rows(report, "20 s")
     whole_peak, block_peak = number(row[3]), number(row[4])
     assert 0 < block_peak < whole_peak, row
+
+
+def test_ssl_features_reports_every_encoder_and_head(tmp_path):
+    report = run_benchmark(
+        "ssl_features.py",
+        "--tiny",
+        "--clips",
+        "16",
+        "--actors",
+        "6",
+        "--duration",
+        "1",
+        "--epochs",
+        "2",
+        "--work-dir",
+        str(tmp_path),
+    )
+    for encoder in ("wav2vec2_base", "hubert_base", "wavlm_base_plus", "data2vec_audio_base", "whisper_base"):
+        (row,) = table_rows(report, encoder)
+        assert row[2] == "3 × 32" and row[4] == "cpu"  # tiny: 3 hidden states of 32 values
+        assert number(row[5]) > 0  # clips / s
+        frames = number(row[3])  # 49 of a 1 s clip for the wav2vec2-style encoders, 50 for Whisper
+        # float16 bytes per clip for pooling none, mean and mean_std
+        assert [number(cell) for cell in row[6:9]] == [3 * 32 * frames * 2, 3 * 32 * 2, 3 * 64 * 2]
+    for model in ("ssl_head", "ssl_head_emobox"):
+        rows = [row for row in table_rows(report, model) if row[0].strip("`") == model]
+        assert [row[1] for row in rows] == ["none", "mean"], report
+        assert [row[2] for row in rows] == ["(3, 32, 49)", "(3, 32, 1)"]
+        assert all(number(row[5]) > 0 for row in rows)  # s / epoch

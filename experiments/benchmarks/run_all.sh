@@ -33,6 +33,8 @@ run scaling experiments/benchmarks/scaling.py --sizes 360,1440,5760 --durations 
 run model_epoch_time experiments/benchmarks/model_epoch_time.py --actors 24 --epochs 2 --data-dir "$DATA" --cache-dir "$DATA/cache"
 run cache_verification experiments/benchmarks/cache_verification.py --clips 1440 --repeats 5 --work-dir "$DATA/cache_verification"
 run predict_memory experiments/benchmarks/predict_memory.py --seconds 60,300,600
+# base-size encoders with random weights (speed does not depend on them); caches in a temporary folder
+run ssl_features experiments/benchmarks/ssl_features.py --clips 240 --actors 6 --epochs 3
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
