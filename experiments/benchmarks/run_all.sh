@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark at full size, one after another, each report saved as markdown.
 #
-#   bash experiments/benchmarks/run_all.sh [RESULTS_DIR]        # CPU rows (about 20 min on 2 cores)
+#   bash experiments/benchmarks/run_all.sh [RESULTS_DIR]        # CPU rows (about 30 min on 2 cores)
 #   GPU=1 bash experiments/benchmarks/run_all.sh [RESULTS_DIR]  # adds the GPU rows (bf16-mixed)
 #
 # Run on an otherwise idle machine: the scripts time wall clock, and other work on the same
@@ -35,6 +35,7 @@ run cache_verification experiments/benchmarks/cache_verification.py --clips 1440
 run predict_memory experiments/benchmarks/predict_memory.py --seconds 60,300,600
 # base-size encoders with random weights (speed does not depend on them); caches in a temporary folder
 run ssl_features experiments/benchmarks/ssl_features.py --clips 240 --actors 6 --epochs 3
+run ssl_features_whisper_small experiments/benchmarks/ssl_features.py --encoders whisper_small --clips 48 --actors 6 --skip-training
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
