@@ -41,7 +41,7 @@ from model_epoch_time import FULL_DEMO_ACTORS, EpochTimer
 
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.features.ssl import SSLFeatures
-from ser_lightning.features.ssl.encoders import ENCODERS, SAMPLE_RATE, _families
+from ser_lightning.features.ssl.encoders import ENCODERS, SAMPLE_RATE, family_classes
 from ser_lightning.features.ssl.features import POOLINGS
 from ser_lightning.train import build
 
@@ -76,7 +76,7 @@ def encoder_folder(name: str, root: Path, tiny: bool) -> Path:
     """A save_pretrained folder of the named encoder's architecture (or its tiny version) with
     random weights. Whisper is saved whole, as its published folders are."""
     spec = ENCODERS[name]
-    config_class, model_class = _families()[spec.family]
+    config_class, model_class = family_classes()[spec.family]
     sizes = dict(spec.config)
     if tiny:
         sizes.update(TINY_WHISPER if spec.family == "whisper" else TINY_WAV2VEC2_STYLE)

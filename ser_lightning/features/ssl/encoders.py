@@ -200,7 +200,7 @@ class LoadedEncoder:
     front_end: nn.Module | None = None  # Whisper's WhisperLogMel; None for waveform encoders
 
 
-def _families():
+def family_classes():
     """The transformers classes of each family: (config class, model class)."""
     import transformers
 
@@ -258,7 +258,7 @@ def _family_of_folder(folder: Path) -> str:
 def _from_pretrained(family: str, location: str, **kwargs) -> nn.Module:
     """`from_pretrained` of safetensors weights; of `pytorch_model.bin` (read with
     `torch.load(weights_only=True)`) only where a folder or repository has no safetensors."""
-    _, model_class = _families()[family]
+    _, model_class = family_classes()[family]
     try:
         return model_class.from_pretrained(location, use_safetensors=True, trust_remote_code=False, **kwargs)
     except OSError as no_safetensors:
@@ -272,7 +272,7 @@ def _from_pretrained(family: str, location: str, **kwargs) -> nn.Module:
 
 def _registry_model(spec: EncoderSpec) -> nn.Module:
     """The named encoder's architecture with random weights, built from the registry's sizes."""
-    config_class, model_class = _families()[spec.family]
+    config_class, model_class = family_classes()[spec.family]
     config = config_class(**dict(spec.config))
     if spec.family == "whisper":
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
