@@ -50,6 +50,27 @@ class EpochTimer(pl.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def train_epoch_seconds(module, datamodule, epochs: int, run_dir: str | Path) -> list[float]:
+    """Seconds of each training epoch after the first (which warms allocators and the page
+    cache), on the CPU, with nothing but training in the loop."""
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+        default_root_dir=run_dir,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return timer.seconds[1:]
+
+
 def incompatibility(error: BaseException | None) -> IncompatibleFeaturesError | None:
     """The model × features mismatch behind a start-up error, if that is what it was."""
     while error is not None and not isinstance(error, IncompatibleFeaturesError):
@@ -85,22 +106,7 @@ def time_pair(model: str, features: str, args: argparse.Namespace, run_dir: str)
     datamodule, module = objects["datamodule"], objects["model"]
     datamodule.prepare_data()  # caches are built here, before any timing
     datamodule.setup("fit")
-    timer = EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-        default_root_dir=run_dir,
-    )
-    trainer.fit(module, datamodule=datamodule)
-    measured = timer.seconds[1:]  # the first epoch warms allocators and the page cache
+    measured = train_epoch_seconds(module, datamodule, args.epochs, run_dir)
     return {
         "model": model,
         "features": features,

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from bench_config import timing_config
-from model_epoch_time import FULL_DEMO_ACTORS, EpochTimer
+from model_epoch_time import FULL_DEMO_ACTORS, train_epoch_seconds
 
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.features.ssl import SSLFeatures
@@ -169,22 +169,7 @@ def training_rows(args: argparse.Namespace, work: Path, run_dir: str) -> list[di
             build_seconds = time.perf_counter() - started
             built = "built features" in datamodule.cache_events
             datamodule.setup("fit")
-            timer = EpochTimer()
-            trainer = pl.Trainer(
-                max_epochs=args.epochs,
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                limit_val_batches=0,
-                num_sanity_val_steps=0,
-                callbacks=[timer],
-                default_root_dir=run_dir,
-            )
-            trainer.fit(module, datamodule=datamodule)
-            measured = timer.seconds[1:]
+            measured = train_epoch_seconds(module, datamodule, args.epochs, run_dir)
             rows.append(
                 {
                     "model": head,
@@ -201,7 +186,7 @@ def training_rows(args: argparse.Namespace, work: Path, run_dir: str) -> list[di
             print(
                 f"{head} × pooling={pooling}: {rows[-1]['seconds']:.2f} s/epoch", file=sys.stderr, flush=True
             )
-            del objects, datamodule, module, trainer
+            del objects, datamodule, module
     return rows
 
 
