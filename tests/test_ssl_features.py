@@ -16,7 +16,6 @@ import pytest
 import torch
 import torchaudio
 import transformers
-from hydra.utils import instantiate
 from safetensors.torch import save_file
 
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError, EncoderFiles
@@ -28,12 +27,10 @@ from ser_lightning.features import SSLFeatures
 from ser_lightning.features.ssl import ENCODERS, EncoderWeightsMismatch, MissingEncoderWeights
 from ser_lightning.features.ssl.encoders import EncoderSpec
 from ser_lightning.features.ssl.features import in_cache_precision
-from ser_lightning.labels import EMOTIONS
 from ser_lightning.module import SERModule
-from ser_lightning.utils.config import to_plain
 
 from .helpers.audio import write_tone
-from .helpers.configs import compose_train
+from .helpers.models import module_from_config
 
 # A 2-layer, 32-wide encoder with a 3-layer conv stack (80 samples per frame).
 TINY_WAVEFORM_ENCODER = {
@@ -285,24 +282,15 @@ def test_the_encoder_stays_out_of_the_state_dict_and_moves_with_the_module(folde
 
 
 def ssl_module(folder: Path, tmp_path: Path) -> SERModule:
-    cfg = compose_train(
-        [
-            "model=crnn_attn",
-            "model.net.conv_channels=[4,8]",
-            "model.net.lstm_hidden=8",
-            "features=ssl",
-            f"features.encoder={folder}",
-            "features.layers=[0,2]",
-        ],
-        tmp_path,
-    )
-    return instantiate(
-        cfg.model,
-        features=to_plain(cfg.features),
-        audio=AudioSettings(duration=0.5).to_dict(),
-        labels=list(EMOTIONS),
-        _recursive_=False,
-    ).eval()
+    overrides = [
+        "model=crnn_attn",
+        "model.net.conv_channels=[4,8]",
+        "model.net.lstm_hidden=8",
+        "features=ssl",
+        f"features.encoder={folder}",
+        "features.layers=[0,2]",
+    ]
+    return module_from_config(overrides, duration=0.5, run_dir=tmp_path)
 
 
 def save_checkpoint(module: SERModule, path: Path) -> Path:

@@ -18,19 +18,24 @@ TINY_NET = [
 ]
 
 
-def tiny_module():
-    """An untrained SERModule of TINY_NET on the default log-mel features (1 s clips, 8 emotions),
-    built from the real configs as train builds it, in eval mode."""
+def module_from_config(overrides: list[str], duration: float, run_dir: Path = Path("/tmp/unused")):
+    """An untrained SERModule built from the real train config with `overrides`, as train builds
+    it (8 emotions, clips of `duration` seconds), in eval mode."""
     from hydra.utils import instantiate
 
     from ser_lightning.data.audio import AudioSettings
     from ser_lightning.labels import EMOTIONS
 
-    cfg = compose_train(TINY_NET, Path("/tmp/unused"))
+    cfg = compose_train(overrides, run_dir)
     return instantiate(
         cfg.model,
         features=to_plain(cfg.features),
-        audio=AudioSettings(duration=1.0).to_dict(),
+        audio=AudioSettings(duration=duration).to_dict(),
         labels=list(EMOTIONS),
         _recursive_=False,
     ).eval()
+
+
+def tiny_module():
+    """An untrained SERModule of TINY_NET on the default log-mel features (1 s clips)."""
+    return module_from_config(TINY_NET, duration=1.0)
