@@ -215,6 +215,66 @@ def test_a_state_dict_file_loads_into_the_named_architecture(family, folders, tm
     )
 
 
+def tiny_torchaudio_model(family: str, seed: int = 0):
+    """The tiny architecture built by torchaudio's own factories, randomly initialised."""
+    sizes = {
+        "extractor_mode": "group_norm",
+        "extractor_conv_layer_config": [(16, 10, 5), (16, 8, 4), (16, 4, 4)],
+        "extractor_conv_bias": False,
+        "encoder_embed_dim": 32,
+        "encoder_projection_dropout": 0.0,
+        "encoder_pos_conv_kernel": 16,
+        "encoder_pos_conv_groups": 2,
+        "encoder_num_layers": 2,
+        "encoder_num_heads": 2,
+        "encoder_attention_dropout": 0.0,
+        "encoder_ff_interm_features": 64,
+        "encoder_ff_interm_dropout": 0.0,
+        "encoder_dropout": 0.0,
+        "encoder_layer_norm_first": False,
+        "encoder_layer_drop": 0.0,
+        "aux_num_out": None,
+    }
+    torch.manual_seed(seed)
+    if family == "wavlm":
+        return torchaudio.models.wavlm_model(**sizes, encoder_num_buckets=16, encoder_max_distance=800).eval()
+    return torchaudio.models.wav2vec2_model(**sizes).eval()
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert", "wavlm"])
+def test_a_torchaudio_state_dict_gives_torchaudios_own_layer_outputs(family, tmp_path, monkeypatch):
+    monkeypatch.setitem(ENCODERS, f"tiny_{family}", tiny_spec(family, f"tiny_{family}"))
+    reference = tiny_torchaudio_model(family, seed=3)
+    # as a user keeps a torchaudio bundle's weights, with the CTC head of an ASR bundle beside them
+    state = dict(reference.state_dict(), **{"aux.weight": torch.zeros(5, 32), "aux.bias": torch.zeros(5)})
+    torch.save(state, tmp_path / "torchaudio_weights.pth")
+    features = SSLFeatures(f"tiny_{family}", weights=str(tmp_path / "torchaudio_weights.pth"), layers=[1, 2])
+    waves = torch.randn(2, 4000) * 0.1
+    with torch.no_grad():
+        expected, _ = reference.extract_features(waves)  # one output per transformer layer
+    out = features.extract(waves)
+    assert out.shape == (2, 2, 32, expected[0].shape[1])
+    for channel, state_of_layer in enumerate(expected):
+        torch.testing.assert_close(out[:, channel], stored(state_of_layer.transpose(1, 2)), **FLOAT16_STEP)
+    # the same weights read twice name the same digest; other weights another
+    again = SSLFeatures(f"tiny_{family}", weights=str(tmp_path / "torchaudio_weights.pth"))
+    assert again.encoder.weights_digest == features.encoder.weights_digest
+    torch.save(tiny_torchaudio_model(family, seed=4).state_dict(), tmp_path / "other.pth")
+    assert SSLFeatures(f"tiny_{family}", weights=str(tmp_path / "other.pth")).encoder.weights_digest != (
+        features.encoder.weights_digest
+    )
+
+
+def test_a_torchaudio_state_dict_of_another_architecture_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(ENCODERS, "tiny_wavlm", tiny_spec("wavlm", "tiny_wavlm"))
+    monkeypatch.setitem(ENCODERS, "tiny_data2vec_audio", tiny_spec("data2vec_audio", "tiny_data2vec_audio"))
+    torch.save(tiny_torchaudio_model("hubert").state_dict(), tmp_path / "hubert.pth")
+    with pytest.raises(ValueError, match=r"hubert\.pth does not hold the weights of tiny_wavlm .* in torchaudio's layout"):
+        SSLFeatures("tiny_wavlm", weights=str(tmp_path / "hubert.pth"))
+    with pytest.raises(ValueError, match="torchaudio's layout, which torchaudio has for wav2vec2, hubert, wavlm"):
+        SSLFeatures("tiny_data2vec_audio", weights=str(tmp_path / "hubert.pth"))
+
+
 def test_a_folder_without_safetensors_loads_its_pytorch_model_bin(folders, tmp_path):
     tiny_model("hubert").save_pretrained(tmp_path / "hubert", safe_serialization=False)
     assert sorted(p.name for p in (tmp_path / "hubert").iterdir()) == ["config.json", "pytorch_model.bin"]

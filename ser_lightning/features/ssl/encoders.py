@@ -8,7 +8,9 @@ repository, its size (layers, hidden size, parameters) and how its input is prep
 2. `weights` is such a folder;
 3. `weights` is one file: a state dict (`.safetensors`, or a torch file read with
    `torch.load(weights_only=True)`) loaded into the named encoder's architecture, which is built
-   here from the sizes below, without any config file;
+   here from the sizes below, without any config file. Both layouts of such files are read: the
+   `transformers` one, and torchaudio's (its model factories and pipeline bundles: wav2vec 2.0,
+   HuBERT and WavLM), which is loaded into torchaudio's own model first and then moved over;
 4. the Hugging Face cache of this machine (`from_pretrained(repo, local_files_only=True)`);
 5. a download from the Hugging Face Hub, unless offline mode (HF_HUB_OFFLINE=1) is set.
 
@@ -299,10 +301,13 @@ def _load_state_dict_file(spec: EncoderSpec, path: Path) -> nn.Module:
 
     Names may carry the prefix of a model with a head around the encoder (`wav2vec2.`, `hubert.`,
     ..., `model.encoder.` for Whisper): only the encoder's names are kept. Every weight of the
-    encoder must be there and nothing else may be.
+    encoder must be there and nothing else may be. A file in torchaudio's layout goes through
+    `_from_torchaudio_state`.
     """
     model = _registry_model(spec)
     state = _read_state_dict(path)
+    if any(name.startswith(TORCHAUDIO_ENCODER_PREFIX) for name in state):
+        return _from_torchaudio_state(spec, model, state, path)
     prefixes = (
         ("model.encoder.", "encoder.") if spec.family == "whisper" else (f"{model.base_model_prefix}.",)
     )
@@ -310,15 +315,77 @@ def _load_state_dict_file(spec: EncoderSpec, path: Path) -> nn.Module:
         if any(k.startswith(prefix) for k in state):
             state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
             break
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
+    _load_exactly(model, state, spec, path, "")
+    return model
+
+
+def _load_exactly(model: nn.Module, state: dict, spec: EncoderSpec, path: Path, layout: str) -> None:
+    """`state` into `model`, refused with the names that differ unless every weight is there, of
+    its shape, and nothing else is."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or misshapen:
         raise ValueError(
-            f"{path} does not hold the weights of {spec.name} ({spec.repo}): "
-            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
-            f"Pass the weights of {spec.repo}, or a folder of another model with features.encoder=/path/to/folder"
+            f"{path} does not hold the weights of {spec.name} ({spec.repo}){layout}: {len(missing)} missing "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(misshapen)} of "
+            f"another shape (e.g. {misshapen[:3]}). Pass the weights of {spec.repo}, or a folder of another "
+            "model with features.encoder=/path/to/folder"
         )
     model.load_state_dict(state, strict=True)
+
+
+# torchaudio's Wav2Vec2Model keeps the transformer under this name (transformers: `encoder.`).
+TORCHAUDIO_ENCODER_PREFIX = "encoder.transformer."
+TORCHAUDIO_FAMILIES = ("wav2vec2", "hubert", "wavlm")
+
+
+def _from_torchaudio_state(spec: EncoderSpec, model: nn.Module, state: dict, path: Path) -> nn.Module:
+    """`model` (the transformers architecture of `spec`) with the weights of a torchaudio state dict.
+
+    The file is loaded, strictly, into torchaudio's own model of the same sizes (built by its
+    factory from the transformers config, as torchaudio's importer does), so that a file of another
+    architecture is refused by torchaudio's names and shapes. Its parts then move over module by
+    module, the correspondence torchaudio's importer uses the other way: the convolutional front
+    end, the projection, and the transformer (WavLM's fused q/k/v projection split in three). A
+    CTC head (`aux.`, in torchaudio's ASR bundles) is left out. `masked_spec_embed`, the vector
+    that training-time masking writes into masked frames, is not in torchaudio's files: it is set
+    to zeros (it takes no part in the features).
+    """
+    if spec.family not in TORCHAUDIO_FAMILIES:
+        raise ValueError(
+            f"{path} is in torchaudio's layout, which torchaudio has for {', '.join(TORCHAUDIO_FAMILIES)}; "
+            f"{spec.name} is {spec.family}: pass its transformers weights ({spec.url})"
+        )
+    from torchaudio.models import wav2vec2_model, wavlm_model
+    from torchaudio.models.wav2vec2.utils.import_huggingface import _get_config, _get_config_wavlm
+
+    if spec.family == "wavlm":
+        torchaudio_model = wavlm_model(**_get_config_wavlm(model.config), aux_num_out=None)
+    else:
+        torchaudio_model = wav2vec2_model(**_get_config(model.config), aux_num_out=None)
+    encoder_state = {k: v for k, v in state.items() if not k.startswith("aux.")}
+    _load_exactly(torchaudio_model, encoder_state, spec, path, " in torchaudio's layout")
+    model.feature_extractor.load_state_dict(torchaudio_model.feature_extractor.state_dict())
+    model.feature_projection.load_state_dict(torchaudio_model.encoder.feature_projection.state_dict())
+    transformer = torchaudio_model.encoder.transformer.state_dict()
+    if spec.family == "wavlm":
+        for i in range(model.config.num_hidden_layers):
+            fused = f"layers.{i}.attention.attention."
+            for kind in ("weight", "bias"):
+                q, k, v = transformer.pop(f"{fused}in_proj_{kind}").chunk(3)
+                transformer.update(
+                    {
+                        f"layers.{i}.attention.q_proj.{kind}": q,
+                        f"layers.{i}.attention.k_proj.{kind}": k,
+                        f"layers.{i}.attention.v_proj.{kind}": v,
+                        f"layers.{i}.attention.out_proj.{kind}": transformer.pop(f"{fused}out_proj.{kind}"),
+                    }
+                )
+    model.encoder.load_state_dict(transformer, strict=True)
+    with torch.no_grad():
+        model.masked_spec_embed.zero_()
     return model
 
 
