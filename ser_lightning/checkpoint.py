@@ -399,7 +399,7 @@ def current_hparams(hparams: dict) -> dict:
 
 @dataclass(frozen=True)
 class EncoderFiles:
-    """Which files a checkpoint of pretrained-encoder features (`features=ssl`) may load.
+    """Which files a checkpoint of a pretrained encoder (`features=ssl`, `model=ssl_finetune`) may load.
 
     Its features config names the encoder it was trained with: a registry name (the weights
     come from the Hugging Face cache), or a folder or file on the machine that trained it. A
@@ -423,31 +423,35 @@ class EncoderFiles:
             str(cfg.paths.models_dir),
         )
 
-    def apply(self, features: dict, where: str) -> dict:
-        """The features config with the user's encoder files, its stored paths vetted."""
-        if "encoder" not in features or not str(features.get("_target_", "")).endswith("SSLFeatures"):
-            return features
+    def apply(self, node: dict, where: str, node_path: str) -> dict:
+        """A features or network config (at `node_path`) with the user's encoder files, its stored
+        paths vetted; unchanged unless it builds a pretrained encoder (`features=ssl`,
+        `model=ssl_finetune`, whose classes say `reads_encoder_files`)."""
+        from hydra.utils import get_class
+
+        if "encoder" not in node or not getattr(get_class(node["_target_"]), "reads_encoder_files", False):
+            return node
         from ser_lightning.features.ssl import ENCODERS
 
-        features = dict(features)
+        node = dict(node)
         for key, named, option in (
             ("encoder", self.encoder, "encoder"),
             ("weights", self.weights, "encoder_weights"),
         ):
             if named is not None:
-                features[key] = str(named)
+                node[key] = str(named)
                 continue
-            stored = features.get(key)
+            stored = node.get(key)
             if stored is None or (key == "encoder" and stored in ENCODERS):
                 continue
             if not self._inside_models_dir(str(stored)):
                 raise CheckpointError(
-                    f"{where!r} was trained with features.{key}={stored!r}, outside this machine's models folder "
+                    f"{where!r} was trained with {node_path}.{key}={stored!r}, outside this machine's models folder "
                     f"paths.models_dir={self.models_dir!r}; a checkpoint's encoder files are read only inside it. "
                     f"To use that {'folder' if key == 'encoder' else 'file'} (or a copy), name it yourself: "
                     f"{option}={stored}"
                 )
-        return features
+        return node
 
     def _inside_models_dir(self, stored: str) -> bool:
         if not self.models_dir:
@@ -489,7 +493,9 @@ def module_from_checkpoint(
     """
     hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
-    hparams["features"] = (encoder_files or EncoderFiles()).apply(hparams["features"], str(path))
+    encoder_files = encoder_files or EncoderFiles()
+    hparams["features"] = encoder_files.apply(hparams["features"], str(path), "features")
+    hparams["net"] = encoder_files.apply(hparams["net"], str(path), "model.net")
     try:
         module = module_class(**hparams)
     except TypeError as err:

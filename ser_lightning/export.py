@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.checkpoint import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
-from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
+from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, external_data_path
 from ser_lightning.inference.windows import clip_windows
 from ser_lightning.module import SERModule
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
@@ -62,7 +62,14 @@ def export(cfg: DictConfig) -> dict:
         Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
     )
     export_onnx(module, path, input_kind=cfg.input, opset=cfg.opset)
+    weights_file = external_data_path(path)
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    if weights_file is not None:
+        log.info(
+            "its weights (over 2 GB) are in %s (%.1f MB): keep it beside the .onnx file",
+            weights_file,
+            weights_file.stat().st_size / 1e6,
+        )
 
     waveforms, source = verification_waveforms(module, list(cfg.get("verify_inputs") or []))
     inputs = (
@@ -73,6 +80,7 @@ def export(cfg: DictConfig) -> dict:
     summary = {
         "checkpoint": str(cfg.ckpt_path),
         "onnx": str(path),
+        "onnx_weights": None if weights_file is None else str(weights_file),
         "input": cfg.input,
         "opset": cfg.opset,
         "parity": parity,

@@ -6,6 +6,8 @@ hyper-parameters alone rebuild the same model, feature extraction included.
 
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -165,6 +167,26 @@ class SERModule(pl.LightningModule):
         self.val_loss.reset()
         self.val_metrics.reset()
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """A network that schedules its own parts (`training_step_schedule`: a pretrained encoder
+        frozen for the first epochs, then warmed up) is told where training is; the rate of the
+        optimizer's `encoder` group is scaled as it says. The scale is divided out before the
+        next one is applied, so that the shared schedule's changes to that rate (plateau,
+        cosine) compose with it, and it is kept in the group, so that a resumed run goes on."""
+        schedule = getattr(self.net, "training_step_schedule", None)
+        if schedule is None:
+            return
+        trainer = self.trainer
+        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+        scale = schedule(self.current_epoch, self.global_step, steps_per_epoch)
+        if scale is None:
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if group.get("name") == "encoder":
+                    group["lr"] = group["lr"] / group.get("lr_scale", 1.0) * scale
+                    group["lr_scale"] = scale
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         target = batch["label"]
         inputs = self.inputs(batch)
@@ -253,7 +275,14 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        optimizer_factory = instantiate(self.hparams.optimizer)
+        # A network with parts trained at their own rates (a pretrained encoder and its head)
+        # gives its parameter groups; the optimizer's `lr` is the rate of the rest.
+        parameter_groups = getattr(self.net, "parameter_groups", None)
+        if parameter_groups is not None:
+            optimizer = optimizer_factory(params=parameter_groups(self.hparams.optimizer["lr"]))
+        else:
+            optimizer = optimizer_factory(params=self.parameters())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)

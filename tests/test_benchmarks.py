@@ -190,3 +190,14 @@ def test_ssl_features_reports_every_encoder_and_head(tmp_path):
         assert [row[1] for row in rows] == ["none", "mean"], report
         assert [row[2] for row in rows] == ["(3, 32, 49)", "(3, 32, 1)"]
         assert all(number(row[5]) > 0 for row in rows)  # s / epoch
+
+
+def test_ssl_finetune_step_reports_both_checkpointing_settings(tmp_path):
+    report = run_benchmark(
+        "ssl_finetune_step.py", "--tiny", "--steps", "1", "--duration", "1", "--work-dir", str(tmp_path)
+    )
+    rows = table_rows(report, "wavlm_base_plus")
+    assert [row[1] for row in rows] == ["on", "off"], report
+    for row in rows:
+        assert number(row[3]) > 0 and number(row[4]) > 0  # s / step, clips / s
+        assert number(row[5]) > 0  # peak memory

@@ -269,9 +269,13 @@ def test_a_torchaudio_state_dict_of_another_architecture_is_refused(tmp_path, mo
     monkeypatch.setitem(ENCODERS, "tiny_wavlm", tiny_spec("wavlm", "tiny_wavlm"))
     monkeypatch.setitem(ENCODERS, "tiny_data2vec_audio", tiny_spec("data2vec_audio", "tiny_data2vec_audio"))
     torch.save(tiny_torchaudio_model("hubert").state_dict(), tmp_path / "hubert.pth")
-    with pytest.raises(ValueError, match=r"hubert\.pth does not hold the weights of tiny_wavlm .* in torchaudio's layout"):
+    with pytest.raises(
+        ValueError, match=r"hubert\.pth does not hold the weights of tiny_wavlm .* in torchaudio's layout"
+    ):
         SSLFeatures("tiny_wavlm", weights=str(tmp_path / "hubert.pth"))
-    with pytest.raises(ValueError, match="torchaudio's layout, which torchaudio has for wav2vec2, hubert, wavlm"):
+    with pytest.raises(
+        ValueError, match="torchaudio's layout, which torchaudio has for wav2vec2, hubert, wavlm"
+    ):
         SSLFeatures("tiny_data2vec_audio", weights=str(tmp_path / "hubert.pth"))
 
 

@@ -36,6 +36,7 @@ run predict_memory experiments/benchmarks/predict_memory.py --seconds 60,300,600
 # base-size encoders with random weights (speed does not depend on them); caches in a temporary folder
 run ssl_features experiments/benchmarks/ssl_features.py --clips 240 --actors 6 --epochs 3
 run ssl_features_whisper_small experiments/benchmarks/ssl_features.py --encoders whisper_small --clips 48 --actors 6 --skip-training
+run ssl_finetune_step experiments/benchmarks/ssl_finetune_step.py --encoders wavlm_base_plus whisper_base --batch 4 --steps 3
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"

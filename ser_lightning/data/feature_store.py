@@ -124,12 +124,17 @@ class FeatureStore:
                 task = progress.add_task("computing features", total=len(paths))
                 self.features.precompute(waveforms, out, advance=lambda k: progress.advance(task, k))
 
+        if self.features.view_of_waveforms(waveforms) is not None:
+            self.events.append("features are the cached waveforms")
+            return keys
         shape = (len(paths), *self.features.output_shape(self.audio.num_samples))
         meta = {"features": self.features.cache_params()}
         self.build("features", keys.features, shape, compute, meta, "features", self.features.cache_dtype)
         return keys
 
     def load(self, keys: CacheKeys) -> StoredArrays:
-        return StoredArrays(
-            keys, self.cache.load("waveforms", keys.waveforms), self.cache.load("features", keys.features)
-        )
+        waveforms = self.cache.load("waveforms", keys.waveforms)
+        features = self.features.view_of_waveforms(waveforms)
+        if features is None:
+            features = self.cache.load("features", keys.features)
+        return StoredArrays(keys, waveforms, features)

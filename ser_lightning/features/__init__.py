@@ -6,5 +6,6 @@ from ser_lightning.features.logmel import LogMel
 from ser_lightning.features.mfcc import MFCC
 from ser_lightning.features.mfcc_mel import MFCCMel
 from ser_lightning.features.ssl import SSLFeatures
+from ser_lightning.features.waveform import Waveform
 
-__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel", "SSLFeatures"]
+__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel", "SSLFeatures", "Waveform"]

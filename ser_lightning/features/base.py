@@ -66,6 +66,11 @@ class FeatureExtractor(nn.Module):
         """Every parameter that changes the bytes `extract` produces (for cache keys)."""
         raise NotImplementedError
 
+    def view_of_waveforms(self, waveforms: np.ndarray) -> np.ndarray | None:
+        """The features of cached `waveforms` `(N, samples)` as a view of them, when `extract`
+        would copy them unchanged (the feature store then stores nothing); None: computed."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
     @property
     def needs_dataset_stats(self) -> bool:

@@ -10,6 +10,12 @@ resamples to mono, peak-normalises and cuts windows as `ser_lightning.inference.
 
 The label order, audio settings and input layout are stored in the file's metadata
 (`custom_metadata_map` in onnxruntime), so the .onnx file is as self-describing as the checkpoint.
+
+Pretrained encoders (`features=ssl`, `model=ssl_finetune`) are in the graph too, traced by the
+same exporter: wav2vec 2.0, HuBERT, WavLM, data2vec-audio and Whisper's encoder (with its log-mel
+front end) all export and match PyTorch. A model whose weights pass 2 GB, the most one protobuf
+file holds (Whisper large-v3's encoder), keeps them in `<file>.onnx.data` beside the .onnx file
+(`external_data_path`); onnxruntime reads both from the same folder.
 """
 
 from __future__ import annotations
@@ -96,8 +102,15 @@ def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: i
             verbose=False,
         )
     program.model.metadata_props.update(onnx_metadata(module, input_kind))
+    # the exporter itself moves the weights out beside the file when they pass 2 GB
     program.save(str(path), external_data=False)
     return path
+
+
+def external_data_path(path: str | Path) -> Path | None:
+    """The file beside an exported model that holds its weights, when they pass 2 GB; else None."""
+    data = Path(f"{path}.data")
+    return data if data.is_file() else None
 
 
 def onnx_session(path: str | Path):

@@ -10,6 +10,7 @@ from ser_lightning.models.requirements import (
     build_network,
     check_compatible,
 )
+from ser_lightning.models.ssl_finetune import SSLFinetune
 from ser_lightning.models.ssl_head import EmoBoxHead, SSLHead
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "EmoBoxHead",
     "IncompatibleFeaturesError",
     "InputRequirement",
+    "SSLFinetune",
     "SSLHead",
     "build_network",
     "check_compatible",

@@ -29,8 +29,16 @@ class InputRequirement:
 
     channels: int | None = None
     fits: str = ""
+    # the feature classes (their names) it takes, when it takes no other; () any
+    feature_classes: tuple[str, ...] = ()
 
     def check(self, model: str, input_shape: tuple[int, int, int], features: str) -> None:
+        feature_class = features.split(" ", 1)[0]
+        if self.feature_classes and feature_class not in self.feature_classes:
+            raise IncompatibleFeaturesError(
+                f"model {model} cannot take features {features}: it takes {' or '.join(self.feature_classes)} "
+                f"features only. Features that fit: {self.fits}."
+            )
         channels = input_shape[0]
         if self.channels is not None and channels != self.channels:
             raise IncompatibleFeaturesError(
@@ -48,11 +56,19 @@ def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, in
     """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input."""
     target = net["_target_"]
     requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
-    if requirement is not None:
-        features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
-        requirement.check(
-            f"{_short(target)} (model.net._target_={target})", tuple(input_shape), features_name
+    features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
+    model_name = f"{_short(target)} (model.net._target_={target})"
+    # features that only networks with their own front end take (the waveform itself)
+    if getattr(get_class(features["_target_"]), "needs_own_front_end", False) and (
+        requirement is None or _short(features["_target_"]) not in requirement.feature_classes
+    ):
+        raise IncompatibleFeaturesError(
+            f"model {model_name} cannot take features {features_name}: these are raw waveforms, for networks "
+            "with their own front end (model=ssl_finetune). Features that fit: features=logmel, mfcc, "
+            "mfcc_mel, handcrafted68 or ssl."
         )
+    if requirement is not None:
+        requirement.check(model_name, tuple(input_shape), features_name)
 
 
 def build_network(

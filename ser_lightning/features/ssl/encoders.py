@@ -201,6 +201,34 @@ class LoadedEncoder:
     hidden_size: int
     front_end: nn.Module | None = None  # Whisper's WhisperLogMel; None for waveform encoders
 
+    def num_frames(self, samples: int) -> int:
+        """Hidden-state frames of a 16 kHz clip of `samples`, as the encoder makes them."""
+        if self.front_end is not None:
+            if samples > WHISPER_WINDOW_SAMPLES:
+                raise ValueError(
+                    f"Whisper encoders see at most 30 s; clips of {samples / SAMPLE_RATE:.1f} s need "
+                    "data.duration of 30 or less"
+                )
+            return -(-samples // WHISPER_SAMPLES_PER_FRAME)
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor(samples)))
+
+    def hidden_states(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every hidden state, `(batch, frames, hidden)` each (L + 1 of them: the input of the first
+        layer, then each layer's output), for 16 kHz `waveforms` `(batch, samples)`; the input is
+        prepared as the encoder was trained (Whisper: its log-mel front end, cut back to the frames
+        the clips cover; the wav2vec2-style large models: normalised waveforms)."""
+        model = self.model
+        dtype = next(model.parameters()).dtype
+        if self.front_end is not None:
+            frames = -(-waveforms.shape[-1] // WHISPER_SAMPLES_PER_FRAME)
+            states = model(self.front_end(waveforms).to(dtype), output_hidden_states=True).hidden_states
+            return tuple(h[:, :frames] for h in states)
+        if self.normalize_waveform:
+            mean = waveforms.mean(dim=-1, keepdim=True)
+            var = waveforms.var(dim=-1, keepdim=True, unbiased=False)
+            waveforms = (waveforms - mean) / torch.sqrt(var + 1e-7)
+        return model(waveforms.to(dtype), output_hidden_states=True).hidden_states
+
 
 def family_classes():
     """The transformers classes of each family: (config class, model class)."""

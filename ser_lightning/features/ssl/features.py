@@ -22,14 +22,7 @@ import torch
 import torchaudio
 
 from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.features.ssl.encoders import (
-    SAMPLE_RATE,
-    WEIGHTS_HELP,
-    WHISPER_SAMPLES_PER_FRAME,
-    WHISPER_WINDOW_SAMPLES,
-    LoadedEncoder,
-    load_encoder,
-)
+from ser_lightning.features.ssl.encoders import SAMPLE_RATE, WEIGHTS_HELP, LoadedEncoder, load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +56,12 @@ class SSLFeatures(FeatureExtractor):
     pooling: "none" keeps every frame; "mean" averages over the clip's frames; "mean_std"
         stacks their mean and (population) standard deviation along F.
     sample_rate: the rate of the data's waveforms; other rates than 16 kHz are resampled.
+    rate: the encoder's input rate, 16000: every encoder here was trained on 16 kHz audio (it is
+        a setting so that the config tree says what the encoder is fed; another value is refused).
     chunk: clips per batch when the feature cache is computed.
     """
 
+    reads_encoder_files = True  # checkpoint.EncoderFiles vets which files it reads
     cache_dtype = "float16"
 
     def __init__(
@@ -75,6 +71,7 @@ class SSLFeatures(FeatureExtractor):
         layers: str | Sequence[int] = "all",
         pooling: str = "none",
         sample_rate: int = SAMPLE_RATE,
+        rate: int = SAMPLE_RATE,
         normalization: str = "none",
         chunk: int = 16,
     ):
@@ -82,8 +79,13 @@ class SSLFeatures(FeatureExtractor):
             raise ValueError(f"features.pooling={pooling!r} must be one of {POOLINGS}")
         if chunk < 1:
             raise ValueError(f"features.chunk={chunk} must be at least 1")
+        if int(rate) != SAMPLE_RATE:
+            raise ValueError(
+                f"features.rate={rate}: the pretrained encoders take {SAMPLE_RATE} Hz audio (Whisper computes its "
+                f"log-mel spectrogram from {SAMPLE_RATE} Hz too); clips of other rates are resampled to it"
+            )
         loaded = load_encoder(str(encoder), None if weights is None else str(weights))
-        kept = _layer_indices(layers, loaded.num_layers)
+        kept = layer_indices(layers, loaded.num_layers)
         hidden = loaded.hidden_size * (2 if pooling == "mean_std" else 1)
         super().__init__(n_features=hidden, normalization=normalization, n_channels=len(kept))
         # A plain attribute, not a submodule: the encoder's weights are not in the state dict.
@@ -124,25 +126,13 @@ class SSLFeatures(FeatureExtractor):
         )
 
     # -- the contract --------------------------------------------------------------------------
-    @property
-    def is_whisper(self) -> bool:
-        return self.encoder.front_end is not None
-
     def encoder_samples(self, num_samples: int) -> int:
         """Samples of a clip of `num_samples` at the data's rate, once resampled to 16 kHz."""
         return resampled_length(num_samples, self.sample_rate, SAMPLE_RATE)
 
     def num_frames(self, num_samples: int) -> int:
         """Encoder frames of a clip of `num_samples` (at the data's rate), as the encoder makes them."""
-        samples = self.encoder_samples(num_samples)
-        if self.is_whisper:
-            if samples > WHISPER_WINDOW_SAMPLES:
-                raise ValueError(
-                    f"Whisper encoders see at most 30 s; clips of {samples / SAMPLE_RATE:.1f} s need "
-                    "data.duration of 30 or less"
-                )
-            return -(-samples // WHISPER_SAMPLES_PER_FRAME)
-        return int(self.encoder.model._get_feat_extract_output_lengths(torch.tensor(samples)))
+        return self.encoder.num_frames(self.encoder_samples(num_samples))
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         frames = self.num_frames(num_samples)
@@ -163,22 +153,6 @@ class SSLFeatures(FeatureExtractor):
             "version": SSL_FEATURES_VERSION,
         }
 
-    def hidden_states(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Every hidden state of the encoder, `(batch, frames, hidden)` each, for 16 kHz waveforms;
-        Whisper's cut to the frames the clips cover."""
-        model = self.encoder.model
-        if self.is_whisper:
-            frames = -(-waveforms.shape[-1] // WHISPER_SAMPLES_PER_FRAME)
-            mel = self.encoder.front_end(waveforms).to(next(model.parameters()).dtype)
-            states = model(mel, output_hidden_states=True).hidden_states
-            return tuple(h[:, :frames] for h in states)
-        if self.encoder.normalize_waveform:
-            mean = waveforms.mean(dim=-1, keepdim=True)
-            var = waveforms.var(dim=-1, keepdim=True, unbiased=False)
-            waveforms = (waveforms - mean) / torch.sqrt(var + 1e-7)
-        inputs = waveforms.to(next(model.parameters()).dtype)
-        return model(inputs, output_hidden_states=True).hidden_states
-
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
         waves = waveforms.float()
         if self.sample_rate != SAMPLE_RATE:
@@ -191,7 +165,7 @@ class SSLFeatures(FeatureExtractor):
                 self._resampling_logged = True
             waves = torchaudio.functional.resample(waves, self.sample_rate, SAMPLE_RATE)
         with torch.no_grad():
-            states = self.hidden_states(waves)
+            states = self.encoder.hidden_states(waves)
             kept = torch.stack([states[i] for i in self.layers], dim=1).float()  # (B, C, T, H)
         features = kept.transpose(2, 3)  # (B, C, H, T)
         if self.pooling == "mean":
@@ -236,7 +210,7 @@ def in_cache_precision(features: torch.Tensor) -> torch.Tensor:
     return features.clamp(-limit, limit).to(torch.float16).float()
 
 
-def _layer_indices(layers: str | Sequence[int], num_layers: int) -> tuple[int, ...]:
+def layer_indices(layers: str | Sequence[int], num_layers: int) -> tuple[int, ...]:
     """The hidden-state indices `layers` names; an encoder of L layers has L + 1 (0 to L)."""
     if isinstance(layers, str):
         if layers != "all":
