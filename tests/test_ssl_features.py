@@ -22,7 +22,9 @@ from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, Chec
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.data.cache import cache_key
 from ser_lightning.data.feature_store import FeatureStore
+from ser_lightning.augment.waveform import build_waveform_augmentation
 from ser_lightning.data.loading import CachedUtterances
+from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.features import SSLFeatures
 from ser_lightning.features.ssl import ENCODERS, EncoderWeightsMismatch, MissingEncoderWeights
 from ser_lightning.features.ssl.encoders import EncoderSpec
@@ -419,3 +421,13 @@ def test_the_feature_cache_of_ssl_features_is_float16_and_batches_float32(folder
     assert item["features"].dtype == torch.float32 and batch["features"].dtype == torch.float32
     np.testing.assert_array_equal(batch["features"].numpy(), arrays.features[[4, 0]].astype(np.float32))
     assert FeatureStore(features, audio, str(tmp_path / "cache")).ensure(table, "") == keys  # reused
+
+    # offline augmented copies are kept in the same precision as the clean cache
+    gain = {
+        "transforms": {"gain": {"_target_": "audiomentations.Gain", "min_gain_db": -6.0, "max_gain_db": 6.0}}
+    }
+    offline = OfflineCopies(build_waveform_augmentation(gain, 16000), 2, 0, "gain", workers=0)
+    copies = offline.build(store, arrays, np.arange(5), np.zeros(5, dtype=np.int64))
+    assert copies.array.dtype == np.float16 and copies.array.shape == (10, *arrays.features.shape[1:])
+    assert copies[0]["features"].dtype == torch.float32
+    assert not np.array_equal(copies.array[0], arrays.features[0])  # augmented, not the clean clip

@@ -12,19 +12,21 @@ depend on the weights' values). Each step: `--batch` clips of `--duration` s of 
 cross-entropy, backward, AdamW with the two parameter groups the module gives it. The first step
 is a warm-up and is not counted; the table gives the mean of the next `--steps`. On a GPU the
 step runs under bf16 autocast, as `trainer=gpu` (precision=bf16-mixed) does, and the peak memory
-is CUDA's; on the CPU in float32, and the peak is the process's resident memory so far (the
-configurations run from the least hungry up, so each peak is its own).
+is CUDA's; on the CPU in float32, and the peak is the resident memory of the process, one
+process per row (so that no row inherits another's peak).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,40 +75,61 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def rows_of(args: argparse.Namespace, work: Path, device: torch.device) -> list[dict]:
+def measure_one(args: argparse.Namespace, work: Path, device: torch.device) -> dict:
+    """One encoder and checkpointing setting, in this process."""
+    name, checkpointing = args.one, args.checkpointing == "on"
+    folder = encoder_folder(name, work / "encoders", args.tiny)
+    net = SSLFinetune(
+        (1, 1, int(args.duration * SAMPLE_RATE)),
+        NUM_CLASSES,
+        str(folder),
+        gradient_checkpointing=checkpointing,
+    ).to(device)
+    measured = step_seconds(net, args, device)
+    return {
+        "encoder": name,
+        "checkpointing": checkpointing,
+        "params": sum(p.numel() for p in net.parameters()),
+        "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+        "seconds": statistics.mean(measured),
+        "spread": (min(measured), max(measured)),
+        "peak_mb": peak_memory_mb(device),
+    }
+
+
+def rows_of(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Every encoder with gradient checkpointing on and off, each in a process of its own."""
     rows = []
     for name in args.encoders:
-        folder = encoder_folder(name, work / "encoders", args.tiny)
-        # the least memory first: on the CPU the peak is the process's so far
-        for checkpointing in (True, False):
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            net = SSLFinetune(
-                (1, 1, int(args.duration * SAMPLE_RATE)),
-                NUM_CLASSES,
-                str(folder),
-                gradient_checkpointing=checkpointing,
-            ).to(device)
-            measured = step_seconds(net, args, device)
-            trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-            rows.append(
-                {
-                    "encoder": name,
-                    "checkpointing": checkpointing,
-                    "params": sum(p.numel() for p in net.parameters()),
-                    "trainable": trainable,
-                    "seconds": statistics.mean(measured),
-                    "spread": (min(measured), max(measured)),
-                    "peak_mb": peak_memory_mb(device),
-                }
-            )
+        encoder_folder(name, work / "encoders", args.tiny)  # written once, read by both processes
+        for checkpointing in ("on", "off"):
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--checkpointing",
+                checkpointing,
+                "--work-dir",
+                str(work),
+                "--batch",
+                str(args.batch),
+                "--duration",
+                str(args.duration),
+                "--steps",
+                str(args.steps),
+                *(["--tiny"] if args.tiny else []),
+                *(["--threads", str(args.threads)] if args.threads else []),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name}, checkpointing {checkpointing} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(
-                f"{name}, gradient checkpointing {'on' if checkpointing else 'off'}: "
-                f"{rows[-1]['seconds']:.2f} s/step",
+                f"{name}, gradient checkpointing {checkpointing}: {rows[-1]['seconds']:.2f} s/step",
                 file=sys.stderr,
                 flush=True,
             )
-            del net
     return rows
 
 
@@ -137,6 +160,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--work-dir", default=None, help="encoder folders (default: a temporary folder)")
     parser.add_argument("--output", default=None, help="also write the report to this markdown file")
+    # one row, in this process (what each of the report's processes runs)
+    parser.add_argument("--one", default=None, choices=sorted(ENCODERS), help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", default="off", choices=("on", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch < 1:
         parser.error("--steps and --batch must be at least 1")
@@ -149,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.one:
+        print(json.dumps(measure_one(args, Path(args.work_dir), device)))
+        return 0
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ssl_finetune-") as scratch:
         work = Path(args.work_dir).resolve() if args.work_dir else Path(scratch)
-        rows = rows_of(args, work, device)
+        rows = rows_of(args, work)
     load_after = os.getloadavg()
     where = (
         torch.cuda.get_device_name(device)

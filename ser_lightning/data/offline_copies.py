@@ -152,5 +152,6 @@ class OfflineCopies:
             "waveform": self.description,
             "features": features.cache_params(),
         }
-        store.build("augmented_features", key, shape, fill, meta, "augmented copies")
+        # in the extractor's cache precision, as its clean cache is (float16 for features=ssl)
+        store.build("augmented_features", key, shape, fill, meta, "augmented copies", features.cache_dtype)
         return AugmentedCopies(store.cache.load("augmented_features", key), rows, self.copies, labels)
