@@ -177,3 +177,18 @@ def test_the_wandb_logger_writes_no_key_either(tone_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((run_dir / "wandb").glob("offline-run-*/files/*"))
     assert files_holding(run_dir, FAKE_KEY) == []
+
+
+def test_last_ckpt_is_the_latest_epoch_even_when_an_earlier_one_scored_best(tone_root, tmp_path):
+    # the monitored value is the epoch itself, lowest best: only epoch 0 is ever the best one
+    overrides = run_overrides(tone_root, epochs=3) + [
+        "callbacks.model_checkpoint.monitor=epoch",
+        "callbacks.model_checkpoint.mode=min",
+        "test=false",
+    ]
+    train(compose_train(overrides, tmp_path, tmp_path / "cache"))
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    # what ckpt_path=last resumes from: where the run stopped, not where it scored best
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert torch.load(checkpoints / "best-epoch000.ckpt", weights_only=True)["epoch"] == 0
