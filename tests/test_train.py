@@ -42,7 +42,9 @@ def test_a_data_config_naming_the_earlier_data_module_target_still_trains(
 ):
     # data configs written for earlier versions named the class; the flat settings are the same
     earlier = "data._target_=ser_lightning.data.datamodule.SERDataModule"
-    cfg = compose_train(small_demo_overrides(small_demo_root) + ["debug=fdr", earlier], tmp_path, cache_dir)
+    # debug=limit, not fdr: Lightning writes no checkpoint in a fast_dev_run
+    overrides = ["debug=limit", "trainer.max_epochs=1", earlier]
+    cfg = compose_train(small_demo_overrides(small_demo_root) + overrides, tmp_path, cache_dir)
     metrics, objects = train(cfg)
     assert type(objects["datamodule"]).__name__ == "SERDataModule"
     assert objects["summary"]["split_sizes"] == objects["datamodule"].manifest.split_sizes
