@@ -32,8 +32,8 @@ class InputRequirement:
     # the feature classes (their names) it takes, when it takes no other; () any
     feature_classes: tuple[str, ...] = ()
 
-    def check(self, model: str, input_shape: tuple[int, int, int], features: str) -> None:
-        feature_class = features.split(" ", 1)[0]
+    def check(self, model: str, input_shape: tuple[int, int, int], features: str, feature_class: str) -> None:
+        """`features`: how to name the features in a message; `feature_class`: their class's name."""
         if self.feature_classes and feature_class not in self.feature_classes:
             raise IncompatibleFeaturesError(
                 f"model {model} cannot take features {features}: it takes {' or '.join(self.feature_classes)} "
@@ -56,11 +56,12 @@ def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, in
     """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input."""
     target = net["_target_"]
     requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
-    features_name = f"{_short(features['_target_'])} (features._target_={features['_target_']})"
+    feature_class = _short(features["_target_"])
+    features_name = f"{feature_class} (features._target_={features['_target_']})"
     model_name = f"{_short(target)} (model.net._target_={target})"
     # features that only networks with their own front end take (the waveform itself)
     if getattr(get_class(features["_target_"]), "needs_own_front_end", False) and (
-        requirement is None or _short(features["_target_"]) not in requirement.feature_classes
+        requirement is None or feature_class not in requirement.feature_classes
     ):
         raise IncompatibleFeaturesError(
             f"model {model_name} cannot take features {features_name}: these are raw waveforms, for networks "
@@ -68,7 +69,7 @@ def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, in
             "mfcc_mel, handcrafted68 or ssl."
         )
     if requirement is not None:
-        requirement.check(model_name, tuple(input_shape), features_name)
+        requirement.check(model_name, tuple(input_shape), features_name, feature_class)
 
 
 def build_network(

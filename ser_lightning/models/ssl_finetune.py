@@ -107,6 +107,10 @@ class SSLFinetune(nn.Module):
                 module.requires_grad_(False)
         if hasattr(self.encoder.config, "apply_spec_augment"):
             self.encoder.config.apply_spec_augment = bool(encoder_masking)
+            # the vector written into masked frames is trained only when frames are masked
+            masked_frame_vector = getattr(self.encoder, "masked_spec_embed", None)  # none without masking
+            if masked_frame_vector is not None:
+                masked_frame_vector.requires_grad_(bool(encoder_masking))
         if gradient_checkpointing:
             self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.register_buffer(

@@ -412,8 +412,10 @@ def _from_torchaudio_state(spec: EncoderSpec, model: nn.Module, state: dict, pat
                     }
                 )
     model.encoder.load_state_dict(transformer, strict=True)
-    with torch.no_grad():
-        model.masked_spec_embed.zero_()
+    masked_frame_vector = getattr(model, "masked_spec_embed", None)  # made only when masking is configured
+    if masked_frame_vector is not None:
+        with torch.no_grad():
+            masked_frame_vector.zero_()
     return model
 
 
