@@ -229,7 +229,9 @@ def test_a_whisper_encoder_finetunes_from_the_waveform(tmp_path):
 @pytest.mark.parametrize("model", ["acnt", "cnn2ch", "ssl_head"])
 def test_networks_without_their_own_front_end_refuse_the_waveform(model, small_demo_root, tmp_path):
     cfg = compose_train(
-        small_demo_overrides(small_demo_root) + [f"model={model}", "features=waveform"], tmp_path, tmp_path / "c"
+        small_demo_overrides(small_demo_root) + [f"model={model}", "features=waveform"],
+        tmp_path,
+        tmp_path / "c",
     )
     with pytest.raises(StartupError, match="these are raw waveforms, for networks with their own front end"):
         build(cfg)

@@ -21,6 +21,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S
+from ser_lightning.data.device_batches import DeviceBatches, fits_on_device, rows_to_device
 from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArrays
 from ser_lightning.data.loading import CachedUtterances, LoaderSettings, collate_batch
 from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
@@ -100,6 +101,9 @@ class SERDataModule(pl.LightningDataModule):
         self.manifest: Manifest | None = None  # set by setup
         self.arrays: StoredArrays | None = None
         self.train_copies: Dataset | None = None
+        self._device_rows: dict[str, tuple[torch.Tensor, ...]] = {}  # data.placement=device
+        self._auto_fits: bool | None = None  # data.placement=auto, decided once
+        self._placement_logged: set[str] = set()
 
     # ---------------------------------------------------------------- what it serves
     @property
@@ -164,7 +168,7 @@ class SERDataModule(pl.LightningDataModule):
             return ConcatDataset([clean, self.train_copies])
         return clean
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         dataset = self.dataset(split)
         # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly; clips
         # augmented in the workers get their own seeds from the same (seed, epoch).
@@ -175,6 +179,23 @@ class SERDataModule(pl.LightningDataModule):
             else None
         )
         strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None
+        device = self._placement_device(split, dataset, getattr(strategy, "root_device", None))
+        if device is not None:
+            trainer = self.trainer
+            # sharded as Lightning shards the host path's loaders (unless use_distributed_sampler=False)
+            distributed = (
+                trainer is not None
+                and trainer.world_size > 1
+                and trainer._accelerator_connector.use_distributed_sampler
+            )
+            return DeviceBatches(
+                *self._rows_on_device(split, device),
+                batch_size=self.loader.batch_size,
+                kind=dataset.kind,
+                order=sampler,
+                num_replicas=trainer.world_size if distributed else 1,
+                rank=trainer.global_rank if distributed else 0,
+            )
         return DataLoader(
             dataset,
             batch_size=self.loader.batch_size,
@@ -185,6 +206,51 @@ class SERDataModule(pl.LightningDataModule):
             drop_last=False,
             collate_fn=collate_batch,
         )
+
+    def _placement_device(
+        self, split: str, dataset: Dataset, device: torch.device | None
+    ) -> torch.device | None:
+        """The device a split's batches are held on (`data.placement`), None for the host path."""
+        placement = self.loader.placement
+        if placement == "host":
+            return None
+        device = device or torch.device("cpu")
+        if not isinstance(dataset, CachedUtterances) or dataset.transform is not None:
+            if split not in self._placement_logged:
+                self._placement_logged.add(split)
+                log.info(
+                    "data.placement=%s: the %s split stays on the host path (its clips are augmented anew each "
+                    "epoch: waveform augmentation in the DataLoader workers, or offline copies)",
+                    placement,
+                    split,
+                )
+            return None
+        if placement == "auto":
+            if self._auto_fits is None:
+                manifest = self._ready()
+                row_bytes = 4 * int(np.prod(self.arrays.features.shape[1:]))
+                rows = sum(len(manifest.indices[s]) for s in ("train", "val", "test"))
+                self._auto_fits, why = fits_on_device(
+                    rows * row_bytes, device, self.loader.device_memory_share
+                )
+                log.info(
+                    "data.placement=auto: %s, so batches are %s",
+                    why,
+                    f"slices of rows held on {device}" if self._auto_fits else "made on the host",
+                )
+            if not self._auto_fits:
+                return None
+        return device
+
+    def _rows_on_device(self, split: str, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """A split's rows, labels and row numbers on `device`, moved there once."""
+        held = self._device_rows.get(split)
+        if held is None or held[0].device != device:
+            manifest = self._ready()
+            dataset = self.dataset(split)
+            held = rows_to_device(dataset.array, manifest.indices[split], manifest.labels, device)
+            self._device_rows[split] = held
+        return held
 
     def _fit_epoch(self) -> int | None:
         """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
@@ -243,6 +309,8 @@ def build_data_module(
     on_error: str = "skip",
     max_skip_fraction: float = 0.05,
     shuffle_seed: int = 0,
+    placement: str = "host",
+    device_memory_share: float = 0.5,
     waveform_augmentation: WaveformAugmentation | None = None,
     offline_copies: OfflineCopies | None = None,
 ) -> SERDataModule:
@@ -271,7 +339,9 @@ def build_data_module(
             cache_lock_timeout,
             decode_workers,
         ),
-        loader=LoaderSettings(batch_size, num_workers, pin_memory, shuffle_seed),
+        loader=LoaderSettings(
+            batch_size, num_workers, pin_memory, shuffle_seed, placement, device_memory_share
+        ),
         train_input="waveform" if waveform_augmentation is not None else train_input,
         waveform_augmentation=waveform_augmentation,
         offline_copies=offline_copies,

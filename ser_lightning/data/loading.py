@@ -98,8 +98,19 @@ class LoaderSettings:
     num_workers: int | str = "auto"
     pin_memory: bool | str = "auto"
     shuffle_seed: int = 0
+    # host: DataLoader batches; device: the rows on the training device, batches as slices;
+    # auto: device when it is a GPU with room for them (see ser_lightning.data.device_batches)
+    placement: str = "host"
+    device_memory_share: float = 0.5
 
     def __post_init__(self):
+        if self.placement not in ("host", "device", "auto"):
+            raise ValueError(f"data.placement={self.placement!r} must be host, device or auto")
+        if not 0.0 < self.device_memory_share <= 1.0:
+            raise ValueError(
+                f"data.device_memory_share={self.device_memory_share} must be in (0, 1]: the share of the "
+                "device's free memory the rows may take with data.placement=auto"
+            )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"data.batch_size={self.batch_size} must be at least 1")
         if self.num_workers != "auto" and (

@@ -39,6 +39,8 @@ RESUME_MAY_DIFFER = (
     # How fast batches arrive and where caches live (caches are keyed by their content).
     "data.num_workers",
     "data.pin_memory",
+    "data.placement",  # the same batches either way (tests/test_device_placement.py)
+    "data.device_memory_share",
     "data.decode_workers",
     "data.cache_dir",
     # When training stops: extending a run is what a resume is for; the epochs already trained

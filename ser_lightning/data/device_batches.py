@@ -1,0 +1,113 @@
+"""`data.placement=device`: a split's cached rows held on the training device, batches as slices.
+
+The cached features of a corpus of RAVDESS's size are tens of MB (the 1440 demo clips' log-mel
+features: 35 MB), a small part of any GPU. Moved there once, every batch is an index into them:
+no DataLoader, no worker processes, no host-to-device copy per step, which is what bounds the
+step rate of small networks on a GPU.
+
+The batches are those of the host path (`SERDataModule`'s DataLoader) for the same seed, in the
+same order: the train order of each epoch comes from the same `EpochSeededShuffle` (drawn on the
+host from (seed, epoch), which also reseeds the generators at the epoch's start, so a resumed run
+replays it; one copy of the N positions to the device per epoch), and under DDP each rank takes
+the shard Lightning's `DistributedSamplerWrapper` gives it on the host path
+(`DistributedSampler(shuffle=False)` over that order: padded to a multiple of the ranks, every
+world-size-th position from the rank's own).
+
+`placement=auto` puts the rows on the device when it is a CUDA device and the train, val and
+test rows fit in `device_memory_share` of its free memory, else keeps the host path. Batches
+whose clips change every epoch stay on the host path: on-the-fly waveform augmentation (in the
+DataLoader workers) and offline augmented copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from ser_lightning.data.sampling import EpochSeededShuffle
+
+log = logging.getLogger(__name__)
+
+PLACEMENTS = ("host", "device", "auto")
+
+
+class DeviceBatches:
+    """Batches `{kind, "label", "row"}` of rows held on one device, as Lightning takes a loader.
+
+    values: `(N, ...)` float32 rows of one split, in the split's order, on the device.
+    labels, rows: `(N,)` int64 on the same device (rows: the table row of each).
+    order: the train order of each epoch (None: the split's order, for val and test).
+    num_replicas, rank: the DDP world and this process's place in it.
+    """
+
+    def __init__(
+        self,
+        values: torch.Tensor,
+        labels: torch.Tensor,
+        rows: torch.Tensor,
+        batch_size: int,
+        kind: str = "features",
+        order: EpochSeededShuffle | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if not len(values) == len(labels) == len(rows):
+            raise ValueError(f"{len(values)} rows, {len(labels)} labels and {len(rows)} row numbers")
+        self.values, self.labels, self.rows = values, labels, rows
+        self.batch_size = batch_size
+        self.kind = kind
+        self.order = order
+        self.num_replicas, self.rank = num_replicas, rank
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def _shard_size(self) -> int:
+        if self.num_replicas == 1:
+            return len(self.values)
+        return len(DistributedSampler(range(len(self.values)), self.num_replicas, self.rank, shuffle=False))
+
+    def __len__(self) -> int:
+        return -(-self._shard_size() // self.batch_size)
+
+    def positions(self) -> list[int]:
+        """This epoch's positions for this rank (drawing the train order starts the epoch)."""
+        order = list(self.order) if self.order is not None else list(range(len(self.values)))
+        if self.num_replicas == 1:
+            return order
+        shard = DistributedSampler(range(len(order)), self.num_replicas, self.rank, shuffle=False)
+        return [order[i] for i in shard]
+
+    def __iter__(self) -> Iterator[dict]:
+        index = torch.as_tensor(self.positions(), dtype=torch.int64).to(self.device, non_blocking=True)
+        for start in range(0, len(index), self.batch_size):
+            batch = index[start : start + self.batch_size]
+            yield {self.kind: self.values[batch], "label": self.labels[batch], "row": self.rows[batch]}
+
+
+def rows_to_device(
+    array: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One split's cached rows (float32, as batches are), their labels and row numbers, on `device`."""
+    values = torch.from_numpy(np.array(array[rows], dtype=np.float32)).to(device)
+    return (
+        values,
+        torch.from_numpy(labels[rows].astype(np.int64)).to(device),
+        torch.from_numpy(rows.astype(np.int64)).to(device),
+    )
+
+
+def fits_on_device(num_bytes: int, device: torch.device, share: float) -> tuple[bool, str]:
+    """Whether `num_bytes` fit in `share` of the device's free memory, and why (for the log)."""
+    if device.type != "cuda":
+        return False, f"the training device is {device.type}, not a GPU"
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = num_bytes <= share * free
+    need = f"{num_bytes / 2**20:,.0f} MiB of rows"
+    have = f"{share:.0%} of the device's {free / 2**20:,.0f} MiB free"
+    return fits, f"{need} {'fit in' if fits else 'do not fit in'} {have}"
