@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from .helpers.audio import write_tone
-from .helpers.corpora import SMALL_DEMO
+from .helpers.corpora import SMALL_DEMO, tone_corpus
 
 # Torch on 2 cores: keep intra-op threads at the core count so tests do not oversubscribe.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -27,3 +28,19 @@ def small_demo_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tone_writer():
     return write_tone
+
+
+@pytest.fixture(scope="session")
+def tone_root(tmp_path_factory) -> Path:
+    """The 192-take tone corpus of `tone_corpus`, shared by the session."""
+    return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: tiny models run fastest so, and the entry-point runs of the
+    resume tests use one (OMP_NUM_THREADS=1), so their results match the in-process runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

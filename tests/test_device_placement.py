@@ -17,22 +17,12 @@ from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.train import build, train
 
 from .helpers.configs import compose_train
-from .helpers.corpora import TINY_RUN, tone_corpus
+from .helpers.corpora import TINY_RUN
 
 RESULT_KEYS = ("test/ua", "test/acc", "test/f1", "test/loss", "val/ua_best", "val/loss")
 
 
-@pytest.fixture(scope="module")
-def tone_root(tmp_path_factory) -> Path:
-    return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_overrides(root: Path, placement: str, epochs: int = 3) -> list[str]:

@@ -17,14 +17,8 @@ import torch
 from ser_lightning.data.audio import load_waveform
 
 from .helpers.cache_build_child import make_datamodule
-from .helpers.corpora import tone_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tone_root(tmp_path_factory) -> Path:
-    return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
 
 
 def start_builder(root: Path, cache: Path, *delays: str) -> subprocess.Popen:

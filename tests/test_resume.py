@@ -16,25 +16,14 @@ import torch
 from ser_lightning.train import train
 
 from .helpers.configs import compose_train
-from .helpers.corpora import TINY_RUN, tone_corpus
+from .helpers.corpora import TINY_RUN
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "wandb-fake-0123456789abcdef0123456789abcdef01234567"
 RESULT_KEYS = ("test/ua", "test/acc", "test/f1", "test/loss", "val/ua_best", "val/loss")
 
 
-@pytest.fixture(scope="module")
-def tone_root(tmp_path_factory) -> Path:
-    return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the subprocess runs use one: results match."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_overrides(root: Path, epochs: int = 4) -> list[str]:

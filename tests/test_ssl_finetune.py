@@ -3,7 +3,6 @@ through the real configs; its checkpoint is scored by eval and predict as traini
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import pytest
 import torch
 import transformers
 
-from ser_lightning.eval import evaluate
 from ser_lightning.export import export
 from ser_lightning.models import SSLFinetune
-from ser_lightning.predict import predict
 from ser_lightning.train import StartupError, build, train
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
+from .helpers.scoring import check_eval_and_predict_agree_with_training
 from .test_ssl_training import TINY_WAVLM
 
 
@@ -151,43 +149,15 @@ def test_spectrogram_features_are_refused_at_start_up(small_demo_root, encoder_f
 
 
 def test_eval_and_predict_score_a_finetuned_checkpoint_as_training_did(finetuned, small_demo_root, tmp_path):
-    summary = json.loads((finetuned["run"] / "summary.json").read_text())
-    ckpt = summary["best_checkpoint"]
+    ckpt = json.loads((finetuned["run"] / "summary.json").read_text())["best_checkpoint"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     # the fine-tuned encoder is part of the model; the digest of what it started from is kept
     assert any(k.startswith("net.encoder.encoder.layers.") for k in state)
     assert "net.pretrained_sha256" in state
-    folder = Path(finetuned["objects"]["model"].hparams.net["encoder"])
-    cfg = compose_train(
-        [f"ckpt_path={ckpt}", "device=cpu", f"+data.root={small_demo_root}", f"encoder={folder}"],
-        tmp_path / "eval",
-        finetuned["root"] / "cache",
-        config_name="eval",
+    named = [f"encoder={finetuned['objects']['model'].hparams.net['encoder']}"]
+    check_eval_and_predict_agree_with_training(
+        finetuned["run"], small_demo_root, finetuned["root"] / "cache", tmp_path, named, named
     )
-    report, eval_summary = evaluate(cfg)
-    train_metrics = json.loads((finetuned["run"] / "test_report" / "metrics.json").read_text())
-    assert report.metrics["ua"] == pytest.approx(train_metrics["ua"], abs=1e-6)
-    assert eval_summary["same_test_files_as_training"] is True
-
-    scored = report.predictions_frame().iloc[0]
-    out = io.StringIO()
-    predict_cfg = compose_train(
-        [
-            f"ckpt_path={ckpt}",
-            f"inputs={small_demo_root / scored['file']}",
-            "device=cpu",
-            "output=json",
-            "long_clips=crop",
-            f"encoder={folder}",
-        ],
-        tmp_path / "predict",
-        config_name="predict",
-    )
-    predict(predict_cfg, stream=out)
-    row = json.loads(out.getvalue().strip().splitlines()[0])
-    assert row["predicted"] == scored["predicted"]
-    for name in report.labels:
-        assert row["probabilities"][name] == pytest.approx(scored[f"prob_{name}"], abs=1e-5)
 
 
 def test_a_finetuned_checkpoint_exports_to_onnx_with_its_encoder(finetuned, small_demo_root, tmp_path):

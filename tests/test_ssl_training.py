@@ -13,13 +13,13 @@ import torch
 import transformers
 
 from ser_lightning.checkpoint import CheckpointError
-from ser_lightning.eval import evaluate
 from ser_lightning.features.ssl import EncoderWeightsMismatch
 from ser_lightning.predict import predict
 from ser_lightning.train import train
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
+from .helpers.scoring import check_eval_and_predict_agree_with_training
 
 TINY_WAVLM = {
     "hidden_size": 32,
@@ -85,53 +85,18 @@ def test_an_ssl_head_on_a_tiny_encoder_learns(trained):
 
 
 def test_eval_and_predict_score_an_ssl_checkpoint_as_training_did(trained, small_demo_root, tmp_path):
-    summary = json.loads((trained["run"] / "summary.json").read_text())
-    ckpt = summary["best_checkpoint"]
-    run_dir = tmp_path / "eval"
-    # the encoder folder the checkpoint names lies in this machine's models folder: eval reads it
-    cfg = compose_train(
-        [
-            f"ckpt_path={ckpt}",
-            "device=cpu",
-            f"+data.root={small_demo_root}",
-            f"paths.models_dir={trained['root']}",
-        ],
-        run_dir,
+    # eval: the encoder folder the checkpoint names lies in this machine's models folder, so it is
+    # read; predict: the folder lies outside predict's models folder, so the user names it. Eval
+    # reads the float16 feature cache, predict computes the features: both are rounded to float16
+    # alike (in_cache_precision), so they agree to float32 arithmetic.
+    check_eval_and_predict_agree_with_training(
+        trained["run"],
+        small_demo_root,
         trained["root"] / "cache",
-        config_name="eval",
+        tmp_path,
+        eval_overrides=[f"paths.models_dir={trained['root']}"],
+        predict_overrides=[f"encoder={trained['root'] / 'tiny_wavlm'}"],
     )
-    report, eval_summary = evaluate(cfg)
-    # the same files and scores as the training run's test report
-    train_metrics = json.loads((trained["run"] / "test_report" / "metrics.json").read_text())
-    assert report.metrics["ua"] == pytest.approx(train_metrics["ua"], abs=1e-6)
-    assert eval_summary["same_test_files_as_training"] is True
-
-    # predict on a test file, cut as training cut it: the same probabilities as eval gave it; the
-    # folder lies outside predict's models folder, so the user names it (encoder=...)
-    folder = trained["root"] / "tiny_wavlm"
-    scored = report.predictions_frame().iloc[0]
-    clip = small_demo_root / scored["file"]
-    out = io.StringIO()
-    predict_cfg = compose_train(
-        [
-            f"ckpt_path={ckpt}",
-            f"inputs={clip}",
-            "device=cpu",
-            "output=json",
-            "long_clips=crop",
-            f"encoder={folder}",
-        ],
-        tmp_path / "predict",
-        config_name="predict",
-    )
-    results = predict(predict_cfg, stream=out)
-    assert len(results) == 1 and not hasattr(results[0], "message")
-    row = json.loads(out.getvalue().strip().splitlines()[0])
-    assert row["predicted"] == scored["predicted"]
-    # eval reads the float16 feature cache, predict computes the features: both are rounded to
-    # float16 alike (in_cache_precision), so they agree to float32 arithmetic
-    for name in report.labels:
-        assert row["probabilities"][name] == pytest.approx(scored[f"prob_{name}"], abs=1e-5)
 
 
 def test_a_checkpoint_does_not_choose_which_encoder_files_are_read(trained, small_demo_root, tmp_path):
