@@ -332,3 +332,21 @@ def test_predict_timeline_mode_prints_smoothed_segments_and_plots_them(client, t
     assert np.allclose(smoothed.sum(axis=1), 1.0, atol=1e-5)
     plots = list((run_dir / "timelines").glob("*.png"))
     assert [p.name for p in plots] == ["000_talk.png"] and plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_serve_finds_the_best_checkpoint_of_the_latest_run(trained, tmp_path):
+    from ser_lightning.serving.latest import latest_checkpoint, main
+
+    runs = tmp_path / "outputs/train/runs"
+    assert latest_checkpoint(runs) is None and main([str(runs)]) == 1
+    older = runs / "2026-01-01_10-00-00"
+    (older / "checkpoints").mkdir(parents=True)
+    (older / "checkpoints/best-epoch003.ckpt").write_bytes(b"x")
+    newer = runs / "2026-01-02_09-00-00"  # its summary names the fixture's checkpoint
+    newer.mkdir()
+    (newer / "summary.json").write_text(json.dumps({"best_checkpoint": str(trained.ckpt)}))
+    assert latest_checkpoint(runs) == trained.ckpt
+    (runs / "2026-01-03_08-00-00/checkpoints").mkdir(parents=True)  # latest, stopped before any checkpoint
+    assert latest_checkpoint(runs) == trained.ckpt
+    (newer / "summary.json").unlink()
+    assert latest_checkpoint(runs) == older / "checkpoints/best-epoch003.ckpt"
