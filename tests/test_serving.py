@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import struct
 import threading
 from pathlib import Path
@@ -350,3 +351,106 @@ def test_make_serve_finds_the_best_checkpoint_of_the_latest_run(trained, tmp_pat
     assert latest_checkpoint(runs) == trained.ckpt
     (newer / "summary.json").unlink()
     assert latest_checkpoint(runs) == older / "checkpoints/best-epoch003.ckpt"
+
+
+# --------------------------------------------------------------------------- the web page in a browser
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "docs" / "serve_page.png"
+# Set to 1 to skip the browser test on a machine without Chromium (never in CI: there it must run).
+SKIP_BROWSER_ENV = "SER_SKIP_BROWSER_TEST"
+
+
+def browser_paths() -> tuple[str, str]:
+    """The OS's Chromium and its driver (Debian: apt-get install chromium chromium-driver)."""
+    import shutil
+
+    browser = os.environ.get("SER_CHROMIUM") or next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
+    driver = os.environ.get("SER_CHROMEDRIVER") or shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    missing = "Chromium" if not browser else "chromedriver"
+    message = (
+        f"{missing} is not installed: the web page test drives the OS's headless Chromium "
+        "(Debian: apt-get install chromium chromium-driver; .ci/run installs them). "
+        f"To skip this test on this machine only, set {SKIP_BROWSER_ENV}=1"
+    )
+    if os.environ.get(SKIP_BROWSER_ENV) == "1":
+        pytest.skip(message)
+    pytest.fail(message)
+
+
+@pytest.fixture
+def live_server(trained, tmp_path):
+    """The app served by uvicorn on a free loopback port, in a thread of this process."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = serve_config(trained, tmp_path / "run", f"port={port}", f"upload_dir={tmp_path}")
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(cfg, environ={}), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(live_server, trained, tmp_path):
+    import httpx
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = browser_paths()
+    recording, spans = long_recording(trained, tmp_path / "talk.wav")
+    with open(recording, "rb") as handle:
+        api = httpx.post(
+            f"{live_server}/v1/predict", files={"file": handle}, params={"timeline": "true"}, timeout=60
+        )
+    assert api.status_code == 200, api.text
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+        options.add_argument(argument)
+    os.environ["SE_OFFLINE"] = "true"  # Selenium must never fetch a browser or driver of its own
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(f"{live_server}/")
+        wait = WebDriverWait(driver, 60)
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#recording input[type=file]"))
+        upload.send_keys(str(recording))
+
+        def shown_emotion(d):
+            found = d.find_elements(By.CSS_SELECTOR, "#emotion [data-testid='label-output-value']")
+            return found[0].text.strip() if found and found[0].text.strip() else False
+
+        assert wait.until(shown_emotion) == api.json()["emotion"]
+        # one bar per emotion, and a row per speech segment of the timeline (the recording is long)
+        bars = driver.find_elements(By.CSS_SELECTOR, "#emotion meter")
+        assert len(bars) == len(api.json()["probabilities"])
+        rows = wait.until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, "#segments table tbody tr")
+                if len(d.find_elements(By.CSS_SELECTOR, "#segments table tbody tr")) == len(spans)
+                else False
+            )
+        )
+        assert [r.find_elements(By.CSS_SELECTOR, "td")[2].text.strip() for r in rows] == [
+            s["emotion"] for s in api.json()["timeline"]
+        ]
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline-plot img, #timeline-plot svg"))
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOT))
+    finally:
+        driver.quit()
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

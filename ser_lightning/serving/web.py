@@ -62,11 +62,17 @@ def build_page(service: EmotionService):
             f"**{result['emotion']}** ({100 * result['confidence']:.1f}%), "
             f"{result['duration_s']:.2f} s, {result['windows']} window{'s' if result['windows'] != 1 else ''}"
         )
-        rows = [
-            [s["start_s"], s["end_s"], s["emotion"], round(s["confidence"], 3)]
-            for s in result.get("timeline", [])
-        ]
-        return result["probabilities"], summary, figure, gr.update(value=rows, visible=bool(rows))
+        segments = result.get("timeline", [])
+        table = (
+            "| start (s) | end (s) | emotion | confidence |\n|---:|---:|:---|---:|\n"
+            + "\n".join(
+                f"| {s['start_s']:.2f} | {s['end_s']:.2f} | {s['emotion']} | {100 * s['confidence']:.1f}% |"
+                for s in segments
+            )
+            if segments
+            else ""
+        )
+        return result["probabilities"], summary, figure, table
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as page:
         gr.Markdown("# Speech emotion recognition\n" + _model_text(service.info))
@@ -89,12 +95,7 @@ def build_page(service: EmotionService):
                 )
                 summary = gr.Markdown(elem_id="summary")
         plot = gr.Plot(label="Waveform and emotion timeline", elem_id="timeline-plot")
-        segments = gr.Dataframe(
-            headers=["start (s)", "end (s)", "emotion", "confidence"],
-            label="Speech segments",
-            visible=False,
-            elem_id="segments",
-        )
+        segments = gr.Markdown(label="Speech segments", elem_id="segments")
         outputs = [emotion, summary, plot, segments]
         button.click(analyse, [audio, always_timeline], outputs, api_name=False)
         audio.upload(analyse, [audio, always_timeline], outputs, api_name=False)
