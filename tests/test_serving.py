@@ -286,6 +286,33 @@ def test_the_batcher_gathers_queued_requests_up_to_its_limit_and_keeps_their_ord
     assert calls == [1, 2, 3, 1, 1]
 
 
+def test_the_batcher_waits_for_a_request_on_its_way_and_not_for_nobody():
+    calls: list[int] = []
+
+    def score(windows: np.ndarray) -> np.ndarray:
+        calls.append(len(windows))
+        return windows[:, :1]
+
+    async def run() -> None:
+        batcher = DynamicBatcher(score, BatchingSettings(max_batch_windows=8, max_wait_ms=60_000))
+        await batcher.start()
+        try:
+            # nobody else is on the way: a lone request is scored at once, not after the wait
+            await asyncio.wait_for(batcher.probabilities(np.ones((1, 4))), 30)
+            # a second request is being decoded: the first waits for it and they share one call
+            batcher.expect()
+            first = asyncio.create_task(batcher.probabilities(np.ones((1, 4))))
+            await asyncio.sleep(0.2)
+            batcher.arrived()
+            second = await asyncio.wait_for(batcher.probabilities(np.full((2, 4), 2.0)), 30)
+            assert (await first).tolist() == [[1.0]] and second.tolist() == [[2.0], [2.0]]
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())
+    assert calls == [1, 3]
+
+
 # --------------------------------------------------------------------------- timelines
 def test_the_timeline_of_known_clips_finds_each_clip_in_order(client, trained, tmp_path):
     recording, spans = long_recording(trained, tmp_path / "talk.wav")

@@ -5,8 +5,9 @@ their probabilities. One task takes requests off a queue: after the first, it wa
 `max_wait_ms` for more, until `max_batch_windows` windows are gathered, then runs the model
 once (on its own thread, so the event loop keeps accepting requests) and hands each request
 its rows. Requests that arrive while the model is busy queue up and form the next batch
-without waiting, so batches grow with load. With batching off, each request is scored alone,
-in arrival order.
+without waiting, so batches grow with load. The wait is only spent while another request is
+on its way (being received or decoded: `expect`/`arrived`), so a lone client pays none of it.
+With batching off, each request is scored alone, in arrival order.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class DynamicBatcher:
         self.score = score
         self.settings = settings
         self.stats = BatchStats()
+        self.on_the_way = 0  # requests being received or decoded, whose windows will come
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         # one model thread: the model is called by one batch at a time
@@ -78,6 +80,13 @@ class DynamicBatcher:
                 pass
             self._task = None
         self._model_thread.shutdown(wait=True)
+
+    def expect(self) -> None:
+        """A request started (its windows will follow, or `arrived` is called when it fails)."""
+        self.on_the_way += 1
+
+    def arrived(self) -> None:
+        self.on_the_way = max(0, self.on_the_way - 1)
 
     async def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Probabilities `(n, K)` of the request's windows `(n, samples)`."""
@@ -101,7 +110,7 @@ class DynamicBatcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self.on_the_way == 0:
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)

@@ -130,6 +130,35 @@ class EmotionService:
     ) -> tuple[dict, Decoded]:
         """Score an upload (a file object or bytes); the temporary copy is gone when this returns."""
         name = display_name(filename)
+        loop = asyncio.get_running_loop()
+        self.batcher.expect()
+        try:
+            decoded = await loop.run_in_executor(
+                self._decoders, self._store_and_decode, source, filename, name, timeline, keep_wave
+            )
+        finally:
+            self.batcher.arrived()
+        return await self._score(decoded), decoded
+
+    async def analyse_path(
+        self, path: str | Path, timeline: bool | str = False, keep_wave: bool = False
+    ) -> tuple[dict, Decoded]:
+        """Score a file the server itself wrote (the web page's upload, in its own cache)."""
+        loop = asyncio.get_running_loop()
+        self.batcher.expect()
+        try:
+            decoded = await loop.run_in_executor(
+                self._decoders, self._decode, Path(path), display_name(Path(path).name), timeline, keep_wave
+            )
+        finally:
+            self.batcher.arrived()
+        return await self._score(decoded), decoded
+
+    # ------------------------------------------------------------------ steps
+    def _store_and_decode(
+        self, source: BinaryIO | bytes, filename: str | None, name: str, timeline: bool | str, keep_wave: bool
+    ) -> Decoded:
+        """Write the upload into a new private folder, decode it, and delete the folder."""
         folder = Path(tempfile.mkdtemp(prefix="ser-upload-", dir=self.settings.upload_dir))
         try:
             head = source[:16] if isinstance(source, bytes) else source.read(16)
@@ -146,25 +175,10 @@ class EmotionService:
                 else:
                     out.write(head)
                     shutil.copyfileobj(source, out, length=1 << 20)
-            loop = asyncio.get_running_loop()
-            decoded = await loop.run_in_executor(
-                self._decoders, self._decode, path, name, timeline, keep_wave
-            )
+            return self._decode(path, name, timeline, keep_wave)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return await self._score(decoded), decoded
 
-    async def analyse_path(
-        self, path: str | Path, timeline: bool | str = False, keep_wave: bool = False
-    ) -> tuple[dict, Decoded]:
-        """Score a file the server itself wrote (the web page's upload, in its own cache)."""
-        loop = asyncio.get_running_loop()
-        decoded = await loop.run_in_executor(
-            self._decoders, self._decode, Path(path), display_name(Path(path).name), timeline, keep_wave
-        )
-        return await self._score(decoded), decoded
-
-    # ------------------------------------------------------------------ steps
     def _decode(self, path: Path, name: str, timeline: bool | str, keep_wave: bool) -> Decoded:
         """predict's decoding and windowing of one upload, with its errors in the client's words."""
         predictor = self.predictor
