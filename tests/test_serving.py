@@ -481,3 +481,38 @@ def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(live_ser
     finally:
         driver.quit()
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- start-up
+def test_predict_and_serve_score_without_importing_lightning(trained):
+    """The inference model gives SERModule's probabilities, and predict and serve never import
+    Lightning, torchmetrics or transformers (seconds of start-up that scoring does not use)."""
+    import subprocess
+    import sys
+
+    from ser_lightning.inference.model import InferenceModel
+    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.module import SERModule
+
+    waves = np.zeros((4, 24000), np.float32)  # the model's 1.5 s window, zero-padded as predict pads
+    for row, path in zip(waves, clips(trained, 4), strict=True):
+        wave = sf.read(path, dtype="float32")[0][:24000]
+        row[: len(wave)] = wave
+    plain = Predictor(InferenceModel.load_from_checkpoint(trained.ckpt), device="cpu")
+    lightning = Predictor(SERModule.load_from_checkpoint(trained.ckpt), device="cpu")
+    np.testing.assert_array_equal(
+        plain.waveform_probabilities(waves), lightning.waveform_probabilities(waves)
+    )
+    code = f"""
+import sys
+import ser_lightning.predict, ser_lightning.serving.server
+from ser_lightning.inference.model import InferenceModel
+from ser_lightning.inference.predictor import Predictor
+predictor = Predictor(InferenceModel.load_from_checkpoint({str(trained.ckpt)!r}), device="cpu")
+(result,) = predictor.predict_files([{str(clips(trained, 1)[0])!r}])
+print(result.predicted)
+print(sorted(m for m in ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "transformers") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout

@@ -3,7 +3,8 @@
 For each mode (dynamic batching on, then off) a server is started as `python -m
 ser_lightning.serve` would run it, on 127.0.0.1 only (a free port; web page off), and for each
 client count N of `--clients`, N concurrent clients send `--requests` POST /v1/predict uploads
-(multipart, demo-corpus WAVs read once into memory, taken in turn). Reported per run:
+(multipart, demo-corpus WAVs read once into memory, taken in turn), after a warm-up at the
+same concurrency (its larger batches grow the allocator's pools once). Reported per run:
 requests/s, latency p50/p95/p99 (client side, request sent to answer read), errors (any answer
 but 200, or a failed connection), the mean number of requests per model call (the server's
 /health counts), and the server's resident memory (VmRSS) before and after each run.
@@ -37,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 # The only address this benchmark talks to: it starts its own servers and never reaches another machine.
 HOST = "127.0.0.1"
+# Requests sent before each measured run, at its concurrency (at least this many, or 4 per client).
 WARMUP_REQUESTS = 20
 START_TIMEOUT_S = 300
 
@@ -170,8 +172,9 @@ def run_mode(checkpoint: Path, batching: bool, bodies, args, work: Path) -> list
     rows = []
     try:
         server.wait_ready()
-        asyncio.run(load(server.url, bodies, 4, WARMUP_REQUESTS))  # first calls: allocator, lazy imports
         for clients in args.clients:
+            # first calls at this concurrency: larger batches grow the allocator's pools once
+            asyncio.run(load(server.url, bodies, clients, max(WARMUP_REQUESTS, 4 * clients)))
             before_rss = rss_mib(server.process.pid)
             before = server.health()["batching"]
             progress(f"batching {mode}: {clients} clients, {args.requests} requests")
@@ -212,9 +215,10 @@ def report(rows: list[dict], checkpoint: Path, info: dict, args, bodies, load_be
         f"clients: httpx in one asyncio process on the same machine. Load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after.",
         "",
-        "Each row: N concurrent clients send the number of requests shown; latency is client side "
-        "(request sent to answer read); requests per model call from the server's /health counts; "
-        "RSS is the server's resident memory before and after the row's requests.",
+        "Each row: N concurrent clients send the number of requests shown, after a warm-up at the same "
+        "concurrency; latency is client side (request sent to answer read); requests per model call "
+        "from the server's /health counts; RSS is the server's resident memory before and after the "
+        "row's requests.",
         "",
         "| batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | requests per model call "
         "| RSS before MiB | RSS after MiB |",

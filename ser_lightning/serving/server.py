@@ -8,6 +8,7 @@ import os
 from omegaconf import DictConfig
 
 from ser_lightning.checkpoint import EncoderFiles, module_from_checkpoint, read_checkpoint
+from ser_lightning.inference.model import InferenceModel
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.serving.app import api_key_for, create_app
@@ -38,12 +39,10 @@ def service_settings(cfg: DictConfig) -> ServiceSettings:
 
 def load_service(cfg: DictConfig) -> EmotionService:
     """The model of `cfg.ckpt_path`, loaded by predict's safe loader, behind a service."""
-    from ser_lightning.module import SERModule
-
     settings = service_settings(cfg)
     checkpoint = read_checkpoint(cfg.ckpt_path)
     module = module_from_checkpoint(
-        checkpoint, SERModule, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
+        checkpoint, InferenceModel, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
     )
     predictor = Predictor(module, device=cfg.device, batch_size=settings.batching.max_batch_windows)
     info = model_info(checkpoint, module, cfg.ckpt_path)
