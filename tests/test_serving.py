@@ -431,7 +431,9 @@ def live_server(trained, tmp_path):
     thread.join(30)
 
 
-def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(live_server, trained, tmp_path):
+def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(
+    live_server, trained, tmp_path, monkeypatch
+):
     import httpx
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -449,7 +451,7 @@ def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(live_ser
     options.binary_location = browser
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
         options.add_argument(argument)
-    os.environ["SE_OFFLINE"] = "true"  # Selenium must never fetch a browser or driver of its own
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium must never fetch a browser or driver of its own
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         driver.get(f"{live_server}/")

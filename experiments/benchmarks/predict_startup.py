@@ -96,15 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     envs = {name: env for name in commands}
+    cwds = {name: ROOT for name in commands}
     if args.baseline_root:
         name = f"predict, one 3 s file, from {args.baseline_root}"
         commands[name] = [*commands["predict, one 3 s file"][:-1], f"hydra.run.dir={work / 'baseline_run'}"]
         envs[name] = {**os.environ, "PYTHONPATH": str(args.baseline_root.resolve())}
+        # `python -m` puts the working folder first on sys.path: run it from the other checkout
+        cwds[name] = args.baseline_root.resolve()
     times: dict[str, list[float]] = {name: [] for name in commands}
     load_before = os.getloadavg()[0]
     for round_ in range(args.rounds):
         for name, command in commands.items():
-            times[name].append(seconds_of(command, envs[name], ROOT))
+            times[name].append(seconds_of(command, envs[name], cwds[name]))
         progress(
             f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items())
         )

@@ -1,20 +1,22 @@
 """The HTTP service under load: N concurrent clients, batching on and off, side by side.
 
-For each mode (dynamic batching on, then off) a server is started as `python -m
-ser_lightning.serve` would run it, on 127.0.0.1 only (a free port; web page off), and for each
-client count N of `--clients`, N concurrent clients send `--requests` POST /v1/predict uploads
-(multipart, demo-corpus WAVs read once into memory, taken in turn), after a warm-up at the
-same concurrency (its larger batches grow the allocator's pools once). Reported per run:
-requests/s, latency p50/p95/p99 (client side, request sent to answer read), errors (any answer
-but 200, or a failed connection), the mean number of requests per model call (the server's
-/health counts), and the server's resident memory (VmRSS) before and after each run.
+Two servers run at once, as `python -m ser_lightning.serve` runs them, on 127.0.0.1 only (free
+ports; web page off): one with dynamic batching on, one with it off. For each client count N of
+`--clients`, each server is first warmed up at that concurrency (its larger batches grow the
+allocator's pools once), then N concurrent clients send `--requests` POST /v1/predict uploads
+(multipart, demo-corpus WAVs read once into memory, taken in turn), `--rounds` times, the two
+servers taking turns so that a busy stretch of the machine weighs on both alike. Reported per
+mode and N: requests/s (median of the rounds), latency p50/p95/p99 (client side, request sent
+to answer read), errors (any answer but 200, or a failed connection), the mean number of
+requests per model call (the server's /health counts), and the server's resident memory
+(VmRSS) before the first and after the last round.
 
 Without `--checkpoint`, an ACNT is trained for one epoch on the demo corpus first (throughput
 depends on the network, not on how well it is trained), as inference_latency.py does, and kept
 in `--work-dir`.
 
-    python experiments/benchmarks/serve_load.py                                   # 1, 8, 32 clients, 1000 requests each
-    python experiments/benchmarks/serve_load.py --clients 1,4 --requests 200 --actors 4   # a quick look
+    python experiments/benchmarks/serve_load.py                                   # 1, 8, 32 clients, 3 x 1000 requests each
+    python experiments/benchmarks/serve_load.py --clients 1,4 --requests 200 --rounds 1   # a quick look
     python experiments/benchmarks/serve_load.py --checkpoint outputs/train/runs/<run>/checkpoints/best-epoch012.ckpt \\
         --output experiments/benchmarks/results/serve_load.md
 """
@@ -38,8 +40,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 # The only address this benchmark talks to: it starts its own servers and never reaches another machine.
 HOST = "127.0.0.1"
-# Requests sent before each measured run, at its concurrency (at least this many, or 4 per client).
-WARMUP_REQUESTS = 20
+# Requests sent before each measured run, at its concurrency: at least this many, or this many per
+# client. With batching, every batch size the load makes leaves buffers in the allocator's pools;
+# at 32 clients the server's RSS stops growing after about 1,500 requests (780 MiB after 400,
+# then 860-900 MiB from 1,600 to 2,400 requests in a probe), so a short warm-up shows pool
+# growth, not a leak.
+WARMUP_REQUESTS = 100
+WARMUP_PER_CLIENT = 50
 START_TIMEOUT_S = 300
 
 
@@ -124,7 +131,7 @@ class Server:
 
 
 async def load(url: str, bodies: list[tuple[str, bytes]], clients: int, requests: int) -> dict:
-    """`requests` uploads from `clients` concurrent clients; latencies and errors."""
+    """`requests` uploads from `clients` concurrent clients: seconds, latencies (ms) and errors."""
     import httpx
 
     latencies: list[float] = []
@@ -139,64 +146,73 @@ async def load(url: str, bodies: list[tuple[str, bytes]], clients: int, requests
             started = time.perf_counter()
             try:
                 response = await http.post(f"{url}/v1/predict", files={"file": (name, body, "audio/wav")})
-                ok = response.status_code == 200 and "emotion" in response.json()
-                if not ok:
+                if response.status_code != 200 or "emotion" not in response.json():
                     errors.append(f"{response.status_code}: {response.text[:200]}")
             except httpx.HTTPError as error:
                 errors.append(f"{type(error).__name__}: {error}")
                 continue
-            latencies.append(time.perf_counter() - started)
+            latencies.append((time.perf_counter() - started) * 1000)
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         seconds = time.perf_counter() - started
-    ms = np.array(latencies) * 1000
-    return {
-        "requests": requests,
-        "seconds": seconds,
-        "rps": requests / seconds,
-        "p50": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
-        "p95": float(np.percentile(ms, 95)) if len(ms) else float("nan"),
-        "p99": float(np.percentile(ms, 99)) if len(ms) else float("nan"),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else "",
-    }
+    return {"seconds": seconds, "latencies": latencies, "errors": errors}
 
 
-def run_mode(checkpoint: Path, batching: bool, bodies, args, work: Path) -> list[dict]:
-    mode = "on" if batching else "off"
-    progress(f"batching {mode}: starting the server")
-    server = Server(checkpoint, batching, args, work)
+def run_all(checkpoint: Path, bodies, args, work: Path) -> list[dict]:
+    """Both servers up at once; for each client count, rounds alternate batching on and off, so
+    that a machine busy in one stretch of time weighs on both alike."""
+    servers = {"on": Server(checkpoint, True, args, work), "off": Server(checkpoint, False, args, work)}
     rows = []
     try:
-        server.wait_ready()
+        for server in servers.values():
+            server.wait_ready()
         for clients in args.clients:
-            # first calls at this concurrency: larger batches grow the allocator's pools once
-            asyncio.run(load(server.url, bodies, clients, max(WARMUP_REQUESTS, 4 * clients)))
-            before_rss = rss_mib(server.process.pid)
-            before = server.health()["batching"]
-            progress(f"batching {mode}: {clients} clients, {args.requests} requests")
-            result = asyncio.run(load(server.url, bodies, clients, args.requests))
-            after = server.health()["batching"]
-            batches = after["batches"] - before["batches"]
-            result.update(
-                batching=mode,
-                clients=clients,
-                rss_before=before_rss,
-                rss_after=rss_mib(server.process.pid),
-                requests_per_batch=(after["requests"] - before["requests"]) / batches
-                if batches
-                else float("nan"),
-            )
-            rows.append(result)
-            progress(
-                f"  {result['rps']:.1f} req/s, p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, "
-                f"{result['errors']} errors, RSS {result['rss_before']:.0f} -> {result['rss_after']:.0f} MiB"
-            )
+            runs: dict[str, list[dict]] = {mode: [] for mode in servers}
+            rss_before, counts_before = {}, {}
+            for mode, server in servers.items():
+                # first calls at this concurrency: larger batches grow the allocator's pools once
+                warmup = max(WARMUP_REQUESTS, WARMUP_PER_CLIENT * clients)
+                progress(f"batching {mode}: {clients} clients, warming up ({warmup} requests)")
+                asyncio.run(load(server.url, bodies, clients, warmup))
+                rss_before[mode] = rss_mib(server.process.pid)
+                counts_before[mode] = server.health()["batching"]
+            for round_ in range(args.rounds):
+                for mode, server in servers.items():
+                    result = asyncio.run(load(server.url, bodies, clients, args.requests))
+                    runs[mode].append(result)
+                    progress(
+                        f"batching {mode}: {clients} clients, round {round_ + 1}/{args.rounds}: "
+                        f"{args.requests / result['seconds']:.1f} req/s, {len(result['errors'])} errors"
+                    )
+            for mode, server in servers.items():
+                counts = server.health()["batching"]
+                batches = counts["batches"] - counts_before[mode]["batches"]
+                ms = np.array([x for r in runs[mode] for x in r["latencies"]])
+                errors = [e for r in runs[mode] for e in r["errors"]]
+                rows.append(
+                    {
+                        "batching": mode,
+                        "clients": clients,
+                        "requests": args.requests * args.rounds,
+                        "rps": float(np.median([args.requests / r["seconds"] for r in runs[mode]])),
+                        "p50": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
+                        "p95": float(np.percentile(ms, 95)) if len(ms) else float("nan"),
+                        "p99": float(np.percentile(ms, 99)) if len(ms) else float("nan"),
+                        "errors": len(errors),
+                        "first_error": errors[0] if errors else "",
+                        "requests_per_batch": (counts["requests"] - counts_before[mode]["requests"]) / batches
+                        if batches
+                        else float("nan"),
+                        "rss_before": rss_before[mode],
+                        "rss_after": rss_mib(server.process.pid),
+                    }
+                )
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return rows
 
 
@@ -215,10 +231,11 @@ def report(rows: list[dict], checkpoint: Path, info: dict, args, bodies, load_be
         f"clients: httpx in one asyncio process on the same machine. Load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after.",
         "",
-        "Each row: N concurrent clients send the number of requests shown, after a warm-up at the same "
-        "concurrency; latency is client side (request sent to answer read); requests per model call "
-        "from the server's /health counts; RSS is the server's resident memory before and after the "
-        "row's requests.",
+        f"Each row: N concurrent clients, after a warm-up at the same concurrency, send {args.requests} "
+        f"requests {args.rounds} times, the two servers (both up at once) taking turns; req/s is the median "
+        "of those runs, latency (client side, request sent to answer read) the percentiles of all their "
+        "requests; requests per model call from the server's /health counts; RSS is the server's resident "
+        "memory before the first and after the last of the row's runs.",
         "",
         "| batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | requests per model call "
         "| RSS before MiB | RSS after MiB |",
@@ -245,6 +262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients of each run, comma-separated")
     parser.add_argument("--requests", type=int, default=1000, help="requests of each run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each client count per mode, alternating"
+    )
     parser.add_argument("--files", type=int, default=64, help="distinct demo clips uploaded in turn")
     parser.add_argument(
         "--actors", type=int, default=4, help="demo corpus actors (for the clips and the training)"
@@ -293,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"cannot train a checkpoint: {checkpoint}")
     raw = read_checkpoint(checkpoint)
     info = model_info(raw, module_from_checkpoint(raw, SERModule, checkpoint), checkpoint)
-    rows = []
-    for batching in (True, False):
-        rows += run_mode(checkpoint, batching, bodies, args, work)
+    rows = run_all(checkpoint, bodies, args, work)
     text = report(rows, checkpoint, info, args, bodies, load_before)
     print(text)
     if args.output:
