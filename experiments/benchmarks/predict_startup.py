@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint.resolve() if args.checkpoint else train_checkpoint("acnt", args, work)
     if isinstance(checkpoint, str):
         raise SystemExit(f"cannot train a checkpoint: {checkpoint}")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # Python's default: compiled bytecode kept and reused (an environment may turn that off with
+    # PYTHONDONTWRITEBYTECODE, and then every process compiles torch from source again); kept
+    # here in a folder of this run, filled by a first round that is not counted.
+    cache = {"PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {**base, **cache, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     commands = {
         'python -c "import torch"': [sys.executable, "-c", "import torch"],
         'python -c "import pytorch_lightning"': [sys.executable, "-c", "import pytorch_lightning"],
@@ -100,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_root:
         name = f"predict, one 3 s file, from {args.baseline_root}"
         commands[name] = [*commands["predict, one 3 s file"][:-1], f"hydra.run.dir={work / 'baseline_run'}"]
-        envs[name] = {**os.environ, "PYTHONPATH": str(args.baseline_root.resolve())}
+        envs[name] = {**base, **cache, "PYTHONPATH": str(args.baseline_root.resolve())}
         # `python -m` puts the working folder first on sys.path: run it from the other checkout
         cwds[name] = args.baseline_root.resolve()
     times: dict[str, list[float]] = {name: [] for name in commands}
+    progress("a first round, not counted, compiles the bytecode caches")
+    for name, command in commands.items():
+        seconds_of(command, envs[name], cwds[name])
     load_before = os.getloadavg()[0]
     for round_ in range(args.rounds):
         for name, command in commands.items():
@@ -115,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"## Start-up of predict: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "",
-        f"Each command from a cold process (process start to exit), {args.rounds} rounds, the commands "
-        f"alternating within each round; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. "
+        f"Each command from a cold process (process start to exit), {args.rounds} rounds after one not "
+        "counted, the commands alternating within each round, Python's bytecode caches on (its default); "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. "
         f"predict: `python -m ser_lightning.predict ckpt_path={checkpoint.name} inputs=[{clip.name}] device=cpu` "
         f"({sf.info(str(clip)).duration:.2f} s WAV, ACNT on log-mel).",
         "",
