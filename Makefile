@@ -1,6 +1,8 @@
 # ser_lightning: everything a new user needs, from a machine with only Python 3.11.
 #   make train            train ACNT on log-mel features of the built-in demo corpus
 #   make train ARGS="model=acnt data=ravdess data.root=/data/ravdess"
+#   make serve            serve the latest `make train` run's best model: web page and API on 127.0.0.1:8000
+#   make serve ARGS="port=8080 batching.max_wait_ms=10"
 #   make test             check the lock, then the default (fast) test suite
 #   make install          create .venv with exactly the packages of requirements.lock
 #   make lock             regenerate requirements.lock after changing pyproject.toml
@@ -23,11 +25,11 @@ LOCK_FLAGS := pyproject.toml --group dev --group build --universal --python-vers
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: help install sync lock check-lock train test test-all lint format clean clean-all demo
+.PHONY: help install sync lock check-lock train serve test test-all lint format clean clean-all demo
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "targets: install lock check-lock train test test-all lint format demo clean clean-all"
+	@echo "targets: install lock check-lock train serve test test-all lint format demo clean clean-all"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "ser_lightning needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -67,6 +69,17 @@ check-lock: $(UV)
 
 train: install
 	$(PY) -m ser_lightning.train $(ARGS)
+
+# The best checkpoint of the latest run under outputs/train/runs (what `make train` writes);
+# with none there, `make train` runs first (TRAIN_ARGS are its overrides).
+TRAIN_ARGS ?=
+serve: install
+	@ckpt=$$($(PY) -m ser_lightning.serving.latest outputs/train/runs 2>/dev/null) || { \
+		echo "no trained model under outputs/train/runs: training one first (make train)"; \
+		$(PY) -m ser_lightning.train $(TRAIN_ARGS) && \
+		ckpt=$$($(PY) -m ser_lightning.serving.latest outputs/train/runs); } && \
+	echo "serving $$ckpt" && \
+	$(PY) -m ser_lightning.serve ckpt_path="$$ckpt" $(ARGS)
 
 demo: install
 	$(PY) -m ser_lightning.data.demo --root data/demo

@@ -39,12 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ser_lightning import __version__
-from ser_lightning.utils.files import atomic_write
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
@@ -92,28 +89,17 @@ class CheckpointError(ValueError):
 
 
 # --------------------------------------------------------------------------- writing
-class CheckpointRecord(pl.Callback):
-    """Adds the `ser_lightning` record (format version, data config, split) to every checkpoint.
+# The Lightning callback and checkpoint writer live in ser_lightning.checkpoint_writing, so that
+# reading a checkpoint (predict, serve) does not import Lightning; their old names here still work.
+_WRITERS = ("CheckpointRecord", "AtomicCheckpointIO")
 
-    `data` is the resolved data config of the run; relative `root`/`cache_dir` are made
-    absolute so that eval finds the corpus from any working directory.
-    """
 
-    def __init__(self, data: dict | None):
-        self.data = _absolute_paths(dict(data)) if data else None
-        self._split: dict | None = None
+def __getattr__(name: str):
+    if name in _WRITERS:
+        from ser_lightning import checkpoint_writing
 
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
-    ) -> None:
-        if self._split is None:
-            self._split = split_record(getattr(trainer, "datamodule", None))
-        checkpoint[RECORD_KEY] = {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "ser_lightning_version": __version__,
-            "data": self.data,
-            "split": self._split,
-        }
+        return getattr(checkpoint_writing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _absolute_paths(data: dict) -> dict:
@@ -462,15 +448,16 @@ class EncoderFiles:
 
 def load_checkpoint(
     path: str | Path,
-    module_class: type[pl.LightningModule],
+    module_class: type[torch.nn.Module],
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
     encoder_files: EncoderFiles | None = None,
 ):
     """Rebuild the model a checkpoint file holds, in eval mode, from the file alone.
 
-    `module_class` is the LightningModule the hyper-parameters are the constructor arguments of,
-    `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this).
+    `module_class` is the module the hyper-parameters are the constructor arguments of:
+    `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this), or for
+    inference alone `ser_lightning.inference.model.InferenceModel`, which needs no Lightning.
     """
     return module_from_checkpoint(
         read_checkpoint(path, map_location), module_class, path, map_location, strict, encoder_files
@@ -479,7 +466,7 @@ def load_checkpoint(
 
 def module_from_checkpoint(
     checkpoint: dict,
-    module_class: type[pl.LightningModule],
+    module_class: type[torch.nn.Module],
     path: str | Path = "<checkpoint>",
     map_location: str | torch.device | None = "cpu",
     strict: bool = True,
@@ -512,21 +499,3 @@ def module_from_checkpoint(
     if map_location is not None:
         module.to(map_location)
     return module.eval()
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside it, then renames it into place.
-
-    A run killed while `best.ckpt` or `last.ckpt` is being written keeps the previous complete
-    file, never a truncated one. (Lightning's own writer stages the bytes in the system's temp
-    folder and moves them over, which is a copy, not a rename, when that folder is on another
-    filesystem than the run.) Remote paths (`s3://...`) are left to Lightning.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if "://" in str(path) or storage_options is not None:
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
-            torch.save(checkpoint, staging)

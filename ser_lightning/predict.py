@@ -20,9 +20,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ser_lightning.checkpoint import EncoderFiles
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
+from ser_lightning.inference.model import InferenceModel
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
-from ser_lightning.module import SERModule
+from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -48,7 +49,7 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     """Score every input and write each result to `stream` (stdout) as soon as it is ready."""
     stream = stream or sys.stdout
     started = time.perf_counter()
-    module = SERModule.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    module = InferenceModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
     files, errors = collect_inputs(input_list(cfg.inputs))
     log.info(
@@ -68,14 +69,18 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
         saved = open(output_dir / "predictions.csv", "w", newline="")  # noqa: SIM115 (closed below)
     writer = CsvWriter(saved, predictor.labels, cfg.per_window) if saved else None
     results: list[FilePrediction | InputError] = []
+    max_duration_s = cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S)
     try:
-        items = predictor.predict_files(
-            files,
-            hop=cfg.hop,
-            long_clips=cfg.long_clips,
-            decode_workers=cfg.decode_workers,
-            max_duration_s=cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S),
-        )
+        if cfg.get("timeline"):
+            items = timeline_predictions(cfg, predictor, files, max_duration_s)
+        else:
+            items = predictor.predict_files(
+                files,
+                hop=cfg.hop,
+                long_clips=cfg.long_clips,
+                decode_workers=cfg.decode_workers,
+                max_duration_s=max_duration_s,
+            )
         for item in itertools.chain(errors, items):
             printer.write(item)
             if writer:
@@ -88,6 +93,27 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
             saved.close()
     log_summary(results, time.perf_counter() - started)
     return results
+
+
+def timeline_predictions(cfg: DictConfig, predictor: Predictor, files: list[Path], max_duration_s):
+    """Timeline mode: each file's prediction with its speech segments over time; a plot of each
+    (`timelines/<n>_<name>.png` in the run directory)."""
+    settings = TimelineSettings.from_config(cfg.get("timeline_settings"))
+    plots = Path(cfg.paths.output_dir) / "timelines"
+    results = predictor.predict_timelines(
+        files, settings, hop=cfg.hop, long_clips=cfg.long_clips, max_duration_s=max_duration_s
+    )
+    for number, (item, wave) in enumerate(results):
+        if isinstance(item, FilePrediction) and item.timeline is not None:
+            png = plot_timeline(
+                item.timeline,
+                wave,
+                predictor.audio.sample_rate,
+                plots / f"{number:03d}_{Path(item.path).stem}.png",
+                title=Path(item.path).name,
+            )
+            log.info("%s: %d speech segments, plot %s", item.path, len(item.timeline.segments), png)
+        yield item
 
 
 def log_summary(results: list[FilePrediction | InputError], seconds: float) -> None:

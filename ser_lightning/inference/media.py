@@ -30,6 +30,10 @@ DEFAULT_MAX_DURATION_S = 3600.0
 # Seconds of the file (all channels, its own rate) read at a time before mixing and resampling.
 BLOCK_SECONDS = 1.0
 UNKNOWN_FRAMES = np.iinfo(np.int64).max
+# How decoding.probe_audio words a WAV whose data ends before its header says.
+TRUNCATED = "it is truncated"
+# How read_with_av words a file whose audio codec FFmpeg has no decoder for.
+UNSUPPORTED_CODEC = "its audio codec"
 
 
 class MediaTooLongError(ValueError):
@@ -166,6 +170,7 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
     import av
 
     mono: BoundedMonoStream | None = None
+    stream = None
     try:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -185,6 +190,14 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
     except (AudioDecodeError, MediaTooLongError):
         raise
     except Exception as err:  # PyAV raises its own error types per FFmpeg failure
+        if type(err).__name__ == "DecoderNotFoundError":
+            codec = (
+                getattr(getattr(stream, "codec_context", None), "name", None) if stream is not None else None
+            )
+            raise AudioDecodeError(
+                path,
+                f"{UNSUPPORTED_CODEC} ({codec or 'unknown to FFmpeg'}) has no decoder here; convert it to wav, flac or mp3",
+            ) from err
         raise AudioDecodeError(path, f"{err} (is it a complete audio or video file?)") from err
     if mono is None or mono.frames == 0:
         raise AudioDecodeError(path, "its audio track holds no samples")
@@ -200,8 +213,13 @@ def read_media(path: str | Path, sample_rate: int, max_duration_s: float | None 
         try:
             return read_with_soundfile(path, sample_rate, max_duration_s)
         except AudioDecodeError as first:
+            if first.problem.startswith(TRUNCATED):
+                # soundfile read the header and found less data than it declares: FFmpeg would
+                # score the part that is there, as if it were the whole recording
+                raise
             try:
                 return read_with_av(path, sample_rate, max_duration_s)
-            except AudioDecodeError:
-                raise first from None
+            except AudioDecodeError as second:
+                # FFmpeg naming a codec it cannot decode says more than soundfile's format error
+                raise (second if second.problem.startswith(UNSUPPORTED_CODEC) else first) from None
     return read_with_av(path, sample_rate, max_duration_s)

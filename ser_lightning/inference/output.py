@@ -34,6 +34,13 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
             lines.append(
                 f"    window {start:.2f}-{end:.2f} s: {item.labels[best]} ({_percent(float(probs[best]))})"
             )
+    if item.timeline is not None:
+        lines.append(f"  timeline: {len(item.timeline.segments)} speech segments")
+        for segment in item.timeline.records():
+            lines.append(
+                f"    {segment['start_s']:7.2f}-{segment['end_s']:7.2f} s: {segment['emotion']} "
+                f"({_percent(segment['confidence'])})"
+            )
     return lines
 
 
@@ -59,6 +66,8 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
             }
             for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True)
         ]
+    if item.timeline is not None:
+        record["timeline"] = item.timeline.records()
     return record
 
 

@@ -21,6 +21,13 @@ import torch
 
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.inference.timeline import (
+    Timeline,
+    TimelineSettings,
+    build_timeline,
+    segment_windows,
+    speech_segments,
+)
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 
 T = TypeVar("T")
@@ -73,6 +80,7 @@ class FilePrediction:
     window_probabilities: np.ndarray  # (W, K)
     window_spans: list[tuple[float, float]]  # seconds
     duration: float  # seconds of the decoded file
+    timeline: Timeline | None = None  # speech segments over time (timeline mode)
 
     @property
     def predicted(self) -> str:
@@ -110,17 +118,29 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     # ------------------------------------------------------------------ files
-    def _decode(
-        self, path: Path, hop: float, long_clips: str, max_duration_s: float | None
+    def read(self, path: str | Path, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> np.ndarray:
+        """A whole file as mono float32 at the model's rate (AudioDecodeError, MediaTooLongError)."""
+        return read_media(path, self.audio.sample_rate, max_duration_s)
+
+    def windows(
+        self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
+    ):
+        """The model's windows of a decoded file, or an InputError when it holds no samples."""
+        if len(wave) == 0:
+            return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
+        hop = self.audio.duration / 2 if hop is None else hop
+        return clip_windows(wave, self.audio, hop, long_clips)
+
+    def decode(
+        self,
+        path: str | Path,
+        hop: float | None = None,
+        long_clips: str = "windows",
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     ) -> ClipWindows | InputError:
         """One file's windows, or an InputError: whatever goes wrong with one file stays its own."""
         try:
-            wave = read_media(path, self.audio.sample_rate, max_duration_s)
-            if len(wave) == 0:
-                return InputError(
-                    str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)"
-                )
-            return clip_windows(wave, self.audio, hop, long_clips)
+            return self.windows(self.read(path, max_duration_s), path, hop, long_clips)
         except (AudioDecodeError, MediaTooLongError) as err:
             return InputError(str(path), str(err))
         except Exception as err:  # noqa: BLE001 (a failure of one file must not stop the others)
@@ -130,6 +150,54 @@ class Predictor:
                 f"{str(path)!r} could not be decoded and cut into windows ({type(err).__name__}: {err}); "
                 "the other inputs are still scored",
             )
+
+    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
+        """The FilePrediction of a clip from the probabilities of its windows, in order."""
+        return FilePrediction(
+            str(path), self.labels, window_scores.mean(axis=0), window_scores, clip.spans(), clip.clip_seconds
+        )
+
+    def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
+        """The emotion timeline of a decoded recording (see ser_lightning.inference.timeline)."""
+        hop = self.audio.duration / 2 if hop is None else hop
+        segments = speech_segments(wave, self.audio.sample_rate, settings)
+        windows = segment_windows(wave, segments, self.audio, hop)
+        stacked = [w.take(np.arange(len(w))) for w in windows]
+        scores = self.waveform_probabilities(
+            np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
+        )
+        return build_timeline(
+            self.labels,
+            self.audio.sample_rate,
+            len(wave) / self.audio.sample_rate,
+            segments,
+            windows,
+            scores,
+            settings,
+        )
+
+    def predict_timelines(
+        self,
+        paths: Iterable[str | Path],
+        settings: TimelineSettings,
+        hop: float | None = None,
+        long_clips: str = "windows",
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    ) -> Iterator[tuple[FilePrediction | InputError, np.ndarray | None]]:
+        """Each file's prediction with its timeline, and its decoded samples (for a plot), one by one."""
+        for path in paths:
+            try:
+                wave = self.read(path, max_duration_s)
+            except (AudioDecodeError, MediaTooLongError) as err:
+                yield InputError(str(path), str(err)), None
+                continue
+            clip = self.windows(wave, path, hop, long_clips)
+            if isinstance(clip, InputError):
+                yield clip, None
+                continue
+            result = self.prediction(path, clip, self.waveform_probabilities(clip.take(np.arange(len(clip)))))
+            result.timeline = self.timeline(wave, settings, hop)
+            yield result, wave
 
     def predict_files(
         self,
@@ -158,7 +226,7 @@ class Predictor:
         group = max(self.batch_size, 8)
         pending: list[tuple[Path, ClipWindows | InputError]] = []
         decoded = in_order(
-            functools.partial(self._decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s),
+            functools.partial(self.decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s),
             paths,
             decode_workers,
         )
@@ -190,6 +258,4 @@ class Predictor:
                 continue
             windows = scores[offsets[c] : offsets[c + 1]]
             c += 1
-            yield FilePrediction(
-                str(path), self.labels, windows.mean(axis=0), windows, item.spans(), item.clip_seconds
-            )
+            yield self.prediction(path, item, windows)

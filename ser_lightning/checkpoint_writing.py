@@ -1,0 +1,66 @@
+"""Writing checkpoints during training: the record callback and the atomic writer (Lightning parts).
+
+Kept apart from ser_lightning.checkpoint (the format and its safe reading) so that reading a
+checkpoint, as predict and serve do, does not import Lightning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from ser_lightning import __version__
+from ser_lightning.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINT_TEMPORARY_TEMPLATE,
+    RECORD_KEY,
+    _absolute_paths,
+    split_record,
+)
+from ser_lightning.utils.files import atomic_write
+
+
+class CheckpointRecord(pl.Callback):
+    """Adds the `ser_lightning` record (format version, data config, split) to every checkpoint.
+
+    `data` is the resolved data config of the run; relative `root`/`cache_dir` are made
+    absolute so that eval finds the corpus from any working directory.
+    """
+
+    def __init__(self, data: dict | None):
+        self.data = _absolute_paths(dict(data)) if data else None
+        self._split: dict | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        if self._split is None:
+            self._split = split_record(getattr(trainer, "datamodule", None))
+        checkpoint[RECORD_KEY] = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "ser_lightning_version": __version__,
+            "data": self.data,
+            "split": self._split,
+        }
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place.
+
+    A run killed while `best.ckpt` or `last.ckpt` is being written keeps the previous complete
+    file, never a truncated one. (Lightning's own writer stages the bytes in the system's temp
+    folder and moves them over, which is a copy, not a rename, when that folder is on another
+    filesystem than the run.) Remote paths (`s3://...`) are left to Lightning.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
+            torch.save(checkpoint, staging)

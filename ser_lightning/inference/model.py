@@ -1,0 +1,84 @@
+"""The model predict and serve run: a checkpoint's feature extractor and network, nothing else.
+
+`SERModule` (ser_lightning.module) is a LightningModule: loading it imports Lightning and
+torchmetrics (seconds of start-up, more than torch itself) for losses, metrics and optimisers
+that scoring never uses. `InferenceModel` is a plain `torch.nn.Module` built from the same
+hyper-parameters by the same code (the features config instantiated, the network built by
+`build_network`) and loaded by the same safe loader from the same state dict, so its `inputs`
+and `forward` compute what SERModule's do. The training-only constructor arguments of a
+checkpoint (optimizer, scheduler, loss settings, augmentation) are accepted and not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
+from ser_lightning.data.audio import AudioSettings
+from ser_lightning.labels import EMOTIONS
+
+# State-dict entries of SERModule that are training state, not part of scoring.
+TRAINING_STATE_PREFIXES = ("batch_augmentation.",)
+
+
+class InferenceModel(torch.nn.Module):
+    """Features and network of a checkpoint, for scoring (see the module docstring)."""
+
+    def __init__(
+        self,
+        net: dict,
+        features: dict,
+        audio: dict,
+        labels: list[str] | tuple[str, ...] = EMOTIONS,
+        calibration: dict | None = None,
+        **training_only,
+    ):
+        super().__init__()
+        from hydra.utils import instantiate
+
+        from ser_lightning.models.requirements import build_network
+
+        self.hparams = {
+            "net": net,
+            "features": features,
+            "audio": audio,
+            "labels": list(labels),
+            "calibration": calibration,
+            **training_only,
+        }
+        self.labels = list(labels)
+        self.features = instantiate(features)
+        self.audio = AudioSettings(**audio)
+        self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
+        self.net = build_network(net, self.input_shape, len(self.labels), features)
+        # SERModule's loss weights: training state, kept so that the state dict loads strictly
+        self.register_buffer("class_weight", torch.ones(len(self.labels)))
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of the checkpoint's stored calibration record (1 without one), as
+        SERModule.temperature: `calibration: {method: temperature, temperature: T}`."""
+        calibration = self.hparams.get("calibration") or {}
+        return float(calibration["temperature"]) if calibration.get("method") == "temperature" else 1.0
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | Path, map_location="cpu", encoder_files: EncoderFiles | None = None
+    ) -> InferenceModel:
+        """Safe loading, as SERModule.load_from_checkpoint (see ser_lightning.checkpoint)."""
+        return load_checkpoint(checkpoint_path, cls, map_location=map_location, encoder_files=encoder_files)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        kept = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_STATE_PREFIXES)}
+        return super().load_state_dict(kept, strict=strict, assign=assign)
+
+    def inputs(self, batch: dict) -> torch.Tensor:
+        """Normalised features for a batch of cached features or raw waveforms (as SERModule)."""
+        if "features" in batch:
+            return self.features.normalize(batch["features"])
+        return self.features(batch["waveform"])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)

@@ -1,0 +1,264 @@
+"""Emotions over time in a long recording: speech segments found by a voice-activity detector,
+each scored as predict scores a file, then smoothed along the recording.
+
+1. Silero VAD (its pretrained model ships inside the `silero-vad` package, so nothing is
+   downloaded) finds the speech in the decoded recording; a segment longer than
+   `max_segment_s` is cut where the detector is least sure, so a long monologue still gets
+   several points in time.
+2. Each segment is cut out of the decoded file and treated as a file of its own: conditioned
+   (peak-normalised), cut into the model's windows (`clip_windows`) and scored; its
+   probabilities are the mean of its windows, exactly what `predict` gives for a file holding
+   only that segment.
+3. The sequence of segment probabilities is smoothed by a centred moving average over
+   `smooth_segments` neighbouring segments (1: none), weighted by how long each lasts, because
+   emotion changes more slowly than the detector's cuts.
+
+The scoring itself is left to the caller (predict scores synchronously, the HTTP service
+through its batcher): `segment_windows` gives the windows to score, `build_timeline` the
+timeline from their probabilities.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser_lightning.data.audio import AudioSettings
+from ser_lightning.inference.windows import ClipWindows, clip_windows
+
+# The rate silero-vad's model runs at (it also takes 8 kHz; 16 kHz is the one it was made for).
+VAD_SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class TimelineSettings:
+    """How speech is found and how the segment sequence is smoothed (conf: `timeline`)."""
+
+    threshold: float = 0.5  # the detector's speech probability above which a frame is speech
+    min_speech_ms: int = 250  # shorter bursts are not speech segments
+    min_silence_ms: int = 300  # shorter pauses do not end a segment
+    speech_pad_ms: int = 30  # added to both ends of each segment
+    max_segment_s: float = 10.0  # longer speech is cut into several segments
+    smooth_segments: int = 3  # width of the moving average over segments (odd; 1 = no smoothing)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"timeline.threshold={self.threshold} must be between 0 and 1")
+        if self.smooth_segments < 1 or self.smooth_segments % 2 == 0:
+            raise ValueError(
+                f"timeline.smooth_segments={self.smooth_segments} must be an odd number of segments (1 = off)"
+            )
+        if self.max_segment_s <= 0:
+            raise ValueError(
+                f"timeline.max_segment_s={self.max_segment_s} must be a positive number of seconds"
+            )
+
+    @classmethod
+    def from_config(cls, cfg) -> TimelineSettings:
+        return cls(**dict(cfg or {}))
+
+
+@dataclass
+class TimelineSegment:
+    """A stretch of speech: where it is, its (smoothed) probabilities and their top emotion."""
+
+    start: float  # seconds from the start of the recording
+    end: float
+    probabilities: np.ndarray  # (K,) smoothed
+    raw_probabilities: np.ndarray  # (K,) mean over the segment's windows, before smoothing
+    windows: int
+
+    def emotion(self, labels: list[str]) -> str:
+        return labels[int(self.probabilities.argmax())]
+
+
+@dataclass
+class Timeline:
+    """The speech segments of one recording, in order, with the labels their probabilities follow."""
+
+    labels: list[str]
+    duration: float
+    segments: list[TimelineSegment] = field(default_factory=list)
+
+    def records(self) -> list[dict]:
+        """Each segment as plain JSON: start, end, emotion, confidence, a probability per emotion."""
+        return [
+            {
+                "start_s": round(s.start, 3),
+                "end_s": round(s.end, 3),
+                "emotion": s.emotion(self.labels),
+                "confidence": float(s.probabilities.max()),
+                "probabilities": {n: float(p) for n, p in zip(self.labels, s.probabilities, strict=True)},
+            }
+            for s in self.segments
+        ]
+
+
+@functools.cache
+def _vad_model():
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad(onnx=False)
+
+
+# The detector keeps a recurrent state between the chunks of one recording: one recording at a time.
+_VAD_LOCK = threading.Lock()
+
+
+def speech_segments(wave: np.ndarray, sample_rate: int, settings: TimelineSettings) -> list[tuple[int, int]]:
+    """(first sample, end sample) of each speech segment of a mono recording at `sample_rate`."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    if len(wave) == 0:
+        return []
+    audio = np.asarray(wave, dtype=np.float32)
+    if sample_rate != VAD_SAMPLE_RATE:
+        import soxr
+
+        audio = soxr.resample(audio, sample_rate, VAD_SAMPLE_RATE).astype(np.float32)
+    with _VAD_LOCK:
+        found = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(audio)),
+            _vad_model(),
+            sampling_rate=VAD_SAMPLE_RATE,
+            threshold=settings.threshold,
+            min_speech_duration_ms=settings.min_speech_ms,
+            min_silence_duration_ms=settings.min_silence_ms,
+            speech_pad_ms=settings.speech_pad_ms,
+            max_speech_duration_s=settings.max_segment_s,
+        )
+    scale = sample_rate / VAD_SAMPLE_RATE
+    segments = []
+    for item in found:
+        start = min(len(wave), int(round(item["start"] * scale)))
+        end = min(len(wave), int(round(item["end"] * scale)))
+        if end > start:
+            segments.append((start, end))
+    return segments
+
+
+def segment_windows(
+    wave: np.ndarray, segments: list[tuple[int, int]], audio: AudioSettings, hop: float
+) -> list[ClipWindows]:
+    """The model's windows of each segment, the segment cut out and treated as a file of its own."""
+    return [clip_windows(wave[start:end], audio, hop) for start, end in segments]
+
+
+def smooth(probabilities: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of `(S, K)` probabilities over `width` segments, each weighted by
+    `weights` (its duration); the ends average over the segments there are. Rows still sum to 1."""
+    if width <= 1 or len(probabilities) <= 1:
+        return probabilities.copy()
+    half = width // 2
+    out = np.empty_like(probabilities)
+    for i in range(len(probabilities)):
+        lo, hi = max(0, i - half), min(len(probabilities), i + half + 1)
+        w = weights[lo:hi, None]
+        out[i] = (probabilities[lo:hi] * w).sum(axis=0) / w.sum()
+    return out
+
+
+def build_timeline(
+    labels: list[str],
+    sample_rate: int,
+    duration: float,
+    segments: list[tuple[int, int]],
+    windows: list[ClipWindows],
+    window_scores: np.ndarray,
+    settings: TimelineSettings,
+) -> Timeline:
+    """The timeline from the probabilities `(W, K)` of all segments' windows, in order."""
+    counts = [len(w) for w in windows]
+    offsets = np.cumsum([0, *counts])
+    raw = (
+        np.stack([window_scores[offsets[i] : offsets[i + 1]].mean(axis=0) for i in range(len(counts))])
+        if counts
+        else np.zeros((0, len(labels)), dtype=np.float32)
+    )
+    lengths = np.array([(end - start) / sample_rate for start, end in segments], dtype=np.float64)
+    smoothed = smooth(raw.astype(np.float64), lengths, settings.smooth_segments).astype(np.float32)
+    return Timeline(
+        list(labels),
+        duration,
+        [
+            TimelineSegment(start / sample_rate, end / sample_rate, smoothed[i], raw[i], counts[i])
+            for i, (start, end) in enumerate(segments)
+        ],
+    )
+
+
+def timeline_figure(timeline: Timeline | None, wave: np.ndarray | None, sample_rate: int, title: str = ""):
+    """A matplotlib figure: the waveform, with each speech segment shaded in its emotion's colour;
+    below it (when there is a timeline) each emotion's probability over time, a step per segment."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab10")
+    if timeline is None:
+        fig, top = plt.subplots(1, 1, figsize=(11, 2), constrained_layout=True)
+        bottom = None
+    else:
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": [1, 2]}, constrained_layout=True
+        )
+    duration = (
+        timeline.duration if timeline is not None else (len(wave) / sample_rate if wave is not None else 0)
+    )
+    if wave is not None and len(wave):
+        step = max(1, len(wave) // 4000)
+        envelope = np.abs(np.asarray(wave)[: len(wave) // step * step].reshape(-1, step)).max(axis=1)
+        t = np.arange(len(envelope)) * step / sample_rate
+        top.fill_between(t, -envelope, envelope, color="0.4", linewidth=0)
+    top.set_yticks([])
+    top.set_ylabel("waveform")
+    top.set_xlim(0, max(duration, 1e-3))
+    if title:
+        top.set_title(title)
+    if timeline is None:
+        top.set_xlabel("time (s)")
+        return fig
+    labels = timeline.labels
+    for segment in timeline.segments:
+        k = int(segment.probabilities.argmax())
+        top.axvspan(segment.start, segment.end, color=colours(k % 10), alpha=0.3, linewidth=0)
+        top.text(
+            (segment.start + segment.end) / 2,
+            0.95,
+            labels[k],
+            ha="center",
+            va="top",
+            fontsize=8,
+            transform=top.get_xaxis_transform(),
+        )
+    for k, name in enumerate(labels):
+        xs, ys = [], []
+        for segment in timeline.segments:
+            xs += [segment.start, segment.end, np.nan]
+            ys += [float(segment.probabilities[k])] * 2 + [np.nan]
+        bottom.plot(xs, ys, color=colours(k % 10), label=name, linewidth=2)
+    bottom.set_ylim(0, 1)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("probability")
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
+def plot_timeline(
+    timeline: Timeline, wave: np.ndarray | None, sample_rate: int, path: str | Path, title: str = ""
+) -> Path:
+    """`timeline_figure` saved as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(timeline, wave, sample_rate, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

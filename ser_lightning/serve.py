@@ -1,0 +1,43 @@
+"""Serve a trained model over HTTP: `python -m ser_lightning.serve ckpt_path=best.ckpt port=8000`.
+
+The JSON API (POST /v1/predict, GET /v1/model, GET /health, docs at /docs) and the web page (/)
+in one process, on 127.0.0.1 unless `host=` says otherwise (then SER_API_KEY must be set).
+See ser_lightning.serving.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.errors import exits_on_user_mistake
+
+log = logging.getLogger("ser_lightning.serve")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="serve")
+@exits_on_user_mistake
+def main(cfg: DictConfig) -> None:
+    import uvicorn
+
+    from ser_lightning.serving.server import build_app
+
+    OmegaConf.resolve(cfg.paths)
+    app = build_app(cfg)
+    where = f"http://{'[' + cfg.host + ']' if ':' in str(cfg.host) else cfg.host}:{cfg.port}"
+    log.info("web page %s/ , API %s/v1/predict , docs %s/docs (Ctrl+C stops)", where, where, where)
+    uvicorn.run(
+        app,
+        host=str(cfg.host),
+        port=int(cfg.port),
+        log_level=str(cfg.log_level),
+        access_log=bool(cfg.access_log),
+    )
+    log.info("server stopped")
+
+
+if __name__ == "__main__":
+    main()

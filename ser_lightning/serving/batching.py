@@ -1,0 +1,151 @@
+"""Dynamic batching: windows of concurrent requests scored together in one model call.
+
+Each request hands its windows `(n, samples)` to `DynamicBatcher.probabilities` and awaits
+their probabilities. One task takes requests off a queue: after the first, it waits at most
+`max_wait_ms` for more, until `max_batch_windows` windows are gathered, then runs the model
+once (on its own thread, so the event loop keeps accepting requests) and hands each request
+its rows. Requests that arrive while the model is busy queue up and form the next batch
+without waiting, so batches grow with load. The wait is only spent while another request is
+on its way (being received or decoded: `expect`/`arrived`), so a lone client pays none of it.
+With batching off, each request is scored alone, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    enabled: bool = True
+    max_batch_windows: int = 32  # windows per model call (one request's may exceed it: then it is alone)
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+
+    def __post_init__(self) -> None:
+        if self.max_batch_windows < 1:
+            raise ValueError(f"batching.max_batch_windows={self.max_batch_windows} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"batching.max_wait_ms={self.max_wait_ms} must be 0 or more milliseconds")
+
+
+@dataclass
+class BatchStats:
+    """Counts since start: model calls, requests and windows scored."""
+
+    batches: int = 0
+    requests: int = 0
+    windows: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "batches": self.batches,
+            "requests": self.requests,
+            "windows": self.windows,
+            "mean_requests_per_batch": round(self.requests / self.batches, 3) if self.batches else 0.0,
+        }
+
+
+class DynamicBatcher:
+    """Scores the windows of concurrent requests together with `score(windows) -> probabilities`."""
+
+    def __init__(self, score: Callable[[np.ndarray], np.ndarray], settings: BatchingSettings):
+        self.score = score
+        self.settings = settings
+        self.stats = BatchStats()
+        self.on_the_way = 0  # requests being received or decoded, whose windows will come
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        # one model thread: the model is called by one batch at a time
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ser-model")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="ser-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._model_thread.shutdown(wait=True)
+
+    def expect(self) -> None:
+        """A request started (its windows will follow, or `arrived` is called when it fails)."""
+        self.on_the_way += 1
+
+    def arrived(self) -> None:
+        self.on_the_way = max(0, self.on_the_way - 1)
+
+    async def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities `(n, K)` of the request's windows `(n, samples)`."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started (start() runs at application start-up)")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((windows, future))
+        return await future
+
+    async def _gather(self, first: tuple) -> tuple[list[tuple], tuple | None]:
+        """A batch that starts with `first`: requests already queued join at once, and for at
+        most `max_wait_ms` newcomers too, up to `max_batch_windows` windows. A request that would
+        overflow the batch is returned to start the next one (so the order is kept)."""
+        assert self._queue is not None
+        batch, size = [first], len(first[0])
+        if not self.settings.enabled:
+            return batch, None
+        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
+        while size < self.settings.max_batch_windows:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.on_the_way == 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if size + len(item[0]) > self.settings.max_batch_windows:
+                return batch, item
+            batch.append(item)
+            size += len(item[0])
+        return batch, None
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        held = None
+        while True:
+            first = held if held is not None else await self._queue.get()
+            batch, held = await self._gather(first)
+            live = [(w, f) for w, f in batch if not f.done()]  # a client that went away is skipped
+            if not live:
+                continue
+            stacked = np.concatenate([w for w, _ in live]) if len(live) > 1 else live[0][0]
+            try:
+                scores = await loop.run_in_executor(self._model_thread, self.score, stacked)
+            except Exception as err:  # noqa: BLE001 (each waiting request gets the error)
+                log.exception("scoring a batch of %d windows failed", len(stacked))
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            self.stats.batches += 1
+            self.stats.requests += len(live)
+            self.stats.windows += len(stacked)
+            offset = 0
+            for windows, future in live:
+                if not future.done():
+                    future.set_result(scores[offset : offset + len(windows)])
+                offset += len(windows)

@@ -1,0 +1,64 @@
+"""What GET /v1/model says about the served model, read from its checkpoint (and its run)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ser_lightning.checkpoint import checkpoint_record, current_hparams
+
+log = logging.getLogger(__name__)
+
+# The summary `ser_lightning.train` writes into its run directory (the checkpoint's folder's parent).
+RUN_SUMMARY = "summary.json"
+TEST_METRICS = {"ua": "test/ua", "wa": "test/acc", "f1": "test/f1"}
+
+
+def _class_name(config: dict | None) -> str | None:
+    target = (config or {}).get("_target_")
+    return str(target).rsplit(".", 1)[-1] if target else None
+
+
+def run_test_metrics(ckpt_path: str | Path) -> dict | None:
+    """Test UA, WA and macro-F1 of the run that wrote the checkpoint, from its summary.json
+    (train tests the best checkpoint after writing it); None when the file is not beside it."""
+    summary_path = Path(ckpt_path).expanduser().resolve().parent.parent / RUN_SUMMARY
+    try:
+        metrics = json.loads(summary_path.read_text()).get("metrics", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    found = {
+        key: float(metrics[name])
+        for key, name in TEST_METRICS.items()
+        if isinstance(metrics.get(name), int | float)
+    }
+    return found or None
+
+
+def model_info(checkpoint: dict, module, ckpt_path: str | Path) -> dict:
+    """Labels, audio settings, features, network, size, training data and test scores."""
+    hparams = current_hparams(checkpoint["hyper_parameters"])
+    record = checkpoint_record(checkpoint)
+    data = record.get("data") or {}
+    split = record.get("split") or {}
+    features = {k: v for k, v in dict(hparams.get("features") or {}).items() if not k.startswith("_")}
+    # a pretrained encoder's files: their names, not this machine's paths
+    for key in ("encoder", "weights"):
+        if isinstance(features.get(key), str):
+            features[key] = Path(features[key]).name
+    return {
+        "checkpoint": Path(ckpt_path).name,
+        "labels": list(module.labels),
+        "sample_rate": module.audio.sample_rate,
+        "window_s": module.audio.duration,
+        "features": {"name": _class_name(hparams.get("features")), **features},
+        "network": _class_name(hparams.get("net")),
+        "parameters": int(sum(p.numel() for p in module.parameters())),
+        "corpus": data.get("corpus"),
+        "protocol": {"split": split.get("name"), "sizes": split.get("sizes")},
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+        "test_metrics": run_test_metrics(ckpt_path),
+        "ser_lightning_version": record.get("ser_lightning_version"),
+    }

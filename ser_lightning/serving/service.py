@@ -1,0 +1,256 @@
+"""The model behind the HTTP API and the web page: uploads in, emotions out.
+
+An upload is written to a private temporary folder (the decoders read files), decoded there
+by exactly predict's code (`Predictor.read` and `Predictor.windows`: the same decoding,
+conditioning and windowing), and deleted before it is scored; its windows are scored through
+the dynamic batcher, by the predictor's own probability function. A request never names a
+file the server reads: the server picks every path.
+
+Whatever is wrong with an upload becomes a `RequestError` with the HTTP status and a message
+that names the upload and the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ser_lightning.decoding import AudioDecodeError
+from ser_lightning.inference.media import MEDIA_EXTENSIONS, InputError, MediaTooLongError
+from ser_lightning.inference.predictor import FilePrediction, Predictor
+from ser_lightning.inference.timeline import (
+    Timeline,
+    TimelineSettings,
+    build_timeline,
+    segment_windows,
+    speech_segments,
+)
+from ser_lightning.inference.windows import ClipWindows
+from ser_lightning.serving.batching import BatchingSettings, DynamicBatcher
+
+log = logging.getLogger(__name__)
+
+# A clip whose loudest sample is below this (-60 dBFS) holds no speech to score.
+SILENCE_PEAK = 10 ** (-60 / 20)
+# The web page adds a timeline on its own to recordings longer than this many model windows.
+LONG_RECORDING_WINDOWS = 3
+# Leading bytes of the formats soundfile reads, for raw bodies that come without a file name.
+_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\xff\xfb", ".mp3"))
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class RequestError(Exception):
+    """A request the service refuses: `status` (413, 422) and a message naming the problem."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_duration_s: float | None = 600.0
+    hop: float | None = None  # seconds between windows of long clips; None: half the model's window
+    long_clips: str = "windows"
+    decode_workers: int = 2
+    upload_dir: str | None = None  # where uploads are written while they are decoded; None: the system's
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
+    timeline: TimelineSettings = field(default_factory=TimelineSettings)
+
+
+def display_name(filename: str | None) -> str:
+    """The client's file name for messages and results: its last part, printable characters only."""
+    name = _UNSAFE.sub("_", Path(str(filename or "")).name)[:120].strip()
+    return name or "upload"
+
+
+def upload_suffix(filename: str | None, head: bytes) -> str:
+    """The extension the decoders go by: the client's, when it is a media type predict reads,
+    else one read from the first bytes (a raw body has no name); else FFmpeg decides."""
+    suffix = Path(str(filename or "")).suffix.lower()
+    if suffix in MEDIA_EXTENSIONS:
+        return suffix
+    for magic, guess in _MAGIC:
+        if head.startswith(magic):
+            return guess
+    return ".media"
+
+
+@dataclass
+class Decoded:
+    """An upload decoded and cut: its windows, and its speech segments in timeline mode."""
+
+    name: str
+    duration: float
+    clip: ClipWindows
+    segments: list[tuple[int, int]] | None = None
+    segment_clips: list[ClipWindows] | None = None
+    wave: np.ndarray | None = None  # kept for a plot only
+    timeline: Timeline | None = None
+
+
+class EmotionService:
+    """Scores uploads with one predictor; `start()` and `stop()` run with the application."""
+
+    def __init__(self, predictor: Predictor, info: dict, settings: ServiceSettings):
+        self.predictor = predictor
+        self.info = info
+        self.settings = settings
+        self.labels = predictor.labels
+        self.batcher = DynamicBatcher(predictor.waveform_probabilities, settings.batching)
+        self._decoders = ThreadPoolExecutor(
+            max_workers=max(1, settings.decode_workers), thread_name_prefix="ser-decode"
+        )
+        self.hop = predictor.audio.duration / 2 if settings.hop is None else settings.hop
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self._decoders.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ uploads
+    async def analyse_upload(
+        self,
+        source: BinaryIO | bytes,
+        filename: str | None,
+        timeline: bool | str = False,
+        keep_wave: bool = False,
+    ) -> tuple[dict, Decoded]:
+        """Score an upload (a file object or bytes); the temporary copy is gone when this returns."""
+        name = display_name(filename)
+        loop = asyncio.get_running_loop()
+        self.batcher.expect()
+        try:
+            decoded = await loop.run_in_executor(
+                self._decoders, self._store_and_decode, source, filename, name, timeline, keep_wave
+            )
+        finally:
+            self.batcher.arrived()
+        return await self._score(decoded), decoded
+
+    async def analyse_path(
+        self, path: str | Path, timeline: bool | str = False, keep_wave: bool = False
+    ) -> tuple[dict, Decoded]:
+        """Score a file the server itself wrote (the web page's upload, in its own cache)."""
+        loop = asyncio.get_running_loop()
+        self.batcher.expect()
+        try:
+            decoded = await loop.run_in_executor(
+                self._decoders, self._decode, Path(path), display_name(Path(path).name), timeline, keep_wave
+            )
+        finally:
+            self.batcher.arrived()
+        return await self._score(decoded), decoded
+
+    # ------------------------------------------------------------------ steps
+    def _store_and_decode(
+        self, source: BinaryIO | bytes, filename: str | None, name: str, timeline: bool | str, keep_wave: bool
+    ) -> Decoded:
+        """Write the upload into a new private folder, decode it, and delete the folder."""
+        folder = Path(tempfile.mkdtemp(prefix="ser-upload-", dir=self.settings.upload_dir))
+        try:
+            head = source[:16] if isinstance(source, bytes) else source.read(16)
+            if not head:
+                raise RequestError(
+                    422,
+                    f"the upload {name!r} is empty (0 bytes): send the recording as the multipart field "
+                    "`file` (curl -F file=@clip.wav ...) or as the request body",
+                )
+            path = folder / f"upload{upload_suffix(filename, head)}"
+            with open(path, "wb") as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                else:
+                    out.write(head)
+                    shutil.copyfileobj(source, out, length=1 << 20)
+            return self._decode(path, name, timeline, keep_wave)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _decode(self, path: Path, name: str, timeline: bool | str, keep_wave: bool) -> Decoded:
+        """predict's decoding and windowing of one upload, with its errors in the client's words."""
+        predictor = self.predictor
+        try:
+            wave = predictor.read(path, self.settings.max_duration_s)
+        except MediaTooLongError as err:
+            length = (
+                f"lasts {err.seconds:.1f} s" if err.seconds is not None else "decodes to more audio than that"
+            )
+            raise RequestError(
+                422,
+                f"the upload {name!r} {length}, longer than the {err.max_duration_s:g} s this server decodes "
+                "from one upload; send a shorter recording",
+            ) from None
+        except AudioDecodeError as err:
+            raise RequestError(
+                422,
+                f"the upload {name!r} is not audio this server can decode ({err.problem}); send a complete "
+                "audio or video file (wav, flac, ogg, mp3, mp4, mkv, ...) with a codec FFmpeg reads",
+            ) from None
+        rate = predictor.audio.sample_rate
+        if len(wave) == 0:
+            raise RequestError(422, f"the upload {name!r} holds no audio samples (a zero-length recording)")
+        peak = float(np.max(np.abs(wave)))
+        if not peak >= SILENCE_PEAK:
+            raise RequestError(
+                422,
+                f"the upload {name!r} is silent (its loudest sample is {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, "
+                "below -60 dBFS): there is no speech to score",
+            )
+        clip = predictor.windows(wave, name, self.hop, self.settings.long_clips)
+        if isinstance(clip, InputError):  # pragma: no cover (empty audio is refused above)
+            raise RequestError(422, clip.message)
+        decoded = Decoded(name, len(wave) / rate, clip, wave=wave if keep_wave else None)
+        if timeline is True or (
+            timeline == "auto" and len(wave) > LONG_RECORDING_WINDOWS * predictor.audio.num_samples
+        ):
+            decoded.segments = speech_segments(wave, rate, self.settings.timeline)
+            decoded.segment_clips = segment_windows(wave, decoded.segments, predictor.audio, self.hop)
+        return decoded
+
+    async def _score(self, decoded: Decoded) -> dict:
+        clips = [decoded.clip, *(decoded.segment_clips or [])]
+        windows = np.concatenate([c.take(np.arange(len(c))) for c in clips])
+        scores = await self.batcher.probabilities(windows)
+        own = len(decoded.clip)
+        prediction = self.predictor.prediction(decoded.name, decoded.clip, scores[:own])
+        result = prediction_record(prediction)
+        if decoded.segments is not None:
+            timeline = build_timeline(
+                self.labels,
+                self.predictor.audio.sample_rate,
+                decoded.duration,
+                decoded.segments,
+                decoded.segment_clips or [],
+                scores[own:],
+                self.settings.timeline,
+            )
+            decoded.timeline = timeline
+            result["timeline"] = timeline.records()
+        return result
+
+
+def prediction_record(prediction: FilePrediction) -> dict:
+    """The API's answer for one file: the emotion, its confidence and a probability per emotion."""
+    return {
+        "file": prediction.path,
+        "emotion": prediction.predicted,
+        "confidence": prediction.confidence,
+        "probabilities": {
+            n: float(p) for n, p in zip(prediction.labels, prediction.probabilities, strict=True)
+        },
+        "duration_s": round(prediction.duration, 4),
+        "windows": len(prediction.window_probabilities),
+    }

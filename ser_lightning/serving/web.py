@@ -1,0 +1,124 @@
+"""The web page at `/`: a Gradio app mounted in the same ASGI application as the API.
+
+Upload a file or record from the microphone (Gradio's audio component, which also draws the
+waveform); the page shows the predicted emotion with a bar per emotion, the waveform, and for
+recordings longer than a few model windows (or when asked) the emotion timeline: a plot and a
+table of the speech segments. It scores through the same service as POST /v1/predict, so the
+page and the API give the same answer for the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Set before Gradio is imported: the page must not call home (usage statistics) from a server.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from ser_lightning.serving.service import LONG_RECORDING_WINDOWS, EmotionService, RequestError  # noqa: E402
+
+PAGE_USER = "ser"
+# Gradio keeps uploads and recordings in its cache folder: files older than this are deleted,
+# checked as often.
+CACHE_SECONDS = 600
+
+
+def _model_text(info: dict) -> str:
+    metrics = info.get("test_metrics") or {}
+    scores = ", ".join(f"{k.upper()} {v:.3f}" for k, v in metrics.items())
+    protocol = (info.get("protocol") or {}).get("split")
+    return (
+        f"**Model** `{info.get('checkpoint')}`: {info.get('network')} on {info['features'].get('name')} "
+        f"features, {info.get('parameters', 0):,} parameters; trained on {info.get('corpus') or 'an unrecorded corpus'}"
+        + (f" ({protocol} split)" if protocol else "")
+        + (f"; test {scores}" if scores else "")
+        + f". Emotions: {', '.join(info['labels'])}."
+    )
+
+
+def build_page(service: EmotionService):
+    """The Gradio Blocks of the page."""
+    import gradio as gr
+    import matplotlib.pyplot as plt
+
+    from ser_lightning.inference.timeline import timeline_figure
+
+    rate = service.predictor.audio.sample_rate
+    long_seconds = LONG_RECORDING_WINDOWS * service.predictor.audio.duration
+
+    async def analyse(path: str | None, always_timeline: bool):
+        if not path:
+            raise gr.Error("Upload a recording or record one with the microphone first.")
+        try:
+            result, decoded = await service.analyse_path(
+                path, timeline=True if always_timeline else "auto", keep_wave=True
+            )
+        except RequestError as err:
+            raise gr.Error(err.message) from None
+        figure = timeline_figure(decoded.timeline, decoded.wave, rate)
+        plt.close(figure)  # gradio draws it; pyplot must not keep it
+        summary = (
+            f"**{result['emotion']}** ({100 * result['confidence']:.1f}%), "
+            f"{result['duration_s']:.2f} s, {result['windows']} window{'s' if result['windows'] != 1 else ''}"
+        )
+        segments = result.get("timeline", [])
+        table = (
+            "| start (s) | end (s) | emotion | confidence |\n|---:|---:|:---|---:|\n"
+            + "\n".join(
+                f"| {s['start_s']:.2f} | {s['end_s']:.2f} | {s['emotion']} | {100 * s['confidence']:.1f}% |"
+                for s in segments
+            )
+            if segments
+            else ""
+        )
+        return result["probabilities"], summary, figure, table
+
+    with gr.Blocks(title="Speech emotion recognition", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as page:
+        gr.Markdown("# Speech emotion recognition\n" + _model_text(service.info))
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(
+                    sources=["upload", "microphone"],
+                    type="filepath",
+                    label="Recording (upload a file or record)",
+                    elem_id="recording",
+                )
+                always_timeline = gr.Checkbox(
+                    value=False,
+                    label=f"Timeline for every recording (always shown for recordings over {long_seconds:g} s)",
+                )
+                button = gr.Button("Predict", variant="primary", elem_id="predict")
+            with gr.Column():
+                emotion = gr.Label(
+                    num_top_classes=len(service.labels), label="Predicted emotion", elem_id="emotion"
+                )
+                summary = gr.Markdown(elem_id="summary")
+        plot = gr.Plot(label="Waveform and emotion timeline", elem_id="timeline-plot")
+        segments = gr.Markdown(label="Speech segments", elem_id="segments")
+        outputs = [emotion, summary, plot, segments]
+        button.click(analyse, [audio, always_timeline], outputs, api_name=False)
+        audio.upload(analyse, [audio, always_timeline], outputs, api_name=False)
+        audio.stop_recording(analyse, [audio, always_timeline], outputs, api_name=False)
+    return page
+
+
+def mount_page(app, service: EmotionService, api_key: str | None) -> None:
+    """Mount the page at `/`, behind the API key (as the password of user `ser`) when one is set."""
+    import gradio as gr
+
+    # Gradio's cache of uploads and recordings: a folder of this server's own, removed at exit
+    # (besides Gradio deleting old files in it while the server runs).
+    cache = Path(tempfile.mkdtemp(prefix="ser-page-", dir=service.settings.upload_dir))
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    page = build_page(service)
+    gr.mount_gradio_app(
+        app,
+        page,
+        path="/",
+        auth=(PAGE_USER, api_key) if api_key else None,
+        max_file_size=service.settings.max_upload_bytes,
+        footer_links=[],
+        show_error=True,
+    )
+    app.state.page_cache = cache
