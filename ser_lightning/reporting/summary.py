@@ -35,6 +35,8 @@ def protocol_text(summary: dict) -> str:
     text = str(protocol.get("split", summary.get("split")))
     if "fold" in protocol:
         text += f" fold {protocol['fold']} of {protocol['num_folds']}"
+        if isinstance(protocol.get("folds"), str) and protocol["folds"] != "actors":
+            text += f" ({protocol['folds']} folds)"
     if protocol.get("test_corpus"):
         text += f" testing on {protocol['test_corpus']}"
     return text
