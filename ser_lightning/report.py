@@ -46,6 +46,10 @@ DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best")
 # summary metric -> its score in reporting/intervals.py (INTERVAL_SCORES)
 INTERVAL_OF = {"test/ua": "ua", "test/acc": "accuracy", "test/f1": "macro_f1"}
 PREDICTIONS = Path("test_report") / "predictions.csv"
+# each job's note on speakers (from summary.json), named with "/" so they never count as settings
+SPEAKER_INDEPENDENT = "speakers/independent"
+HEARD_TEST_CLIPS = "speakers/test_clips_with_training_speaker"
+TEST_CLIPS = "speakers/test_clips"
 
 
 def _override_pairs(overrides: list[str]) -> dict[str, str]:
@@ -81,6 +85,11 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         if summary_file.is_file():
             summary = json.loads(summary_file.read_text())
             row.update({k: v for k, v in summary.get("metrics", {}).items()})
+            speakers = summary.get("speakers") or {}
+            if speakers:
+                row[SPEAKER_INDEPENDENT] = bool(speakers.get("speaker_independent"))
+                row[HEARD_TEST_CLIPS] = speakers.get("test_clips_with_training_speaker")
+                row[TEST_CLIPS] = speakers.get("test_clips")
         rows.append(row)
     if not rows:
         raise FileNotFoundError(
@@ -130,6 +139,10 @@ def summarize(
             values = frame[metric].astype(float)
             row[f"{metric} mean"] = values.mean()
             row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+        if SPEAKER_INDEPENDENT in frame and frame[SPEAKER_INDEPENDENT].notna().any():
+            row["speaker-independent"] = bool(frame[SPEAKER_INDEPENDENT].fillna(True).astype(bool).all())
+            row["test clips heard in training"] = int(frame[HEARD_TEST_CLIPS].fillna(0).sum())
+            row["test clips"] = int(frame[TEST_CLIPS].fillna(0).sum())
         runs = [scored_run(sweep_dir, job) for job in frame["job"]] if sweep_dir is not None else []
         if runs and all(r is not None for r in runs):
             intervals = mean_over_runs_bootstrap(runs, bootstrap)
@@ -173,6 +186,14 @@ def markdown_report(summary: pd.DataFrame, keys: list[str], metrics: tuple[str, 
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("mean ± std over repeats (" + ", ".join(REPEAT_KEYS) + "); runs = finished jobs.")
+    if "speaker-independent" in summary.columns:
+        dependent = summary[summary["speaker-independent"].eq(False)]
+        for _, row in dependent.iterrows():
+            lines.append(
+                f"**Speaker-dependent protocol** ({_label(row, keys)}): {int(row['test clips heard in training'])} "
+                f"of {int(row['test clips'])} test clips have their speaker in the training split; these scores "
+                "are optimistic for new speakers."
+            )
     if "interval resamples" in summary.columns and summary["interval resamples"].notna().any():
         resamples = int(summary["interval resamples"].dropna().iloc[0])
         lines.append(
@@ -378,6 +399,13 @@ def print_summary(sweep_dir: Path, written: dict[str, Path], metric: str) -> Non
     console.print(table)
     counts = jobs["status"].value_counts().to_dict()
     console.print(f"jobs: {', '.join(f'{v} {k}' for k, v in counts.items())}")
+    if "speaker-independent" in summary.columns:
+        for _, row in summary[summary["speaker-independent"].eq(False)].iterrows():
+            console.print(
+                f"[bold red]speaker-dependent protocol[/bold red] ({_label(row, keys)}): "
+                f"{int(row['test clips heard in training'])} of {int(row['test clips'])} test clips have their "
+                "speaker in the training split"
+            )
     if "interval resamples" in summary.columns and summary["interval resamples"].notna().any():
         console.print(
             f"[low, high]: 95 % interval of the mean, bootstrap over test speakers "

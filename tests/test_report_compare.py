@@ -107,3 +107,22 @@ def test_compare_of_a_configuration_with_itself_has_p_one(sweep):
 def test_compare_says_what_is_wrong(sweep, a, b, message):
     with pytest.raises(ValueError, match=message):
         build_report(sweep, compare_configurations=(a, b))
+
+
+def test_the_sweep_report_says_which_configurations_are_speaker_dependent(tmp_path, capsys):
+    for index, (split, heard) in enumerate((("actor", 0), ("random", 216))):
+        job = tmp_path / str(index)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"data.split={split}"]))
+        speakers = {
+            "split": split,
+            "speaker_independent": split == "actor",
+            "test_clips": 216,
+            "test_clips_with_training_speaker": heard,
+        }
+        (job / "summary.json").write_text(json.dumps({"metrics": {"test/ua": 0.5}, "speakers": speakers}))
+    main([str(tmp_path)])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "**Speaker-dependent protocol** (split=random): 216 of 216 test clips" in markdown
+    assert "split=actor)" not in markdown
+    assert "speaker-dependent protocol (split=random)" in capsys.readouterr().out
