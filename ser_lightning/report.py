@@ -194,7 +194,12 @@ def markdown_report(summary: pd.DataFrame, keys: list[str], metrics: tuple[str, 
                 f"of {int(row['test clips'])} test clips have their speaker in the training split; these scores "
                 "are optimistic for new speakers."
             )
-    if "interval resamples" in summary.columns and summary["interval resamples"].notna().any():
+    if "interval resamples" not in summary.columns or summary["interval resamples"].isna().all():
+        lines.append(
+            "No speaker intervals: the jobs kept no per-clip test predictions with speakers "
+            f"({PREDICTIONS} with a speaker column)."
+        )
+    else:
         resamples = int(summary["interval resamples"].dropna().iloc[0])
         lines.append(
             f"[low, high]: 95 % interval of the mean by a bootstrap over test speakers ({resamples} resamples; "
