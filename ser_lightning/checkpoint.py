@@ -5,7 +5,8 @@ A ser_lightning checkpoint is a Lightning checkpoint whose parts are all plain d
 - `hyper_parameters`: SERModule's constructor arguments as plain dicts: `labels` (the label
   order), `features` (the feature extractor config), `audio` (sample rate, duration, offset,
   crop, peak normalisation), `net` (the network config), `optimizer`/`scheduler` configs.
-  They alone rebuild the model, feature extraction included.
+  They alone rebuild the model, feature extraction included. `calibration` (written into the
+  best checkpoint after training) holds the temperature fitted on the validation split, a number.
 - `state_dict`: the weights, including feature buffers (dataset normalisation statistics).
 - `ser_lightning` (written by the `CheckpointRecord` callback): `format_version`, the resolved
   `data` config the model was trained on and its `split` (name, sizes, a fingerprint of the
@@ -42,6 +43,7 @@ from typing import Any
 import torch
 
 from ser_lightning import __version__
+from ser_lightning.calibration import check_calibration
 
 RECORD_KEY = "ser_lightning"
 # Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
@@ -208,6 +210,10 @@ def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None
                 f"({__version__}) reads versions up to {CHECKPOINT_FORMAT_VERSION}. Update ser_lightning."
             )
     check_plain(hparams, "hyper_parameters", where)
+    try:  # the temperature the probabilities are divided by: a positive number, nothing else
+        check_calibration(hparams.get("calibration"), where)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
     hparams = current_hparams(hparams)
     # The configs that reach Hydra or OmegaConf; the split's file lists never do.
     if record is not None and record.get("data") is not None:

@@ -4,7 +4,8 @@ By default the model is scored on the test split of the data config it was train
 the checkpoint), re-created from the same corpus, split settings and seed. `data=<group>` (and
 `data.root=...`) scores it on another corpus instead, `+data.key=value` changes one setting
 of the checkpoint's own data config, and `split=all` scores every file of the corpus
-(`data.split=test_only`).
+(`data.split=test_only`). `robustness=standard` scores the split again under each corruption of
+conf/robustness/standard.yaml (ser_lightning/reporting/robustness.py).
 
 Whatever the data config, its audio settings and label set are replaced by the checkpoint's and
 its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -45,13 +48,15 @@ from ser_lightning.checkpoint import (
     read_checkpoint,
     training_overlap,
 )
+from ser_lightning.data.leakage import clip_table
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
-from ser_lightning.inference.predictor import resolve_device
+from ser_lightning.inference.predictor import Predictor, resolve_device
 from ser_lightning.module import SERModule
 from ser_lightning.reporting.collector import ReportCollector
-from ser_lightning.reporting.evaluation import EvaluationReport, print_report, write_report
+from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report, print_report, write_report
+from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -165,7 +170,14 @@ def device_settings(device: torch.device) -> dict[str, Any]:
     return {"accelerator": device.type, "devices": 1}
 
 
-def split_report(module, datamodule, split: str, device: torch.device, batch_size: int) -> EvaluationReport:
+def split_report(
+    module,
+    datamodule,
+    split: str,
+    device: torch.device,
+    batch_size: int,
+    bootstrap: BootstrapSettings | None = None,
+) -> EvaluationReport:
     """Score one split of a set-up data module (`all` = its whole corpus) on `device`.
 
     The split's clips, in table order, go through `trainer.test` and ReportCollector, the test
@@ -188,7 +200,7 @@ def split_report(module, datamodule, split: str, device: torch.device, batch_siz
         pin_memory=device.type == "cuda",
         collate_fn=collate_batch,
     )
-    collector = ReportCollector(datamodule)
+    collector = ReportCollector(datamodule, bootstrap)
     # Lightning's notes on which accelerators exist, and on loggers, are not about this evaluation
     lightning_notes = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     level = lightning_notes.level
@@ -266,6 +278,12 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     module = module_from_checkpoint(
         checkpoint, SERModule, ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
     )
+    calibration = str(cfg.get("calibration", "checkpoint"))
+    if calibration not in ("checkpoint", "none"):
+        raise ValueError(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
+    if calibration == "none":
+        module.hparams.calibration = None  # plain softmax probabilities
+    bootstrap = BootstrapSettings(**to_plain(cfg.get("bootstrap") or {}))
     machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
     data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)
@@ -290,7 +308,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         raise ValueError(f"batch_size={cfg.batch_size} must be at least 1")
     device = resolve_device(cfg.device)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
-    report = split_report(module, datamodule, split, device, cfg.batch_size)
+    report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
 
     same_test_files = None
     if split == "test" and trained_split.get("test_files_sha256"):
@@ -326,12 +344,102 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
         "device": str(device),
         "metrics": report.metrics,
+        "intervals": report.intervals,
+        "calibration": report.calibration,
+        "gender_gap": report.gender_gap,
+        "speakers": report.speakers,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,
     }
+    if cfg.get("robustness"):
+        table, written = robustness_report(
+            module, datamodule, split, device, cfg.batch_size, to_plain(cfg.robustness), output_dir, title
+        )
+        summary["robustness"] = table.to_dict(orient="records")
+        summary["files_written"].update(written)
     (output_dir / "eval.json").write_text(json.dumps(summary, indent=2))
     log.info("report written to %s", output_dir)
     return report, summary
+
+
+def robustness_report(
+    module,
+    datamodule,
+    split: str,
+    device: torch.device,
+    batch_size: int,
+    settings: dict,
+    output_dir: Path,
+    title: str,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Score the split's clips clean and under each condition of `settings`; write
+    robustness.csv and robustness.png, print the table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ser_lightning.reporting.robustness import plot_robustness, robustness_table, standard_conditions
+
+    manifest = datamodule.manifest
+    rows = manifest.indices["test" if split == "all" else split]
+    tested = manifest.table.iloc[rows]
+    clips = clip_table(tested)
+    files = relative_paths(tested, manifest.root).tolist()
+    y_true = manifest.labels[rows]
+    predictor = Predictor(module, device=device, batch_size=batch_size)
+    bootstrap = BootstrapSettings(
+        resamples=int(settings.get("resamples", 300)), seed=int(settings.get("seed", 0))
+    )
+
+    def score(waveforms: np.ndarray) -> dict:
+        report = evaluation_report(
+            files,
+            y_true,
+            predictor.waveform_probabilities(waveforms),
+            module.labels,
+            clips=clips,
+            bootstrap=bootstrap,
+        )
+        ua_interval = report.intervals["intervals"]["ua"] or [np.nan, np.nan]
+        return {
+            **{k: report.metrics[k] for k in ("ua", "accuracy", "macro_f1")},
+            "ua_low": ua_interval[0],
+            "ua_high": ua_interval[1],
+            "ece": report.calibration["ece"],
+            "files": report.metrics["num_files"],
+        }
+
+    conditions = standard_conditions(settings, module.audio.sample_rate)
+    done = iter(range(1, len(conditions) + 1))
+    table = robustness_table(
+        score,
+        np.asarray(datamodule.arrays.waveforms[rows]),
+        clips["speaker"],
+        conditions,
+        int(settings.get("seed", 0)),
+        module.audio.peak_normalize,
+        progress=lambda name: log.info("robustness: %s (%d/%d)", name, next(done), len(conditions)),
+    )
+    written = {
+        "robustness": str(output_dir / "robustness.csv"),
+        "robustness_png": str(output_dir / "robustness.png"),
+    }
+    table.to_csv(written["robustness"], index=False, float_format="%.6f")
+    plot_robustness(table, written["robustness_png"], f"{title}\nrobustness, seed {settings.get('seed', 0)}")
+    printed = Table(title=f"Robustness: UA per condition ({len(y_true)} clips)", title_justify="left")
+    for column in ("condition", "UA", "95 % interval", "vs clean", "WA", "macro-F1", "measured SNR"):
+        printed.add_column(column, justify="left" if column == "condition" else "right")
+    for _, row in table.iterrows():
+        printed.add_row(
+            row["condition"],
+            f"{row['ua']:.3f}",
+            "" if pd.isna(row["ua_low"]) else f"[{row['ua_low']:.3f}, {row['ua_high']:.3f}]",
+            "" if row["condition"] == "clean" else f"{row['ua_change']:+.3f}",
+            f"{row['accuracy']:.3f}",
+            f"{row['macro_f1']:.3f}",
+            "" if pd.isna(row["measured_snr_db"]) else f"{row['measured_snr_db']:.1f} dB",
+        )
+    Console().print(printed)
+    return table, written
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")

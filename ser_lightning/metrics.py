@@ -22,6 +22,10 @@ checked against it:
 - weighted F1: per-class F1 weighted by support.
 
 A metric of no files at all (an empty matrix) is 0.
+
+Calibration scores need the probabilities too: ECE (`expected_calibration_error`, 15
+equal-width confidence bins), the reliability table (`calibration_bins`) and the negative
+log-likelihood.
 """
 
 from __future__ import annotations
@@ -145,3 +149,55 @@ def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
     return MetricCollection(
         {name: ConfusionScore(num_classes, score) for name, score in STAGE_SCORES.items()}, prefix=prefix
     )
+
+
+# ------------------------------------------------------------------ calibration (of probabilities)
+# Calibration scores read the predicted probabilities, not only the confusion matrix: a model is
+# calibrated when, of the files it gives confidence p, a share p is classified correctly.
+CALIBRATION_BINS = 15
+
+
+def calibration_bins(probabilities, y_true, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Files grouped by top-label confidence into `bins` equal-width bins of (0, 1]: each bin's
+    range, file count, mean confidence and accuracy (NaN for empty bins)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    correct = (probabilities.argmax(axis=1) == y_true) if len(probabilities) else np.zeros(0, bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # bin b holds confidences in (edges[b], edges[b + 1]]; a confidence of 0 goes into the first
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    sums = lambda values: np.bincount(index, weights=values, minlength=bins)  # noqa: E731
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.where(count > 0, sums(confidence) / count, np.nan)
+        accuracy = np.where(count > 0, sums(correct.astype(np.float64)) / count, np.nan)
+    return pd.DataFrame(
+        {
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "files": count,
+            "confidence": mean_confidence,
+            "accuracy": accuracy,
+        }
+    )
+
+
+def expected_calibration_error(probabilities, y_true, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: sum over confidence bins of (files in bin / files) x |accuracy - mean confidence|
+    (Guo et al. 2017, 15 equal-width bins of the top-label confidence)."""
+    table = calibration_bins(probabilities, y_true, bins)
+    total = table["files"].sum()
+    if total == 0:
+        return 0.0
+    filled = table[table["files"] > 0]
+    return float((filled["files"] / total * (filled["accuracy"] - filled["confidence"]).abs()).sum())
+
+
+def negative_log_likelihood(probabilities, y_true) -> float:
+    """Mean -log p(true class) (the test cross-entropy), probabilities clipped at 1e-12."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if len(probabilities) == 0:
+        return 0.0
+    picked = probabilities[np.arange(len(probabilities)), np.asarray(y_true)]
+    return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
+from ser_lightning.calibration import probabilities, temperature_of
 from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
@@ -78,6 +79,7 @@ class SERModule(pl.LightningModule):
         spectrogram: dict | None = None,
         mixup: dict | None = None,
         feature_extractor: FeatureExtractor | None = None,
+        calibration: dict | None = None,
     ):
         super().__init__()
         # Plain containers only: the hyper-parameters go into checkpoints that must load with
@@ -91,6 +93,9 @@ class SERModule(pl.LightningModule):
         )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
+        # `calibration`: the temperature fitted on the validation split after training
+        # (ser_lightning.calibration), None before that or when turned off.
+        calibration = to_plain(calibration)
         # `feature_extractor`: the run's extractor when the data module already built it from
         # the same `features` config (one per run); the checkpoint keeps the config.
         self.save_hyperparameters(ignore=["feature_extractor"], logger=False)
@@ -152,6 +157,15 @@ class SERModule(pl.LightningModule):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of the stored calibration (1: none)."""
+        return temperature_of(self.hparams.get("calibration"))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities of logits (ser_lightning.calibration.probabilities)."""
+        return probabilities(logits, self.temperature)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weight if self.hparams.class_weights else None

@@ -45,12 +45,25 @@ def input_list(inputs) -> list[str]:
     return items
 
 
+def check_calibration_option(calibration: str) -> bool:
+    """`calibration=checkpoint` (the checkpoint's temperature) or `none` (plain softmax)."""
+    if str(calibration) not in ("checkpoint", "none"):
+        raise ValueError(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
+    return str(calibration) == "checkpoint"
+
+
 def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     """Score every input and write each result to `stream` (stdout) as soon as it is ready."""
     stream = stream or sys.stdout
     started = time.perf_counter()
     module = InferenceModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
-    predictor = Predictor(module, device=cfg.device, batch_size=cfg.batch_size)
+    predictor = Predictor(
+        module,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        calibrated=check_calibration_option(cfg.get("calibration", "checkpoint")),
+        min_confidence=cfg.get("min_confidence", 0.0),
+    )
     files, errors = collect_inputs(input_list(cfg.inputs))
     log.info(
         "%d files to score with %s on %s (window %.2f s, long clips: %s)",

@@ -1,8 +1,10 @@
 """Train, validate and test a speech emotion model: `python -m ser_lightning.train [overrides]`.
 
 Composes the Hydra config, builds features, data module, model, callbacks, loggers and
-trainer from it, fits, tests the best checkpoint and prints a short summary. Returns the
-value of `optimized_metric` so that Hydra sweepers can optimise it.
+trainer from it, checks the split for leakage (ser_lightning.data.leakage), fits, fits the
+temperature of the best checkpoint on the validation split (`calibration=temperature`, the
+default; `calibration=none` leaves it out), tests the best checkpoint and prints a short
+summary. Returns the value of `optimized_metric` so that Hydra sweepers can optimise it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,24 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from ser_lightning.checkpoint import AtomicCheckpointIO, CheckpointRecord, current_data_config
+from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature
+from ser_lightning.checkpoint import (
+    CHECKPOINT_TEMPORARY_TEMPLATE,
+    AtomicCheckpointIO,
+    CheckpointRecord,
+    current_data_config,
+    module_from_checkpoint,
+    read_checkpoint,
+)
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import CORPORA, build_corpus
+from ser_lightning.data.leakage import check_leakage, speaker_note
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.reporting.evaluation import print_report, write_report
@@ -35,6 +47,7 @@ from ser_lightning.utils.config import (
     to_plain,
 )
 from ser_lightning.utils.errors import exits_on_user_mistake, root_cause
+from ser_lightning.utils.files import atomic_write
 from ser_lightning.utils.jobs import (
     StartupError,
     distributed_job_scope,
@@ -150,6 +163,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         resumed.check_split(datamodule)
     if rank_zero_only.rank == 0:
         datamodule.manifest.write_records(output_dir)
+    # Before any training: no speaker (speaker-independent protocols) and no recording in two splits.
+    leakage = check_leakage(datamodule.manifest, datamodule.arrays.waveforms)
     protocol = datamodule.manifest.protocol()
     for experiment_logger in trainer.loggers:
         experiment_logger.log_hyperparams(
@@ -162,6 +177,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    calibration = None
+    if cfg.get("train") and best_ckpt:
+        calibration = calibrate_checkpoint(
+            best_ckpt, datamodule, model, str(cfg.get("calibration", "temperature")), trainer.is_global_zero
+        )
     report = None
     if cfg.get("test"):
         ckpt = best_ckpt or None
@@ -186,6 +206,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "split": datamodule.manifest.splitter.name,
         "protocol": protocol,
         "split_sizes": datamodule.manifest.split_sizes,
+        "speakers": speaker_note(datamodule.manifest),
+        "leakage": leakage.to_dict(),
+        "calibration": calibration,
         "cache_events": list(datamodule.cache_events),
         "skipped_files": skip_counts(datamodule.manifest.scan.rejected),
         "labels": list(datamodule.label_names),
@@ -195,6 +218,52 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         print_run_summary(summary, save_to=output_dir / "summary.json")
     objects["summary"] = summary
     return metrics, objects
+
+
+def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's logits and the labels of the validation split, in table order."""
+    logits, labels = [], []
+    device = next(module.parameters()).device
+    with torch.inference_mode():
+        for batch in datamodule.val_dataloader():
+            inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
+            logits.append(module(module.inputs(inputs)).float().cpu())
+            labels.append(batch["label"].cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: bool) -> dict | None:
+    """Fit the temperature of the best checkpoint on the validation split and store it there.
+
+    The best weights are read from the file (the model in memory holds the last epoch's); the
+    record goes into the checkpoint's hyper-parameters (`calibration`, plain numbers) and into
+    `model`, whose test stage then reports calibrated probabilities. Every process fits the same
+    temperature on the same clips; the first one writes the file.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
+    if method == "none":
+        model.hparams.calibration = None
+        return None
+    checkpoint = read_checkpoint(best_ckpt)
+    best = module_from_checkpoint(checkpoint, type(model), best_ckpt, map_location=model.device)
+    logits, labels = validation_logits(best, datamodule)
+    record = fit_temperature(logits.numpy(), labels.numpy())
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation clips (NLL %.3f -> %.3f), stored in %s",
+        record["temperature"],
+        record["files"],
+        record["nll_before"],
+        record["nll_after"],
+        Path(best_ckpt).name,
+    )
+    if write:
+        raw = torch.load(best_ckpt, map_location="cpu", weights_only=True)
+        raw["hyper_parameters"]["calibration"] = record
+        with atomic_write(Path(best_ckpt), template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
+            torch.save(raw, staging)
+    model.hparams.calibration = record
+    return record
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:

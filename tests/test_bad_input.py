@@ -165,11 +165,11 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def loud_float_wav(
-    path: Path, peak: float, channels: int = 1, rate: int = 44100, seconds: float = 0.5
+    path: Path, peak: float, channels: int = 1, rate: int = 44100, seconds: float = 0.5, freq: float = 440.0
 ) -> Path:
-    """A 440 Hz square wave of `peak` as a float WAV: its edges make any resampler overshoot the peak."""
+    """A square wave (440 Hz) of `peak` as a float WAV: its edges make any resampler overshoot the peak."""
     t = np.arange(int(seconds * rate)) / rate
-    square = peak * np.sign(np.sin(2 * np.pi * 440.0 * t))
+    square = peak * np.sign(np.sin(2 * np.pi * freq * t))
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, np.stack([square] * channels, axis=1).astype(np.float32), rate, subtype="FLOAT")
     return path
@@ -264,7 +264,8 @@ def messy_corpus(root: Path) -> dict[str, str]:
                         sample_rate=rate,
                         channels=channels,
                         subtype=subtype,
-                        freq=110.0 * emotion,
+                        # each actor's own pitch: identical takes of two speakers would be leakage
+                        freq=110.0 * emotion + actor,
                     )
     sf.write(root / "Actor_01/03-01-02-02-01-01-01.wav", np.zeros(4000), 16000)  # silent, still a take
     bad = {
@@ -400,7 +401,9 @@ def loud_corpus(tmp_path_factory) -> tuple[Path, set[str]]:
     """The tone corpus with one unscaled float WAV (samples of 1e30) per actor; returns (root, their names)."""
     root = tone_corpus(tmp_path_factory.mktemp("loud") / "corpus")
     loud = {
-        loud_float_wav(root / ravdess_name(5, actor, 2, 2), 1e30, rate=16000).name for actor in range(1, 7)
+        # a pitch of its own per actor: one sound under six speakers' names would stop training as leakage
+        loud_float_wav(root / ravdess_name(5, actor, 2, 2), 1e30, rate=16000, freq=440.0 + 10 * actor).name
+        for actor in range(1, 7)
     }
     return root, loud
 

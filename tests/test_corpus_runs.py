@@ -29,7 +29,7 @@ def crema_root(tmp_path_factory) -> Path:
     for actor in ACTORS:
         for i, code in enumerate(CREMA_D_EMOTIONS):
             write_tone(
-                root / f"{actor}_DFA_{code}_XX.wav", seconds=CLIP_SECONDS, freq=150.0 + 60 * i + actor % 7
+                root / f"{actor}_DFA_{code}_XX.wav", seconds=CLIP_SECONDS, freq=150.0 + 60 * i + actor % 100
             )
     return root
 

@@ -294,6 +294,7 @@ def build_data_module(
     fold: int = 0,
     num_folds: int = 6,
     test_corpus: str | None = None,
+    folds: str | list | None = None,
     sample_rate: int = 16000,
     duration: float = 3.0,
     offset: float = 0.0,
@@ -331,7 +332,7 @@ def build_data_module(
         source=CorpusSource(
             corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction
         ),
-        split=make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus),
+        split=make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus, folds),
         store=FeatureStore(
             features,
             AudioSettings(sample_rate, duration, offset, crop, peak_normalize),

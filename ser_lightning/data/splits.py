@@ -5,7 +5,9 @@
 - ActorSplit: speaker-independent. Actors are drawn per gender so that every split holds both
   genders; no actor is in two splits.
 - KFoldSplit: speaker-independent folds of actors; fold K is the test set, validation actors
-  are drawn from the other folds. LeaveOneSpeakerOutSplit: one actor per fold.
+  are drawn from the other folds. The folds are cut from the sorted actors, or given: a published
+  fold set by name (`data.folds=emobox`, PUBLISHED_FOLDS) or a list of actor lists.
+  LeaveOneSpeakerOutSplit: one actor per fold.
 - CrossCorpusSplit: one corpus of a combined table is the test set.
 - EvalOnlySplit (test_only): every utterance is test data (evaluating a trained model on a new corpus).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,6 +31,20 @@ log = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 _warned_random_split = False
+
+# Test folds published with benchmarks, so that a number can be set beside the published table.
+# EmoBox (Ma et al., Interspeech 2024, github.com/emo-box/EmoBox): RAVDESS's 24 actors in six test
+# folds of four; EmoBox's fold N is our data.fold=N-1.
+PUBLISHED_FOLDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "emobox": (
+        ("01", "11", "20", "21"),
+        ("04", "10", "12", "14"),
+        ("08", "09", "19", "23"),
+        ("03", "05", "07", "24"),
+        ("02", "15", "16", "18"),
+        ("06", "13", "17", "22"),
+    ),
+}
 
 
 def check_ratios(ratios: tuple[float, float, float] | list[float]) -> tuple[float, float, float]:
@@ -59,7 +76,13 @@ class Splitter:
 
     @classmethod
     def from_settings(
-        cls, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None
+        cls,
+        ratios,
+        seed: int,
+        fold: int = 0,
+        num_folds: int = 6,
+        test_corpus: str | None = None,
+        folds=None,
     ) -> Splitter:
         """The splitter from the data config's split settings (each protocol keeps those it uses)."""
         return cls(ratios=tuple(ratios), seed=seed)
@@ -222,21 +245,35 @@ class KFoldSplit(Splitter):
     that are smallest so far. On RAVDESS (12 + 12 actors, 6 folds) fold K is actors
     4K+1 .. 4K+4: two men and two women (fold 0: 01-04).
 
+    Given folds (`given_folds`, from data.folds: a PUBLISHED_FOLDS name such as `emobox`, or a
+    list of actor lists) replace the cut: fold K tests exactly the K-th list, and the number of
+    lists must equal num_folds. Actors of the corpus in no list are only ever trained or
+    validated on; a listed actor the corpus lacks is an error.
+
     Validation: from the other folds' actors, round(n * val / (train + val)) of each
     (corpus, gender) group are drawn with the seed and the fold (data.split_ratios gives
-    val and train); on RAVDESS 2 + 2 of the remaining 10 + 10, leaving 16 to train on.
+    val and train); on RAVDESS 2 + 2 of the remaining 10 + 10, leaving 16 to train on. The
+    same rule holds for given folds (EmoBox publishes train/test folds only): for EmoBox fold 1
+    (actors 01, 11, 20, 21: three men, one woman) 2 of the other 9 men and 2 of the other 11
+    women validate, the same actors for every run with the same data.split_seed.
     """
 
     fold: int = 0
     num_folds: int = 6
+    # the data.folds setting as given (a name or lists of actors), None: folds cut from the actors
+    given_folds: str | tuple[tuple[str, ...], ...] | None = None
     name: ClassVar[str] = "kfold"
 
     @classmethod
-    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> KFoldSplit:
-        return cls(ratios=tuple(ratios), seed=seed, fold=fold, num_folds=num_folds)
+    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None) -> KFoldSplit:
+        return cls(
+            ratios=tuple(ratios), seed=seed, fold=fold, num_folds=num_folds, given_folds=given_folds(folds)
+        )
 
     def folds(self, table: pd.DataFrame) -> list[list[str]]:
         """The test actors of every fold."""
+        if self.given_folds is not None:
+            return self._listed_folds(table)
         num_actors = table["actor"].nunique()
         if self.num_folds < 2 or self.num_folds > num_actors:
             raise ValueError(
@@ -250,6 +287,47 @@ class KFoldSplit(Splitter):
             for chunk, k in zip(chunks, smallest_first, strict=True):
                 folds[k].extend(chunk.tolist())
         return [sorted(fold) for fold in folds]
+
+    def _listed_folds(self, table: pd.DataFrame) -> list[list[str]]:
+        """The given folds, their actor ids matched to the table's."""
+        name = self.given_folds if isinstance(self.given_folds, str) else None
+        listed = PUBLISHED_FOLDS[name] if name else self.given_folds
+        setting = f"data.folds={name}" if name else "data.folds"
+        if len(listed) != self.num_folds:
+            raise ValueError(
+                f"{setting} lists {len(listed)} folds but data.num_folds={self.num_folds}; "
+                f"set data.num_folds={len(listed)}"
+            )
+        actors = {str(a) for a in table["actor"].unique()}
+        # ids typed as numbers on the command line (data.folds=[[1,11],...]) match zero-padded ids
+        by_number = {int(a): a for a in actors if a.isdigit()}
+        folds, missing, seen = [], [], set()
+        for members in listed:
+            fold = []
+            for actor in members:
+                found = str(actor) if str(actor) in actors else None
+                if found is None and str(actor).isdigit():
+                    found = by_number.get(int(actor))
+                if found is None:
+                    missing.append(str(actor))
+                elif found in seen:
+                    raise ValueError(f"{setting}: actor {found} is listed in two folds")
+                else:
+                    seen.add(found)
+                    fold.append(found)
+            folds.append(sorted(fold))
+        if missing:
+            raise ValueError(
+                f"{setting} names actors {missing} that the corpus does not have (its actors: "
+                f"{sorted(actors)[:8]}{' ...' if len(actors) > 8 else ''})"
+                + (
+                    "; EmoBox's folds are RAVDESS's 24 actors 01-24 (data=ravdess, or data=demo with "
+                    "its 24 actors)"
+                    if name == "emobox"
+                    else ""
+                )
+            )
+        return folds
 
     def _check_fold(self) -> None:
         if not 0 <= self.fold < self.num_folds:
@@ -276,10 +354,41 @@ class KFoldSplit(Splitter):
             "fold": self.fold,
             "num_folds": self.num_folds,
             "seed": self.seed,
+            "folds": self.folds_setting(),
             "test_actors": test,
             "val_actors": val,
             "val": "actors drawn per (corpus, gender) from the other folds",
         }
+
+    def folds_setting(self) -> str | list[list[str]]:
+        """How the folds were made: a published set's name, the given lists, or `actors` (cut)."""
+        if self.given_folds is None:
+            return "actors"
+        if isinstance(self.given_folds, str):
+            return self.given_folds
+        return [list(fold) for fold in self.given_folds]
+
+
+def given_folds(folds) -> str | tuple[tuple[str, ...], ...] | None:
+    """data.folds as a KFoldSplit takes it: None, a PUBLISHED_FOLDS name, or lists of actor ids."""
+    if folds is None:
+        return None
+    if isinstance(folds, str):
+        if folds not in PUBLISHED_FOLDS:
+            raise ValueError(
+                f"data.folds={folds!r} is not a published fold set; choose from {sorted(PUBLISHED_FOLDS)} "
+                'or give the test actors of each fold, e.g. data.folds=\'[["01","02"],["03","04"]]\''
+            )
+        return folds
+    folds = [
+        list(fold) if isinstance(fold, Sequence) and not isinstance(fold, str) else fold for fold in folds
+    ]
+    if not folds or not all(isinstance(fold, list) and fold for fold in folds):
+        raise ValueError(
+            f"data.folds={folds!r} must be a fold set's name ({sorted(PUBLISHED_FOLDS)}) or a list of "
+            "actor lists, one per fold"
+        )
+    return tuple(tuple(str(actor) for actor in fold) for fold in folds)
 
 
 @dataclass(frozen=True)
@@ -292,7 +401,9 @@ class LeaveOneSpeakerOutSplit(Splitter):
     name: ClassVar[str] = "loso"
 
     @classmethod
-    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> LeaveOneSpeakerOutSplit:
+    def from_settings(
+        cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None
+    ) -> LeaveOneSpeakerOutSplit:
         return cls(ratios=tuple(ratios), seed=seed, fold=fold)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -334,7 +445,9 @@ class CrossCorpusSplit(Splitter):
     name: ClassVar[str] = "cross_corpus"
 
     @classmethod
-    def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None) -> CrossCorpusSplit:
+    def from_settings(
+        cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None
+    ) -> CrossCorpusSplit:
         return cls(ratios=tuple(ratios), seed=seed, test_corpus=test_corpus)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -390,16 +503,26 @@ SPLITS: dict[str, type[Splitter]] = {
 
 
 def make_split(
-    name: str, ratios, seed: int, fold: int = 0, num_folds: int = 6, test_corpus: str | None = None
+    name: str,
+    ratios,
+    seed: int,
+    fold: int = 0,
+    num_folds: int = 6,
+    test_corpus: str | None = None,
+    folds=None,
 ) -> Splitter:
     """The splitter a data config names, with the options that split takes."""
     if name not in SPLITS:
         raise ValueError(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
+    if folds is not None and name != "kfold":
+        raise ValueError(f"data.folds={folds!r} only applies to data.split=kfold (got split={name})")
     if test_corpus is not None and name != "cross_corpus":
         raise ValueError(
             f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})"
         )
-    return SPLITS[name].from_settings(ratios, seed, fold=fold, num_folds=num_folds, test_corpus=test_corpus)
+    return SPLITS[name].from_settings(
+        ratios, seed, fold=fold, num_folds=num_folds, test_corpus=test_corpus, folds=folds
+    )
 
 
 def _assignment(n: int, train_idx, val_idx, test_idx) -> pd.Series:

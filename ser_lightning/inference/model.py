@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ser_lightning.calibration import temperature_of
 from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.labels import EMOTIONS
@@ -58,10 +59,8 @@ class InferenceModel(torch.nn.Module):
 
     @property
     def temperature(self) -> float:
-        """The temperature of the checkpoint's stored calibration record (1 without one), as
-        SERModule.temperature: `calibration: {method: temperature, temperature: T}`."""
-        calibration = self.hparams.get("calibration") or {}
-        return float(calibration["temperature"]) if calibration.get("method") == "temperature" else 1.0
+        """The temperature of the stored calibration (1: none), as SERModule.temperature."""
+        return temperature_of(self.hparams.get("calibration"))
 
     @classmethod
     def load_from_checkpoint(

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ser_lightning import __version__
+from ser_lightning.calibration import probabilities
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
 from ser_lightning.utils.config import PYTREE_NOTICE
 
@@ -60,7 +61,8 @@ class ExportedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.module(self.module.inputs({self.input_kind: x}))
-        return logits, torch.softmax(logits, dim=-1)
+        # calibrated with the checkpoint's temperature, a constant of the graph
+        return logits, probabilities(logits, self.module.temperature)
 
     def example_input(self, batch: int = 2) -> torch.Tensor:
         if self.input_kind == "waveform":
@@ -81,6 +83,7 @@ def onnx_metadata(module, input_kind: str) -> dict[str, str]:
         "features": json.dumps(module.hparams.features),
         "input": json.dumps({"name": input_kind, "shape": shape}),
         "outputs": json.dumps(list(OUTPUT_NAMES)),
+        "temperature": json.dumps(module.temperature),
     }
 
 

@@ -24,7 +24,12 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
     windows = len(item.window_probabilities)
     lines = [
         f"{item.path}  ({item.duration:.2f} s, {windows} window{'s' if windows != 1 else ''})",
-        f"Predicted emotion: {item.predicted} ({_percent(item.confidence)})",
+        f"Predicted emotion: {item.predicted} ({_percent(item.confidence)})"
+        + (
+            f", best guess {item.best}, below {_percent(item.min_confidence)}"
+            if item.predicted != item.best
+            else ""
+        ),
         "  "
         + "  ".join(f"{name} {_percent(p)}" for name, p in zip(item.labels, item.probabilities, strict=True)),
     ]
@@ -51,6 +56,7 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
     record = {
         "file": item.path,
         "predicted": item.predicted,
+        "best_guess": item.best,
         "confidence": item.confidence,
         "probabilities": {n: float(p) for n, p in zip(item.labels, item.probabilities, strict=True)},
         "duration_s": round(item.duration, 4),
@@ -92,17 +98,26 @@ class CsvWriter:
         if isinstance(item, InputError):
             self.writer.writerow([item.path, "", "", "", "", ""] + [""] * len(self.labels) + [item.message])
             return
-        self._row(item.path, "", 0.0, item.duration, item.probabilities)
+        self._row(item.path, "", 0.0, item.duration, item.probabilities, item.predicted)
         if self.per_window:
             for i, ((start, end), probs) in enumerate(
                 zip(item.window_spans, item.window_probabilities, strict=True)
             ):
                 self._row(item.path, str(i), start, end, probs)
 
-    def _row(self, path: str, window: str, start: float, end: float, probs) -> None:
+    def _row(
+        self, path: str, window: str, start: float, end: float, probs, predicted: str | None = None
+    ) -> None:
         best = int(probs.argmax())
         self.writer.writerow(
-            [path, window, f"{start:.3f}", f"{end:.3f}", self.labels[best], f"{float(probs[best]):.6f}"]
+            [
+                path,
+                window,
+                f"{start:.3f}",
+                f"{end:.3f}",
+                predicted or self.labels[best],
+                f"{float(probs[best]):.6f}",
+            ]
             + [f"{float(p):.6f}" for p in probs]
             + [""]
         )

@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from ser_lightning.calibration import UNCERTAIN, check_min_confidence, probabilities
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
 from ser_lightning.inference.timeline import (
@@ -81,10 +82,18 @@ class FilePrediction:
     window_spans: list[tuple[float, float]]  # seconds
     duration: float  # seconds of the decoded file
     timeline: Timeline | None = None  # speech segments over time (timeline mode)
+    # below this top probability the answer is `uncertain` instead of an emotion (0: never)
+    min_confidence: float = 0.0
+
+    @property
+    def best(self) -> str:
+        """The most probable emotion, whatever its probability."""
+        return self.labels[int(self.probabilities.argmax())]
 
     @property
     def predicted(self) -> str:
-        return self.labels[int(self.probabilities.argmax())]
+        """The most probable emotion, or `uncertain` when its probability is below min_confidence."""
+        return UNCERTAIN if self.confidence < self.min_confidence else self.best
 
     @property
     def confidence(self) -> float:
@@ -92,11 +101,24 @@ class FilePrediction:
 
 
 class Predictor:
-    """Batched scoring with a trained module on a device (GPU when available)."""
+    """Batched scoring with a trained module on a device (GPU when available).
 
-    def __init__(self, module, device: str | torch.device = "auto", batch_size: int = 32):
+    Probabilities are calibrated with the checkpoint's temperature (`calibrated=False`: plain
+    softmax); files whose top probability is below `min_confidence` are answered `uncertain`.
+    """
+
+    def __init__(
+        self,
+        module,
+        device: str | torch.device = "auto",
+        batch_size: int = 32,
+        calibrated: bool = True,
+        min_confidence: float = 0.0,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
+        self.temperature = float(getattr(module, "temperature", 1.0)) if calibrated else 1.0
+        self.min_confidence = check_min_confidence(min_confidence)
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.batch_size = batch_size
@@ -106,7 +128,7 @@ class Predictor:
     @torch.inference_mode()
     def _probabilities(self, key: str, batch: torch.Tensor) -> np.ndarray:
         inputs = self.module.inputs({key: batch.to(self.device, non_blocking=True)})
-        return torch.softmax(self.module(inputs).float(), dim=-1).cpu().numpy()
+        return probabilities(self.module(inputs), self.temperature).cpu().numpy()
 
     def waveform_probabilities(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probabilities `(N, K)` of fixed-length waveforms `(N, samples)`."""
@@ -154,7 +176,13 @@ class Predictor:
     def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
         """The FilePrediction of a clip from the probabilities of its windows, in order."""
         return FilePrediction(
-            str(path), self.labels, window_scores.mean(axis=0), window_scores, clip.spans(), clip.clip_seconds
+            str(path),
+            self.labels,
+            window_scores.mean(axis=0),
+            window_scores,
+            clip.spans(),
+            clip.clip_seconds,
+            min_confidence=self.min_confidence,
         )
 
     def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:

@@ -13,9 +13,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from ser_lightning.calibration import probabilities as calibrated_probabilities
+from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.metrics import STAGE_SCORES
 from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
+from ser_lightning.reporting.intervals import BootstrapSettings
 
 
 def gather_items(trainer: pl.Trainer, items: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -47,15 +50,21 @@ class ReportCollector(pl.Callback):
     At the end of the test epoch it logs `test/acc` (WA), `test/ua`, `test/f1` (macro-F1) and
     `test/recall_<emotion>` from the report, the same value on every process. `self.report` is
     None until a test epoch scored at least one clip.
+
+    Probabilities are the module's calibrated ones (`pl_module.temperature`, see
+    ser_lightning.calibration); the report also scores the uncalibrated ones' ECE. Each clip's
+    speaker, gender and intensity come from the table, for the speaker-bootstrap intervals
+    (`bootstrap` settings) and the breakdowns.
     """
 
-    def __init__(self, datamodule=None):
+    def __init__(self, datamodule=None, bootstrap: BootstrapSettings | None = None):
         self.datamodule = datamodule
+        self.bootstrap = bootstrap or BootstrapSettings()
         self.report: EvaluationReport | None = None
         self.rows = np.zeros(0, dtype=np.int64)
         self._rows: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
-        self._probabilities: list[torch.Tensor] = []
+        self._logits: list[torch.Tensor] = []
 
     @staticmethod
     def of(trainer: pl.Trainer) -> ReportCollector | None:
@@ -64,32 +73,49 @@ class ReportCollector(pl.Callback):
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report, self.rows = None, np.zeros(0, dtype=np.int64)
-        self._rows, self._labels, self._probabilities = [], [], []
+        self._rows, self._labels, self._logits = [], [], []
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
         self._rows.append(torch.as_tensor(outputs["row"]).detach().flatten().cpu())
         self._labels.append(outputs["target"].detach().flatten().cpu())
-        # float32 softmax whatever the precision the logits were computed in
-        self._probabilities.append(torch.softmax(outputs["logits"].detach().float(), dim=-1).cpu())
+        # float32 whatever the precision the logits were computed in
+        self._logits.append(outputs["logits"].detach().float().cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         labels = list(pl_module.labels)
         local = (
             torch.cat(self._rows) if self._rows else torch.zeros(0, dtype=torch.int64),
             torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.int64),
-            torch.cat(self._probabilities) if self._probabilities else torch.zeros(0, len(labels)),
+            torch.cat(self._logits) if self._logits else torch.zeros(0, len(labels)),
         )
-        self._rows, self._labels, self._probabilities = [], [], []
-        rows, y_true, probabilities = (gather_items(trainer, t, pl_module.device).numpy() for t in local)
+        self._rows, self._labels, self._logits = [], [], []
+        rows, y_true, logits = (gather_items(trainer, t, pl_module.device) for t in local)
+        rows, y_true = rows.numpy(), y_true.numpy()
         if len(rows) == 0:
             return
         self.rows, first = np.unique(rows, return_index=True)  # table order, each clip once
         datamodule = self.datamodule if self.datamodule is not None else trainer.datamodule
         manifest = datamodule.manifest
-        files = relative_paths(manifest.table.iloc[self.rows], manifest.root).tolist()
-        self.report = evaluation_report(files, y_true[first], probabilities[first], labels)
+        tested = manifest.table.iloc[self.rows]
+        files = relative_paths(tested, manifest.root).tolist()
+        temperature = float(getattr(pl_module, "temperature", 1.0))
+        logits = logits[torch.as_tensor(first)]
+        self.report = evaluation_report(
+            files,
+            y_true[first],
+            calibrated_probabilities(logits, temperature).numpy(),
+            labels,
+            # a table without speakers (a hand-made data module) gets no intervals or breakdowns
+            clips=clip_table(tested) if "actor" in tested else None,
+            bootstrap=self.bootstrap,
+            uncalibrated_probabilities=None
+            if temperature == 1.0
+            else calibrated_probabilities(logits).numpy(),
+            temperature=temperature,
+            speakers=speaker_note(manifest) if hasattr(manifest, "assignment") else None,
+        )
         self._log(pl_module, self.report)
 
     @staticmethod

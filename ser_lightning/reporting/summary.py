@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ser_lightning.reporting.evaluation import EvaluationReport
+from ser_lightning.reporting.evaluation import EvaluationReport, speaker_note_text
 
 SKIP_STAGES = {"label": "refused by the corpus parser", "audio": "without decodable audio"}
 METRIC_ROWS = (
@@ -20,13 +20,21 @@ METRIC_ROWS = (
 
 
 def test_results(report: EvaluationReport | None) -> dict:
-    """The summary's `test_results`: per-class recall and the confusion matrix of the test report."""
+    """The summary's `test_results`: per-class recall, the confusion matrix, the speaker-bootstrap
+    intervals, calibration and the gender gap of the test report."""
     if report is None:
         return {}
     return {
         "per_class_recall": dict(zip(report.labels, report.per_class["recall"].tolist(), strict=True)),
         "confusion_matrix": report.confusion.tolist(),
+        "intervals": report.intervals,
+        "calibration": report.calibration,
+        "gender_gap": report.gender_gap,
     }
+
+
+# summary metric -> the key of its interval in the test report
+INTERVAL_KEYS = {"test/acc": "accuracy", "test/ua": "ua", "test/f1": "macro_f1"}
 
 
 def protocol_text(summary: dict) -> str:
@@ -35,6 +43,8 @@ def protocol_text(summary: dict) -> str:
     text = str(protocol.get("split", summary.get("split")))
     if "fold" in protocol:
         text += f" fold {protocol['fold']} of {protocol['num_folds']}"
+        if isinstance(protocol.get("folds"), str) and protocol["folds"] != "actors":
+            text += f" ({protocol['folds']} folds)"
     if protocol.get("test_corpus"):
         text += f" testing on {protocol['test_corpus']}"
     return text
@@ -48,14 +58,52 @@ def print_run_summary(
     table = Table(title="Run summary", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
+    results = summary.get("test_results") or {}
+    intervals = results.get("intervals") or {}
     for key, label in METRIC_ROWS:
         if key in metrics:
-            table.add_row(label, f"{metrics[key]:.3f}")
+            value = f"{metrics[key]:.3f}"
+            interval = (intervals.get("intervals") or {}).get(INTERVAL_KEYS.get(key, ""))
+            if interval:
+                value += f"  {100 * intervals['confidence']:.0f} % [{interval[0]:.3f}, {interval[1]:.3f}]"
+            table.add_row(label, value)
+    if intervals:
+        table.add_row(
+            "intervals",
+            f"bootstrap over {intervals['speakers']} test speakers, {intervals['resamples']} resamples, "
+            f"seed {intervals['seed']}",
+        )
+    calibration = results.get("calibration") or {}
+    if calibration:
+        text = f"ECE {calibration['ece']:.3f} at temperature {calibration['temperature']:.2f}"
+        if "ece_uncalibrated" in calibration:
+            text += f" (uncalibrated {calibration['ece_uncalibrated']:.3f})"
+        table.add_row("test calibration", text)
+    gap = results.get("gender_gap")
+    if gap:
+        table.add_row(
+            "test UA female / male",
+            f"{gap['ua_female']:.3f} / {gap['ua_male']:.3f} (gap {gap['female_minus_male']:+.3f})",
+        )
     recall = summary.get("test_results", {}).get("per_class_recall")
     if recall:
         table.add_row("test recall per class", "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
     sizes = summary.get("split_sizes", {})
     table.add_row("split", f"{protocol_text(summary)} ({', '.join(f'{k} {v}' for k, v in sizes.items())})")
+    note = speaker_note_text(summary.get("speakers") or {})
+    if note:
+        table.add_row("speakers", note)
+    leakage = summary.get("leakage")
+    if leakage:
+        table.add_row(
+            "leakage check",
+            f"{leakage['recordings_checked']} recordings hashed: none in two splits"
+            + (
+                f", {leakage['copies_within_one_split']} copies within a split"
+                if leakage["copies_within_one_split"]
+                else ""
+            ),
+        )
     table.add_row("caches", ", ".join(summary.get("cache_events", [])) or "-")
     skipped = summary.get("skipped_files") or {}
     if skipped:

@@ -63,8 +63,9 @@ RESUME_MAY_DIFFER = (
     "trainer.enable_model_summary",
     "trainer.profiler",
 )
-# Hyper-parameters of the model that change no result (compiling is a speed choice).
-HPARAMS_MAY_DIFFER = ("compile",)
+# Hyper-parameters of the model that change no result (compiling is a speed choice), or that
+# training writes itself (the temperature fitted after fitting, stored in the best checkpoint).
+HPARAMS_MAY_DIFFER = ("compile", "calibration")
 
 
 class ResumeError(ValueError):
