@@ -201,3 +201,42 @@ def test_ssl_finetune_step_reports_both_checkpointing_settings(tmp_path):
     for row in rows:
         assert number(row[3]) > 0 and number(row[4]) > 0  # s / step, clips / s
         assert number(row[5]) > 0  # peak memory
+
+
+def test_predict_startup_reports_predict_beside_import_torch(tmp_path):
+    report = run_benchmark(
+        "predict_startup.py",
+        "--rounds",
+        "1",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
+    (torch_row,) = table_rows(report, 'python -c "import torch"')
+    (predict_row,) = table_rows(report, "predict, one 3 s file")
+    assert number(torch_row[1]) > 0 and number(predict_row[1]) > 0
+    assert predict_row[4].endswith("×")
+
+
+def test_serve_load_reports_both_batching_modes_without_errors(tmp_path):
+    report = run_benchmark(
+        "serve_load.py",
+        "--clients",
+        "2",
+        "--requests",
+        "20",
+        "--rounds",
+        "1",
+        "--files",
+        "4",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
+    rows = table_rows(report, "on") + table_rows(report, "off")
+    assert [row[0] for row in rows] == ["on", "off"], report
+    for row in rows:
+        assert number(row[3]) > 0  # req/s
+        assert number(row[7]) == 0  # errors

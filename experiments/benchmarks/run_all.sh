@@ -37,6 +37,8 @@ run predict_memory experiments/benchmarks/predict_memory.py --seconds 60,300,600
 run ssl_features experiments/benchmarks/ssl_features.py --clips 240 --actors 6 --epochs 3
 run ssl_features_whisper_small experiments/benchmarks/ssl_features.py --encoders whisper_small --clips 48 --actors 6 --skip-training
 run ssl_finetune_step experiments/benchmarks/ssl_finetune_step.py --encoders wavlm_base_plus whisper_base --batch 4 --steps 3
+run predict_startup experiments/benchmarks/predict_startup.py --rounds 5 --data-dir "$DATA" --work-dir "$DATA/predict_startup"
+run serve_load experiments/benchmarks/serve_load.py --data-dir "$DATA" --work-dir "$DATA/serve_load"
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
