@@ -92,16 +92,7 @@ class CheckpointError(ValueError):
 
 # --------------------------------------------------------------------------- writing
 # The Lightning callback and checkpoint writer live in ser_lightning.checkpoint_writing, so that
-# reading a checkpoint (predict, serve) does not import Lightning; their old names here still work.
-_WRITERS = ("CheckpointRecord", "AtomicCheckpointIO")
-
-
-def __getattr__(name: str):
-    if name in _WRITERS:
-        from ser_lightning import checkpoint_writing
-
-        return getattr(checkpoint_writing, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# reading a checkpoint (predict, serve) does not import Lightning.
 
 
 def _absolute_paths(data: dict) -> dict:

@@ -21,19 +21,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.data import DataLoader
 
 from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature
-from ser_lightning.checkpoint import (
-    CHECKPOINT_TEMPORARY_TEMPLATE,
-    AtomicCheckpointIO,
-    CheckpointRecord,
-    current_data_config,
-    module_from_checkpoint,
-    read_checkpoint,
-)
+from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, current_data_config, read_checkpoint
+from ser_lightning.checkpoint_writing import AtomicCheckpointIO, CheckpointRecord
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import CORPORA, build_corpus
 from ser_lightning.data.leakage import check_leakage, speaker_note
+from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.quality import UnusableFilesError, skip_counts, write_rejected
 from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.reporting.evaluation import print_report, write_report
@@ -221,33 +217,44 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 
 def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
-    """The module's logits and the labels of the validation split, in table order."""
+    """The module's logits (in eval mode) and the labels of the whole validation split, in table
+    order: read from its dataset, not through the run's loader, which under DDP (or with rows
+    held on the device) gives each process its shard only."""
     logits, labels = [], []
     device = next(module.parameters()).device
-    with torch.inference_mode():
-        for batch in datamodule.val_dataloader():
-            inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
-            logits.append(module(module.inputs(inputs)).float().cpu())
-            labels.append(batch["label"].cpu())
+    loader = DataLoader(
+        datamodule.dataset("val"), batch_size=datamodule.loader.batch_size, collate_fn=collate_batch
+    )
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
+                logits.append(module(module.inputs(inputs)).float().cpu())
+                labels.append(batch["label"].cpu())
+    finally:
+        module.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
 
 def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: bool) -> dict | None:
     """Fit the temperature of the best checkpoint on the validation split and store it there.
 
-    The best weights are read from the file (the model in memory holds the last epoch's); the
-    record goes into the checkpoint's hyper-parameters (`calibration`, plain numbers) and into
-    `model`, whose test stage then reports calibrated probabilities. Every process fits the same
-    temperature on the same clips; the first one writes the file.
+    The best weights are read from the file into the run's own model (which held the last
+    epoch's; the test stage loads the same best weights), rather than a model rebuilt from the
+    file: that would read the run's pretrained-encoder files again, under the rules for files
+    someone else made. The record goes into the checkpoint's hyper-parameters (`calibration`,
+    plain numbers) and into `model`, whose test stage then reports calibrated probabilities. Every
+    process fits the same temperature on the same clips; the first one writes the file.
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
     if method == "none":
         model.hparams.calibration = None
         return None
-    checkpoint = read_checkpoint(best_ckpt)
-    best = module_from_checkpoint(checkpoint, type(model), best_ckpt, map_location=model.device)
-    logits, labels = validation_logits(best, datamodule)
+    model.load_state_dict(read_checkpoint(best_ckpt)["state_dict"])
+    logits, labels = validation_logits(model, datamodule)
     record = fit_temperature(logits.numpy(), labels.numpy())
     log.info(
         "calibration: temperature %.3f fitted on %d validation clips (NLL %.3f -> %.3f), stored in %s",

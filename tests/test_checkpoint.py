@@ -190,7 +190,7 @@ class FailsWhilePickled:
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path):
-    from ser_lightning.checkpoint import AtomicCheckpointIO
+    from ser_lightning.checkpoint_writing import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"

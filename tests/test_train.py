@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ser_lightning.checkpoint import AtomicCheckpointIO
+from ser_lightning.checkpoint_writing import AtomicCheckpointIO
 from ser_lightning.train import train
 
 from .helpers.configs import compose_train
