@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
-from ser_lightning.calibration import probabilities, temperature_of
 from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.inference.model import ScoringPath
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics
 from ser_lightning.models.requirements import build_network
@@ -53,7 +53,7 @@ def _build(node: dict | None, key: str, preset: str, input_shape: tuple[int, int
     return transform
 
 
-class SERModule(pl.LightningModule):
+class SERModule(ScoringPath, pl.LightningModule):
     """Speech emotion classifier.
 
     Batches carry either cached `features` or raw `waveform`s (then features are computed
@@ -149,23 +149,7 @@ class SERModule(pl.LightningModule):
             self.class_weight.copy_(datamodule.class_weights())
 
     # ------------------------------------------------------------------ forward
-    def inputs(self, batch: dict) -> torch.Tensor:
-        """Normalised features for a batch of cached features or raw waveforms."""
-        if "features" in batch:
-            return self.features.normalize(batch["features"])
-        return self.features(batch["waveform"])
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
-
-    @property
-    def temperature(self) -> float:
-        """The temperature of the stored calibration (1: none)."""
-        return temperature_of(self.hparams.get("calibration"))
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated class probabilities of logits (ser_lightning.calibration.probabilities)."""
-        return probabilities(logits, self.temperature)
+    # inputs, forward, temperature and probabilities: ScoringPath, shared with InferenceModel
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weight if self.hparams.class_weights else None

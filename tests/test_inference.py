@@ -32,20 +32,13 @@ from ser_lightning.train import train
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
+from .helpers.models import TINY_TRAINING as TINY_ACNT_TRAINING
 from .helpers.video import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 PROBABILITIES = [f"prob_{e}" for e in EMOTIONS]
-TINY_TRAINING = [
-    "debug=limit",
-    "trainer.limit_test_batches=1.0",  # the whole test split, so the report can be compared with it
-    "trainer.detect_anomaly=false",
-    "model.net.cnn_channels=[8,16,32]",
-    "model.net.transformer_dim=32",
-    "model.net.ff_dim=64",
-    "model.net.num_layers=1",
-    "print_config=false",
-]
+# the whole test split, so the report can be compared with it
+TINY_TRAINING = [*TINY_ACNT_TRAINING, "trainer.limit_test_batches=1.0"]
 
 
 @pytest.fixture(scope="module")

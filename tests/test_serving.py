@@ -30,17 +30,9 @@ from ser_lightning.train import train
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
+from .helpers.models import TINY_TRAINING
 from .helpers.video import write_video
 
-TINY_TRAINING = [
-    "debug=limit",
-    "trainer.detect_anomaly=false",
-    "model.net.cnn_channels=[8,16,32]",
-    "model.net.transformer_dim=32",
-    "model.net.ff_dim=64",
-    "model.net.num_layers=1",
-    "print_config=false",
-]
 API_KEY = "a-test-key-of-32-characters-long"
 # one clip of each of six emotions, in this order, for the long recording of the timeline tests
 TIMELINE_EMOTIONS = ("01", "03", "04", "05", "06", "08")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ser_lightning.calibration import temperature_of
+from ser_lightning.calibration import probabilities, temperature_of
 from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.labels import EMOTIONS
@@ -24,7 +24,31 @@ from ser_lightning.labels import EMOTIONS
 TRAINING_STATE_PREFIXES = ("batch_augmentation.",)
 
 
-class InferenceModel(torch.nn.Module):
+class ScoringPath:
+    """What turns a batch into calibrated probabilities, shared by `SERModule` (training) and
+    `InferenceModel` (scoring), so that both compute the same: a module with `features`, `net`
+    and `hparams` (holding the `calibration` record) mixes it in before its nn.Module base."""
+
+    def inputs(self, batch: dict) -> torch.Tensor:
+        """Normalised features for a batch of cached features or raw waveforms."""
+        if "features" in batch:
+            return self.features.normalize(batch["features"])
+        return self.features(batch["waveform"])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of the stored calibration (1: none)."""
+        return temperature_of(self.hparams.get("calibration"))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities of logits (ser_lightning.calibration.probabilities)."""
+        return probabilities(logits, self.temperature)
+
+
+class InferenceModel(ScoringPath, torch.nn.Module):
     """Features and network of a checkpoint, for scoring (see the module docstring)."""
 
     def __init__(
@@ -57,11 +81,6 @@ class InferenceModel(torch.nn.Module):
         # SERModule's loss weights: training state, kept so that the state dict loads strictly
         self.register_buffer("class_weight", torch.ones(len(self.labels)))
 
-    @property
-    def temperature(self) -> float:
-        """The temperature of the stored calibration (1: none), as SERModule.temperature."""
-        return temperature_of(self.hparams.get("calibration"))
-
     @classmethod
     def load_from_checkpoint(
         cls, checkpoint_path: str | Path, map_location="cpu", encoder_files: EncoderFiles | None = None
@@ -72,12 +91,3 @@ class InferenceModel(torch.nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         kept = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_STATE_PREFIXES)}
         return super().load_state_dict(kept, strict=strict, assign=assign)
-
-    def inputs(self, batch: dict) -> torch.Tensor:
-        """Normalised features for a batch of cached features or raw waveforms (as SERModule)."""
-        if "features" in batch:
-            return self.features.normalize(batch["features"])
-        return self.features(batch["waveform"])
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)

@@ -18,6 +18,19 @@ TINY_NET = [
 ]
 
 
+# A few batches of a small ACNT through the real configs (debug=limit): a trained checkpoint in
+# seconds, for the tests that score one (inference, serving).
+TINY_TRAINING = [
+    "debug=limit",
+    "trainer.detect_anomaly=false",
+    "model.net.cnn_channels=[8,16,32]",
+    "model.net.transformer_dim=32",
+    "model.net.ff_dim=64",
+    "model.net.num_layers=1",
+    "print_config=false",
+]
+
+
 def module_from_config(overrides: list[str], duration: float, run_dir: Path = Path("/tmp/unused")):
     """An untrained SERModule built from the real train config with `overrides`, as train builds
     it (8 emotions, clips of `duration` seconds), in eval mode."""
