@@ -76,6 +76,8 @@ def test_grid_sweep_skips_an_impossible_job_and_reports(small_demo_root, tmp_pat
     assert "skipped" in written["markdown"].read_text() and written["plot"].stat().st_size > 0
 
 
+# about a minute (two DDP jobs of two processes each); a single DDP run stays in the default suite
+@pytest.mark.slow
 def test_ddp_sim_in_a_two_job_multirun(small_demo_root, tmp_path, cache):
     """Two ranks per job, two jobs in one sweep: each child writes into its job's folder and
     starts no sweep of its own; the second job does not inherit the first job's DDP state."""
