@@ -41,7 +41,7 @@ $(UV):
 # not in the lock are removed, so .venv cannot drift from requirements.lock. Bytecode is compiled
 # at install (about 30 s once; up-to-date files are skipped after): every process then reads it,
 # also where PYTHONDONTWRITEBYTECODE is set, instead of compiling torch again (import torch 4.8 s
-# -> 3.1 s, Lightning 23 s -> 10 s on 2 cores).
+# -> 3.6 s, Lightning 23 s -> 9.6 s on 2 cores, measured once each after the compile).
 install: sync $(STAMP)
 
 sync: $(UV)
