@@ -94,12 +94,12 @@ test-all: check-lock install
 	$(PY) -m pytest $(ARGS)
 
 lint: install
-	$(PY) -m ruff check ser_lightning tests experiments
-	$(PY) -m ruff format --check ser_lightning tests experiments
+	$(PY) -m ruff check ser_lightning hydra_plugins tests experiments
+	$(PY) -m ruff format --check ser_lightning hydra_plugins tests experiments
 
 format: install
-	$(PY) -m ruff format ser_lightning tests experiments
-	$(PY) -m ruff check --fix ser_lightning tests experiments
+	$(PY) -m ruff format ser_lightning hydra_plugins tests experiments
+	$(PY) -m ruff check --fix ser_lightning hydra_plugins tests experiments
 
 clean:
 	rm -rf outputs/train outputs/eval outputs/predict outputs/export outputs/debug .pytest_cache

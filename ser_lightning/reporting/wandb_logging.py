@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
 from ser_lightning.reporting.collector import ReportCollector
-from ser_lightning.utils.jobs import is_multirun
+from ser_lightning.utils.jobs import sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,8 @@ def prepare_wandb_config(cfg: DictConfig, sweep_name: str | None = None) -> None
 
 
 def sweep_name() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not is_multirun():
-        return None
-    return Path(HydraConfig.get().sweep.dir).name
+    folder = sweep_dir()
+    return folder.name if folder is not None else None
 
 
 def finish_wandb() -> None:

@@ -30,6 +30,9 @@ from omegaconf import open_dict, read_write
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "job_status.json"
+# Set by launchers that run each job of a sweep as a process of its own (hydra/launcher=gpus):
+# the job is then a single run of Hydra's, and this names the sweep it belongs to.
+SWEEP_DIR_VARIABLE = "SER_LIGHTNING_SWEEP_DIR"
 
 
 class StartupError(Exception):
@@ -40,8 +43,21 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def sweeper_is_basic() -> bool:
-    return HydraConfig.initialized() and "BasicSweeper" in str(HydraConfig.get().sweeper.get("_target_", ""))
+def sweeper_is_basic(hydra_cfg=None) -> bool:
+    """Whether the sweep is a grid (Hydra's basic sweeper); `hydra_cfg` defaults to this job's."""
+    if hydra_cfg is None:
+        if not HydraConfig.initialized():
+            return False
+        hydra_cfg = HydraConfig.get()
+    return "BasicSweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
+
+
+def sweep_dir() -> Path | None:
+    """The sweep folder this job belongs to, or None for a single run."""
+    if is_multirun():
+        return Path(HydraConfig.get().sweep.dir)
+    named = os.environ.get(SWEEP_DIR_VARIABLE)
+    return Path(named) if named else None
 
 
 def pin_ddp_children_to_this_job() -> None:
@@ -55,13 +71,20 @@ def pin_ddp_children_to_this_job() -> None:
 
 
 def write_status(
-    output_dir: str | Path, status: str, seconds: float, error: BaseException | None = None, **extra
+    output_dir: str | Path,
+    status: str,
+    seconds: float,
+    error: BaseException | None = None,
+    overrides: list[str] | None = None,
+    **extra,
 ) -> Path:
     record = {"status": status, "seconds": round(seconds, 2), **extra}
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = "".join(traceback.format_exception(error))
-    if HydraConfig.initialized():
+    if overrides is not None:
+        record["overrides"] = list(overrides)
+    elif HydraConfig.initialized():
         record["overrides"] = list(HydraConfig.get().overrides.task)
     path = Path(output_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
