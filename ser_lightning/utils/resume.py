@@ -63,9 +63,10 @@ RESUME_MAY_DIFFER = (
     "trainer.enable_model_summary",
     "trainer.profiler",
 )
-# Hyper-parameters of the model that change no result (compiling is a speed choice), or that
-# training writes itself (the temperature fitted after fitting, stored in the best checkpoint).
-HPARAMS_MAY_DIFFER = ("compile", "calibration")
+# Hyper-parameters of the model that change no result (compiling and the memory layout are
+# speed choices), or that training writes itself (the temperature fitted after fitting, stored
+# in the best checkpoint).
+HPARAMS_MAY_DIFFER = ("compile", "channels_last", "calibration")
 
 
 class ResumeError(ValueError):
