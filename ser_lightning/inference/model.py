@@ -70,7 +70,10 @@ class ScoringPath:
             self.hparams.get("channels_last", "auto"), self.net, self.input_shape, device
         )
         if wanted and not self._channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            # outside inference mode, which a first batch may come in: weights converted in it
+            # would be inference tensors, which training and export cannot use
+            with torch.inference_mode(False), torch.no_grad():
+                self.net.to(memory_format=torch.channels_last)
         self._channels_last = wanted
         return wanted
 
