@@ -96,6 +96,7 @@ def measure_one(args: argparse.Namespace, work: Path) -> dict:
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     torch.manual_seed(SEED)
     module = build_module(args, work)
+    module.dynamic_batch = args.dynamic_batch
     module.use_device(device)
     module.to(device)
     optimizer = module.configure_optimizers()["optimizer"]
@@ -138,6 +139,7 @@ def measure_one(args: argparse.Namespace, work: Path) -> dict:
     return {
         "model": args.one,
         "compile": args.compile == "on",
+        "dynamic_batch": args.dynamic_batch,
         "channels_last": module._channels_last,
         "params": sum(p.numel() for p in module.net.parameters()),
         "input": list(module.input_shape),
@@ -177,6 +179,7 @@ def run_one(args: argparse.Namespace, model: str, compiled: str, channels_last: 
         "--work-dir",
         str(cache.parent),
         *(["--threads", str(args.threads)] if args.threads else []),
+        *(["--dynamic-batch"] if args.dynamic_batch else []),
         *args.extra,
     ]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
@@ -217,8 +220,9 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         warm = f" ({r['warm_first']:.2f})" if "warm_first" in r else ""
         low, high = r["spread"]
+        compiled = ("on, dynamic batch" if r.get("dynamic_batch") else "on") if r["compile"] else "off"
         lines.append(
-            f"| `{r['model']}` | {'on' if r['compile'] else 'off'} | {'on' if r['channels_last'] else 'off'} | "
+            f"| `{r['model']}` | {compiled} | {'on' if r['channels_last'] else 'off'} | "
             f"{r['first']:.2f}{warm} | {r['steady'] * 1e3:.0f} ({low * 1e3:.0f}–{high * 1e3:.0f}) | "
             f"{baseline[r['model']] / r['steady']:.2f}× | {r['last_first']:.2f} | {r['eval_first']:.2f} | "
             f"{r['eval_steady'] * 1e3:.1f} |"
@@ -236,6 +240,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     parser.add_argument("--compile-mode", default="default", help="model.compile when compiled")
+    parser.add_argument(
+        "--dynamic-batch", action="store_true", help="compile for a varying batch size from the first step"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--work-dir", default=None, help="inductor caches (default: a temporary folder)")
     parser.add_argument("--output", default=None, help="also write the report to this markdown file")

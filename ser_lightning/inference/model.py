@@ -77,6 +77,11 @@ class ScoringPath:
         self._channels_last = wanted
         return wanted
 
+    # A compiled network is told that the batch dimension varies (the last batch of an epoch is
+    # smaller), so that it compiles one graph for every batch size instead of one for the first
+    # size and another when a second comes.
+    dynamic_batch: bool = False
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         # The one place batches enter the network (training, scoring and export), after
         # SpecAugment and mixup, which work on the features as they come.
@@ -84,6 +89,8 @@ class ScoringPath:
             self.use_device(features.device)
         if self._channels_last and features.dim() == 4:
             features = features.contiguous(memory_format=torch.channels_last)
+        if self.dynamic_batch and getattr(self.net, "_compiled_call_impl", None) is not None:
+            torch._dynamo.maybe_mark_dynamic(features, 0)
         return self.net(features)
 
     @property
