@@ -91,9 +91,8 @@ def timed(device: torch.device, fn) -> float:
     return time.perf_counter() - started
 
 
-def measure_one(args: argparse.Namespace, work: Path) -> dict:
-    """One model and setting, in this process."""
-    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+def prepare(args: argparse.Namespace, work: Path, device: torch.device):
+    """The module of `args`, on `device`, and its training and evaluation steps."""
     torch.manual_seed(SEED)
     module = build_module(args, work)
     module.dynamic_batch = args.dynamic_batch
@@ -128,6 +127,41 @@ def measure_one(args: argparse.Namespace, work: Path) -> dict:
         with torch.inference_mode(), autocast:
             module(module.inputs(data))
 
+    return module, batch, train_step, eval_step
+
+
+# The variants measured in turn in one process: (compiled, channels-last).
+IN_TURN = (("off", "off"), ("off", "on"), ("on", "off"))
+
+
+def measure_in_turn(args: argparse.Namespace, work: Path) -> dict:
+    """The network uncompiled in both layouts and compiled, in this process, their training
+    steps taken in turn once each is warm, so that the load of a shared machine falls on all
+    alike: the median seconds of each."""
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    steps = {}
+    for compiled, layout in IN_TURN:
+        args.compile, args.channels_last = compiled, layout
+        module, batch, train_step, _ = prepare(args, work, device)
+        data = batch(args.batch)
+        for _ in range(3):
+            train_step(data)
+        steps[f"{compiled}-{layout}"] = (train_step, data, [])
+    for _ in range(args.steps * 2):
+        for train_step, data, times in steps.values():
+            times.append(timed(device, lambda: train_step(data)))  # noqa: B023 (called at once)
+    return {
+        "model": args.one,
+        "steps": args.steps * 2,
+        **{name: statistics.median(times) for name, (_, _, times) in steps.items()},
+    }
+
+
+def measure_one(args: argparse.Namespace, work: Path) -> dict:
+    """One model and setting, in this process."""
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    module, batch, train_step, eval_step = prepare(args, work, device)
+
     full, last = batch(args.batch), batch(args.last_batch)
     first = timed(device, lambda: train_step(full))
     for _ in range(2):
@@ -152,11 +186,13 @@ def measure_one(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
-def run_one(args: argparse.Namespace, model: str, compiled: str, channels_last: str, cache: Path) -> dict:
+def run_one(
+    args: argparse.Namespace, model: str, compiled: str, channels_last: str, cache: Path, what: str = "--one"
+) -> dict:
     command = [
         sys.executable,
         __file__,
-        "--one",
+        what,
         model,
         "--compile",
         compiled,
@@ -210,6 +246,34 @@ def rows_of(args: argparse.Namespace, work: Path) -> list[dict]:
     return rows
 
 
+def in_turn_rows(args: argparse.Namespace, work: Path) -> list[dict]:
+    rows = []
+    for model in args.models.split(","):
+        rows.append(run_one(args, model, "off", "off", work / f"inductor-{model}-in-turn", "--in-turn"))
+        r = rows[-1]
+        print(
+            f"{model}, in turn: {r['off-off'] * 1e3:.0f} ms eager, {r['off-on'] * 1e3:.0f} ms channels-last, "
+            f"{r['on-off'] * 1e3:.0f} ms compiled",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def in_turn_table(rows: list[dict]) -> str:
+    lines = [
+        "| model | eager, ms | eager channels-last, ms (vs eager) | compiled, ms (vs eager) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        eager = r["off-off"]
+        lines.append(
+            f"| `{r['model']}` | {eager * 1e3:.0f} | {r['off-on'] * 1e3:.0f} ({eager / r['off-on']:.2f}×) | "
+            f"{r['on-off'] * 1e3:.0f} ({eager / r['on-off']:.2f}×) |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| model | compile | channels-last | first step, s (warm cache) | steady step, ms | vs eager | "
@@ -249,6 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("extra", nargs="*", help="further Hydra overrides")
     # one row, in this process (what each of the report's processes runs)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--in-turn", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--compile", default="off", choices=("on", "off"), help=argparse.SUPPRESS)
     parser.add_argument("--channels-last", default="off", choices=("on", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,11 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(measure_one(args, Path(args.work_dir))))
         return 0
+    if args.in_turn:
+        args.one = args.in_turn
+        print(json.dumps(measure_in_turn(args, Path(args.work_dir))))
+        return 0
     load_before = os.getloadavg()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="compile_step-") as scratch:
         work = Path(args.work_dir).resolve() if args.work_dir else Path(scratch)
         rows = rows_of(args, work)
+        in_turn = in_turn_rows(args, work)
     load_after = os.getloadavg()
     where = (
         torch.cuda.get_device_name(0)
@@ -280,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(input {tuple(rows[0]['input'])}), {args.precision}, compile mode `{args.compile_mode}`, "
         f"mean of {args.steps} steps after three; torch {torch.__version__}, {where}; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; {time.perf_counter() - started:.0f} s in all.\n\n"
-        f"{table(rows)}\n"
+        f"{table(rows)}\n\nSteady steps again, uncompiled in both layouts and compiled, in one process per "
+        f"model, their steps taken in turn (so that a shared machine's load falls on all alike), median of "
+        f"{in_turn[0]['steps']} steps each:\n\n{in_turn_table(in_turn)}\n"
     )
     print(text)
     if args.output:

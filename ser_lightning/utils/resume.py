@@ -62,6 +62,10 @@ RESUME_MAY_DIFFER = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.profiler",
+    # Speed choices of the model that change no result (HPARAMS_MAY_DIFFER): a run compiled on
+    # one machine resumes uncompiled on another, or in another memory layout.
+    "model.compile",
+    "model.channels_last",
 )
 # Hyper-parameters of the model that change no result (compiling and the memory layout are
 # speed choices), or that training writes itself (the temperature fitted after fitting, stored
