@@ -38,8 +38,9 @@ def channels_last_wanted(
 
     Only a network with 2-D convolutions fed 4-D batches `(batch, C, F, T)` has a layout to
     choose; `auto` chooses it on a CUDA device, where cuDNN's convolutions (tensor cores in
-    bf16 above all) run fastest on it, and not on the CPU, where it measured slower
-    (experiments/benchmarks/results/compile_step.md)."""
+    bf16 above all) run fastest on it, and not on the CPU, where it measured no reliable gain
+    (from 0.4× to 1.2× the default layout's speed: experiments/benchmarks/results/compile_step.md);
+    `true` turns it on there too."""
     if setting is False or len(input_shape) != 3:
         return False
     if not any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):
