@@ -190,9 +190,9 @@ def test_a_compiled_run_trains_validates_tests_resumes_and_loads_for_inference(
     overrides = [
         *TINY_RUN,
         f"data.root={tone_root}",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "++trainer.limit_test_batches=1",
         "calibration=none",
         "seed=3",
     ]
