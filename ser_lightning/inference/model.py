@@ -78,9 +78,9 @@ class ScoringPath:
         self._channels_last = wanted
         return wanted
 
-    # A compiled network is told that the batch dimension varies (the last batch of an epoch is
-    # smaller), so that it compiles one graph for every batch size instead of one for the first
-    # size and another when a second comes.
+    # True: a compiled network is told from the first batch that the batch dimension varies (the
+    # last batch of an epoch is smaller). Off: it did not spare the second compile that the first
+    # smaller batch costs (experiments/benchmarks/compile_step.py --dynamic-batch measures it).
     dynamic_batch: bool = False
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
