@@ -471,12 +471,15 @@ def module_from_checkpoint(
 ):
     """The `module_class` (SERModule) of an already read (and checked) checkpoint.
 
-    The network is built uncompiled (compiling is a training-time speed choice); weights saved
-    from a compiled network load into it all the same. A pretrained encoder's files are read
+    The network is built uncompiled and in the default memory layout, decided again for the
+    device it runs on (compiling and `channels_last` are speed choices of the training run);
+    weights saved from a compiled network, or in another layout, load into it all the same
+    (`_orig_mod.` keys are those of runs that wrapped the network in torch.compile). A pretrained encoder's files are read
     as `encoder_files` allows (see EncoderFiles; by default no stored folder or file).
     """
     hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
+    hparams["channels_last"] = "auto"
     encoder_files = encoder_files or EncoderFiles()
     hparams["features"] = encoder_files.apply(hparams["features"], str(path), "features")
     hparams["net"] = encoder_files.apply(hparams["net"], str(path), "model.net")

@@ -19,11 +19,27 @@ from ser_lightning.augment.batch import BatchAugmentation
 from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.inference.model import ScoringPath
+from ser_lightning.inference.model import ScoringPath, check_channels_last
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics
 from ser_lightning.models.requirements import build_network
 from ser_lightning.utils.config import to_plain
+
+# `model.compile`: false, or true (torch.compile's default mode), or one of its modes by name.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(setting) -> str | None:
+    """The torch.compile mode `model.compile` asks for, None when off."""
+    if setting is False or setting is None:
+        return None
+    if setting is True:
+        return "default"
+    if setting in COMPILE_MODES:
+        return setting
+    raise ValueError(
+        f"model.compile={setting!r} must be false, true or one of the modes {list(COMPILE_MODES)}"
+    )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,7 +91,8 @@ class SERModule(ScoringPath, pl.LightningModule):
         labels: list[str] | tuple[str, ...] = EMOTIONS,
         label_smoothing: float = 0.0,
         class_weights: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
+        channels_last: bool | str = "auto",
         spectrogram: dict | None = None,
         mixup: dict | None = None,
         feature_extractor: FeatureExtractor | None = None,
@@ -93,6 +110,8 @@ class SERModule(ScoringPath, pl.LightningModule):
         )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
+        mode = compile_mode(compile)
+        check_channels_last(channels_last)
         # `calibration`: the temperature fitted on the validation split after training
         # (ser_lightning.calibration), None before that or when turned off.
         calibration = to_plain(calibration)
@@ -108,8 +127,12 @@ class SERModule(ScoringPath, pl.LightningModule):
         self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
         # Checks the network's declared input requirement first: a clear error, not a shape error.
         self.net: torch.nn.Module = build_network(net, self.input_shape, num_classes, features)
-        if compile:
-            self.net = torch.compile(self.net)
+        if mode is not None:
+            # In place (nn.Module.compile): `self.net` stays the network itself, so the state
+            # dict's keys are those of an uncompiled run (no `_orig_mod.`), and a run resumes,
+            # is evaluated and exported the same whether or not it was compiled. Compiling
+            # happens at the first batch of each kind (train, eval, another batch size).
+            self.net.compile(mode=mode)
         # SpecAugment and mixup of training batches (the identity outside training_step)
         self.batch_augmentation = batch_augmentation(spectrogram, mixup, self.input_shape)
         self.register_buffer("class_weight", torch.ones(num_classes))
@@ -140,6 +163,10 @@ class SERModule(ScoringPath, pl.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
+        # Before Lightning moves the module to its device and wraps it (DDP): the network's
+        # layout is decided for the device it will run on (`model.channels_last`).
+        if self._trainer is not None:
+            self.use_device(self.trainer.strategy.root_device)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or stage != "fit":
             return
@@ -267,6 +294,11 @@ class SERModule(ScoringPath, pl.LightningModule):
             checkpoint["val_ua_best"] = float(self.val_ua_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Runs compiled by wrapping the network (torch.compile(net)) saved its weights under
+        # `net._orig_mod.`; a resumed run loads them into the network itself.
+        state = checkpoint.get("state_dict")
+        if state is not None and any("._orig_mod." in k for k in state):
+            checkpoint["state_dict"] = {k.replace("._orig_mod.", ".", 1): v for k, v in state.items()}
         self.val_ua_best.reset()
         if "val_ua_best" in checkpoint:
             self.val_ua_best.update(torch.tensor(checkpoint["val_ua_best"]))

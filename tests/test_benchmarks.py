@@ -240,3 +240,34 @@ def test_serve_load_reports_both_batching_modes_without_errors(tmp_path):
     for row in rows:
         assert number(row[3]) > 0  # req/s
         assert number(row[7]) == 0  # errors
+
+
+def test_compile_step_reports_every_setting_and_the_steps_in_turn(tmp_path):
+    """A tiny ACNT (compiling it takes about a minute per compiled process on 2 cores)."""
+    report = run_benchmark(
+        "compile_step.py",
+        "--models",
+        "acnt",
+        "--steps",
+        "1",
+        "--batch",
+        "4",
+        "--last-batch",
+        "3",
+        "--duration",
+        "0.5",
+        "--work-dir",
+        str(tmp_path),
+        "model.net.cnn_channels=[4,8]",
+        "model.net.transformer_dim=16",
+        "model.net.num_heads=2",
+        "model.net.num_layers=1",
+        "model.net.ff_dim=16",
+    )
+    rows = table_rows(report, "acnt")
+    settings = [(row[1], row[2]) for row in rows[:4]]
+    assert settings == [("off", "off"), ("off", "on"), ("on", "off"), ("on", "on")], report
+    assert all(number(row[3]) > 0 and number(row[4]) > 0 for row in rows[:4])
+    assert "(" in rows[2][3]  # the compiled row's first step on a warm cache
+    (in_turn,) = rows[4:]
+    assert all(number(cell) > 0 for cell in in_turn[1:]), report

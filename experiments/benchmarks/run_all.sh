@@ -39,9 +39,12 @@ run ssl_features_whisper_small experiments/benchmarks/ssl_features.py --encoders
 run ssl_finetune_step experiments/benchmarks/ssl_finetune_step.py --encoders wavlm_base_plus whisper_base --batch 4 --steps 3
 run predict_startup experiments/benchmarks/predict_startup.py --rounds 5 --data-dir "$DATA" --work-dir "$DATA/predict_startup"
 run serve_load experiments/benchmarks/serve_load.py --data-dir "$DATA" --work-dir "$DATA/serve_load"
+run compile_step experiments/benchmarks/compile_step.py --models acnt,crnn_attn --steps 5
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
+    run compile_step_gpu experiments/benchmarks/compile_step.py --models acnt,crnn_attn,cnn2ch \
+        --accelerator gpu --precision bf16-mixed --steps 20
     # the target as a user meets it: the real entry point, validation, checkpoints and the
     # summary included, 100 epochs without early stopping (its "time" row is the answer)
     rm -rf "$DATA/acnt_100_epochs_gpu"

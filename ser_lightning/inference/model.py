@@ -24,6 +24,30 @@ from ser_lightning.labels import EMOTIONS
 TRAINING_STATE_PREFIXES = ("batch_augmentation.",)
 
 
+def check_channels_last(setting) -> None:
+    if not (isinstance(setting, bool) or setting == "auto"):
+        raise ValueError(
+            f"model.channels_last={setting!r} must be auto (on for a CUDA device), true or false"
+        )
+
+
+def channels_last_wanted(
+    setting, net: torch.nn.Module, input_shape: tuple, device: torch.device | str
+) -> bool:
+    """Whether `model.channels_last` turns the channels-last layout on for `net` on `device`.
+
+    Only a network with 2-D convolutions fed 4-D batches `(batch, C, F, T)` has a layout to
+    choose; `auto` chooses it on a CUDA device, where cuDNN's convolutions (tensor cores in
+    bf16 above all) run fastest on it, and not on the CPU, where it measured no reliable gain
+    (from 0.4× to 1.2× the default layout's speed: experiments/benchmarks/results/compile_step.md);
+    `true` turns it on there too."""
+    if setting is False or len(input_shape) != 3:
+        return False
+    if not any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):
+        return False
+    return setting is True or torch.device(device).type == "cuda"
+
+
 class ScoringPath:
     """What turns a batch into calibrated probabilities, shared by `SERModule` (training) and
     `InferenceModel` (scoring), so that both compute the same: a module with `features`, `net`
@@ -35,7 +59,39 @@ class ScoringPath:
             return self.features.normalize(batch["features"])
         return self.features(batch["waveform"])
 
+    # The layout decided for the network (`model.channels_last`): None until the module knows
+    # its device (SERModule.setup, or the first batch here).
+    _channels_last: bool | None = None
+
+    def use_device(self, device: torch.device | str) -> bool:
+        """Decide `model.channels_last` for `device`; when on, the network's 4-D weights are
+        converted to the channels-last layout, in place (the parameters stay the same objects,
+        and a state dict holds values, not layouts, so checkpoints are the same either way)."""
+        wanted = channels_last_wanted(
+            self.hparams.get("channels_last", "auto"), self.net, self.input_shape, device
+        )
+        if wanted and not self._channels_last:
+            # outside inference mode, which a first batch may come in: weights converted in it
+            # would be inference tensors, which training and export cannot use
+            with torch.inference_mode(False), torch.no_grad():
+                self.net.to(memory_format=torch.channels_last)
+        self._channels_last = wanted
+        return wanted
+
+    # True: a compiled network is told from the first batch that the batch dimension varies (the
+    # last batch of an epoch is smaller). Off: it did not spare the second compile that the first
+    # smaller batch costs (experiments/benchmarks/compile_step.py --dynamic-batch measures it).
+    dynamic_batch: bool = False
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # The one place batches enter the network (training, scoring and export), after
+        # SpecAugment and mixup, which work on the features as they come.
+        if self._channels_last is None:
+            self.use_device(features.device)
+        if self._channels_last and features.dim() == 4:
+            features = features.contiguous(memory_format=torch.channels_last)
+        if self.dynamic_batch and getattr(self.net, "_compiled_call_impl", None) is not None:
+            torch._dynamo.maybe_mark_dynamic(features, 0)
         return self.net(features)
 
     @property

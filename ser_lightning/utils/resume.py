@@ -62,10 +62,15 @@ RESUME_MAY_DIFFER = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.profiler",
+    # Speed choices of the model that change no result (HPARAMS_MAY_DIFFER): a run compiled on
+    # one machine resumes uncompiled on another, or in another memory layout.
+    "model.compile",
+    "model.channels_last",
 )
-# Hyper-parameters of the model that change no result (compiling is a speed choice), or that
-# training writes itself (the temperature fitted after fitting, stored in the best checkpoint).
-HPARAMS_MAY_DIFFER = ("compile", "calibration")
+# Hyper-parameters of the model that change no result (compiling and the memory layout are
+# speed choices), or that training writes itself (the temperature fitted after fitting, stored
+# in the best checkpoint).
+HPARAMS_MAY_DIFFER = ("compile", "channels_last", "calibration")
 
 
 class ResumeError(ValueError):
