@@ -14,7 +14,7 @@ import argparse
 import csv
 import json
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 TARGET_ACNT_SECONDS = 30.0  # 100 ACNT epochs on 1440 clips, process start to exit
@@ -97,7 +97,7 @@ def main() -> None:
     lines = [
         "# GPU benchmark" + (" (SMOKE run on CPU: tiny budgets, numbers mean nothing)" if smoke else ""),
         "",
-        f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `experiments/benchmarks/gpu/run.sh`"
+        f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `experiments/benchmarks/gpu/run.sh`"
         + (f" in {args.elapsed} s" if args.elapsed is not None else "")
         + ".",
         "",
