@@ -42,16 +42,19 @@ export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1 SER_LIGHTNING_ROOT=$WORK
 export WANDB_MODE=disabled HF_HUB_OFFLINE=1
 
 if [[ "$SMOKE" == 1 ]]; then
+    # the fewest actors a speaker-independent split takes; two models and a few batches per
+    # epoch where the GPU run times every model on whole epochs
     ACTORS=6 TRAINER=trainer=cpu ACCEL=cpu PRECISIONS=32-true,bf16-mixed WORKERS=1
-    EPOCHS_A=2 TP_EPOCHS=2 PIPE_ARGS=(--epochs 1 --workers 1 --offline-copies 1)
+    EPOCHS_A=2 TP_EPOCHS=2 MODELS=acnt,crnn_attn_mfcc PIPE_ARGS=(--epochs 1 --workers 1 --offline-copies 1)
+    LIMIT=(++trainer.limit_train_batches=2 ++trainer.limit_val_batches=2) TP_LIMIT=(++trainer.limit_train_batches=2)
     export EPOCHS=${EPOCHS:-1} SEEDS=${SEEDS:-1}
     CHECK_ARGS=(--no-gpu)
 else
     ACTORS=24 TRAINER=trainer=gpu ACCEL=gpu PRECISIONS=bf16-mixed,32-true WORKERS=4
-    EPOCHS_A=100 TP_EPOCHS=5 PIPE_ARGS=(--epochs 2 --workers 8)
+    EPOCHS_A=100 TP_EPOCHS=5 MODELS=acnt,crnn_attn,crnn_attn_mfcc,cnn_bilstm_mha PIPE_ARGS=(--epochs 2 --workers 8)
+    LIMIT=() TP_LIMIT=()
     CHECK_ARGS=()
 fi
-MODELS=acnt,crnn_attn,crnn_attn_mfcc,cnn_bilstm_mha
 DATA=(data=demo "data.demo.num_actors=$ACTORS" "data.root=$WORK/data/demo" "paths.cache_dir=$WORK/cache")
 STEPS=$WORK/steps.tsv
 : >"$STEPS"
@@ -122,7 +125,7 @@ tp() {  # tp NAME ARGS...: one training_throughput.py run, its table and rows ke
     local name=$1; shift
     step "$name" 150 $PY experiments/benchmarks/training_throughput.py --models $MODELS --actors "$ACTORS" \
         --epochs "$TP_EPOCHS" --accelerator "$ACCEL" --work-dir "$WORK/throughput" \
-        --out "$WORK/$name.md" --json "$WORK/$name.json" "$@"
+        --out "$WORK/$name.md" --json "$WORK/$name.json" "$@" "${TP_LIMIT[@]}"
 }
 mkdir -p "$WORK/throughput" && ln -sfn "$WORK/data/demo" "$WORK/throughput/demo" && ln -sfn "$WORK/cache" "$WORK/throughput/cache"
 tp b_throughput_device --precision "$PRECISIONS" --placement device
@@ -150,7 +153,7 @@ rm -rf "$WORK/seed_sweep"
 step c_seed_sweep "$sweep_seconds" $PY -m ser_lightning.train -m task_name=seed_recipes \
     experiment=seed000_acnt,seed001_cnn_bilstm_mha,seed002_crnn_mfcc,seed003_crnn_logmel,seed004_cnn2ch \
     "${DATA[@]}" data.split=actor,random seed="$SEEDS_C" $TRAINER data.placement=auto print_config=false \
-    "${C_ARGS[@]}" hydra.sweep.dir="$WORK/seed_sweep"
+    "${C_ARGS[@]}" "${LIMIT[@]}" hydra.sweep.dir="$WORK/seed_sweep"
 if [[ -d "$WORK/seed_sweep" ]]; then
     # finished jobs are reported even when the sweep ran out of time
     TOTAL=$((TOTAL + RESERVE - 5)) step c_report 60 $PY -m ser_lightning.report "$WORK/seed_sweep" \
@@ -172,5 +175,5 @@ $PY "$HERE/summarize.py" --work "$WORK" --out "$OUT/gpu_report.md" --smoke "$SMO
     tar -czf "$OUT/logs.tar.gz" -T -)
 say "results in $OUT:"
 (cd "$OUT" && find . -type f -printf '  %p  %s bytes\n' | sort)
-grep -A40 '^## Summary' "$OUT/gpu_report.md" 2>/dev/null | sed -n '1,/^## [^S]/p' | head -40
+awk '/^## /{on = ($0 == "## Summary")} on' "$OUT/gpu_report.md" 2>/dev/null
 say "done in $((SECONDS - STARTED)) s"
