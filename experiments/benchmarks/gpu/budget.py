@@ -1,15 +1,18 @@
-"""The budget of the seed-recipe study: epochs, seeds and a time guard per job for the time left.
+"""The budget of the seed-recipe study: seeds, epochs and a time share per job for the time left.
 
     python experiments/benchmarks/gpu/budget.py --seconds 240 --throughput throughput.json [--cores 16]
 
 Estimates one epoch of each recipe from the measured throughput table (the recipe's model on
 log-mel, scaled by the recipe's input size, batch size and offline copies, plus validation and
-on-the-fly augmentation on the host's cores), then picks the most seeds (3, 2, 1) for which
-the recipes' own epochs, or failing that a common cap of at least --min-epochs, fit into
---seconds with --overhead seconds per job (set-up, test, calibration, checkpoints). Each job
-also gets a time guard (`trainer.max_time`): its share of the seconds less the overhead, so the
-sweep ends in time even where the estimate is off; a job stopped by it is tested as usual.
-EPOCHS and SEEDS in the environment fix those two instead.
+on-the-fly augmentation on the host's cores), then asks whether the recipes' own epochs
+(50-300, early stopping on) fit into --seconds with --overhead seconds per job (set-up, test,
+calibration, checkpoints): with 3 seeds, else 2, else 1. Where even one seed does not fit,
+each job keeps its recipe's epochs but stops after a time share (`trainer.max_time`), the
+largest one for which the sweep fits: a recipe that needs less than the share trains all its
+epochs and leaves its time to the others, an expensive one trains as many as the share allows;
+a job stopped by it is tested as usual. The time share is
+set in every case, as a guard against a wrong estimate. EPOCHS in the environment caps every
+recipe at that many epochs instead, SEEDS fixes the seeds.
 
 Prints the reasoning on stderr and shell assignments (EPOCHS, SEEDS, MAX_TIME, JOBS) on stdout;
 --json writes the same as JSON.
@@ -64,38 +67,59 @@ def epoch_estimates(rows: list[dict], cores: int) -> dict[str, float]:
 
 
 def plan(
-    seconds: float, estimates: dict[str, float], overhead: float, min_epochs: int, fixed_epochs, fixed_seeds
+    seconds: float,
+    estimates: dict[str, float],
+    overhead: float,
+    fixed_epochs,
+    fixed_seeds,
 ):
-    """(epochs cap or None for the recipes' own, number of seeds, estimated seconds)."""
+    """(seeds, whether the epochs fit without the time share, estimated seconds, time share per
+    job, expected epochs per recipe)."""
     own = {r: own_epochs(r) for r in RECIPES}
+    cap = {r: min(fixed_epochs or own[r], own[r]) for r in RECIPES}
+    per_seed = sum(2 * (cap[r] * estimates[r] + overhead) for r in RECIPES)
+    if fixed_seeds:
+        seeds = fixed_seeds
+    else:
+        seeds = next((n for n in (3, 2, 1) if n * per_seed <= seconds), 1)
+    jobs = len(RECIPES) * 2 * seeds
+    cost = {r: cap[r] * estimates[r] for r in RECIPES}  # seconds of one job's epochs
 
-    def cost(cap: int | None, seeds: int) -> float:
-        per_seed = sum(2 * (min(cap or own[r], own[r]) * estimates[r] + overhead) for r in RECIPES)
-        return seeds * per_seed
+    def total(share: float) -> float:
+        return sum(2 * seeds * (min(cost[r], share) + overhead) for r in RECIPES)
 
-    for seeds in [fixed_seeds] if fixed_seeds else [3, 2, 1]:
-        if fixed_epochs:
-            return fixed_epochs, seeds, cost(fixed_epochs, seeds)
-        if cost(None, seeds) <= seconds:
-            return None, seeds, cost(None, seeds)
-        cap = max(1, max(own.values()))
-        while cap > 1 and cost(cap, seeds) > seconds:
-            cap -= 1
-        if cap >= min_epochs or seeds == 1 or fixed_seeds:
-            return cap, seeds, cost(cap, seeds)
-    raise AssertionError("unreachable")
+    if total(max(cost.values())) <= seconds:  # everything fits: the share is only a guard
+        share = max(1.5 * max(cost.values()), seconds / jobs - overhead)
+    else:  # the largest common share that fits: jobs that need less leave their time to the others
+        low, high = 0.0, max(cost.values())
+        for _ in range(50):
+            low, high = (
+                ((low + high) / 2, high) if total((low + high) / 2) <= seconds else (low, (low + high) / 2)
+            )
+        share = low
+    share = max(5, math.floor(share))
+    expected = {r: max(1, min(cap[r], math.floor(share / max(estimates[r], 1e-6)))) for r in RECIPES}
+    estimated = total(share)
+    return seeds, seeds * per_seed <= seconds, estimated, share, expected
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, required=True, help="time left for the sweep")
     parser.add_argument(
-        "--throughput", type=Path, nargs="+", required=True, help="training_throughput.py --json files"
+        "--throughput",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="training_throughput.py --json files",
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--overhead", type=float, default=8.0, help="seconds per job besides its epochs")
     parser.add_argument(
-        "--min-epochs", type=int, default=20, help="fewer seeds rather than fewer epochs than this"
+        "--min-epochs",
+        type=int,
+        default=20,
+        help="fewer seeds rather than fewer epochs than this",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -106,12 +130,15 @@ def main() -> None:
     fixed_epochs = int(os.environ["EPOCHS"]) if os.environ.get("EPOCHS") else None
     fixed_seeds = len(os.environ["SEEDS"].split(",")) if os.environ.get("SEEDS") else None
     estimates = epoch_estimates(rows, args.cores)
-    epochs, seeds, estimated = plan(
-        args.seconds, estimates, args.overhead, args.min_epochs, fixed_epochs, fixed_seeds
+    seeds, fits, estimated, share, expected = plan(
+        args.seconds, estimates, args.overhead, fixed_epochs, fixed_seeds
     )
     jobs = len(RECIPES) * 2 * seeds
-    guard = max(5, math.floor(args.seconds / jobs - args.overhead))
     seed_list = os.environ.get("SEEDS") or ",".join(str(s) for s in range(1, seeds + 1))
+    epochs_text = (
+        f"at most {fixed_epochs} (EPOCHS)" if fixed_epochs else "the recipes' own (early stopping on)"
+    )
+    source = "they fit" if fits else f"they do not fit: each job stops after its time share of {share} s"
 
     log = sys.stderr
     print(
@@ -120,15 +147,13 @@ def main() -> None:
     )
     for recipe, seconds in estimates.items():
         print(
-            f"  {recipe}: ~{seconds:.2f} s per epoch (estimated), own epochs {own_epochs(recipe)}", file=log
+            f"  {recipe}: ~{seconds:.2f} s per epoch (estimated), own epochs {own_epochs(recipe)}, "
+            f"expected {expected[recipe]} epochs",
+            file=log,
         )
-    source = (
-        "fixed by EPOCHS" if fixed_epochs else ("the recipes' own" if epochs is None else "reduced to fit")
-    )
     print(
-        f"  -> {jobs} jobs (5 recipes x 2 splits x seeds {seed_list}), epochs: "
-        f"{'recipes own (50-300, early stopping on)' if epochs is None else f'at most {epochs}'} ({source}), "
-        f"estimated {estimated:.0f} s; time guard trainer.max_time {guard} s per job",
+        f"  -> {jobs} jobs (5 recipes x 2 splits x seeds {seed_list}), epochs {epochs_text}: {source}; "
+        f"time share trainer.max_time {share} s per job; estimated {estimated:.0f} s",
         file=log,
     )
     budget = {
@@ -136,18 +161,19 @@ def main() -> None:
         "overhead_per_job": args.overhead,
         "epoch_estimates": estimates,
         "own_epochs": {r: own_epochs(r) for r in RECIPES},
-        "epochs": epochs,
+        "expected_epochs": expected,
+        "epochs": fixed_epochs,
         "epochs_source": source,
         "seeds": seed_list,
         "jobs": jobs,
         "estimated_seconds": estimated,
-        "max_time_seconds": guard,
+        "max_time_seconds": share,
     }
     if args.json is not None:
         args.json.write_text(json.dumps(budget, indent=2) + "\n")
-    print(f"EPOCHS={epochs or ''}")
+    print(f"EPOCHS={fixed_epochs or ''}")
     print(f"SEEDS={seed_list}")
-    print(f"MAX_TIME=00:00:{guard // 60:02d}:{guard % 60:02d}")
+    print(f"MAX_TIME=00:00:{share // 60:02d}:{share % 60:02d}")
     print(f"JOBS={jobs}")
 
 

@@ -85,6 +85,33 @@ def acnt_section(work: Path) -> tuple[list[str], dict, int | None]:
     return lines, walls, epochs
 
 
+def sweep_jobs(sweep: Path) -> list[str]:
+    """One row per job of the recipe sweep: its settings, status, epochs run and seconds."""
+    jobs = sorted((d for d in sweep.glob("*") if d.name.isdigit()), key=lambda d: int(d.name))
+    if not jobs:
+        return []
+    lines = [
+        "| job | experiment | split | seed | status | epochs run | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for job in jobs:
+        overrides = {}
+        try:
+            for item in (job / ".hydra" / "overrides.yaml").read_text().splitlines():
+                key, _, value = item.lstrip("- ").partition("=")
+                overrides[key] = value
+        except OSError:
+            pass
+        record = read_json(job / "job_status.json") or {}
+        status = record.get("status", "unfinished")
+        seconds = f"{record['seconds']:.0f}" if "seconds" in record else "–"
+        lines.append(
+            f"| {job.name} | {overrides.get('experiment', '?')} | {overrides.get('data.split', '?')} | "
+            f"{overrides.get('seed', '?')} | {status} | {epochs_run(job) or '–'} | {seconds} |"
+        )
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -146,8 +173,8 @@ def main() -> None:
             "the recipes' own epochs" if budget["epochs"] is None else f"at most {budget['epochs']} epochs"
         )
         lines.append(
-            f"| seed-recipe study | {budget['jobs']} jobs, seeds {budget['seeds']}, {epochs} "
-            f"({budget['epochs_source']}) | – |"
+            f"| seed-recipe study | {budget['jobs']} jobs, seeds {budget['seeds']}, {epochs}, "
+            f"time share {budget['max_time_seconds']} s per job ({budget['epochs_source']}) | – |"
         )
     lines.append("")
 
@@ -190,24 +217,26 @@ def main() -> None:
     lines += ["## c. Seed recipes: speaker-independent vs random split", ""]
     if budget:
         lines += [
-            f"Budget: {budget['seconds']:.0f} s for the sweep; {budget['jobs']} jobs (5 recipes × 2 splits × "
-            f"seeds {budget['seeds']}); epochs: "
+            f"Budget: {budget['seconds']:.0f} s for the sweep, {budget['overhead_per_job']:.0f} s overhead per job; "
+            f"{budget['jobs']} jobs (5 recipes × 2 splits × seeds {budget['seeds']}); epochs: "
             + (
                 "the recipes' own (early stopping on)"
                 if budget["epochs"] is None
                 else f"at most {budget['epochs']}"
             )
-            + f" ({budget['epochs_source']}); time guard `trainer.max_time` {budget['max_time_seconds']} s per job; "
+            + f"; {budget['epochs_source']}; time share `trainer.max_time` {budget['max_time_seconds']} s per job; "
             f"estimated {budget['estimated_seconds']:.0f} s.",
             "",
-            "| recipe | own epochs | estimated s/epoch |",
-            "|---|---|---|",
+            "| recipe | own epochs | estimated s/epoch | expected epochs |",
+            "|---|---|---|---|",
         ]
         lines += [
-            f"| {r} | {budget['own_epochs'][r]} | {budget['epoch_estimates'][r]:.2f} |"
+            f"| {r} | {budget['own_epochs'][r]} | {budget['epoch_estimates'][r]:.2f} | "
+            f"{budget.get('expected_epochs', {}).get(r, '?')} |"
             for r in budget["own_epochs"]
         ]
         lines.append("")
+    lines += sweep_jobs(work / "seed_sweep")
     report = read_text(work / "seed_report" / "report.md")
     lines += [
         report.replace("\n# ", "\n### ").lstrip("# ") if report else "no report (see steps and logs)",
