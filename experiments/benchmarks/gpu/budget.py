@@ -114,13 +114,7 @@ def main() -> None:
         help="training_throughput.py --json files",
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count())
-    parser.add_argument("--overhead", type=float, default=8.0, help="seconds per job besides its epochs")
-    parser.add_argument(
-        "--min-epochs",
-        type=int,
-        default=20,
-        help="fewer seeds rather than fewer epochs than this",
-    )
+    parser.add_argument("--overhead", type=float, default=10.0, help="seconds per job besides its epochs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -138,7 +132,7 @@ def main() -> None:
     epochs_text = (
         f"at most {fixed_epochs} (EPOCHS)" if fixed_epochs else "the recipes' own (early stopping on)"
     )
-    source = "they fit" if fits else f"they do not fit: each job stops after its time share of {share} s"
+    source = "they fit" if fits else "they do not fit: each job stops after its time share"
 
     log = sys.stderr
     print(
