@@ -51,12 +51,13 @@ if [[ "$SMOKE" == 1 ]]; then
     LIMIT=(++trainer.limit_train_batches=2 ++trainer.limit_val_batches=2) TP_LIMIT=(++trainer.limit_train_batches=2)
     # the recipes' test and calibration passes over whole splits take a minute on 2 cores (part a has both)
     SWEEP_LIMIT=("${LIMIT[@]}" ++trainer.limit_test_batches=2 calibration=none)
+    PREP_CAP=240  # librosa's features and offline copies on 2 cores (16 on the GPU machine)
     export EPOCHS=${EPOCHS:-1} SEEDS=${SEEDS:-1}
     CHECK_ARGS=(--no-gpu)
 else
     ACTORS=24 TRAINER=trainer=gpu ACCEL=gpu PRECISIONS=bf16-mixed,32-true WORKERS=4
     EPOCHS_A=100 TP_EPOCHS=5 MODELS=acnt,crnn_attn,crnn_attn_mfcc,cnn_bilstm_mha PIPE_ARGS=(--epochs 2 --workers 8)
-    LIMIT=() TP_LIMIT=() SWEEP_LIMIT=()
+    LIMIT=() TP_LIMIT=() SWEEP_LIMIT=() PREP_CAP=120
     CHECK_ARGS=()
 fi
 DATA=(data=demo "data.demo.num_actors=$ACTORS" "data.root=$WORK/data/demo" "paths.cache_dir=$WORK/cache")
@@ -141,7 +142,7 @@ step d_data_pipeline 110 $PY experiments/benchmarks/data_pipeline.py --actors "$
     --work-dir "$WORK/pipeline" && grep -v '━' "$LOGS/d_data_pipeline.log" | sed -n '/^## /,$p' >"$WORK/d_data_pipeline.md"
 
 # -- c: the seed-recipe study at the largest budget that fits
-step c_prepare_recipes 120 $PY "$HERE/prepare.py" --work "$WORK" --actors "$ACTORS" --recipes \
+step c_prepare_recipes "$PREP_CAP" $PY "$HERE/prepare.py" --work "$WORK" --actors "$ACTORS" --recipes \
     --json "$WORK/prepare_recipes.json"
 sweep_seconds=$(($(left) - 25))  # the report's own time
 # nine tenths of it for the budget: a job's set-up and test take what they take
