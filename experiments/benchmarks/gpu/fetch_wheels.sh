@@ -45,13 +45,16 @@ for p in manylinux_2_39 manylinux_2_35 manylinux_2_34 manylinux_2_31 manylinux_2
     PLATFORMS+=(--platform "${p}_x86_64")
 done
 
+# pip's notes on local index folders of this machine's pip configuration are noise here
+quiet() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
+
 for name in "${PACKAGES[@]}"; do
     version=$(locked "$name")
     if [[ " ${SOURCE_ONLY[*]} " == *" $name "* ]]; then
         # pure Python, published as a source archive only: build the (platform-free) wheel here
-        $PIP wheel -q --no-deps --no-binary "$name" -w "$DEST" "$name==$version"
+        quiet $PIP wheel -q --no-deps --no-binary "$name" -w "$DEST" "$name==$version"
     else
-        $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        quiet $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             "${PLATFORMS[@]}" -d "$DEST" "$name==$version"
     fi
 done
