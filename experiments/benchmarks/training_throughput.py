@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -104,6 +105,8 @@ def measure(model: str, precision: str, args, work: Path) -> dict:
         "clips_per_second": timer.clips / max(timer.compute + timer.data_wait, 1e-9),
         "data_wait_share": timer.data_wait / max(timer.compute + timer.data_wait, 1e-9),
         "input": str(objects["model"].input_shape),
+        "input_size": math.prod(objects["model"].input_shape),
+        "batch_size": args.batch_size,
         "epochs": args.epochs,
         "train_clips": timer.clips // max(len(timer.epoch_seconds), 1),
         "peak_gpu_allocated_bytes": peak[0] if peak else None,

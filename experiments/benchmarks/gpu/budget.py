@@ -25,30 +25,57 @@ import json
 import math
 import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench_config, beside the benchmarks
+from bench_config import timing_config  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
-LOGMEL_AREA = 1 * 64 * 94  # the input the throughput table measured
-# recipe: (model of the throughput row that stands in for it, input C*F*T, batch, train clips
-# per clean clip, augmented on the fly in the loader)
-RECIPES = {
-    "seed000_acnt": ("acnt", 1 * 40 * 174, 32, 1, True),
-    "seed001_cnn_bilstm_mha": ("cnn_bilstm_mha", 1 * 68 * 862, 16, 3, False),
-    "seed002_crnn_mfcc": ("crnn_attn_mfcc", 1 * 40 * 94, 32, 1, False),
-    "seed003_crnn_logmel": ("crnn_attn", 1 * 128 * 300, 16, 1, False),
-    "seed004_cnn2ch": ("acnt", 2 * 40 * 94, 32, 3, False),
-}
+RECIPE_NAMES = (
+    "seed000_acnt",
+    "seed001_cnn_bilstm_mha",
+    "seed002_crnn_mfcc",
+    "seed003_crnn_logmel",
+    "seed004_cnn2ch",
+)
+# the throughput rows are of models on log-mel; cnn2ch takes no log-mel, acnt (a 2-D CNN) stands in
+STAND_IN = {"cnn2ch": "acnt"}
 AUGMENT_SECONDS_PER_CLIP = 0.010  # one Signalsmith stretcher pass on a 3 s clip (CPU benchmark)
 VALIDATION_SHARE = 0.3  # validation clips per training clip (240 / 960 on the actor split) and logging
 
 
-def own_epochs(recipe: str) -> int:
-    return int(yaml.safe_load((CONF / "experiment" / f"{recipe}.yaml").read_text())["trainer"]["max_epochs"])
+@dataclass(frozen=True)
+class RecipeFacts:
+    model: str  # the model config whose throughput row stands in for the recipe
+    input_size: int  # C * F * T of one clip's features
+    batch_size: int
+    clips_per_clean_clip: int  # 1 + offline copies
+    augmented_on_the_fly: bool
+    max_epochs: int
 
 
-def epoch_estimates(rows: list[dict], cores: int) -> dict[str, float]:
+def recipe_facts(recipe: str) -> RecipeFacts:
+    """What the estimate needs of a recipe, read from its composed config (no second copy here)."""
+    from ser_lightning.train import build
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = timing_config([f"experiment={recipe}", "logger=none"], run_dir, training_only=False)
+        shape = build(cfg)["model"].input_shape
+    model = str(cfg.hydra.runtime.choices["model"])
+    augmentation = cfg.get("augmentation") or {}
+    copies = int(augmentation.get("offline_copies", 0) or 0)
+    return RecipeFacts(
+        model=STAND_IN.get(model, model),
+        input_size=math.prod(shape),
+        batch_size=int(cfg.data.batch_size),
+        clips_per_clean_clip=1 + copies,
+        augmented_on_the_fly=bool(augmentation.get("waveform")) and copies == 0,
+        max_epochs=int(cfg.trainer.max_epochs),
+    )
+
+
+def epoch_estimates(rows: list[dict], cores: int, facts: dict[str, RecipeFacts]) -> dict[str, float]:
     """Seconds per epoch of each recipe, from the fastest measured row of its stand-in model."""
     best: dict[str, dict] = {}
     for row in rows:
@@ -56,11 +83,14 @@ def epoch_estimates(rows: list[dict], cores: int) -> dict[str, float]:
             best[row["model"]] = row
     fallback = min(rows, key=lambda r: -r["epoch_seconds"])  # the slowest row where a model is missing
     estimates = {}
-    for recipe, (model, area, batch, copies, augmented) in RECIPES.items():
-        row = best.get(model, fallback)
-        scale = max(1.0, area / LOGMEL_AREA) ** 0.5 * (32 / batch) ** 0.5
-        seconds = row["epoch_seconds"] * scale * (copies + VALIDATION_SHARE)
-        if augmented:
+    for recipe, fact in facts.items():
+        row = best.get(fact.model, fallback)
+        scale = (
+            max(1.0, fact.input_size / row["input_size"]) ** 0.5
+            * (row["batch_size"] / fact.batch_size) ** 0.5
+        )
+        seconds = row["epoch_seconds"] * scale * (fact.clips_per_clean_clip + VALIDATION_SHARE)
+        if fact.augmented_on_the_fly:
             seconds += row.get("train_clips", 1000) * AUGMENT_SECONDS_PER_CLIP / max(1, cores - 1)
         estimates[recipe] = seconds
     return estimates
@@ -68,6 +98,7 @@ def epoch_estimates(rows: list[dict], cores: int) -> dict[str, float]:
 
 def plan(
     seconds: float,
+    facts: dict[str, RecipeFacts],
     estimates: dict[str, float],
     overhead: float,
     fixed_epochs,
@@ -75,18 +106,17 @@ def plan(
 ):
     """(seeds, whether the epochs fit without the time share, estimated seconds, time share per
     job, expected epochs per recipe)."""
-    own = {r: own_epochs(r) for r in RECIPES}
-    cap = {r: min(fixed_epochs or own[r], own[r]) for r in RECIPES}
-    per_seed = sum(2 * (cap[r] * estimates[r] + overhead) for r in RECIPES)
+    cap = {r: min(fixed_epochs or fact.max_epochs, fact.max_epochs) for r, fact in facts.items()}
+    per_seed = sum(2 * (cap[r] * estimates[r] + overhead) for r in facts)
     if fixed_seeds:
         seeds = fixed_seeds
     else:
         seeds = next((n for n in (3, 2, 1) if n * per_seed <= seconds), 1)
-    jobs = len(RECIPES) * 2 * seeds
-    cost = {r: cap[r] * estimates[r] for r in RECIPES}  # seconds of one job's epochs
+    jobs = len(facts) * 2 * seeds
+    cost = {r: cap[r] * estimates[r] for r in facts}  # seconds of one job's epochs
 
     def total(share: float) -> float:
-        return sum(2 * seeds * (min(cost[r], share) + overhead) for r in RECIPES)
+        return sum(2 * seeds * (min(cost[r], share) + overhead) for r in facts)
 
     if total(max(cost.values())) <= seconds:  # everything fits: the share is only a guard
         share = max(1.5 * max(cost.values()), seconds / jobs - overhead)
@@ -98,7 +128,7 @@ def plan(
             )
         share = low
     share = max(5, math.floor(share))
-    expected = {r: max(1, min(cap[r], math.floor(share / max(estimates[r], 1e-6)))) for r in RECIPES}
+    expected = {r: max(1, min(cap[r], math.floor(share / max(estimates[r], 1e-6)))) for r in facts}
     estimated = total(share)
     return seeds, seeds * per_seed <= seconds, estimated, share, expected
 
@@ -123,11 +153,12 @@ def main() -> None:
         sys.exit("no throughput rows: nothing to estimate from")
     fixed_epochs = int(os.environ["EPOCHS"]) if os.environ.get("EPOCHS") else None
     fixed_seeds = len(os.environ["SEEDS"].split(",")) if os.environ.get("SEEDS") else None
-    estimates = epoch_estimates(rows, args.cores)
+    facts = {recipe: recipe_facts(recipe) for recipe in RECIPE_NAMES}
+    estimates = epoch_estimates(rows, args.cores, facts)
     seeds, fits, estimated, share, expected = plan(
-        args.seconds, estimates, args.overhead, fixed_epochs, fixed_seeds
+        args.seconds, facts, estimates, args.overhead, fixed_epochs, fixed_seeds
     )
-    jobs = len(RECIPES) * 2 * seeds
+    jobs = len(facts) * 2 * seeds
     seed_list = os.environ.get("SEEDS") or ",".join(str(s) for s in range(1, seeds + 1))
     epochs_text = (
         f"at most {fixed_epochs} (EPOCHS)" if fixed_epochs else "the recipes' own (early stopping on)"
@@ -141,7 +172,7 @@ def main() -> None:
     )
     for recipe, seconds in estimates.items():
         print(
-            f"  {recipe}: ~{seconds:.2f} s per epoch (estimated), own epochs {own_epochs(recipe)}, "
+            f"  {recipe}: ~{seconds:.2f} s per epoch (estimated), own epochs {facts[recipe].max_epochs}, "
             f"expected {expected[recipe]} epochs",
             file=log,
         )
@@ -154,7 +185,7 @@ def main() -> None:
         "seconds": args.seconds,
         "overhead_per_job": args.overhead,
         "epoch_estimates": estimates,
-        "own_epochs": {r: own_epochs(r) for r in RECIPES},
+        "own_epochs": {r: fact.max_epochs for r, fact in facts.items()},
         "expected_epochs": expected,
         "epochs": fixed_epochs,
         "epochs_source": source,
