@@ -19,6 +19,7 @@ import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from hydra_plugins.ser_lightning_launchers.device_queue import DeviceQueue, QueuedJob
 from hydra_plugins.ser_lightning_launchers.gpu_queue import (
     QUEUE_RECORD,
     gpus_needed,
@@ -136,6 +137,37 @@ def test_a_job_past_its_time_limit_is_stopped_and_recorded(tmp_path):
     (job,) = queue_record(tmp_path)
     assert job["timed_out"] and job["status"] == "failed" and job["seconds"] < 60
     assert "timed out after" in json.loads((tmp_path / "0" / STATUS_FILE).read_text())["error"]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line holds `marker`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_an_interrupt_stops_every_running_job_and_starts_no_other(tmp_path):
+    """Ctrl-C in the sweep's process: the jobs it started stop with it, the queued ones never start."""
+    marker = f"queue-interrupt-{os.getpid()}-{tmp_path.name}"
+    events = []
+
+    def on_event(message: str) -> None:
+        events.append(message)
+        if message.startswith("#1 started"):
+            raise KeyboardInterrupt
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)", marker]
+    jobs = [QueuedJob(n, sleeper, tmp_path / str(n), 1) for n in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        DeviceQueue(["0", "1"], on_event=on_event).run(jobs)
+    assert processes_with(marker) == []
+    assert events[-1] == "stopped 2 running job(s): #0, #1"
+    assert not (tmp_path / "2").exists()
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,13 @@ class DeviceQueue:
                 while pending and pending[0].devices_needed <= len(free):
                     job = pending.popleft()
                     taken, free = tuple(free[: job.devices_needed]), free[job.devices_needed :]
-                    running.append(self._start(job, taken, queued=len(pending)))
+                    # in the list before anything else can raise, so that an interrupt stops it too
+                    running.append(self._start(job, taken))
+                    where = "GPU" if len(taken) == 1 else "GPUs"
+                    self.on_event(
+                        f"#{job.number} started on {where} {','.join(taken)}: {job.description}"
+                        + (f" ({len(pending)} queued)" if pending else "")
+                    )
                 still_running = []
                 for entry in running:
                     done = self._poll(entry)
@@ -142,9 +148,9 @@ class DeviceQueue:
                         continue
                     finished[entry.job.number] = done
                     free = [d for d in self.devices if d in free or d in entry.devices]
-                still_running_changed = len(still_running) != len(running)
+                any_finished = len(still_running) != len(running)
                 running = still_running
-                if not still_running_changed:
+                if not any_finished:  # else the freed devices may start the next job at once
                     time.sleep(self.poll_s)
         except BaseException:
             for entry in running:
@@ -158,7 +164,7 @@ class DeviceQueue:
             raise
         return [finished[job.number] for job in jobs]
 
-    def _start(self, job: QueuedJob, devices: tuple[str, ...], queued: int) -> _Running:
+    def _start(self, job: QueuedJob, devices: tuple[str, ...]) -> _Running:
         job.job_dir.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, **job.environment, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
         log_file = open(job.job_dir / CONSOLE_LOG, "ab")  # noqa: SIM115 - closed when the job ends
@@ -169,11 +175,6 @@ class DeviceQueue:
             stdin=subprocess.DEVNULL,
             env=environment,
             start_new_session=True,
-        )
-        where = "GPU" if len(devices) == 1 else "GPUs"
-        self.on_event(
-            f"#{job.number} started on {where} {','.join(devices)}: {job.description}"
-            + (f" ({queued} queued)" if queued else "")
         )
         return _Running(job, devices, process, time.time(), log_file)
 
