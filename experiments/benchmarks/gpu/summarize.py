@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 TARGET_ACNT_SECONDS = 30.0  # 100 ACNT epochs on 1440 clips, process start to exit
-TARGET_DATA_WAIT = 0.10  # share of step time waiting for data
+TARGET_DATA_WAIT = 0.02  # share of step time waiting for data
 
 
 def read_json(path: Path):
@@ -154,12 +154,14 @@ def main() -> None:
         )
     else:
         lines.append(f"| 100 ACNT epochs < {TARGET_ACNT_SECONDS:.0f} s | not measured (see steps) | – |")
-    if host_rows:
-        worst = max(host_rows, key=lambda r: r["data_wait_share"])
+    for rows, path in ((device_rows, "rows on the device"), (host_rows, "DataLoader")):
+        if not rows:
+            continue
+        worst = max(rows, key=lambda r: r["data_wait_share"])
         met = "met" if worst["data_wait_share"] < TARGET_DATA_WAIT else "not met"
         lines.append(
-            f"| data wait < {100 * TARGET_DATA_WAIT:.0f} % of step time (DataLoader, {worst['precision']}) | "
-            f"at most **{100 * worst['data_wait_share']:.1f} %** ({worst['model']}) | {met} |"
+            f"| data wait < {100 * TARGET_DATA_WAIT:.0f} % of step time ({path}) | "
+            f"at most **{100 * worst['data_wait_share']:.1f} %** ({worst['model']}, {worst['precision']}) | {met} |"
         )
     if device_rows:
         fastest = max(device_rows, key=lambda r: r["clips_per_second"])
