@@ -8,11 +8,13 @@ the baseline does).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,3 +273,34 @@ def test_compile_step_reports_every_setting_and_the_steps_in_turn(tmp_path):
     assert "(" in rows[2][3]  # the compiled row's first step on a warm cache
     (in_turn,) = rows[4:]
     assert all(number(cell) > 0 for cell in in_turn[1:]), report
+
+
+def test_the_gpu_benchmark_script_runs_every_part_in_its_cpu_smoke_mode(tmp_path):
+    """experiments/benchmarks/gpu/run.sh, as the GPU machine will run it, at tiny size on the CPU
+    (SMOKE=1): every step exits 0 and each of the files that come back is written."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu" / "run.sh")],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "SMOKE": "1",
+            "PY": sys.executable,
+            "OUT": str(out),
+            "WORK": str(tmp_path / "work"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (out / "gpu_report.md").read_text()
+    steps = {row[0]: row[1] for row in table_rows(report, "") if len(row) == 3 and row[1].isdigit()}
+    expected = {"prepare", "a_acnt_device", "a_acnt_host", "b_throughput_device", "b_throughput_host"}
+    expected |= {"d_data_pipeline", "c_prepare_recipes", "c_seed_sweep", "c_report"}
+    assert expected <= set(steps) and all(steps[name] == "0" for name in expected), steps
+    (device_wall,) = re.findall(r"data\.placement=device \*\*([0-9.]+) s\*\*", report)
+    assert float(device_wall) > 0
+    summary = pd.read_csv(out / "seed_study" / "summary.csv")
+    assert len(summary) == 10 and set(summary["data.split"]) == {"actor", "random"}
+    assert (out / "seed_study" / "report.png").stat().st_size > 0 and (out / "logs.tar.gz").stat().st_size > 0
