@@ -474,8 +474,9 @@ def module_from_checkpoint(
     The network is built uncompiled and in the default memory layout, decided again for the
     device it runs on (compiling and `channels_last` are speed choices of the training run);
     weights saved from a compiled network, or in another layout, load into it all the same
-    (`_orig_mod.` keys are those of runs that wrapped the network in torch.compile). A pretrained encoder's files are read
-    as `encoder_files` allows (see EncoderFiles; by default no stored folder or file).
+    (`_orig_mod.` keys are those of runs that wrapped the network in torch.compile). A
+    pretrained encoder's files are read as `encoder_files` allows (see EncoderFiles; by default
+    no stored folder or file).
     """
     hparams = current_hparams(checkpoint["hyper_parameters"])
     hparams["compile"] = False
