@@ -13,7 +13,8 @@
 # Parts, in this order, each under its own time limit, each going on to the next if it fails:
 #   prepare  demo corpus (1440 clips) and log-mel cache, timed apart from the runs
 #   a        100 ACNT epochs through `python -m ser_lightning.train` (validation every epoch,
-#            checkpoints, test, summary), data.placement=device, then =host; process wall time
+#            checkpoints, test, summary), data.placement=device, then =host, then =device with
+#            model.compile=true; process wall time
 #   b        throughput of every model on log-mel, bf16-mixed and 32-true (rows on the device),
 #            and bf16-mixed from a DataLoader (host): clips/s, s/epoch, data wait, peak GPU memory
 #   d        data work per epoch: the seed-style Dataset baseline beside ours, on this machine
@@ -110,18 +111,22 @@ fi
 # -- prepare: corpus and log-mel cache, timed apart from the runs
 step prepare 120 $PY "$HERE/prepare.py" --work "$WORK" --actors "$ACTORS" --json "$WORK/prepare.json"
 
-# -- a: 100 ACNT epochs through the real entry point, device-held rows, then DataLoader batches
-for placement in device host; do
-    name=a_acnt_${placement}
+# -- a: 100 ACNT epochs through the real entry point: device-held rows, DataLoader batches, and
+# device-held rows with the network compiled (what compiling costs and gains over a whole run;
+# not in the smoke run, where compiling on the CPU takes minutes)
+for variant in device host $([[ "$SMOKE" == 1 ]] || echo device_compiled); do
+    name=a_acnt_${variant}
+    compiled=()
+    [[ "$variant" == device_compiled ]] && compiled=(model.compile=true)
     rm -rf "$WORK/runs/$name"
     t0=$(date +%s.%N)
     step "$name" 150 $PY -m ser_lightning.train model=acnt features=logmel "${DATA[@]}" $TRAINER \
         trainer.max_epochs=$EPOCHS_A trainer.min_epochs=$EPOCHS_A callbacks.early_stopping.patience=$EPOCHS_A \
-        data.placement=$placement print_config=false hydra.run.dir="$WORK/runs/$name"
+        data.placement=${variant%_compiled} "${compiled[@]}" print_config=false hydra.run.dir="$WORK/runs/$name"
     rc=$?
     t1=$(date +%s.%N)
     wall=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
-    printf '%s\t%s\t%s\n' "$placement" "$rc" "$wall" >>"$WORK/a_wall.tsv"
+    printf '%s\t%s\t%s\n' "$variant" "$rc" "$wall" >>"$WORK/a_wall.tsv"
     say "$name: wall time from process start to exit $wall s"
 done
 
