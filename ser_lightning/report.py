@@ -40,6 +40,7 @@ from ser_lightning.reporting.intervals import (
     paired_comparison,
 )
 from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.jobs import STATUS_FILE, read_status
 
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
 DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best")
@@ -67,13 +68,13 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"sweep directory {str(sweep_dir)!r} does not exist")
     job_dirs = sorted(
         {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
-        | {p.parent for p in sweep_dir.rglob("job_status.json")},
+        | {p.parent for p in sweep_dir.rglob(STATUS_FILE)},
         key=lambda p: (len(p.parts), str(p)),
     )
     rows = []
     for job in job_dirs:
-        status_file, summary_file = job / "job_status.json", job / "summary.json"
-        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        summary_file = job / "summary.json"
+        status = read_status(job)
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = status.get("overrides") or (
             yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []

@@ -140,14 +140,13 @@ def hydra_overrides_for_a_job(hydra_overrides: list[str]) -> list[str]:
 
 
 def read_job_status(job_dir: Path) -> dict:
-    """The job's own record of how it ended ({} if it left none or an unreadable one)."""
-    from ser_lightning.utils.jobs import STATUS_FILE
+    """The job's own record of how it ended ({} if it left none, or one cut short by its end)."""
+    from ser_lightning.utils.jobs import read_status
 
     try:
-        record = json.loads((job_dir / STATUS_FILE).read_text())
+        return read_status(job_dir)
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
 
 
 class GPUQueueLauncher(Launcher):

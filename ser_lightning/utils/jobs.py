@@ -70,6 +70,19 @@ def pin_ddp_children_to_this_job() -> None:
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
+def read_status(job_dir: str | Path) -> dict:
+    """A job folder's status record (what write_status wrote), {} where the job left none.
+
+    A file that is not a JSON object raises ValueError naming it."""
+    path = Path(job_dir) / STATUS_FILE
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a job status record (a JSON object)")
+    return record
+
+
 def write_status(
     output_dir: str | Path,
     status: str,
