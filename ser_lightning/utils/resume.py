@@ -20,6 +20,7 @@ before any training step, whatever directory the checkpoint lies in:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,12 @@ def _listing(changes: list[tuple[str, Any, Any]], then: str = "", now: str = "")
     return "\n".join(f"  {key}: {old!r}{then} -> {new!r}{now}" for key, old, new in changes)
 
 
-def _resume_command(overrides: list[str]) -> str:
-    return "python -m ser_lightning.train " + " ".join(
-        [*overrides, "ckpt_path=last", "hydra.run.dir=<run dir>"]
-    )
+def _resume_command(overrides: list[str], placeholder: bool = False) -> str:
+    """The shell command that resumes a run. Each stored override is quoted for the shell: the
+    record lies in a run folder that others may share, and a value such as `x; curl ... | sh`
+    must stay one argument of the command a user pastes, not a command of its own."""
+    words = list(overrides) if placeholder else [shlex.quote(str(o)) for o in overrides]
+    return "python -m ser_lightning.train " + " ".join([*words, "ckpt_path=last", "hydra.run.dir=<run dir>"])
 
 
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -122,7 +125,7 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
         if not path.is_file():
             raise FileNotFoundError(
                 f"ckpt_path=last: {output_dir} has no checkpoints/last.ckpt. A new run gets a new directory; "
-                f"resume a run in its own directory with: {_resume_command(['<the original overrides>'])}"
+                f"resume a run in its own directory with: {_resume_command(['<the original overrides>'], placeholder=True)}"
             )
         return str(path)
     if not Path(ckpt_path).is_file():
