@@ -412,7 +412,10 @@ class EncoderFiles:
         `model=ssl_finetune`, whose classes say `reads_encoder_files`)."""
         from hydra.utils import get_class
 
-        if "encoder" not in node or not getattr(get_class(node["_target_"]), "reads_encoder_files", False):
+        # Whatever keys the stored node has: a node that names only `weights` (its encoder then a
+        # default) reads a file too, and every stored path is vetted whenever encoder files are read.
+        target = node.get("_target_")
+        if not isinstance(target, str) or not getattr(get_class(target), "reads_encoder_files", False):
             return node
         from ser_lightning.features.ssl import ENCODERS
 

@@ -431,3 +431,30 @@ def test_the_feature_cache_of_ssl_features_is_float16_and_batches_float32(folder
     assert copies.array.dtype == np.float16 and copies.array.shape == (10, *arrays.features.shape[1:])
     assert copies[0]["features"].dtype == torch.float32
     assert not np.array_equal(copies.array[0], arrays.features[0])  # augmented, not the clean clip
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"weights": "/elsewhere/encoder.safetensors"},
+        {"encoder": "wavlm_base_plus", "weights": "/elsewhere/encoder.safetensors"},
+        {"encoder": "/elsewhere/wavlm"},
+    ],
+    ids=["weights-without-encoder", "registry-encoder-with-weights", "encoder-folder"],
+)
+def test_every_stored_encoder_path_is_vetted_whatever_keys_are_present(stored, tmp_path):
+    """A stored features node that names a weights file and no encoder still reads that file:
+    it is refused outside paths.models_dir like a stored encoder folder."""
+    node = {"_target_": "ser_lightning.features.SSLFeatures", **stored}
+    files = EncoderFiles(models_dir=str(tmp_path / "models"))
+    key = "weights" if "weights" in stored else "encoder"
+    with pytest.raises(
+        CheckpointError, match=rf"features\.{key}='/elsewhere/.*outside this machine's models"
+    ):
+        files.apply(node, "x.ckpt", "features")
+    inside = {**node, key: str(tmp_path / "models" / "mine")}
+    assert files.apply(inside, "x.ckpt", "features")[key] == inside[key]
+    # a user's own choice replaces the stored path
+    named = EncoderFiles(weights="/elsewhere/chosen.safetensors", models_dir=str(tmp_path / "models"))
+    if key == "weights":
+        assert named.apply(node, "x.ckpt", "features")["weights"] == "/elsewhere/chosen.safetensors"
