@@ -1,8 +1,14 @@
 """ser_lightning: a Lightning + Hydra experiment framework for speech emotion recognition."""
 
 from ser_lightning.utils.environment import check_compiled_dependencies
+from ser_lightning.utils.numba_cache import configure_numba_cache_dir
 
 __version__ = "0.1.0"
+
+# Before anything imports numba (librosa, via the feature and augmentation modules): librosa's
+# compiled functions are cached in a folder of ours, written one process at a time
+# (ser_lightning.utils.numba_cache; NUMBA_CACHE_DIR set by the user wins).
+configure_numba_cache_dir()
 
 # torch/torchaudio are a compiled pair: stop here, with the versions and the fix, if they do not
 # load together (instead of a linker error from the first module that imports torchaudio).

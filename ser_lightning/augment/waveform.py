@@ -10,9 +10,11 @@ resumed run replays the epochs it redoes exactly.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import python_stretch
@@ -20,6 +22,9 @@ from audiomentations import Compose
 from audiomentations.core.transforms_interface import BaseWaveformTransform
 from hydra.utils import instantiate
 from numpy.typing import NDArray
+
+from ser_lightning.utils.numba_cache import prepare_numba_cache
+from ser_lightning.utils.seeding import seeded_global_rngs
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +165,47 @@ class WaveformAugmentation:
         out = self.compose(samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate)
         return np.ascontiguousarray(fit_to_length(out, length), dtype=np.float32)
 
+    def prepare_numba(self) -> None:
+        """Load (or compile, one process at a time) the numba functions these transforms use.
+
+        Call it before DataLoader workers start. The transforms of conf/augmentation (Shift,
+        Gain, PolarityInversion, AddGaussianNoise, RandomCropPad, PitchTimeStretch) use none:
+        run on an empty NUMBA_CACHE_DIR they write no cache file. Some audiomentations
+        transforms that may be added do (AirAbsorption, Trim: librosa's STFT, peak picking and
+        zero crossings), and workers compiling those at once could corrupt the cache.
+        """
+        names = ",".join(sorted({type(t).__name__ for t in _leaf_transforms(self.compose)}))
+        prepare_numba_cache(f"waveform augmentation {names}", functools.partial(_apply_each_transform, self))
+
     def __repr__(self) -> str:
         return f"WaveformAugmentation(sample_rate={self.sample_rate}, transforms={self.names})"
+
+
+def _leaf_transforms(transform) -> Iterator:
+    """The transforms themselves, inside Compose/OneOf/SomeOf (which hold them in `.transforms`)."""
+    children = getattr(transform, "transforms", None)
+    if children is None:
+        yield transform
+        return
+    for child in children:
+        yield from _leaf_transforms(child)
+
+
+def _apply_each_transform(augmentation: WaveformAugmentation) -> None:
+    """Apply a copy of every transform, with p=1, to 1 s of noise: what the numba warm-up runs.
+
+    Seeded and put back, so that the caller's random streams are untouched. A transform that
+    cannot run on this clip is skipped: it would fail (or work) the same way on real clips.
+    """
+    with seeded_global_rngs(0, restore=True):
+        clip = (np.random.standard_normal(augmentation.sample_rate) * 0.1).astype(np.float32)
+        for transform in _leaf_transforms(augmentation.compose):
+            once = copy.deepcopy(transform)
+            once.p = 1.0
+            try:
+                once(samples=clip.copy(), sample_rate=augmentation.sample_rate)
+            except Exception as err:  # a warm-up, not the augmentation: real clips will tell
+                log.debug("numba warm-up skipped %s: %s", type(transform).__name__, err)
 
 
 WAVEFORM_KEYS = ("p", "shuffle", "transforms")

@@ -149,6 +149,9 @@ class SERDataModule(pl.LightningDataModule):
         if keys != self.keys:
             self.keys = self.store.ensure(manifest.table, self.source.root)
         self.arrays = self.store.load(self.keys)
+        if self.waveform_augmentation is not None:
+            # before the DataLoader workers start: they must not compile librosa's numba functions at once
+            self.waveform_augmentation.prepare_numba()
         if self.offline_copies is not None:
             self.train_copies = self.offline_copies.build(
                 self.store, self.arrays, manifest.indices["train"], manifest.labels

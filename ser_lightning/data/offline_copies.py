@@ -136,6 +136,8 @@ class OfflineCopies:
             # Workers augment (CPU, one clip each); this process extracts features in chunks through
             # the extractor's precompute, so its own batching or process pool (handcrafted68)
             # applies exactly as it does for the clean cache.
+            # Loaded (or compiled) here first, so the workers never compile numba functions at once.
+            self.augmentation.prepare_numba()
             loader = DataLoader(waves, batch_size=self.chunk, num_workers=self.workers, shuffle=False)
             with progress_bar() as progress, torch.inference_mode():
                 task = progress.add_task(f"augmenting train clips ({self.copies} copies)", total=len(waves))

@@ -21,6 +21,7 @@ import soxr
 import torch
 
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.numba_cache import prepare_numba_cache
 
 # (name, rows) in output order; the one record of what each of the 68 rows holds.
 FEATURE_BLOCKS: tuple[tuple[str, int], ...] = (
@@ -37,6 +38,7 @@ FEATURE_BLOCKS: tuple[tuple[str, int], ...] = (
 )
 NUM_FEATURES = sum(rows for _, rows in FEATURE_BLOCKS)  # 68
 DELTA_WIDTH = 9  # librosa.feature.delta's default regression window, in frames
+NUMBA_WARM_UP = "handcrafted68"  # what prepare_numba_cache records warm_up_numba under
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,18 @@ def handcrafted_frames(wave: np.ndarray, settings: HandcraftedSettings) -> np.nd
     # at the end for some lengths, so cut to the common length rather than misalign rows.
     frames = min(block.shape[1] for block in blocks)
     return np.concatenate([block[:, :frames] for block in blocks], axis=0).astype(np.float32)
+
+
+def warm_up_numba() -> None:
+    """Call every numba-compiled librosa function `handcrafted_frames` uses, on 0.5 s of noise.
+
+    numba compiles per argument type, and `handcrafted_frames` hands librosa float32 whatever the
+    settings, so one call at the default settings covers all of them: the same cache files appear
+    for 16/22.05/44.1 kHz input and n_fft 1024-4096 (checked by listing them). About 2 s when
+    the cache is filled (loading, and librosa's lazy imports), ~20 s when it compiles.
+    """
+    wave = np.random.default_rng(0).standard_normal(11025).astype(np.float32) * 0.1
+    handcrafted_frames(wave, HandcraftedSettings(22050, 22050, 2048, 512))
 
 
 def fit_frames(features: np.ndarray, max_len: int) -> np.ndarray:
@@ -160,6 +174,7 @@ class Handcrafted68(FeatureExtractor):
         return (1, NUM_FEATURES, self.sequence_length(num_samples))
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        prepare_numba_cache(NUMBA_WARM_UP, warm_up_numba)
         waves = waveforms.detach().cpu().numpy()
         max_len = self.sequence_length(waves.shape[-1])
         return torch.from_numpy(_features_of_chunk(waves, self.settings, max_len))
@@ -180,7 +195,12 @@ class Handcrafted68(FeatureExtractor):
         advance: Callable[[int], None] | None = None,
         chunk: int = 8,
     ) -> None:
-        """Fill the cache with a pool of worker processes, in order, reporting each chunk."""
+        """Fill the cache with a pool of worker processes, in order, reporting each chunk.
+
+        librosa's numba functions are loaded (or compiled, under a lock) here first, so that the
+        workers never compile them at once and write the same cache files together.
+        """
+        prepare_numba_cache(NUMBA_WARM_UP, warm_up_numba)
         n = len(waveforms)
         max_len = self.sequence_length(waveforms.shape[-1])
         workers = min(self.num_workers or len(os.sched_getaffinity(0)), max(1, -(-n // chunk)))
