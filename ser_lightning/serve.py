@@ -21,21 +21,13 @@ log = logging.getLogger("ser_lightning.serve")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="serve")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
-    import uvicorn
-
-    from ser_lightning.serving.server import build_app
+    from ser_lightning.serving.server import build_app, uvicorn_server
 
     OmegaConf.resolve(cfg.paths)
     app = build_app(cfg)
     where = f"http://{'[' + cfg.host + ']' if ':' in str(cfg.host) else cfg.host}:{cfg.port}"
     log.info("web page %s/ , API %s/v1/predict , docs %s/docs (Ctrl+C stops)", where, where, where)
-    uvicorn.run(
-        app,
-        host=str(cfg.host),
-        port=int(cfg.port),
-        log_level=str(cfg.log_level),
-        access_log=bool(cfg.access_log),
-    )
+    uvicorn_server(cfg, app).run()
     log.info("server stopped")
 
 

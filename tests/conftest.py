@@ -25,6 +25,16 @@ def small_demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_served_model(small_demo_root, tmp_path_factory):
+    """A few batches of a small ACNT on the small demo corpus, trained once for the serving tests."""
+    from .helpers.serving import train_tiny_model
+
+    return train_tiny_model(
+        small_demo_root, tmp_path_factory.mktemp("served_model"), tmp_path_factory.mktemp("served_cache")
+    )
+
+
 @pytest.fixture
 def tone_writer():
     return write_tone

@@ -12,7 +12,14 @@ import soundfile as sf
 
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.decoding import AudioDecodeError, mix_and_resample
-from ser_lightning.inference.media import MediaTooLongError, collect_inputs, read_media
+from ser_lightning.inference.containers import UnsupportedContainerError
+from ser_lightning.inference.media import (
+    MediaTooLongError,
+    MediaTooManySamplesError,
+    collect_inputs,
+    read_media,
+    read_with_av,
+)
 from ser_lightning.inference.windows import clip_windows
 
 from .helpers.video import write_video
@@ -208,6 +215,51 @@ def test_a_file_whose_header_hides_its_length_is_cut_off_while_decoding(tmp_path
     assert len(read_media(path, SR)) == 3 * SR
     with pytest.raises(MediaTooLongError, match=r"streamed\.flac.*decodes to more audio.*max_duration_s=1 s"):
         read_media(path, SR, max_duration_s=1)
+
+
+def test_a_sample_limit_refuses_high_rates_and_many_channels_from_the_header_or_while_decoding(tmp_path):
+    """max_samples counts all channels at the file's own rate: what decoding costs."""
+    path = write_multichannel(tmp_path / "wide.flac", 2.0, 4)  # 2 s x 4 channels at 48 kHz
+    with pytest.raises(
+        MediaTooManySamplesError, match=r"wide\.flac.*decodes to 384,000 samples.*more than the 300,000"
+    ):
+        read_media(path, SR, max_duration_s=10, max_samples=300_000)
+    assert len(read_media(path, SR, max_duration_s=10, max_samples=384_000)) == 2 * SR
+    hidden = hide_flac_length(write_multichannel(tmp_path / "streamed.flac", 2.0, 4))
+    with pytest.raises(MediaTooManySamplesError, match=r"streamed\.flac.*decodes to more samples than that"):
+        read_media(hidden, SR, max_samples=300_000)
+    video = write_video(tmp_path / "talk.mkv", speechy(3.0), SR, audio_codec="flac")
+    with pytest.raises(MediaTooManySamplesError, match=r"talk\.mkv"):
+        read_media(video, SR, max_samples=SR)
+
+
+@pytest.mark.parametrize(
+    "name,content,kind",
+    [
+        ("self.wav", b"ffconcat version 1.0\nfile self.wav\n", "an FFmpeg concat list"),
+        ("list.m3u8", b"#EXTM3U\n#EXTINF:1.0,\n{secret}\n#EXT-X-ENDLIST\n", "an HLS/M3U playlist"),
+        ("list.mp4", b"\xef\xbb\xbf#EXTM3U\n#EXTINF:1.0,\n{secret}\n", "an HLS/M3U playlist"),
+        ("manifest.mkv", b'<?xml version="1.0"?><MPD><BaseURL>{secret}</BaseURL></MPD>', "an XML document"),
+    ],
+)
+def test_playlists_are_refused_whatever_their_name(tmp_path, name, content, kind):
+    """A playlist or file list names other files for FFmpeg to open: predict (and the server) never
+    decode one, whatever its extension."""
+    secret = tmp_path / "secret.wav"
+    sf.write(secret, speechy(1.0), SR)
+    path = tmp_path / name
+    path.write_bytes(content.replace(b"{secret}", str(secret).encode()))
+    with pytest.raises(UnsupportedContainerError, match=rf"{name}.*it is {kind}.*not a recording"):
+        read_media(path, SR)
+
+
+def test_ffmpeg_opens_audio_and_video_containers_only(tmp_path):
+    """The whitelist is enforced by FFmpeg itself: a format outside it is refused even when no
+    check of the first bytes knows it (here FFmpeg's own text subtitle format)."""
+    path = tmp_path / "subtitles.media"
+    path.write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n\n2\n00:00:03,000 --> 00:00:04,000\nagain\n")
+    with pytest.raises(AudioDecodeError, match="not an audio or video container this decoder opens"):
+        read_with_av(path, SR)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import os
 import struct
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,11 +25,9 @@ from ser_lightning.predict import predict
 from ser_lightning.serving.app import api_key_for
 from ser_lightning.serving.batching import BatchingSettings, DynamicBatcher
 from ser_lightning.serving.server import build_app
-from ser_lightning.train import train
 
 from .helpers.configs import compose_train
-from .helpers.corpora import small_demo_overrides
-from .helpers.models import TINY_TRAINING
+from .helpers.serving import serve_config, served
 from .helpers.video import write_video
 
 API_KEY = "a-test-key-of-32-characters-long"
@@ -40,23 +37,8 @@ GAP_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def trained(small_demo_root, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("serving_train")
-    cfg = compose_train(
-        small_demo_overrides(small_demo_root) + TINY_TRAINING,
-        run_dir,
-        tmp_path_factory.mktemp("serving_cache"),
-    )
-    _, objects = train(cfg)
-    return SimpleNamespace(
-        ckpt=Path(objects["summary"]["best_checkpoint"]), run_dir=run_dir, root=small_demo_root
-    )
-
-
-def serve_config(trained, run_dir: Path, *overrides: str):
-    return compose_train(
-        [f"ckpt_path={trained.ckpt}", "device=cpu", *overrides], run_dir, config_name="serve"
-    )
+def trained(tiny_served_model):
+    return tiny_served_model
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +57,7 @@ def client(trained, uploads, tmp_path_factory):
         "timeline.smooth_segments=1",
         "batching.max_wait_ms=200",
     )
-    with TestClient(build_app(cfg, environ={})) as test_client:
+    with TestClient(build_app(cfg, environ={}), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -220,7 +202,7 @@ def test_an_api_key_is_required_beyond_loopback_and_checked(trained, tmp_path):
         api_key_for("0.0.0.0", {"SER_API_KEY": "short"})
     assert api_key_for("127.0.0.1", {}) is None and api_key_for("::1", {}) is None
     cfg = serve_config(trained, tmp_path, "host=0.0.0.0", "web=false")
-    with TestClient(build_app(cfg, environ={"SER_API_KEY": API_KEY})) as keyed:
+    with TestClient(build_app(cfg, environ={"SER_API_KEY": API_KEY}), base_url="http://localhost") as keyed:
         assert keyed.get("/v1/model").status_code == 401
         assert keyed.get("/v1/model", headers={"X-API-Key": API_KEY[:-1] + "x"}).status_code == 401
         assert keyed.get("/v1/model", headers={"X-API-Key": API_KEY}).status_code == 200
@@ -402,25 +384,9 @@ def browser_paths() -> tuple[str, str]:
 
 @pytest.fixture
 def live_server(trained, tmp_path):
-    """The app served by uvicorn on a free loopback port, in a thread of this process."""
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cfg = serve_config(trained, tmp_path / "run", f"port={port}", f"upload_dir={tmp_path}")
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(cfg, environ={}), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        thread.join(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    """The app served by the project's uvicorn server on a free loopback port, in a thread."""
+    with served(trained, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning") as (url, _, _):
+        yield url
 
 
 def test_the_web_page_shows_the_apis_emotion_and_a_timeline_in_chromium(

@@ -5,7 +5,9 @@ soundfile cannot read, through PyAV (FFmpeg's decoders, bundled in its wheels). 
 same channel mix and resampler as training, `decoding.MonoStream`, applied block by block: a
 file's channels at its own rate are never all in memory, and a file longer than
 `max_duration_s` is refused, from its header when it says how long it is, else as soon as
-decoding passes the limit.
+decoding passes the limit; `max_samples` likewise limits the samples decoded (all channels, at the
+file's own rate), which is what decoding costs. FFmpeg opens files as `containers` allows: audio
+and video containers from local files only, never playlists.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from ser_lightning.decoding import AudioDecodeError, MonoStream, decode_error, probe_audio
+from ser_lightning.inference.containers import FFMPEG_OPTIONS, refuse_playlists
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,40 @@ class MediaTooLongError(ValueError):
 
     def __init__(self, path: str | Path, seconds: float | None, max_duration_s: float, sample_rate: int):
         self.path, self.seconds, self.max_duration_s = str(path), seconds, max_duration_s
-        length = f"lasts {seconds:.1f} s" if seconds is not None else "decodes to more audio than that"
         mb_per_hour = 3600 * sample_rate * 4 / 1e6
         super().__init__(
-            f"{self.path!r} {length}, longer than max_duration_s={max_duration_s:g} s, the most predict "
+            f"{self.path!r} {self.length}, longer than max_duration_s={max_duration_s:g} s, the most predict "
             f"decodes from one file; cut it into shorter files, or raise max_duration_s (each hour held "
             f"takes {mb_per_hour:.0f} MB of memory)"
         )
+
+    @property
+    def length(self) -> str:
+        """How long the recording is, as far as known, for messages."""
+        return (
+            f"lasts {self.seconds:.1f} s" if self.seconds is not None else "decodes to more audio than that"
+        )
+
+
+class MediaTooManySamplesError(MediaTooLongError):
+    """A recording that decodes to more than `max_samples` samples (all channels, its own rate):
+    a high rate and many channels cost decoding time whatever its length in seconds."""
+
+    def __init__(self, path: str | Path, samples: int | None, max_samples: int, rate: int, channels: int):
+        self.path, self.samples, self.max_samples = str(path), samples, max_samples
+        self.seconds, self.max_duration_s = None, None
+        ValueError.__init__(
+            self,
+            f"{self.path!r} {self.length} ({rate} Hz x {channels} channels), more than the {max_samples:,} "
+            "samples decoded from one file; send it at a lower rate or with fewer channels (mono 16 kHz "
+            "is what the model hears), or a shorter recording",
+        )
+
+    @property
+    def length(self) -> str:
+        if self.samples is None:
+            return "decodes to more samples than that"
+        return f"decodes to {self.samples:,} samples"
 
 
 @dataclass(frozen=True)
@@ -109,40 +139,67 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
 
 
 class BoundedMonoStream(MonoStream):
-    """A MonoStream that refuses, with MediaTooLongError, a file that decodes to more than
-    `max_duration_s` (None: no limit), before mixing the block that passes it."""
+    """A MonoStream that refuses a file that decodes to more than `max_duration_s` (None: no
+    limit; MediaTooLongError) or `max_samples` samples over all channels (None: no limit;
+    MediaTooManySamplesError), before mixing the block that passes it."""
 
-    def __init__(self, path: str | Path, file_rate: int, sample_rate: int, max_duration_s: float | None):
+    def __init__(
+        self,
+        path: str | Path,
+        file_rate: int,
+        sample_rate: int,
+        max_duration_s: float | None,
+        max_samples: int | None = None,
+    ):
         super().__init__(path, file_rate, sample_rate)
-        self.max_duration_s = max_duration_s
+        self.max_duration_s, self.max_samples = max_duration_s, max_samples
 
     def add(self, block: np.ndarray) -> None:
-        if (
-            self.max_duration_s is not None
-            and self.frames + len(block) > self.max_duration_s * self.file_rate
-        ):
+        frames = self.frames + len(block)
+        if self.max_duration_s is not None and frames > self.max_duration_s * self.file_rate:
             raise MediaTooLongError(self.path, None, self.max_duration_s, self.sample_rate)
+        channels = block.shape[1]
+        if self.max_samples is not None and frames * channels > self.max_samples:
+            raise MediaTooManySamplesError(self.path, None, self.max_samples, self.file_rate, channels)
         super().add(block)
 
 
-def check_duration(
-    path: str | Path, seconds: float | None, max_duration_s: float | None, sample_rate: int
+def check_size(
+    path: str | Path,
+    seconds: float | None,
+    max_duration_s: float | None,
+    sample_rate: int,
+    header: tuple[int, int] | None = None,
+    max_samples: int | None = None,
 ) -> None:
-    """Refuse a file whose header says it is longer than `max_duration_s`, before decoding it."""
+    """Refuse a file whose header says it is longer than `max_duration_s`, or that its `seconds`
+    at `header` = (rate, channels) make more than `max_samples` samples, before decoding it."""
     if max_duration_s is not None and seconds is not None and seconds > max_duration_s:
         raise MediaTooLongError(path, seconds, max_duration_s, sample_rate)
+    if max_samples is not None and seconds is not None and header is not None:
+        rate, channels = header
+        samples = int(round(seconds * rate)) * channels
+        if samples > max_samples:
+            raise MediaTooManySamplesError(path, samples, max_samples, rate, channels)
 
 
 def read_with_soundfile(
-    path: str | Path, sample_rate: int, max_duration_s: float | None = None
+    path: str | Path, sample_rate: int, max_duration_s: float | None = None, max_samples: int | None = None
 ) -> np.ndarray:
     """An audio file soundfile reads, block by block, as mono float32 at `sample_rate`."""
     info = probe_audio(path)
     # libsndfile reports the largest count when the header leaves the length open (a FLAC
     # written to a pipe): the limit is then enforced on the samples decoded.
     known = info.frames < UNKNOWN_FRAMES
-    check_duration(path, info.frames / info.samplerate if known else None, max_duration_s, sample_rate)
-    mono = BoundedMonoStream(path, info.samplerate, sample_rate, max_duration_s)
+    check_size(
+        path,
+        info.frames / info.samplerate if known else None,
+        max_duration_s,
+        sample_rate,
+        (info.samplerate, info.channels),
+        max_samples,
+    )
+    mono = BoundedMonoStream(path, info.samplerate, sample_rate, max_duration_s, max_samples)
     block = max(1, int(BLOCK_SECONDS * info.samplerate))
     try:
         for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
@@ -165,18 +222,30 @@ def _av_seconds(container, stream) -> float | None:
     return None
 
 
-def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | None = None) -> np.ndarray:
-    """Decode the first audio track of any FFmpeg-readable file to mono float32 at `sample_rate`."""
+def read_with_av(
+    path: str | Path, sample_rate: int, max_duration_s: float | None = None, max_samples: int | None = None
+) -> np.ndarray:
+    """Decode the first audio track of an audio or video container (`containers.FFMPEG_OPTIONS`:
+    local files, no playlists) to mono float32 at `sample_rate`."""
     import av
 
+    refuse_playlists(path)
     mono: BoundedMonoStream | None = None
     stream = None
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), container_options=FFMPEG_OPTIONS) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise AudioDecodeError(path, "it has no audio track, so there is no speech to score")
-            check_duration(path, _av_seconds(container, stream), max_duration_s, sample_rate)
+            context = stream.codec_context
+            check_size(
+                path,
+                _av_seconds(container, stream),
+                max_duration_s,
+                sample_rate,
+                (context.sample_rate, context.channels) if context.sample_rate else None,
+                max_samples,
+            )
             # Planar float at the file's own rate and channels; each frame is then mixed and
             # resampled exactly as in training.
             resampler = av.AudioResampler(format="fltp")
@@ -185,7 +254,7 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
             )
             for out in frames:
                 if mono is None:
-                    mono = BoundedMonoStream(path, out.sample_rate, sample_rate, max_duration_s)
+                    mono = BoundedMonoStream(path, out.sample_rate, sample_rate, max_duration_s, max_samples)
                 mono.add(out.to_ndarray().T)
     except (AudioDecodeError, MediaTooLongError):
         raise
@@ -198,28 +267,39 @@ def read_with_av(path: str | Path, sample_rate: int, max_duration_s: float | Non
                 path,
                 f"{UNSUPPORTED_CODEC} ({codec or 'unknown to FFmpeg'}) has no decoder here; convert it to wav, flac or mp3",
             ) from err
+        if type(err).__name__ == "ArgumentError" and getattr(err, "errno", None) == 22:
+            # FFmpeg's answer to a format outside FFMPEG_OPTIONS' whitelist
+            raise AudioDecodeError(
+                path,
+                "it is not an audio or video container this decoder opens (wav, flac, ogg, mp3, mp4, mkv, ...)",
+            ) from err
         raise AudioDecodeError(path, f"{err} (is it a complete audio or video file?)") from err
     if mono is None or mono.frames == 0:
         raise AudioDecodeError(path, "its audio track holds no samples")
     return mono.finish()
 
 
-def read_media(path: str | Path, sample_rate: int, max_duration_s: float | None = None) -> np.ndarray:
+def read_media(
+    path: str | Path, sample_rate: int, max_duration_s: float | None = None, max_samples: int | None = None
+) -> np.ndarray:
     """A whole audio or video file as mono float32 at `sample_rate`.
 
-    `max_duration_s` (None: no limit) refuses longer files with MediaTooLongError.
+    `max_duration_s` (None: no limit) refuses longer files with MediaTooLongError, `max_samples`
+    (None: no limit) files decoding to more samples over all channels with MediaTooManySamplesError,
+    and a playlist is refused with containers.UnsupportedContainerError.
     """
+    refuse_playlists(path)
     if Path(path).suffix.lower() in AUDIO_EXTENSIONS:
         try:
-            return read_with_soundfile(path, sample_rate, max_duration_s)
+            return read_with_soundfile(path, sample_rate, max_duration_s, max_samples)
         except AudioDecodeError as first:
             if first.problem.startswith(TRUNCATED):
                 # soundfile read the header and found less data than it declares: FFmpeg would
                 # score the part that is there, as if it were the whole recording
                 raise
             try:
-                return read_with_av(path, sample_rate, max_duration_s)
+                return read_with_av(path, sample_rate, max_duration_s, max_samples)
             except AudioDecodeError as second:
                 # FFmpeg naming a codec it cannot decode says more than soundfile's format error
                 raise (second if second.problem.startswith(UNSUPPORTED_CODEC) else first) from None
-    return read_with_av(path, sample_rate, max_duration_s)
+    return read_with_av(path, sample_rate, max_duration_s, max_samples)

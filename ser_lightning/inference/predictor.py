@@ -140,9 +140,15 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     # ------------------------------------------------------------------ files
-    def read(self, path: str | Path, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> np.ndarray:
-        """A whole file as mono float32 at the model's rate (AudioDecodeError, MediaTooLongError)."""
-        return read_media(path, self.audio.sample_rate, max_duration_s)
+    def read(
+        self,
+        path: str | Path,
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+        max_samples: int | None = None,
+    ) -> np.ndarray:
+        """A whole file as mono float32 at the model's rate (AudioDecodeError, MediaTooLongError);
+        `max_samples` limits the samples decoded over all channels (None: no limit)."""
+        return read_media(path, self.audio.sample_rate, max_duration_s, max_samples)
 
     def windows(
         self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"

@@ -6,28 +6,31 @@
 - GET /health: liveness and the batcher's counts.
 - GET /docs, /openapi.json: the API described by FastAPI; GET /: the web page.
 
-Bodies over the size limit are refused with 413 before they are read whole (from the declared
-length, or as soon as the bytes received pass it). When an API key is set (SER_API_KEY, which
-the server requires when it listens beyond this machine) every /v1 request must carry it, as
-`X-API-Key: KEY` or `Authorization: Bearer KEY`, compared in constant time; the page asks for
-it as the password of user `ser`.
+Every request first passes the guards of `serving.guards`: a `Host` that is not this server's
+gets 400 (no DNS rebinding), pages of other sites get no CORS answers and cannot post, bodies
+over the size limit get 413 before they are read whole and stalled bodies 408. When an API key is
+set (SER_API_KEY, which the server requires when it listens beyond this machine) every /v1
+request must carry it, as `X-API-Key: KEY` or `Authorization: Bearer KEY`, compared in constant
+time before the body is read; the page asks for it as the password of user `ser`.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import shutil
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ser_lightning import __version__
+from ser_lightning.serving.guards import ApiKeyGuard, BodyGuard, CrossOriginPolicy, host_names
 from ser_lightning.serving.service import EmotionService, RequestError
 
 log = logging.getLogger(__name__)
@@ -39,15 +42,6 @@ NO_FILE = (
     "no file: send the recording as the multipart field `file` (curl -F file=@clip.wav URL) or as the "
     "raw request body (curl --data-binary @clip.wav -H 'Content-Type: audio/wav' URL)"
 )
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int):
-        super().__init__(
-            413,
-            f"the request body is larger than this server's limit of {max_bytes / 1e6:g} MB "
-            "(max_upload_mb); send a shorter recording or a compressed format (flac, ogg, mp3)",
-        )
 
 
 def is_loopback(host: str) -> bool:
@@ -74,59 +68,22 @@ def api_key_for(host: str, environ) -> str | None:
     return key
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes`, by its declared length or as it arrives."""
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may reach the application: the key, the host names it answers to, the origins whose
+    pages may call it, and how long a request body may stall."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            error = BodyTooLarge(self.max_bytes)
-            response = JSONResponse(
-                {"detail": error.detail}, status_code=413, headers={"Connection": "close"}
-            )
-            return await response(scope, receive, send)
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        return await self.app(scope, limited_receive, send)
+    api_key: str | None = None
+    bind_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    body_timeout_s: float | None = 30.0
 
 
-def key_check(api_key: str | None):
-    """A dependency refusing requests without the key (constant-time comparison)."""
-    expected = api_key.encode() if api_key else None
-
-    async def check(request: Request) -> None:
-        if expected is None:
-            return
-        given = request.headers.get("x-api-key")
-        if given is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            given = token if scheme.lower() == "bearer" else ""
-        if not hmac.compare_digest(given.encode(), expected):
-            raise HTTPException(
-                401,
-                "this server needs its API key: send it as the header `X-API-Key: KEY` or `Authorization: Bearer KEY`",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return check
-
-
-def create_app(service: EmotionService, api_key: str | None = None, web: bool = True) -> FastAPI:
-    """The application serving `service`; `web` mounts the Gradio page at `/`."""
+def create_app(service: EmotionService, access: AccessSettings | None = None, web: bool = True) -> FastAPI:
+    """The application serving `service` behind the guards of `access`; `web` mounts the Gradio
+    page at `/`."""
+    access = access or AccessSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -146,7 +103,15 @@ def create_app(service: EmotionService, api_key: str | None = None, web: bool = 
         lifespan=lifespan,
     )
     app.state.service = service
-    app.add_middleware(BodyLimit, max_bytes=service.settings.max_upload_bytes)
+    # added innermost first: a request meets the host check, then the origin policy, the key and the body limits
+    app.add_middleware(
+        BodyGuard, max_bytes=service.settings.max_upload_bytes, idle_timeout_s=access.body_timeout_s
+    )
+    app.add_middleware(ApiKeyGuard, api_key=access.api_key)
+    app.add_middleware(CrossOriginPolicy, allowed_origins=access.cors_origins)
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=host_names(access.bind_host, access.allowed_hosts)
+    )
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, err: RequestError) -> JSONResponse:
@@ -170,7 +135,7 @@ def create_app(service: EmotionService, api_key: str | None = None, web: bool = 
             "batching": service.batcher.stats.as_dict(),
         }
 
-    api = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(key_check(api_key))])
+    api = APIRouter(prefix="/v1", tags=["model"])  # ApiKeyGuard checks the key before the body
 
     @api.get("/model")
     async def model() -> dict:
@@ -221,5 +186,5 @@ def create_app(service: EmotionService, api_key: str | None = None, web: bool = 
     if web:
         from ser_lightning.serving.web import mount_page
 
-        mount_page(app, service, api_key)
+        mount_page(app, service, access.api_key)
     return app

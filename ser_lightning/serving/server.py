@@ -1,4 +1,5 @@
-"""Building the served application from the `serve` config: checkpoint, predictor, service, app."""
+"""Building the served application from the `serve` config: checkpoint, predictor, service, app,
+and the uvicorn server that runs it with the config's limits."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ser_lightning.checkpoint import EncoderFiles, module_from_checkpoint, read_
 from ser_lightning.inference.model import InferenceModel
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
-from ser_lightning.serving.app import api_key_for, create_app
+from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
 from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
@@ -25,9 +26,13 @@ def service_settings(cfg: DictConfig) -> ServiceSettings:
     max_duration_s = cfg.get("max_duration_s")
     if max_duration_s is not None and not max_duration_s > 0:
         raise ValueError(f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)")
+    max_samples = cfg.get("max_decoded_samples")
+    if max_samples is not None and not max_samples > 0:
+        raise ValueError(f"max_decoded_samples={max_samples} must be a positive number of samples (or null)")
     return ServiceSettings(
         max_upload_bytes=int(cfg.max_upload_mb * 1e6),
         max_duration_s=None if max_duration_s is None else float(max_duration_s),
+        max_decoded_samples=None if max_samples is None else int(max_samples),
         hop=cfg.get("hop"),
         long_clips=cfg.get("long_clips", "windows"),
         decode_workers=int(cfg.get("decode_workers", 2)),
@@ -58,7 +63,47 @@ def load_service(cfg: DictConfig) -> EmotionService:
     return EmotionService(predictor, info, settings)
 
 
+def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
+    """Who may reach the server `cfg` describes; refuses a non-loopback host without SER_API_KEY."""
+    body_timeout_s = cfg.limits.body_timeout_s
+    if body_timeout_s is not None and not body_timeout_s > 0:
+        raise ValueError(
+            f"limits.body_timeout_s={body_timeout_s} must be a positive number of seconds (or null)"
+        )
+    return AccessSettings(
+        api_key=api_key_for(str(cfg.host), environ),
+        bind_host=str(cfg.host),
+        allowed_hosts=tuple(str(h) for h in cfg.allowed_hosts or ()),
+        cors_origins=tuple(str(o) for o in cfg.cors_origins or ()),
+        body_timeout_s=None if body_timeout_s is None else float(body_timeout_s),
+    )
+
+
 def build_app(cfg: DictConfig, environ=os.environ):
     """The application `cfg` describes; refuses a non-loopback host without SER_API_KEY."""
-    api_key = api_key_for(str(cfg.host), environ)
-    return create_app(load_service(cfg), api_key=api_key, web=bool(cfg.get("web", True)))
+    access = access_settings(cfg, environ)
+    return create_app(load_service(cfg), access, web=bool(cfg.get("web", True)))
+
+
+def uvicorn_server(cfg: DictConfig, app):
+    """The uvicorn server for `app` on `cfg.host`:`cfg.port`, with the config's connection limits:
+    a deadline for request headers and at most `limits.max_connections` connections (503 above)."""
+    import uvicorn
+
+    from ser_lightning.serving.http_protocol import protocol_with_header_timeout
+
+    limits = cfg.limits
+    if not limits.max_connections >= 1:
+        raise ValueError(f"limits.max_connections={limits.max_connections} must be at least 1")
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=str(cfg.host),
+            port=int(cfg.port),
+            log_level=str(cfg.log_level),
+            access_log=bool(cfg.access_log),
+            http=protocol_with_header_timeout(float(limits.header_timeout_s)),
+            limit_concurrency=int(limits.max_connections),
+            timeout_keep_alive=int(limits.keep_alive_s),
+        )
+    )

@@ -7,7 +7,9 @@ the dynamic batcher, by the predictor's own probability function. A request neve
 file the server reads: the server picks every path.
 
 Whatever is wrong with an upload becomes a `RequestError` with the HTTP status and a message
-that names the upload and the problem.
+that names the upload (by the client's file name) and the problem, never a path on the server.
+The server chooses the name of the copy it decodes from the upload's first bytes, and the
+decoders open audio and video containers only (`inference.containers`): a playlist gets 415.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ser_lightning.decoding import AudioDecodeError
-from ser_lightning.inference.media import MEDIA_EXTENSIONS, InputError, MediaTooLongError
+from ser_lightning.inference.containers import HEAD_BYTES, UnsupportedContainerError, sniffed_suffix
+from ser_lightning.inference.media import InputError, MediaTooLongError
 from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.inference.timeline import (
     Timeline,
@@ -43,8 +46,10 @@ log = logging.getLogger(__name__)
 SILENCE_PEAK = 10 ** (-60 / 20)
 # The web page adds a timeline on its own to recordings longer than this many model windows.
 LONG_RECORDING_WINDOWS = 3
-# Leading bytes of the formats soundfile reads, for raw bodies that come without a file name.
-_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\xff\xfb", ".mp3"))
+# The samples (all channels, the file's own rate) one second of max_duration_s may decode to when
+# max_decoded_samples is not set: 48 kHz stereo. Decoding costs in proportion to them, so a
+# 132 KB FLAC of 10 minutes of 96 kHz stereo is refused from its header, not decoded for 17 s.
+DECODED_SAMPLES_PER_SECOND = 2 * 48_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -60,12 +65,22 @@ class RequestError(Exception):
 class ServiceSettings:
     max_upload_bytes: int = 50 * 1024 * 1024
     max_duration_s: float | None = 600.0
+    max_decoded_samples: int | None = None  # None: max_duration_s x DECODED_SAMPLES_PER_SECOND
     hop: float | None = None  # seconds between windows of long clips; None: half the model's window
     long_clips: str = "windows"
     decode_workers: int = 2
     upload_dir: str | None = None  # where uploads are written while they are decoded; None: the system's
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     timeline: TimelineSettings = field(default_factory=TimelineSettings)
+
+    @property
+    def sample_budget(self) -> int | None:
+        """The most samples (all channels) decoded from one upload; None: no limit."""
+        if self.max_decoded_samples is not None:
+            return self.max_decoded_samples
+        if self.max_duration_s is None:
+            return None
+        return int(self.max_duration_s * DECODED_SAMPLES_PER_SECOND)
 
 
 def display_name(filename: str | None) -> str:
@@ -74,16 +89,12 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def upload_suffix(filename: str | None, head: bytes) -> str:
-    """The extension the decoders go by: the client's, when it is a media type predict reads,
-    else one read from the first bytes (a raw body has no name); else FFmpeg decides."""
-    suffix = Path(str(filename or "")).suffix.lower()
-    if suffix in MEDIA_EXTENSIONS:
-        return suffix
-    for magic, guess in _MAGIC:
-        if head.startswith(magic):
-            return guess
-    return ".media"
+def without_paths(text: str, path: Path, name: str) -> str:
+    """A decoder's message with the server's path of an upload (and its folder) replaced by the
+    client's name for it: replies never name a file or folder of the server."""
+    for where, said in ((str(path), name), (str(path.parent), "<upload folder>")):
+        text = text.replace(where, said)
+    return text
 
 
 @dataclass
@@ -143,7 +154,8 @@ class EmotionService:
     async def analyse_path(
         self, path: str | Path, timeline: bool | str = False, keep_wave: bool = False
     ) -> tuple[dict, Decoded]:
-        """Score a file the server itself wrote (the web page's upload, in its own cache)."""
+        """Score a file the server itself wrote (the web page's upload, in its own cache); the name
+        shown is the client's file name Gradio kept, without the path."""
         loop = asyncio.get_running_loop()
         self.batcher.expect()
         try:
@@ -161,14 +173,14 @@ class EmotionService:
         """Write the upload into a new private folder, decode it, and delete the folder."""
         folder = Path(tempfile.mkdtemp(prefix="ser-upload-", dir=self.settings.upload_dir))
         try:
-            head = source[:16] if isinstance(source, bytes) else source.read(16)
+            head = source[:HEAD_BYTES] if isinstance(source, bytes) else source.read(HEAD_BYTES)
             if not head:
                 raise RequestError(
                     422,
                     f"the upload {name!r} is empty (0 bytes): send the recording as the multipart field "
                     "`file` (curl -F file=@clip.wav ...) or as the request body",
                 )
-            path = folder / f"upload{upload_suffix(filename, head)}"
+            path = folder / f"upload{sniffed_suffix(head)}"
             with open(path, "wb") as out:
                 if isinstance(source, bytes):
                     out.write(source)
@@ -183,21 +195,26 @@ class EmotionService:
         """predict's decoding and windowing of one upload, with its errors in the client's words."""
         predictor = self.predictor
         try:
-            wave = predictor.read(path, self.settings.max_duration_s)
+            wave = predictor.read(path, self.settings.max_duration_s, self.settings.sample_budget)
         except MediaTooLongError as err:
-            length = (
-                f"lasts {err.seconds:.1f} s" if err.seconds is not None else "decodes to more audio than that"
-            )
+            if err.max_duration_s is None:  # too many samples for its length: a rate or channel bomb
+                limit = f"more than the {self.settings.sample_budget:,} samples (all channels) this server decodes"
+            else:
+                limit = f"longer than the {err.max_duration_s:g} s this server decodes"
             raise RequestError(
                 422,
-                f"the upload {name!r} {length}, longer than the {err.max_duration_s:g} s this server decodes "
-                "from one upload; send a shorter recording",
+                f"the upload {name!r} {err.length}, {limit} from one upload; send a shorter recording"
+                + (" at a lower rate or with fewer channels" if err.max_duration_s is None else ""),
+            ) from None
+        except UnsupportedContainerError as err:
+            raise RequestError(
+                415, f"the upload {name!r} is refused: {without_paths(err.problem, path, name)}"
             ) from None
         except AudioDecodeError as err:
             raise RequestError(
                 422,
-                f"the upload {name!r} is not audio this server can decode ({err.problem}); send a complete "
-                "audio or video file (wav, flac, ogg, mp3, mp4, mkv, ...) with a codec FFmpeg reads",
+                f"the upload {name!r} is not audio this server can decode ({without_paths(err.problem, path, name)}); "
+                "send a complete audio or video file (wav, flac, ogg, mp3, mp4, mkv, ...) with a codec FFmpeg reads",
             ) from None
         rate = predictor.audio.sample_rate
         if len(wave) == 0:

@@ -5,6 +5,12 @@ waveform); the page shows the predicted emotion with a bar per emotion, the wave
 recordings longer than a few model windows (or when asked) the emotion timeline: a plot and a
 table of the speech segments. It scores through the same service as POST /v1/predict, so the
 page and the API give the same answer for the same file.
+
+The page's functions accept only files uploaded through the page: Gradio checks that a file a
+client names lies in its upload folder, but skips the check for an app mounted into another
+(it was never "launched"), so `mount_page` marks the page launched. Errors shown on the page are
+the service's own messages (`show_error=False` hides the text of any other exception), which
+name no server path. A failed page upload leaves no partial file behind (`_CleanMultiPartParser`).
 """
 
 from __future__ import annotations
@@ -103,6 +109,38 @@ def build_page(service: EmotionService):
     return page
 
 
+def _remove_partial_uploads_on_any_error() -> None:
+    """Make Gradio's upload parser delete its temporary files whatever ends an upload early.
+
+    It deletes them on its own size and form errors only; a body cut off by the server's size
+    limit or a stall (`guards.BodyGuard`), a client that disconnects, or a malformed multipart
+    body would leave up to max_upload_mb in the temporary folder per request. A malformed body
+    is answered 400 (Gradio's answer to its own form errors), not 500.
+    """
+    from gradio import route_utils
+    from python_multipart.exceptions import MultipartParseError
+
+    parser = route_utils.GradioMultiPartParser
+    if getattr(parser, "removes_partial_uploads", False):
+        return
+
+    class CleanMultiPartParser(parser):
+        removes_partial_uploads = True
+
+        async def parse(self):
+            try:
+                return await super().parse()
+            except BaseException as err:
+                for handle in self._files_to_close_on_error:
+                    handle.close()
+                    Path(handle.name).unlink(missing_ok=True)
+                if isinstance(err, MultipartParseError):
+                    raise route_utils.MultiPartException(f"malformed multipart body: {err}") from None
+                raise
+
+    route_utils.GradioMultiPartParser = CleanMultiPartParser
+
+
 def mount_page(app, service: EmotionService, api_key: str | None) -> None:
     """Mount the page at `/`, behind the API key (as the password of user `ser`) when one is set."""
     import gradio as gr
@@ -119,6 +157,10 @@ def mount_page(app, service: EmotionService, api_key: str | None) -> None:
         auth=(PAGE_USER, api_key) if api_key else None,
         max_file_size=service.settings.max_upload_bytes,
         footer_links=[],
-        show_error=True,
+        show_error=False,
     )
+    # Gradio checks the files a client names against its upload folder only in a launched app;
+    # a mounted one never launches, and would copy any file the server can read into its cache.
+    page.has_launched = True
+    _remove_partial_uploads_on_any_error()
     app.state.page_cache = cache

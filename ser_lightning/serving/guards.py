@@ -1,0 +1,211 @@
+"""ASGI middleware that every request passes before the API or the page sees it.
+
+From the outside in:
+
+- `trusted_hosts` (Starlette's TrustedHostMiddleware): a request whose `Host` is not a name of
+  this server gets 400, so a web page on another site cannot reach a loopback server through a
+  DNS name it points at 127.0.0.1 (DNS rebinding).
+- `CrossOriginPolicy`: browsers' cross-origin rules. Same-origin requests (the page itself) pass;
+  only origins listed in `cors_origins` may call the server from another site, never with
+  credentials; other origins get no CORS headers (so their pages cannot read an answer) and 403
+  for anything but GET and HEAD. It replaces Gradio's own policy, which lets any localhost page
+  call a loopback server with credentials.
+- `ApiKeyGuard`: with an API key set, a `/v1` request without it gets 401 before its body is read.
+- `BodyGuard`: 413 for a body over the size limit (from its declared length, or as its bytes
+  arrive), and 408 when the body stalls for longer than `idle_timeout_s` between two parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from fastapi.exceptions import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+API_PREFIX = "/v1"
+SAFE_METHODS = ("GET", "HEAD")
+# What a listed origin's pages may send (the API's own headers); nothing that carries cookies.
+CORS_HEADERS = ("content-type", "x-api-key", "authorization")
+
+
+def host_names(bind_host: str, allowed_hosts: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The `Host` names the server answers to: the bound host (on a wildcard address, this
+    machine's name and addresses), the loopback names and `allowed_hosts`."""
+    names = [*LOOPBACK_NAMES, *(str(h).lower() for h in allowed_hosts)]
+    if bind_host in ("0.0.0.0", "::", ""):
+        machine = socket.gethostname()
+        names += [machine, socket.getfqdn()]
+        try:
+            names += [info[4][0] for info in socket.getaddrinfo(machine, None)]
+        except OSError:
+            pass  # a machine name that does not resolve: the names above and allowed_hosts
+    else:
+        names.append(bind_host)
+    bracketed = [f"[{n}]" if _is_ipv6(n) else n.lower() for n in names]
+    return list(dict.fromkeys(bracketed))
+
+
+def _is_ipv6(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).version == 6
+    except ValueError:
+        return False
+
+
+def _refusal(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class CrossOriginPolicy:
+    """Answers browsers' cross-origin checks for the whole application (API and page alike)."""
+
+    def __init__(self, app, allowed_origins: list[str] | tuple[str, ...] = ()):
+        self.app = app
+        self.allowed = {str(o).rstrip("/").lower() for o in allowed_origins}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None or self._same_origin(origin, headers.get("host", "")):
+            return await self.app(scope, receive, self._without_cors_headers(send, None))
+        listed = origin.rstrip("/").lower() in self.allowed
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            return await self._preflight(origin, listed, headers)(scope, receive, send)
+        if not listed and scope["method"] not in SAFE_METHODS:
+            refusal = _refusal(
+                403,
+                f"requests from pages of {origin} are not allowed; add the origin to cors_origins "
+                "if its pages should call this server",
+            )
+            return await refusal(scope, receive, send)
+        return await self.app(scope, receive, self._without_cors_headers(send, origin if listed else None))
+
+    @staticmethod
+    def _same_origin(origin: str, host: str) -> bool:
+        return urlsplit(origin).netloc.lower() == host.lower() and host != ""
+
+    @staticmethod
+    def _preflight(origin: str, listed: bool, headers: Headers) -> JSONResponse:
+        if not listed:
+            return _refusal(403, f"cross-origin requests from {origin} are not allowed (cors_origins)")
+        asked = [h.strip().lower() for h in headers.get("access-control-request-headers", "").split(",")]
+        return JSONResponse(
+            {},
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST",
+                "Access-Control-Allow-Headers": ", ".join(h for h in asked if h in CORS_HEADERS),
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+
+    @staticmethod
+    def _without_cors_headers(send, allow_origin: str | None):
+        """`send` with the inner applications' CORS headers removed, and ours for a listed origin."""
+
+        async def filtered(message):
+            if message["type"] == "http.response.start":
+                response = MutableHeaders(scope=message)
+                for name in [k for k in response.keys() if k.startswith("access-control-")]:
+                    del response[name]
+                if allow_origin is not None:
+                    response["Access-Control-Allow-Origin"] = allow_origin
+                    response.append("Vary", "Origin")
+            await send(message)
+
+        return filtered
+
+
+class ApiKeyGuard:
+    """401 for an API request without the key, before the request body is read."""
+
+    def __init__(self, app, api_key: str | None):
+        self.app = app
+        self.expected = api_key.encode() if api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if self.expected is None or scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")) or self.carries_key(
+            Headers(scope=scope)
+        ):
+            return await self.app(scope, receive, send)
+        refusal = _refusal(
+            401,
+            "this server needs its API key: send it as the header `X-API-Key: KEY` or `Authorization: Bearer KEY`",
+            headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
+        )
+        return await refusal(scope, receive, send)
+
+    def carries_key(self, headers: Headers) -> bool:
+        """Whether the request carries the key (compared in constant time)."""
+        given = headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            given = token if scheme.lower() == "bearer" else ""
+        return hmac.compare_digest(given.encode(), self.expected)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, max_bytes: int):
+        super().__init__(
+            413,
+            f"the request body is larger than this server's limit of {max_bytes / 1e6:g} MB "
+            "(max_upload_mb); send a shorter recording or a compressed format (flac, ogg, mp3)",
+            headers={"Connection": "close"},
+        )
+
+
+class BodyStalled(HTTPException):
+    def __init__(self, idle_timeout_s: float):
+        super().__init__(
+            408,
+            f"the request body stopped arriving for {idle_timeout_s:g} s (limits.body_timeout_s); "
+            "send the whole recording without pausing",
+            headers={"Connection": "close"},
+        )
+
+
+class BodyGuard:
+    """413 for a body over `max_bytes`, by its declared length or as it arrives; 408 when no
+    part of an unfinished body arrives for `idle_timeout_s`."""
+
+    def __init__(self, app, max_bytes: int, idle_timeout_s: float | None = None):
+        self.app, self.max_bytes, self.idle_timeout_s = app, max_bytes, idle_timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            error = BodyTooLarge(self.max_bytes)
+            return await _refusal(413, error.detail, error.headers)(scope, receive, send)
+        received, finished = 0, False
+
+        async def guarded_receive():
+            nonlocal received, finished
+            if finished or self.idle_timeout_s is None:
+                message = await receive()  # after the body: waiting for a disconnect is not a stall
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), self.idle_timeout_s)
+                except TimeoutError:
+                    raise BodyStalled(self.idle_timeout_s) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        return await self.app(scope, guarded_receive, send)
