@@ -20,7 +20,7 @@ UV ?= $(UV_HOME)/bin/uv
 LOCK := requirements.lock
 # one resolution for every platform (torch's CUDA wheels are Linux-only markers inside it), with
 # hashes; the header names `make lock` as the way to regenerate it
-LOCK_FLAGS := pyproject.toml --group dev --group build --universal --python-version 3.11 \
+LOCK_FLAGS := pyproject.toml --group dev --group build --group docs --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock" --quiet
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
