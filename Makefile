@@ -6,6 +6,7 @@
 #   make test             check the lock, then the default (fast) test suite
 #   make install          create .venv with exactly the packages of requirements.lock
 #   make lock             regenerate requirements.lock after changing pyproject.toml
+#   make docs             build the documentation site into site/ (strict: a broken link fails)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -25,11 +26,11 @@ LOCK_FLAGS := pyproject.toml --group dev --group build --group docs --universal 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: help install sync lock check-lock train serve test test-all lint format clean clean-all demo
+.PHONY: help install sync lock check-lock train serve test test-all lint format docs clean clean-all demo
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "targets: install lock check-lock train serve test test-all lint format demo clean clean-all"
+	@echo "targets: install lock check-lock train serve test test-all lint format docs demo clean clean-all"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "ser_lightning needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -101,8 +102,14 @@ format: install
 	$(PY) -m ruff format ser_lightning hydra_plugins tests experiments
 	$(PY) -m ruff check --fix ser_lightning hydra_plugins tests experiments
 
+# The pages of docs/ and the API reference from the docstrings (mkdocs.yml), into site/. Strict:
+# any warning (a link to a missing page or heading, a docstring that does not render) fails.
+# NO_MKDOCS_2_WARNING silences the Material theme's banner about its end of life (May 2027).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site $(ARGS)
+
 clean:
-	rm -rf outputs/train outputs/eval outputs/predict outputs/export outputs/debug .pytest_cache
+	rm -rf outputs/train outputs/eval outputs/predict outputs/export outputs/debug .pytest_cache site
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 clean-all: clean
