@@ -31,26 +31,25 @@ def serve_config(trained, run_dir: Path, *overrides: str):
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None):
     """The application served by the project's own uvicorn server (its protocol and limits) on a
     free loopback port, in a thread of this process: yields (base URL, app, config).
 
-    Gradio keeps its upload folder in the process environment (GRADIO_TEMP_DIR); it is put back
-    as it was when this server stops, so servers started one after another each keep their own.
+    The listening socket is bound here and handed to uvicorn, so no other process can take the
+    port between choosing it and serving on it. Gradio keeps its upload folder in the process
+    environment (GRADIO_TEMP_DIR); it is put back as it was when this server stops, so servers
+    started one after another each keep their own.
     """
-    port = free_port()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
     cfg = serve_config(trained, run_dir, f"port={port}", *overrides)
     before = os.environ.get("GRADIO_TEMP_DIR")
     app = build_app(cfg, environ=environ if environ is not None else {})
     server = uvicorn_server(cfg, app)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         thread.join(0.05)
@@ -59,6 +58,7 @@ def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None)
     finally:
         server.should_exit = True
         thread.join(30)
+        listener.close()
         if before is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:
