@@ -1,4 +1,4 @@
-"""Self-contained checkpoints: what they hold, and loading them without running foreign code.
+"""Self-contained checkpoints: what they hold (the file format, versioned), and loading them safely.
 
 A ser_lightning checkpoint is a Lightning checkpoint whose parts are all plain data:
 
@@ -7,14 +7,18 @@ A ser_lightning checkpoint is a Lightning checkpoint whose parts are all plain d
   crop, peak normalisation), `net` (the network config), `optimizer`/`scheduler` configs.
   They alone rebuild the model, feature extraction included. `calibration` (written into the
   best checkpoint after training) holds the temperature fitted on the validation split, a number.
-- `state_dict`: the weights, including feature buffers (dataset normalisation statistics).
-- `ser_lightning` (written by the `CheckpointRecord` callback): `format_version`, the resolved
-  `data` config the model was trained on and its `split` (name, sizes, a fingerprint of the
-  test files, and `train_files`/`val_files`: corpus-relative path -> size in bytes), so that
-  `eval` can test on the same held-out files with nothing but the file, and can tell when it is
-  asked to score files the model learnt from.
+- `state_dict`: SERModule's weights, including feature buffers (dataset normalisation
+  statistics). The scoring model's (`ser_lightning.model.SERModel`) are the entries under
+  `model.` (SERModule's `self.model`); the rest is training state.
+- `ser_lightning` (written by the `CheckpointRecord` callback): `format_version`, the version of
+  ser_lightning that wrote it, the `data` settings the model was trained on (the data config's
+  plain settings, no `_target_`: eval rebuilds the data module from them with
+  `build_data_module`), and its `split` (`ser_lightning.data.provenance.split_record`: name,
+  sizes, a fingerprint of the test files, the identities of the training and validation files).
 
-Loading is safe for files from strangers: a checkpoint is data.
+`CHECKPOINT_FORMAT_VERSION` names this layout; a file of another version is refused with one
+line that says what to do (earlier layouts are not converted). Loading is safe for files from
+strangers: a checkpoint is data.
 
 - `torch.load(weights_only=True)` refuses pickled code.
 - The stored configs (hyper-parameters and record) must hold plain values (strings, numbers,
@@ -26,15 +30,13 @@ Loading is safe for files from strangers: a checkpoint is data.
   scheduler class defined in this project or in torch, and Hydra's other special keys
   (`_args_`, `_partial_`, `_recursive_`, `_convert_`) must hold what Hydra expects of them,
   before anything is instantiated: a config naming `os.system` would otherwise run it.
-- The stored data config may only build a data module (`build_data_module`) from plain values (see
-  `check_data_config`); which folders eval reads and writes is decided in `eval`, not by it.
+- The stored data settings hold no Hydra key at all; which folders eval reads and writes is
+  decided in `eval`, not by them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,18 +48,17 @@ from ser_lightning import __version__
 from ser_lightning.calibration import check_calibration
 
 RECORD_KEY = "ser_lightning"
-# Bump when the meaning of a stored field changes; loaders refuse versions they do not know.
-# (Fields added later, like the split's `train_files`, keep the version: older files just lack them.)
-CHECKPOINT_FORMAT_VERSION = 1
+# The layout described above. Bump it whenever a stored field changes meaning or place; a file
+# of any other version is refused (2: the scoring model under `model.`, data settings without
+# `_target_`).
+CHECKPOINT_FORMAT_VERSION = 2
+# The state dict's entries of the scoring model (SERModule's `self.model`).
+MODEL_STATE_PREFIX = "model."
 
 REQUIRED_HPARAMS = ("net", "features", "audio", "labels")
 # Packages whose classes a checkpoint config may name (the package or its sub-modules, matched
 # name by name: `ser_lightning_x` is not `ser_lightning`); anything else is refused.
 TRUSTED_TARGET_PACKAGES = ("ser_lightning", "torch.nn", "torch.optim", "torchaudio.transforms")
-# The one callable a stored data config may build (a data module from the flat data settings),
-# and the name it had in checkpoints written before (same settings, same data module).
-DATA_MODULE_TARGET = "ser_lightning.data.datamodule.build_data_module"
-EARLIER_DATA_MODULE_TARGETS = ("ser_lightning.data.datamodule.SERDataModule",)
 # Hydra's special keys, which `instantiate` acts on rather than passing them to the class.
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 # A checkpoint being written: hidden, and not ending in `.ckpt`, so nothing takes it for one.
@@ -72,12 +73,6 @@ _ROLE_BASES: dict[str, tuple[str, ...]] = {
     "spectrogram": ("ser_lightning.augment.spectrogram.SpecAugment",),
     "mixup": ("ser_lightning.augment.mixup.Mixup",),
 }
-# Hyper-parameters written before SpecAugment and mixup were `_target_` nodes: one plain
-# `augmentation` dict whose `spectrogram` and `mixup` held the options of these classes.
-_EARLIER_AUGMENTATION_TARGETS = {
-    "spectrogram": "ser_lightning.augment.spectrogram.SpecAugment",
-    "mixup": "ser_lightning.augment.mixup.Mixup",
-}
 _ANY_BASES = (
     "torch.nn.Module",
     "torch.optim.Optimizer",
@@ -88,71 +83,6 @@ _ANY_BASES = (
 
 class CheckpointError(ValueError):
     """A file that is not a loadable ser_lightning checkpoint; the message names the file and why."""
-
-
-# --------------------------------------------------------------------------- writing
-# The Lightning callback and checkpoint writer live in ser_lightning.checkpoint_writing, so that
-# reading a checkpoint (predict, serve) does not import Lightning.
-
-
-def _absolute_paths(data: dict) -> dict:
-    for key in ("root", "cache_dir"):
-        if isinstance(data.get(key), str):
-            data[key] = str(Path(data[key]).expanduser().resolve())
-    return data
-
-
-def split_record(datamodule: Any) -> dict | None:
-    """Name and sizes of the split a data module made, a fingerprint of its test files, and the
-    identity of its training and validation files (see `file_identities`), so that eval can tell
-    when it is asked to score files the model learnt from."""
-    manifest = getattr(datamodule, "manifest", None)
-    if manifest is None:
-        return None
-    table = manifest.split_table()
-    absolute = manifest.table["path"].to_numpy()
-    return {
-        "name": manifest.splitter.name,
-        "sizes": {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()},
-        "test_files_sha256": files_fingerprint(table.loc[table["split"] == "test", "path"]),
-        **{
-            f"{part}_files": file_identities(table["path"][mask], absolute[mask])
-            for part in ("train", "val")
-            for mask in [(table["split"] == part).to_numpy()]
-        },
-    }
-
-
-def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
-    """Corpus-relative path -> size in bytes of each file.
-
-    The relative path still matches when the corpus is moved or copied; the size tells apart
-    two corpora that share a naming scheme (the demo corpus and RAVDESS name files alike).
-    """
-    return {str(rel): os.stat(path).st_size for rel, path in zip(relative_paths, absolute_paths, strict=True)}
-
-
-def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
-    """Which of the `scored` files (as `file_identities` gives them) the checkpoint's run trained
-    or validated on. `status` is `none`, `overlap`, or `unknown` for checkpoints written before
-    their split recorded its files."""
-    split = split or {}
-    if not isinstance(split.get("train_files"), dict) or not isinstance(split.get("val_files"), dict):
-        return {"status": "unknown", "count": None, "train": None, "val": None}
-    found = {
-        part: sorted(f for f, size in scored.items() if split[f"{part}_files"].get(f) == size)
-        for part in ("train", "val")
-    }
-    count = len(found["train"]) + len(found["val"])
-    return {"status": "overlap" if count else "none", "count": count, **found}
-
-
-def files_fingerprint(paths) -> str:
-    """Order-independent hash of a list of (corpus-relative) file paths."""
-    digest = hashlib.sha256()
-    for path in sorted(str(p) for p in paths):
-        digest.update(path.encode() + b"\n")
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- reading
@@ -193,26 +123,38 @@ def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None
             "(label order, feature, audio and network configs); it was not written by ser_lightning.train"
         )
     record = checkpoint.get(RECORD_KEY)
-    if record is not None:
-        version = record.get("format_version") if isinstance(record, dict) else None
-        if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{where!r} has checkpoint format version {version!r}; this ser_lightning "
-                f"({__version__}) reads versions up to {CHECKPOINT_FORMAT_VERSION}. Update ser_lightning."
-            )
+    check_format_version(record, where)
     check_plain(hparams, "hyper_parameters", where)
     try:  # the temperature the probabilities are divided by: a positive number, nothing else
         check_calibration(hparams.get("calibration"), where)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
-    hparams = current_hparams(hparams)
     # The configs that reach Hydra or OmegaConf; the split's file lists never do.
-    if record is not None and record.get("data") is not None:
+    if record.get("data") is not None:
         check_plain(record["data"], f"{RECORD_KEY}.data", where)
-        check_data_config(record["data"], f"{RECORD_KEY}.data", where)
+        check_data_settings(record["data"], f"{RECORD_KEY}.data", where)
     for role in _ROLE_BASES:
         if role in ("net", "features") or hparams.get(role) is not None:
             check_targets(hparams[role], role, where)
+
+
+def check_format_version(record: Any, where: str) -> None:
+    """Refuse, in one line that says what to do, a file whose layout is not CHECKPOINT_FORMAT_VERSION."""
+    record = record if isinstance(record, dict) else {}
+    version = record.get("format_version")
+    if type(version) is int and version == CHECKPOINT_FORMAT_VERSION:
+        return
+    wrote = record.get("ser_lightning_version")
+    wrote = repr(wrote) if isinstance(wrote, str) else "unknown"
+    if type(version) is int and version > CHECKPOINT_FORMAT_VERSION:
+        advice = f"Update ser_lightning to the version that wrote it ({wrote}), or retrain the model with this one."
+    else:
+        advice = f"Retrain the model with this version, or load it with the ser_lightning version that wrote it ({wrote})."
+    has = f"format {version!r}" if version is not None else "no format version (an early layout)"
+    raise CheckpointError(
+        f"{where!r} is a checkpoint of {has}; this ser_lightning ({__version__}) reads checkpoint format "
+        f"{CHECKPOINT_FORMAT_VERSION} only. {advice}"
+    )
 
 
 def check_plain(value: Any, key_path: str, where: str) -> None:
@@ -244,27 +186,21 @@ def check_plain(value: Any, key_path: str, where: str) -> None:
         )
 
 
-def check_data_config(data: Any, key_path: str, where: str) -> None:
-    """A stored data config builds a data module and nothing else: its `_target_` is exactly
-    DATA_MODULE_TARGET (or its earlier name), and no other Hydra key appears at any depth (so no nested node of the
-    file is ever instantiated)."""
-    if not isinstance(data, dict) or data.get("_target_") not in (
-        DATA_MODULE_TARGET,
-        *EARLIER_DATA_MODULE_TARGETS,
-    ):
-        target = data.get("_target_") if isinstance(data, dict) else data
+def check_data_settings(data: Any, key_path: str, where: str) -> None:
+    """Stored data settings are a mapping of plain settings: no Hydra key at any depth, so that no
+    node of the file is ever instantiated (eval passes them to `build_data_module` itself)."""
+    if not isinstance(data, dict):
         raise CheckpointError(
-            f"{where!r}: {key_path}._target_={target!r} is refused: a stored data config may only "
-            f"build {DATA_MODULE_TARGET}"
+            f"{where!r}: {key_path}={data!r} is refused: stored data settings are a mapping"
         )
 
     def visit(node: Any, path: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in HYDRA_KEYS and not (path == key_path and key == "_target_"):
+                if key in HYDRA_KEYS:
                     raise CheckpointError(
-                        f"{where!r}: {path}.{key} is refused: a stored data config holds plain "
-                        f"settings of {DATA_MODULE_TARGET} only, nothing Hydra would build or run"
+                        f"{where!r}: {path}.{key}={value!r} is refused: stored data settings are plain "
+                        "values of build_data_module, nothing Hydra would build or run"
                     )
                 visit(value, f"{path}.{key}")
         elif isinstance(node, list | tuple):
@@ -350,36 +286,6 @@ def check_targets(
     visit(config, role, _ROLE_BASES[role])
 
 
-def checkpoint_record(checkpoint: dict) -> dict:
-    """The `ser_lightning` record of a loaded checkpoint ({} for checkpoints written without it);
-    a data config of an earlier version names today's data module target."""
-    record = dict(checkpoint.get(RECORD_KEY) or {})
-    if isinstance(record.get("data"), dict):
-        record["data"] = current_data_config(record["data"])
-    return record
-
-
-def current_data_config(data: dict) -> dict:
-    """A data config that names the data module by an earlier name (a checkpoint's, or a data
-    config written for an earlier version) names today's; the flat settings are the same."""
-    if data.get("_target_") in EARLIER_DATA_MODULE_TARGETS:
-        return {**data, "_target_": DATA_MODULE_TARGET}
-    return data
-
-
-def current_hparams(hparams: dict) -> dict:
-    """Hyper-parameters as today's SERModule takes them: an earlier `augmentation` dict becomes
-    the `spectrogram` and `mixup` nodes (its data-side keys never reached the model)."""
-    if "augmentation" not in hparams:
-        return dict(hparams)
-    hparams = dict(hparams)
-    augmentation = hparams.pop("augmentation") or {}
-    for key, target in _EARLIER_AUGMENTATION_TARGETS.items():
-        node = augmentation.get(key)
-        hparams[key] = {"_target_": target, **node} if node else None
-    return hparams
-
-
 @dataclass(frozen=True)
 class EncoderFiles:
     """Which files a checkpoint of a pretrained encoder (`features=ssl`, `model=ssl_finetune`) may load.
@@ -446,60 +352,48 @@ class EncoderFiles:
         return Path(stored).expanduser().resolve().is_relative_to(models)
 
 
-def load_checkpoint(
-    path: str | Path,
-    module_class: type[torch.nn.Module],
-    map_location: str | torch.device | None = "cpu",
-    strict: bool = True,
-    encoder_files: EncoderFiles | None = None,
-):
-    """Rebuild the model a checkpoint file holds, in eval mode, from the file alone.
+# --------------------------------------------------------------------------- building from a checkpoint
+def loadable_hparams(
+    checkpoint: dict, path: str | Path = "<checkpoint>", encoder_files: EncoderFiles | None = None
+) -> dict:
+    """The hyper-parameters of a read (and vetted) checkpoint, as a model is rebuilt from them:
+    uncompiled, its memory layout decided again where it runs (both speed choices of the training
+    run), its pretrained encoder's files as `encoder_files` allows (by default no stored path).
 
-    `module_class` is the module the hyper-parameters are the constructor arguments of:
-    `ser_lightning.module.SERModule` (whose `load_from_checkpoint(path)` calls this), or for
-    inference alone `ser_lightning.inference.model.InferenceModel`, which needs no Lightning.
+    Args:
+        checkpoint: what `read_checkpoint` returned.
+        path: the file's name, for error messages.
+        encoder_files: the user's encoder files and models folder.
+
+    Returns:
+        A new dict of SERModule's constructor arguments.
     """
-    return module_from_checkpoint(
-        read_checkpoint(path, map_location), module_class, path, map_location, strict, encoder_files
-    )
-
-
-def module_from_checkpoint(
-    checkpoint: dict,
-    module_class: type[torch.nn.Module],
-    path: str | Path = "<checkpoint>",
-    map_location: str | torch.device | None = "cpu",
-    strict: bool = True,
-    encoder_files: EncoderFiles | None = None,
-):
-    """The `module_class` (SERModule) of an already read (and checked) checkpoint.
-
-    The network is built uncompiled and in the default memory layout, decided again for the
-    device it runs on (compiling and `channels_last` are speed choices of the training run);
-    weights saved from a compiled network, or in another layout, load into it all the same
-    (`_orig_mod.` keys are those of runs that wrapped the network in torch.compile). A
-    pretrained encoder's files are read as `encoder_files` allows (see EncoderFiles; by default
-    no stored folder or file).
-    """
-    hparams = current_hparams(checkpoint["hyper_parameters"])
+    hparams = dict(checkpoint["hyper_parameters"])
     hparams["compile"] = False
     hparams["channels_last"] = "auto"
     encoder_files = encoder_files or EncoderFiles()
     hparams["features"] = encoder_files.apply(hparams["features"], str(path), "features")
     hparams["net"] = encoder_files.apply(hparams["net"], str(path), "model.net")
-    try:
-        module = module_class(**hparams)
-    except TypeError as err:
-        raise CheckpointError(
-            f"{str(path)!r}: its hyper_parameters do not fit {module_class.__name__}: {err}"
-        ) from None
-    state = {k.replace("._orig_mod.", ".", 1): v for k, v in checkpoint["state_dict"].items()}
+    return hparams
+
+
+def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The scoring model's weights: the state dict's entries under MODEL_STATE_PREFIX, without it."""
+    state = checkpoint["state_dict"]
+    return {
+        key.removeprefix(MODEL_STATE_PREFIX): v
+        for key, v in state.items()
+        if key.startswith(MODEL_STATE_PREFIX)
+    }
+
+
+def load_weights(
+    module: torch.nn.Module, state: dict, path: str | Path = "<checkpoint>", strict: bool = True
+) -> None:
+    """Load a checkpoint's `state` into the module its config built; CheckpointError if they differ."""
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as err:
         raise CheckpointError(
             f"{str(path)!r}: its weights do not fit the model its config builds: {err}"
         ) from None
-    if map_location is not None:
-        module.to(map_location)
-    return module.eval()

@@ -14,25 +14,20 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ser_lightning import __version__
-from ser_lightning.checkpoint import (
-    CHECKPOINT_FORMAT_VERSION,
-    CHECKPOINT_TEMPORARY_TEMPLATE,
-    RECORD_KEY,
-    _absolute_paths,
-    split_record,
-)
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_TEMPORARY_TEMPLATE, RECORD_KEY
+from ser_lightning.data.provenance import data_settings, split_record
 from ser_lightning.utils.files import atomic_write
 
 
 class CheckpointRecord(pl.Callback):
-    """Adds the `ser_lightning` record (format version, data config, split) to every checkpoint.
+    """Adds the `ser_lightning` record (format version, data settings, split) to every checkpoint.
 
-    `data` is the resolved data config of the run; relative `root`/`cache_dir` are made
-    absolute so that eval finds the corpus from any working directory.
+    `data` is the resolved data config of the run, stored as its plain settings (`data_settings`:
+    no `_target_`, absolute `root` and `cache_dir`).
     """
 
     def __init__(self, data: dict | None):
-        self.data = _absolute_paths(dict(data)) if data else None
+        self.data = data_settings(data) if data else None
         self._split: dict | None = None
 
     def on_save_checkpoint(

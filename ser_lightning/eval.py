@@ -11,11 +11,11 @@ Whatever the data config, its audio settings and label set are replaced by the c
 its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
 (and the caches are shared with training runs of the same settings).
 
-The checkpoint's data config is data from a file: it builds a data module from plain settings
-only, caches go to this machine's `paths.cache_dir`, and the corpus it names is read only inside
-`paths.data_dir` unless the user names it (`+data.root=...`). Files the model was trained or
-validated on are listed in eval.json (`training_overlap`); scoring them as test data under a
-speaker-independent split stops unless `allow_train_overlap=true`.
+The checkpoint's data settings are data from a file: `build_data_module` takes them as plain
+settings, caches go to this machine's `paths.cache_dir`, and the corpus they name is read only
+inside `paths.data_dir` unless the user names it (`+data.root=...`). Files the model was trained
+or validated on are listed in eval.json (`training_overlap`, see ser_lightning.data.provenance);
+scoring them as test data under a speaker-independent split stops unless `allow_train_overlap=true`.
 """
 
 from __future__ import annotations
@@ -34,23 +34,20 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from ser_lightning.checkpoint import (
-    EncoderFiles,
-    checkpoint_record,
-    current_data_config,
-    file_identities,
-    files_fingerprint,
-    module_from_checkpoint,
-    read_checkpoint,
-    training_overlap,
-)
+from ser_lightning.checkpoint import RECORD_KEY, EncoderFiles, read_checkpoint
+from ser_lightning.data.datamodule import build_data_module
 from ser_lightning.data.leakage import clip_table
 from ser_lightning.data.loading import collate_batch
-from ser_lightning.data.splits import SPLITS
+from ser_lightning.data.provenance import (
+    check_training_overlap,
+    data_settings,
+    overlap_warning,
+    same_test_files,
+    scored_training_files,
+)
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.inference.predictor import Predictor, resolve_device
 from ser_lightning.module import SERModule
@@ -71,21 +68,21 @@ AUDIO_KEYS = ("sample_rate", "duration", "offset", "crop", "peak_normalize")
 def eval_data_config(
     chosen: dict | None, record: dict, ckpt_path: str, paths: Mapping[str, str]
 ) -> tuple[dict, str]:
-    """The data config to evaluate on, and where it came from.
+    """The data settings to evaluate on (`build_data_module`'s), and where they came from.
 
-    A full data config (with `_target_`) is used as given; a partial one (`+data.root=...`)
-    is merged onto the checkpoint's own. The checkpoint's own config is data from a file: it
-    is vetted (data module settings only), its cache folder is replaced by this machine's
+    A full data config (`data=<group>`, with `_target_`) is used as given; a partial one
+    (`+data.root=...`) is merged onto the checkpoint's own settings. Those are data from a file:
+    only `build_data_module`'s settings, its cache folder replaced by this machine's
     `paths.cache_dir`, and the folders it would have eval read must lie in `paths.data_dir`
     unless the user named them (see `check_stored_folders`).
     """
     if chosen and "_target_" in chosen:
-        return current_data_config(dict(chosen)), "command line"
+        return data_settings(chosen), "command line"
     own = record.get("data")
     if not own:
         raise ValueError(
-            f"checkpoint {ckpt_path!r} carries no data config (it predates checkpoint format 1); "
-            "choose the data to evaluate on: data=<group> data.root=PATH, e.g. data=ravdess data.root=/data/ravdess"
+            f"checkpoint {ckpt_path!r} carries no data settings; choose the data to evaluate on: "
+            "data=<group> data.root=PATH, e.g. data=ravdess data.root=/data/ravdess"
         )
     own = stored_data_settings(own, ckpt_path)
     own["cache_dir"] = str(paths["cache_dir"])  # what is written is this machine's choice
@@ -95,16 +92,14 @@ def eval_data_config(
 
 
 def stored_data_settings(own: dict, ckpt_path: str) -> dict:
-    """The checkpoint's data config, which `read_checkpoint` has vetted (plain values, no Hydra
-    key but its data module `_target_`), limited to the data config's settings."""
-    from ser_lightning.data.datamodule import build_data_module
-
+    """The checkpoint's data settings, which `read_checkpoint` has vetted (plain values, no Hydra
+    key), if they are all settings of the data config."""
     settings = set(inspect.signature(build_data_module).parameters) - {
         "features",
         "waveform_augmentation",
         "offline_copies",
     }
-    unknown = sorted(set(own) - settings - {"_target_"})
+    unknown = sorted(set(own) - settings)
     if unknown:
         raise ValueError(
             f"checkpoint {ckpt_path!r}: its data config has {unknown}, which this ser_lightning's "
@@ -141,14 +136,14 @@ def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str)
             )
 
 
-def build_eval_datamodule(data: dict, module, split: str):
-    """Instantiate a data module from any data config with the checkpoint's audio and features."""
+def build_eval_datamodule(data: dict, model, split: str):
+    """A data module of the data settings `data` with the SERModel's audio, labels and features."""
     if split not in EVAL_SPLITS:
         raise ValueError(f"split={split!r} must be one of {EVAL_SPLITS}")
     data = dict(data)
     # The model's label order decides the class indices; files of other emotions are left out
     # (and counted by the data module), emotions the corpus lacks just have no support.
-    fixed = {**module.audio.to_dict(), "labels": list(module.labels)}
+    fixed = {**model.audio.to_dict(), "labels": list(model.labels)}
     replaced = {k: (data[k], v) for k, v in fixed.items() if k in data and data[k] != v}
     if replaced:
         log.info(
@@ -160,7 +155,7 @@ def build_eval_datamodule(data: dict, module, split: str):
         data["split"] = "test_only"
     if "train_input" in data:
         data["train_input"] = "features"  # eval reads cached features for every split
-    return instantiate(data, features=module.features)
+    return build_data_module(features=model.features, **data)
 
 
 def device_settings(device: torch.device) -> dict[str, Any]:
@@ -189,9 +184,9 @@ def split_report(
             f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.manifest.root}; "
             "choose split=test or split=all"
         )
-    if tuple(datamodule.label_names) != tuple(module.labels):
+    if tuple(datamodule.label_names) != tuple(module.model.labels):
         raise ValueError(
-            f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.labels)}"
+            f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.model.labels)}"
         )
     loader = DataLoader(
         datamodule.dataset(name),
@@ -223,50 +218,6 @@ def split_report(
     return collector.report
 
 
-def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
-    """Which files of `split` the checkpoint's run trained or validated on (see training_overlap)."""
-    table = datamodule.manifest.table.iloc[datamodule.manifest.indices["test" if split == "all" else split]]
-    scored = file_identities(relative_paths(table, datamodule.manifest.root), table["path"])
-    return {**training_overlap(trained_split, scored), "of": len(scored)}
-
-
-def check_training_overlap(overlap: dict, split: str, datamodule, trained_split: dict, cfg) -> None:
-    """Stop before scoring training files as test data under a speaker-independent protocol.
-
-    Scores reported as test scores (split=test or all) of files the model learnt from are not
-    test scores; under data.split=actor/kfold/loso/cross_corpus they would wrongly claim unseen
-    speakers. split=train/val ask for such files by name, and allow_train_overlap=true accepts them.
-    """
-    if overlap["status"] != "overlap" or split not in ("test", "all") or cfg.get("allow_train_overlap"):
-        return
-    trained_protocol = SPLITS.get(str(trained_split.get("name")))
-    protocol = datamodule.splitter
-    if not (
-        protocol.speaker_independent
-        or (trained_protocol is not None and trained_protocol.speaker_independent)
-    ):
-        return
-    examples = ", ".join((overlap["train"] + overlap["val"])[:3])
-    raise ValueError(
-        f"{overlap['count']} of the {overlap['of']} files eval would score as test were used to train the "
-        f"model ({len(overlap['train'])} train, {len(overlap['val'])} validation files of {cfg.ckpt_path}), "
-        f"e.g. {examples}; under data.split={protocol.name} (trained with data.split={trained_split.get('name')}) "
-        "their scores would pass for speaker-independent test scores. Score the checkpoint's own test split "
-        "(ckpt_path alone), a corpus it never saw, or pass allow_train_overlap=true to score them anyway "
-        "(eval.json and the report then list them)."
-    )
-
-
-def overlap_warning(overlap: dict) -> str:
-    """The line the report's title carries when it scores files the model learnt from ('' if none)."""
-    if overlap["status"] != "overlap":
-        return ""
-    return (
-        f"WARNING: {overlap['count']} of these {overlap['of']} files were used to train "
-        f"({len(overlap['train'])}) or validate ({len(overlap['val'])}) the model"
-    )
-
-
 def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     """Load, score, report; returns the report and the summary written as eval.json."""
     started = time.perf_counter()
@@ -274,32 +225,34 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = str(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
-    record = checkpoint_record(checkpoint)
-    module = module_from_checkpoint(
-        checkpoint, SERModule, ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
-    )
+    record = checkpoint[RECORD_KEY]
+    # the test stage of training (SERModule, trainer.test and ReportCollector) scores the split
+    module = SERModule.from_checkpoint(checkpoint, ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    model = module.model
     calibration = str(cfg.get("calibration", "checkpoint"))
     if calibration not in ("checkpoint", "none"):
         raise ValueError(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
     if calibration == "none":
-        module.hparams.calibration = None  # plain softmax probabilities
+        module.set_calibration(None)  # plain softmax probabilities
     bootstrap = BootstrapSettings(**to_plain(cfg.get("bootstrap") or {}))
     machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
     data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
     split = str(cfg.split)
 
     # Caches are built on the CPU with the checkpoint's feature extractor before it moves.
-    datamodule = build_eval_datamodule(data, module, split)
+    datamodule = build_eval_datamodule(data, model, split)
     datamodule.prepare_data()
     datamodule.setup("test")
     datamodule.manifest.write_records(output_dir)
     trained_split = record.get("split") or {}
     overlap = scored_training_files(datamodule, split, trained_split)
-    check_training_overlap(overlap, split, datamodule, trained_split, cfg)
+    check_training_overlap(
+        overlap, split, datamodule, trained_split, ckpt_path, bool(cfg.get("allow_train_overlap"))
+    )
     if overlap["status"] == "unknown":
         log.warning(
-            "%s lists no training files (written before checkpoints recorded them): whether the model "
-            "learnt from any scored file is unknown",
+            "%s lists no training files (its record holds no split): whether the model learnt from any "
+            "scored file is unknown",
             Path(ckpt_path).name,
         )
     elif overlap["status"] == "overlap":
@@ -310,17 +263,15 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
     report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
 
-    same_test_files = None
-    if split == "test" and trained_split.get("test_files_sha256"):
-        same_test_files = files_fingerprint(report.files) == trained_split["test_files_sha256"]
-        if not same_test_files and source != "command line":
-            log.warning(
-                "the test files differ from those held out when the model was trained (%s files then, %d now): "
-                "the corpus at %s or the split settings changed; scores are not comparable with the training run's",
-                trained_split.get("sizes", {}).get("test"),
-                len(report.files),
-                datamodule.manifest.root,
-            )
+    same_files = same_test_files(trained_split, report.files) if split == "test" else None
+    if same_files is False and source != "command line":
+        log.warning(
+            "the test files differ from those held out when the model was trained (%s files then, %d now): "
+            "the corpus at %s or the split settings changed; scores are not comparable with the training run's",
+            trained_split.get("sizes", {}).get("test"),
+            len(report.files),
+            datamodule.manifest.root,
+        )
     what = "all files" if split == "all" else f"the {split} split"
     title = " | ".join(
         filter(
@@ -339,7 +290,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "data_root": datamodule.manifest.root,
         "split": split,
         "split_method": datamodule.splitter.name,
-        "same_test_files_as_training": same_test_files,
+        "same_test_files_as_training": same_files,
         "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
         "device": str(device),
@@ -353,7 +304,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     }
     if cfg.get("robustness"):
         table, written = robustness_report(
-            module, datamodule, split, device, cfg.batch_size, to_plain(cfg.robustness), output_dir, title
+            model, datamodule, split, device, cfg.batch_size, to_plain(cfg.robustness), output_dir, title
         )
         summary["robustness"] = table.to_dict(orient="records")
         summary["files_written"].update(written)
@@ -363,7 +314,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
 
 
 def robustness_report(
-    module,
+    model,
     datamodule,
     split: str,
     device: torch.device,
@@ -385,7 +336,7 @@ def robustness_report(
     clips = clip_table(tested)
     files = relative_paths(tested, manifest.root).tolist()
     y_true = manifest.labels[rows]
-    predictor = Predictor(module, device=device, batch_size=batch_size)
+    predictor = Predictor(model, device=device, batch_size=batch_size)
     bootstrap = BootstrapSettings(
         resamples=int(settings.get("resamples", 300)), seed=int(settings.get("seed", 0))
     )
@@ -395,7 +346,7 @@ def robustness_report(
             files,
             y_true,
             predictor.waveform_probabilities(waveforms),
-            module.labels,
+            model.labels,
             clips=clips,
             bootstrap=bootstrap,
         )
@@ -408,7 +359,7 @@ def robustness_report(
             "files": report.metrics["num_files"],
         }
 
-    conditions = standard_conditions(settings, module.audio.sample_rate)
+    conditions = standard_conditions(settings, model.audio.sample_rate)
     done = iter(range(1, len(conditions) + 1))
     table = robustness_table(
         score,
@@ -416,7 +367,7 @@ def robustness_report(
         clips["speaker"],
         conditions,
         int(settings.get("seed", 0)),
-        module.audio.peak_normalize,
+        model.audio.peak_normalize,
         progress=lambda name: log.info("robustness: %s (%d/%d)", name, next(done), len(conditions)),
     )
     written = {

@@ -21,7 +21,7 @@ from ser_lightning.checkpoint import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, external_data_path
 from ser_lightning.inference.windows import clip_windows
-from ser_lightning.module import SERModule
+from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -33,9 +33,9 @@ FORMATS = ("onnx",)
 MAX_VERIFY_WINDOWS = 64
 
 
-def verification_waveforms(module, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
+def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
     """Windows `(N, samples)` of real clips (as predict cuts them), or seeded noise when none are given."""
-    audio = module.audio
+    audio = model.audio
     if not inputs:
         noise = np.random.default_rng(seed).standard_normal((4, audio.num_samples)).astype(np.float32)
         return noise / np.abs(noise).max(axis=1, keepdims=True), "seeded noise"
@@ -56,12 +56,12 @@ def export(cfg: DictConfig) -> dict:
     """Export, verify against PyTorch, and write export.json next to the run."""
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
-    module = SERModule.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     output_dir = Path(cfg.paths.output_dir)
     path = (
         Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
     )
-    export_onnx(module, path, input_kind=cfg.input, opset=cfg.opset)
+    export_onnx(model, path, input_kind=cfg.input, opset=cfg.opset)
     weights_file = external_data_path(path)
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     if weights_file is not None:
@@ -71,11 +71,11 @@ def export(cfg: DictConfig) -> dict:
             weights_file.stat().st_size / 1e6,
         )
 
-    waveforms, source = verification_waveforms(module, list(cfg.get("verify_inputs") or []))
+    waveforms, source = verification_waveforms(model, list(cfg.get("verify_inputs") or []))
     inputs = (
-        waveforms if cfg.input == "waveform" else module.features.extract(torch.from_numpy(waveforms)).numpy()
+        waveforms if cfg.input == "waveform" else model.features.extract(torch.from_numpy(waveforms)).numpy()
     )
-    parity = compare_with_torch(module, path, inputs, cfg.input)
+    parity = compare_with_torch(model, path, inputs, cfg.input)
     parity["inputs"] = source
     summary = {
         "checkpoint": str(cfg.ckpt_path),

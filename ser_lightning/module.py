@@ -1,4 +1,5 @@
-"""The LightningModule: features → network → loss, optimisation and SER metrics.
+"""The LightningModule: an SERModel (features → network → calibrated probabilities) trained with a
+loss, an optimiser, batch augmentation and SER metrics.
 
 Built from plain config dicts (net, features, optimizer, scheduler) so that a checkpoint's
 hyper-parameters alone rebuild the same model, feature extraction included.
@@ -16,13 +17,17 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
-from ser_lightning.checkpoint import EncoderFiles, load_checkpoint
-from ser_lightning.data.audio import AudioSettings
+from ser_lightning.checkpoint import (
+    CheckpointError,
+    EncoderFiles,
+    load_weights,
+    loadable_hparams,
+    read_checkpoint,
+)
 from ser_lightning.features.base import FeatureExtractor
-from ser_lightning.inference.model import ScoringPath, check_channels_last
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics
-from ser_lightning.models.requirements import build_network
+from ser_lightning.model import SERModel
 from ser_lightning.utils.config import to_plain
 
 # `model.compile`: false, or true (torch.compile's default mode), or one of its modes by name.
@@ -69,8 +74,8 @@ def _build(node: dict | None, key: str, preset: str, input_shape: tuple[int, int
     return transform
 
 
-class SERModule(ScoringPath, pl.LightningModule):
-    """Speech emotion classifier.
+class SERModule(pl.LightningModule):
+    """Speech emotion classifier: trains the SERModel it holds as `model`.
 
     Batches carry either cached `features` or raw `waveform`s (then features are computed
     here, on the device). Metrics: `train/` and `val/` `acc` (WA), `ua` (UA), `f1` (macro-F1),
@@ -111,36 +116,59 @@ class SERModule(ScoringPath, pl.LightningModule):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
         mode = compile_mode(compile)
-        check_channels_last(channels_last)
         # `calibration`: the temperature fitted on the validation split after training
         # (ser_lightning.calibration), None before that or when turned off.
         calibration = to_plain(calibration)
         # `feature_extractor`: the run's extractor when the data module already built it from
         # the same `features` config (one per run); the checkpoint keeps the config.
         self.save_hyperparameters(ignore=["feature_extractor"], logger=False)
-        self.labels = list(labels)
-        num_classes = len(self.labels)
-        self.features: FeatureExtractor = (
-            feature_extractor if feature_extractor is not None else instantiate(features)
-        )
-        self.audio = AudioSettings(**audio)
-        self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
-        # Checks the network's declared input requirement first: a clear error, not a shape error.
-        self.net: torch.nn.Module = build_network(net, self.input_shape, num_classes, features)
+        self.model = SERModel(net, features, audio, labels, calibration, channels_last, feature_extractor)
         if mode is not None:
-            # In place (nn.Module.compile): `self.net` stays the network itself, so the state
+            # In place (nn.Module.compile): `model.net` stays the network itself, so the state
             # dict's keys are those of an uncompiled run (no `_orig_mod.`), and a run resumes,
             # is evaluated and exported the same whether or not it was compiled. Compiling
             # happens at the first batch of each kind (train, eval, another batch size).
-            self.net.compile(mode=mode)
+            self.model.net.compile(mode=mode)
         # SpecAugment and mixup of training batches (the identity outside training_step)
-        self.batch_augmentation = batch_augmentation(spectrogram, mixup, self.input_shape)
-        self.register_buffer("class_weight", torch.ones(num_classes))
+        self.batch_augmentation = batch_augmentation(spectrogram, mixup, self.model.input_shape)
+        self.register_buffer("class_weight", torch.ones(len(self.model.labels)))
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.train_metrics = ser_metrics(num_classes, "train/")
-        self.val_metrics = ser_metrics(num_classes, "val/")
+        self.train_metrics = ser_metrics(len(self.model.labels), "train/")
+        self.val_metrics = ser_metrics(len(self.model.labels), "val/")
         self.val_ua_best = MaxMetric()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: dict,
+        path: str = "<checkpoint>",
+        map_location="cpu",
+        strict: bool = True,
+        encoder_files: EncoderFiles | None = None,
+    ) -> SERModule:
+        """The module of a checkpoint already read (and vetted) by `read_checkpoint`, in eval mode.
+
+        Args:
+            checkpoint: what `ser_lightning.checkpoint.read_checkpoint` returned.
+            path: the file's name, for error messages.
+            map_location: the device to move the module to (None: leave it where it was built).
+            strict: every weight of the file must fit the module, and every weight be in the file.
+            encoder_files: which pretrained-encoder files a `features=ssl` checkpoint may read.
+
+        Returns:
+            The module with the checkpoint's weights and calibration.
+        """
+        try:
+            module = cls(**loadable_hparams(checkpoint, path, encoder_files))
+        except TypeError as err:
+            raise CheckpointError(
+                f"{str(path)!r}: its hyper_parameters do not fit {cls.__name__}: {err}"
+            ) from None
+        load_weights(module, checkpoint["state_dict"], path, strict)
+        if map_location is not None:
+            module.to(map_location)
+        return module.eval()
 
     @classmethod
     def load_from_checkpoint(
@@ -150,40 +178,47 @@ class SERModule(ScoringPath, pl.LightningModule):
         strict: bool = True,
         encoder_files: EncoderFiles | None = None,
         **unsupported,
-    ):
+    ) -> SERModule:
         """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint.
         `encoder_files` says which pretrained-encoder files a `features=ssl` checkpoint may read."""
         if unsupported:
             raise TypeError(
                 f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config"
             )
-        return load_checkpoint(
-            checkpoint_path, cls, map_location=map_location, strict=strict, encoder_files=encoder_files
-        )
+        checkpoint = read_checkpoint(checkpoint_path, map_location)
+        return cls.from_checkpoint(checkpoint, checkpoint_path, map_location, strict, encoder_files)
+
+    def set_calibration(self, calibration: dict | None) -> None:
+        """Use `calibration` (a calibration record, None: plain softmax) from now on, and store it
+        in the checkpoints written after this."""
+        self.model.calibration = calibration
+        self.hparams.calibration = calibration
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         # Before Lightning moves the module to its device and wraps it (DDP): the network's
         # layout is decided for the device it will run on (`model.channels_last`).
         if self._trainer is not None:
-            self.use_device(self.trainer.strategy.root_device)
+            self.model.use_device(self.trainer.strategy.root_device)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or stage != "fit":
             return
-        if self.features.needs_dataset_stats:
-            self.features.fit_normalization(datamodule.train_features())
+        if self.model.features.needs_dataset_stats:
+            self.model.features.fit_normalization(datamodule.train_features())
         if self.hparams.class_weights:
             self.class_weight.copy_(datamodule.class_weights())
 
     # ------------------------------------------------------------------ forward
-    # inputs, forward, temperature and probabilities: ScoringPath, shared with InferenceModel
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of normalised features: the model's network (see SERModel.forward)."""
+        return self.model(features)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weight if self.hparams.class_weights else None
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self(self.inputs(batch))
+        logits = self(self.model.inputs(batch))
         target = batch["label"]
         return self.loss(logits, target), logits, target
 
@@ -198,7 +233,7 @@ class SERModule(ScoringPath, pl.LightningModule):
         optimizer's `encoder` group is scaled as it says. The scale is divided out before the
         next one is applied, so that the shared schedule's changes to that rate (plateau,
         cosine) compose with it, and it is kept in the group, so that a resumed run goes on."""
-        schedule = getattr(self.net, "training_step_schedule", None)
+        schedule = getattr(self.model.net, "training_step_schedule", None)
         if schedule is None:
             return
         trainer = self.trainer
@@ -214,7 +249,7 @@ class SERModule(ScoringPath, pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         target = batch["label"]
-        inputs = self.inputs(batch)
+        inputs = self.model.inputs(batch)
         augmented = self.batch_augmentation(inputs, target)
         logits = self(augmented.features)
         loss = augmented.loss(logits, self.loss)
@@ -294,11 +329,6 @@ class SERModule(ScoringPath, pl.LightningModule):
             checkpoint["val_ua_best"] = float(self.val_ua_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Runs compiled by wrapping the network (torch.compile(net)) saved its weights under
-        # `net._orig_mod.`; a resumed run loads them into the network itself.
-        state = checkpoint.get("state_dict")
-        if state is not None and any("._orig_mod." in k for k in state):
-            checkpoint["state_dict"] = {k.replace("._orig_mod.", ".", 1): v for k, v in state.items()}
         self.val_ua_best.reset()
         if "val_ua_best" in checkpoint:
             self.val_ua_best.update(torch.tensor(checkpoint["val_ua_best"]))
@@ -308,7 +338,7 @@ class SERModule(ScoringPath, pl.LightningModule):
         optimizer_factory = instantiate(self.hparams.optimizer)
         # A network with parts trained at their own rates (a pretrained encoder and its head)
         # gives its parameter groups; the optimizer's `lr` is the rate of the rest.
-        parameter_groups = getattr(self.net, "parameter_groups", None)
+        parameter_groups = getattr(self.model.net, "parameter_groups", None)
         if parameter_groups is not None:
             optimizer = optimizer_factory(params=parameter_groups(self.hparams.optimizer["lr"]))
         else:

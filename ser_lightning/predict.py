@@ -20,10 +20,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ser_lightning.checkpoint import EncoderFiles
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
-from ser_lightning.inference.model import InferenceModel
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
+from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -56,9 +56,9 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     """Score every input and write each result to `stream` (stdout) as soon as it is ready."""
     stream = stream or sys.stdout
     started = time.perf_counter()
-    module = InferenceModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     predictor = Predictor(
-        module,
+        model,
         device=cfg.device,
         batch_size=cfg.batch_size,
         calibrated=check_calibration_option(cfg.get("calibration", "checkpoint")),
@@ -70,7 +70,7 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
         len(files),
         Path(cfg.ckpt_path).name,
         predictor.device,
-        module.audio.duration,
+        model.audio.duration,
         cfg.long_clips,
     )
 

@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature
-from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, current_data_config, read_checkpoint
+from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, read_checkpoint
 from ser_lightning.checkpoint_writing import AtomicCheckpointIO, CheckpointRecord
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import CORPORA, build_corpus
@@ -92,7 +92,7 @@ def _build(cfg: DictConfig) -> dict[str, Any]:
     # The augmentation group splits by where it runs: waveform transforms or offline copies on
     # the train split (data module), SpecAugment and mixup on the device (LightningModule).
     augmentation = cfg.get("augmentation")
-    data = current_data_config(to_plain(cfg.data))
+    data = to_plain(cfg.data)
     datamodule = instantiate(
         data, features=features, **augmentation_nodes.for_data_module(augmentation, data["sample_rate"])
     )
@@ -132,7 +132,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         record_or_check_run_config(cfg, output_dir, _task_overrides(), ckpt_path)
     resumed = ResumedCheckpoint.read(ckpt_path) if ckpt_path else None
     if resumed:
-        resumed.check_data(current_data_config(to_plain(cfg.data)))
+        resumed.check_data(to_plain(cfg.data))
     check_data_root(cfg.data)
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
@@ -144,9 +144,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         resumed.check_model(model.hparams)
     log.info(
         "model %s on features %s: input %s",
-        type(model.net).__name__,
-        type(model.features).__name__,
-        model.input_shape,
+        type(model.model.net).__name__,
+        type(model.model.features).__name__,
+        model.model.input_shape,
     )
 
     try:
@@ -217,7 +217,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 
 def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
-    """The module's logits (in eval mode) and the labels of the whole validation split, in table
+    """The logits of an SERModule's model (in eval mode) and the labels of the whole validation split, in table
     order: read from its dataset, not through the run's loader, which under DDP (or with rows
     held on the device) gives each process its shard only."""
     logits, labels = [], []
@@ -231,7 +231,7 @@ def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
             for batch in loader:
                 inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
-                logits.append(module(module.inputs(inputs)).float().cpu())
+                logits.append(module.model(module.model.inputs(inputs)).float().cpu())
                 labels.append(batch["label"].cpu())
     finally:
         module.train(was_training)
@@ -251,7 +251,7 @@ def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
     if method == "none":
-        model.hparams.calibration = None
+        model.set_calibration(None)
         return None
     model.load_state_dict(read_checkpoint(best_ckpt)["state_dict"])
     logits, labels = validation_logits(model, datamodule)
@@ -269,7 +269,7 @@ def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: 
         raw["hyper_parameters"]["calibration"] = record
         with atomic_write(Path(best_ckpt), template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
             torch.save(raw, staging)
-    model.hparams.calibration = record
+    model.set_calibration(record)
     return record
 
 

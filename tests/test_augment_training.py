@@ -216,7 +216,7 @@ class BatchRecorder(pl.Callback):
 
     def __init__(self, model):
         self.records: list[dict] = []
-        model.net.register_forward_pre_hook(self._network_input)
+        model.model.net.register_forward_pre_hook(self._network_input)
         self._stage = None
 
     def _start(self, trainer, batch):
@@ -277,12 +277,12 @@ def test_training_run_augments_only_training_batches_and_repeats_with_the_seed(
         if record["stage"] == "train":  # augmented audio in, masked and mixed features to the network
             clean = torch.from_numpy(np.array(dm.arrays.waveforms[rows]))
             assert not torch.equal(record["batch"]["waveform"], clean)
-            assert not torch.equal(record["input"], model.features(clean))
+            assert not torch.equal(record["input"], model.model.features(clean))
         else:  # the clean cached features, only normalised
             np.testing.assert_array_equal(record["batch"]["features"].numpy(), dm.arrays.features[rows])
             torch.testing.assert_close(
                 record["input"],
-                model.features.normalize(record["batch"]["features"]),
+                model.model.features.normalize(record["batch"]["features"]),
                 rtol=0,
                 atol=0,
             )

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ser_lightning.calibration import check_calibration, fit_temperature, probabilities, temperature_of
-from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError, load_checkpoint
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError
 from ser_lightning.metrics import calibration_bins, expected_calibration_error
-from ser_lightning.module import SERModule
+from ser_lightning.model import SERModel
 
 from .helpers.models import tiny_module
 
@@ -68,6 +68,8 @@ def test_calibration_records_are_vetted():
 def save(module, path, calibration):
     hparams = dict(module.hparams)
     hparams["calibration"] = calibration
+    if calibration == "left out":
+        del hparams["calibration"]
     torch.save(
         {
             "state_dict": module.state_dict(),
@@ -82,21 +84,24 @@ def save(module, path, calibration):
 def test_the_checkpoints_temperature_is_applied_and_a_bad_one_refused(tmp_path):
     torch.manual_seed(0)
     module = tiny_module()
-    loaded = load_checkpoint(
-        save(module, tmp_path / "t.ckpt", {"method": "temperature", "temperature": 2.5}), SERModule
+    loaded = SERModel.load_from_checkpoint(
+        save(module, tmp_path / "t.ckpt", {"method": "temperature", "temperature": 2.5})
     )
     assert loaded.temperature == 2.5
-    logits = torch.tensor([[2.0, 0.0, -1.0, 0, 0, 0, 0, 0]])
-    torch.testing.assert_close(loaded.probabilities(logits), torch.softmax(logits / 2.5, dim=-1))
-    # written before calibration existed: no key, temperature 1
-    hparams = dict(module.hparams)
-    hparams.pop("calibration", None)
-    path = tmp_path / "old.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, path)
-    assert load_checkpoint(path, SERModule).temperature == 1.0
+    waves = torch.randn(2, loaded.audio.num_samples)
+    with torch.inference_mode():
+        logits = loaded(loaded.inputs({"waveform": waves}))
+        torch.testing.assert_close(
+            loaded.probabilities({"waveform": waves}), torch.softmax(logits / 2.5, dim=-1)
+        )
+        torch.testing.assert_close(
+            loaded.probabilities({"waveform": waves}, calibrated=False), torch.softmax(logits, dim=-1)
+        )
+    # hyper-parameters without the key (a run that never calibrated): temperature 1
+    assert SERModel.load_from_checkpoint(save(module, tmp_path / "none.ckpt", "left out")).temperature == 1.0
     with pytest.raises(CheckpointError, match="calibration.temperature"):
-        load_checkpoint(
-            save(module, tmp_path / "bad.ckpt", {"method": "temperature", "temperature": 0}), SERModule
+        SERModel.load_from_checkpoint(
+            save(module, tmp_path / "bad.ckpt", {"method": "temperature", "temperature": 0})
         )
 
 
@@ -124,24 +129,24 @@ def test_predict_answers_uncertain_below_min_confidence(tmp_path):
     PredictionPrinter(stream, "human", labels).write(unsure)
     assert "Predicted emotion: uncertain (50.0%), best guess neutral, below 60.0%" in stream.getvalue()
     with pytest.raises(ValueError, match="min_confidence=1.5"):
-        Predictor(tiny_module(), device="cpu", min_confidence=1.5)
+        Predictor(tiny_module().model, device="cpu", min_confidence=1.5)
     assert json.dumps(json_record(sure))  # plain JSON
 
 
 def test_the_predictor_applies_the_checkpoints_temperature_unless_told_not_to():
     torch.manual_seed(0)
-    module = tiny_module()
-    module.hparams.calibration = {"method": "temperature", "temperature": 3.0}
-    waves = np.random.default_rng(0).standard_normal((2, module.audio.num_samples)).astype(np.float32)
-    calibrated = predictor_probabilities(module, waves, calibrated=True)
-    plain = predictor_probabilities(module, waves, calibrated=False)
+    model = tiny_module().model
+    model.calibration = {"method": "temperature", "temperature": 3.0}
+    waves = np.random.default_rng(0).standard_normal((2, model.audio.num_samples)).astype(np.float32)
+    calibrated = predictor_probabilities(model, waves, calibrated=True)
+    plain = predictor_probabilities(model, waves, calibrated=False)
     with torch.inference_mode():
-        logits = module(module.inputs({"waveform": torch.from_numpy(waves)}))
+        logits = model(model.inputs({"waveform": torch.from_numpy(waves)}))
     np.testing.assert_allclose(calibrated, torch.softmax(logits / 3.0, -1).numpy(), atol=1e-6)
     np.testing.assert_allclose(plain, torch.softmax(logits, -1).numpy(), atol=1e-6)
 
 
-def predictor_probabilities(module, waves, calibrated):
+def predictor_probabilities(model, waves, calibrated):
     from ser_lightning.inference.predictor import Predictor
 
-    return Predictor(module, device="cpu", calibrated=calibrated).waveform_probabilities(waves)
+    return Predictor(model, device="cpu", calibrated=calibrated).waveform_probabilities(waves)

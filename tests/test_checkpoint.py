@@ -10,20 +10,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ser_lightning.augment.mixup import Mixup
-from ser_lightning.augment.spectrogram import SpecAugment
-from ser_lightning.checkpoint import (
-    CHECKPOINT_FORMAT_VERSION,
-    DATA_MODULE_TARGET,
-    EARLIER_DATA_MODULE_TARGETS,
-    RECORD_KEY,
-    CheckpointError,
-    checkpoint_record,
-    current_hparams,
-    load_checkpoint,
-    read_checkpoint,
-)
+from ser_lightning import __version__
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError, read_checkpoint
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.model import SERModel
 from ser_lightning.module import SERModule
 
 from .helpers.configs import compose_train
@@ -58,52 +48,30 @@ def with_hparam(module: SERModule, key: str, value) -> dict:
 
 def test_a_checkpoint_rebuilds_the_same_model(module, tmp_path):
     path = save(module, tmp_path / "model.ckpt")
-    loaded = load_checkpoint(path, SERModule)
+    loaded = SERModule.load_from_checkpoint(path)
     assert isinstance(loaded, SERModule) and not loaded.training
-    assert loaded.labels == list(EMOTIONS) and loaded.audio == module.audio
-    waves = torch.randn(3, module.audio.num_samples)
+    assert loaded.model.labels == list(EMOTIONS) and loaded.model.audio == module.model.audio
+    waves = torch.randn(3, module.model.audio.num_samples)
     with torch.inference_mode():
-        expected = module(module.inputs({"waveform": waves}))
-        assert torch.equal(loaded(loaded.inputs({"waveform": waves})), expected)
-        # Lightning's own entry point goes through the same safe loader
-        via_lightning = SERModule.load_from_checkpoint(path)
-        assert torch.equal(via_lightning(via_lightning.inputs({"waveform": waves})), expected)
+        expected = module.model.probabilities({"waveform": waves})
+        assert torch.equal(loaded.model.probabilities({"waveform": waves}), expected)
+        # the scoring model alone, as predict, serve and export load it: the same probabilities
+        scoring = SERModel.load_from_checkpoint(path)
+        assert type(scoring) is SERModel and not scoring.training
+        assert torch.equal(scoring.probabilities({"waveform": waves}), expected)
 
 
-def test_weights_of_a_compiled_network_load(module, tmp_path):
-    state = {k.replace("net.", "net._orig_mod.", 1): v for k, v in module.state_dict().items()}
-    path = save(
-        module,
-        tmp_path / "compiled.ckpt",
-        state_dict=state,
-        hyper_parameters=with_hparam(module, "compile", True),
-    )
-    loaded = load_checkpoint(path, SERModule)
-    assert not hasattr(loaded.net, "_orig_mod")
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True)
-    )
-
-
-def test_loading_needs_only_the_class_it_is_given(module, tmp_path):
-    """The checkpoint layer never imports the LightningModule: module.py depends on it, not the
-    other way round. A fresh interpreter loads a checkpoint into a stand-in class and still has
-    not imported ser_lightning.module."""
+def test_the_scoring_model_loads_without_lightning_or_the_lightning_module(module, tmp_path):
+    """The checkpoint layer and SERModel never import the LightningModule: module.py depends on
+    them, not the other way round. A fresh interpreter loads the scoring model of a checkpoint
+    and still has imported neither ser_lightning.module nor Lightning."""
     path = save(module, tmp_path / "model.ckpt")
     code = f"""
 import sys
-import torch
-from ser_lightning.checkpoint import load_checkpoint
-assert "ser_lightning.module" not in sys.modules, "importing the checkpoint layer imported ser_lightning.module"
-
-class StandIn(torch.nn.Module):
-    def __init__(self, labels, **hparams):
-        super().__init__()
-        self.labels = labels
-
-loaded = load_checkpoint({str(path)!r}, StandIn, strict=False)
-assert "ser_lightning.module" not in sys.modules, "loading a checkpoint imported ser_lightning.module"
+from ser_lightning.model import SERModel
+loaded = SERModel.load_from_checkpoint({str(path)!r})
+imported = [m for m in ("ser_lightning.module", "pytorch_lightning", "lightning_fabric") if m in sys.modules]
+assert not imported, f"loading the scoring model imported {{imported}}"
 print(",".join(loaded.labels))
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -129,7 +97,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(module, tmp_path):
     assert marker.exists()
     marker.unlink()
     with pytest.raises(CheckpointError, match=r"evil\.ckpt.*refused by safe loading"):
-        load_checkpoint(path, SERModule)
+        SERModule.load_from_checkpoint(path)
     assert not marker.exists()
 
 
@@ -151,7 +119,7 @@ def test_config_targets_that_would_run_code_are_refused(module, tmp_path, role, 
         marker.rmdir()
     path = save(module, tmp_path / "target.ckpt", hyper_parameters=with_hparam(module, role, config))
     with pytest.raises(CheckpointError, match=rf"{role}\._target_=.*is refused"):
-        load_checkpoint(path, SERModule)
+        SERModule.load_from_checkpoint(path)
     assert not marker.exists()
 
 
@@ -159,7 +127,7 @@ def test_nested_targets_are_checked_too(module, tmp_path):
     net = dict(module.hparams["net"], helper={"_target_": "os.makedirs", "name": str(tmp_path / "x")})
     path = save(module, tmp_path / "nested.ckpt", hyper_parameters=with_hparam(module, "net", net))
     with pytest.raises(CheckpointError, match=r"net\.helper\._target_='os.makedirs' is refused"):
-        load_checkpoint(path, SERModule)
+        SERModule.load_from_checkpoint(path)
 
 
 def test_files_that_are_not_ser_lightning_checkpoints_get_clear_errors(module, tmp_path):
@@ -180,6 +148,40 @@ def test_files_that_are_not_ser_lightning_checkpoints_get_clear_errors(module, t
     )
     with pytest.raises(CheckpointError, match="Update ser_lightning"):
         read_checkpoint(newer)
+
+
+@pytest.mark.parametrize(
+    "record,has,advice",
+    [
+        ({"format_version": 1, "ser_lightning_version": "0.0.9"}, "format 1", "Retrain the model"),
+        ({"format_version": 0}, "format 0", "Retrain the model"),
+        ({"format_version": "2"}, "format '2'", "Retrain the model"),
+        (None, "no format version", "Retrain the model"),
+        (
+            {"format_version": CHECKPOINT_FORMAT_VERSION + 1},
+            f"format {CHECKPOINT_FORMAT_VERSION + 1}",
+            "Update",
+        ),
+    ],
+    ids=["older", "zero", "not a number", "no record", "newer"],
+)
+def test_an_older_or_unknown_format_version_stops_with_one_line_that_says_what_to_do(
+    module, tmp_path, record, has, advice
+):
+    path = save(module, tmp_path / "versioned.ckpt", **{RECORD_KEY: record})
+    for load in (read_checkpoint, SERModel.load_from_checkpoint, SERModule.load_from_checkpoint):
+        with pytest.raises(CheckpointError) as err:
+            load(path)
+        message = str(err.value)
+        assert "\n" not in message
+        assert f"versioned.ckpt' is a checkpoint of {has}" in message
+        assert (
+            f"this ser_lightning ({__version__}) reads checkpoint format {CHECKPOINT_FORMAT_VERSION} only"
+            in message
+        )
+        assert advice in message
+    if record and "ser_lightning_version" in record:  # which version to go back to
+        assert "load it with the ser_lightning version that wrote it ('0.0.9')" in message
 
 
 class FailsWhilePickled:
@@ -282,8 +284,8 @@ def test_the_interpolation_payload_is_live(tmp_path):
 
 def load_with(loader: str, path: Path, tmp_path: Path):
     """Read a checkpoint the way each command does."""
-    if loader == "load_checkpoint":
-        return load_checkpoint(path, SERModule)
+    if loader == "SERModel.load_from_checkpoint":
+        return SERModel.load_from_checkpoint(path)
     if loader == "SERModule.load_from_checkpoint":
         return SERModule.load_from_checkpoint(path)
     if loader == "eval":
@@ -306,7 +308,7 @@ def load_with(loader: str, path: Path, tmp_path: Path):
     raise AssertionError(loader)
 
 
-LOADERS = ["load_checkpoint", "SERModule.load_from_checkpoint", "eval", "predict", "export"]
+LOADERS = ["SERModel.load_from_checkpoint", "SERModule.load_from_checkpoint", "eval", "predict", "export"]
 
 
 @pytest.mark.parametrize("loader", LOADERS)
@@ -323,7 +325,7 @@ def test_crafted_configs_are_refused_by_every_command(module, tmp_path, vector, 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_interpolations_in_the_record_are_refused(module, tmp_path, loader):
     marker = tmp_path / "made_by_record"
-    data = {"_target_": DATA_MODULE_TARGET, "root": mkdir_interpolation(marker)}
+    data = {"corpus": "ravdess", "root": mkdir_interpolation(marker)}
     record = {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data, "split": None}
     path = save(module, tmp_path / "crafted.ckpt", **{RECORD_KEY: record})
     with pytest.raises(CheckpointError, match=r"crafted\.ckpt.*ser_lightning\.data\.root.*interpolation"):
@@ -357,15 +359,14 @@ def test_classes_of_look_alike_modules_are_refused(module, tmp_path, look_alike_
     net = {"_target_": target, "marker": str(marker)}
     path = save(module, tmp_path / "look_alike.ckpt", hyper_parameters=with_hparam(module, "net", net))
     with pytest.raises(CheckpointError, match=r"net\._target_=.*is refused"):
-        load_checkpoint(path, SERModule)
+        SERModule.load_from_checkpoint(path)
     assert not marker.exists()
 
 
 # --------------------------------------------------------------------------- the stored data config
 def stored_data(root: Path, **changes) -> dict:
-    """A data config as CheckpointRecord stores it (resolved, absolute root and cache)."""
+    """Data settings as CheckpointRecord stores them (resolved, no `_target_`, absolute root and cache)."""
     data = {
-        "_target_": DATA_MODULE_TARGET,
         "corpus": "ravdess",
         "root": str(root),
         "demo": {"num_actors": 12, "duration": 1.0, "sample_rate": 16000, "seed": 0},
@@ -382,7 +383,7 @@ def with_data(module: SERModule, path: Path, data: dict) -> Path:
     return save(module, path, **{RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION, "data": data}})
 
 
-@pytest.mark.parametrize("loader", ["load_checkpoint", "eval", "predict"])
+@pytest.mark.parametrize("loader", ["SERModel.load_from_checkpoint", "eval", "predict"])
 @pytest.mark.parametrize(
     "change,key",
     [
@@ -393,7 +394,7 @@ def with_data(module: SERModule, path: Path, data: dict) -> Path:
         ("other class", r"ser_lightning\.data\._target_='os\.mkdir'"),
     ],
 )
-def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, loader, change, key):
+def test_stored_data_settings_hold_no_hydra_key(module, tmp_path, loader, change, key):
     marker = tmp_path / "made_by_data_config"
     mkdir = {"_target_": "os.mkdir", "_args_": [str(marker)]}
     data = stored_data(tmp_path / "data" / "demo")
@@ -411,55 +412,6 @@ def test_a_stored_data_config_builds_only_the_data_module(module, tmp_path, load
     with pytest.raises(CheckpointError, match=rf"crafted\.ckpt.*{key}.*is refused"):
         load_with(loader, path, tmp_path)
     assert not marker.exists()
-
-
-def test_data_configs_of_earlier_checkpoints_name_todays_data_module(module, tmp_path):
-    from ser_lightning.data.datamodule import SERDataModule
-
-    assert EARLIER_DATA_MODULE_TARGETS == ("ser_lightning.data.datamodule.SERDataModule",)
-    earlier = stored_data(tmp_path / "data" / "demo", _target_=EARLIER_DATA_MODULE_TARGETS[0])
-    path = with_data(module, tmp_path / "earlier.ckpt", earlier)
-    assert isinstance(load_checkpoint(path, SERModule), SERModule)  # accepted by the safety checks
-    record = checkpoint_record(read_checkpoint(path))
-    assert record["data"] == {**earlier, "_target_": DATA_MODULE_TARGET}
-    datamodule = instantiate(record["data"], features=module.features)
-    assert isinstance(datamodule, SERDataModule) and datamodule.source.root == earlier["root"]
-    assert datamodule.splitter.name == "actor" and datamodule.audio.duration == 1.0
-
-
-def test_an_earlier_augmentation_hparam_becomes_the_spectrogram_and_mixup_nodes(module, tmp_path):
-    earlier = {key: value for key, value in module.hparams.items() if key not in ("spectrogram", "mixup")}
-    earlier["augmentation"] = {
-        "waveform": None,
-        "offline_copies": 0,
-        "offline_seed": 0,
-        "spectrogram": {"freq_mask_param": 4, "time_mask_param": 10},
-        "mixup": {"alpha": 0.3},
-    }
-    converted = current_hparams(earlier)
-    assert "augmentation" not in converted and "augmentation" in earlier  # a new dict
-    assert converted["spectrogram"] == {
-        "_target_": "ser_lightning.augment.spectrogram.SpecAugment",
-        "freq_mask_param": 4,
-        "time_mask_param": 10,
-    }
-    assert converted["mixup"] == {"_target_": "ser_lightning.augment.mixup.Mixup", "alpha": 0.3}
-    assert {k: v for k, v in converted.items() if k not in ("spectrogram", "mixup")} == {
-        k: v for k, v in earlier.items() if k != "augmentation"
-    }
-    off = current_hparams({**earlier, "augmentation": None})
-    assert off["spectrogram"] is None and off["mixup"] is None
-    assert current_hparams(dict(module.hparams)) == dict(module.hparams)  # today's are left alone
-
-    loaded = load_checkpoint(save(module, tmp_path / "earlier.ckpt", hyper_parameters=earlier), SERModule)
-    spectrogram, mixup = loaded.batch_augmentation.spectrogram, loaded.batch_augmentation.mixup
-    assert isinstance(spectrogram, SpecAugment) and spectrogram.freq_mask_param == 4
-    assert spectrogram.time_mask_param == 10 and isinstance(mixup, Mixup) and mixup.alpha == 0.3
-    assert loaded.hparams["spectrogram"] == converted["spectrogram"] and "augmentation" not in loaded.hparams
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(loaded.state_dict().values(), module.state_dict().values(), strict=True)
-    )
 
 
 @pytest.mark.slow  # a fresh interpreter: about 20 s on two loaded cores

@@ -14,9 +14,9 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 
-from ser_lightning.checkpoint import RECORD_KEY, load_checkpoint, read_checkpoint
-from ser_lightning.inference.model import InferenceModel, channels_last_wanted
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, read_checkpoint
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
+from ser_lightning.model import SERModel, channels_last_wanted
 from ser_lightning.module import SERModule, batch_augmentation
 from ser_lightning.train import train
 from ser_lightning.utils.resume import HPARAMS_MAY_DIFFER, RESUME_MAY_DIFFER, changed_keys
@@ -47,18 +47,18 @@ def pair(overrides: list[str]) -> tuple[SERModule, SERModule]:
 
 
 def conv_weights(module: SERModule) -> list[torch.Tensor]:
-    return [m.weight for m in module.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    return [m.weight for m in module.model.net.modules() if isinstance(m, torch.nn.Conv2d)]
 
 
 @pytest.mark.parametrize("overrides", [TINY_NET, CNN2CH], ids=["acnt", "cnn2ch"])
 def test_channels_last_forced_on_the_cpu_gives_the_same_outputs_loss_and_state(overrides):
     plain, channels_last = pair(overrides)
-    waves = torch.randn(4, plain.audio.num_samples)
+    waves = torch.randn(4, plain.model.audio.num_samples)
     target = torch.tensor([0, 1, 2, 3])
     with torch.inference_mode():
-        expected = plain(plain.inputs({"waveform": waves}))
-        got = channels_last(channels_last.inputs({"waveform": waves}))
-    assert channels_last._channels_last and not plain._channels_last
+        expected = plain(plain.model.inputs({"waveform": waves}))
+        got = channels_last(channels_last.model.inputs({"waveform": waves}))
+    assert channels_last.model._channels_last and not plain.model._channels_last
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(channels_last))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(channels_last.loss(got, target), plain.loss(expected, target))
@@ -71,17 +71,17 @@ def test_channels_last_forced_on_the_cpu_gives_the_same_outputs_loss_and_state(o
 def test_channels_last_training_steps_with_specaugment_and_mixup_match_the_default_layout():
     plain, channels_last = pair(TINY_NET)
     for module in (plain, channels_last):
-        module.batch_augmentation = batch_augmentation(SPECAUGMENT, MIXUP, module.input_shape)
-    features = torch.randn(6, *plain.input_shape)
+        module.batch_augmentation = batch_augmentation(SPECAUGMENT, MIXUP, module.model.input_shape)
+    features = torch.randn(6, *plain.model.input_shape)
     target = torch.arange(6) % 8
     losses, grads = [], []
     for module in (plain, channels_last):
         # augmentation in training mode; the network's dropout off, whose masks are drawn in
         # memory order and so differ between layouts
         module.train()
-        module.net.eval()
+        module.model.net.eval()
         torch.manual_seed(1)  # the same masks and mixing for both
-        augmented = module.batch_augmentation(module.inputs({"features": features}), target)
+        augmented = module.batch_augmentation(module.model.inputs({"features": features}), target)
         loss = augmented.loss(module(augmented.features), module.loss)
         loss.backward()
         losses.append(loss.detach())
@@ -93,14 +93,15 @@ def test_channels_last_training_steps_with_specaugment_and_mixup_match_the_defau
 
 def test_auto_is_on_for_cuda_devices_only_and_never_without_2d_convolutions():
     acnt = module_from_config(TINY_NET, duration=1.0)
-    acnt(acnt.inputs({"waveform": torch.randn(2, acnt.audio.num_samples)}))
-    assert acnt._channels_last is False  # auto, decided at the first batch, on the CPU
+    model = acnt.model
+    model(model.inputs({"waveform": torch.randn(2, model.audio.num_samples)}))
+    assert model._channels_last is False  # auto, decided at the first batch, on the CPU
     assert all(w.is_contiguous() for w in conv_weights(acnt))
-    assert channels_last_wanted("auto", acnt.net, acnt.input_shape, "cuda")
-    assert not channels_last_wanted(False, acnt.net, acnt.input_shape, "cuda")
+    assert channels_last_wanted("auto", model.net, model.input_shape, "cuda")
+    assert not channels_last_wanted(False, model.net, model.input_shape, "cuda")
     conv1d = module_from_config(
         ["model=cnn_bilstm_mha", "model.net.cnn_channels=[8,8]", "model.net.lstm_hidden=8"], duration=1.0
-    )
+    ).model
     assert not channels_last_wanted(True, conv1d.net, conv1d.input_shape, "cuda")
 
 
@@ -118,58 +119,40 @@ def test_a_setting_that_is_not_one_of_the_choices_is_refused(override, message):
 
 def test_a_checkpoint_saved_in_channels_last_loads_and_exports_like_any_other(tmp_path):
     plain, channels_last = pair(TINY_NET)
-    waves = torch.randn(3, plain.audio.num_samples)
+    waves = torch.randn(3, plain.model.audio.num_samples)
     with torch.inference_mode():
-        expected = plain(plain.inputs({"waveform": waves}))
-        channels_last(channels_last.inputs({"waveform": waves}))  # converts its network
+        expected = plain.model(plain.model.inputs({"waveform": waves}))
+        channels_last.model(channels_last.model.inputs({"waveform": waves}))  # converts its network
     path = tmp_path / "channels_last.ckpt"
     torch.save(
         {
             "state_dict": channels_last.state_dict(),
             "hyper_parameters": dict(channels_last.hparams),
-            RECORD_KEY: {"format_version": 1, "data": None, "split": None},
+            RECORD_KEY: {"format_version": CHECKPOINT_FORMAT_VERSION, "data": None, "split": None},
         },
         path,
     )
     assert read_checkpoint(path)["hyper_parameters"]["channels_last"] is True
-    for module_class in (SERModule, InferenceModel):
-        loaded = load_checkpoint(path, module_class)
-        assert loaded.hparams["channels_last"] == "auto"  # decided again where it runs
+    for loaded in (SERModule.load_from_checkpoint(path).model, SERModel.load_from_checkpoint(path)):
+        assert loaded.channels_last == "auto"  # decided again where it runs
         with torch.inference_mode():
             torch.testing.assert_close(loaded(loaded.inputs({"waveform": waves})), expected)
         assert loaded._channels_last is False
-    # the exported graph of the forced module scores as the plain module does
-    onnx_path = export_onnx(channels_last, tmp_path / "channels_last.onnx")
-    diffs = compare_with_torch(plain, onnx_path, waves.numpy())
+    # the exported graph of the forced model scores as the plain model does
+    onnx_path = export_onnx(channels_last.model, tmp_path / "channels_last.onnx")
+    diffs = compare_with_torch(plain.model, onnx_path, waves.numpy())
     assert diffs["max_abs_logit_diff"] < 1e-4 and diffs["same_predictions"]
 
 
 def test_compile_is_in_place_and_keeps_the_state_dict_keys_of_an_uncompiled_network():
     plain = module_from_config(TINY_NET, duration=1.0)
     compiled = module_from_config([*TINY_NET, "model.compile=true"], duration=1.0)
-    assert type(compiled.net) is type(plain.net) and compiled.net._compiled_call_impl is not None
-    assert plain.net._compiled_call_impl is None
+    assert type(compiled.model.net) is type(plain.model.net)
+    assert compiled.model.net._compiled_call_impl is not None and plain.model.net._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(plain.state_dict())
     assert not any("_orig_mod" in key for key in compiled.state_dict())
     with_mode = module_from_config([*TINY_NET, "model.compile=max-autotune"], duration=1.0)
-    assert with_mode.net._compiled_call_impl is not None
-
-
-def test_a_resumed_run_loads_weights_a_wrapped_compiled_network_saved():
-    """Runs that compiled by wrapping the network (torch.compile(net)) saved `net._orig_mod.`
-    keys; resuming one (Lightning calls on_load_checkpoint, then loads the state dict) works."""
-    torch.manual_seed(0)
-    source = module_from_config(TINY_NET, duration=1.0)
-    checkpoint = {
-        "state_dict": {k.replace("net.", "net._orig_mod.", 1): v for k, v in source.state_dict().items()}
-    }
-    resumed = module_from_config([*TINY_NET, "model.compile=true"], duration=1.0)
-    resumed.on_load_checkpoint(checkpoint)
-    resumed.load_state_dict(checkpoint["state_dict"], strict=True)
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(resumed.state_dict().values(), source.state_dict().values(), strict=True)
-    )
+    assert with_mode.model.net._compiled_call_impl is not None
 
 
 def test_a_run_resumes_with_compile_and_channels_last_changed():
@@ -209,7 +192,7 @@ def test_a_compiled_run_trains_validates_tests_resumes_and_loads_for_inference(
             [*overrides, "model.compile=true", "trainer.max_epochs=2", "ckpt_path=last"], run_dir, cache
         )
     )
-    assert objects["model"].net._compiled_call_impl is not None
+    assert objects["model"].model.net._compiled_call_impl is not None
     assert objects["trainer"].current_epoch == 2 and np.isfinite(metrics["test/loss"])
     checkpoint = read_checkpoint(last)
     assert checkpoint["hyper_parameters"]["compile"] is True and checkpoint["epoch"] == 1
@@ -217,7 +200,7 @@ def test_a_compiled_run_trains_validates_tests_resumes_and_loads_for_inference(
     assert list(state) == list(first_state)  # no `_orig_mod.` keys
     assert not all(torch.equal(state[k], first_state[k]) for k in state)  # the second epoch trained
 
-    model = load_checkpoint(last, InferenceModel)
+    model = SERModel.load_from_checkpoint(last)
     assert model.net._compiled_call_impl is None
     waves = torch.randn(2, model.audio.num_samples)
     with torch.inference_mode():

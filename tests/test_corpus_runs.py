@@ -143,7 +143,7 @@ def test_fdr_run_on_crema_d_records_the_protocol(crema_root, tmp_path):
     model = objects["model"]
     assert model.hparams.labels == summary["labels"]
     with torch.no_grad():
-        logits = model(torch.zeros(1, *model.input_shape))
+        logits = model(torch.zeros(1, *model.model.input_shape))
     assert logits.shape == (1, 6) and model.class_weight.shape == (6,)
     split = pd.read_csv(tmp_path / "split.csv")
     assert set(split.loc[split["split"] == "test", "actor"].astype(str)) == set(protocol["test_actors"])

@@ -20,13 +20,13 @@ import soundfile as sf
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from ser_lightning.checkpoint import checkpoint_record, load_checkpoint, read_checkpoint
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, read_checkpoint
 from ser_lightning.data.audio import load_waveform
 from ser_lightning.eval import eval_data_config, evaluate
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, onnx_session
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.module import SERModule
+from ser_lightning.model import SERModel
 from ser_lightning.predict import predict
 from ser_lightning.train import train
 
@@ -54,7 +54,7 @@ def trained(small_demo_root, tmp_path_factory):
         cache_dir=cache_dir,
         metrics=metrics,
         root=small_demo_root,
-        module=load_checkpoint(ckpt, SERModule),
+        model=SERModel.load_from_checkpoint(ckpt),
     )
 
 
@@ -89,8 +89,9 @@ def run_predict(trained, tmp_path, inputs, *overrides):
 
 def test_training_leaves_a_self_contained_checkpoint_and_a_test_report(trained):
     checkpoint = read_checkpoint(trained.ckpt)
-    record = checkpoint_record(checkpoint)
-    assert record["format_version"] == 1
+    record = checkpoint[RECORD_KEY]
+    assert record["format_version"] == CHECKPOINT_FORMAT_VERSION
+    assert "_target_" not in record["data"]  # plain settings, which eval hands to build_data_module
     assert record["data"]["root"] == str(trained.root.resolve()) and record["data"]["split"] == "actor"
     assert record["split"]["name"] == "actor" and record["split"]["sizes"]["test"] == 120
     hparams = checkpoint["hyper_parameters"]
@@ -225,7 +226,7 @@ def test_long_recordings_are_scored_window_by_window(trained, tmp_path):
     normalised = recording / np.abs(recording).max()
     starts = [int(round(start * 16000)) for start, _ in spans]
     windows = np.stack([normalised[s : s + 24000] for s in starts])
-    expected = Predictor(trained.module, device="cpu").waveform_probabilities(windows)
+    expected = Predictor(trained.model, device="cpu").waveform_probabilities(windows)
     np.testing.assert_allclose(result.window_probabilities, expected, atol=1e-5)
     np.testing.assert_allclose(result.probabilities, expected.mean(axis=0), atol=1e-5)
     lines = text.splitlines()
@@ -311,22 +312,18 @@ def test_a_file_over_max_duration_is_an_error_row_and_the_others_are_scored(trai
 
 
 def test_onnx_export_matches_pytorch_on_real_clips(trained, evaluated, tmp_path):
-    path = export_onnx(trained.module, tmp_path / "model.onnx")
+    path = export_onnx(trained.model, tmp_path / "model.onnx")
     meta = onnx_session(path).get_modelmeta().custom_metadata_map
     assert json.loads(meta["labels"]) == list(EMOTIONS) and json.loads(meta["audio"])["duration"] == 1.5
     files = [trained.root / f for f in evaluated.predictions["file"][::4]]
-    waves = np.stack([load_waveform(f, trained.module.audio) for f in files])
-    parity = compare_with_torch(trained.module, path, waves)
+    waves = np.stack([load_waveform(f, trained.model.audio) for f in files])
+    parity = compare_with_torch(trained.model, path, waves)
     assert parity["max_abs_probability_diff"] < 1e-4 and parity["max_abs_logit_diff"] < 1e-3
     assert parity["same_predictions"] and parity["num_inputs"] == 30
 
 
 def test_eval_data_config_comes_from_the_checkpoint_unless_given():
-    own = {
-        "_target_": "ser_lightning.data.datamodule.build_data_module",
-        "root": "/corpora/demo",
-        "split": "actor",
-    }
+    own = {"root": "/corpora/demo", "split": "actor"}
     record = {"data": own}
     paths = {"data_dir": "/corpora", "cache_dir": "/cache"}
     assert eval_data_config(None, record, "m.ckpt", paths) == (dict(own, cache_dir="/cache"), "checkpoint")
@@ -334,18 +331,20 @@ def test_eval_data_config_comes_from_the_checkpoint_unless_given():
     assert merged == dict(own, root="/elsewhere/demo", cache_dir="/cache")
     assert source == "checkpoint with overrides"
     other = {"_target_": "ser_lightning.data.datamodule.build_data_module", "root": "/corpora/ravdess"}
-    assert eval_data_config(other, record, "m.ckpt", paths) == (other, "command line")
-    with pytest.raises(ValueError, match=r"old\.ckpt.*carries no data config.*data=<group> data\.root=PATH"):
+    assert eval_data_config(other, record, "m.ckpt", paths) == ({"root": "/corpora/ravdess"}, "command line")
+    with pytest.raises(
+        ValueError, match=r"old\.ckpt.*carries no data settings.*data=<group> data\.root=PATH"
+    ):
         eval_data_config(None, {}, "old.ckpt", paths)
 
 
 @pytest.mark.slow
 def test_the_network_alone_exports_too(trained, evaluated, tmp_path):
-    path = export_onnx(trained.module, tmp_path / "network.onnx", input_kind="features")
+    path = export_onnx(trained.model, tmp_path / "network.onnx", input_kind="features")
     files = [trained.root / f for f in evaluated.predictions["file"][::8]]
-    waves = torch.from_numpy(np.stack([load_waveform(f, trained.module.audio) for f in files]))
-    features = trained.module.features.extract(waves).numpy()
-    parity = compare_with_torch(trained.module, path, features, input_kind="features")
+    waves = torch.from_numpy(np.stack([load_waveform(f, trained.model.audio) for f in files]))
+    features = trained.model.features.extract(waves).numpy()
+    parity = compare_with_torch(trained.model, path, features, input_kind="features")
     assert parity["max_abs_probability_diff"] < 1e-4 and parity["same_predictions"]
 
 
@@ -408,7 +407,7 @@ def run_eval(trained, run_dir, *overrides, ckpt=None):
 
 
 def test_the_checkpoint_lists_the_files_it_learnt_from(trained):
-    split = checkpoint_record(read_checkpoint(trained.ckpt))["split"]
+    split = read_checkpoint(trained.ckpt)[RECORD_KEY]["split"]
     for part in ("train", "val"):
         files = split[f"{part}_files"]
         assert len(files) == split["sizes"][part]
@@ -422,7 +421,7 @@ def test_eval_says_its_own_test_split_holds_no_training_file(evaluated):
 
 
 def test_eval_refuses_to_score_training_files_as_test(trained, evaluated, tmp_path):
-    split = checkpoint_record(read_checkpoint(trained.ckpt))["split"]
+    split = read_checkpoint(trained.ckpt)[RECORD_KEY]["split"]
     # every file of the training corpus
     with pytest.raises(
         ValueError, match=r"600 of the 720 files.*480 train.*120 validation.*allow_train_overlap=true"

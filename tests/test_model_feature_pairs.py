@@ -65,25 +65,25 @@ def test_every_pair_takes_a_training_step_or_stops_at_build(
         return
 
     module = build(cfg)["model"]
-    num_samples = module.audio.num_samples
+    num_samples = module.model.audio.num_samples
     assert num_samples == int(CLIP_SECONDS * 16000)
     if features not in random_clips:
         waves = 0.1 * torch.randn(BATCH, num_samples, generator=torch.Generator().manual_seed(0))
-        random_clips[features] = module.features.extract(waves)
+        random_clips[features] = module.model.features.extract(waves)
     raw = random_clips[features]
-    assert tuple(raw.shape[1:]) == module.input_shape  # the shape the model sized itself from
-    if module.features.needs_dataset_stats:
-        module.features.fit_normalization(raw.numpy())
+    assert tuple(raw.shape[1:]) == module.model.input_shape  # the shape the model sized itself from
+    if module.model.features.needs_dataset_stats:
+        module.model.features.fit_normalization(raw.numpy())
 
     module.train()
     optimizer = module.configure_optimizers()["optimizer"]
-    before = [p.detach().clone() for p in module.net.parameters()]
-    logits = module(module.features.normalize(raw))
+    before = [p.detach().clone() for p in module.model.net.parameters()]
+    logits = module(module.model.features.normalize(raw))
     loss = module.loss(logits, torch.arange(BATCH) % 8)
     loss.backward()
     optimizer.step()
     assert logits.shape == (BATCH, 8) and torch.isfinite(loss)
-    changed = sum(not torch.equal(b, p) for b, p in zip(before, module.net.parameters(), strict=True))
+    changed = sum(not torch.equal(b, p) for b, p in zip(before, module.model.net.parameters(), strict=True))
     assert changed >= len(before) // 2, f"{model} on {features}: only {changed}/{len(before)} tensors updated"
 
 

@@ -67,7 +67,7 @@ def run_test(module, clips, sampler=None, batch_size: int = 3) -> tuple[ReportCo
 
 def direct_probabilities(module, waveforms: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        logits = module.eval()(module.inputs({"waveform": torch.from_numpy(waveforms)}))
+        logits = module.eval()(module.model.inputs({"waveform": torch.from_numpy(waveforms)}))
     return torch.softmax(logits.float(), dim=-1).numpy()
 
 

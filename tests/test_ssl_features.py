@@ -29,6 +29,7 @@ from ser_lightning.features import SSLFeatures
 from ser_lightning.features.ssl import ENCODERS, EncoderWeightsMismatch, MissingEncoderWeights
 from ser_lightning.features.ssl.encoders import EncoderSpec
 from ser_lightning.features.ssl.features import in_cache_precision
+from ser_lightning.model import SERModel
 from ser_lightning.module import SERModule
 
 from .helpers.audio import write_tone
@@ -373,28 +374,30 @@ def save_checkpoint(module: SERModule, path: Path) -> Path:
 
 def test_an_ssl_checkpoint_loads_and_refuses_other_weights(folders, tmp_path):
     module = ssl_module(folders["wavlm"], tmp_path)
-    assert module.input_shape == (2, 32, 99)
-    assert not any(k.startswith("features.") and "encoder." in k for k in module.state_dict())
+    assert module.model.input_shape == (2, 32, 99)
+    assert any(k.startswith("model.features.") for k in module.state_dict())
+    assert not any(k.startswith("model.features.") and "encoder." in k for k in module.state_dict())
     path = save_checkpoint(module, tmp_path / "ssl.ckpt")
     # the checkpoint names its encoder folder; a stored folder is read only where the loader allows
     with pytest.raises(
         CheckpointError, match=r"features.encoder=.*outside this machine's models folder.*encoder="
     ):
-        SERModule.load_from_checkpoint(path)
-    loaded = SERModule.load_from_checkpoint(
-        path, encoder_files=EncoderFiles(models_dir=str(folders["wavlm"].parent))
-    )
+        SERModel.load_from_checkpoint(path)
+    allowed = EncoderFiles(models_dir=str(folders["wavlm"].parent))
     waves = torch.randn(2, 8000) * 0.1
     with torch.inference_mode():
-        torch.testing.assert_close(
-            loaded(loaded.inputs({"waveform": waves})), module(module.inputs({"waveform": waves}))
-        )
+        expected = module.model.probabilities({"waveform": waves})
+        for loaded in (
+            SERModule.load_from_checkpoint(path, encoder_files=allowed).model,
+            SERModel.load_from_checkpoint(path, encoder_files=allowed),
+        ):
+            torch.testing.assert_close(loaded.probabilities({"waveform": waves}), expected)
 
     other = tiny_model("wavlm", seed=1)
     other.save_pretrained(tmp_path / "other_wavlm")
     elsewhere = SSLFeatures(str(tmp_path / "other_wavlm"), layers=[0, 2])
     with pytest.raises(EncoderWeightsMismatch, match="Load the weights it was trained with"):
-        elsewhere.load_state_dict(module.features.state_dict())
+        elsewhere.load_state_dict(module.model.features.state_dict())
     with pytest.raises(EncoderWeightsMismatch, match=r"other_wavlm\)"):
         ssl_module(tmp_path / "other_wavlm", tmp_path).load_state_dict(module.state_dict())
 

@@ -71,10 +71,10 @@ def pretrained_state(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_the_encoder_trains_at_its_own_warmed_up_rate_but_its_front_end_stays(finetuned, encoder_folder):
     model, datamodule = finetuned["objects"]["model"], finetuned["objects"]["datamodule"]
-    assert isinstance(model.net, SSLFinetune)
+    assert isinstance(model.model.net, SSLFinetune)
     # the input is the waveform: the train split went through the augmenting workers
     assert datamodule.train_input == "waveform"
-    assert model.input_shape == (1, 1, datamodule.audio.num_samples)
+    assert model.model.input_shape == (1, 1, datamodule.audio.num_samples)
     groups = {g["name"]: g for g in model.trainer.optimizers[0].param_groups}
     # 12 steps: the encoder trained from step 6 on; by step 11 its warm-up (4 steps) was over
     assert groups["encoder"]["lr"] == pytest.approx(1e-3)
@@ -83,7 +83,9 @@ def test_the_encoder_trains_at_its_own_warmed_up_rate_but_its_front_end_stays(fi
     # the module holds the weights of the checkpoint it was tested with: the last epoch's
     prefix = "encoder."
     after = {
-        k.removeprefix(prefix): v.cpu() for k, v in model.net.state_dict().items() if k.startswith(prefix)
+        k.removeprefix(prefix): v.cpu()
+        for k, v in model.model.net.state_dict().items()
+        if k.startswith(prefix)
     }
     before = pretrained_state(encoder_folder)
     assert sorted(after) == sorted(before)

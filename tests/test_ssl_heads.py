@@ -141,18 +141,18 @@ def test_each_head_takes_an_optimiser_step_on_log_mel_from_the_real_configs(mode
         labels=list(EMOTIONS),
         _recursive_=False,
     )
-    assert type(module.net) is net_class and module.input_shape[0] == 1
-    waves = 0.1 * torch.randn(4, module.audio.num_samples, generator=torch.Generator().manual_seed(0))
-    raw = module.features.extract(waves)
-    assert tuple(raw.shape[1:]) == module.input_shape
+    assert type(module.model.net) is net_class and module.model.input_shape[0] == 1
+    waves = 0.1 * torch.randn(4, module.model.audio.num_samples, generator=torch.Generator().manual_seed(0))
+    raw = module.model.features.extract(waves)
+    assert tuple(raw.shape[1:]) == module.model.input_shape
     module.train()
     optimizer = module.configure_optimizers()["optimizer"]
-    before = {name: p.detach().clone() for name, p in module.net.named_parameters()}
-    logits = module(module.features.normalize(raw))
+    before = {name: p.detach().clone() for name, p in module.model.net.named_parameters()}
+    logits = module(module.model.features.normalize(raw))
     loss = module.loss(logits, torch.tensor([0, 1, 2, 3]))
     loss.backward()
     optimizer.step()
     assert logits.shape == (4, len(EMOTIONS)) and torch.isfinite(loss)
-    unchanged = [name for name, p in module.net.named_parameters() if torch.equal(before[name], p)]
+    unchanged = [name for name, p in module.model.net.named_parameters() if torch.equal(before[name], p)]
     # one layer: its softmax weight is 1 whatever the logit, so that logit alone has no gradient
     assert unchanged == (["layer_logits"] if model == "ssl_head" else [])

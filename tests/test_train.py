@@ -37,19 +37,20 @@ def test_debug_runs_through_the_real_configs(small_demo_root, tmp_path, cache_di
     assert (tmp_path / "split.csv").is_file() and (tmp_path / "summary.json").is_file()
 
 
-def test_a_data_config_naming_the_earlier_data_module_target_still_trains(
-    small_demo_root, tmp_path, cache_dir
-):
-    # data configs written for earlier versions named the class; the flat settings are the same
-    earlier = "data._target_=ser_lightning.data.datamodule.SERDataModule"
+def test_the_checkpoint_records_the_data_config_as_plain_settings(small_demo_root, tmp_path, cache_dir):
+    """No `_target_`: eval rebuilds the data module from the settings with build_data_module."""
+    from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
+    from ser_lightning.utils.config import to_plain
+
     # debug=limit, not fdr: Lightning writes no checkpoint in a fast_dev_run
-    overrides = ["debug=limit", "trainer.max_epochs=1", earlier]
+    overrides = ["debug=limit", "trainer.max_epochs=1", "test=false"]
     cfg = compose_train(small_demo_overrides(small_demo_root) + overrides, tmp_path, cache_dir)
-    metrics, objects = train(cfg)
-    assert type(objects["datamodule"]).__name__ == "SERDataModule"
-    assert objects["summary"]["split_sizes"] == objects["datamodule"].manifest.split_sizes
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["ser_lightning"]["data"]["_target_"] == "ser_lightning.data.datamodule.build_data_module"
+    train(cfg)
+    record = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["ser_lightning"]
+    assert record["format_version"] == CHECKPOINT_FORMAT_VERSION
+    expected = {k: v for k, v in to_plain(cfg.data).items() if k != "_target_"}
+    expected.update(root=str(small_demo_root.resolve()), cache_dir=str(cache_dir.resolve()))
+    assert record["data"] == expected
 
 
 def test_training_learns_on_the_small_demo_corpus(small_demo_root, tmp_path, cache_dir):

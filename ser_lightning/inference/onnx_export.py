@@ -45,7 +45,7 @@ DEFAULT_OPSET = 18  # STFT (17+) and the exporter's preferred opset
 
 
 class ExportedClassifier(nn.Module):
-    """The module's inference path as one graph: inputs → (logits, probabilities)."""
+    """An SERModel's inference path as one graph: inputs → (logits, probabilities)."""
 
     def __init__(self, module, input_kind: str = "waveform"):
         super().__init__()
@@ -80,7 +80,7 @@ def onnx_metadata(module, input_kind: str) -> dict[str, str]:
         "checkpoint_format_version": str(CHECKPOINT_FORMAT_VERSION),
         "labels": json.dumps(list(module.labels)),
         "audio": json.dumps(module.audio.to_dict()),
-        "features": json.dumps(module.hparams.features),
+        "features": json.dumps(module.features_config),
         "input": json.dumps({"name": input_kind, "shape": shape}),
         "outputs": json.dumps(list(OUTPUT_NAMES)),
         "temperature": json.dumps(module.temperature),

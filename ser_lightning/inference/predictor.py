@@ -1,8 +1,9 @@
-"""Class probabilities from a trained SERModule, for new files (predict) and fixed-length waveforms.
+"""Class probabilities from a trained SERModel, for new files (predict) and fixed-length waveforms.
 
-Scores go through the module's own `inputs` (its feature extractor and normalisation, restored
-from the checkpoint) and `forward`, the code path training, testing and eval use. (Labelled
-splits are scored by `trainer.test`: see ser_lightning.reporting.collector.)
+Scores go through the model's own `probabilities` (its feature extractor and normalisation,
+restored from the checkpoint, its network and its temperature), the code path training,
+testing and eval use. (Labelled splits are scored by `trainer.test`: see
+ser_lightning.reporting.collector.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ser_lightning.calibration import UNCERTAIN, check_min_confidence, probabilities
+from ser_lightning.calibration import UNCERTAIN, check_min_confidence
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
 from ser_lightning.inference.timeline import (
@@ -101,7 +102,7 @@ class FilePrediction:
 
 
 class Predictor:
-    """Batched scoring with a trained module on a device (GPU when available).
+    """Batched scoring with a trained SERModel on a device (GPU when available).
 
     Probabilities are calibrated with the checkpoint's temperature (`calibrated=False`: plain
     softmax); files whose top probability is below `min_confidence` are answered `uncertain`.
@@ -117,7 +118,7 @@ class Predictor:
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
-        self.temperature = float(getattr(module, "temperature", 1.0)) if calibrated else 1.0
+        self.calibrated = calibrated
         self.min_confidence = check_min_confidence(min_confidence)
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
@@ -127,8 +128,8 @@ class Predictor:
 
     @torch.inference_mode()
     def _probabilities(self, key: str, batch: torch.Tensor) -> np.ndarray:
-        inputs = self.module.inputs({key: batch.to(self.device, non_blocking=True)})
-        return probabilities(self.module(inputs), self.temperature).cpu().numpy()
+        batch = {key: batch.to(self.device, non_blocking=True)}
+        return self.module.probabilities(batch, self.calibrated).cpu().numpy()
 
     def waveform_probabilities(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probabilities `(N, K)` of fixed-length waveforms `(N, samples)`."""

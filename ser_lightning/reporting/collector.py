@@ -51,7 +51,7 @@ class ReportCollector(pl.Callback):
     `test/recall_<emotion>` from the report, the same value on every process. `self.report` is
     None until a test epoch scored at least one clip.
 
-    Probabilities are the module's calibrated ones (`pl_module.temperature`, see
+    Probabilities are the module's calibrated ones (`pl_module.model.temperature`, see
     ser_lightning.calibration); the report also scores the uncalibrated ones' ECE. Each clip's
     speaker, gender and intensity come from the table, for the speaker-bootstrap intervals
     (`bootstrap` settings) and the breakdowns.
@@ -84,7 +84,7 @@ class ReportCollector(pl.Callback):
         self._logits.append(outputs["logits"].detach().float().cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        labels = list(pl_module.labels)
+        labels = list(pl_module.model.labels)
         local = (
             torch.cat(self._rows) if self._rows else torch.zeros(0, dtype=torch.int64),
             torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.int64),
@@ -100,7 +100,7 @@ class ReportCollector(pl.Callback):
         manifest = datamodule.manifest
         tested = manifest.table.iloc[self.rows]
         files = relative_paths(tested, manifest.root).tolist()
-        temperature = float(getattr(pl_module, "temperature", 1.0))
+        temperature = pl_module.model.temperature
         logits = logits[torch.as_tensor(first)]
         self.report = evaluation_report(
             files,

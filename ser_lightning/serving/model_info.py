@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from ser_lightning.checkpoint import checkpoint_record, current_hparams
+from ser_lightning.checkpoint import RECORD_KEY
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ def run_test_metrics(ckpt_path: str | Path) -> dict | None:
     return found or None
 
 
-def model_info(checkpoint: dict, module, ckpt_path: str | Path) -> dict:
+def model_info(checkpoint: dict, model, ckpt_path: str | Path) -> dict:
     """Labels, audio settings, features, network, size, training data and test scores."""
-    hparams = current_hparams(checkpoint["hyper_parameters"])
-    record = checkpoint_record(checkpoint)
+    hparams = checkpoint["hyper_parameters"]
+    record = checkpoint[RECORD_KEY]
     data = record.get("data") or {}
     split = record.get("split") or {}
     features = {k: v for k, v in dict(hparams.get("features") or {}).items() if not k.startswith("_")}
@@ -49,12 +49,12 @@ def model_info(checkpoint: dict, module, ckpt_path: str | Path) -> dict:
             features[key] = Path(features[key]).name
     return {
         "checkpoint": Path(ckpt_path).name,
-        "labels": list(module.labels),
-        "sample_rate": module.audio.sample_rate,
-        "window_s": module.audio.duration,
+        "labels": list(model.labels),
+        "sample_rate": model.audio.sample_rate,
+        "window_s": model.audio.duration,
         "features": {"name": _class_name(hparams.get("features")), **features},
         "network": _class_name(hparams.get("net")),
-        "parameters": int(sum(p.numel() for p in module.parameters())),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
         "corpus": data.get("corpus"),
         "protocol": {"split": split.get("name"), "sizes": split.get("sizes")},
         "epoch": checkpoint.get("epoch"),

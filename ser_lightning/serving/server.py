@@ -8,10 +8,10 @@ import os
 
 from omegaconf import DictConfig
 
-from ser_lightning.checkpoint import EncoderFiles, module_from_checkpoint, read_checkpoint
-from ser_lightning.inference.model import InferenceModel
+from ser_lightning.checkpoint import EncoderFiles, read_checkpoint
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
+from ser_lightning.model import SERModel
 from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
 from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info
@@ -46,11 +46,9 @@ def load_service(cfg: DictConfig) -> EmotionService:
     """The model of `cfg.ckpt_path`, loaded by predict's safe loader, behind a service."""
     settings = service_settings(cfg)
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    module = module_from_checkpoint(
-        checkpoint, InferenceModel, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg)
-    )
-    predictor = Predictor(module, device=cfg.device, batch_size=settings.batching.max_batch_windows)
-    info = model_info(checkpoint, module, cfg.ckpt_path)
+    model = SERModel.from_checkpoint(checkpoint, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    predictor = Predictor(model, device=cfg.device, batch_size=settings.batching.max_batch_windows)
+    info = model_info(checkpoint, model, cfg.ckpt_path)
     del checkpoint
     log.info(
         "serving %s (%s, %d parameters) on %s; batching %s",

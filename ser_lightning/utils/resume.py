@@ -27,8 +27,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.checkpoint import checkpoint_record, current_hparams, read_checkpoint, split_record
+from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
 from ser_lightning.data.augmentation import AUGMENTATION_DEFAULTS
+from ser_lightning.data.provenance import data_settings, same_test_files
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -175,20 +176,11 @@ def record_or_check_run_config(
         )
 
 
-def _data_for_comparison(data: dict) -> dict:
-    """A data config with its root as the checkpoint record stores it (absolute, resolved)."""
-    data = dict(data)
-    if isinstance(data.get("root"), str):
-        data["root"] = str(Path(data["root"]).expanduser().resolve())
-    return data
-
-
 @dataclass
 class ResumedCheckpoint:
     """What a resume is checked against: the checkpoint's record and hyper-parameters.
 
     Only these are kept (not the weights): Lightning reads the file again to restore the state.
-    `record` is {} for checkpoints written before the record existed; what it lacks is not checked.
     """
 
     path: str
@@ -198,16 +190,14 @@ class ResumedCheckpoint:
     @classmethod
     def read(cls, path: str) -> ResumedCheckpoint:
         checkpoint = read_checkpoint(path)  # safe loading; refuses files that are not checkpoints
-        return cls(str(path), checkpoint_record(checkpoint), current_hparams(checkpoint["hyper_parameters"]))
+        return cls(str(path), checkpoint[RECORD_KEY], checkpoint["hyper_parameters"])
 
     def check_data(self, data: dict) -> None:
         """Before anything is built: the data config must be the one the checkpoint was trained on."""
         if not self.record.get("data"):
             return
         changes = changed_keys(
-            {"data": _data_for_comparison(self.record["data"])},
-            {"data": _data_for_comparison(data)},
-            RESUME_MAY_DIFFER,
+            {"data": data_settings(self.record["data"])}, {"data": data_settings(data)}, RESUME_MAY_DIFFER
         )
         if changes:
             raise ResumeError(
@@ -240,13 +230,12 @@ class ResumedCheckpoint:
         files, and the test score would not mean what it says.
         """
         stored = self.record.get("split") or {}
-        if not stored.get("test_files_sha256"):
-            return
-        now = split_record(datamodule)
-        if now["test_files_sha256"] != stored["test_files_sha256"]:
+        table = datamodule.manifest.split_table()
+        test_files = table.loc[table["split"] == "test", "path"]
+        if same_test_files(stored, test_files) is False:
             raise ResumeError(
                 f"resuming {self.path}: the corpus at {datamodule.source.root} changed since the checkpoint was "
                 f"trained: its test split is not the same files ({stored.get('sizes', {}).get('test')} test "
-                f"files then, {now['sizes'].get('test', 0)} now). Resume on the corpus as it was, or start "
+                f"files then, {len(test_files)} now). Resume on the corpus as it was, or start "
                 "a new run without ckpt_path."
             )
