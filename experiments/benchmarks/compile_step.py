@@ -95,8 +95,7 @@ def prepare(args: argparse.Namespace, work: Path, device: torch.device):
     """The module of `args`, on `device`, and its training and evaluation steps."""
     torch.manual_seed(SEED)
     module = build_module(args, work)
-    module.dynamic_batch = args.dynamic_batch
-    module.use_device(device)
+    module.model.use_device(device)
     module.to(device)
     optimizer = module.configure_optimizers()["optimizer"]
     autocast = (
@@ -108,14 +107,14 @@ def prepare(args: argparse.Namespace, work: Path, device: torch.device):
     def batch(size: int) -> dict:
         generator = torch.Generator().manual_seed(size)
         return {
-            "features": torch.randn(size, *module.input_shape, generator=generator).to(device),
-            "label": torch.randint(0, len(module.labels), (size,), generator=generator).to(device),
+            "features": torch.randn(size, *module.model.input_shape, generator=generator).to(device),
+            "label": torch.randint(0, len(module.model.labels), (size,), generator=generator).to(device),
         }
 
     def train_step(data: dict) -> None:
         module.train()
         with autocast:
-            inputs = module.inputs(data)
+            inputs = module.model.inputs(data)
             mixed = module.batch_augmentation(inputs, data["label"])
             loss = mixed.loss(module(mixed.features), module.loss)
         loss.backward()
@@ -125,7 +124,7 @@ def prepare(args: argparse.Namespace, work: Path, device: torch.device):
     def eval_step(data: dict) -> None:
         module.eval()
         with torch.inference_mode(), autocast:
-            module(module.inputs(data))
+            module(module.model.inputs(data))
 
     return module, batch, train_step, eval_step
 
@@ -173,10 +172,9 @@ def measure_one(args: argparse.Namespace, work: Path) -> dict:
     return {
         "model": args.one,
         "compile": args.compile == "on",
-        "dynamic_batch": args.dynamic_batch,
-        "channels_last": module._channels_last,
-        "params": sum(p.numel() for p in module.net.parameters()),
-        "input": list(module.input_shape),
+        "channels_last": module.model._channels_last,
+        "params": sum(p.numel() for p in module.model.net.parameters()),
+        "input": list(module.model.input_shape),
         "first": first,
         "steady": statistics.mean(steady),
         "spread": [min(steady), max(steady)],
@@ -215,7 +213,6 @@ def run_one(
         "--work-dir",
         str(cache.parent),
         *(["--threads", str(args.threads)] if args.threads else []),
-        *(["--dynamic-batch"] if args.dynamic_batch else []),
         *args.extra,
     ]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
@@ -284,7 +281,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         warm = f" ({r['warm_first']:.2f})" if "warm_first" in r else ""
         low, high = r["spread"]
-        compiled = ("on, dynamic batch" if r.get("dynamic_batch") else "on") if r["compile"] else "off"
+        compiled = "on" if r["compile"] else "off"
         lines.append(
             f"| `{r['model']}` | {compiled} | {'on' if r['channels_last'] else 'off'} | "
             f"{r['first']:.2f}{warm} | {r['steady'] * 1e3:.0f} ({low * 1e3:.0f}–{high * 1e3:.0f}) | "
@@ -304,9 +301,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     parser.add_argument("--compile-mode", default="default", help="model.compile when compiled")
-    parser.add_argument(
-        "--dynamic-batch", action="store_true", help="compile for a varying batch size from the first step"
-    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--work-dir", default=None, help="inductor caches (default: a temporary folder)")
     parser.add_argument("--output", default=None, help="also write the report to this markdown file")

@@ -1,12 +1,12 @@
 """Inference cost on CPU per model: latency of one file, throughput of many, peak memory.
 
-Everything goes through the project's own prediction code (`checkpoint.load_checkpoint`,
+Everything goes through the project's own prediction code (`SERModel.load_from_checkpoint`,
 `inference.predictor.Predictor`), so the numbers are those of `python -m ser_lightning.predict`:
 
 - one 3 s file, warm: `predict_files([file])` end to end (read and decode, windows, features,
   network, softmax), median and p90 over `--repeats` calls after warm-up calls, and the same
   stages timed one by one;
-- one-off costs: `load_checkpoint` in a warm process; a fresh process (imports, load, first and
+- one-off costs: `SERModel.load_from_checkpoint` in a warm process; a fresh process (imports, load, first and
   second prediction); the CLI `python -m ser_lightning.predict` on one file as a subprocess;
 - throughput: clips/s of `predict_files` over every clip of the demo corpus (decoding
   included), and of the network alone (`waveform_probabilities` on decoded clips) per batch size;
@@ -142,10 +142,9 @@ def child_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import torch
 
-    from ser_lightning.checkpoint import load_checkpoint
     from ser_lightning.inference.media import collect_inputs
     from ser_lightning.inference.predictor import Predictor
-    from ser_lightning.module import SERModule
+    from ser_lightning.model import SERModel
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,7 +152,7 @@ def child_main(args: argparse.Namespace) -> int:
     files, errors = collect_inputs(args.child_inputs)
     assert not errors, errors
     started = time.perf_counter()
-    module = load_checkpoint(args.checkpoint[0], SERModule)
+    module = SERModel.load_from_checkpoint(args.checkpoint[0])
     record.update(load_s=time.perf_counter() - started, rss_load_mib=peak_rss_mib())
     predictor = Predictor(module, device="cpu", batch_size=args.batch_size)
     for key in ("first", "second")[: args.child_passes]:
@@ -328,16 +327,15 @@ def measure(
 ) -> dict:
     import numpy as np
 
-    from ser_lightning.checkpoint import load_checkpoint
     from ser_lightning.inference.media import read_media
     from ser_lightning.inference.predictor import Predictor
     from ser_lightning.inference.windows import clip_windows
-    from ser_lightning.module import SERModule
+    from ser_lightning.model import SERModel
 
     row: dict = {"model": name, "ckpt_mib": checkpoint.stat().st_size / 2**20}
-    loads = timed(lambda: load_checkpoint(checkpoint, SERModule), 1 + args.load_repeats)
+    loads = timed(lambda: SERModel.load_from_checkpoint(checkpoint), 1 + args.load_repeats)
     row["load_warm_s"] = statistics.median(loads[1:])  # the first load also imports the model's code
-    module = load_checkpoint(checkpoint, SERModule)
+    module = SERModel.load_from_checkpoint(checkpoint)
     row["params"] = sum(p.numel() for p in module.net.parameters())
     predictor = Predictor(module, device="cpu", batch_size=args.batch_size)
 
@@ -430,7 +428,7 @@ def report(
         "### One-off costs (s)",
         "",
         "Fresh process: this file run as a child (`import torch` and the project's inference modules, "
-        f"`load_checkpoint`, then `predict_files` on the file twice). CLI: `python -m ser_lightning.predict "
+        f"`SERModel.load_from_checkpoint`, then `predict_files` on the file twice). CLI: `python -m ser_lightning.predict "
         f"ckpt_path=... inputs=[file] device=cpu` as a subprocess, process start to exit, median of {args.cli_repeats}.",
         "",
         "| model | checkpoint | load, warm process | fresh: imports | fresh: load | fresh: 1st predict | "
@@ -468,7 +466,7 @@ def report(
         "",
         "### Peak resident memory (MiB)",
         "",
-        "Peak resident set size of fresh processes: the child above after its imports, after `load_checkpoint` "
+        "Peak resident set size of fresh processes: the child above after its imports, after `SERModel.load_from_checkpoint` "
         "and at its end (one file; every file of the corpus in one `predict_files` call), and the CLI on one file.",
         "",
         f"| model | after imports | after load | one file | every file ({corpus['files']}) | CLI, one file |",
@@ -505,7 +503,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per latency measurement")
     parser.add_argument(
-        "--load-repeats", type=int, default=5, help="timed load_checkpoint calls in the warm process"
+        "--load-repeats",
+        type=int,
+        default=5,
+        help="timed SERModel.load_from_checkpoint calls in the warm process",
     )
     parser.add_argument(
         "--cli-repeats", type=int, default=3, help="runs of the predict CLI (median reported)"

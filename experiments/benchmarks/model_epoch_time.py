@@ -110,8 +110,8 @@ def time_pair(model: str, features: str, args: argparse.Namespace, run_dir: str)
     return {
         "model": model,
         "features": features,
-        "input": tuple(module.input_shape),
-        "params": sum(p.numel() for p in module.net.parameters()),
+        "input": tuple(module.model.input_shape),
+        "params": sum(p.numel() for p in module.model.net.parameters()),
         "train_clips": len(datamodule.manifest.indices["train"]),
         "seconds": statistics.mean(measured),
         "spread": (min(measured), max(measured)),

@@ -293,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     import pytorch_lightning  # noqa: F401  (its import sets its loggers' level, so it comes first)
     from inference_latency import demo_root, train_checkpoint
 
-    from ser_lightning.checkpoint import module_from_checkpoint, read_checkpoint
+    from ser_lightning.checkpoint import read_checkpoint
     from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
-    from ser_lightning.module import SERModule
+    from ser_lightning.model import SERModel
     from ser_lightning.serving.model_info import model_info
 
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch"):
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(checkpoint, str):
         raise SystemExit(f"cannot train a checkpoint: {checkpoint}")
     raw = read_checkpoint(checkpoint)
-    info = model_info(raw, module_from_checkpoint(raw, SERModule, checkpoint), checkpoint)
+    info = model_info(raw, SERModel.from_checkpoint(raw, checkpoint), checkpoint)
     rows = run_all(checkpoint, bodies, args, work)
     text = report(rows, checkpoint, info, args, bodies, load_before)
     print(text)

@@ -174,8 +174,8 @@ def training_rows(args: argparse.Namespace, work: Path, run_dir: str) -> list[di
                 {
                     "model": head,
                     "pooling": pooling,
-                    "input": tuple(module.input_shape),
-                    "params": sum(p.numel() for p in module.net.parameters()),
+                    "input": tuple(module.model.input_shape),
+                    "params": sum(p.numel() for p in module.model.net.parameters()),
                     "clips": len(datamodule.manifest.table),
                     "train_clips": len(datamodule.manifest.indices["train"]),
                     "build_seconds": build_seconds if built else None,

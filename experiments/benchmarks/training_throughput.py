@@ -93,7 +93,7 @@ def measure(model: str, precision: str, args, work: Path) -> dict:
     # peak of the tensors allocated during the fit (device-held rows included), and what the
     # caching allocator reserved for them
     peak = (torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()) if cuda else None
-    params = sum(p.numel() for p in objects["model"].net.parameters())
+    params = sum(p.numel() for p in objects["model"].model.net.parameters())
     steady = timer.epoch_seconds[1:] or timer.epoch_seconds
     return {
         "model": model,
@@ -104,8 +104,8 @@ def measure(model: str, precision: str, args, work: Path) -> dict:
         "epoch_seconds": sum(steady) / len(steady),
         "clips_per_second": timer.clips / max(timer.compute + timer.data_wait, 1e-9),
         "data_wait_share": timer.data_wait / max(timer.compute + timer.data_wait, 1e-9),
-        "input": str(objects["model"].input_shape),
-        "input_size": math.prod(objects["model"].input_shape),
+        "input": str(objects["model"].model.input_shape),
+        "input_size": math.prod(objects["model"].model.input_shape),
         "batch_size": args.batch_size,
         "epochs": args.epochs,
         "train_clips": timer.clips // max(len(timer.epoch_seconds), 1),
