@@ -47,6 +47,7 @@ from ser_lightning.data.provenance import (
     overlap_warning,
     same_test_files,
     scored_training_files,
+    warn_of_training_overlap,
 )
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.inference.predictor import Predictor, resolve_device
@@ -249,14 +250,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     check_training_overlap(
         overlap, split, datamodule, trained_split, ckpt_path, bool(cfg.get("allow_train_overlap"))
     )
-    if overlap["status"] == "unknown":
-        log.warning(
-            "%s lists no training files (its record holds no split): whether the model learnt from any "
-            "scored file is unknown",
-            Path(ckpt_path).name,
-        )
-    elif overlap["status"] == "overlap":
-        log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
+    warn_of_training_overlap(overlap, ckpt_path)
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size} must be at least 1")
     device = resolve_device(cfg.device)

@@ -13,12 +13,15 @@ validation file. Two commands check new work against it:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
+
+log = logging.getLogger(__name__)
 
 
 def data_settings(data: dict) -> dict:
@@ -157,6 +160,19 @@ def overlap_warning(overlap: dict) -> str:
         f"WARNING: {overlap['count']} of these {overlap['of']} files were used to train "
         f"({len(overlap['train'])}) or validate ({len(overlap['val'])}) the model"
     )
+
+
+def warn_of_training_overlap(overlap: dict, ckpt_path: str) -> None:
+    """Log what `scored_training_files` found when it is not `none`: files the model learnt from,
+    or a record that cannot tell."""
+    if overlap["status"] == "unknown":
+        log.warning(
+            "%s lists no training files (its record holds no split): whether the model learnt from any "
+            "scored file is unknown",
+            Path(ckpt_path).name,
+        )
+    elif overlap["status"] == "overlap":
+        log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
 
 
 def same_test_files(trained_split: dict | None, test_files) -> bool | None:
