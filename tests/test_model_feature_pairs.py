@@ -118,7 +118,7 @@ def test_real_fast_dev_runs(model, features, extra, subset_root, tmp_path, model
     )
     metrics, objects = train(cfg)
     assert 0.0 <= metrics["test/ua"] <= 1.0
-    assert type(objects["model"].net).__name__ == NET_CLASS[model]
+    assert type(objects["model"].model.net).__name__ == NET_CLASS[model]
 
 
 @pytest.fixture(scope="module")

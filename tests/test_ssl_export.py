@@ -16,12 +16,12 @@ from .test_ssl_features import FAMILIES, tiny_model
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_encoder_family_exports_with_the_dynamo_exporter(family, tmp_path):
     tiny_model(family).save_pretrained(tmp_path / family)
-    module = module_from_config(
+    model = module_from_config(
         ["features=ssl", f"features.encoder={tmp_path / family}", "model=ssl_head"], duration=1.0
-    )
-    path = export_onnx(module, tmp_path / f"{family}.onnx")
+    ).model
+    path = export_onnx(model, tmp_path / f"{family}.onnx")
     assert external_data_path(path) is None
     waves = np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32) * 0.1
-    parity = compare_with_torch(module, path, waves)
+    parity = compare_with_torch(model, path, waves)
     assert parity["same_predictions"], parity
     assert parity["max_abs_probability_diff"] < 1e-5, parity

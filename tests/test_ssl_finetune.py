@@ -154,8 +154,8 @@ def test_eval_and_predict_score_a_finetuned_checkpoint_as_training_did(finetuned
     ckpt = json.loads((finetuned["run"] / "summary.json").read_text())["best_checkpoint"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     # the fine-tuned encoder is part of the model; the digest of what it started from is kept
-    assert any(k.startswith("net.encoder.encoder.layers.") for k in state)
-    assert "net.pretrained_sha256" in state
+    assert any(k.startswith("model.net.encoder.encoder.layers.") for k in state)
+    assert "model.net.pretrained_sha256" in state
     named = [f"encoder={finetuned['objects']['model'].hparams.net['encoder']}"]
     check_eval_and_predict_agree_with_training(
         finetuned["run"], small_demo_root, finetuned["root"] / "cache", tmp_path, named, named
@@ -178,7 +178,7 @@ def test_a_finetuned_checkpoint_exports_to_onnx_with_its_encoder(finetuned, smal
     session = onnxruntime.InferenceSession(summary["onnx"], providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["waveform"]
     assert Path(summary["onnx"]).stat().st_size > sum(
-        p.numel() * 4 for p in finetuned["objects"]["model"].net.encoder.parameters()
+        p.numel() * 4 for p in finetuned["objects"]["model"].model.net.encoder.parameters()
     )
 
 
