@@ -61,7 +61,7 @@ def recipe_facts(recipe: str) -> RecipeFacts:
 
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = timing_config([f"experiment={recipe}", "logger=none"], run_dir, training_only=False)
-        shape = build(cfg)["model"].input_shape
+        shape = build(cfg)["model"].model.input_shape
     model = str(cfg.hydra.runtime.choices["model"])
     augmentation = cfg.get("augmentation") or {}
     copies = int(augmentation.get("offline_copies", 0) or 0)
