@@ -36,7 +36,7 @@ def check_channels_last(setting) -> None:
 
 
 def channels_last_wanted(
-    setting, net: torch.nn.Module, input_shape: tuple, device: torch.device | str
+    setting: str | bool, net: torch.nn.Module, input_shape: tuple, device: torch.device | str
 ) -> bool:
     """Whether `model.channels_last` turns the channels-last layout on for `net` on `device`.
 

@@ -466,7 +466,7 @@ def test_predict_and_serve_score_without_importing_lightning(trained):
     import subprocess
     import sys
 
-    from ser_lightning.inference.model import InferenceModel
+    from ser_lightning.model import SERModel
     from ser_lightning.inference.predictor import Predictor
     from ser_lightning.module import SERModule
 
@@ -474,17 +474,17 @@ def test_predict_and_serve_score_without_importing_lightning(trained):
     for row, path in zip(waves, clips(trained, 4), strict=True):
         wave = sf.read(path, dtype="float32")[0][:24000]
         row[: len(wave)] = wave
-    plain = Predictor(InferenceModel.load_from_checkpoint(trained.ckpt), device="cpu")
-    lightning = Predictor(SERModule.load_from_checkpoint(trained.ckpt), device="cpu")
+    plain = Predictor(SERModel.load_from_checkpoint(trained.ckpt), device="cpu")
+    lightning = Predictor(SERModule.load_from_checkpoint(trained.ckpt).model, device="cpu")
     np.testing.assert_array_equal(
         plain.waveform_probabilities(waves), lightning.waveform_probabilities(waves)
     )
     code = f"""
 import sys
 import ser_lightning.predict, ser_lightning.serving.server
-from ser_lightning.inference.model import InferenceModel
+from ser_lightning.model import SERModel
 from ser_lightning.inference.predictor import Predictor
-predictor = Predictor(InferenceModel.load_from_checkpoint({str(trained.ckpt)!r}), device="cpu")
+predictor = Predictor(SERModel.load_from_checkpoint({str(trained.ckpt)!r}), device="cpu")
 (result,) = predictor.predict_files([{str(clips(trained, 1)[0])!r}])
 print(result.predicted)
 print(sorted(m for m in ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "transformers") if m in sys.modules))

@@ -16,10 +16,13 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
+
+if TYPE_CHECKING:  # annotations only: importing the data module here would load Lightning
+    from ser_lightning.data.datamodule import SERDataModule
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ def scored_training_files(datamodule, split: str, trained_split: dict | None) ->
 
 
 def check_training_overlap(
-    overlap: dict, split: str, datamodule, trained_split: dict, ckpt_path: str, allowed: bool
+    overlap: dict, split: str, datamodule: SERDataModule, trained_split: dict, ckpt_path: str, allowed: bool
 ) -> None:
     """Stop before scoring training files as test data under a speaker-independent protocol.
 
