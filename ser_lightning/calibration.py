@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from ser_lightning.utils.errors import InvalidSetting
+
 CALIBRATION_METHODS = ("temperature", "none")
 # The answer of predict for a clip whose top probability is below min_confidence.
 UNCERTAIN = "uncertain"
@@ -50,7 +52,7 @@ def fit_temperature(logits, y_true) -> dict:
     logits = np.asarray(logits, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
     if logits.ndim != 2 or len(logits) != len(y_true) or len(y_true) == 0:
-        raise ValueError(
+        raise InvalidSetting(
             f"temperature scaling needs one row of logits per labelled file; got logits {logits.shape}, "
             f"{len(y_true)} labels"
         )
@@ -82,7 +84,7 @@ def check_calibration(calibration, where: str = "<checkpoint>") -> None:
     if calibration is None:
         return
     if not isinstance(calibration, dict) or calibration.get("method") != "temperature":
-        raise ValueError(
+        raise InvalidSetting(
             f"{where!r}: hyper_parameters.calibration={calibration!r} is refused: it must be null or "
             "{method: temperature, temperature: T}"
         )
@@ -92,12 +94,12 @@ def check_calibration(calibration, where: str = "<checkpoint>") -> None:
         or not isinstance(temperature, int | float)
         or not (math.isfinite(temperature) and temperature > 0)
     ):
-        raise ValueError(
+        raise InvalidSetting(
             f"{where!r}: hyper_parameters.calibration.temperature={temperature!r} must be a positive finite number"
         )
     for key, value in calibration.items():
         if not isinstance(value, str | int | float | None):
-            raise ValueError(
+            raise InvalidSetting(
                 f"{where!r}: hyper_parameters.calibration.{key} must be a plain number or string"
             )
 
@@ -106,7 +108,7 @@ def check_min_confidence(min_confidence: float) -> float:
     """min_confidence as a number in [0, 1) (0: always answer an emotion)."""
     value = float(min_confidence)
     if not 0.0 <= value < 1.0:
-        raise ValueError(
+        raise InvalidSetting(
             f"min_confidence={min_confidence} must lie in [0, 1): below it predict answers {UNCERTAIN!r} "
             "(0 never does)"
         )

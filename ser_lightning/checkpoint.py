@@ -46,6 +46,7 @@ import torch
 
 from ser_lightning import __version__
 from ser_lightning.calibration import check_calibration
+from ser_lightning.utils.errors import UserError
 
 RECORD_KEY = "ser_lightning"
 # The layout described above. Bump it whenever a stored field changes meaning or place; a file
@@ -81,7 +82,7 @@ _ANY_BASES = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a loadable ser_lightning checkpoint; the message names the file and why."""
 
 

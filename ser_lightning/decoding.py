@@ -16,11 +16,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ser_lightning.utils.errors import UserError
+
 # The largest float32: a mixed, resampled or scaled sample beyond it would be inf.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class AudioDecodeError(RuntimeError):
+class AudioDecodeError(UserError, RuntimeError):
     """An audio file that cannot be read; the message names the file and what to do.
 
     `problem` says what is wrong in words that do not repeat the path (for file lists).

@@ -56,7 +56,7 @@ from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report, print_report, write_report
 from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
-from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.eval")
 
@@ -81,7 +81,7 @@ def eval_data_config(
         return data_settings(chosen), "command line"
     own = record.get("data")
     if not own:
-        raise ValueError(
+        raise InvalidSetting(
             f"checkpoint {ckpt_path!r} carries no data settings; choose the data to evaluate on: "
             "data=<group> data.root=PATH, e.g. data=ravdess data.root=/data/ravdess"
         )
@@ -102,7 +102,7 @@ def stored_data_settings(own: dict, ckpt_path: str) -> dict:
     }
     unknown = sorted(set(own) - settings)
     if unknown:
-        raise ValueError(
+        raise InvalidSetting(
             f"checkpoint {ckpt_path!r}: its data config has {unknown}, which this ser_lightning's "
             "data module does not take; evaluate with data=<group> data.root=PATH instead"
         )
@@ -115,12 +115,12 @@ def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str)
     line: a checkpoint must not choose which of the machine's files eval reads."""
     data_dir = Path(data_dir).expanduser().resolve()
     if not isinstance(chosen.get("root") or own.get("root"), str):
-        raise ValueError(
+        raise InvalidSetting(
             f"checkpoint {ckpt_path!r}: its data config names no corpus folder; pass +data.root=PATH"
         )
     root = Path(chosen.get("root") or own["root"]).expanduser().resolve()
     if "root" not in chosen and not root.is_relative_to(data_dir):
-        raise ValueError(
+        raise InvalidSetting(
             f"checkpoint {ckpt_path!r} was trained on the corpus at {own['root']!r}, outside this machine's "
             f"data folder paths.data_dir={str(data_dir)!r}; eval reads the folder a checkpoint names only "
             f"inside paths.data_dir. To evaluate on that folder (or a copy), name it yourself: "
@@ -130,7 +130,7 @@ def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str)
     if csv is not None and "csv" not in (chosen.get("corpus_options") or {}):
         where = (root / Path(csv).expanduser()).resolve()
         if not (where.is_relative_to(root) or where.is_relative_to(data_dir)):
-            raise ValueError(
+            raise InvalidSetting(
                 f"checkpoint {ckpt_path!r} names the label CSV data.corpus_options.csv={csv!r}, outside the "
                 f"corpus folder {str(root)!r} and paths.data_dir={str(data_dir)!r}; name the CSV yourself: "
                 f"+data.corpus_options.csv=PATH"
@@ -140,7 +140,7 @@ def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str)
 def build_eval_datamodule(data: dict, model, split: str):
     """A data module of the data settings `data` with the SERModel's audio, labels and features."""
     if split not in EVAL_SPLITS:
-        raise ValueError(f"split={split!r} must be one of {EVAL_SPLITS}")
+        raise InvalidSetting(f"split={split!r} must be one of {EVAL_SPLITS}")
     data = dict(data)
     # The model's label order decides the class indices; files of other emotions are left out
     # (and counted by the data module), emotions the corpus lacks just have no support.
@@ -181,12 +181,12 @@ def split_report(
     """
     name = "test" if split == "all" else split
     if len(datamodule.manifest.indices[name]) == 0:
-        raise ValueError(
+        raise InvalidSetting(
             f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.manifest.root}; "
             "choose split=test or split=all"
         )
     if tuple(datamodule.label_names) != tuple(module.model.labels):
-        raise ValueError(
+        raise InvalidSetting(
             f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.model.labels)}"
         )
     loader = DataLoader(
@@ -232,7 +232,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     model = module.model
     calibration = str(cfg.get("calibration", "checkpoint"))
     if calibration not in ("checkpoint", "none"):
-        raise ValueError(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
+        raise InvalidSetting(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
     if calibration == "none":
         module.set_calibration(None)  # plain softmax probabilities
     bootstrap = BootstrapSettings(**to_plain(cfg.get("bootstrap") or {}))
@@ -252,7 +252,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     )
     warn_of_training_overlap(overlap, ckpt_path)
     if cfg.batch_size < 1:
-        raise ValueError(f"batch_size={cfg.batch_size} must be at least 1")
+        raise InvalidSetting(f"batch_size={cfg.batch_size} must be at least 1")
     device = resolve_device(cfg.device)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
     report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)

@@ -23,7 +23,7 @@ from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx,
 from ser_lightning.inference.windows import clip_windows
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
-from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.export")
 
@@ -41,7 +41,7 @@ def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.
         return noise / np.abs(noise).max(axis=1, keepdims=True), "seeded noise"
     files, errors = collect_inputs(inputs)
     if errors:
-        raise ValueError("verify_inputs: " + "; ".join(e.message for e in errors))
+        raise InvalidSetting("verify_inputs: " + "; ".join(e.message for e in errors))
     windows, used = [], 0
     for path in files:
         clip = clip_windows(read_media(path, audio.sample_rate), audio, hop=audio.duration / 2)
@@ -55,7 +55,7 @@ def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.
 def export(cfg: DictConfig) -> dict:
     """Export, verify against PyTorch, and write export.json next to the run."""
     if cfg.format not in FORMATS:
-        raise ValueError(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
+        raise InvalidSetting(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
     model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     output_dir = Path(cfg.paths.output_dir)
     path = (

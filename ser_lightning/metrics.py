@@ -39,6 +39,8 @@ from sklearn.metrics import confusion_matrix
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ser_lightning.utils.errors import InvalidSetting
+
 
 # ------------------------------------------------------------------ definitions (pure functions)
 def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -47,7 +49,7 @@ def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
     for name, values in (("true", y_true), ("predicted", y_pred)):
         # scikit-learn would silently leave out a file whose class is not in `labels`
         if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(
+            raise InvalidSetting(
                 f"{name} class indices must lie in [0, {num_classes}); got {sorted(set(values.tolist()))}"
             )
     return confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))

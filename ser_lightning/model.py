@@ -25,12 +25,13 @@ from ser_lightning.checkpoint import (
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.utils.errors import InvalidSetting
 
 
 def check_channels_last(setting) -> None:
     """Refuse a `model.channels_last` that is not `auto`, true or false."""
     if not (isinstance(setting, bool) or setting == "auto"):
-        raise ValueError(
+        raise InvalidSetting(
             f"model.channels_last={setting!r} must be auto (on for a CUDA device), true or false"
         )
 

@@ -29,6 +29,7 @@ from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import to_plain
+from ser_lightning.utils.errors import InvalidSetting, UserError
 
 # `model.compile`: false, or true (torch.compile's default mode), or one of its modes by name.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -42,12 +43,12 @@ def compile_mode(setting) -> str | None:
         return "default"
     if setting in COMPILE_MODES:
         return setting
-    raise ValueError(
+    raise InvalidSetting(
         f"model.compile={setting!r} must be false, true or one of the modes {list(COMPILE_MODES)}"
     )
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A training batch's loss is NaN or inf; the message names the files and what to check."""
 
 
@@ -68,7 +69,7 @@ def _build(node: dict | None, key: str, preset: str, input_shape: tuple[int, int
         transform = instantiate(node)
     except InstantiationException as err:
         cause = err.__cause__ if err.__cause__ is not None else err
-        raise ValueError(f"augmentation.{key}: {cause}; see conf/augmentation/{preset}.yaml") from err
+        raise InvalidSetting(f"augmentation.{key}: {cause}; see conf/augmentation/{preset}.yaml") from err
     if input_shape is not None:
         transform.check_input_shape(input_shape)
     return transform
@@ -114,7 +115,7 @@ class SERModule(pl.LightningModule):
             to_plain(mixup),
         )
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
+            raise InvalidSetting(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
         mode = compile_mode(compile)
         # `calibration`: the temperature fitted on the validation split after training
         # (ser_lightning.calibration), None before that or when turned off.

@@ -25,7 +25,7 @@ from ser_lightning.inference.predictor import FilePrediction, Predictor
 from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
-from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -41,14 +41,14 @@ def input_list(inputs) -> list[str]:
     else:
         items = []
     if not items:
-        raise ValueError("inputs is empty; pass inputs='[clip.wav,folder/,talk.mp4]' or inputs=clip.wav")
+        raise InvalidSetting("inputs is empty; pass inputs='[clip.wav,folder/,talk.mp4]' or inputs=clip.wav")
     return items
 
 
 def check_calibration_option(calibration: str) -> bool:
     """`calibration=checkpoint` (the checkpoint's temperature) or `none` (plain softmax)."""
     if str(calibration) not in ("checkpoint", "none"):
-        raise ValueError(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
+        raise InvalidSetting(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
     return str(calibration) == "checkpoint"
 
 

@@ -39,7 +39,7 @@ from ser_lightning.reporting.intervals import (
     mean_over_runs_bootstrap,
     paired_comparison,
 )
-from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 from ser_lightning.utils.jobs import STATUS_FILE, read_status
 
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
@@ -222,19 +222,21 @@ def parse_selection(text: str) -> dict[str, str]:
     for item in text.split():
         key, sep, value = item.lstrip("+~").partition("=")
         if not sep or not key:
-            raise ValueError(
+            raise InvalidSetting(
                 f"--compare takes key=value settings of the sweep, e.g. model=acnt; got {item!r}"
             )
         pairs[key] = value
     if not pairs:
-        raise ValueError("--compare needs two configurations, each as key=value settings, e.g. model=acnt")
+        raise InvalidSetting(
+            "--compare needs two configurations, each as key=value settings, e.g. model=acnt"
+        )
     return pairs
 
 
 def _selected(jobs: pd.DataFrame, selection: dict[str, str], name: str) -> pd.DataFrame:
     missing = [k for k in selection if k not in jobs.columns]
     if missing:
-        raise ValueError(
+        raise InvalidSetting(
             f"--compare {name}: the sweep has no setting {missing}; its settings: {configuration_columns(jobs)}"
         )
     mask = np.ones(len(jobs), dtype=bool)
@@ -242,12 +244,12 @@ def _selected(jobs: pd.DataFrame, selection: dict[str, str], name: str) -> pd.Da
         mask &= jobs[key].astype(str).to_numpy() == value
     chosen = jobs[mask & (jobs["status"] == "ok").to_numpy()]
     if chosen.empty:
-        raise ValueError(f"--compare {name}: no finished job has {selection}")
+        raise InvalidSetting(f"--compare {name}: no finished job has {selection}")
     others = [
         c for c in configuration_columns(jobs) if c not in selection and chosen[c].nunique(dropna=False) > 1
     ]
     if others:
-        raise ValueError(
+        raise InvalidSetting(
             f"--compare {name}: {selection} matches several configurations (they differ in {others}); "
             "add those settings"
         )
@@ -270,17 +272,17 @@ def compare(
         for name, frame in chosen.items()
     }
     if len(keyed["A"]) != len(chosen["A"]) or len(keyed["B"]) != len(chosen["B"]):
-        raise ValueError(
+        raise InvalidSetting(
             "--compare: two jobs of one configuration share their fold and seed; cannot pair them"
         )
     pairs = sorted(set(keyed["A"]) & set(keyed["B"]))
     unpaired = sorted(set(keyed["A"]) ^ set(keyed["B"]))
     if not pairs:
-        raise ValueError(f"--compare: A and B have no run on the same fold and seed ({repeat})")
+        raise InvalidSetting(f"--compare: A and B have no run on the same fold and seed ({repeat})")
     runs = {name: [scored_run(sweep_dir, keyed[name][key]) for key in pairs] for name in ("A", "B")}
     lacking = [r for name in runs for r, run in zip(pairs, runs[name], strict=True) if run is None]
     if lacking:
-        raise ValueError(
+        raise InvalidSetting(
             "--compare needs each job's per-clip predictions with speakers (test_report/predictions.csv, "
             f"written by this ser_lightning's train); missing for runs {lacking}"
         )

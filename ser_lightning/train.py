@@ -42,7 +42,7 @@ from ser_lightning.utils.config import (
     silence_pytree_notice,
     to_plain,
 )
-from ser_lightning.utils.errors import exits_on_user_mistake, root_cause
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake, root_cause
 from ser_lightning.utils.files import atomic_write
 from ser_lightning.utils.jobs import (
     StartupError,
@@ -249,7 +249,7 @@ def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: 
     process fits the same temperature on the same clips; the first one writes the file.
     """
     if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
+        raise InvalidSetting(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
     if method == "none":
         model.set_calibration(None)
         return None

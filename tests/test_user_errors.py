@@ -142,3 +142,40 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
     with pytest.raises(ValueError, match="could not convert string to float"):
         main()
+
+
+def test_every_error_the_user_must_fix_is_a_user_error():
+    """One base class tells user mistakes from bugs; the class decides, not where it was raised."""
+    from ser_lightning.checkpoint import CheckpointError
+    from ser_lightning.data.download import DownloadError
+    from ser_lightning.data.leakage import LeakageError
+    from ser_lightning.data.quality import UnusableFilesError
+    from ser_lightning.decoding import AudioDecodeError
+    from ser_lightning.features.ssl import EncoderWeightsMismatch, MissingEncoderWeights
+    from ser_lightning.inference.media import MediaTooLongError
+    from ser_lightning.models.requirements import IncompatibleFeaturesError
+    from ser_lightning.module import NonFiniteLossError
+    from ser_lightning.utils.errors import InvalidSetting, UserError, user_mistake
+    from ser_lightning.utils.resume import ResumeError
+
+    for kind in (
+        CheckpointError,
+        DownloadError,
+        LeakageError,
+        UnusableFilesError,
+        AudioDecodeError,
+        EncoderWeightsMismatch,
+        MissingEncoderWeights,
+        MediaTooLongError,
+        IncompatibleFeaturesError,
+        NonFiniteLossError,
+        InvalidSetting,
+        ResumeError,
+    ):
+        assert issubclass(kind, UserError), kind
+    refused = InvalidSetting("data.batch_size=-4 must be at least 1")
+    assert isinstance(refused, ValueError)  # callers that catch ValueError keep working
+    wrapped = RuntimeError("while building the data module")
+    wrapped.__cause__ = refused
+    assert user_mistake(wrapped) is refused
+    assert user_mistake(ValueError("could not convert string to float: 'a'")) is None

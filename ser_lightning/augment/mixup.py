@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ser_lightning.utils.errors import InvalidSetting
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -48,11 +50,11 @@ class Mixup(nn.Module):
     def __init__(self, alpha: float = 0.2, p: float = 1.0):
         super().__init__()
         if alpha <= 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"augmentation.mixup.alpha={alpha} must be > 0 (it is the Beta distribution's parameter)"
             )
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"augmentation.mixup.p={p} must be a probability in [0, 1]")
+            raise InvalidSetting(f"augmentation.mixup.p={p} must be a probability in [0, 1]")
         self.alpha = float(alpha)
         self.p = float(p)
 

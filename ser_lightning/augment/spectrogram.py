@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torchaudio.transforms import FrequencyMasking, TimeMasking
 
+from ser_lightning.utils.errors import InvalidSetting
+
 
 class SpecAugment(nn.Module):
     """Zero `num_freq_masks` bands of feature rows and `num_time_masks` runs of frames per example.
@@ -34,9 +36,9 @@ class SpecAugment(nn.Module):
             ("num_time_masks", num_time_masks),
         ):
             if int(value) != value or value < 0:
-                raise ValueError(f"augmentation.spectrogram.{name}={value} must be a whole number >= 0")
+                raise InvalidSetting(f"augmentation.spectrogram.{name}={value} must be a whole number >= 0")
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"augmentation.spectrogram.p={p} must be a probability in [0, 1]")
+            raise InvalidSetting(f"augmentation.spectrogram.p={p} must be a probability in [0, 1]")
         self.freq_mask_param = int(freq_mask_param)
         self.time_mask_param = int(time_mask_param)
         self.num_freq_masks = int(num_freq_masks)
@@ -49,12 +51,12 @@ class SpecAugment(nn.Module):
         """Fail at start-up when a mask could be wider than the features it masks."""
         _, n_features, n_frames = input_shape
         if self.freq_mask_param > n_features:
-            raise ValueError(
+            raise InvalidSetting(
                 f"augmentation.spectrogram.freq_mask_param={self.freq_mask_param} exceeds the {n_features} "
                 f"feature rows of input shape {tuple(input_shape)}; lower it"
             )
         if self.time_mask_param > n_frames:
-            raise ValueError(
+            raise InvalidSetting(
                 f"augmentation.spectrogram.time_mask_param={self.time_mask_param} exceeds the {n_frames} "
                 f"frames of input shape {tuple(input_shape)}; lower it"
             )

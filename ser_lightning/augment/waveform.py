@@ -23,6 +23,7 @@ from audiomentations.core.transforms_interface import BaseWaveformTransform
 from hydra.utils import instantiate
 from numpy.typing import NDArray
 
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.numba_cache import prepare_numba_cache
 from ser_lightning.utils.seeding import seeded_global_rngs
 
@@ -42,7 +43,7 @@ class RandomCropPad(BaseWaveformTransform):
     def __init__(self, min_fraction: float = 0.8, max_fraction: float = 1.0, p: float = 0.5):
         super().__init__(p)
         if not 0.0 < min_fraction <= max_fraction <= 1.0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"RandomCropPad needs 0 < min_fraction <= max_fraction <= 1; got {min_fraction}, {max_fraction}"
             )
         self.min_fraction = min_fraction
@@ -98,17 +99,17 @@ class PitchTimeStretch(BaseWaveformTransform):
     ):
         super().__init__(p)
         if not -24.0 <= min_semitones <= max_semitones <= 24.0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"PitchTimeStretch needs -24 <= min_semitones <= max_semitones <= 24; "
                 f"got {min_semitones}, {max_semitones}"
             )
         if not 0.0 < min_rate <= max_rate:
-            raise ValueError(
+            raise InvalidSetting(
                 f"PitchTimeStretch needs 0 < min_rate <= max_rate (1 = unchanged tempo); got {min_rate}, {max_rate}"
             )
         for name, value in (("pitch_p", pitch_p), ("rate_p", rate_p)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"PitchTimeStretch {name}={value} must be a probability in [0, 1]")
+                raise InvalidSetting(f"PitchTimeStretch {name}={value} must be a probability in [0, 1]")
         self.min_semitones, self.max_semitones, self.pitch_p = min_semitones, max_semitones, pitch_p
         self.min_rate, self.max_rate, self.rate_p = min_rate, max_rate, rate_p
 
@@ -222,10 +223,12 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
         return None
     unknown = sorted(set(node) - set(WAVEFORM_KEYS))
     if unknown:
-        raise ValueError(f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}")
+        raise InvalidSetting(
+            f"augmentation.waveform has unknown keys {unknown}; allowed: {list(WAVEFORM_KEYS)}"
+        )
     entries = node.get("transforms") or {}
     if not isinstance(entries, Mapping):
-        raise ValueError(
+        raise InvalidSetting(
             "augmentation.waveform.transforms must map names to transform configs "
             "(e.g. gain: {_target_: audiomentations.Gain, min_gain_db: -6, max_gain_db: 6, p: 0.5})"
         )
@@ -235,15 +238,15 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
             continue
         where = f"augmentation.waveform.transforms.{name}"
         if not isinstance(spec, Mapping) or "_target_" not in spec:
-            raise ValueError(
+            raise InvalidSetting(
                 f"{where} needs a _target_ naming the transform class (e.g. audiomentations.Gain)"
             )
         try:
             transform = instantiate(dict(spec), _convert_="all")
         except Exception as err:  # Hydra wraps the constructor's own error; keep its message
-            raise ValueError(f"{where}: cannot build {spec['_target_']}: {err}") from err
+            raise InvalidSetting(f"{where}: cannot build {spec['_target_']}: {err}") from err
         if not callable(transform):
-            raise ValueError(f"{where}: {spec['_target_']} is not a waveform transform")
+            raise InvalidSetting(f"{where}: {spec['_target_']} is not a waveform transform")
         transforms.append(transform)
         names.append(str(name))
     if not transforms:

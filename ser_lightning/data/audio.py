@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.decoding import decode_frames, finite, probe_audio
+from ser_lightning.utils.errors import InvalidSetting
 
 # A file longer than offset + duration by more than this is decoded only around its crop.
 PARTIAL_READ_MARGIN_SECONDS = 30.0
@@ -38,11 +39,11 @@ class AudioSettings:
             ("offset", self.offset, self.offset >= 0),
         ):
             if not ok:
-                raise ValueError(
+                raise InvalidSetting(
                     f"data.{key}={value} is out of range: sample_rate and duration must be > 0, offset >= 0"
                 )
         if self.crop not in ("center", "start"):
-            raise ValueError(f"data.audio.crop={self.crop!r} must be 'center' or 'start'")
+            raise InvalidSetting(f"data.audio.crop={self.crop!r} must be 'center' or 'start'")
 
     @property
     def num_samples(self) -> int:

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from ser_lightning.augment.waveform import WaveformAugmentation, build_waveform_augmentation
 from ser_lightning.data.offline_copies import OfflineCopies
+from ser_lightning.utils.errors import InvalidSetting
 
 AUGMENTATION_DEFAULTS = {
     "waveform": None,
@@ -45,21 +46,21 @@ def check_augmentation(node) -> dict:
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node, resolve=True)
     if not isinstance(node, Mapping):
-        raise ValueError(
+        raise InvalidSetting(
             f"augmentation must be a mapping with keys {list(AUGMENTATION_DEFAULTS)}; got {node!r}"
         )
     unknown = sorted(set(node) - set(AUGMENTATION_DEFAULTS))
     if unknown:
-        raise ValueError(
+        raise InvalidSetting(
             f"augmentation has unknown keys {unknown}; allowed: {list(AUGMENTATION_DEFAULTS)} "
             "(see conf/augmentation/full.yaml)"
         )
     augmentation = {**AUGMENTATION_DEFAULTS, **dict(node)}
     copies = augmentation["offline_copies"]
     if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
-        raise ValueError(f"augmentation.offline_copies={copies!r} must be a whole number >= 0")
+        raise InvalidSetting(f"augmentation.offline_copies={copies!r} must be a whole number >= 0")
     if copies and not augmentation["waveform"]:
-        raise ValueError(
+        raise InvalidSetting(
             f"augmentation.offline_copies={copies} needs augmentation.waveform transforms to make the copies "
             "with; use a preset that has them (augmentation=waveform) or set offline_copies=0"
         )
@@ -73,10 +74,10 @@ def device_node(node, key: str, target: str) -> dict | None:
     if not node:
         return None
     if not isinstance(node, Mapping):
-        raise ValueError(f"augmentation.{key} must be a mapping of options or null; got {node!r}")
+        raise InvalidSetting(f"augmentation.{key} must be a mapping of options or null; got {node!r}")
     given = node.get("_target_", target)
     if given != target:
-        raise ValueError(
+        raise InvalidSetting(
             f"augmentation.{key}._target_={given!r} is refused: augmentation.{key} builds {target}"
         )
     return {"_target_": target, **{k: v for k, v in node.items() if k != "_target_"}}
@@ -89,7 +90,7 @@ def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | 
     waveform = build_waveform_augmentation(augmentation["waveform"], sample_rate)
     if waveform is None:
         if augmentation["offline_copies"]:
-            raise ValueError(
+            raise InvalidSetting(
                 f"augmentation.offline_copies={augmentation['offline_copies']} needs waveform transforms to make "
                 "the copies with, but every augmentation.waveform.transforms entry is off (null); turn one on "
                 "or set offline_copies=0"

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class ArrayCache:
 
     def __init__(self, directory: str | Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S):
         if not lock_timeout > 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.cache_lock_timeout={lock_timeout} must be a positive number of seconds (how long "
                 "to wait for another process building the same cache entry)"
             )

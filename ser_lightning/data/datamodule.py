@@ -29,6 +29,7 @@ from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.data.splits import Splitter, check_ratios, make_split
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,19 @@ class SERDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if train_input not in TRAIN_INPUTS:
-            raise ValueError(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
+            raise InvalidSetting(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
         if train_input == "waveform" and not store.features.runs_on_device:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.train_input=waveform needs features computed per batch, but {type(store.features).__name__} "
                 "is precomputed on CPU; use data.train_input=features"
             )
         if waveform_augmentation is not None and train_input != "waveform":
-            raise ValueError(
+            raise InvalidSetting(
                 "on-the-fly waveform augmentation needs data.train_input=waveform (features recomputed "
                 "from the augmented audio); cached features cannot see it"
             )
         if offline_copies is not None and train_input == "waveform":
-            raise ValueError(
+            raise InvalidSetting(
                 "augmentation.offline_copies adds cached feature rows, but data.train_input=waveform trains "
                 "on raw audio; set data.train_input=features, or offline_copies=0 to augment on the fly"
             )
@@ -261,7 +262,7 @@ class SERDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if not self.splitter.needs_training_data:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.split={self.splitter.name} puts every file in the test set: it is for evaluating a "
                 "trained model, not for training; choose another data.split to train"
             )
@@ -325,7 +326,7 @@ def build_data_module(
     cannot do (they take offline copies instead).
     """
     if waveform_augmentation is not None and not features.runs_on_device:
-        raise ValueError(
+        raise InvalidSetting(
             f"augmentation.waveform on the fly needs features computed per batch, but {type(features).__name__} "
             "is computed once on CPU and cached; set augmentation.offline_copies=K (e.g. 2) to cache K "
             "augmented copies of every training clip instead"

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from ser_lightning.data.sampling import EpochSeededShuffle
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class DeviceBatches:
         rank: int = 0,
     ):
         if not len(values) == len(labels) == len(rows):
-            raise ValueError(f"{len(values)} rows, {len(labels)} labels and {len(rows)} row numbers")
+            raise InvalidSetting(f"{len(values)} rows, {len(labels)} labels and {len(rows)} row numbers")
         self.values, self.labels, self.rows = values, labels, rows
         self.batch_size = batch_size
         self.kind = kind

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.utils.config import CONFIG_DIR
+from ser_lightning.utils.errors import UserError
 from ser_lightning.utils.files import atomic_write, unique_token
 from ser_lightning.utils.progress import progress_bar
 
@@ -66,7 +67,7 @@ RAVDESS_SPEECH = Archive(
 ARCHIVES: dict[str, Archive] = {"ravdess": RAVDESS_SPEECH}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """The transfer failed; the message says how far it got and how to go on."""
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from ser_lightning.data.audio import AudioSettings, load_waveform
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S, ArrayCache, cache_key, file_fingerprint
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class FeatureStore:
         decode_workers: int | None = None,
     ):
         if getattr(features, "sample_rate", audio.sample_rate) != audio.sample_rate:
-            raise ValueError(
+            raise InvalidSetting(
                 f"features.sample_rate={features.sample_rate} differs from data.sample_rate={audio.sample_rate}; "
                 "set features.sample_rate=${data.sample_rate}"
             )

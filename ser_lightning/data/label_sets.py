@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.utils.errors import InvalidSetting
 
 LABEL_SET_NAMES = ("all", "corpus")
 
@@ -26,14 +27,14 @@ def check_label_spec(spec: str | Sequence[str]) -> str | tuple[str, ...]:
     """Validate data.labels: "all", "corpus", or a list of emotion names (returned in EMOTIONS order)."""
     if isinstance(spec, str):
         if spec not in LABEL_SET_NAMES:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.labels={spec!r} is not valid; use 'all', 'corpus' or a list of emotions from {list(EMOTIONS)}"
             )
         return spec
     names = list(spec)
     unknown = [n for n in names if n not in EMOTIONS]
     if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
-        raise ValueError(
+        raise InvalidSetting(
             f"data.labels={names} must list at least two different emotions from {list(EMOTIONS)}"
             + (f"; unknown: {unknown}" if unknown else "")
         )
@@ -48,7 +49,7 @@ def resolve_label_names(spec: str | tuple[str, ...], present: Iterable[str]) -> 
         present = set(present)
         names = tuple(e for e in EMOTIONS if e in present)
         if len(names) < 2:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.labels=corpus found only {names} in the corpus; a classifier needs two emotions"
             )
         return names

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ser_lightning.utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # how many offending speakers / recordings an error lists before "... and N more"
 LISTED = 20
 
 
-class LeakageError(ValueError):
+class LeakageError(UserError, ValueError):
     """A split that would let test clips be learnt from: the message lists the speakers or files."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.seeding import seeded_global_rngs
 
 log = logging.getLogger(__name__)
@@ -105,22 +106,22 @@ class LoaderSettings:
 
     def __post_init__(self):
         if self.placement not in ("host", "device", "auto"):
-            raise ValueError(f"data.placement={self.placement!r} must be host, device or auto")
+            raise InvalidSetting(f"data.placement={self.placement!r} must be host, device or auto")
         if not 0.0 < self.device_memory_share <= 1.0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.device_memory_share={self.device_memory_share} must be in (0, 1]: the share of the "
                 "device's free memory the rows may take with data.placement=auto"
             )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"data.batch_size={self.batch_size} must be at least 1")
+            raise InvalidSetting(f"data.batch_size={self.batch_size} must be at least 1")
         if self.num_workers != "auto" and (
             not isinstance(self.num_workers, int)
             or isinstance(self.num_workers, bool)
             or self.num_workers < 0
         ):
-            raise ValueError(f"data.num_workers={self.num_workers!r} must be auto or a whole number >= 0")
+            raise InvalidSetting(f"data.num_workers={self.num_workers!r} must be auto or a whole number >= 0")
         if self.pin_memory not in (True, False, "auto"):
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.pin_memory={self.pin_memory!r} must be true, false or auto (pin when training on a CUDA GPU)"
             )
 

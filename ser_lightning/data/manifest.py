@@ -24,6 +24,7 @@ from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_lab
 from ser_lightning.data.quality import SkipPolicy, screen_audio
 from ser_lightning.data.splits import SPLIT_NAMES, Splitter, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class CorpusSource:
         scan.table, left_out = relabel(scan.table, self.label_names)
         scan.excluded_by_filter += left_out
         if scan.table.empty:
-            raise ValueError(
+            raise InvalidSetting(
                 f"no file of the corpus at {self.root} has one of the emotions data.labels asks for "
                 f"({list(self.label_names)})"
             )
@@ -166,7 +167,7 @@ def prepare_manifest(
     indices = split_indices(assignment)
     empty = [name for name in splitter.required_splits() if len(indices[name]) == 0]
     if empty:
-        raise ValueError(
+        raise InvalidSetting(
             f"split {splitter.name!r} left {empty} empty; the corpus at {source.root} is too small"
         )
     manifest = Manifest(source.root, source.name, source.label_names, scan, splitter, assignment, indices)

@@ -23,6 +23,7 @@ from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import cache_key
 from ser_lightning.data.feature_store import FeatureStore, StoredArrays
 from ser_lightning.data.loading import available_cores
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.progress import progress_bar
 from ser_lightning.utils.seeding import seeded_global_rngs
 
@@ -95,7 +96,9 @@ class OfflineCopies:
         chunk: int = 64,
     ):
         if copies < 1:
-            raise ValueError(f"augmentation.offline_copies={copies} must be at least 1 for offline copies")
+            raise InvalidSetting(
+                f"augmentation.offline_copies={copies} must be at least 1 for offline copies"
+            )
         self.augmentation = augmentation
         self.copies = copies
         self.seed = seed

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ser_lightning.data.splits import SPLITS
 from ser_lightning.data.utterances import relative_paths
+from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only: importing the data module here would load Lightning
     from ser_lightning.data.datamodule import SERDataModule
@@ -145,7 +146,7 @@ def check_training_overlap(
     ):
         return
     examples = ", ".join((overlap["train"] + overlap["val"])[:3])
-    raise ValueError(
+    raise InvalidSetting(
         f"{overlap['count']} of the {overlap['of']} files eval would score as test were used to train the "
         f"model ({len(overlap['train'])} train, {len(overlap['val'])} validation files of {ckpt_path}), "
         f"e.g. {examples}; under data.split={protocol.name} (trained with data.split={trained_split.get('name')}) "

@@ -30,6 +30,7 @@ import soundfile as sf
 from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, rejected_frame
 from ser_lightning.decoding import AudioDecodeError, probe_audio
+from ser_lightning.utils.errors import InvalidSetting, UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ AUDIO_CHECK_VERSION = 1
 _EXAMPLES = 5
 
 
-class UnusableFilesError(ValueError):
+class UnusableFilesError(UserError, ValueError):
     """The run stops because of unusable files; `rejected` lists every one with its reason."""
 
     def __init__(self, message: str, rejected: list[RejectedFile]):
@@ -59,9 +60,9 @@ class SkipPolicy:
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR_CHOICES:
-            raise ValueError(f"data.on_error={self.on_error!r} must be one of {list(ON_ERROR_CHOICES)}")
+            raise InvalidSetting(f"data.on_error={self.on_error!r} must be one of {list(ON_ERROR_CHOICES)}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.max_skip_fraction={self.max_skip_fraction} must be a share between 0 and 1 "
                 "(0.05 stops a run when more than 5% of the files cannot be used)"
             )

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ser_lightning.utils.errors import InvalidSetting
+
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
@@ -51,7 +53,7 @@ def check_ratios(ratios: tuple[float, float, float] | list[float]) -> tuple[floa
     """Validate split ratios: three positive numbers that sum to 1."""
     ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3 or any(r <= 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        raise ValueError(
+        raise InvalidSetting(
             f"data.split_ratios={list(ratios)} must be three positive numbers (train, val, test) that sum to 1, "
             "e.g. [0.7, 0.15, 0.15]"
         )
@@ -164,7 +166,7 @@ class ActorSplit(Splitter):
         for gender, actors in sorted(actor_gender.groupby(actor_gender).groups.items()):
             actors = sorted(actors)
             if len(actors) < 3:
-                raise ValueError(
+                raise InvalidSetting(
                     f"a speaker-independent split needs at least 3 {gender} actors (one per split); "
                     f"the corpus has {len(actors)}. Use data.split=random for this corpus."
                 )
@@ -205,7 +207,7 @@ def draw_val_actors(
     """
     candidates = sorted(candidates)
     if len(candidates) < 2:
-        raise ValueError(
+        raise InvalidSetting(
             f"{what} leaves {len(candidates)} actor(s) outside the test set, but validation and training "
             "need one actor each; use fewer folds, a larger corpus, or data.split=random"
         )
@@ -276,7 +278,7 @@ class KFoldSplit(Splitter):
             return self._listed_folds(table)
         num_actors = table["actor"].nunique()
         if self.num_folds < 2 or self.num_folds > num_actors:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.num_folds={self.num_folds} must be between 2 and the number of actors ({num_actors}); "
                 f"{num_actors} folds is leave-one-speaker-out (data.split=loso)"
             )
@@ -294,7 +296,7 @@ class KFoldSplit(Splitter):
         listed = PUBLISHED_FOLDS[name] if name else self.given_folds
         setting = f"data.folds={name}" if name else "data.folds"
         if len(listed) != self.num_folds:
-            raise ValueError(
+            raise InvalidSetting(
                 f"{setting} lists {len(listed)} folds but data.num_folds={self.num_folds}; "
                 f"set data.num_folds={len(listed)}"
             )
@@ -311,13 +313,13 @@ class KFoldSplit(Splitter):
                 if found is None:
                     missing.append(str(actor))
                 elif found in seen:
-                    raise ValueError(f"{setting}: actor {found} is listed in two folds")
+                    raise InvalidSetting(f"{setting}: actor {found} is listed in two folds")
                 else:
                     seen.add(found)
                     fold.append(found)
             folds.append(sorted(fold))
         if missing:
-            raise ValueError(
+            raise InvalidSetting(
                 f"{setting} names actors {missing} that the corpus does not have (its actors: "
                 f"{sorted(actors)[:8]}{' ...' if len(actors) > 8 else ''})"
                 + (
@@ -331,7 +333,7 @@ class KFoldSplit(Splitter):
 
     def _check_fold(self) -> None:
         if not 0 <= self.fold < self.num_folds:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.fold={self.fold} must be in 0..{self.num_folds - 1} (data.num_folds={self.num_folds})"
             )
 
@@ -375,7 +377,7 @@ def given_folds(folds) -> str | tuple[tuple[str, ...], ...] | None:
         return None
     if isinstance(folds, str):
         if folds not in PUBLISHED_FOLDS:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.folds={folds!r} is not a published fold set; choose from {sorted(PUBLISHED_FOLDS)} "
                 'or give the test actors of each fold, e.g. data.folds=\'[["01","02"],["03","04"]]\''
             )
@@ -384,7 +386,7 @@ def given_folds(folds) -> str | tuple[tuple[str, ...], ...] | None:
         list(fold) if isinstance(fold, Sequence) and not isinstance(fold, str) else fold for fold in folds
     ]
     if not folds or not all(isinstance(fold, list) and fold for fold in folds):
-        raise ValueError(
+        raise InvalidSetting(
             f"data.folds={folds!r} must be a fold set's name ({sorted(PUBLISHED_FOLDS)}) or a list of "
             "actor lists, one per fold"
         )
@@ -409,7 +411,7 @@ class LeaveOneSpeakerOutSplit(Splitter):
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         actors = sorted(table["actor"].unique())
         if not 0 <= self.fold < len(actors):
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.fold={self.fold} must be in 0..{len(actors) - 1}: split=loso has one fold per actor"
             )
         test = [actors[self.fold]]
@@ -453,7 +455,7 @@ class CrossCorpusSplit(Splitter):
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         corpora = sorted(table["corpus"].unique())
         if self.test_corpus not in corpora or len(corpora) < 2:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.split=cross_corpus needs data.test_corpus set to one of several corpora in the table; "
                 f"got test_corpus={self.test_corpus!r}, corpora {corpora} (use data=ser_en to combine corpora)"
             )
@@ -513,11 +515,11 @@ def make_split(
 ) -> Splitter:
     """The splitter a data config names, with the options that split takes."""
     if name not in SPLITS:
-        raise ValueError(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
+        raise InvalidSetting(f"data.split={name!r} is not known; choose from {sorted(SPLITS)}")
     if folds is not None and name != "kfold":
-        raise ValueError(f"data.folds={folds!r} only applies to data.split=kfold (got split={name})")
+        raise InvalidSetting(f"data.folds={folds!r} only applies to data.split=kfold (got split={name})")
     if test_corpus is not None and name != "cross_corpus":
-        raise ValueError(
+        raise InvalidSetting(
             f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})"
         )
     return SPLITS[name].from_settings(

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_lightning.utils.errors import InvalidSetting
+
 NORMALIZATIONS = ("utterance", "dataset", "none")
 
 
@@ -39,7 +41,7 @@ class FeatureExtractor(nn.Module):
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"features.normalization={normalization!r} must be one of {NORMALIZATIONS}")
+            raise InvalidSetting(f"features.normalization={normalization!r} must be one of {NORMALIZATIONS}")
         self.normalization = normalization
         self.eps = eps
         self.n_channels = n_channels

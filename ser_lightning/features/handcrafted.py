@@ -21,6 +21,7 @@ import soxr
 import torch
 
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.numba_cache import prepare_numba_cache
 
 # (name, rows) in output order; the one record of what each of the 68 rows holds.
@@ -151,9 +152,9 @@ class Handcrafted68(FeatureExtractor):
     ):
         super().__init__(n_features=NUM_FEATURES, normalization=normalization)
         if max_len is not None and max_len < 1:
-            raise ValueError(f"features.max_len={max_len} must be a positive number of frames (or null)")
+            raise InvalidSetting(f"features.max_len={max_len} must be a positive number of frames (or null)")
         if num_workers is not None and num_workers < 1:
-            raise ValueError(
+            raise InvalidSetting(
                 f"features.num_workers={num_workers} must be at least 1 (or null for one per core)"
             )
         self.settings = HandcraftedSettings(sample_rate, analysis_rate, n_fft, hop_length)
@@ -164,7 +165,7 @@ class Handcrafted68(FeatureExtractor):
     def sequence_length(self, num_samples: int) -> int:
         natural = self.settings.natural_frames(num_samples)
         if natural < DELTA_WIDTH:
-            raise ValueError(
+            raise InvalidSetting(
                 f"features=handcrafted68 needs at least {DELTA_WIDTH} frames for its Δ features, but "
                 f"{num_samples} samples at {self.sample_rate} Hz give {natural}; raise data.duration"
             )

@@ -7,6 +7,7 @@ import torchaudio
 from torch import nn
 
 from ser_lightning.features.base import FeatureExtractor
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class MelDecibels(nn.Module):
@@ -29,7 +30,9 @@ class MelDecibels(nn.Module):
     ):
         super().__init__()
         if f_max is not None and f_max > sample_rate / 2:
-            raise ValueError(f"features.f_max={f_max} is above the Nyquist frequency {sample_rate / 2} Hz")
+            raise InvalidSetting(
+                f"features.f_max={f_max} is above the Nyquist frequency {sample_rate / 2} Hz"
+            )
         self.hop_length = hop_length
         self.top_db = top_db
         self.melspec = torchaudio.transforms.MelSpectrogram(

@@ -6,6 +6,7 @@ import torch
 import torchaudio
 
 from ser_lightning.features.mel import MelFeatureExtractor, cepstrum, dct_matrix
+from ser_lightning.utils.errors import InvalidSetting
 
 DELTA_LAYOUTS = ("rows", "channels")
 
@@ -37,13 +38,13 @@ class MFCC(MelFeatureExtractor):
         normalization: str = "utterance",
     ):
         if not 1 <= n_mfcc <= n_mels:
-            raise ValueError(f"features.n_mfcc={n_mfcc} must lie in [1, features.n_mels={n_mels}]")
+            raise InvalidSetting(f"features.n_mfcc={n_mfcc} must lie in [1, features.n_mels={n_mels}]")
         if deltas not in (0, 1, 2):
-            raise ValueError(f"features.deltas={deltas!r} must be 0 (none), 1 (Δ) or 2 (Δ and ΔΔ)")
+            raise InvalidSetting(f"features.deltas={deltas!r} must be 0 (none), 1 (Δ) or 2 (Δ and ΔΔ)")
         if delta_layout not in DELTA_LAYOUTS:
-            raise ValueError(f"features.delta_layout={delta_layout!r} must be one of {DELTA_LAYOUTS}")
+            raise InvalidSetting(f"features.delta_layout={delta_layout!r} must be one of {DELTA_LAYOUTS}")
         if delta_width < 3 or delta_width % 2 == 0:
-            raise ValueError(f"features.delta_width={delta_width} must be an odd number >= 3")
+            raise InvalidSetting(f"features.delta_width={delta_width} must be an odd number >= 3")
         stacks = 1 + deltas
         as_channels = delta_layout == "channels"
         super().__init__(

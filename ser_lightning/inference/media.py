@@ -22,6 +22,7 @@ import soundfile as sf
 
 from ser_lightning.decoding import AudioDecodeError, MonoStream, decode_error, probe_audio
 from ser_lightning.inference.containers import FFMPEG_OPTIONS, refuse_playlists
+from ser_lightning.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ TRUNCATED = "it is truncated"
 UNSUPPORTED_CODEC = "its audio codec"
 
 
-class MediaTooLongError(ValueError):
+class MediaTooLongError(UserError, ValueError):
     """A recording longer than predict's `max_duration_s`; the message names the file and the key."""
 
     def __init__(self, path: str | Path, seconds: float | None, max_duration_s: float, sample_rate: int):

@@ -33,6 +33,7 @@ from ser_lightning import __version__
 from ser_lightning.calibration import probabilities
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
 from ser_lightning.utils.config import PYTREE_NOTICE
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 # The exporter's graph passes log every rewrite and folded constant at INFO.
@@ -50,9 +51,9 @@ class ExportedClassifier(nn.Module):
     def __init__(self, module, input_kind: str = "waveform"):
         super().__init__()
         if input_kind not in INPUT_KINDS:
-            raise ValueError(f"input={input_kind!r} must be one of {INPUT_KINDS}")
+            raise InvalidSetting(f"input={input_kind!r} must be one of {INPUT_KINDS}")
         if module.features.needs_dataset_stats:
-            raise ValueError(
+            raise InvalidSetting(
                 "the checkpoint's features use normalization=dataset but hold no train-split statistics; "
                 "export a checkpoint saved after training started"
             )

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from ser_lightning.inference.media import InputError
 from ser_lightning.inference.predictor import FilePrediction
+from ser_lightning.utils.errors import InvalidSetting
 
 OUTPUT_FORMATS = ("human", "json", "csv")
 PROBABILITY_PREFIX = "prob_"
@@ -128,7 +129,7 @@ class PredictionPrinter:
 
     def __init__(self, stream: TextIO, output: str, labels: list[str], per_window: bool = False):
         if output not in OUTPUT_FORMATS:
-            raise ValueError(f"output={output!r} must be one of {OUTPUT_FORMATS}")
+            raise InvalidSetting(f"output={output!r} must be one of {OUTPUT_FORMATS}")
         self.stream, self.output, self.per_window = stream, output, per_window
         self.csv = CsvWriter(stream, labels, per_window) if output == "csv" else None
         self.count = 0

@@ -31,6 +31,7 @@ from ser_lightning.inference.timeline import (
     speech_segments,
 )
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
+from ser_lightning.utils.errors import InvalidSetting
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -62,11 +63,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(
+        raise InvalidSetting(
             f"device={device!r} is not a torch device (auto, cpu, cuda, cuda:1, mps): {err}"
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise InvalidSetting(
             f"device={device!r} asks for a GPU, but torch sees none here; use device=auto or cpu"
         )
     return resolved
@@ -117,7 +118,7 @@ class Predictor:
         min_confidence: float = 0.0,
     ):
         if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
+            raise InvalidSetting(f"batch_size={batch_size} must be at least 1")
         self.calibrated = calibrated
         self.min_confidence = check_min_confidence(min_confidence)
         self.device = resolve_device(device)
@@ -254,7 +255,7 @@ class Predictor:
         hop = self.audio.duration / 2 if hop is None else hop
         check_window_options(hop, long_clips)
         if max_duration_s is not None and not max_duration_s > 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
             )
         paths = [Path(p) for p in paths]

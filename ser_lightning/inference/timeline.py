@@ -29,6 +29,7 @@ import numpy as np
 
 from ser_lightning.data.audio import AudioSettings
 from ser_lightning.inference.windows import ClipWindows, clip_windows
+from ser_lightning.utils.errors import InvalidSetting
 
 # The rate silero-vad's model runs at (it also takes 8 kHz; 16 kHz is the one it was made for).
 VAD_SAMPLE_RATE = 16000
@@ -47,13 +48,13 @@ class TimelineSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"timeline.threshold={self.threshold} must be between 0 and 1")
+            raise InvalidSetting(f"timeline.threshold={self.threshold} must be between 0 and 1")
         if self.smooth_segments < 1 or self.smooth_segments % 2 == 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"timeline.smooth_segments={self.smooth_segments} must be an odd number of segments (1 = off)"
             )
         if self.max_segment_s <= 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"timeline.max_segment_s={self.max_segment_s} must be a positive number of seconds"
             )
 

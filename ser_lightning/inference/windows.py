@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_lightning.data.audio import AudioSettings, condition, fit_length
+from ser_lightning.utils.errors import InvalidSetting
 
 LONG_CLIP_MODES = ("windows", "crop")
 
@@ -57,9 +58,9 @@ class ClipWindows:
 def check_window_options(hop: float, long_clips: str) -> None:
     """Refuse settings that would fail every file, before any is decoded."""
     if long_clips not in LONG_CLIP_MODES:
-        raise ValueError(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")
+        raise InvalidSetting(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")
     if hop <= 0:
-        raise ValueError(f"hop={hop} must be a positive number of seconds")
+        raise InvalidSetting(f"hop={hop} must be a positive number of seconds")
 
 
 def clip_windows(

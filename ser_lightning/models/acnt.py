@@ -12,6 +12,7 @@ from ser_lightning.models.layers import (
     pooled_size,
 )
 from ser_lightning.models.requirements import InputRequirement
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class ACNT(nn.Module):
@@ -44,7 +45,7 @@ class ACNT(nn.Module):
         super().__init__()
         channels, n_features, n_frames = input_shape
         if transformer_dim % num_heads:
-            raise ValueError(
+            raise InvalidSetting(
                 f"model.net.transformer_dim={transformer_dim} must be divisible by num_heads={num_heads}"
             )
         blocks, in_ch = [], channels
@@ -55,7 +56,7 @@ class ACNT(nn.Module):
         freq_out = pooled_size(n_features, 2, len(cnn_channels))
         self.seq_len = pooled_size(n_frames, 2, len(cnn_channels))
         if use_transformer and self.seq_len > pe_max_len:
-            raise ValueError(
+            raise InvalidSetting(
                 f"ACNT: the CNN leaves {self.seq_len} frames but model.net.pe_max_len={pe_max_len}; "
                 f"raise pe_max_len to at least {self.seq_len}"
             )

@@ -17,6 +17,7 @@ from ser_lightning.models.layers import (
     init_weights,
 )
 from ser_lightning.models.requirements import InputRequirement
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class CNNBiLSTMMHA(nn.Module):
@@ -46,7 +47,7 @@ class CNNBiLSTMMHA(nn.Module):
         super().__init__()
         channels, n_features, _ = input_shape
         if (2 * lstm_hidden) % num_heads:
-            raise ValueError(
+            raise InvalidSetting(
                 f"model.net.num_heads={num_heads} must divide the BiLSTM output size 2 × lstm_hidden = {2 * lstm_hidden}"
             )
         blocks, in_ch = [], channels * n_features

@@ -18,6 +18,7 @@ from torch import nn
 
 from ser_lightning.models.layers import AttentionPooling, init_weights, pooled_size
 from ser_lightning.models.requirements import InputRequirement
+from ser_lightning.utils.errors import InvalidSetting
 
 FRONTENDS = ("conv2d", "conv1d")
 
@@ -63,7 +64,7 @@ class CRNNAttention(nn.Module):
     ):
         super().__init__()
         if frontend not in FRONTENDS:
-            raise ValueError(f"model.net.frontend={frontend!r} must be one of {FRONTENDS}")
+            raise InvalidSetting(f"model.net.frontend={frontend!r} must be one of {FRONTENDS}")
         channels, n_features, _ = input_shape
         self.frontend = frontend
         dims = 2 if frontend == "conv2d" else 1

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ser_lightning.utils.errors import InvalidSetting
+
 
 class ResidualConvBlock(nn.Module):
     """conv-BN-act-conv-BN plus a (1x1 projected) shortcut, then act, max-pool and dropout.
@@ -28,7 +30,7 @@ class ResidualConvBlock(nn.Module):
     ):
         super().__init__()
         if dims not in (1, 2):
-            raise ValueError(f"ResidualConvBlock convolves over 1 or 2 dimensions, not {dims}")
+            raise InvalidSetting(f"ResidualConvBlock convolves over 1 or 2 dimensions, not {dims}")
         if dims == 1:
             conv, norm, max_pool = nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d
         else:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from hydra.utils import get_class, instantiate
 from torch import nn
 
+from ser_lightning.utils.errors import UserError
 
-class IncompatibleFeaturesError(ValueError):
+
+class IncompatibleFeaturesError(UserError, ValueError):
     """A model × features pair that cannot work; the message says what would fit."""
 
 

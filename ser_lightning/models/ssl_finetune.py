@@ -38,6 +38,7 @@ from ser_lightning.features.ssl.encoders import load_encoder
 from ser_lightning.features.ssl.features import layer_indices
 from ser_lightning.models.requirements import InputRequirement
 from ser_lightning.models.ssl_head import SSLHead
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class SSLFinetune(nn.Module):
@@ -83,7 +84,7 @@ class SSLFinetune(nn.Module):
     ):
         super().__init__()
         if warmup_steps < 0 or freeze_epochs < 0 or encoder_lr <= 0:
-            raise ValueError(
+            raise InvalidSetting(
                 f"model.net: encoder_lr={encoder_lr} must be > 0, warmup_steps={warmup_steps} and "
                 f"freeze_epochs={freeze_epochs} >= 0"
             )

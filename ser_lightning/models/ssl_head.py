@@ -20,6 +20,7 @@ from torch.nn import functional
 
 from ser_lightning.models.layers import AttentiveStatisticsPooling, init_weights
 from ser_lightning.models.requirements import InputRequirement
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class SSLHead(nn.Module):
@@ -115,7 +116,7 @@ class EmoBoxHead(nn.Module):
         num_layers, n_features, _ = input_shape
         chosen = num_layers - 1 if layer is None else layer
         if not -num_layers <= chosen < num_layers:
-            raise ValueError(
+            raise InvalidSetting(
                 f"EmoBoxHead: model.net.layer={layer} is not a layer of these features, which hold "
                 f"{num_layers} (input (layers, hidden, frames) = {tuple(input_shape)}); set "
                 f"model.net.layer to one of 0..{num_layers - 1}, or null for the last"

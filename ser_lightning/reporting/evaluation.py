@@ -53,6 +53,7 @@ from ser_lightning.metrics import (  # noqa: E402
 )
 from ser_lightning.reporting.breakdowns import breakdown_table, gender_gap, plot_breakdowns  # noqa: E402
 from ser_lightning.reporting.intervals import BootstrapSettings, speaker_bootstrap  # noqa: E402
+from ser_lightning.utils.errors import InvalidSetting
 
 METRIC_NAMES = {
     "accuracy": "accuracy (WA)",
@@ -157,12 +158,12 @@ def evaluation_report(
         or probabilities.shape != (len(y_true), len(labels))
         or len(files) != len(y_true)
     ):
-        raise ValueError(
+        raise InvalidSetting(
             f"evaluation needs one file, label and row of {len(labels)} probabilities per item; got "
             f"{len(files)} files, {len(y_true)} labels, probabilities of shape {probabilities.shape}"
         )
     if len(y_true) == 0:
-        raise ValueError("evaluation got no files to score")
+        raise InvalidSetting("evaluation got no files to score")
     report = EvaluationReport(labels, [str(f) for f in files], y_true, probabilities)
     report.confusion = confusion_counts(y_true, report.y_pred, len(labels))
     report.metrics = {
@@ -187,7 +188,7 @@ def evaluation_report(
     if clips is not None:
         clips = clips.reset_index(drop=True)
         if len(clips) != len(y_true) or "speaker" not in clips:
-            raise ValueError(
+            raise InvalidSetting(
                 f"clips must have a speaker column and one row per file; got {list(clips.columns)}"
             )
         report.clips = clips

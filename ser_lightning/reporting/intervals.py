@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ser_lightning.metrics import macro_f1, unweighted_accuracy, weighted_accuracy
+from ser_lightning.utils.errors import InvalidSetting
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
@@ -49,9 +50,11 @@ class BootstrapSettings:
 
     def __post_init__(self):
         if self.resamples < 1:
-            raise ValueError(f"bootstrap.resamples={self.resamples} must be at least 1 (1000 is usual)")
+            raise InvalidSetting(f"bootstrap.resamples={self.resamples} must be at least 1 (1000 is usual)")
         if not 0.0 < self.confidence < 1.0:
-            raise ValueError(f"bootstrap.confidence={self.confidence} must lie between 0 and 1 (e.g. 0.95)")
+            raise InvalidSetting(
+                f"bootstrap.confidence={self.confidence} must lie between 0 and 1 (e.g. 0.95)"
+            )
 
 
 DEFAULT_BOOTSTRAP = BootstrapSettings()
@@ -163,7 +166,7 @@ def mean_over_runs_bootstrap(
 ) -> dict[str, dict]:
     """Per score: the mean over runs and its interval (stratified speaker bootstrap)."""
     if not runs:
-        raise ValueError("no runs to score")
+        raise InvalidSetting("no runs to score")
     rng = np.random.default_rng(settings.seed)
     weights = _run_weights(runs, settings.resamples, rng)
     out = {}
@@ -187,7 +190,7 @@ def mean_over_runs_bootstrap(
 def check_paired(runs_a: Sequence[ScoredRun], runs_b: Sequence[ScoredRun]) -> None:
     """Paired runs must score the same clips with the same speakers."""
     if len(runs_a) != len(runs_b) or not runs_a:
-        raise ValueError(f"a paired comparison needs runs in pairs; got {len(runs_a)} and {len(runs_b)}")
+        raise InvalidSetting(f"a paired comparison needs runs in pairs; got {len(runs_a)} and {len(runs_b)}")
     for a, b in zip(runs_a, runs_b, strict=True):
         same = (
             list(a.files) == list(b.files)
@@ -195,7 +198,7 @@ def check_paired(runs_a: Sequence[ScoredRun], runs_b: Sequence[ScoredRun]) -> No
             and list(a.speakers) == list(b.speakers)
         )
         if not same:
-            raise ValueError(
+            raise InvalidSetting(
                 f"runs {a.name} and {b.name} did not score the same test clips (same files, labels and "
                 "speakers in the same order); a paired comparison needs the same folds and split settings"
             )

@@ -34,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ser_lightning.utils.errors import InvalidSetting
+
 log = logging.getLogger(__name__)
 
 NOISES = ("white", "babble")
@@ -77,7 +79,7 @@ def babble_noise(talkers: int) -> Callable[[np.ndarray, np.ndarray, np.random.Ge
 
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if len(clips) < 2:
-            raise ValueError("babble noise needs at least two test clips (it is made of the other clips)")
+            raise InvalidSetting("babble noise needs at least two test clips (it is made of the other clips)")
         level = np.sqrt(np.maximum(power(clips), 1e-20))[:, None]
         normalised = clips / level
         noise = np.zeros_like(clips)
@@ -180,7 +182,7 @@ def codec_roundtrip(clip: np.ndarray, sample_rate: int, codec: str, bitrate: int
 
 def codec(name: str, bitrate: int, sample_rate: int) -> Callable:
     if name not in CODECS:
-        raise ValueError(f"robustness codec {name!r} is not one of {sorted(CODECS)}")
+        raise InvalidSetting(f"robustness codec {name!r} is not one of {sorted(CODECS)}")
 
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.stack([codec_roundtrip(clip, sample_rate, name, bitrate) for clip in clips])
@@ -202,7 +204,7 @@ def standard_conditions(settings: dict, sample_rate: int) -> list[Condition]:
     talkers = int(settings.get("babble_talkers", 5))
     for noise in settings.get("noises", NOISES):
         if noise not in NOISES:
-            raise ValueError(f"robustness.noises: {noise!r} is not one of {NOISES}")
+            raise InvalidSetting(f"robustness.noises: {noise!r} is not one of {NOISES}")
         make = white_noise if noise == "white" else babble_noise(talkers)
         for snr in settings.get("snr_db", ()):
 

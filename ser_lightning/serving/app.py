@@ -32,6 +32,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from ser_lightning import __version__
 from ser_lightning.serving.guards import ApiKeyGuard, BodyGuard, CrossOriginPolicy, host_names
 from ser_lightning.serving.service import EmotionService, RequestError
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,15 @@ def api_key_for(host: str, environ) -> str | None:
     """The key requests must carry: SER_API_KEY when set (required when `host` is not loopback)."""
     key = environ.get(API_KEY_ENV) or None
     if key is None and not is_loopback(host):
-        raise ValueError(
+        raise InvalidSetting(
             f"host={host} lets other machines reach the server, so requests need an API key: set "
             f"{API_KEY_ENV} to a long random secret (e.g. {API_KEY_ENV}=$(python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))')), or serve on host=127.0.0.1"
         )
     if key is not None and len(key) < MIN_API_KEY_LENGTH:
-        raise ValueError(f"{API_KEY_ENV} is {len(key)} characters long; use at least {MIN_API_KEY_LENGTH}")
+        raise InvalidSetting(
+            f"{API_KEY_ENV} is {len(key)} characters long; use at least {MIN_API_KEY_LENGTH}"
+        )
     return key
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ser_lightning.utils.errors import InvalidSetting
+
 log = logging.getLogger(__name__)
 
 
@@ -32,9 +34,9 @@ class BatchingSettings:
 
     def __post_init__(self) -> None:
         if self.max_batch_windows < 1:
-            raise ValueError(f"batching.max_batch_windows={self.max_batch_windows} must be at least 1")
+            raise InvalidSetting(f"batching.max_batch_windows={self.max_batch_windows} must be at least 1")
         if self.max_wait_ms < 0:
-            raise ValueError(f"batching.max_wait_ms={self.max_wait_ms} must be 0 or more milliseconds")
+            raise InvalidSetting(f"batching.max_wait_ms={self.max_wait_ms} must be 0 or more milliseconds")
 
 
 @dataclass

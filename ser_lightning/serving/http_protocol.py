@@ -15,6 +15,8 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ser_lightning.utils.errors import InvalidSetting
+
 
 class HeaderDeadlineProtocol(H11Protocol):
     """H11Protocol that closes a connection whose request headers take over `header_timeout_s`."""
@@ -61,7 +63,9 @@ class HeaderDeadlineProtocol(H11Protocol):
 def protocol_with_header_timeout(header_timeout_s: float) -> type[HeaderDeadlineProtocol]:
     """The protocol class for uvicorn's `http=` setting, with this deadline for headers."""
     if not header_timeout_s > 0:
-        raise ValueError(f"limits.header_timeout_s={header_timeout_s} must be a positive number of seconds")
+        raise InvalidSetting(
+            f"limits.header_timeout_s={header_timeout_s} must be a positive number of seconds"
+        )
     return type(
         "HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": float(header_timeout_s)}
     )

@@ -16,19 +16,24 @@ from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
 from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
 
 def service_settings(cfg: DictConfig) -> ServiceSettings:
     if not cfg.max_upload_mb > 0:
-        raise ValueError(f"max_upload_mb={cfg.max_upload_mb} must be a positive number of megabytes")
+        raise InvalidSetting(f"max_upload_mb={cfg.max_upload_mb} must be a positive number of megabytes")
     max_duration_s = cfg.get("max_duration_s")
     if max_duration_s is not None and not max_duration_s > 0:
-        raise ValueError(f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)")
+        raise InvalidSetting(
+            f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
+        )
     max_samples = cfg.get("max_decoded_samples")
     if max_samples is not None and not max_samples > 0:
-        raise ValueError(f"max_decoded_samples={max_samples} must be a positive number of samples (or null)")
+        raise InvalidSetting(
+            f"max_decoded_samples={max_samples} must be a positive number of samples (or null)"
+        )
     return ServiceSettings(
         max_upload_bytes=int(cfg.max_upload_mb * 1e6),
         max_duration_s=None if max_duration_s is None else float(max_duration_s),
@@ -65,7 +70,7 @@ def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
     """Who may reach the server `cfg` describes; refuses a non-loopback host without SER_API_KEY."""
     body_timeout_s = cfg.limits.body_timeout_s
     if body_timeout_s is not None and not body_timeout_s > 0:
-        raise ValueError(
+        raise InvalidSetting(
             f"limits.body_timeout_s={body_timeout_s} must be a positive number of seconds (or null)"
         )
     return AccessSettings(
@@ -92,7 +97,7 @@ def uvicorn_server(cfg: DictConfig, app):
 
     limits = cfg.limits
     if not limits.max_connections >= 1:
-        raise ValueError(f"limits.max_connections={limits.max_connections} must be at least 1")
+        raise InvalidSetting(f"limits.max_connections={limits.max_connections} must be at least 1")
     return uvicorn.Server(
         uvicorn.Config(
             app,

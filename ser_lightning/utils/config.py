@@ -12,6 +12,8 @@ import rich.tree
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.utils.errors import InvalidSetting
+
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -52,7 +54,7 @@ def instantiate_dict(cfg: DictConfig | None, what: str) -> list:
         if node is None:
             continue
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ValueError(
+            raise InvalidSetting(
                 f"{what}.{name} has no _target_: every {what} entry must name the class to build"
             )
         log.debug("instantiating %s %s <%s>", what, name, node._target_)

@@ -27,6 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
+from ser_lightning.utils.errors import InvalidSetting
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "job_status.json"
@@ -79,7 +81,7 @@ def read_status(job_dir: str | Path) -> dict:
         return {}
     record = json.loads(path.read_text())
     if not isinstance(record, dict):
-        raise ValueError(f"{path} is not a job status record (a JSON object)")
+        raise InvalidSetting(f"{path} is not a job status record (a JSON object)")
     return record
 
 

@@ -21,13 +21,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ser_lightning.utils.errors import InvalidSetting
+
 PROGRESS_KINDS = ("count", "bytes")
 
 
 def progress_bar(kind: str = "count") -> Progress:
     """A rich Progress with the columns of `kind`: count (done/total, elapsed, remaining) or bytes."""
     if kind not in PROGRESS_KINDS:
-        raise ValueError(f"progress kind {kind!r} is not one of {PROGRESS_KINDS}")
+        raise InvalidSetting(f"progress kind {kind!r} is not one of {PROGRESS_KINDS}")
     amount = (MofNCompleteColumn(),) if kind == "count" else (DownloadColumn(), TransferSpeedColumn())
     return Progress(
         TextColumn("{task.description}"),

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
 from ser_lightning.data.augmentation import AUGMENTATION_DEFAULTS
 from ser_lightning.data.provenance import data_settings, same_test_files
+from ser_lightning.utils.errors import UserError
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -75,7 +76,7 @@ RESUME_MAY_DIFFER = (
 HPARAMS_MAY_DIFFER = ("compile", "channels_last", "calibration")
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """A resume that would continue another experiment than its checkpoint's; the message says what differs."""
 
 

@@ -11,6 +11,7 @@ from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
 from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
 from ser_lightning.data.corpora.ser_en import SerEnCorpus
 from ser_lightning.data.corpora.tess import TessCorpus, parse_tess_name
+from ser_lightning.utils.errors import InvalidSetting
 
 __all__ = [
     "CremaDCorpus",
@@ -44,7 +45,7 @@ def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | 
     keys fail naming the valid ones."""
     if isinstance(corpus, str):
         if corpus not in CORPORA:
-            raise ValueError(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
+            raise InvalidSetting(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")
         corpus = CORPORA[corpus]
     options = dict(options or {})
     valid = sorted(
@@ -52,7 +53,7 @@ def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | 
     )
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(
+        raise InvalidSetting(
             f"data.corpus_options has {unknown}, which {corpus.__name__} does not take; "
             f"valid options: {valid or 'none'}"
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.utils.errors import InvalidSetting, UserError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def check_speech_only(corpus: str, vocal_channels: Iterable[str]) -> tuple[str, 
     """Corpora other than RAVDESS hold speech only: refuse a channel filter that keeps nothing."""
     channels = tuple(vocal_channels)
     if "speech" not in channels:
-        raise ValueError(
+        raise InvalidSetting(
             f"data.vocal_channels={list(channels)} keeps no {corpus} file: {corpus} holds speech only; "
             "use data.vocal_channels=[speech]"
         )
@@ -92,7 +93,7 @@ def missing_root_error(corpus: str, root: Path, help_text: str) -> FileNotFoundE
     return FileNotFoundError(f"{corpus} folder {str(root)!r} does not exist. {help_text}")
 
 
-class FileNameError(ValueError):
+class FileNameError(UserError, ValueError):
     """A file name (or place) that does not follow a corpus's scheme; the message says what is wrong."""
 
 

@@ -31,6 +31,7 @@ from ser_lightning.data.cache import file_digest
 from ser_lightning.data.corpora.common import find_audio_files, unusable_reason
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,11 @@ def read_label_csv(csv_path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read the label CSV {str(csv_path)!r}: {err}. {FOLDER_HELP}") from err
+        raise InvalidSetting(f"cannot read the label CSV {str(csv_path)!r}: {err}. {FOLDER_HELP}") from err
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise InvalidSetting(
             f"the label CSV {str(csv_path)!r} has columns {list(frame.columns)} but lacks {missing}. {FOLDER_HELP}"
         )
     ignored = [c for c in frame.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
@@ -123,7 +124,7 @@ class FolderCorpus:
     def __post_init__(self) -> None:
         self.vocal_channels = tuple(self.vocal_channels)
         if "speech" not in self.vocal_channels:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.vocal_channels={list(self.vocal_channels)} keeps nothing: data=folder labels every file "
                 "as speech; use data.vocal_channels=[speech]"
             )
@@ -320,7 +321,7 @@ def _check_speaker_genders(table: pd.DataFrame, csv_path: Path) -> None:
     genders = table.groupby("actor")["gender"].unique()
     conflicting = {actor: sorted(values) for actor, values in genders.items() if len(values) > 1}
     if conflicting:
-        raise ValueError(
+        raise InvalidSetting(
             f"the label CSV {str(csv_path)!r} gives speakers more than one gender: {conflicting}; "
             "give each speaker one gender"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from ser_lightning.data.corpora.common import FileScreen, find_audio_files
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 from ser_lightning.labels import RAVDESS_EMOTION_CODES
+from ser_lightning.utils.errors import InvalidSetting, UserError
 
 RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 ACTOR_FOLDER = re.compile(r"^Actor_(\d{2})$")
@@ -35,7 +36,7 @@ RAVDESS_HELP = (
 )
 
 
-class RavdessNameError(ValueError):
+class RavdessNameError(UserError, ValueError):
     """A file name that does not follow the RAVDESS scheme; the message says which field is wrong."""
 
 
@@ -102,7 +103,7 @@ class RavdessCorpus:
         self.vocal_channels = tuple(self.vocal_channels)
         unknown = set(self.vocal_channels) - set(VOCAL_CHANNELS.values())
         if unknown or not self.vocal_channels:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.corpus.vocal_channels={list(self.vocal_channels)} is not valid; "
                 f"choose from {sorted(VOCAL_CHANNELS.values())}"
             )

@@ -28,6 +28,7 @@ from ser_lightning.data.corpora.savee import SaveeCorpus
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.data.corpora.tess import TessCorpus
 from ser_lightning.data.utterances import CorpusScan
+from ser_lightning.utils.errors import InvalidSetting
 
 SER_EN_PARTS: dict[str, type] = {
     "crema_d": CremaDCorpus,
@@ -71,7 +72,7 @@ class SerEnCorpus:
         self.include = sorted(self.include)
         unknown = sorted(set(self.include) - set(SER_EN_PARTS))
         if unknown or not self.include:
-            raise ValueError(
+            raise InvalidSetting(
                 f"data.corpus_options.include={self.include} is not valid; choose from {sorted(SER_EN_PARTS)}"
             )
         self.vocal_channels = tuple(self.vocal_channels)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_lightning.labels import EMOTION_TO_RAVDESS_CODE, EMOTIONS
+from ser_lightning.utils.errors import InvalidSetting
 
 # RAVDESS has 24 actors (the default). File names hold two-digit actor codes, so up to 98
 # (odd male, even female); actors past 24 are extra speakers for larger corpora.
@@ -30,21 +31,21 @@ class DemoCorpusSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_actors, int) or self.num_actors < 4 or self.num_actors % 2:
-            raise ValueError(
+            raise InvalidSetting(
                 f"num_actors={self.num_actors!r} must be an even integer >= 4 "
                 "(odd actors are male, even female; both genders are needed)"
             )
         if self.num_actors > MAX_ACTORS:
-            raise ValueError(
+            raise InvalidSetting(
                 f"num_actors={self.num_actors} exceeds {MAX_ACTORS}, the most that two-digit "
                 "actor codes allow (RAVDESS itself has 24)"
             )
         if not 0.5 <= float(self.duration) <= 30.0:
-            raise ValueError(f"duration={self.duration!r} must lie in [0.5, 30] seconds")
+            raise InvalidSetting(f"duration={self.duration!r} must lie in [0.5, 30] seconds")
         if not isinstance(self.sample_rate, int) or self.sample_rate < 8000:
-            raise ValueError(f"sample_rate={self.sample_rate!r} must be an integer >= 8000 Hz")
+            raise InvalidSetting(f"sample_rate={self.sample_rate!r} must be an integer >= 8000 Hz")
         if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+            raise InvalidSetting(f"seed={self.seed!r} must be a non-negative integer")
 
     def to_dict(self) -> dict:
         """Plain JSON-able form, as stored in the manifest and compared by ensure_demo_corpus."""

@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ser_lightning.utils.errors import InvalidSetting, UserError
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # every encoder here was trained on 16 kHz audio
@@ -177,7 +179,7 @@ MODEL_TYPES = {
 }
 
 
-class MissingEncoderWeights(FileNotFoundError):
+class MissingEncoderWeights(UserError, FileNotFoundError):
     """No weights of the named encoder were found; the message says where to get them and put them."""
 
 
@@ -205,7 +207,7 @@ class LoadedEncoder:
         """Hidden-state frames of a 16 kHz clip of `samples`, as the encoder makes them."""
         if self.front_end is not None:
             if samples > WHISPER_WINDOW_SAMPLES:
-                raise ValueError(
+                raise InvalidSetting(
                     f"Whisper encoders see at most 30 s; clips of {samples / SAMPLE_RATE:.1f} s need "
                     "data.duration of 30 or less"
                 )
@@ -280,7 +282,7 @@ def _family_of_folder(folder: Path) -> str:
     for family, name in MODEL_TYPES.items():
         if name == model_type:
             return family
-    raise ValueError(
+    raise InvalidSetting(
         f"{config_file} is a {model_type!r} model; features=ssl runs {sorted(MODEL_TYPES.values())}"
     )
 
@@ -320,7 +322,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (names -> tensors)")
+        raise InvalidSetting(f"{path} does not hold a state dict (names -> tensors)")
     return state
 
 
@@ -355,7 +357,7 @@ def _load_exactly(model: nn.Module, state: dict, spec: EncoderSpec, path: Path, 
     unexpected = sorted(set(state) - set(expected))
     misshapen = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or misshapen:
-        raise ValueError(
+        raise InvalidSetting(
             f"{path} does not hold the weights of {spec.name} ({spec.repo}){layout}: {len(missing)} missing "
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(misshapen)} of "
             f"another shape (e.g. {misshapen[:3]}). Pass the weights of {spec.repo}, or a folder of another "
@@ -382,7 +384,7 @@ def _from_torchaudio_state(spec: EncoderSpec, model: nn.Module, state: dict, pat
     to zeros (it takes no part in the features).
     """
     if spec.family not in TORCHAUDIO_FAMILIES:
-        raise ValueError(
+        raise InvalidSetting(
             f"{path} is in torchaudio's layout, which torchaudio has for {', '.join(TORCHAUDIO_FAMILIES)}; "
             f"{spec.name} is {spec.family}: pass its transformers weights ({spec.url})"
         )
@@ -438,7 +440,7 @@ def resolve_model(
         model = _from_pretrained(family, str(encoder_path))
         return model, EncoderIdentity(encoder_path.name, family, str(encoder_path.resolve())), family, None
     if encoder not in ENCODERS:
-        raise ValueError(
+        raise InvalidSetting(
             f"features.encoder={encoder!r} is neither a known encoder ({', '.join(ENCODERS)}) nor a folder "
             "written by save_pretrained"
         )
@@ -448,7 +450,7 @@ def resolve_model(
         if path.is_dir():
             family = _family_of_folder(path)
             if family != spec.family:
-                raise ValueError(
+                raise InvalidSetting(
                     f"features.weights={weights} holds a {family} model, {spec.name} is {spec.family}"
                 )
             model = _from_pretrained(family, str(path))
@@ -525,7 +527,7 @@ class WhisperLogMel(nn.Module):
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         if waveforms.shape[-1] > WHISPER_WINDOW_SAMPLES:
-            raise ValueError(
+            raise InvalidSetting(
                 f"Whisper encoders see at most 30 s; these clips have {waveforms.shape[-1] / SAMPLE_RATE:.1f} s "
                 "(set data.duration to 30 or less)"
             )

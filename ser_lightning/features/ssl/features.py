@@ -23,6 +23,7 @@ import torchaudio
 
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.features.ssl.encoders import SAMPLE_RATE, WEIGHTS_HELP, LoadedEncoder, load_encoder
+from ser_lightning.utils.errors import InvalidSetting, UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ POOLINGS = ("none", "mean", "mean_std")
 SSL_FEATURES_VERSION = 1
 
 
-class EncoderWeightsMismatch(ValueError):
+class EncoderWeightsMismatch(UserError, ValueError):
     """A state dict recorded for other encoder weights than the ones loaded now."""
 
 
@@ -76,11 +77,11 @@ class SSLFeatures(FeatureExtractor):
         chunk: int = 16,
     ):
         if pooling not in POOLINGS:
-            raise ValueError(f"features.pooling={pooling!r} must be one of {POOLINGS}")
+            raise InvalidSetting(f"features.pooling={pooling!r} must be one of {POOLINGS}")
         if chunk < 1:
-            raise ValueError(f"features.chunk={chunk} must be at least 1")
+            raise InvalidSetting(f"features.chunk={chunk} must be at least 1")
         if int(rate) != SAMPLE_RATE:
-            raise ValueError(
+            raise InvalidSetting(
                 f"features.rate={rate}: the pretrained encoders take {SAMPLE_RATE} Hz audio (Whisper computes its "
                 f"log-mel spectrogram from {SAMPLE_RATE} Hz too); clips of other rates are resampled to it"
             )
@@ -214,12 +215,12 @@ def layer_indices(layers: str | Sequence[int], num_layers: int) -> tuple[int, ..
     """The hidden-state indices `layers` names; an encoder of L layers has L + 1 (0 to L)."""
     if isinstance(layers, str):
         if layers != "all":
-            raise ValueError(f"features.layers={layers!r} must be 'all' or a list of layer indices")
+            raise InvalidSetting(f"features.layers={layers!r} must be 'all' or a list of layer indices")
         return tuple(range(num_layers + 1))
     kept = tuple(int(i) for i in layers)
     bad = [i for i in kept if not 0 <= i <= num_layers]
     if not kept or bad or len(set(kept)) != len(kept):
-        raise ValueError(
+        raise InvalidSetting(
             f"features.layers={list(kept)} must be distinct indices from 0 (the convolutional front end's "
             f"output) to {num_layers} (the last layer) of this {num_layers}-layer encoder, or 'all'"
         )
