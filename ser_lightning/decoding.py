@@ -1,9 +1,9 @@
 """Decoding audio files to finite mono float32 at a chosen sample rate.
 
-The one reader under both training (`data.audio`, which then crops, pads and normalises) and
-prediction (`inference.media`, which adds videos, FFmpeg's decoders and a duration limit), so
-that a file decodes to the same samples in both: soundfile reads it, channels are averaged,
-soxr resamples, and every sample that could come out NaN or inf is set to 0. Unreadable,
+The one reader under both training (`data.audio`, which then crops, pads and normalises as
+`audio_settings` says) and prediction (`inference.media`, which adds videos, FFmpeg's decoders
+and a duration limit), so that a file decodes to the same samples in both: soundfile reads it,
+channels are averaged, soxr resamples, and every sample that could come out NaN or inf is set to 0. Unreadable,
 truncated and empty files raise AudioDecodeError, whose message names the file and the fix.
 """
 

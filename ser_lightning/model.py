@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.calibration import temperature_of
 from ser_lightning.checkpoint import (
@@ -22,7 +23,6 @@ from ser_lightning.checkpoint import (
     model_state,
     read_checkpoint,
 )
-from ser_lightning.data.audio import AudioSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.utils.errors import InvalidSetting
@@ -73,7 +73,7 @@ class SERModel(torch.nn.Module):
         net: the network config (`_target_` node), sized from the features' output shape.
         features: the feature extractor config (`_target_` node).
         audio: sample rate, duration, offset, crop and peak normalisation of a clip
-            (`ser_lightning.data.audio.AudioSettings`).
+            (`ser_lightning.audio_settings.AudioSettings`).
         labels: the class order of the network's outputs.
         calibration: the stored calibration record (`ser_lightning.calibration`), None for none.
         channels_last: `model.channels_last`: `auto` (on for a CUDA device), true or false.

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.decoding import AudioDecodeError, read_audio
 
 

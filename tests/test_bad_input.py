@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 import ser_lightning.data.feature_store as feature_store_module
 import ser_lightning.data.quality as quality_module
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.data.corpora.ravdess import parse_ravdess_name
 from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_audio_file

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.data.loading import LoaderSettings, available_cores

@@ -6,7 +6,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ser_lightning.data.audio import AudioSettings
+from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.train import train
 from ser_lightning.utils.config import CONFIG_DIR
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.decoding import AudioDecodeError, mix_and_resample
 from ser_lightning.inference.containers import UnsupportedContainerError
 from ser_lightning.inference.media import (
@@ -268,6 +269,9 @@ def test_ffmpeg_opens_audio_and_video_containers_only(tmp_path):
         ("ser_lightning.decoding", ("ser_lightning.data", "ser_lightning.inference")),
         ("ser_lightning.data.audio", ("ser_lightning.inference",)),
         ("ser_lightning.inference.media", ("ser_lightning.data",)),
+        ("ser_lightning.audio_settings", ("ser_lightning.data", "ser_lightning.inference")),
+        ("ser_lightning.inference.windows", ("ser_lightning.data",)),
+        ("ser_lightning.inference.timeline", ("ser_lightning.data",)),
     ],
 )
 def test_decoding_sits_below_training_and_prediction(module, kept_out):

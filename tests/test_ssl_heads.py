@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ser_lightning.data.audio import AudioSettings
+from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.models import EmoBoxHead, SSLHead
 from ser_lightning.models.layers import AttentiveStatisticsPooling, attentive_statistics

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.corpora import RavdessCorpus
 from ser_lightning.data.quality import screen_audio

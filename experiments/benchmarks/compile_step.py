@@ -55,7 +55,7 @@ def build_module(args: argparse.Namespace, work: Path):
     from bench_config import timing_config
     from hydra.utils import instantiate
 
-    from ser_lightning.data.audio import AudioSettings
+    from ser_lightning.audio_settings import AudioSettings
     from ser_lightning.labels import EMOTIONS
     from ser_lightning.utils.config import to_plain
 

@@ -18,8 +18,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.augment.waveform import WaveformAugmentation
-from ser_lightning.data.audio import AudioSettings
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S
 from ser_lightning.data.device_batches import DeviceBatches, fits_on_device, rows_to_device
 from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArrays

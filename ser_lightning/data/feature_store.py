@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ser_lightning.data.audio import AudioSettings, load_waveform
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.data.audio import load_waveform
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S, ArrayCache, cache_key, file_fingerprint
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.utils.errors import InvalidSetting

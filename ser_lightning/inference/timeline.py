@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lightning.data.audio import AudioSettings
+from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.inference.windows import ClipWindows, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 

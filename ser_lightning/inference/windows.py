@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser_lightning.data.audio import AudioSettings, condition, fit_length
+from ser_lightning.audio_settings import AudioSettings, condition, fit_length
 from ser_lightning.utils.errors import InvalidSetting
 
 LONG_CLIP_MODES = ("windows", "crop")

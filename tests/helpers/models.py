@@ -36,7 +36,7 @@ def module_from_config(overrides: list[str], duration: float, run_dir: Path = Pa
     it (8 emotions, clips of `duration` seconds), in eval mode."""
     from hydra.utils import instantiate
 
-    from ser_lightning.data.audio import AudioSettings
+    from ser_lightning.audio_settings import AudioSettings
     from ser_lightning.labels import EMOTIONS
 
     cfg = compose_train(overrides, run_dir)
