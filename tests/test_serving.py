@@ -466,8 +466,8 @@ def test_predict_and_serve_score_without_importing_lightning(trained):
     import subprocess
     import sys
 
-    from ser_lightning.model import SERModel
     from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.model import SERModel
     from ser_lightning.module import SERModule
 
     waves = np.zeros((4, 24000), np.float32)  # the model's 1.5 s window, zero-padded as predict pads
