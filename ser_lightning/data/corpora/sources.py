@@ -10,18 +10,30 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class CorpusSource:
+class CorpusOrigin:
+    """Where one corpus comes from and how a user puts it where its data config looks.
+
+    Attributes:
+        name: the corpus key (`data=<name>`).
+        title: the corpus's full name.
+        home: the page it is downloaded from.
+        licence: its licence, as its authors state it.
+        default_folder: the folder under `paths.data_dir` where `conf/data/<name>.yaml` looks.
+        hint: one sentence for error messages.
+        steps: what a user does to get it, in order.
+    """
+
     name: str
     title: str
     home: str
     licence: str
-    default_folder: str  # under paths.data_dir, where conf/data/<name>.yaml looks
-    hint: str  # one sentence for error messages
-    steps: tuple[str, ...]  # what a user does to get it, in order
+    default_folder: str
+    hint: str
+    steps: tuple[str, ...]
 
 
-SOURCES: dict[str, CorpusSource] = {
-    "ravdess": CorpusSource(
+SOURCES: dict[str, CorpusOrigin] = {
+    "ravdess": CorpusOrigin(
         name="ravdess",
         title="RAVDESS (Ryerson Audio-Visual Database of Emotional Speech and Song)",
         home="https://zenodo.org/records/1188976",
@@ -34,7 +46,7 @@ SOURCES: dict[str, CorpusSource] = {
         ),
         steps=("python -m ser_lightning.data.download ravdess",),
     ),
-    "crema_d": CorpusSource(
+    "crema_d": CorpusOrigin(
         name="crema_d",
         title="CREMA-D (Crowd-sourced Emotional Multimodal Actors Dataset)",
         home="https://github.com/CheyneyComputerScience/CREMA-D",
@@ -53,7 +65,7 @@ SOURCES: dict[str, CorpusSource] = {
             "python -m ser_lightning.train data=crema_d",
         ),
     ),
-    "tess": CorpusSource(
+    "tess": CorpusOrigin(
         name="tess",
         title="TESS (Toronto Emotional Speech Set)",
         home="https://doi.org/10.5683/SP2/E8H2MF",
@@ -71,7 +83,7 @@ SOURCES: dict[str, CorpusSource] = {
             "python -m ser_lightning.train data=tess   # two speakers: split=random by default (README, Protocols)",
         ),
     ),
-    "savee": CorpusSource(
+    "savee": CorpusOrigin(
         name="savee",
         title="SAVEE (Surrey Audio-Visual Expressed Emotion)",
         home="http://kahlan.eps.surrey.ac.uk/savee/",
@@ -90,7 +102,7 @@ SOURCES: dict[str, CorpusSource] = {
             "python -m ser_lightning.train data=savee",
         ),
     ),
-    "ser_en": CorpusSource(
+    "ser_en": CorpusOrigin(
         name="ser_en",
         title="Speech Emotion Recognition (en): CREMA-D, RAVDESS, SAVEE and TESS bundled",
         home="https://www.kaggle.com/datasets/dmitrybabko/speech-emotion-recognition-en",
