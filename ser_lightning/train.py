@@ -35,6 +35,7 @@ from ser_lightning.reporting.collector import ReportCollector
 from ser_lightning.reporting.evaluation import print_report, write_report
 from ser_lightning.reporting.summary import print_run_summary, test_results
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config, sweep_name
+from ser_lightning.resume import ResumedCheckpoint, checkpoint_to_resume, record_or_check_run_config
 from ser_lightning.utils.config import (
     CONFIG_DIR,
     instantiate_dict,
@@ -50,7 +51,6 @@ from ser_lightning.utils.jobs import (
     job_record,
     pin_ddp_children_to_this_job,
 )
-from ser_lightning.utils.resume import ResumedCheckpoint, checkpoint_to_resume, record_or_check_run_config
 
 log = logging.getLogger("ser_lightning.train")
 

@@ -18,8 +18,8 @@ from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, read
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
 from ser_lightning.model import SERModel, channels_last_wanted
 from ser_lightning.module import SERModule, batch_augmentation
+from ser_lightning.resume import HPARAMS_MAY_DIFFER, RESUME_MAY_DIFFER, changed_keys
 from ser_lightning.train import train
-from ser_lightning.utils.resume import HPARAMS_MAY_DIFFER, RESUME_MAY_DIFFER, changed_keys
 
 from .helpers.configs import compose_train
 from .helpers.corpora import TINY_RUN

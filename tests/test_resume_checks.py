@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ser_lightning.resume import ResumeError
 from ser_lightning.train import train
-from ser_lightning.utils.resume import ResumeError
 
 from .helpers.audio import write_tone
 from .helpers.configs import compose_train
