@@ -26,7 +26,7 @@ from hydra_plugins.ser_lightning_launchers.gpu_queue import (
     hydra_overrides_for_a_job,
     quoted_override_value,
 )
-from ser_lightning.report import build_report
+from ser_lightning.reporting.study import build_report
 from ser_lightning.utils.jobs import STATUS_FILE, SWEEP_DIR_VARIABLE
 
 from .helpers.corpora import small_demo_overrides

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.report import build_report, main
+from ser_lightning.report import main
 from ser_lightning.reporting.intervals import BootstrapSettings
+from ser_lightning.reporting.study import build_report
 
 K = len(EMOTIONS)
 

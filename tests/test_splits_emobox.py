@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ser_lightning.data.splits import PUBLISHED_FOLDS, KFoldSplit, make_split, split_indices
-from ser_lightning.report import build_report
+from ser_lightning.reporting.study import build_report
 from ser_lightning.reporting.sweep_callback import SweepReport
 
 from .helpers.configs import compose_train

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ser_lightning.report import build_report
+from ser_lightning.reporting.study import build_report
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides

@@ -25,7 +25,7 @@ class SweepReport(Callback):
         self.title = title
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from ser_lightning.report import build_report, print_summary
+        from ser_lightning.reporting.study import build_report, print_summary
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
