@@ -458,7 +458,7 @@ def test_eval_does_not_read_or_write_where_a_checkpoint_says(module, tmp_path):
 
 
 def test_the_stored_root_and_cache_folder_give_way_to_this_machines_paths(tmp_path):
-    from ser_lightning.eval import eval_data_config
+    from ser_lightning.data.evaluation_data import eval_data_config
 
     paths = {"data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "my_cache")}
     inside = stored_data(tmp_path / "data" / "demo", cache_dir="/somewhere/else")

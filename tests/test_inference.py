@@ -22,7 +22,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, read_checkpoint
 from ser_lightning.data.audio import load_waveform
-from ser_lightning.eval import eval_data_config, evaluate
+from ser_lightning.data.evaluation_data import eval_data_config
+from ser_lightning.eval import evaluate
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, onnx_session
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.labels import EMOTIONS

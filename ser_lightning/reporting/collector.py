@@ -5,20 +5,33 @@ keeps what each step returns (the clips' table rows, true labels and logits), ga
 every process under DDP, and at the end of the test epoch scores them with `evaluation_report`.
 That one report is what the `test/` metrics are logged from, what train writes to
 `<run>/test_report/` and into its summary, what eval writes, and what the W&B media show.
+`split_report` runs such a test stage on one split of a data module, as eval does.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.data.leakage import clip_table, speaker_note
+from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.metrics import STAGE_SCORES
-from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
+from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report, print_report, write_report
 from ser_lightning.reporting.intervals import BootstrapSettings
+from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.module import SERModule
 
 
 def gather_items(trainer: pl.Trainer, items: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -126,3 +139,117 @@ class ReportCollector(pl.Callback):
         values.update({f"test/recall_{name}": recall[name] for name in report.labels})
         # Every process holds the same gathered report; max hands its values back unchanged.
         pl_module.log_dict(values, sync_dist=True, reduce_fx="max")
+
+
+def device_settings(device: torch.device) -> dict[str, Any]:
+    """The Trainer's `accelerator` and `devices` that run on one torch device.
+
+    Args:
+        device: the device to run on.
+
+    Returns:
+        The two Trainer arguments.
+    """
+    if device.type == "cuda":
+        return {"accelerator": "cuda", "devices": [device.index or 0]}
+    return {"accelerator": device.type, "devices": 1}
+
+
+def split_report(
+    module: SERModule,
+    datamodule: SERDataModule,
+    split: str,
+    device: torch.device,
+    batch_size: int,
+    bootstrap: BootstrapSettings | None = None,
+) -> EvaluationReport:
+    """Score one split of a set-up data module (`all` = its whole corpus) on `device`.
+
+    The split's clips, in table order, go through `trainer.test` and ReportCollector, the test
+    stage of a training run.
+
+    Args:
+        module: the SERModule to score with.
+        datamodule: a set-up data module whose labels are the model's.
+        split: the split to score ("test", "val", "train", or "all": the test split of
+            `data.split=test_only`).
+        device: where the model runs.
+        batch_size: clips per batch.
+        bootstrap: resamples and seed of the report's speaker intervals.
+
+    Returns:
+        The evaluation report of the split.
+
+    Raises:
+        InvalidSetting: an empty split, or data labels other than the model's.
+    """
+    name = "test" if split == "all" else split
+    if len(datamodule.manifest.indices[name]) == 0:
+        raise InvalidSetting(
+            f"the {name} split of data.split={datamodule.splitter.name} holds no files of {datamodule.manifest.root}; "
+            "choose split=test or split=all"
+        )
+    if tuple(datamodule.label_names) != tuple(module.model.labels):
+        raise InvalidSetting(
+            f"the data's labels {list(datamodule.label_names)} differ from the model's {list(module.model.labels)}"
+        )
+    loader = DataLoader(
+        datamodule.dataset(name),
+        batch_size=batch_size,
+        shuffle=False,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_batch,
+    )
+    collector = ReportCollector(datamodule, bootstrap)
+    # Lightning's notes on which accelerators exist, and on loggers, are not about this evaluation
+    lightning_notes = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = lightning_notes.level
+    lightning_notes.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            **device_settings(device),
+            logger=False,
+            callbacks=[collector],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        with warnings.catch_warnings():
+            # the cached arrays are read in this process, as they are memory-mapped
+            warnings.filterwarnings("ignore", message=".*does not have many workers")
+            trainer.test(module, dataloaders=loader, verbose=False)
+    finally:
+        lightning_notes.setLevel(level)
+    return collector.report
+
+
+def test_best_checkpoint(
+    trainer: pl.Trainer, model: SERModule, datamodule: SERDataModule, best_ckpt: str, output_dir: Path
+) -> EvaluationReport | None:
+    """Test the best checkpoint of a run (or its current weights when none was saved), then print
+    its report and write it to `<output_dir>/test_report/` on the first process.
+
+    Args:
+        trainer: the run's Trainer, with a ReportCollector among its callbacks.
+        model: the run's SERModule.
+        datamodule: the run's set-up data module.
+        best_ckpt: the best checkpoint's path, or "" when none was saved.
+        output_dir: the run folder.
+
+    Returns:
+        The report the logged test metrics came from, or None when the test stage scored no files.
+    """
+    log = logging.getLogger("ser_lightning.train")  # the training run's warnings, under its name
+    ckpt = best_ckpt or None
+    if ckpt is None:
+        log.warning("no best checkpoint was saved; testing the current weights")
+    trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    # the report the logged test metrics came from: the test batches trainer.test ran
+    report = ReportCollector.of(trainer).report
+    if report is None:
+        log.warning("the test stage scored no files; no test report is written")
+    elif trainer.is_global_zero:
+        title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
+        print_report(report, title=title)
+        write_report(report, output_dir / "test_report", title=title)
+    return report

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.data.leakage import speaker_note
+from ser_lightning.data.quality import skip_counts
 from ser_lightning.reporting.evaluation import EvaluationReport, speaker_note_text
+
+if TYPE_CHECKING:
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.data.leakage import LeakageReport
 
 SKIP_STAGES = {"label": "refused by the corpus parser", "audio": "without decodable audio"}
 METRIC_ROWS = (
@@ -48,6 +55,50 @@ def protocol_text(summary: dict) -> str:
     if protocol.get("test_corpus"):
         text += f" testing on {protocol['test_corpus']}"
     return text
+
+
+def run_summary(
+    datamodule: SERDataModule,
+    metrics: dict[str, float],
+    report: EvaluationReport | None,
+    best_ckpt: str,
+    output_dir: Path,
+    leakage: LeakageReport,
+    calibration: dict | None,
+    seconds: float,
+) -> dict:
+    """The summary of a training run, as train prints it and writes it to summary.json.
+
+    Args:
+        datamodule: the run's set-up data module (split, protocol, speakers, caches, skipped files).
+        metrics: the logged metrics, fit and test.
+        report: the test report, or None.
+        best_ckpt: the best checkpoint's path, or "".
+        output_dir: the run folder.
+        leakage: the leakage check of the split.
+        calibration: the calibration record, or None.
+        seconds: the run's wall-clock time.
+
+    Returns:
+        The summary, plain values only.
+    """
+    manifest = datamodule.manifest
+    return {
+        "metrics": metrics,
+        "test_results": test_results(report),
+        "best_checkpoint": best_ckpt,
+        "output_dir": str(output_dir),
+        "split": manifest.splitter.name,
+        "protocol": manifest.protocol(),
+        "split_sizes": manifest.split_sizes,
+        "speakers": speaker_note(manifest),
+        "leakage": leakage.to_dict(),
+        "calibration": calibration,
+        "cache_events": list(datamodule.cache_events),
+        "skipped_files": skip_counts(manifest.scan.rejected),
+        "labels": list(datamodule.label_names),
+        "seconds": seconds,
+    }
 
 
 def print_run_summary(

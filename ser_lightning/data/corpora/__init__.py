@@ -4,6 +4,8 @@ names, and how a data config builds one."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
 from ser_lightning.data.corpora.folder import FolderCorpus
@@ -11,6 +13,7 @@ from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
 from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
 from ser_lightning.data.corpora.ser_en import SerEnCorpus
 from ser_lightning.data.corpora.tess import TessCorpus, parse_tess_name
+from ser_lightning.utils.config import to_plain
 from ser_lightning.utils.errors import InvalidSetting
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "CORPORA",
     "TessCorpus",
     "build_corpus",
+    "check_data_root",
     "parse_crema_d_name",
     "parse_ravdess_name",
     "parse_savee_name",
@@ -58,3 +62,23 @@ def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | 
             f"valid options: {valid or 'none'}"
         )
     return corpus(root=root, vocal_channels=tuple(vocal_channels), **options)
+
+
+def check_data_root(data: Mapping) -> None:
+    """A corpus folder that is not there stops the run before anything is built or printed.
+
+    The corpus parser says so in its own words (what the folder should hold, where to get it);
+    data=demo generates its folder, and configs the data module refuses are left to it.
+
+    Args:
+        data: the run's data config (`cfg.data`).
+
+    Raises:
+        FileNotFoundError: the corpus folder `data.root` does not exist.
+    """
+    root, corpus_name = data.get("root"), data.get("corpus")
+    if data.get("demo") or not root or Path(str(root)).expanduser().is_dir() or corpus_name not in CORPORA:
+        return
+    options = to_plain(data.get("corpus_options"))
+    corpus = build_corpus(corpus_name, str(root), data.get("vocal_channels", ["speech"]), options)
+    corpus.scan()  # raises FileNotFoundError naming the folder

@@ -1,0 +1,101 @@
+"""Post-training calibration: the temperature of a run's best checkpoint, fitted on the
+validation split and stored in the checkpoint (`calibration=temperature`, train's default).
+
+Training-side (it takes the run's SERModule and data module); the fitting itself and the
+logits → probabilities function are in `ser_lightning.calibration`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature
+from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, read_checkpoint
+from ser_lightning.data.loading import collate_batch
+from ser_lightning.utils.errors import InvalidSetting
+from ser_lightning.utils.files import atomic_write
+
+log = logging.getLogger("ser_lightning.train")
+
+
+def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of an SERModule's model (in eval mode) and the labels of the whole validation split.
+
+    In table order: read from its dataset, not through the run's loader, which under DDP (or with
+    rows held on the device) gives each process its shard only.
+
+    Args:
+        module: the SERModule; its model scores the clips on the module's device.
+        datamodule: the set-up data module of the run.
+
+    Returns:
+        The logits `(clips, classes)` and the labels `(clips,)`, on the CPU.
+    """
+    logits, labels = [], []
+    device = next(module.parameters()).device
+    loader = DataLoader(
+        datamodule.dataset("val"), batch_size=datamodule.loader.batch_size, collate_fn=collate_batch
+    )
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
+                logits.append(module.model(module.model.inputs(inputs)).float().cpu())
+                labels.append(batch["label"].cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: bool) -> dict | None:
+    """Fit the temperature of the best checkpoint on the validation split and store it there.
+
+    The best weights are read from the file into the run's own model (which held the last
+    epoch's; the test stage loads the same best weights), rather than a model rebuilt from the
+    file: that would read the run's pretrained-encoder files again, under the rules for files
+    someone else made. The record goes into the checkpoint's hyper-parameters (`calibration`,
+    plain numbers) and into `model`, whose test stage then reports calibrated probabilities. Every
+    process fits the same temperature on the same clips; the first one writes the file.
+
+    Args:
+        best_ckpt: the path of the best checkpoint.
+        datamodule: the set-up data module of the run (its validation split).
+        model: the run's SERModule.
+        method: `calibration`: "temperature" or "none".
+        write: whether this process writes the record into the file (the first process).
+
+    Returns:
+        The calibration record (temperature, clips, NLL before and after), or None for "none".
+
+    Raises:
+        InvalidSetting: an unknown method.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise InvalidSetting(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
+    if method == "none":
+        model.set_calibration(None)
+        return None
+    model.load_state_dict(read_checkpoint(best_ckpt)["state_dict"])
+    logits, labels = validation_logits(model, datamodule)
+    record = fit_temperature(logits.numpy(), labels.numpy())
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation clips (NLL %.3f -> %.3f), stored in %s",
+        record["temperature"],
+        record["files"],
+        record["nll_before"],
+        record["nll_after"],
+        Path(best_ckpt).name,
+    )
+    if write:
+        raw = torch.load(best_ckpt, map_location="cpu", weights_only=True)
+        raw["hyper_parameters"]["calibration"] = record
+        with atomic_write(Path(best_ckpt), template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
+            torch.save(raw, staging)
+    model.set_calibration(record)
+    return record
