@@ -26,11 +26,11 @@ LOCK_FLAGS := pyproject.toml --group dev --group build --group docs --universal 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: help install sync lock check-lock train serve test test-all lint format docs clean clean-all demo
+.PHONY: help install sync lock check-lock train serve test test-slow test-all lint format docs clean clean-all demo
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "targets: install lock check-lock train serve test test-all lint format docs demo clean clean-all"
+	@echo "targets: install lock check-lock train serve test test-slow test-all lint format docs demo clean clean-all"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "ser_lightning needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -90,6 +90,11 @@ demo: install
 
 test: check-lock install
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+# the long end-to-end tests (calibration stored by training, eval robustness, the eval and export
+# command lines, the temperature inside the ONNX graph, the benchmarks' smoke runs); CI runs them too
+test-slow: install
+	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: check-lock install
 	$(PY) -m pytest $(ARGS)
