@@ -1,20 +1,7 @@
 """Turn a sweep directory into a study report: `python -m ser_lightning.report SWEEP_DIR`.
 
-Reads every job folder of a Hydra multirun (its overrides, job_status.json and summary.json)
-and writes, next to the sweep or into --out:
-- results.csv: one row per job (overrides, status, error, metrics);
-- summary.csv and report.md: one row per configuration, metrics as mean ± std over the
-  repeat keys (seed, data.fold, data.split_seed) with the number of finished jobs;
-- report.png: the chosen metric per configuration, with the spread as error bars.
-Failed and skipped jobs are listed with their errors; they never vanish from the report.
-
-Where the jobs kept their per-clip test predictions (`test_report/predictions.csv` with each
-clip's speaker), each configuration's mean UA, WA and macro-F1 also get a 95 % interval by a
-bootstrap over test speakers (each fold's speakers resampled within the fold; the number of
-resamples is in the report), and `--compare A B` tests whether configuration A beats B on the
-same test clips: the difference of the means with a paired-bootstrap interval and the p-value of
-a paired permutation test over speakers, written to comparison.json and into report.md. A and
-B are `key=value` settings of the sweep's overrides, several separated by spaces:
+The command line only: what the report holds (results.csv, summary.csv, report.md, report.png,
+speaker-bootstrap intervals, `--compare A B`) is described in `ser_lightning.reporting.study`.
 
     python -m ser_lightning.report SWEEP_DIR --compare model=acnt model=crnn_attn
     python -m ser_lightning.report SWEEP_DIR --compare "model=acnt features=logmel" "model=acnt features=mfcc"

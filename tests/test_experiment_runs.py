@@ -11,24 +11,14 @@ import json
 import pandas as pd
 import pytest
 
+from ser_lightning.data.splits import PUBLISHED_FOLDS
+
+from .helpers.models import TINY_NET
 from .test_sweeps import TINY_RUN, job_statuses, run_train
 
-# EmoBox's published RAVDESS test folds (fold K tests these actors), as in tests/test_splits_emobox.py
-EMOBOX_TEST_ACTORS = [
-    {"01", "11", "20", "21"},
-    {"04", "10", "12", "14"},
-    {"08", "09", "19", "23"},
-    {"03", "05", "07", "24"},
-    {"02", "15", "16", "18"},
-    {"06", "13", "17", "22"},
-]
-TINY_NET = [
-    "model.net.cnn_channels=[4,8]",
-    "model.net.transformer_dim=16",
-    "model.net.num_heads=2",
-    "model.net.ff_dim=32",
-    "model.net.num_layers=1",
-]
+# EmoBox's published RAVDESS test folds: fold K tests these actors (checked against the
+# published list itself in tests/test_splits_emobox.py)
+EMOBOX_TEST_ACTORS = [set(fold) for fold in PUBLISHED_FOLDS["emobox"]]
 
 
 @pytest.fixture(scope="module")

@@ -121,13 +121,14 @@ def server_file(path: Path | str) -> dict:
 
 
 def upload_to_page(server: Server, path: Path, cookies=None) -> str:
-    with open(path, "rb") as handle:
-        reply = httpx.post(
-            f"{server.url}/gradio_api/upload",
-            files={"files": (path.name, handle)},
-            cookies=cookies,
-            timeout=30,
-        )
+    return upload_to_page_bytes(server, path.name, path.read_bytes(), cookies)
+
+
+def upload_to_page_bytes(server: Server, name: str, content: bytes, cookies=None) -> str:
+    """Upload through the page's own upload route: the path Gradio gives the file in its cache."""
+    reply = httpx.post(
+        f"{server.url}/gradio_api/upload", files={"files": (name, content)}, cookies=cookies, timeout=30
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()[0]
 
@@ -421,9 +422,3 @@ def test_error_replies_name_no_server_path(server):
         assert page["success"] is False
         assert name in page["output"]["error"]
         assert_names_no_server_path(json.dumps(page), server)
-
-
-def upload_to_page_bytes(server: Server, name: str, content: bytes) -> str:
-    reply = httpx.post(f"{server.url}/gradio_api/upload", files={"files": (name, content)}, timeout=30)
-    assert reply.status_code == 200, reply.text
-    return reply.json()[0]
