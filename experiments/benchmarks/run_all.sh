@@ -40,6 +40,9 @@ run ssl_finetune_step experiments/benchmarks/ssl_finetune_step.py --encoders wav
 run predict_startup experiments/benchmarks/predict_startup.py --rounds 5 --data-dir "$DATA" --work-dir "$DATA/predict_startup"
 run serve_load experiments/benchmarks/serve_load.py --data-dir "$DATA" --work-dir "$DATA/serve_load"
 run compile_step experiments/benchmarks/compile_step.py --models acnt,crnn_attn --steps 5
+# a Lightning training step against a bare PyTorch loop, in turn (the measurements beside the report)
+run framework_overhead experiments/benchmarks/framework_overhead.py --models acnt,crnn_attn,cnn_bilstm_mha \
+    --steps 20 --rounds 6 --profile --json "$OUT/framework_overhead.json"
 if [[ "${GPU:-0}" == 1 ]]; then
     run training_throughput_gpu experiments/benchmarks/training_throughput.py --models acnt,crnn_attn,cnn_bilstm_mha \
         --actors 24 --epochs 5 --accelerator gpu --precision bf16-mixed --workers 4 --work-dir "$DATA/throughput"
