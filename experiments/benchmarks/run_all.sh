@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark at full size, one after another, each report saved as markdown.
 #
-#   bash experiments/benchmarks/run_all.sh [RESULTS_DIR]        # CPU rows (about 30 min on 2 cores)
+#   bash experiments/benchmarks/run_all.sh [RESULTS_DIR]        # CPU rows (about 40-55 min on 2 cores)
 #   GPU=1 bash experiments/benchmarks/run_all.sh [RESULTS_DIR]  # adds the GPU rows (bf16-mixed)
 #
 # Run on an otherwise idle machine: the scripts time wall clock, and other work on the same
