@@ -14,6 +14,7 @@ import socket
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,17 @@ def server(tiny_served_model, tmp_path_factory):
         "log_level=warning",
     ) as (url, app, _):
         yield Server(url, app, uploads, tiny_served_model)
+
+
+@contextmanager
+def keyed_server(model, tmp_path: Path):
+    """The server with SER_API_KEY set, for the tests of the key."""
+    with served(model, tmp_path / "run", "log_level=warning", environ={"SER_API_KEY": API_KEY}) as (
+        url,
+        app,
+        _,
+    ):
+        yield Server(url, app, tmp_path, model)
 
 
 class Server:
@@ -165,14 +177,8 @@ def test_the_page_scores_only_files_uploaded_through_it(server, outside_secret):
 
 
 def test_with_a_key_the_logged_in_page_still_reads_only_uploads(tiny_served_model, tmp_path):
-    with served(
-        tiny_served_model, tmp_path / "run", "log_level=warning", environ={"SER_API_KEY": API_KEY}
-    ) as (
-        url,
-        app,
-        _,
-    ):
-        keyed = Server(url, app, Path(tempfile.gettempdir()), tiny_served_model)
+    with keyed_server(tiny_served_model, tmp_path) as keyed:
+        url = keyed.url
         assert httpx.get(f"{url}/config", timeout=30).status_code == 401
         login = httpx.post(f"{url}/login", data={"username": "ser", "password": API_KEY}, timeout=30)
         assert login.status_code == 200, login.text
@@ -352,14 +358,8 @@ def test_failed_page_uploads_leave_no_partial_file(server, private_tmp):
 
 # --------------------------------------------------------------------------- the key and slow clients
 def test_the_api_key_is_checked_before_the_body_is_read(tiny_served_model, tmp_path):
-    with served(
-        tiny_served_model, tmp_path / "run", "log_level=warning", environ={"SER_API_KEY": API_KEY}
-    ) as (
-        url,
-        app,
-        _,
-    ):
-        keyed = Server(url, app, tmp_path, tiny_served_model)
+    with keyed_server(tiny_served_model, tmp_path) as keyed:
+        url = keyed.url
         head = (
             f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{keyed.port}\r\n"
             "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000\r\n\r\n"

@@ -7,6 +7,8 @@ metric to watch; none costs anything per batch). `run_dir` receives what the run
 
 from __future__ import annotations
 
+import contextlib
+import platform
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -42,3 +44,12 @@ def timing_config(overrides: list[str], run_dir: str | Path, training_only: bool
         cfg.hydra.runtime.output_dir = run_dir
     HydraConfig().set_config(cfg)
     return cfg
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), for the reports."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

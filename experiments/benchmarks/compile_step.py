@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,14 +39,6 @@ from pathlib import Path
 import torch
 
 SEED = 0
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def build_module(args: argparse.Namespace, work: Path):
@@ -334,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = rows_of(args, work)
         in_turn = in_turn_rows(args, work)
     load_after = os.getloadavg()
+    from bench_config import cpu_name
+
     where = (
         torch.cuda.get_device_name(0)
         if args.accelerator == "gpu"

@@ -45,12 +45,10 @@ than the network's, so its milliseconds say where the time goes, not what it is 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import json
 import logging
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -63,22 +61,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from bench_config import TRAINING_ONLY, timing_config
+from bench_config import TRAINING_ONLY, cpu_name, timing_config
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 SEED = 0
 # Above this ratio (Lightning / bare, batch to batch) the framework's cost is looked into.
 TARGET_RATIO = 1.10
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def percentile(values: list[float], fraction: float) -> float:
