@@ -20,6 +20,7 @@ from ser_lightning.utils.config import CONFIG_DIR
 
 from .helpers.configs import compose_train
 from .helpers.corpora import SMALL_DEMO, small_demo_overrides
+from .helpers.runs import assert_complete_test_result
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augmentation").glob("*.yaml"))
 WAVEFORM_PRESET = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "augmentation" / "waveform.yaml"))[
@@ -327,7 +328,7 @@ def test_preset_passes_fast_dev_run(small_demo_root, tmp_path, cache_dir, preset
         cache_dir,
     )
     metrics, objects = train(cfg)
-    assert 0.0 <= metrics["test/ua"] <= 1.0
+    assert_complete_test_result(tmp_path, metrics)
     dm, augmentation = objects["datamodule"], check_augmentation(cfg.augmentation)
     assert len(dm.dataset("train")) == (1 + augmentation["offline_copies"]) * len(
         dm.manifest.indices["train"]

@@ -14,6 +14,7 @@ from ser_lightning.features import LogMel
 from ser_lightning.train import train
 
 from .helpers.configs import compose_train
+from .helpers.runs import assert_complete_test_result
 
 # Seven men and five women of CREMA-D (genders from the corpus's demographics table).
 ACTORS = (1001, 1002, 1003, 1004, 1005, 1006, 1011, 1014, 1015, 1016, 1017, 1018)
@@ -130,7 +131,7 @@ def test_fdr_run_on_crema_d_records_the_protocol(crema_root, tmp_path):
     )
     assert cfg.data.labels == "corpus" and cfg.data.corpus == "crema_d"
     metrics, objects = train(cfg)
-    assert 0.0 <= metrics["test/ua"] <= 1.0
+    assert_complete_test_result(tmp_path, metrics)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["labels"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
     protocol = summary["protocol"]

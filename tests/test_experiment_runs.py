@@ -14,6 +14,7 @@ import pytest
 from ser_lightning.data.splits import PUBLISHED_FOLDS
 
 from .helpers.models import TINY_NET
+from .helpers.runs import assert_complete_test_result
 from .test_sweeps import TINY_RUN, job_statuses, run_train
 
 # EmoBox's published RAVDESS test folds: fold K tests these actors (checked against the
@@ -57,8 +58,7 @@ def test_emobox_folds_trains_the_six_published_folds_and_reports_them(tiny_24_ac
         assert actors["test"] == test_actors
         assert actors["val"] and not actors["val"] & actors["train"]  # validation speakers of their own
         assert actors["train"] | actors["val"] == {f"{a:02d}" for a in range(1, 25)} - test_actors
-        metrics = json.loads((sweep_dir / str(fold) / "summary.json").read_text())["metrics"]
-        assert 0.0 <= metrics["test/ua"] <= 1.0
+        assert_complete_test_result(sweep_dir / str(fold))
     # the study report the experiment's callback wrote: one configuration over six folds
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert list(summary["runs"]) == [6]

@@ -12,6 +12,7 @@ from ser_lightning.utils.config import CONFIG_DIR
 
 from .helpers.configs import compose_train
 from .helpers.corpora import copy_subset, subset_overrides
+from .helpers.runs import assert_complete_test_result
 
 # What each recipe must set: dotted config keys, plus the input shape its features produce.
 RECIPES = {
@@ -116,5 +117,5 @@ def test_experiment_passes_fast_dev_run(experiment, subset_root, tmp_path, cache
     overrides = [f"experiment={experiment}", "debug=fdr", *FAST_DEV_RUN_EXTRA.get(experiment, [])]
     cfg = compose_train(subset_overrides(subset_root, 0.5) + overrides, tmp_path, cache_dir)
     metrics, objects = train(cfg)
-    assert 0.0 <= metrics["test/ua"] <= 1.0
+    assert_complete_test_result(tmp_path, metrics)
     assert objects["model"].hparams.net["_target_"] == RECIPES[experiment]["model.net._target_"]

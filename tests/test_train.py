@@ -12,6 +12,7 @@ from ser_lightning.train import train
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
+from .helpers.runs import assert_complete_test_result
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_default_config_composes():
 def test_debug_runs_through_the_real_configs(small_demo_root, tmp_path, cache_dir, debug):
     cfg = compose_train(small_demo_overrides(small_demo_root) + [f"debug={debug}"], tmp_path, cache_dir)
     metrics, objects = train(cfg)
-    assert "test/ua" in metrics and 0.0 <= metrics["test/ua"] <= 1.0
+    assert_complete_test_result(tmp_path, metrics)
     assert (tmp_path / "split.csv").is_file() and (tmp_path / "summary.json").is_file()
 
 
