@@ -53,3 +53,22 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def training_module(cfg: DictConfig):
+    """The SERModule of a composed train config, as train builds it (the 8 emotions, the
+    config's audio settings and features)."""
+    from hydra.utils import instantiate
+
+    from ser_lightning.audio_settings import AudioSettings
+    from ser_lightning.labels import EMOTIONS
+    from ser_lightning.utils.config import to_plain
+
+    audio = AudioSettings(sample_rate=cfg.data.sample_rate, duration=cfg.data.duration)
+    return instantiate(
+        cfg.model,
+        features=to_plain(cfg.features),
+        audio=audio.to_dict(),
+        labels=list(EMOTIONS),
+        _recursive_=False,
+    )

@@ -43,12 +43,7 @@ SEED = 0
 
 def build_module(args: argparse.Namespace, work: Path):
     """SERModule of `--one` from the composed train config, as train builds it."""
-    from bench_config import timing_config
-    from hydra.utils import instantiate
-
-    from ser_lightning.audio_settings import AudioSettings
-    from ser_lightning.labels import EMOTIONS
-    from ser_lightning.utils.config import to_plain
+    from bench_config import timing_config, training_module
 
     compile_setting = args.compile_mode if args.compile == "on" else "false"
     cfg = timing_config(
@@ -62,14 +57,7 @@ def build_module(args: argparse.Namespace, work: Path):
         ],
         work / "run",
     )
-    audio = AudioSettings(sample_rate=cfg.data.sample_rate, duration=cfg.data.duration)
-    return instantiate(
-        cfg.model,
-        features=to_plain(cfg.features),
-        audio=audio.to_dict(),
-        labels=list(EMOTIONS),
-        _recursive_=False,
-    )
+    return training_module(cfg)
 
 
 def timed(device: torch.device, fn) -> float:

@@ -61,7 +61,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from bench_config import TRAINING_ONLY, cpu_name, timing_config
+from bench_config import TRAINING_ONLY, cpu_name, timing_config, training_module
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
@@ -103,19 +103,8 @@ def timing_overrides(model: str, logger: str, extra: list[str]) -> list[str]:
 
 def build_module(cfg):
     """SERModule from the composed train config, as train builds it (8 emotions)."""
-    from ser_lightning.data.audio import AudioSettings
-    from ser_lightning.labels import EMOTIONS
-    from ser_lightning.utils.config import to_plain
-
-    audio = AudioSettings(sample_rate=cfg.data.sample_rate, duration=cfg.data.duration)
     torch.manual_seed(SEED)
-    return instantiate(
-        cfg.model,
-        features=to_plain(cfg.features),
-        audio=audio.to_dict(),
-        labels=list(EMOTIONS),
-        _recursive_=False,
-    )
+    return training_module(cfg)
 
 
 def feature_loader(module, batch_size: int, batches: int) -> DataLoader:
