@@ -22,6 +22,15 @@ class BatchAugmentation(nn.Module):
         self.mixup = mixup
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> MixedBatch:
+        """Apply SpecAugment, then mixup, to a training batch; pass it through unchanged in eval mode.
+
+        Args:
+            features: Normalised features, `(batch, channels, n_features, n_frames)`.
+            target: The batch's integer labels.
+
+        Returns:
+            The (possibly masked and mixed) batch and how to score logits against it.
+        """
         if not self.training:
             return MixedBatch(features, target)
         if self.spectrogram is not None:

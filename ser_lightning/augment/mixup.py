@@ -28,10 +28,22 @@ class MixedBatch:
 
     @property
     def mixed(self) -> bool:
+        """Whether examples were mixed, i.e. there are partner labels to score against."""
         return self.partner is not None
 
     def loss(self, logits: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
-        """weight · loss(logits, target) + (1 − weight) · loss(logits, partner)."""
+        """Score logits against the batch's labels, mixed by the batch's weight when it was mixed.
+
+        Computes weight · loss(logits, target) + (1 − weight) · loss(logits, partner), or just
+        loss(logits, target) for an unmixed batch.
+
+        Args:
+            logits: The network's output for `features`.
+            loss_fn: A loss taking `(logits, labels)`, e.g. cross-entropy.
+
+        Returns:
+            The (mixed) loss.
+        """
         if self.partner is None:
             return loss_fn(logits, self.target)
         return self.weight * loss_fn(logits, self.target) + (1.0 - self.weight) * loss_fn(
@@ -59,11 +71,28 @@ class Mixup(nn.Module):
         self.p = float(p)
 
     def sample_weight(self) -> float:
+        """Draw a batch's mixing weight from Beta(alpha, alpha), folded to be >= 0.5.
+
+        Returns:
+            The weight of each example's own features and label.
+        """
         # torch's CPU generator, seeded by seed_everything: the same seed mixes the same way.
         weight = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
         return max(weight, 1.0 - weight)
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> MixedBatch:
+        """Mix the batch with a shuffled copy of itself, with probability `p`, in training mode.
+
+        Batches of fewer than two examples, batches not drawn for mixing and batches in eval
+        mode come back unmixed.
+
+        Args:
+            features: The batch's features; the first dimension is the batch.
+            target: The batch's integer labels.
+
+        Returns:
+            The mixed features with the labels and weight to score them against.
+        """
         if not self.training or features.shape[0] < 2 or float(torch.rand(())) >= self.p:
             return MixedBatch(features, target)
         weight = self.sample_weight()
@@ -72,4 +101,9 @@ class Mixup(nn.Module):
         return MixedBatch(mixed, target, target[order], weight)
 
     def extra_repr(self) -> str:
+        """Describe the settings in the module's repr.
+
+        Returns:
+            `alpha` and `p`.
+        """
         return f"alpha={self.alpha}, p={self.p}"

@@ -48,7 +48,15 @@ class SpecAugment(nn.Module):
         self.time_mask = TimeMasking(self.time_mask_param, iid_masks=True)
 
     def check_input_shape(self, input_shape: tuple[int, int, int]) -> None:
-        """Fail at start-up when a mask could be wider than the features it masks."""
+        """Fail at start-up when a mask could be wider than the features it masks.
+
+        Args:
+            input_shape: One example's `(channels, n_features, n_frames)`.
+
+        Raises:
+            InvalidSetting: When `freq_mask_param` exceeds the feature rows or `time_mask_param`
+                the frames.
+        """
         _, n_features, n_frames = input_shape
         if self.freq_mask_param > n_features:
             raise InvalidSetting(
@@ -62,7 +70,17 @@ class SpecAugment(nn.Module):
             )
 
     def keep_mask(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """A `(batch, 1, n_features, n_frames)` tensor of ones with the masked cells at zero."""
+        """Draw the masks for one batch.
+
+        Args:
+            shape: The batch's `(batch, channels, n_features, n_frames)` shape.
+            device: Where to build the mask.
+            dtype: The mask's dtype (the features').
+
+        Returns:
+            A `(batch, 1, n_features, n_frames)` tensor of ones with the masked cells at zero;
+            examples not drawn for masking (probability 1 − `p`) are all ones.
+        """
         batch, _, n_features, n_frames = shape
         # Masks are drawn on one row and one column per example and combined by broadcasting:
         # the same masks as on the full grid, at a fraction of the memory traffic.
@@ -79,11 +97,24 @@ class SpecAugment(nn.Module):
         return keep
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Mask a training batch of normalised features; return them unchanged in eval mode.
+
+        Args:
+            features: `(batch, channels, n_features, n_frames)`.
+
+        Returns:
+            The features with the masked cells zeroed.
+        """
         if not self.training:
             return features
         return features * self.keep_mask(features.shape, features.device, features.dtype)
 
     def extra_repr(self) -> str:
+        """Describe the settings in the module's repr.
+
+        Returns:
+            The mask widths and counts and `p`.
+        """
         return (
             f"freq_mask_param={self.freq_mask_param}, num_freq_masks={self.num_freq_masks}, "
             f"time_mask_param={self.time_mask_param}, num_time_masks={self.num_time_masks}, p={self.p}"

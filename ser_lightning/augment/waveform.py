@@ -50,6 +50,7 @@ class RandomCropPad(BaseWaveformTransform):
         self.max_fraction = max_fraction
 
     def randomize_parameters(self, samples: NDArray[np.float32], sample_rate: int) -> None:
+        """Draw the window's length and where it is cut from and put back, when the transform applies."""
         super().randomize_parameters(samples, sample_rate)
         if self.parameters["should_apply"]:
             length = samples.shape[-1]
@@ -62,6 +63,11 @@ class RandomCropPad(BaseWaveformTransform):
             self.parameters["pad_start"] = random.randint(0, length - keep)
 
     def apply(self, samples: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
+        """Copy the drawn window into a zero clip of the same length.
+
+        Returns:
+            The cropped and re-padded clip, shaped like `samples`.
+        """
         keep, crop, pad = (
             self.parameters["keep"],
             self.parameters["crop_start"],
@@ -114,6 +120,7 @@ class PitchTimeStretch(BaseWaveformTransform):
         self.min_rate, self.max_rate, self.rate_p = min_rate, max_rate, rate_p
 
     def randomize_parameters(self, samples: NDArray[np.float32], sample_rate: int) -> None:
+        """Draw the pitch shift and the rate; one that is not drawn to apply is left at 0 semitones / rate 1."""
         super().randomize_parameters(samples, sample_rate)
         if self.parameters["should_apply"]:
             # drawn in this order whatever is applied, so a seed gives the same stream of draws
@@ -125,6 +132,11 @@ class PitchTimeStretch(BaseWaveformTransform):
             self.parameters["rate"] = rate if stretch else 1.0
 
     def apply(self, samples: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
+        """Shift and stretch the clip in one Signalsmith pass, keeping its length.
+
+        Returns:
+            The clip, shaped like `samples` (itself when neither change was drawn).
+        """
         semitones, rate = self.parameters["semitones"], self.parameters["rate"]
         if semitones == 0.0 and rate == 1.0:
             return samples
@@ -138,7 +150,16 @@ class PitchTimeStretch(BaseWaveformTransform):
 
 
 def fit_to_length(samples: np.ndarray, length: int) -> np.ndarray:
-    """Crop or zero-pad the end so that every augmented clip keeps the cached clip's length."""
+    """Crop or zero-pad the end so that every augmented clip keeps the cached clip's length.
+
+    Args:
+        samples: A clip; the last dimension is time.
+        length: The number of samples to keep.
+
+    Returns:
+        `samples` itself when it already has `length` samples, else a cropped view or a
+        zero-padded copy.
+    """
     if samples.shape[-1] == length:
         return samples
     if samples.shape[-1] > length:
@@ -162,6 +183,14 @@ class WaveformAugmentation:
         self.names = names
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Augment one clip.
+
+        Args:
+            samples: The clip, `(samples,)`.
+
+        Returns:
+            The augmented clip as contiguous float32, the same length as `samples`.
+        """
         length = samples.shape[-1]
         out = self.compose(samples=np.asarray(samples, dtype=np.float32), sample_rate=self.sample_rate)
         return np.ascontiguousarray(fit_to_length(out, length), dtype=np.float32)
@@ -218,6 +247,17 @@ def build_waveform_augmentation(node: Mapping | None, sample_rate: int) -> Wavef
     `transforms` maps a name to a `_target_` node (any audiomentations transform, or
     RandomCropPad); a null entry is off, so one transform can be dropped from a preset with
     `augmentation.waveform.transforms.shift=null`. Mapping order is application order.
+
+    Args:
+        node: The `augmentation.waveform` config node (keys `p`, `shuffle`, `transforms`).
+        sample_rate: The clips' sample rate, passed to every transform.
+
+    Returns:
+        The augmentation, or None when the node is empty or every transform is off.
+
+    Raises:
+        InvalidSetting: On unknown keys, a `transforms` that is not a mapping, an entry with no
+            `_target_`, or a transform that cannot be built or is not callable.
     """
     if not node:
         return None
