@@ -120,7 +120,7 @@ class PitchTimeStretch(BaseWaveformTransform):
         self.min_rate, self.max_rate, self.rate_p = min_rate, max_rate, rate_p
 
     def randomize_parameters(self, samples: NDArray[np.float32], sample_rate: int) -> None:
-        """Draw the pitch shift and the rate; one that is not drawn to apply is left at 0 semitones / rate 1."""
+        """Draw the pitch shift and the rate; one not drawn to apply stays at 0 semitones / rate 1."""
         super().randomize_parameters(samples, sample_rate)
         if self.parameters["should_apply"]:
             # drawn in this order whatever is applied, so a seed gives the same stream of draws
