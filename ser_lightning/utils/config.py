@@ -44,7 +44,19 @@ def print_config_tree(cfg: DictConfig, save_to: str | Path | None = None) -> Non
 
 
 def instantiate_dict(cfg: DictConfig | None, what: str) -> list:
-    """Instantiate every `_target_` node of a mapping (callbacks, loggers); None entries are off."""
+    """Instantiate every `_target_` node of a mapping (callbacks, loggers); None entries are off.
+
+    Args:
+        cfg: The mapping of name to node config; None or empty builds nothing.
+        what: What the entries are (e.g. "callbacks"), for the error messages.
+
+    Returns:
+        The built objects, in the mapping's order, skipping entries that are None.
+
+    Raises:
+        TypeError: If `cfg` is not a mapping.
+        InvalidSetting: If an entry is not a config with a `_target_`.
+    """
     objects = []
     if not cfg:
         return objects
@@ -63,7 +75,12 @@ def instantiate_dict(cfg: DictConfig | None, what: str) -> list:
 
 
 def to_plain(cfg) -> dict | list | None:
-    """Resolved plain containers (safe to store in checkpoints and load with weights_only)."""
+    """Resolved plain containers (safe to store in checkpoints and load with weights_only).
+
+    Returns:
+        `cfg` resolved into plain dicts and lists when it is an OmegaConf config, None for
+        None, and anything else unchanged.
+    """
     if cfg is None:
         return None
     if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):

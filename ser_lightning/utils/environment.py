@@ -27,6 +27,11 @@ class IncompatibleInstallError(ImportError):
 
 
 def installed_version(distribution: str) -> str | None:
+    """The installed version of `distribution`.
+
+    Returns:
+        The version string, or None when the distribution is not installed.
+    """
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -34,7 +39,12 @@ def installed_version(distribution: str) -> str | None:
 
 
 def expected_versions() -> dict[str, str]:
-    """Exact pins (``name==version``) of the compiled pair, from the project's requirements."""
+    """Exact pins (``name==version``) of the compiled pair, from the project's requirements.
+
+    Returns:
+        A mapping of lower-cased package name to pinned version; empty when the project is
+        not installed (run from a checkout).
+    """
     try:
         requirements = metadata.requires(PROJECT) or []
     except metadata.PackageNotFoundError:  # run from a checkout that is not installed
@@ -48,6 +58,12 @@ def expected_versions() -> dict[str, str]:
 
 
 def describe_versions() -> str:
+    """Compare the installed torch/torchaudio with the project's pins, for an error message.
+
+    Returns:
+        One indented line per package of the compiled pair: installed and expected version,
+        marked where they differ.
+    """
     expected = expected_versions()
     rows = []
     for name in COMPILED_PAIR:
@@ -59,7 +75,12 @@ def describe_versions() -> str:
 
 
 def check_compiled_dependencies() -> None:
-    """Import the compiled pair; raise IncompatibleInstallError with versions and the fix if it fails."""
+    """Import the compiled pair; raise IncompatibleInstallError with versions and the fix if it fails.
+
+    Raises:
+        IncompatibleInstallError: If torch or torchaudio cannot be imported (ImportError or
+            OSError, such as a linker error from a mismatched pair).
+    """
     for name in COMPILED_PAIR:
         try:
             importlib.import_module(name)
@@ -72,7 +93,18 @@ def check_compiled_dependencies() -> None:
 
 
 def install_summary(lock_file: str = "requirements.lock") -> str:
-    """One line for `make install`: how many packages, the compiled pair, and that it loads."""
+    """One line for `make install`: how many packages, the compiled pair, and that it loads.
+
+    Args:
+        lock_file: The lock file's name, as shown in the line.
+
+    Returns:
+        The summary line.
+
+    Raises:
+        IncompatibleInstallError: If the compiled pair cannot be imported (raised by
+            `check_compiled_dependencies`).
+    """
     check_compiled_dependencies()
     count = sum(1 for _ in metadata.distributions())
     pair = ", ".join(f"{name} {installed_version(name)}" for name in COMPILED_PAIR)

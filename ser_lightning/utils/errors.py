@@ -38,14 +38,23 @@ class InvalidSetting(UserError, ValueError):
 
 
 def root_cause(err: BaseException) -> BaseException:
-    """Hydra wraps constructor errors in InstantiationException; the innermost error is the useful one."""
+    """Hydra wraps constructor errors in InstantiationException; the innermost error is the useful one.
+
+    Returns:
+        The last error of `err`'s `__cause__` chain (`err` itself when it has no cause).
+    """
     while err.__cause__ is not None:
         err = err.__cause__
     return err
 
 
 def user_mistake(err: BaseException) -> BaseException | None:
-    """The error whose message to show when `err` is a user mistake, else None (a bug)."""
+    """The error whose message to show when `err` is a user mistake, else None (a bug).
+
+    Returns:
+        `err` itself for a StartupError; otherwise its root cause when that is a UserError,
+        StartupError or a path mistake (FileNotFoundError, PermissionError, ...); else None.
+    """
     from ser_lightning.utils.jobs import StartupError  # Hydra's modules: not for the low layers
 
     if isinstance(err, StartupError):
@@ -58,6 +67,14 @@ def exits_on_user_mistake(main: F) -> F:
     """Wrap an entry point's main(): a user mistake prints its message alone and exits with 1.
 
     Goes between `@hydra.main` and the function (Hydra then sees the same task function).
+
+    Args:
+        main: The entry point's main function.
+
+    Returns:
+        A wrapper with `main`'s signature and metadata. It re-raises bugs, and user mistakes
+        too inside a multirun or with `HYDRA_FULL_ERROR=1`; otherwise it prints
+        `error: <message>` to stderr and raises SystemExit(1).
     """
 
     @functools.wraps(main)

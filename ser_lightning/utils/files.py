@@ -28,18 +28,30 @@ _TOKEN_PATTERN = "[A-Za-z0-9_-]+"
 
 
 def unique_token() -> str:
-    """`<pid>-<8 hex digits>`: distinct between processes, and between the writes of one process."""
+    """A token for a temporary name, distinct between processes and between the writes of one.
+
+    Returns:
+        `<pid>-<8 hex digits>`.
+    """
     return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def temporary_beside(path: str | Path, template: str = TEMPORARY_TEMPLATE) -> Path:
-    """A fresh name in `path`'s folder, `template` filled with `path`'s name and a unique token."""
+    """A fresh name in `path`'s folder, `template` filled with `path`'s name and a unique token.
+
+    Returns:
+        The temporary's path (nothing is created).
+    """
     path = Path(path)
     return path.with_name(template.format(name=path.name, token=unique_token()))
 
 
 def temporaries_beside(path: str | Path, template: str = TEMPORARY_TEMPLATE) -> list[Path]:
-    """The existing temporaries `temporary_beside(path, template)` could have named, sorted."""
+    """The existing temporaries `temporary_beside(path, template)` could have named, sorted.
+
+    Returns:
+        The matching paths in `path`'s folder, sorted; empty when the folder does not exist.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         return []

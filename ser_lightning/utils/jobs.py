@@ -42,11 +42,21 @@ class StartupError(Exception):
 
 
 def is_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (`-m`).
+
+    Returns:
+        True inside a multirun job; False in a single run or outside Hydra.
+    """
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def sweeper_is_basic(hydra_cfg=None) -> bool:
-    """Whether the sweep is a grid (Hydra's basic sweeper); `hydra_cfg` defaults to this job's."""
+    """Whether the sweep is a grid (Hydra's basic sweeper); `hydra_cfg` defaults to this job's.
+
+    Returns:
+        True when the sweeper's `_target_` is Hydra's BasicSweeper; False for other sweepers
+        or outside Hydra.
+    """
     if hydra_cfg is None:
         if not HydraConfig.initialized():
             return False
@@ -55,7 +65,12 @@ def sweeper_is_basic(hydra_cfg=None) -> bool:
 
 
 def sweep_dir() -> Path | None:
-    """The sweep folder this job belongs to, or None for a single run."""
+    """The sweep folder this job belongs to.
+
+    Returns:
+        Hydra's sweep dir in a multirun, else the folder named by `SER_LIGHTNING_SWEEP_DIR`
+        (a launcher that runs each job as a process of its own), else None for a single run.
+    """
     if is_multirun():
         return Path(HydraConfig.get().sweep.dir)
     named = os.environ.get(SWEEP_DIR_VARIABLE)
@@ -75,7 +90,12 @@ def pin_ddp_children_to_this_job() -> None:
 def read_status(job_dir: str | Path) -> dict:
     """A job folder's status record (what write_status wrote), {} where the job left none.
 
-    A file that is not a JSON object raises ValueError naming it."""
+    Returns:
+        The record as a dict, or {} when the folder has no status file.
+
+    Raises:
+        InvalidSetting: If the file is JSON but not an object (a ValueError, naming the file).
+    """
     path = Path(job_dir) / STATUS_FILE
     if not path.is_file():
         return {}
@@ -93,6 +113,20 @@ def write_status(
     overrides: list[str] | None = None,
     **extra,
 ) -> Path:
+    """Write a job's status record (`job_status.json`) into its folder.
+
+    Args:
+        output_dir: The job's run directory (created if missing).
+        status: "ok", "skipped" or "failed".
+        seconds: How long the job ran.
+        error: The error that ended the job, stored with its traceback.
+        overrides: The job's command-line overrides; defaults to Hydra's task overrides
+            when Hydra is initialised.
+        **extra: Further JSON-serialisable fields (e.g. `result`).
+
+    Returns:
+        The path of the written file.
+    """
     record = {"status": status, "seconds": round(seconds, 2), **extra}
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
@@ -111,7 +145,12 @@ def write_status(
 def job_record(output_dir: str | Path, is_rank_zero: bool = True):
     """Record the job's outcome; in a grid sweep swallow a failure so the sweep goes on.
 
-    Yields a dict; the body may put `result` in it. After a swallowed failure `result` is NaN.
+    Args:
+        output_dir: The job's run directory, where `job_status.json` is written.
+        is_rank_zero: Whether this process writes the record (only rank zero does).
+
+    Yields:
+        A dict; the body may put `result` in it. After a swallowed failure `result` is NaN.
     """
     started = time.perf_counter()
     state: dict = {"result": None}

@@ -18,6 +18,7 @@ class ResumableCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> ExperimentWriter:
+        """The run's metrics writer, created on first use; it keeps the earlier run's rows."""
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _KeepingExperimentWriter(log_dir=self.log_dir)

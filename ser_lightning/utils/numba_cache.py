@@ -61,7 +61,12 @@ class NumbaCacheError(RuntimeError):
 
 
 def default_numba_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/ser_lightning/numba/<versions>` (`~/.cache` when unset)."""
+    """The per-user folder numba's cache goes to unless `NUMBA_CACHE_DIR` is set.
+
+    Returns:
+        `$XDG_CACHE_HOME/ser_lightning/numba/<versions>` (`~/.cache` when unset; a per-user
+        temporary folder when there is no home directory).
+    """
     base = os.environ.get("XDG_CACHE_HOME")
     if not base:
         try:
@@ -91,6 +96,9 @@ def configure_numba_cache_dir() -> Path:
     function is decorated, i.e. when librosa's submodule is imported. So this runs on importing
     `ser_lightning`; if numba was imported before, its configuration is reloaded. An empty value
     counts as unset, as it does for numba.
+
+    Returns:
+        The cache folder numba now uses.
     """
     if not os.environ.get(CACHE_DIR_VARIABLE):
         os.environ[CACHE_DIR_VARIABLE] = str(default_numba_cache_dir())
@@ -101,12 +109,22 @@ def configure_numba_cache_dir() -> Path:
 
 
 def cache_files(cache_dir: Path) -> list[Path]:
-    """The numba index and data files under `cache_dir`, sorted."""
+    """The numba index and data files under `cache_dir`.
+
+    Returns:
+        The `.nbi` and `.nbc` files anywhere below `cache_dir`, sorted.
+    """
     return sorted(p for p in cache_dir.rglob("*") if p.suffix in CACHE_SUFFIXES and p.is_file())
 
 
 def site_packages_cache_files() -> list[Path]:
-    """numba cache files in librosa's own `__pycache__` folders (unused while NUMBA_CACHE_DIR is set)."""
+    """List numba cache files in librosa's own `__pycache__` folders.
+
+    numba does not read them while NUMBA_CACHE_DIR is set.
+
+    Returns:
+        The cache files under librosa's package folders; empty when librosa is not installed.
+    """
     spec = importlib.util.find_spec("librosa")
     if spec is None or not spec.submodule_search_locations:
         return []
@@ -165,6 +183,14 @@ def probe(warm_up: Callable[[], object], cache_dir: Path) -> str | None:
     Costs an interpreter start with torch imported (~1.5 s on a 2-core machine) plus loading the
     cached functions (~2 s for handcrafted68's), so it only runs when the cache files changed
     since they last loaded (`verified.json`); otherwise `prepare_numba_cache` costs ~1 ms of stats.
+
+    Args:
+        warm_up: A picklable callable that calls the numba functions to load.
+        cache_dir: The cache folder the probe process uses.
+
+    Returns:
+        None if the probe succeeded, else a sentence saying how it failed (killed by a signal,
+        or its exit status and last line of stderr).
     """
     payload = pickle.dumps(list(sys.path)) + pickle.dumps(warm_up)
     environment = {**os.environ, CACHE_DIR_VARIABLE: str(cache_dir)}
@@ -184,7 +210,11 @@ def probe(warm_up: Callable[[], object], cache_dir: Path) -> str | None:
 
 
 def clear_cache(cache_dir: Path) -> int:
-    """Delete the numba cache files (and the record of them) under `cache_dir`; the count deleted."""
+    """Delete the numba cache files (and the record of them) under `cache_dir`.
+
+    Returns:
+        How many cache files were deleted.
+    """
     files = cache_files(cache_dir)
     for path in files:
         path.unlink(missing_ok=True)

@@ -27,7 +27,17 @@ PROGRESS_KINDS = ("count", "bytes")
 
 
 def progress_bar(kind: str = "count") -> Progress:
-    """A rich Progress with the columns of `kind`: count (done/total, elapsed, remaining) or bytes."""
+    """A rich Progress with the columns of `kind`: count (done/total, elapsed, remaining) or bytes.
+
+    Args:
+        kind: "count" for items done of total, "bytes" for sizes and transfer speed.
+
+    Returns:
+        An unstarted Progress; use it as a context manager.
+
+    Raises:
+        InvalidSetting: If `kind` is not one of PROGRESS_KINDS.
+    """
     if kind not in PROGRESS_KINDS:
         raise InvalidSetting(f"progress kind {kind!r} is not one of {PROGRESS_KINDS}")
     amount = (MofNCompleteColumn(),) if kind == "count" else (DownloadColumn(), TransferSpeedColumn())

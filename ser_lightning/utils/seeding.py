@@ -16,7 +16,11 @@ from torch.utils.data import get_worker_info
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for one epoch; distinct (seed, epoch) pairs give unrelated streams."""
+    """A 63-bit seed for one epoch; distinct (seed, epoch) pairs give unrelated streams.
+
+    Returns:
+        A non-negative integer below 2**63, derived from `seed` and `epoch` by a SeedSequence.
+    """
     return int(
         np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2, np.uint64)[0] >> 1
     )
@@ -31,8 +35,9 @@ def seed_generators(seed: int) -> None:
 
 @contextmanager
 def seeded_global_rngs(*entropy: int, restore: bool | None = None):
-    """Seed Python's and NumPy's global generators (what audiomentations draws from) for one
-    block, then put their previous state back so the caller's streams are untouched.
+    """Seed Python's and NumPy's global generators (what audiomentations draws from) for one block.
+
+    Their previous state is put back afterwards, so the caller's streams are untouched.
 
     Saving and putting back the previous state is most of this function's cost (about 0.1 ms).
     `restore=None` does it only outside DataLoader worker processes: the datasets that use this
