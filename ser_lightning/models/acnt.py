@@ -81,6 +81,7 @@ class ACNT(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features."""
         x = self.cnn(x)  # (B, C', F', T')
         b, c, f, t = x.shape
         x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)  # one vector per remaining frame

@@ -59,4 +59,5 @@ class CNN2Ch(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, 2, F, T)` features."""
         return self.classifier(self.cnn(x))

@@ -79,6 +79,7 @@ class CNNBiLSTMMHA(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features (C * F conv channels)."""
         b, c, f, t = x.shape
         x = self.cnn(x.reshape(b, c * f, t)).transpose(1, 2)  # (B, T', channels)
         x, _ = self.lstm(x)

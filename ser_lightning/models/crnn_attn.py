@@ -26,7 +26,11 @@ FRONTENDS = ("conv2d", "conv1d")
 def _conv_block(
     dims: int, in_ch: int, out_ch: int, kernel_size: int, dropout: float, pool: int
 ) -> nn.Sequential:
-    """Conv → ReLU → BatchNorm → Dropout → MaxPool, in 1-D or 2-D (the recipes' order)."""
+    """Conv → ReLU → BatchNorm → Dropout → MaxPool, in 1-D or 2-D (the recipes' order).
+
+    Returns:
+        The block as one Sequential (MaxPool replaced by Identity when `pool` is 1).
+    """
     conv, norm, drop, max_pool = (
         (nn.Conv2d, nn.BatchNorm2d, nn.Dropout2d, nn.MaxPool2d)
         if dims == 2
@@ -89,6 +93,7 @@ class CRNNAttention(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features."""
         b, c, f, t = x.shape
         if self.frontend == "conv2d":
             x = self.cnn(x)  # (B, C', F', T')

@@ -54,11 +54,17 @@ class ResidualConvBlock(nn.Module):
         self.pool_factor = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the block's output: `(batch, C, *spatial)` to `(batch, out_channels, *pooled)`."""
         return self.dropout(self.pool(self.act(self.body(x) + self.shortcut(x))))
 
 
 def pooled_size(size: int, factor: int, times: int) -> int:
-    """Size of a dimension after `times` ceil-mode poolings by `factor`."""
+    """Size of a dimension after `times` ceil-mode poolings by `factor`.
+
+    Returns:
+        `size` divided by `factor` and rounded up, `times` over (`size` itself when
+        `factor` is 1).
+    """
     for _ in range(times):
         size = math.ceil(size / factor) if factor > 1 else size
     return size
@@ -79,6 +85,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return `x` plus the codes of positions `0..time-1`, after dropout; same shape."""
         return self.dropout(x + self.table[: x.size(1)].unsqueeze(0))
 
 
@@ -111,6 +118,7 @@ class AttentionPooling(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the attention-weighted sum over time: `(batch, time, dim)` to `(batch, dim)`."""
         weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
         return torch.bmm(weights.unsqueeze(1), x).squeeze(1)
 
@@ -123,6 +131,7 @@ class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return `x` batch-normalised; a lone training sample uses (and leaves) the running statistics."""
         if self.training and x.size(0) == 1:
             return nn.functional.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
@@ -133,10 +142,17 @@ class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
 def attentive_statistics(x: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Weighted mean and standard deviation over time, concatenated: `(batch, 2 * dim)`.
 
-    x: `(batch, time, dim)`; weights: `(batch, time)` or `(batch, time, dim)`, each summing to 1
-    over time. The variance is E_w[x²] − E_w[x]², clamped at `eps` before the square root so that
+    The variance is E_w[x²] − E_w[x]², clamped at `eps` before the square root so that
     constant frames give a finite gradient. Uniform weights give the plain mean and the
     population (biased) standard deviation.
+
+    Args:
+        x: The frames, `(batch, time, dim)`.
+        weights: `(batch, time)` or `(batch, time, dim)`, each summing to 1 over time.
+        eps: The smallest variance taken before the square root.
+
+    Returns:
+        The weighted means followed by the weighted standard deviations, `(batch, 2 * dim)`.
     """
     if weights.dim() == 2:
         weights = weights.unsqueeze(-1)
@@ -157,5 +173,6 @@ class AttentiveStatisticsPooling(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the attentive mean and std over time: `(batch, time, dim)` to `(batch, 2 * dim)`."""
         weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
         return attentive_statistics(x, weights)

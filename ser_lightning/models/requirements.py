@@ -24,9 +24,13 @@ class IncompatibleFeaturesError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class InputRequirement:
-    """channels: the exact number of input channels the network needs (None: any).
+    """The input a network needs, declared as its `input_requirement` class attribute.
 
-    fits: the feature settings that give such input, quoted in the error message.
+    Attributes:
+        channels: The exact number of input channels the network needs (None: any).
+        fits: The feature settings that give such input, quoted in the error message.
+        feature_classes: The names of the feature classes it takes, when it takes no other
+            (empty: any).
     """
 
     channels: int | None = None
@@ -35,7 +39,18 @@ class InputRequirement:
     feature_classes: tuple[str, ...] = ()
 
     def check(self, model: str, input_shape: tuple[int, int, int], features: str, feature_class: str) -> None:
-        """`features`: how to name the features in a message; `feature_class`: their class's name."""
+        """Check features of shape `input_shape` against this requirement.
+
+        Args:
+            model: How to name the model in a message.
+            input_shape: The features' `(channels, n_features, n_frames)`.
+            features: How to name the features in a message.
+            feature_class: The features' class name, matched against `feature_classes`.
+
+        Raises:
+            IncompatibleFeaturesError: If the feature class is not one of `feature_classes`, or
+                the channel count is not `channels`.
+        """
         if self.feature_classes and feature_class not in self.feature_classes:
             raise IncompatibleFeaturesError(
                 f"model {model} cannot take features {features}: it takes {' or '.join(self.feature_classes)} "
@@ -55,7 +70,17 @@ def _short(target: str) -> str:
 
 
 def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, int, int]) -> None:
-    """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input."""
+    """Raise IncompatibleFeaturesError when the network's declared requirement rejects the input.
+
+    Args:
+        net: The network's config (its `_target_` names the class).
+        features: The features' config (its `_target_` names the class).
+        input_shape: The features' `(channels, n_features, n_frames)`.
+
+    Raises:
+        IncompatibleFeaturesError: If the features are raw waveforms and the network does not
+            declare that it takes them, or the network's `input_requirement` rejects them.
+    """
     target = net["_target_"]
     requirement: InputRequirement | None = getattr(get_class(target), "input_requirement", None)
     feature_class = _short(features["_target_"])
@@ -77,6 +102,16 @@ def check_compatible(net: Mapping, features: Mapping, input_shape: tuple[int, in
 def build_network(
     net: dict, input_shape: tuple[int, int, int], num_classes: int, features: dict
 ) -> nn.Module:
-    """Check the network's declared input requirement against the features, then build it."""
+    """Check the network's declared input requirement against the features, then build it.
+
+    Args:
+        net: The network's config, instantiated with `input_shape` and `num_classes` added.
+        input_shape: The features' `(channels, n_features, n_frames)`.
+        num_classes: How many labels the network scores.
+        features: The features' config, checked against the network's requirement.
+
+    Returns:
+        The built network.
+    """
     check_compatible(net, features, input_shape)
     return instantiate(net, input_shape=input_shape, num_classes=num_classes)

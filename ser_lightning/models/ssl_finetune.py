@@ -44,19 +44,30 @@ from ser_lightning.utils.errors import InvalidSetting
 class SSLFinetune(nn.Module):
     """Pretrained speech encoder → `SSLHead`, trained end to end.
 
-    input_shape: `(1, 1, samples)`: 16 kHz waveforms (`features=waveform`).
-    encoder, weights: as `features.encoder` and `features.weights` of `features=ssl`.
-    layers: the hidden states the head mixes ("all", or indices 0..L).
-    encoder_lr: the encoder's learning rate (the head's is the optimizer's `lr`).
-    warmup_steps: optimizer steps of linear warm-up of `encoder_lr` (0: none), counted from
-        the first step the encoder trains.
-    freeze_epochs: epochs at the start in which the encoder does not train.
-    freeze_feature_encoder: keep the convolutional front end (Whisper: its two convolutions and
-        positions) frozen throughout.
-    gradient_checkpointing: recompute the encoder layers' activations in the backward pass.
-    encoder_masking: the time masking the wav2vec2-style encoders apply to their own frames in
-        training (their config's `mask_time_prob`), a regulariser of their fine-tuning recipes.
-    hidden_dim, attention_dim, layer_norm, dropout: the head's (see `SSLHead`).
+    Args:
+        input_shape: `(1, 1, samples)`: 16 kHz waveforms (`features=waveform`).
+        num_classes: How many labels the head scores.
+        encoder: As `features.encoder` of `features=ssl`.
+        weights: As `features.weights` of `features=ssl`.
+        layers: The hidden states the head mixes ("all", or indices 0..L).
+        encoder_lr: The encoder's learning rate (the head's is the optimizer's `lr`).
+        warmup_steps: Optimizer steps of linear warm-up of `encoder_lr` (0: none), counted
+            from the first step the encoder trains.
+        freeze_epochs: Epochs at the start in which the encoder does not train.
+        freeze_feature_encoder: Keep the convolutional front end (Whisper: its two
+            convolutions and positions) frozen throughout.
+        gradient_checkpointing: Recompute the encoder layers' activations in the backward pass.
+        encoder_masking: The time masking the wav2vec2-style encoders apply to their own
+            frames in training (their config's `mask_time_prob`), a regulariser of their
+            fine-tuning recipes.
+        hidden_dim: The head's (see `SSLHead`).
+        attention_dim: The head's (see `SSLHead`).
+        layer_norm: The head's (see `SSLHead`).
+        dropout: The head's (see `SSLHead`).
+
+    Raises:
+        InvalidSetting: If `encoder_lr` is not positive, or `warmup_steps` or `freeze_epochs`
+            is negative.
     """
 
     reads_encoder_files = True  # checkpoint.EncoderFiles vets which files it reads
@@ -127,8 +138,15 @@ class SSLFinetune(nn.Module):
 
     # -- what the SERModule calls ----------------------------------------------------------------
     def parameter_groups(self, lr: float) -> list[dict]:
-        """The optimizer's parameter groups: the head's at `lr`, the trainable encoder's (named
-        `encoder`) at `encoder_lr`."""
+        """The optimizer's parameter groups, one for the head and one for the encoder.
+
+        Args:
+            lr: The head's learning rate (the optimizer's `lr`).
+
+        Returns:
+            Two groups: "head", all head parameters at `lr`; "encoder", the encoder parameters
+            that require gradients at `encoder_lr`.
+        """
         encoder = [p for p in self.encoder.parameters() if p.requires_grad]
         return [
             {"params": list(self.head.parameters()), "lr": lr, "name": "head"},
@@ -136,8 +154,18 @@ class SSLFinetune(nn.Module):
         ]
 
     def training_step_schedule(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
-        """Before training step `step` (optimizer steps, from 0) of `epoch`: freezes or frees the
-        encoder, and returns its learning-rate scale in (0, 1] (None while it is frozen)."""
+        """Freeze or free the encoder before training step `step` of `epoch`.
+
+        Args:
+            epoch: The current epoch, from 0.
+            step: The optimizer step about to run, counted from 0 over the whole run.
+            steps_per_epoch: Optimizer steps per epoch, to count warm-up steps from the first
+                step the encoder trains.
+
+        Returns:
+            The encoder's learning-rate scale in (0, 1] (linear warm-up, then 1), or None while
+            it is frozen.
+        """
         self.encoder_frozen = epoch < self.freeze_epochs
         if self.encoder_frozen:
             return None
@@ -146,6 +174,7 @@ class SSLFinetune(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, 1, 1, samples)` waveforms."""
         waveforms = x[:, 0, 0, :]
         if self.encoder_frozen and self.training:
             was_training = self.encoder.training

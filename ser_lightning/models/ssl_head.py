@@ -73,10 +73,15 @@ class SSLHead(nn.Module):
         init_weights(self)
 
     def layer_weights(self) -> torch.Tensor:
-        """The weight of each layer in the mix, `(C,)`, summing to 1."""
+        """The weight of each layer in the mix.
+
+        Returns:
+            The softmax of the layer logits, `(C,)`, summing to 1.
+        """
         return torch.softmax(self.layer_logits, dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, layers, hidden, frames)` features."""
         x = x.transpose(2, 3)  # (B, C, T, F): one vector per layer and frame
         if self.layer_norm:
             x = functional.layer_norm(x, x.shape[-1:])
@@ -126,6 +131,7 @@ class EmoBoxHead(nn.Module):
         self.post_net = nn.Linear(hidden_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` from layer `self.layer` of `x`, `(batch, C, F, T)`."""
         frames = x[:, self.layer].transpose(1, 2)  # (B, T, F)
         hidden = torch.relu(self.pre_net(frames))
         return self.post_net(hidden.mean(dim=1))
