@@ -59,23 +59,47 @@ class FeatureExtractor(nn.Module):
 
     # -- to implement -----------------------------------------------------------------------
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Compute the unnormalised features of `(batch, samples)` waveforms (the cacheable part).
+
+        Args:
+            waveforms: Clips at the data's sample rate, `(batch, samples)`.
+
+        Returns:
+            The features, `(batch, channels, n_features, n_frames)`.
+        """
         raise NotImplementedError
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """The shape `extract` gives one clip of `num_samples` samples, for models to size themselves.
+
+        Returns:
+            `(channels, n_features, n_frames)`.
+        """
         raise NotImplementedError
 
     def cache_params(self) -> dict:
-        """Every parameter that changes the bytes `extract` produces (for cache keys)."""
+        """Every parameter that changes the bytes `extract` produces (for cache keys).
+
+        Returns:
+            A JSON-serialisable mapping, including a `kind` naming the extractor.
+        """
         raise NotImplementedError
 
     def view_of_waveforms(self, waveforms: np.ndarray) -> np.ndarray | None:
-        """The features of cached `waveforms` `(N, samples)` as a view of them, when `extract`
-        would copy them unchanged (the feature store then stores nothing); None: computed."""
+        """The features of cached `waveforms` `(N, samples)` as a view of them, if `extract` copies them.
+
+        Where `extract` would copy the waveforms unchanged, the feature store stores nothing and
+        reads this view instead.
+
+        Returns:
+            The view `(N, C, F, T)`, or None when the features must be computed (the default).
+        """
         return None
 
     # -- shared ------------------------------------------------------------------------------
     @property
     def needs_dataset_stats(self) -> bool:
+        """Whether normalization is "dataset" and its train-split statistics are not fitted yet."""
         return self.normalization == "dataset" and not bool(self.dataset_stats_fitted)
 
     def fit_normalization(self, features: np.ndarray, chunk: int = 256) -> None:
@@ -100,6 +124,17 @@ class FeatureExtractor(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalise extracted features `(batch, C, F, T)` as `normalization` says.
+
+        "utterance" standardises each clip and channel over all its values; "dataset" uses the
+        per-channel, per-row statistics of the train split; "none" passes them through.
+
+        Returns:
+            The normalised features, same shape.
+
+        Raises:
+            RuntimeError: If normalization is "dataset" and no statistics were fitted or loaded.
+        """
         if self.normalization == "utterance":
             mean = features.mean(dim=(2, 3), keepdim=True)
             std = features.std(dim=(2, 3), keepdim=True)
@@ -119,6 +154,7 @@ class FeatureExtractor(nn.Module):
         return features
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the normalised features of `(batch, samples)` waveforms: `normalize(extract(...))`."""
         return self.normalize(self.extract(waveforms))
 
     def precompute(
@@ -130,7 +166,11 @@ class FeatureExtractor(nn.Module):
     ) -> None:
         """Fill the feature cache `out` (N, C, F, T) from cached waveforms (N, samples).
 
-        `advance(k)` is called after every k clips so that the caller can show progress.
+        Args:
+            waveforms: The cached waveforms, `(N, samples)`.
+            out: The array to fill, `(N, C, F, T)`.
+            advance: Called with k after every k clips, so that the caller can show progress.
+            chunk: Clips extracted at a time.
         """
         with torch.inference_mode():
             for start in range(0, len(waveforms), chunk):

@@ -52,9 +52,11 @@ class HandcraftedSettings:
     hop_length: int
 
     def analysis_samples(self, num_samples: int) -> int:
+        """Return the length of a clip of `num_samples` once resampled to `analysis_rate`."""
         return int(round(num_samples * self.analysis_rate / self.sample_rate))
 
     def natural_frames(self, num_samples: int) -> int:
+        """Return the frame count librosa's centred frames give a clip of `num_samples` samples."""
         return self.analysis_samples(num_samples) // self.hop_length + 1
 
 
@@ -67,7 +69,15 @@ def _tonnetz(y: np.ndarray, sr: int, hop: int) -> np.ndarray:
 
 
 def handcrafted_frames(wave: np.ndarray, settings: HandcraftedSettings) -> np.ndarray:
-    """The 68 features of one clip, `(68, frames)` float32, in FEATURE_BLOCKS order."""
+    """The 68 features of one clip, in FEATURE_BLOCKS order.
+
+    Args:
+        wave: One clip at `settings.sample_rate`, `(samples,)`.
+        settings: The rates and STFT settings.
+
+    Returns:
+        `(68, frames)` float32, every block cut to the shortest block's frame count.
+    """
     y = np.asarray(wave, dtype=np.float32)
     sr, n_fft, hop = settings.analysis_rate, settings.n_fft, settings.hop_length
     if settings.sample_rate != sr:
@@ -106,7 +116,11 @@ def warm_up_numba() -> None:
 
 
 def fit_frames(features: np.ndarray, max_len: int) -> np.ndarray:
-    """Zero-pad or truncate `(68, frames)` to `(68, max_len)` (the recipe's fixed sequence length)."""
+    """Zero-pad or truncate `(68, frames)` to `(68, max_len)` (the recipe's fixed sequence length).
+
+    Returns:
+        A new float32 array `(rows, max_len)`.
+    """
     out = np.zeros((features.shape[0], max_len), dtype=np.float32)
     keep = min(max_len, features.shape[1])
     out[:, :keep] = features[:, :keep]
@@ -114,7 +128,11 @@ def fit_frames(features: np.ndarray, max_len: int) -> np.ndarray:
 
 
 def _features_of_chunk(waves: np.ndarray, settings: HandcraftedSettings, max_len: int) -> np.ndarray:
-    """`(n, samples)` waveforms to `(n, 1, 68, max_len)`; runs inside a worker process."""
+    """Compute the features of a chunk of clips; runs inside a worker process.
+
+    Returns:
+        `(n, 1, 68, max_len)` float32 for `(n, samples)` waveforms.
+    """
     return np.stack([fit_frames(handcrafted_frames(w, settings), max_len)[None] for w in waves])
 
 
@@ -163,6 +181,14 @@ class Handcrafted68(FeatureExtractor):
         self.num_workers = num_workers
 
     def sequence_length(self, num_samples: int) -> int:
+        """The frame count of the features of a clip of `num_samples` samples.
+
+        Returns:
+            `max_len` when set, else the clip's natural frame count.
+
+        Raises:
+            InvalidSetting: If the clip gives fewer frames than the Δ regression window needs.
+        """
         natural = self.settings.natural_frames(num_samples)
         if natural < DELTA_WIDTH:
             raise InvalidSetting(
@@ -172,15 +198,18 @@ class Handcrafted68(FeatureExtractor):
         return self.max_len or natural
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(1, 68, sequence_length(num_samples))`."""
         return (1, NUM_FEATURES, self.sequence_length(num_samples))
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the features `(batch, 1, 68, max_len)` of `(batch, samples)` waveforms, on the CPU."""
         prepare_numba_cache(NUMBA_WARM_UP, warm_up_numba)
         waves = waveforms.detach().cpu().numpy()
         max_len = self.sequence_length(waves.shape[-1])
         return torch.from_numpy(_features_of_chunk(waves, self.settings, max_len))
 
     def cache_params(self) -> dict:
+        """Return the settings, `max_len` and librosa's version: what the cached bytes depend on."""
         # librosa's version is part of the key: its algorithms are what the cached bytes mean.
         return {
             "kind": "handcrafted68",

@@ -39,10 +39,13 @@ class LogMel(MelFeatureExtractor):
         )
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the log-mel spectrogram `(batch, 1, n_mels, frames)` of `(batch, samples)` waveforms."""
         return self.mel_db(waveforms)  # (B, 1, n_mels, frames)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(1, n_mels, frames)` for a clip of `num_samples` samples."""
         return (1, self.n_mels, self.mel_db.num_frames(num_samples))
 
     def cache_params(self) -> dict:
+        """Return the mel settings, keyed as kind "logmel"."""
         return {"kind": "logmel", **self.mel_params()}

@@ -48,12 +48,14 @@ class MelDecibels(nn.Module):
         )
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the power mel spectrogram in dB, `(batch, 1, n_mels, frames)`, as float32."""
         power = self.melspec(waveforms.float()).unsqueeze(1)
         return torchaudio.functional.amplitude_to_DB(
             power, multiplier=10.0, amin=1e-10, db_multiplier=0.0, top_db=self.top_db
         )
 
     def num_frames(self, num_samples: int) -> int:
+        """Return the frame count of a clip of `num_samples` samples (centred frames)."""
         return num_samples // self.hop_length + 1
 
 
@@ -91,6 +93,7 @@ class MelFeatureExtractor(FeatureExtractor):
         self.mel_db = MelDecibels(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
 
     def mel_params(self) -> dict:
+        """Return the mel front end's settings, the shared part of the subclasses' cache keys."""
         return {
             "sample_rate": self.sample_rate,
             "n_fft": self.n_fft,
@@ -104,10 +107,10 @@ class MelFeatureExtractor(FeatureExtractor):
 
 
 def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
-    """Orthonormal DCT-II `(n_mels, n_mfcc)`, the transform librosa.feature.mfcc applies."""
+    """Return the orthonormal DCT-II `(n_mels, n_mfcc)`, the transform librosa.feature.mfcc applies."""
     return torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
 
 
 def cepstrum(mel_db: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
-    """MFCCs `(..., n_mfcc, frames)` from log-mel `(..., n_mels, frames)`."""
+    """Return the MFCCs `(..., n_mfcc, frames)` of log-mel `(..., n_mels, frames)`."""
     return torch.matmul(mel_db.transpose(-1, -2), dct).transpose(-1, -2)

@@ -67,6 +67,7 @@ class MFCC(MelFeatureExtractor):
         self.register_buffer("dct", dct_matrix(n_mfcc, n_mels), persistent=False)
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the MFCCs (with their Δ and ΔΔ as configured) of `(batch, samples)` waveforms."""
         coefficients = cepstrum(self.mel_db(waveforms), self.dct)  # (B, 1, n_mfcc, frames)
         stacks = [coefficients]
         for _ in range(self.deltas):
@@ -74,6 +75,7 @@ class MFCC(MelFeatureExtractor):
         return torch.cat(stacks, dim=1 if self.delta_layout == "channels" else 2)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(1 + deltas, n_mfcc, frames)` (Δ as channels) or `(1, n_mfcc * (1 + deltas), frames)`."""
         frames = self.mel_db.num_frames(num_samples)
         stacks = 1 + self.deltas
         if self.delta_layout == "channels":
@@ -81,6 +83,7 @@ class MFCC(MelFeatureExtractor):
         return (1, self.n_mfcc * stacks, frames)
 
     def cache_params(self) -> dict:
+        """Return the mel settings and the MFCC and Δ settings, keyed as kind "mfcc"."""
         return {
             "kind": "mfcc",
             **self.mel_params(),

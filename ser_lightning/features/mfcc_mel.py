@@ -45,11 +45,14 @@ class MFCCMel(MelFeatureExtractor):
         self.register_buffer("dct", dct_matrix(n_mels, n_mels), persistent=False)
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return MFCC and log-mel as channels 0 and 1, `(batch, 2, n_mels, frames)`."""
         mel_db = self.mel_db(waveforms)  # (B, 1, n_mels, frames)
         return torch.cat([cepstrum(mel_db, self.dct), mel_db], dim=1)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(2, n_mels, frames)` for a clip of `num_samples` samples."""
         return (2, self.n_mels, self.mel_db.num_frames(num_samples))
 
     def cache_params(self) -> dict:
+        """Return the mel settings, keyed as kind "mfcc_mel"."""
         return {"kind": "mfcc_mel", **self.mel_params()}

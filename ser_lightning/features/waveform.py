@@ -1,5 +1,6 @@
-"""`features=waveform`: the waveform itself, as the input of networks that hold their own front
-end (`model=ssl_finetune`, a pretrained speech encoder trained with the head).
+"""`features=waveform`: the waveform itself, for networks that hold their own front end.
+
+Such a network is `model=ssl_finetune`, a pretrained speech encoder trained with the head.
 
 It follows the feature contract like every other kind: `(batch, 1, 1, samples)`, one channel of
 one feature row. Clips are resampled to `rate` (16 kHz, the rate every pretrained encoder here
@@ -24,9 +25,11 @@ log = logging.getLogger(__name__)
 class Waveform(FeatureExtractor):
     """Waveforms at `rate` Hz as `(batch, 1, 1, samples)`.
 
-    sample_rate: the data's rate (`${data.sample_rate}`); rate: the rate the network takes.
-    normalization: none (the default; a pretrained encoder normalises its input as it was
-        trained to), utterance (zero mean, unit variance per clip) or dataset.
+    Args:
+        sample_rate: The data's rate (`${data.sample_rate}`).
+        rate: The rate the network takes.
+        normalization: none (the default; a pretrained encoder normalises its input as it was
+            trained to), utterance (zero mean, unit variance per clip) or dataset.
     """
 
     # only a network that declares it takes Waveform features can (see models.requirements)
@@ -42,18 +45,22 @@ class Waveform(FeatureExtractor):
             )
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the waveforms resampled to `rate` as float32, `(batch, 1, 1, samples)`."""
         waves = waveforms.float()
         if self.rate != self.sample_rate:
             waves = torchaudio.functional.resample(waves, self.sample_rate, self.rate)
         return waves[:, None, None, :]
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(1, 1, samples at rate)` for a clip of `num_samples` samples at `sample_rate`."""
         return (1, 1, resampled_length(num_samples, self.sample_rate, self.rate))
 
     def cache_params(self) -> dict:
+        """Return the two rates, keyed as kind "waveform"."""
         return {"kind": "waveform", "sample_rate": self.sample_rate, "rate": self.rate}
 
     def view_of_waveforms(self, waveforms: np.ndarray) -> np.ndarray | None:
+        """Return the waveforms as a `(N, 1, 1, samples)` view, or None when they must be resampled."""
         if self.rate != self.sample_rate:
             return None
         return waveforms[:, None, None, :]

@@ -37,7 +37,7 @@ class EncoderWeightsMismatch(UserError, ValueError):
 
 
 def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
-    """How many samples torchaudio's resample makes of `num_samples`."""
+    """Return how many samples torchaudio's resample makes of `num_samples` (ceil of the rate ratio)."""
     if orig_freq == new_freq:
         return num_samples
     common = math.gcd(orig_freq, new_freq)
@@ -48,18 +48,25 @@ def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
 class SSLFeatures(FeatureExtractor):
     """Hidden states of a frozen speech encoder: `(batch, C = len(layers), F = hidden [x2], T)`.
 
-    encoder: a name of `ENCODERS` (wavlm_base_plus, hubert_large, whisper_small, ...) or a folder
-        written by `save_pretrained`.
-    weights: a folder, or one state-dict file (.safetensors, or a torch file of tensors), holding
-        the named encoder's weights; None reads the Hugging Face cache.
-    layers: "all", or the hidden-state indices to keep: 0 is the output of the convolutional
-        front end (the input of the first transformer layer), i the output of layer i.
-    pooling: "none" keeps every frame; "mean" averages over the clip's frames; "mean_std"
-        stacks their mean and (population) standard deviation along F.
-    sample_rate: the rate of the data's waveforms; other rates than 16 kHz are resampled.
-    rate: the encoder's input rate, 16000: every encoder here was trained on 16 kHz audio (it is
-        a setting so that the config tree says what the encoder is fed; another value is refused).
-    chunk: clips per batch when the feature cache is computed.
+    Args:
+        encoder: A name of `ENCODERS` (wavlm_base_plus, hubert_large, whisper_small, ...) or a
+            folder written by `save_pretrained`.
+        weights: A folder, or one state-dict file (.safetensors, or a torch file of tensors),
+            holding the named encoder's weights; None reads the Hugging Face cache.
+        layers: "all", or the hidden-state indices to keep: 0 is the output of the
+            convolutional front end (the input of the first transformer layer), i the output
+            of layer i.
+        pooling: "none" keeps every frame; "mean" averages over the clip's frames; "mean_std"
+            stacks their mean and (population) standard deviation along F.
+        sample_rate: The rate of the data's waveforms; other rates than 16 kHz are resampled.
+        rate: The encoder's input rate, 16000: every encoder here was trained on 16 kHz audio
+            (it is a setting so that the config tree says what the encoder is fed; another
+            value is refused).
+        normalization: As for every feature extractor (see `FeatureExtractor`).
+        chunk: Clips per batch when the feature cache is computed.
+
+    Raises:
+        InvalidSetting: If `pooling`, `chunk`, `rate` or `layers` is not an accepted value.
     """
 
     reads_encoder_files = True  # checkpoint.EncoderFiles vets which files it reads
@@ -128,18 +135,20 @@ class SSLFeatures(FeatureExtractor):
 
     # -- the contract --------------------------------------------------------------------------
     def encoder_samples(self, num_samples: int) -> int:
-        """Samples of a clip of `num_samples` at the data's rate, once resampled to 16 kHz."""
+        """Return the samples of a clip of `num_samples` at the data's rate, once resampled to 16 kHz."""
         return resampled_length(num_samples, self.sample_rate, SAMPLE_RATE)
 
     def num_frames(self, num_samples: int) -> int:
-        """Encoder frames of a clip of `num_samples` (at the data's rate), as the encoder makes them."""
+        """Return the encoder frames the encoder makes of a clip of `num_samples` (at the data's rate)."""
         return self.encoder.num_frames(self.encoder_samples(num_samples))
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """Return `(layers, hidden [x2], frames)`, one frame when pooled over time."""
         frames = self.num_frames(num_samples)
         return (len(self.layers), self.n_features, 1 if self.pooling != "none" else frames)
 
     def cache_params(self) -> dict:
+        """Return the encoder's identity and weights digest, layers, pooling, rate and the version."""
         identity = self.encoder.identity
         return {
             "kind": "ssl",
@@ -155,6 +164,7 @@ class SSLFeatures(FeatureExtractor):
         }
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Return the kept hidden states `(batch, C, F, T)`, pooled as set, in the cache's precision."""
         waves = waveforms.float()
         if self.sample_rate != SAMPLE_RATE:
             if not self._resampling_logged:
@@ -183,8 +193,16 @@ class SSLFeatures(FeatureExtractor):
         advance: Callable[[int], None] | None = None,
         chunk: int | None = None,
     ) -> None:
-        """Fill the feature cache `out` from cached waveforms, `chunk` clips at a time, on CUDA when
-        there is one (the extractor goes back to its device afterwards)."""
+        """Fill the feature cache `out` from cached waveforms, `chunk` clips at a time.
+
+        Runs on CUDA when there is one; the extractor goes back to its device afterwards.
+
+        Args:
+            waveforms: The cached waveforms, `(N, samples)`.
+            out: The array to fill, `(N, C, F, T)`.
+            advance: Called with k after every k clips, so that the caller can show progress.
+            chunk: Clips per batch; None uses the extractor's `chunk`.
+        """
         chunk = chunk or self.chunk
         home = self.encoder_sha256.device
         device = torch.device("cuda") if torch.cuda.is_available() else home
@@ -201,18 +219,35 @@ class SSLFeatures(FeatureExtractor):
 
 
 def in_cache_precision(features: torch.Tensor) -> torch.Tensor:
-    """Features rounded to float16, the precision the cache stores them in (values beyond
-    float16's range are clipped to it), returned as float32. Every path gets these values: the
+    """Round features to float16, the precision the cache stores them in.
+
+    Values beyond float16's range are clipped to it. Every path gets these values: the
     cache, and features computed per batch or for prediction, so a model never sees one
     precision in training and another in prediction. Dataset normalisation can magnify the
     rounding of a row whose values sit far from zero with little spread; the model is trained
-    on the rounded values, so that is part of its input, not a difference between paths."""
+    on the rounded values, so that is part of its input, not a difference between paths.
+
+    Returns:
+        The rounded features as float32, same shape.
+    """
     limit = torch.finfo(torch.float16).max
     return features.clamp(-limit, limit).to(torch.float16).float()
 
 
 def layer_indices(layers: str | Sequence[int], num_layers: int) -> tuple[int, ...]:
-    """The hidden-state indices `layers` names; an encoder of L layers has L + 1 (0 to L)."""
+    """The hidden-state indices `layers` names; an encoder of L layers has L + 1 (0 to L).
+
+    Args:
+        layers: "all", or a sequence of indices.
+        num_layers: The encoder's number of transformer layers, L.
+
+    Returns:
+        The indices as a tuple of ints, 0 to L for "all".
+
+    Raises:
+        InvalidSetting: If `layers` is another string, or the indices are empty, repeated or
+            outside 0..L.
+    """
     if isinstance(layers, str):
         if layers != "all":
             raise InvalidSetting(f"features.layers={layers!r} must be 'all' or a list of layer indices")
