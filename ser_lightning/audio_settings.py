@@ -55,7 +55,7 @@ class AudioSettings:
         return int(round(self.sample_rate * self.duration))
 
     def to_dict(self) -> dict:
-        """The settings as a plain dict (stored in checkpoints, hashed into cache keys)."""
+        """Return the settings as a plain dict (stored in checkpoints, hashed into cache keys)."""
         return asdict(self)
 
 

@@ -40,14 +40,23 @@ class AudioDecodeError(UserError, RuntimeError):
 
 
 def decode_error(path: str | Path, problem: object) -> AudioDecodeError:
-    """The AudioDecodeError for `path`, from a decoder's exception or a sentence."""
+    """Build the AudioDecodeError for `path`, from a decoder's exception or a sentence.
+
+    Args:
+        path: The file that could not be decoded.
+        problem: A decoder's exception (soundfile's `error_string` is used when it has one) or
+            a sentence saying what is wrong.
+
+    Returns:
+        The error (not raised), its problem without a trailing period.
+    """
     # soundfile's own message repeats the path; its error_string is the part that explains.
     text = getattr(problem, "error_string", None) or str(problem)
     return AudioDecodeError(path, text.rstrip("."))
 
 
 def _declared_wav_frames(path: str | Path) -> int | None:
-    """Frames a PCM WAV header declares; None for other formats and streaming placeholders."""
+    """Return the frames a PCM WAV header declares; None for other formats and streaming placeholders."""
     try:
         with wave.open(str(path), "rb") as handle:
             declared = handle.getnframes()
@@ -61,11 +70,18 @@ def _declared_wav_frames(path: str | Path) -> int | None:
 
 
 def probe_audio(path: str | Path):
-    """soundfile's header info for a file that holds audio, or AudioDecodeError saying why not.
+    """Read the header of a file that holds audio, or raise AudioDecodeError saying why not.
 
     A WAV whose data ends before its header says (an interrupted copy or download) is refused
     rather than padded: the label is for the whole take.
-    """
+
+    Returns:
+        soundfile's header info (`sf.info`): rate, channels, frames, format.
+
+    Raises:
+        AudioDecodeError: If soundfile cannot read the file, a WAV is truncated, or the file
+            holds no samples (raised through `decode_error`).
+    """  # noqa: DOC501 - raised as `decode_error(...)`, which builds an AudioDecodeError
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises several types for unreadable input
@@ -82,7 +98,14 @@ def probe_audio(path: str | Path):
 
 
 def decode_frames(path: str | Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
-    """Frames [start, start + frames) of a file (-1: to its end) as finite mono float32 at `sample_rate`."""
+    """Decode frames [start, start + frames) of a file (-1: to its end).
+
+    Returns:
+        The frames as finite mono float32 at `sample_rate`.
+
+    Raises:
+        AudioDecodeError: If soundfile cannot read them (raised through `decode_error`).
+    """  # noqa: DOC501 - raised as `decode_error(...)`, which builds an AudioDecodeError
     try:
         data, file_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as err:
@@ -91,7 +114,15 @@ def decode_frames(path: str | Path, sample_rate: int, start: int = 0, frames: in
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a whole file as mono float32 at `sample_rate`, whatever its channels, depth and rate."""
+    """Read a whole file as mono float32 at `sample_rate`, whatever its channels, depth and rate.
+
+    Returns:
+        The finite mono samples.
+
+    Raises:
+        AudioDecodeError: If the file is unreadable, truncated or empty (from `probe_audio`
+            and `decode_frames`).
+    """
     probe_audio(path)
     return decode_frames(path, sample_rate)
 
@@ -102,6 +133,9 @@ def mix_and_resample(data: np.ndarray, file_rate: int, sample_rate: int) -> np.n
     Every step that could make a sample non-finite is cleaned after: decoding (a float WAV can
     hold NaN or inf), the channel mean and resampling (both can overflow float32 on a float WAV
     near its limit).
+
+    Returns:
+        Contiguous finite mono float32 samples at `sample_rate`.
     """
     data = finite(data)
     if data.shape[1] > 1:
@@ -115,17 +149,20 @@ def mix_and_resample(data: np.ndarray, file_rate: int, sample_rate: int) -> np.n
 
 
 def finite(samples: np.ndarray) -> np.ndarray:
-    """A copy of the samples with NaN and inf replaced by 0: they would poison every feature and the loss."""
+    """Return a copy of the samples with NaN and inf replaced by 0 (they would poison features and loss)."""
     return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _resample(mono: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray:
-    """soxr's high-quality resampling, safe near the float32 limit.
+    """Resample with soxr's high quality, safe near the float32 limit.
 
     soxr computes in single precision and overshoots a full-scale edge by up to ~70 %, which near
     the float32 limit is inf (a NaN once peak-normalised). A signal louder than 1 is resampled
     scaled to peak 1 (resampling is linear) and scaled back in float64, clipped to float32's range;
     a signal within [-1, 1] is resampled as it is.
+
+    Returns:
+        The resampled finite float32 samples.
     """
     headroom = max(float(np.max(np.abs(mono))), 1.0)
     resampled = soxr.resample(mono / np.float32(headroom), file_rate, sample_rate, quality="HQ")
@@ -154,11 +191,13 @@ class MonoStream:
         self.chunks: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
+        """Mix a decoded block `(frames, channels)` to mono and resample it onto the result."""
         self.frames += len(block)
         mono = mix_and_resample(block, self.file_rate, self.file_rate)  # mixed and made finite only
         self.chunks.append(mono if self.resampler is None else self.resampler.resample_chunk(mono))
 
     def finish(self) -> np.ndarray:
+        """Return the whole mono result at `sample_rate` (float32), flushing the resampler first."""
         if self.resampler is not None:
             self.chunks.append(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)

@@ -26,7 +26,14 @@ EMOTION_TO_RAVDESS_CODE: dict[str, str] = {name: code for code, name in RAVDESS_
 
 
 def emotion_index(name: str) -> int:
-    """Index of an emotion name; raises with the valid names when it is unknown."""
+    """Index of an emotion name in EMOTIONS.
+
+    Returns:
+        The index, 0 (neutral) to 7 (surprised).
+
+    Raises:
+        KeyError: If the name is not one of EMOTIONS; the message lists the valid names.
+    """
     try:
         return EMOTION_TO_INDEX[name]
     except KeyError:
