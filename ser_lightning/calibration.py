@@ -30,7 +30,7 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
 def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """softmax(logits / temperature) over the last axis, in float32 whatever the logits' precision."""
+    """Return softmax(logits / temperature) over the last axis, in float32 whatever the logits' precision."""
     return torch.softmax(logits.float() / float(temperature), dim=-1)
 
 
@@ -44,8 +44,14 @@ def _nll(logits: np.ndarray, y_true: np.ndarray, temperature: float) -> float:
 def fit_temperature(logits, y_true) -> dict:
     """The temperature minimising the NLL of `logits` `(N, K)` for the true classes `(N,)`.
 
-    Returns the calibration record stored in the checkpoint: method, temperature, the number of
-    validation files and their NLL before and after.
+    T is searched in log-space within TEMPERATURE_BOUNDS.
+
+    Returns:
+        The calibration record stored in the checkpoint: method, temperature, `fitted_on`,
+        the number of validation files and their NLL before and after.
+
+    Raises:
+        InvalidSetting: If `logits` is not 2-D with one row per label, or there are no labels.
     """
     from scipy.optimize import minimize_scalar  # only training fits; loading a model must not import scipy
 
@@ -72,15 +78,26 @@ def fit_temperature(logits, y_true) -> dict:
 
 
 def temperature_of(calibration: dict | None) -> float:
-    """The temperature a stored calibration record applies (1 without one)."""
+    """Return the temperature a stored calibration record applies (1 without one)."""
     if not calibration or calibration.get("method") != "temperature":
         return 1.0
     return float(calibration["temperature"])
 
 
 def check_calibration(calibration, where: str = "<checkpoint>") -> None:
-    """A stored calibration record is None or {method: temperature, temperature: a positive finite
-    number, ...plain numbers and strings}; anything else is refused."""
+    """Vet a stored calibration record: None, or a temperature record of plain values.
+
+    Accepted: None or {method: temperature, temperature: a positive finite number, ...plain
+    numbers and strings}; anything else is refused.
+
+    Args:
+        calibration: The record from a checkpoint's hyper-parameters.
+        where: The checkpoint's name, for the error message.
+
+    Raises:
+        InvalidSetting: If the record is not a temperature record, its temperature is not a
+            positive finite number, or a value is not a plain number or string.
+    """
     if calibration is None:
         return
     if not isinstance(calibration, dict) or calibration.get("method") != "temperature":
@@ -105,7 +122,14 @@ def check_calibration(calibration, where: str = "<checkpoint>") -> None:
 
 
 def check_min_confidence(min_confidence: float) -> float:
-    """min_confidence as a number in [0, 1) (0: always answer an emotion)."""
+    """Vet `min_confidence`: below it predict answers "uncertain"; 0 always answers an emotion.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        InvalidSetting: If it does not lie in [0, 1).
+    """
     value = float(min_confidence)
     if not 0.0 <= value < 1.0:
         raise InvalidSetting(

@@ -1,5 +1,6 @@
-"""Post-training calibration: the temperature of a run's best checkpoint, fitted on the
-validation split and stored in the checkpoint (`calibration=temperature`, train's default).
+"""Post-training calibration: the temperature of a run's best checkpoint, stored in it.
+
+The temperature is fitted on the validation split (`calibration=temperature`, train's default).
 
 Training-side (it takes the run's SERModule and data module); the fitting itself and the
 logits → probabilities function are in `ser_lightning.calibration`.

@@ -44,7 +44,19 @@ from ser_lightning.utils.errors import InvalidSetting
 
 # ------------------------------------------------------------------ definitions (pure functions)
 def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """C[i, j] = number of files of true class i predicted as class j, over all `num_classes`."""
+    """Count the confusion matrix of true and predicted class indices.
+
+    Args:
+        y_true: The true class index of every file.
+        y_pred: The predicted class index of every file.
+        num_classes: The number of classes K; every index must lie in [0, K).
+
+    Returns:
+        C `(K, K)`, C[i, j] = number of files of true class i predicted as class j.
+
+    Raises:
+        InvalidSetting: If a true or predicted index lies outside [0, num_classes).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     for name, values in (("true", y_true), ("predicted", y_pred)):
         # scikit-learn would silently leave out a file whose class is not in `labels`
@@ -56,59 +68,71 @@ def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    """Return numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
 def _counts(confusion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(correct, support, predictions) per class."""
+    """Return (correct, support, predictions) per class: the diagonal, row sums and column sums."""
     confusion = np.asarray(confusion, dtype=np.int64)
     return np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
 
 
 def support(confusion) -> np.ndarray:
+    """Return the number of files of each true class (the row sums of the confusion matrix)."""
     return _counts(confusion)[1]
 
 
 def per_class_recall(confusion) -> np.ndarray:
+    """Return each class's recall, C[k, k] / support_k (0 for a class without support)."""
     correct, support, _ = _counts(confusion)
     return _ratio(correct, support)
 
 
 def per_class_precision(confusion) -> np.ndarray:
+    """Return each class's precision, C[k, k] / predictions_k (0 for a class never predicted)."""
     correct, _, predictions = _counts(confusion)
     return _ratio(correct, predictions)
 
 
 def per_class_f1(confusion) -> np.ndarray:
+    """Return each class's F1, 2 C[k, k] / (support_k + predictions_k) (0 when both are 0)."""
     correct, support, predictions = _counts(confusion)
     return _ratio(2 * correct, support + predictions)
 
 
 def weighted_accuracy(confusion) -> float:
+    """Return WA: trace(C) / sum(C), the share of files classified correctly (0 for no files)."""
     correct, support, _ = _counts(confusion)
     return float(_ratio(correct.sum(), support.sum()))
 
 
 def unweighted_accuracy(confusion) -> float:
+    """Return UA: the mean recall over the classes with support > 0 (0 for no files)."""
     present = support(confusion) > 0
     return float(per_class_recall(confusion)[present].mean()) if present.any() else 0.0
 
 
 def macro_f1(confusion) -> float:
+    """Return macro-F1: the mean F1 over the classes present in the true or predicted labels."""
     _, support, predictions = _counts(confusion)
     seen = (support + predictions) > 0
     return float(per_class_f1(confusion)[seen].mean()) if seen.any() else 0.0
 
 
 def weighted_f1(confusion) -> float:
+    """Return the per-class F1 weighted by support (0 for no files)."""
     class_support = support(confusion)
     return float(_ratio((per_class_f1(confusion) * class_support).sum(), class_support.sum()))
 
 
 def per_class_table(confusion, labels) -> pd.DataFrame:
-    """precision, recall, F1 and support of every class of `labels`, in that order."""
+    """Tabulate precision, recall, F1 and support of every class of `labels`, in that order.
+
+    Returns:
+        One row per label (index named "emotion"), columns precision, recall, f1 and support.
+    """
     return pd.DataFrame(
         {
             "precision": per_class_precision(confusion),
@@ -133,6 +157,7 @@ class ConfusionScore(MulticlassConfusionMatrix):
         self.score = score
 
     def compute(self) -> torch.Tensor:
+        """Return `score` of the accumulated confusion matrix, a float32 scalar on its device."""
         value = self.score(self.confmat.detach().cpu().numpy())
         return torch.tensor(value, dtype=torch.float32, device=self.confmat.device)
 
@@ -147,7 +172,15 @@ STAGE_SCORES: dict[str, Callable[[np.ndarray], float]] = {
 
 
 def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """WA (`acc`), UA (`ua`) and macro-F1 (`f1`) of one stage, as defined above."""
+    """WA (`acc`), UA (`ua`) and macro-F1 (`f1`) of one stage, as defined above.
+
+    Args:
+        num_classes: The number of classes.
+        prefix: Prepended to each name, e.g. "val/".
+
+    Returns:
+        A MetricCollection of one ConfusionScore per STAGE_SCORES entry (sharing their state).
+    """
     return MetricCollection(
         {name: ConfusionScore(num_classes, score) for name, score in STAGE_SCORES.items()}, prefix=prefix
     )
@@ -160,8 +193,17 @@ CALIBRATION_BINS = 15
 
 
 def calibration_bins(probabilities, y_true, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
-    """Files grouped by top-label confidence into `bins` equal-width bins of (0, 1]: each bin's
-    range, file count, mean confidence and accuracy (NaN for empty bins)."""
+    """Group files by top-label confidence into `bins` equal-width bins of (0, 1] (a reliability table).
+
+    Args:
+        probabilities: The predicted probabilities, `(N, K)`.
+        y_true: The true class indices, `(N,)`.
+        bins: The number of bins.
+
+    Returns:
+        One row per bin: its range (`lower`, `upper`), file count (`files`), mean
+        `confidence` and `accuracy` (NaN for empty bins).
+    """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     y_true = np.asarray(y_true)
     confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
@@ -186,8 +228,12 @@ def calibration_bins(probabilities, y_true, bins: int = CALIBRATION_BINS) -> pd.
 
 
 def expected_calibration_error(probabilities, y_true, bins: int = CALIBRATION_BINS) -> float:
-    """ECE: sum over confidence bins of (files in bin / files) x |accuracy - mean confidence|
-    (Guo et al. 2017, 15 equal-width bins of the top-label confidence)."""
+    """Expected calibration error (Guo et al. 2017) over equal-width bins of top-label confidence.
+
+    Returns:
+        ECE: the sum over confidence bins of (files in bin / files) x |accuracy - mean
+        confidence|; 0 for no files.
+    """
     table = calibration_bins(probabilities, y_true, bins)
     total = table["files"].sum()
     if total == 0:
@@ -197,7 +243,7 @@ def expected_calibration_error(probabilities, y_true, bins: int = CALIBRATION_BI
 
 
 def negative_log_likelihood(probabilities, y_true) -> float:
-    """Mean -log p(true class) (the test cross-entropy), probabilities clipped at 1e-12."""
+    """Return the mean -log p(true class) (the test cross-entropy), probabilities clipped at 1e-12."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if len(probabilities) == 0:
         return 0.0
