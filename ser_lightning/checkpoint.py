@@ -88,7 +88,20 @@ class CheckpointError(UserError, ValueError):
 
 # --------------------------------------------------------------------------- reading
 def read_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict:
-    """Load a checkpoint file safely and check that it is a ser_lightning checkpoint."""
+    """Load a checkpoint file safely and check that it is a ser_lightning checkpoint.
+
+    Args:
+        path: The .ckpt file (`~` is expanded).
+        map_location: Where tensors are loaded, as for `torch.load`.
+
+    Returns:
+        The checkpoint dict, vetted by `check_checkpoint`.
+
+    Raises:
+        CheckpointError: If the file does not exist, holds pickled objects (refused by
+            `weights_only=True`), is not a readable PyTorch checkpoint, or fails
+            `check_checkpoint`.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(
@@ -112,7 +125,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device | None = 
 
 
 def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None:
-    """Raise CheckpointError unless `checkpoint` has the parts and version this code reads."""
+    """Raise CheckpointError unless `checkpoint` has the parts and version this code reads.
+
+    Args:
+        checkpoint: A loaded checkpoint (anything `torch.load` returned).
+        path: The file's name, for error messages.
+
+    Raises:
+        CheckpointError: If it has no state dict, lacks a required hyper-parameter, is of
+            another format version, or its configs, calibration, data settings or targets are
+            refused by the checks of this module.
+    """
     where = str(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{where!r} is not a Lightning checkpoint (no state_dict)")
@@ -140,7 +163,16 @@ def check_checkpoint(checkpoint: Any, path: str | Path = "<checkpoint>") -> None
 
 
 def check_format_version(record: Any, where: str) -> None:
-    """Refuse, in one line that says what to do, a file whose layout is not CHECKPOINT_FORMAT_VERSION."""
+    """Refuse, in one line that says what to do, a file whose layout is not CHECKPOINT_FORMAT_VERSION.
+
+    Args:
+        record: The checkpoint's `ser_lightning` record (anything; not a dict counts as none).
+        where: The file's name, for the error message.
+
+    Raises:
+        CheckpointError: If the record's `format_version` is not CHECKPOINT_FORMAT_VERSION; the
+            message says whether to update ser_lightning or retrain.
+    """
     record = record if isinstance(record, dict) else {}
     version = record.get("format_version")
     if type(version) is int and version == CHECKPOINT_FORMAT_VERSION:
@@ -159,7 +191,19 @@ def check_format_version(record: Any, where: str) -> None:
 
 
 def check_plain(value: Any, key_path: str, where: str) -> None:
-    """Plain values only (str, int, float, bool, None, lists, dicts), and no interpolation."""
+    """Check that a stored config holds plain values only, and no interpolation.
+
+    Plain values are str, int, float, bool, None, lists and dicts, at any depth.
+
+    Args:
+        value: The config (or a part of it).
+        key_path: Its dotted path in the checkpoint, for error messages.
+        where: The file's name, for error messages.
+
+    Raises:
+        CheckpointError: If a string or key holds `${`, a key is not a str or int, or a value
+            is of another type.
+    """
     if isinstance(value, str):
         # Any `${` is refused, escaped ones too: `\${x}` resolves to `${x}`, which a later
         # resolve would run.
@@ -188,8 +232,19 @@ def check_plain(value: Any, key_path: str, where: str) -> None:
 
 
 def check_data_settings(data: Any, key_path: str, where: str) -> None:
-    """Stored data settings are a mapping of plain settings: no Hydra key at any depth, so that no
-    node of the file is ever instantiated (eval passes them to `build_data_module` itself)."""
+    """Check that stored data settings are a mapping of plain settings, with no Hydra key at any depth.
+
+    So no node of the file is ever instantiated (eval passes them to `build_data_module` itself).
+
+    Args:
+        data: The stored data settings.
+        key_path: Their dotted path in the checkpoint, for error messages.
+        where: The file's name, for error messages.
+
+    Raises:
+        CheckpointError: If `data` is not a mapping, or any mapping in it has a Hydra key
+            (`_target_`, `_args_`, `_partial_`, `_recursive_`, `_convert_`).
+    """
     if not isinstance(data, dict):
         raise CheckpointError(
             f"{where!r}: {key_path}={data!r} is refused: stored data settings are a mapping"
@@ -212,7 +267,14 @@ def check_data_settings(data: Any, key_path: str, where: str) -> None:
 
 
 def _resolve(dotted: str) -> Any:
-    """Import `package.module.Name` (longest importable module prefix, then attributes)."""
+    """Import `package.module.Name` (longest importable module prefix, then attributes).
+
+    Returns:
+        The object the dotted name resolves to.
+
+    Raises:
+        ImportError: If no prefix of the name is an importable module.
+    """
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         try:
@@ -226,15 +288,30 @@ def _resolve(dotted: str) -> Any:
 
 
 def in_packages(name: str, packages: tuple[str, ...] = TRUSTED_TARGET_PACKAGES) -> bool:
-    """Whether the dotted `name` is one of `packages` or lies inside one (whole names only)."""
+    """Return whether the dotted `name` is one of `packages` or lies inside one (whole names only)."""
     return any(name == package or name.startswith(package + ".") for package in packages)
 
 
 def check_targets(
     config: Any, role: str, where: str, trusted: tuple[str, ...] = TRUSTED_TARGET_PACKAGES
 ) -> None:
-    """The config of `role` builds a class of a trusted package of the right kind, and so does
-    every node nested in it; Hydra's other special keys hold only what Hydra expects of them."""
+    """Check that the config of `role` builds a class of a trusted package, of the right kind.
+
+    So must every node nested in it; Hydra's other special keys hold only what Hydra expects of
+    them.
+
+    Args:
+        config: The stored config of `role`.
+        role: Which config it is, a key of the role table (net, features, optimizer, ...).
+        where: The file's name, for error messages.
+        trusted: The packages whose classes may be named.
+
+    Raises:
+        CheckpointError: If the config is not a mapping with a `_target_`, or any `_target_` in
+            it is outside `trusted`, does not exist here, is not a class defined there or not
+            of the kind its role builds, or `_partial_`, `_recursive_`, `_convert_` or `_args_`
+            holds something else than Hydra expects.
+    """
     refused = f"checkpoint configs may only name classes of {', '.join(trusted)}"
 
     def visit(node: Any, key_path: str, bases: tuple[str, ...]) -> None:
@@ -305,7 +382,10 @@ class EncoderFiles:
 
     @classmethod
     def of_command(cls, cfg) -> EncoderFiles:
-        """From the config of eval, predict or export: `encoder`, `encoder_weights`, `paths.models_dir`."""
+        """Return the settings named in the config of eval, predict or export.
+
+        They are read from `encoder`, `encoder_weights` and `paths.models_dir`.
+        """
         encoder, weights = cfg.get("encoder"), cfg.get("encoder_weights")
         return cls(
             None if encoder is None else str(encoder),
@@ -314,9 +394,24 @@ class EncoderFiles:
         )
 
     def apply(self, node: dict, where: str, node_path: str) -> dict:
-        """A features or network config (at `node_path`) with the user's encoder files, its stored
-        paths vetted; unchanged unless it builds a pretrained encoder (`features=ssl`,
-        `model=ssl_finetune`, whose classes say `reads_encoder_files`)."""
+        """Put the user's encoder files into a features or network config, vetting its stored paths.
+
+        A config that builds no pretrained encoder (whose class does not say
+        `reads_encoder_files`, as `features=ssl` and `model=ssl_finetune` do) is left as it is.
+
+        Args:
+            node: The stored features or network config.
+            where: The checkpoint's name, for error messages.
+            node_path: The config's place in the checkpoint ("features", "model.net").
+
+        Returns:
+            `node` itself when it reads no encoder files; otherwise a copy with the user's
+            `encoder` and `weights` in place of the stored ones.
+
+        Raises:
+            CheckpointError: If a stored encoder folder or weights file the user did not
+                replace lies outside `models_dir`.
+        """
         from hydra.utils import get_class
 
         # Whatever keys the stored node has: a node that names only `weights` (its encoder then a
@@ -357,9 +452,11 @@ class EncoderFiles:
 def loadable_hparams(
     checkpoint: dict, path: str | Path = "<checkpoint>", encoder_files: EncoderFiles | None = None
 ) -> dict:
-    """The hyper-parameters of a read (and vetted) checkpoint, as a model is rebuilt from them:
-    uncompiled, its memory layout decided again where it runs (both speed choices of the training
-    run), its pretrained encoder's files as `encoder_files` allows (by default no stored path).
+    """The hyper-parameters of a read (and vetted) checkpoint, as a model is rebuilt from them.
+
+    The model is rebuilt uncompiled, its memory layout decided again where it runs (both speed
+    choices of the training run), its pretrained encoder's files as `encoder_files` allows (by
+    default no stored path).
 
     Args:
         checkpoint: what `read_checkpoint` returned.
@@ -368,6 +465,10 @@ def loadable_hparams(
 
     Returns:
         A new dict of SERModule's constructor arguments.
+
+    Raises:
+        CheckpointError: If a stored encoder path lies outside the allowed models folder
+            (from `EncoderFiles.apply`).
     """
     hparams = dict(checkpoint["hyper_parameters"])
     hparams["compile"] = False
@@ -379,7 +480,7 @@ def loadable_hparams(
 
 
 def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The scoring model's weights: the state dict's entries under MODEL_STATE_PREFIX, without it."""
+    """Return the scoring model's weights: the state dict's entries under MODEL_STATE_PREFIX, without it."""
     state = checkpoint["state_dict"]
     return {
         key.removeprefix(MODEL_STATE_PREFIX): v
@@ -391,7 +492,18 @@ def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
 def load_weights(
     module: torch.nn.Module, state: dict, path: str | Path = "<checkpoint>", strict: bool = True
 ) -> None:
-    """Load a checkpoint's `state` into the module its config built; CheckpointError if they differ."""
+    """Load a checkpoint's `state` into the module its config built.
+
+    Args:
+        module: The module built from the checkpoint's config.
+        state: The weights to load.
+        path: The file's name, for the error message.
+        strict: As for `load_state_dict`.
+
+    Raises:
+        CheckpointError: If the weights do not fit the module (missing, unexpected or
+            mis-shaped entries).
+    """
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as err:

@@ -33,6 +33,7 @@ class CheckpointRecord(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
+        """Store the record in `checkpoint`; the split is taken from the trainer's data module once."""
         if self._split is None:
             self._split = split_record(getattr(trainer, "datamodule", None))
         checkpoint[RECORD_KEY] = {
@@ -53,6 +54,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        """Write `checkpoint` to `path` atomically (synced, then renamed); remote paths go to Lightning."""
         if "://" in str(path) or storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)

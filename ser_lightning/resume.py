@@ -96,7 +96,17 @@ def _may_differ(key: str, may_differ: tuple[str, ...]) -> bool:
 
 
 def changed_keys(before: dict, now: dict, may_differ: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
-    """(dotted key, value before, value now) for every leaf that differs, sorted by key."""
+    """Compare two nested configs leaf by leaf.
+
+    Args:
+        before: The config recorded earlier.
+        now: The config now.
+        may_differ: Dotted keys (and the keys under them) left out of the comparison.
+
+    Returns:
+        (dotted key, value before, value now) for every leaf that differs, sorted by key; a
+        leaf missing on one side counts as None there.
+    """
     flat_before, flat_now = _flat(before), _flat(now)
     return [
         (key, flat_before.get(key), flat_now.get(key))
@@ -110,15 +120,31 @@ def _listing(changes: list[tuple[str, Any, Any]], then: str = "", now: str = "")
 
 
 def _resume_command(overrides: list[str], placeholder: bool = False) -> str:
-    """The shell command that resumes a run. Each stored override is quoted for the shell: the
-    record lies in a run folder that others may share, and a value such as `x; curl ... | sh`
-    must stay one argument of the command a user pastes, not a command of its own."""
+    """Return the shell command that resumes a run.
+
+    Each stored override is quoted for the shell: the record lies in a run folder that others
+    may share, and a value such as `x; curl ... | sh` must stay one argument of the command a
+    user pastes, not a command of its own. With `placeholder`, the overrides are text shown as
+    they are.
+    """
     words = list(overrides) if placeholder else [shlex.quote(str(o)) for o in overrides]
     return "python -m ser_lightning.train " + " ".join([*words, "ckpt_path=last", "hydra.run.dir=<run dir>"])
 
 
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
-    """The checkpoint `ckpt_path` names ("last": this run directory's last.ckpt), checked to exist."""
+    """The checkpoint `ckpt_path` names ("last": this run directory's last.ckpt), checked to exist.
+
+    Args:
+        cfg: The run's config; its `ckpt_path` is read.
+        output_dir: This run's directory, where `ckpt_path=last` looks.
+
+    Returns:
+        The checkpoint's path, or None when `ckpt_path` is not set (a fresh run).
+
+    Raises:
+        FileNotFoundError: If the named checkpoint (or this directory's last.ckpt) does not
+            exist; the message shows how to resume a run in its own directory.
+    """
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
         return None
@@ -138,13 +164,13 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
 
 
 def _checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
-    """The run directory a checkpoint was written into (`<run>/checkpoints/x.ckpt`), if it lies there."""
+    """Return the run directory of a checkpoint at `<run>/checkpoints/x.ckpt`; None elsewhere."""
     path = Path(ckpt_path).resolve()
     return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def _must_match(config: dict) -> dict:
-    """The RESUME_MUST_MATCH part of a plain config; augmentation keys a preset leaves out are off."""
+    """Return the RESUME_MUST_MATCH part of a plain config; augmentation keys a preset leaves out are off."""
     part = {key: config.get(key) for key in RESUME_MUST_MATCH}
     part["augmentation"] = {**AUGMENTATION_DEFAULTS, **(part["augmentation"] or {})}
     return part
@@ -158,6 +184,16 @@ def record_or_check_run_config(
     A resume is compared with the run_config.yaml of the run its checkpoint belongs to (this
     directory's for `ckpt_path=last`); a resume into a directory without one records its own
     config there, so that resuming it later is checked too.
+
+    Args:
+        cfg: The run's composed config (without `hydra`, resolved, is what is recorded).
+        output_dir: This run's directory.
+        overrides: The command-line overrides, recorded for the resume command.
+        ckpt_path: The checkpoint being resumed, or None for a first start.
+
+    Raises:
+        ResumeError: If a key of RESUME_MUST_MATCH (other than RESUME_MAY_DIFFER) differs from
+            the checkpoint's run's recorded config.
     """
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     record = output_dir / RUN_CONFIG
@@ -190,11 +226,23 @@ class ResumedCheckpoint:
 
     @classmethod
     def read(cls, path: str) -> ResumedCheckpoint:
+        """Return the record and hyper-parameters of the checkpoint at `path`, read safely.
+
+        Raises:
+            CheckpointError: If the file is not a loadable ser_lightning checkpoint.
+        """
         checkpoint = read_checkpoint(path)  # safe loading; refuses files that are not checkpoints
         return cls(str(path), checkpoint[RECORD_KEY], checkpoint["hyper_parameters"])
 
     def check_data(self, data: dict) -> None:
-        """Before anything is built: the data config must be the one the checkpoint was trained on."""
+        """Before anything is built: the data config must be the one the checkpoint was trained on.
+
+        Args:
+            data: This run's data config (compared as plain settings).
+
+        Raises:
+            ResumeError: If a data setting that changes the split differs from the checkpoint's.
+        """
         if not self.record.get("data"):
             return
         changes = changed_keys(
@@ -214,6 +262,12 @@ class ResumedCheckpoint:
         The hyper-parameters hold the network, features, audio, labels, optimiser, scheduler
         and augmentation configs: for a checkpoint copied out of its run (no run_config.yaml
         beside it) they are the record of the experiment.
+
+        Args:
+            hparams: The hyper-parameters of the model this config built.
+
+        Raises:
+            ResumeError: If they differ from the checkpoint's (beyond HPARAMS_MAY_DIFFER).
         """
         changes = changed_keys(self.hyper_parameters, dict(hparams), HPARAMS_MAY_DIFFER)
         if changes:
@@ -229,6 +283,12 @@ class ResumedCheckpoint:
         The same settings split the same files the same way, so a difference means the corpus
         changed (files added, removed or renamed): files the model trained on could now be test
         files, and the test score would not mean what it says.
+
+        Args:
+            datamodule: The set-up data module, whose manifest holds the split.
+
+        Raises:
+            ResumeError: If the test files' fingerprint differs from the checkpoint's record.
         """
         stored = self.record.get("split") or {}
         table = datamodule.manifest.split_table()
