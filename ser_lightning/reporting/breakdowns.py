@@ -22,7 +22,19 @@ GENDERS = ("female", "male")
 
 
 def breakdown_table(y_true, y_pred, clips: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """One row per (grouping, group): files, speakers, UA, WA and recall per emotion."""
+    """Score each gender, speaker and intensity group of the clips on its own.
+
+    Args:
+        y_true: true label indices, one per clip.
+        y_pred: predicted label indices, one per clip.
+        clips: one row per clip; its `gender`, `speaker` and `intensity` columns (those present)
+            define the groups.
+        labels: the emotion names, in label-index order.
+
+    Returns:
+        One row per (grouping, group): `by`, `group`, files, speakers, UA, accuracy (WA) and
+        `recall_<emotion>` (empty for emotions the group has no clip of).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     rows = []
     for column in BREAKDOWN_COLUMNS:
@@ -53,7 +65,14 @@ def breakdown_table(y_true, y_pred, clips: pd.DataFrame, labels: list[str]) -> p
 
 
 def gender_gap(table: pd.DataFrame) -> dict | None:
-    """UA of women and men and the difference (female minus male); None without both genders."""
+    """UA of women and men and the difference (female minus male).
+
+    Args:
+        table: a `breakdown_table`.
+
+    Returns:
+        `ua_female`, `ua_male` and `female_minus_male`, or None unless the table scores both genders.
+    """
     genders = (
         table[table["by"] == "gender"].set_index("group")["ua"] if len(table) else pd.Series(dtype=float)
     )

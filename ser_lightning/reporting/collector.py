@@ -35,10 +35,18 @@ if TYPE_CHECKING:
 
 
 def gather_items(trainer: pl.Trainer, items: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The `items` (one per clip, along dim 0) of every process, rank after rank.
+    """Gather the `items` (one per clip, along dim 0) of every process, rank after rank.
 
     Processes may hold different numbers of clips: each pads its own to the longest before the
     gather, and the padding is cut off again.
+
+    Args:
+        trainer: the running Trainer, whose strategy gathers.
+        items: this process's items.
+        device: the device the collective runs on (the module's).
+
+    Returns:
+        Every process's items concatenated on the CPU; `items` itself in a single process.
     """
     if trainer.world_size == 1:
         return items
@@ -81,22 +89,29 @@ class ReportCollector(pl.Callback):
 
     @staticmethod
     def of(trainer: pl.Trainer) -> ReportCollector | None:
-        """The trainer's collector, if it has one."""
+        """Find the trainer's collector.
+
+        Returns:
+            The first ReportCollector among the trainer's callbacks, or None.
+        """
         return next((cb for cb in trainer.callbacks if isinstance(cb, ReportCollector)), None)
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Forget the previous test stage's report and outputs."""
         self.report, self.rows = None, np.zeros(0, dtype=np.int64)
         self._rows, self._labels, self._logits = [], [], []
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
+        """Keep the step's table rows, true labels and (float32) logits, on the CPU."""
         self._rows.append(torch.as_tensor(outputs["row"]).detach().flatten().cpu())
         self._labels.append(outputs["target"].detach().flatten().cpu())
         # float32 whatever the precision the logits were computed in
         self._logits.append(outputs["logits"].detach().float().cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather every process's outputs, score each clip once into `self.report`, log the test metrics."""
         labels = list(pl_module.model.labels)
         local = (
             torch.cat(self._rows) if self._rows else torch.zeros(0, dtype=torch.int64),
@@ -226,8 +241,9 @@ def split_report(
 def test_best_checkpoint(
     trainer: pl.Trainer, model: SERModule, datamodule: SERDataModule, best_ckpt: str, output_dir: Path
 ) -> EvaluationReport | None:
-    """Test the best checkpoint of a run (or its current weights when none was saved), then print
-    its report and write it to `<output_dir>/test_report/` on the first process.
+    """Test the best checkpoint of a run, or its current weights when none was saved.
+
+    The report is printed and written to `<output_dir>/test_report/` on the first process.
 
     Args:
         trainer: the run's Trainer, with a ReportCollector among its callbacks.

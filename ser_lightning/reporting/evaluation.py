@@ -93,6 +93,7 @@ class EvaluationReport:
 
     @property
     def y_pred(self) -> np.ndarray:
+        """The predicted label index of each file: its most probable class."""
         return self.probabilities.argmax(axis=1)
 
     @property
@@ -102,6 +103,12 @@ class EvaluationReport:
         return np.divide(self.confusion, support, out=np.zeros(self.confusion.shape), where=support > 0)
 
     def predictions_frame(self) -> pd.DataFrame:
+        """Tabulate the per-file predictions, as predictions.csv holds them.
+
+        Returns:
+            One row per file: `file`, `true`, `predicted`, `prob_<emotion>` per label and the
+            clip columns (speaker, gender, intensity, corpus) the report has.
+        """
         frame = pd.DataFrame(
             {
                 "file": self.files,
@@ -118,7 +125,15 @@ class EvaluationReport:
         return frame
 
     def metrics_record(self, title: str = "") -> dict:
-        """What metrics.json holds: the scores, their intervals, calibration, gender gap, speakers."""
+        """Assemble what metrics.json holds.
+
+        Args:
+            title: the report's title, stored under `title`.
+
+        Returns:
+            The scores, plus their intervals, calibration, gender gap and speaker note where the
+            report has them.
+        """
         record = {"title": title, **self.metrics}
         if self.intervals:
             record["intervals"] = self.intervals
@@ -149,6 +164,24 @@ def evaluation_report(
     seed 0) and the breakdowns. `uncalibrated_probabilities`, given when `temperature` was
     applied to get `probabilities`, add the ECE before calibration. `speakers` is the split's
     note on speakers, carried into the files and the printout.
+
+    Args:
+        files: one name or path per item.
+        y_true: true label indices `(N,)`.
+        probabilities: predicted class probabilities `(N, K)`.
+        labels: the K label names, in index order.
+        clips: per-file speaker (and gender, intensity, corpus), for intervals and breakdowns.
+        bootstrap: resamples and seed of the speaker bootstrap.
+        uncalibrated_probabilities: the probabilities before `temperature`, for their ECE and NLL.
+        temperature: the temperature that gave `probabilities` (recorded; 1.0 when None).
+        speakers: the split's note on speakers.
+
+    Returns:
+        The scored report.
+
+    Raises:
+        InvalidSetting: when the files, labels and probabilities do not line up, there are no
+            files, or `clips` lacks a speaker column or has a different number of rows.
     """
     labels = list(labels)
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -202,13 +235,28 @@ def evaluation_report(
 
 
 def interval_text(report: EvaluationReport, key: str) -> str:
-    """`[low, high]` of a score's interval, '' without one."""
+    """Format a score's interval.
+
+    Args:
+        report: the report holding the intervals.
+        key: the score's name (`ua`, `accuracy`, `macro_f1`, ...).
+
+    Returns:
+        `[low, high]` to three decimals, or '' when the report has no interval for it.
+    """
     interval = (report.intervals.get("intervals") or {}).get(key)
     return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
 
 
 def speaker_note_text(speakers: dict) -> str:
-    """The split's note on speakers in words ('' when unknown)."""
+    """Put the split's note on speakers in words.
+
+    Args:
+        speakers: the note (`leakage.speaker_note`).
+
+    Returns:
+        A sentence saying whether test speakers were heard in training ('' when unknown).
+    """
     if not speakers:
         return ""
     if speakers.get("speaker_independent"):
@@ -221,8 +269,19 @@ def speaker_note_text(speakers: dict) -> str:
 
 
 def write_report(report: EvaluationReport, directory: str | Path, title: str = "") -> dict[str, Path]:
-    """Write metrics.json, per_class.csv, the confusion matrices (CSV, PNG), predictions.csv,
-    reliability.csv and reliability.png, and (given clip information) breakdowns.csv and breakdowns.png."""
+    """Write a report's files into `directory`, creating it if needed.
+
+    The files are metrics.json, per_class.csv, the confusion matrices (CSV, PNG), predictions.csv,
+    reliability.csv and reliability.png, and (given clip information) breakdowns.csv and breakdowns.png.
+
+    Args:
+        report: the report to write.
+        directory: the folder to write into.
+        title: the title stored in metrics.json and shown on the plots.
+
+    Returns:
+        The path of each written file, by name (`metrics`, `per_class`, `confusion_png`, ...).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -255,8 +314,10 @@ def write_report(report: EvaluationReport, directory: str | Path, title: str = "
 
 
 def plot_reliability(report: EvaluationReport, path: str | Path, title: str = "") -> None:
-    """Reliability diagram: accuracy against mean confidence per confidence bin, bar widths the
-    bins, with the diagonal of perfect calibration and the bin counts underneath."""
+    """Draw the reliability diagram: accuracy against mean confidence per confidence bin.
+
+    Bar widths are the bins, with the diagonal of perfect calibration and the bin counts underneath.
+    """
     table = report.reliability
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True

@@ -61,7 +61,17 @@ DEFAULT_BOOTSTRAP = BootstrapSettings()
 
 
 def speaker_confusions(y_true, y_pred, speakers, num_classes: int) -> tuple[list[str], np.ndarray]:
-    """The sorted speaker ids and each one's confusion matrix `(S, K, K)`."""
+    """Split the clips' confusion matrix by speaker.
+
+    Args:
+        y_true: true label indices, one per clip.
+        y_pred: predicted label indices, one per clip.
+        speakers: each clip's speaker (compared as strings).
+        num_classes: K, the number of labels.
+
+    Returns:
+        The sorted speaker ids and each one's confusion matrix `(S, K, K)`.
+    """
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     speakers = np.asarray([str(s) for s in speakers])
     ids, index = np.unique(speakers, return_inverse=True)
@@ -77,22 +87,41 @@ def _percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
 
 
 def _scores(confusions: np.ndarray, score: Callable[[np.ndarray], float]) -> np.ndarray:
-    """`score` of each matrix of a stack `(B, K, K)`."""
+    """Score each matrix of a stack `(B, K, K)`.
+
+    Returns:
+        `score` of each matrix, `(B,)` float64.
+    """
     return np.array([score(c) for c in confusions], dtype=np.float64)
 
 
 def _draw_weights(num_speakers: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each speaker is drawn in each resample `(B, S)`: S draws with replacement."""
+    """Draw `resamples` bootstrap resamples of `num_speakers` speakers, S draws with replacement each.
+
+    Returns:
+        How often each speaker is drawn in each resample, `(B, S)`.
+    """
     return rng.multinomial(num_speakers, np.full(num_speakers, 1.0 / num_speakers), size=resamples)
 
 
 def speaker_bootstrap(
     y_true, y_pred, speakers, num_classes: int, settings: BootstrapSettings = DEFAULT_BOOTSTRAP
 ) -> dict:
-    """95 % (settings.confidence) percentile intervals of UA, WA and macro-F1 over speakers.
+    """Percentile intervals (95 % by default, `settings.confidence`) of UA, WA and macro-F1 over speakers.
 
     With a single test speaker there is nothing to resample: the intervals are None and `note`
     says why.
+
+    Args:
+        y_true: true label indices, one per clip.
+        y_pred: predicted label indices, one per clip.
+        speakers: each clip's speaker.
+        num_classes: K, the number of labels.
+        settings: resamples, seed and confidence level.
+
+    Returns:
+        The method, resamples, seed, confidence and number of speakers, with `intervals`
+        mapping `ua`, `accuracy` and `macro_f1` to `[low, high]` (or None, with a `note`).
     """
     ids, confusions = speaker_confusions(y_true, y_pred, speakers, num_classes)
     record = {
@@ -140,11 +169,23 @@ class ScoredRun:
         )
 
     def score(self, score: Callable[[np.ndarray], float]) -> float:
+        """Score the run on all its clips.
+
+        Args:
+            score: a metric of a confusion matrix (e.g. `unweighted_accuracy`).
+
+        Returns:
+            The metric of the run's summed confusion matrix.
+        """
         return float(score(self.confusions.sum(axis=0)))
 
 
 def _strata(runs: Sequence[ScoredRun]) -> list[tuple[list[str], list[int]]]:
-    """Runs grouped by their set of test speakers: (the speakers, the runs' positions)."""
+    """Group runs by their set of test speakers.
+
+    Returns:
+        One (the speakers, the runs' positions) pair per distinct set of speakers.
+    """
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault(tuple(run.speaker_ids), []).append(i)
@@ -152,7 +193,11 @@ def _strata(runs: Sequence[ScoredRun]) -> list[tuple[list[str], list[int]]]:
 
 
 def _run_weights(runs: Sequence[ScoredRun], resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Speaker weights `(B, S_run)` of each run: one draw per stratum of runs with the same speakers."""
+    """Draw the bootstrap resamples of speakers, once per stratum of runs with the same speakers.
+
+    Returns:
+        Each run's speaker weights `(B, S_run)`; runs of a stratum share the same array.
+    """
     weights: list[np.ndarray | None] = [None] * len(runs)
     for speakers, members in _strata(runs):
         drawn = _draw_weights(len(speakers), resamples, rng)
@@ -164,7 +209,19 @@ def _run_weights(runs: Sequence[ScoredRun], resamples: int, rng: np.random.Gener
 def mean_over_runs_bootstrap(
     runs: Sequence[ScoredRun], settings: BootstrapSettings = DEFAULT_BOOTSTRAP
 ) -> dict[str, dict]:
-    """Per score: the mean over runs and its interval (stratified speaker bootstrap)."""
+    """Per score: the mean over runs and its interval (stratified speaker bootstrap).
+
+    Args:
+        runs: the runs (folds, seeds) to average.
+        settings: resamples, seed and confidence level.
+
+    Returns:
+        For `ua`, `accuracy` and `macro_f1`: `mean` and `interval` (`[low, high]`, or None when
+        no run has two test speakers).
+
+    Raises:
+        InvalidSetting: when there are no runs.
+    """
     if not runs:
         raise InvalidSetting("no runs to score")
     rng = np.random.default_rng(settings.seed)
@@ -188,7 +245,16 @@ def mean_over_runs_bootstrap(
 
 
 def check_paired(runs_a: Sequence[ScoredRun], runs_b: Sequence[ScoredRun]) -> None:
-    """Paired runs must score the same clips with the same speakers."""
+    """Check that the runs pair up: position by position, the same clips with the same speakers.
+
+    Args:
+        runs_a: model A's runs.
+        runs_b: model B's runs, in the same order.
+
+    Raises:
+        InvalidSetting: when the numbers of runs differ or are 0, or a pair differs in files,
+            labels or speakers.
+    """
     if len(runs_a) != len(runs_b) or not runs_a:
         raise InvalidSetting(f"a paired comparison needs runs in pairs; got {len(runs_a)} and {len(runs_b)}")
     for a, b in zip(runs_a, runs_b, strict=True):
@@ -210,12 +276,25 @@ def paired_comparison(
     settings: BootstrapSettings = DEFAULT_BOOTSTRAP,
     permutations: int | None = None,
 ) -> dict[str, dict]:
-    """A minus B per score: the difference of means over paired runs, its paired bootstrap
-    interval, and the permutation p-value (two-sided) over speakers.
+    """Compare A with B per score: A minus B over paired runs, with an interval and a p-value.
 
+    The difference is that of the means over paired runs, with its paired bootstrap interval
+    and the permutation p-value (two-sided) over speakers.
     Runs are paired by position (same fold, same repeat) and must share their clips. The p-value
     is (1 + #{|permuted difference| >= |observed difference|}) / (1 + permutations): never 0,
     and 1 when A and B predict the same.
+
+    Args:
+        runs_a: model A's runs.
+        runs_b: model B's runs, paired with `runs_a` by position.
+        settings: resamples, seed and confidence level.
+        permutations: permutations of the test; `settings.resamples` when None.
+
+    Returns:
+        For `ua`, `accuracy` and `macro_f1`: `a`, `b`, `difference`, `interval` and `p_value`.
+
+    Raises:
+        InvalidSetting: when the runs do not pair up (see `check_paired`).
     """
     check_paired(runs_a, runs_b)
     permutations = permutations or settings.resamples

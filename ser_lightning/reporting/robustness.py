@@ -44,8 +44,11 @@ CODECS = {"mp3": ("libmp3lame", "mp3"), "opus": ("libopus", "ogg")}  # codec -> 
 
 @dataclass(frozen=True)
 class Condition:
-    """One corruption of the test clips: a name for the table, its family and parameter, and the
-    function `(clips (N, samples), speakers (N,), rng) -> corrupted clips`."""
+    """One corruption of the test clips.
+
+    It holds a name for the table, its family and parameter, and the function
+    `(clips (N, samples), speakers (N,), rng) -> corrupted clips`.
+    """
 
     name: str
     family: str
@@ -55,27 +58,63 @@ class Condition:
 
 # ------------------------------------------------------------------ the corruptions
 def power(x: np.ndarray) -> np.ndarray:
-    """Mean power of each row (or of a 1-d signal)."""
+    """Compute the mean power of each row (or of a 1-d signal).
+
+    Returns:
+        The mean of the squared samples along the last axis, in float64.
+    """
     return np.mean(np.square(x, dtype=np.float64), axis=-1)
 
 
 def snr_db(clean: np.ndarray, corrupted: np.ndarray) -> np.ndarray:
-    """10 log10(P(clean) / P(corrupted - clean)) of each row: the SNR measured on the mixed signal."""
+    """Measure the SNR of each row on the mixed signal.
+
+    Args:
+        clean: the clips before corruption, `(N, samples)`.
+        corrupted: the same clips corrupted.
+
+    Returns:
+        10 log10(P(clean) / P(corrupted - clean)) of each row, in dB.
+    """
     return 10.0 * np.log10(power(clean) / np.maximum(power(corrupted - clean), 1e-20))
 
 
 def mix_at_snr(clips: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
-    """Each clip plus its noise row scaled to `snr` dB below the clip's power."""
+    """Add noise to each clip at a given SNR.
+
+    Args:
+        clips: the clips, `(N, samples)`.
+        noise: one noise row per clip, of any level.
+        snr: the SNR in dB of each clip over its scaled noise.
+
+    Returns:
+        Each clip plus its noise row scaled to `snr` dB below the clip's power, as float32.
+    """
     scale = np.sqrt(power(clips) / np.maximum(power(noise), 1e-20) / 10.0 ** (snr / 10.0))
     return (clips + scale[:, None] * noise).astype(np.float32)
 
 
 def white_noise(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw white Gaussian noise, one row per clip (its level is set by `mix_at_snr`).
+
+    Returns:
+        Standard normal float32 noise shaped like `clips`.
+    """
     return rng.standard_normal(clips.shape).astype(np.float32)
 
 
 def babble_noise(talkers: int) -> Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]:
-    """Noise of `talkers` other test clips each, at equal power, from other speakers where possible."""
+    """Make a babble-noise generator for the noise conditions.
+
+    Each clip's noise is the sum of `talkers` other test clips, each at equal power, from other
+    speakers where possible. The generator raises InvalidSetting on fewer than two clips.
+
+    Args:
+        talkers: how many other clips are summed into each clip's noise.
+
+    Returns:
+        The noise function `(clips, speakers, rng) -> noise`, one row per clip.
+    """
 
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if len(clips) < 2:
@@ -95,7 +134,16 @@ def babble_noise(talkers: int) -> Callable[[np.ndarray, np.ndarray, np.random.Ge
 
 
 def room_impulse_response(rt60: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic RIR: a direct path, then Gaussian noise decaying by 60 dB in rt60 seconds."""
+    """Draw a synthetic room impulse response.
+
+    Args:
+        rt60: seconds in which the response decays by 60 dB (also its length).
+        sample_rate: samples per second.
+        rng: the generator of the noise.
+
+    Returns:
+        A direct path, then Gaussian noise decaying by 60 dB in rt60 seconds, scaled to unit energy.
+    """
     length = max(2, int(rt60 * sample_rate))
     t = np.arange(length) / sample_rate
     response = rng.standard_normal(length) * np.exp(-6.9078 * t / rt60)  # ln(1000) = 6.9078: -60 dB
@@ -104,6 +152,16 @@ def room_impulse_response(rt60: float, sample_rate: int, rng: np.random.Generato
 
 
 def reverb(rt60: float, sample_rate: int) -> Callable:
+    """Make the reverberation corruption: each clip convolved with its own synthetic RIR.
+
+    Args:
+        rt60: the rooms' RT60 in seconds.
+        sample_rate: the clips' sample rate.
+
+    Returns:
+        The corruption function `(clips, speakers, rng) -> clips`, cut to the clips' length.
+    """
+
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from scipy.signal import fftconvolve
 
@@ -123,7 +181,15 @@ def _resample(x: np.ndarray, source: int, target: int) -> np.ndarray:
 
 
 def mu_law(x: np.ndarray, mu: int = 255) -> np.ndarray:
-    """8-bit mu-law (G.711) encoding and decoding of a signal in [-1, 1]."""
+    """Encode and decode a signal in [-1, 1] with 8-bit mu-law (G.711).
+
+    Args:
+        x: the signal; values outside [-1, 1] are clipped.
+        mu: the compression parameter (255 for 8 bits).
+
+    Returns:
+        The signal after the round trip, with mu-law's quantisation error.
+    """
     x = np.clip(x, -1.0, 1.0)
     encoded = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
     quantised = np.round((encoded + 1.0) / 2.0 * mu) / mu * 2.0 - 1.0
@@ -131,6 +197,15 @@ def mu_law(x: np.ndarray, mu: int = 255) -> np.ndarray:
 
 
 def telephone(sample_rate: int) -> Callable:
+    """Make the telephone-band corruption: 8 kHz, 300-3400 Hz band pass, mu-law, and back.
+
+    Args:
+        sample_rate: the clips' sample rate, resampled to 8 kHz and back.
+
+    Returns:
+        The corruption function `(clips, speakers, rng) -> clips`, keeping the clips' length.
+    """
+
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from scipy.signal import butter, sosfiltfilt
 
@@ -149,8 +224,20 @@ def _fit(x: np.ndarray, length: int) -> np.ndarray:
 
 
 def codec_roundtrip(clip: np.ndarray, sample_rate: int, codec: str, bitrate: int) -> np.ndarray:
-    """One clip encoded with `codec` at `bitrate` bit/s in memory and decoded back (PyAV), aligned
-    to the input by the lag (up to 2048 samples) of the largest cross-correlation."""
+    """Encode one clip with `codec` at `bitrate` bit/s in memory and decode it back (PyAV).
+
+    The decoded clip is aligned to the input by the lag (up to 2048 samples) of the largest
+    cross-correlation.
+
+    Args:
+        clip: a mono clip, `(samples,)`.
+        sample_rate: the clip's sample rate.
+        codec: a key of `CODECS` (`mp3`, `opus`).
+        bitrate: the encoder's bit rate in bit/s.
+
+    Returns:
+        The decoded clip, float32, the same length as `clip`.
+    """
     import av
 
     encoder, container = CODECS[codec]
@@ -181,6 +268,19 @@ def codec_roundtrip(clip: np.ndarray, sample_rate: int, codec: str, bitrate: int
 
 
 def codec(name: str, bitrate: int, sample_rate: int) -> Callable:
+    """Make a lossy-codec corruption: every clip through `codec_roundtrip`.
+
+    Args:
+        name: the codec, a key of `CODECS`.
+        bitrate: the encoder's bit rate in bit/s.
+        sample_rate: the clips' sample rate.
+
+    Returns:
+        The corruption function `(clips, speakers, rng) -> clips`.
+
+    Raises:
+        InvalidSetting: when `name` is not a known codec.
+    """
     if name not in CODECS:
         raise InvalidSetting(f"robustness codec {name!r} is not one of {sorted(CODECS)}")
 
@@ -191,6 +291,15 @@ def codec(name: str, bitrate: int, sample_rate: int) -> Callable:
 
 
 def gain(db: float) -> Callable:
+    """Make the gain corruption: scale by `db`, then quantise to 16 bits as a quiet file would hold it.
+
+    Args:
+        db: the gain in dB (negative: quieter).
+
+    Returns:
+        The corruption function `(clips, speakers, rng) -> clips`.
+    """
+
     def make(clips: np.ndarray, speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         quiet = clips * 10.0 ** (db / 20.0)
         return (np.round(np.clip(quiet, -1.0, 1.0) * 32767.0) / 32767.0).astype(np.float32)
@@ -199,7 +308,19 @@ def gain(db: float) -> Callable:
 
 
 def standard_conditions(settings: dict, sample_rate: int) -> list[Condition]:
-    """The conditions a robustness config (conf/robustness/*.yaml) lists, in its order."""
+    """Build the conditions a robustness config (conf/robustness/*.yaml) lists, in its order.
+
+    Args:
+        settings: the config: `noises`, `snr_db`, `babble_talkers`, `reverb_rt60_s`,
+            `telephone`, `codecs` and `gain_db`.
+        sample_rate: the clips' sample rate.
+
+    Returns:
+        The noise conditions (each noise at each SNR), then reverberation, telephone, codecs and gain.
+
+    Raises:
+        InvalidSetting: when a noise is not one of `NOISES` or a codec not one of `CODECS`.
+    """
     conditions = []
     talkers = int(settings.get("babble_talkers", 5))
     for noise in settings.get("noises", NOISES):
@@ -246,7 +367,15 @@ def standard_conditions(settings: dict, sample_rate: int) -> list[Condition]:
 
 # ------------------------------------------------------------------ scoring
 def condition_clips(clips: np.ndarray, peak_normalize: bool) -> np.ndarray:
-    """What the data pipeline does to every decoded file after decoding: peak normalisation."""
+    """Do what the data pipeline does to every decoded file after decoding: peak normalisation.
+
+    Args:
+        clips: the clips, `(N, samples)`.
+        peak_normalize: whether the checkpoint's audio settings normalise peaks.
+
+    Returns:
+        The clips as float32, each scaled to a peak of 1 when `peak_normalize` (silent clips as they are).
+    """
     if not peak_normalize:
         return clips.astype(np.float32)
     peak = np.abs(clips).max(axis=1, keepdims=True)
@@ -265,6 +394,19 @@ def robustness_table(
     """UA, WA, macro-F1 (and UA's speaker interval) of the clean clips and of each condition.
 
     `score(waveforms)` returns a report's metrics (with `ua_low`, `ua_high` when it has them).
+
+    Args:
+        score: scores a stack of waveforms, in the order of `clips`.
+        clips: the clean clips, `(N, samples)`.
+        speakers: each clip's speaker (babble noise draws other speakers' clips).
+        conditions: the corruptions to apply.
+        seed: the seed of every condition's generator (seeded with (seed, condition index)).
+        peak_normalize: whether clips are peak-normalised after corruption, as on loading.
+        progress: called with each condition's name before it is scored.
+
+    Returns:
+        One row per condition, clean first: its name, family and parameter, the scores, the
+        measured SNR (noise conditions) and `ua_change` from the clean UA.
     """
     speakers = np.asarray([str(s) for s in speakers])
     rows = []
@@ -293,7 +435,7 @@ def robustness_table(
 
 
 def plot_robustness(table: pd.DataFrame, path, title: str = "") -> None:
-    """UA per condition as horizontal bars (speaker intervals as error bars), the clean UA dashed."""
+    """Plot UA per condition as horizontal bars (speaker intervals as error bars), the clean UA dashed."""
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5))
     y = np.arange(len(table))[::-1]
     colors = ["#55A868" if f == "clean" else "#4C72B0" for f in table["family"]]

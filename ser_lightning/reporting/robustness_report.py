@@ -1,6 +1,7 @@
-"""The robustness part of an evaluation (`python -m ser_lightning.eval robustness=standard`): the
-split's clips scored clean and under each corruption of `reporting.robustness`, written as
-robustness.csv and robustness.png and printed as a table.
+"""The robustness part of an evaluation (`python -m ser_lightning.eval robustness=standard`).
+
+The split's clips are scored clean and under each corruption of `reporting.robustness`, written
+as robustness.csv and robustness.png and printed as a table.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def robustness_report(
     output_dir: Path,
     title: str,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Score the split's clips clean and under each condition of `settings`; write
-    robustness.csv and robustness.png, print the table.
+    """Score the split's clips clean and under each condition of `settings`.
+
+    Writes robustness.csv and robustness.png and prints the table.
 
     Args:
         model: the SERModel that scores the clips (through a Predictor, as predict does).

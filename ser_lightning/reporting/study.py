@@ -53,8 +53,9 @@ def summarize(
     sweep_dir: Path | None = None,
     bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
 ) -> pd.DataFrame:
-    """One row per configuration: its metrics as mean ± std over repeats, then one row per job
-    that did not finish.
+    """Summarise a sweep per configuration: its metrics as mean ± std over repeats.
+
+    One row per configuration, then one row per job that did not finish.
 
     Args:
         jobs: the table of `collect_jobs`.
@@ -213,8 +214,10 @@ def build_report(
     compare_configurations: tuple[str, str] | None = None,
     bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
 ) -> dict[str, Path]:
-    """Read a sweep and write its study report: results.csv, summary.csv, report.md, report.png
-    and, with `compare_configurations`, comparison.json.
+    """Read a sweep and write its study report.
+
+    The report is results.csv, summary.csv, report.md, report.png and, with
+    `compare_configurations`, comparison.json.
 
     Args:
         sweep_dir: a Hydra multirun folder.
@@ -258,8 +261,10 @@ def build_report(
 
 
 def print_summary(sweep_dir: Path, written: dict[str, Path], metric: str) -> None:
-    """Print the written study report as tables: the metric per configuration, job counts,
-    protocol warnings and, where written, the comparison.
+    """Print the written study report as tables.
+
+    The tables show the metric per configuration, job counts, protocol warnings and, where
+    written, the comparison.
 
     Args:
         sweep_dir: the sweep folder (named in the table's title).

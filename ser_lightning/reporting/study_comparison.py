@@ -1,5 +1,7 @@
-"""The paired comparison of two configurations of a sweep (`python -m ser_lightning.report
-SWEEP_DIR --compare A B`): jobs paired by fold and seed, scored on the same test clips.
+"""The paired comparison of two configurations of a sweep.
+
+`python -m ser_lightning.report SWEEP_DIR --compare A B`: jobs paired by fold and seed, scored on
+the same test clips.
 """
 
 from __future__ import annotations

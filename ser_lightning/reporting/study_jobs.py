@@ -1,5 +1,6 @@
-"""Reading a Hydra multirun for its study report: one row per job, and each job's per-clip test
-predictions (`ser_lightning.reporting.study`).
+"""Reading a Hydra multirun for its study report (`ser_lightning.reporting.study`).
+
+It gives one row per job, and each job's per-clip test predictions.
 """
 
 from __future__ import annotations

@@ -27,8 +27,15 @@ METRIC_ROWS = (
 
 
 def test_results(report: EvaluationReport | None) -> dict:
-    """The summary's `test_results`: per-class recall, the confusion matrix, the speaker-bootstrap
-    intervals, calibration and the gender gap of the test report."""
+    """Collect the summary's `test_results` from the test report.
+
+    Args:
+        report: the test report, or None when the test stage scored no files.
+
+    Returns:
+        Per-class recall, the confusion matrix, the speaker-bootstrap intervals, calibration
+        and the gender gap of the report; {} without a report.
+    """
     if report is None:
         return {}
     return {
@@ -45,7 +52,15 @@ INTERVAL_KEYS = {"test/acc": "accuracy", "test/ua": "ua", "test/f1": "macro_f1"}
 
 
 def protocol_text(summary: dict) -> str:
-    """The split in words: its name, and the fold for cross-validation runs."""
+    """Put a run's split in words.
+
+    Args:
+        summary: a run summary (`run_summary`).
+
+    Returns:
+        The split's name, with the fold for cross-validation runs and the test corpus when
+        testing on another corpus.
+    """
     protocol = summary.get("protocol") or {}
     text = str(protocol.get("split", summary.get("split")))
     if "fold" in protocol:
@@ -104,6 +119,17 @@ def run_summary(
 def print_run_summary(
     summary: dict, save_to: str | Path | None = None, console: Console | None = None
 ) -> None:
+    """Print a run summary as a table and optionally save it as JSON.
+
+    The table shows the test scores (with their speaker intervals), calibration, the gender
+    gap, per-class recall, the split, the speaker note, the leakage check, caches, skipped
+    files, the best checkpoint, the run folder and the time.
+
+    Args:
+        summary: the summary of `run_summary`.
+        save_to: where to write it as JSON (summary.json), or None.
+        console: where to print; a new rich Console when None.
+    """
     console = console or Console()
     metrics = summary["metrics"]
     table = Table(title="Run summary", show_header=False, title_justify="left")

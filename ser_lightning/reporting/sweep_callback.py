@@ -25,6 +25,7 @@ class SweepReport(Callback):
         self.title = title
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Build and print the study report of the sweep folder; log an error when none can be built."""
         from ser_lightning.reporting.study import build_report, print_summary
 
         sweep_dir = Path(str(config.hydra.sweep.dir))

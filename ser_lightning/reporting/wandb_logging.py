@@ -56,6 +56,11 @@ def prepare_wandb_config(cfg: DictConfig, sweep_name: str | None = None) -> None
 
 
 def sweep_name() -> str | None:
+    """Name the sweep this job belongs to, the default W&B group of its jobs.
+
+    Returns:
+        The name of the sweep folder (`utils.jobs.sweep_dir`), or None for a single run.
+    """
     folder = sweep_dir()
     return folder.name if folder is not None else None
 
@@ -71,9 +76,12 @@ def finish_wandb() -> None:
 
 
 class WandbMediaCallback(pl.Callback):
-    """At test end, log what people look at: confusion matrix, per-class table, spectrograms,
-    and the audio of misclassified clips, all of the test report that the trainer's
-    ReportCollector built. Does nothing without a WandbLogger (or without that report)."""
+    """At test end, log to W&B what people look at.
+
+    That is the confusion matrix, per-class table, spectrograms, and the audio of misclassified
+    clips, all of the test report that the trainer's ReportCollector built. Does nothing without
+    a WandbLogger (or without that report).
+    """
 
     def __init__(self, num_spectrograms: int = 4, num_misclassified_audio: int = 8):
         self.num_spectrograms = num_spectrograms
@@ -87,6 +95,7 @@ class WandbMediaCallback(pl.Callback):
 
     # on_test_end: after every callback's on_test_epoch_end, the collector's included
     def on_test_end(self, trainer, pl_module) -> None:
+        """Log the test report's media to the W&B run, on the first process only."""
         logger = self._wandb_logger(trainer)
         collector = ReportCollector.of(trainer)
         if logger is None or not trainer.is_global_zero or collector is None or collector.report is None:
