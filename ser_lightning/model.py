@@ -29,7 +29,11 @@ from ser_lightning.utils.errors import InvalidSetting
 
 
 def check_channels_last(setting) -> None:
-    """Refuse a `model.channels_last` that is not `auto`, true or false."""
+    """Refuse a `model.channels_last` that is not `auto`, true or false.
+
+    Raises:
+        InvalidSetting: If `setting` is neither a bool nor "auto".
+    """
     if not (isinstance(setting, bool) or setting == "auto"):
         raise InvalidSetting(
             f"model.channels_last={setting!r} must be auto (on for a CUDA device), true or false"
@@ -190,7 +194,10 @@ class SERModel(torch.nn.Module):
         return cls.from_checkpoint(checkpoint, checkpoint_path, map_location, encoder_files)
 
     def inputs(self, batch: dict) -> torch.Tensor:
-        """Normalised features of a batch of cached `features` or raw `waveform`s."""
+        """Return the normalised features of a batch of cached `features` or raw `waveform`s.
+
+        Cached features are only normalised; waveforms are extracted and normalised here.
+        """
         if "features" in batch:
             return self.features.normalize(batch["features"])
         return self.features(batch["waveform"])
@@ -218,7 +225,7 @@ class SERModel(torch.nn.Module):
         return wanted
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits `(batch, classes)` of normalised features (what `inputs` gives)."""
+        """Return the logits `(batch, classes)` of normalised features (what `inputs` gives)."""
         # The one place batches enter the network (training, scoring and export), after
         # SpecAugment and mixup, which work on the features as they come.
         if self._channels_last is None:

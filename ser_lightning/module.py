@@ -1,5 +1,6 @@
-"""The LightningModule: an SERModel (features → network → calibrated probabilities) trained with a
-loss, an optimiser, batch augmentation and SER metrics.
+"""The LightningModule: an SERModel trained with a loss, an optimiser, batch augmentation and SER metrics.
+
+The SERModel is features → network → calibrated probabilities.
 
 Built from plain config dicts (net, features, optimizer, scheduler) so that a checkpoint's
 hyper-parameters alone rebuild the same model, feature extraction included.
@@ -36,7 +37,14 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def compile_mode(setting) -> str | None:
-    """The torch.compile mode `model.compile` asks for, None when off."""
+    """The torch.compile mode `model.compile` asks for.
+
+    Returns:
+        "default" for true, the mode itself for a mode name, None for false or None (off).
+
+    Raises:
+        InvalidSetting: If the setting is none of these.
+    """
     if setting is False or setting is None:
         return None
     if setting is True:
@@ -55,8 +63,19 @@ class NonFiniteLossError(UserError, RuntimeError):
 def batch_augmentation(
     spectrogram: dict | None, mixup: dict | None, input_shape: tuple[int, int, int]
 ) -> BatchAugmentation:
-    """BatchAugmentation from the `augmentation.spectrogram` and `augmentation.mixup` nodes
-    (`_target_` nodes of SpecAugment and Mixup; each None when off)."""
+    """Build the BatchAugmentation of the `augmentation.spectrogram` and `augmentation.mixup` nodes.
+
+    Args:
+        spectrogram: The `_target_` node of SpecAugment, None when off.
+        mixup: The `_target_` node of Mixup, None when off.
+        input_shape: The features' `(C, F, T)`, which SpecAugment checks it can mask.
+
+    Returns:
+        The batch augmentation of training steps (the identity when both are off).
+
+    Raises:
+        InvalidSetting: If a node cannot be instantiated (raised by `_build`).
+    """
     return BatchAugmentation(
         _build(spectrogram, "spectrogram", "specaugment", input_shape), _build(mixup, "mixup", "mixup", None)
     )
@@ -159,6 +178,10 @@ class SERModule(pl.LightningModule):
 
         Returns:
             The module with the checkpoint's weights and calibration.
+
+        Raises:
+            CheckpointError: If the hyper-parameters do not fit this class's constructor, or the
+                weights do not fit the module built.
         """
         try:
             module = cls(**loadable_hparams(checkpoint, path, encoder_files))
@@ -180,8 +203,23 @@ class SERModule(pl.LightningModule):
         encoder_files: EncoderFiles | None = None,
         **unsupported,
     ) -> SERModule:
-        """Safe loading (weights only, vetted config targets): see ser_lightning.checkpoint.
-        `encoder_files` says which pretrained-encoder files a `features=ssl` checkpoint may read."""
+        """Read a checkpoint file safely (weights only, vetted config targets) and rebuild its module.
+
+        See ser_lightning.checkpoint. Overrides Lightning's `load_from_checkpoint`.
+
+        Args:
+            checkpoint_path: A `.ckpt` file written by `python -m ser_lightning.train`.
+            map_location: As in `from_checkpoint`.
+            strict: As in `from_checkpoint`.
+            encoder_files: Which pretrained-encoder files a `features=ssl` checkpoint may read.
+            **unsupported: Lightning's other arguments (hyper-parameter overrides), refused.
+
+        Returns:
+            The module, in eval mode.
+
+        Raises:
+            TypeError: If any other keyword argument is given: the checkpoint holds its config.
+        """
         if unsupported:
             raise TypeError(
                 f"SERModule.load_from_checkpoint takes no {sorted(unsupported)}; the checkpoint holds its config"
@@ -190,13 +228,20 @@ class SERModule(pl.LightningModule):
         return cls.from_checkpoint(checkpoint, checkpoint_path, map_location, strict, encoder_files)
 
     def set_calibration(self, calibration: dict | None) -> None:
-        """Use `calibration` (a calibration record, None: plain softmax) from now on, and store it
-        in the checkpoints written after this."""
+        """Use `calibration` (a calibration record, None: plain softmax) from now on.
+
+        It is also stored in the hyper-parameters, so the checkpoints written after this hold it.
+        """
         self.model.calibration = calibration
         self.hparams.calibration = calibration
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
+        """Prepare the module for `stage` before Lightning moves it to its device.
+
+        Decides the network's memory layout for the trainer's device; when fitting, fits the
+        dataset normalisation statistics and the class weights from the data module's train split.
+        """
         # Before Lightning moves the module to its device and wraps it (DDP): the network's
         # layout is decided for the device it will run on (`model.channels_last`).
         if self._trainer is not None:
@@ -211,10 +256,11 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits of normalised features: the model's network (see SERModel.forward)."""
+        """Return the logits of normalised features: the model's network (see SERModel.forward)."""
         return self.model(features)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the cross-entropy of `logits` for `target`, class-weighted and smoothed as set."""
         weight = self.class_weight if self.hparams.class_weights else None
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
@@ -225,15 +271,19 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ stages
     def on_train_start(self) -> None:
+        """Reset the validation loss and metrics, so the sanity check's batches do not count."""
         self.val_loss.reset()
         self.val_metrics.reset()
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        """A network that schedules its own parts (`training_step_schedule`: a pretrained encoder
-        frozen for the first epochs, then warmed up) is told where training is; the rate of the
-        optimizer's `encoder` group is scaled as it says. The scale is divided out before the
+        """Tell a network that schedules its own parts where training is, and scale its encoder's rate.
+
+        Such a network has `training_step_schedule` (a pretrained encoder frozen for the first
+        epochs, then warmed up); the rate of the optimizer's `encoder` group is scaled as it
+        says. The scale is divided out before the
         next one is applied, so that the shared schedule's changes to that rate (plateau,
-        cosine) compose with it, and it is kept in the group, so that a resumed run goes on."""
+        cosine) compose with it, and it is kept in the group, so that a resumed run goes on.
+        """
         schedule = getattr(self.model.net, "training_step_schedule", None)
         if schedule is None:
             return
@@ -249,6 +299,15 @@ class SERModule(pl.LightningModule):
                     group["lr_scale"] = scale
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Augment the batch, score it and log the training loss and metrics.
+
+        Returns:
+            The (mixed, where mixup is on) loss to back-propagate.
+
+        Raises:
+            NonFiniteLossError: If the loss is NaN or inf; the message names the batch's files
+                and says whether their features or the network are at fault.
+        """
         target = batch["label"]
         inputs = self.model.inputs(batch)
         augmented = self.batch_augmentation(inputs, target)
@@ -267,6 +326,7 @@ class SERModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Score the batch and accumulate the validation loss and metrics, logged per epoch."""
         loss, logits, target = self._step(batch)
         self.val_loss(loss)
         self.val_metrics.update(logits, target)
@@ -274,12 +334,14 @@ class SERModule(pl.LightningModule):
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
+        """Log `val/ua_best`, the best validation UA so far (not during the sanity check)."""
         if self.trainer.sanity_checking:  # sanity-check batches must not count towards the best score
             return
         self.val_ua_best(self.val_metrics["ua"].compute())
         self.log("val/ua_best", self.val_ua_best.compute(), sync_dist=True, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
+        """Return the batch's table rows, labels and logits for ReportCollector; log the test loss."""
         loss, logits, target = self._step(batch)
         self.test_loss(loss)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
@@ -289,7 +351,7 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ a loss that is not finite
     def _batch_files(self, batch: dict) -> list[str]:
-        """A name for each item of a batch: its file, from the data module's table row `row`."""
+        """Return a name for each item of a batch: its file, from the data module's table row `row`."""
         if "row" not in batch:
             return [f"item {i} of the batch" for i in range(len(batch["label"]))]
         rows = torch.as_tensor(batch["row"]).flatten().tolist()
@@ -326,16 +388,24 @@ class SERModule(pl.LightningModule):
     # Metric states are not in the state dict; the best validation UA so far must survive a
     # resume, or `val/ua_best` (what sweeps optimise) would restart from the resumed epoch.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the best validation UA so far in the checkpoint (metric states are not in the state dict)."""
         if self.val_ua_best.update_count:
             checkpoint["val_ua_best"] = float(self.val_ua_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the best validation UA so far from the checkpoint, if it holds one."""
         self.val_ua_best.reset()
         if "val_ua_best" in checkpoint:
             self.val_ua_best.update(torch.tensor(checkpoint["val_ua_best"]))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict:
+        """Build the optimizer (with the network's own parameter groups, if it has them) and scheduler.
+
+        Returns:
+            Lightning's optimizer dict; with a scheduler, stepped every epoch on
+            `scheduler_monitor`.
+        """
         optimizer_factory = instantiate(self.hparams.optimizer)
         # A network with parts trained at their own rates (a pretrained encoder and its head)
         # gives its parameter groups; the optimizer's `lr` is the rate of the rest.
