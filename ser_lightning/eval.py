@@ -53,7 +53,18 @@ silence_pytree_notice()
 
 
 def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
-    """Load, score, report; returns the report and the summary written as eval.json."""
+    """Load a checkpoint, score it on the chosen split and write its report.
+
+    Args:
+        cfg: The eval config (`ckpt_path`, `data`, `split`, `calibration`, `device`, ...).
+
+    Returns:
+        The evaluation report and the summary written as eval.json in `paths.output_dir`.
+
+    Raises:
+        InvalidSetting: If `calibration` is not "checkpoint" or "none", or `batch_size` is
+            below 1.
+    """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +156,11 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> float:
+    """Run `evaluate` as the Hydra entry point.
+
+    Returns:
+        The test UA, the value a Hydra sweep over eval optimises.
+    """
     OmegaConf.resolve(cfg.paths)
     report, _ = evaluate(cfg)
     return report.metrics["ua"]

@@ -34,7 +34,22 @@ MAX_VERIFY_WINDOWS = 64
 
 
 def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
-    """Windows `(N, samples)` of real clips (as predict cuts them), or seeded noise when none are given."""
+    """The waveforms the exported model is checked on.
+
+    Args:
+        model: The SERModel being exported (its audio settings cut the windows).
+        inputs: Files and folders of real clips; empty for noise.
+        seed: The seed of the noise.
+
+    Returns:
+        Windows `(N, samples)` of real clips (as predict cuts them, at most MAX_VERIFY_WINDOWS),
+        or four clips of seeded noise at peak 1 when no inputs are given; and a phrase naming
+        their source.
+
+    Raises:
+        InvalidSetting: If an input is missing, not a supported media file, or a folder
+            without media.
+    """
     audio = model.audio
     if not inputs:
         noise = np.random.default_rng(seed).standard_normal((4, audio.num_samples)).astype(np.float32)
@@ -53,7 +68,22 @@ def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.
 
 
 def export(cfg: DictConfig) -> dict:
-    """Export, verify against PyTorch, and write export.json next to the run."""
+    """Export a checkpoint, verify the file against PyTorch, and write export.json next to the run.
+
+    Args:
+        cfg: The export config (`ckpt_path`, `format`, `input`, `opset`, `verify_inputs`,
+            `verify_tolerance`, ...).
+
+    Returns:
+        The summary written as export.json: the checkpoint, the .onnx file (and its external
+        weights), the input kind, the opset and the parity check.
+
+    Raises:
+        InvalidSetting: If `format` is not one of FORMATS, or a verification input is missing
+            or not media.
+        RuntimeError: If onnxruntime's probabilities differ from PyTorch's by more than
+            `verify_tolerance`, or its predictions differ.
+    """
     if cfg.format not in FORMATS:
         raise InvalidSetting(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
     model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
@@ -104,6 +134,7 @@ def export(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
+    """Run `export` as the Hydra entry point."""
     OmegaConf.resolve(cfg.paths)
     export(cfg)
 

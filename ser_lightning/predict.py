@@ -33,7 +33,17 @@ silence_pytree_notice()
 
 
 def input_list(inputs) -> list[str]:
-    """`inputs` as a list of paths: a list, or one path."""
+    """Normalise the `inputs` setting to a list of paths.
+
+    Args:
+        inputs: A list (or ListConfig or tuple) of paths, or one path as a string.
+
+    Returns:
+        The paths as strings.
+
+    Raises:
+        InvalidSetting: If there are none.
+    """
     if isinstance(inputs, ListConfig | list | tuple):
         items = [str(i) for i in inputs]
     elif isinstance(inputs, str) and inputs:
@@ -46,14 +56,30 @@ def input_list(inputs) -> list[str]:
 
 
 def check_calibration_option(calibration: str) -> bool:
-    """`calibration=checkpoint` (the checkpoint's temperature) or `none` (plain softmax)."""
+    """Vet the `calibration` option: `checkpoint` (the checkpoint's temperature) or `none` (plain softmax).
+
+    Returns:
+        True for `checkpoint`, False for `none`.
+
+    Raises:
+        InvalidSetting: If it is neither.
+    """
     if str(calibration) not in ("checkpoint", "none"):
         raise InvalidSetting(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
     return str(calibration) == "checkpoint"
 
 
 def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
-    """Score every input and write each result to `stream` (stdout) as soon as it is ready."""
+    """Score every input and write each result to `stream` (stdout) as soon as it is ready.
+
+    Args:
+        cfg: The predict config (`ckpt_path`, `inputs`, `output`, `timeline`, `save_csv`, ...).
+        stream: Where results are written; None for stdout.
+
+    Returns:
+        One item per input, in the order written: a FilePrediction, or an InputError for an
+        input that could not be scored.
+    """
     stream = stream or sys.stdout
     started = time.perf_counter()
     model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
@@ -109,8 +135,13 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
 
 
 def timeline_predictions(cfg: DictConfig, predictor: Predictor, files: list[Path], max_duration_s):
-    """Timeline mode: each file's prediction with its speech segments over time; a plot of each
-    (`timelines/<n>_<name>.png` in the run directory)."""
+    """Timeline mode: each file's prediction with its speech segments over time, and a plot of each.
+
+    The plots are `timelines/<n>_<name>.png` in the run directory.
+
+    Yields:
+        Each file's FilePrediction (with its timeline) or InputError, as it is ready.
+    """
     settings = TimelineSettings.from_config(cfg.get("timeline_settings"))
     plots = Path(cfg.paths.output_dir) / "timelines"
     results = predictor.predict_timelines(
@@ -148,6 +179,7 @@ def log_summary(results: list[FilePrediction | InputError], seconds: float) -> N
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
+    """Run `predict` as the Hydra entry point; exit with status 1 when any input failed."""
     OmegaConf.resolve(cfg.paths)
     results = predict(cfg)
     if any(isinstance(r, InputError) for r in results):

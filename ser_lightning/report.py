@@ -19,6 +19,11 @@ from ser_lightning.utils.errors import exits_on_user_mistake
 
 @exits_on_user_mistake
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line, build the study report of the sweep and print its summary.
+
+    Args:
+        argv: The arguments after the program name; None reads `sys.argv`.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "sweep_dir", type=Path, help="a Hydra multirun folder, e.g. outputs/train/multiruns/<date>"

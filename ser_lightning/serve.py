@@ -21,6 +21,7 @@ log = logging.getLogger("ser_lightning.serve")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="serve")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
+    """Build the app of the serve config and run it under uvicorn until stopped."""
     from ser_lightning.serving.server import build_app, uvicorn_server
 
     OmegaConf.resolve(cfg.paths)
