@@ -46,7 +46,11 @@ NO_FILE = (
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable from this machine only."""
+    """Tell whether `host` is reachable from this machine only.
+
+    Returns:
+        True for `localhost` and loopback IP addresses; False for anything else, names included.
+    """
     if host == "localhost":
         return True
     try:
@@ -56,7 +60,19 @@ def is_loopback(host: str) -> bool:
 
 
 def api_key_for(host: str, environ) -> str | None:
-    """The key requests must carry: SER_API_KEY when set (required when `host` is not loopback)."""
+    """Choose the key requests must carry: SER_API_KEY when set (required when `host` is not loopback).
+
+    Args:
+        host: the address the server listens on.
+        environ: the environment to read SER_API_KEY from (e.g. `os.environ`).
+
+    Returns:
+        The key, or None when none is set and the host is loopback.
+
+    Raises:
+        InvalidSetting: when a non-loopback host has no key, or the key is shorter than
+            MIN_API_KEY_LENGTH characters.
+    """
     key = environ.get(API_KEY_ENV) or None
     if key is None and not is_loopback(host):
         raise InvalidSetting(
@@ -73,8 +89,11 @@ def api_key_for(host: str, environ) -> str | None:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """Who may reach the application: the key, the host names it answers to, the origins whose
-    pages may call it, and how long a request body may stall."""
+    """Who may reach the application.
+
+    That is the key, the host names it answers to, the origins whose pages may call it, and how
+    long a request body may stall.
+    """
 
     api_key: str | None = None
     bind_host: str = "127.0.0.1"
@@ -84,8 +103,16 @@ class AccessSettings:
 
 
 def create_app(service: EmotionService, access: AccessSettings | None = None, web: bool = True) -> FastAPI:
-    """The application serving `service` behind the guards of `access`; `web` mounts the Gradio
-    page at `/`."""
+    """Build the application serving `service` behind the guards of `access`.
+
+    Args:
+        service: the model behind the API; started and stopped with the application.
+        access: the key, host names, origins and body timeout; loopback-only defaults when None.
+        web: whether to mount the Gradio page at `/`.
+
+    Returns:
+        The FastAPI application: /health, /v1/model, /v1/predict and, with `web`, the page.
+    """
     access = access or AccessSettings()
 
     @asynccontextmanager
@@ -131,7 +158,11 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
 
     @app.get("/health", tags=["service"])
     async def health() -> dict:
-        """Whether the server is up, the model it serves, and the batcher's counts."""
+        """Whether the server is up, the model it serves, and the batcher's counts.
+
+        Returns:
+            `status` ("ok"), `checkpoint` (the served file's name) and `batching` (the counts).
+        """
         return {
             "status": "ok",
             "checkpoint": service.info.get("checkpoint"),
@@ -142,7 +173,11 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
 
     @api.get("/model")
     async def model() -> dict:
-        """Labels, sample rate, features, network, parameters, training corpus and protocol, test scores."""
+        """Labels, sample rate, features, network, parameters, training corpus and protocol, test scores.
+
+        Returns:
+            The model's description (`serving.model_info.model_info`).
+        """
         return service.info
 
     @api.post(
@@ -169,9 +204,16 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
             UploadFile | None, File(description="the recording: wav, flac, ogg, mp3, mp4, mkv, ...")
         ] = None,
     ) -> dict:
-        """The emotion of one recording (multipart field `file`, or the raw body): the top emotion,
-        its confidence and a probability per emotion; with `timeline=true`, also its speech
-        segments with start, end, emotion and probabilities."""
+        """The emotion of one recording, sent as the multipart field `file` or as the raw body.
+
+        Returns:
+            The top emotion, its confidence and a probability per emotion; with `timeline=true`,
+            also its speech segments with start, end, emotion and probabilities.
+
+        Raises:
+            RequestError: 422 when the request holds no recording, and the refusals of the
+                service (415, 422) for an upload it cannot score.
+        """
         if file is not None:
             result, _ = await service.analyse_upload(file.file, file.filename, timeline=timeline)
             return result

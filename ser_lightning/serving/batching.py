@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchingSettings:
+    """How the batcher groups requests: on or off, the most windows per model call, the longest wait.
+
+    Raises:
+        InvalidSetting: when `max_batch_windows` is below 1 or `max_wait_ms` is negative.
+    """
+
     enabled: bool = True
     max_batch_windows: int = 32  # windows per model call (one request's may exceed it: then it is alone)
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
@@ -48,6 +54,11 @@ class BatchStats:
     windows: int = 0
 
     def as_dict(self) -> dict:
+        """Report the counts, as /health shows them.
+
+        Returns:
+            `batches`, `requests`, `windows` and `mean_requests_per_batch` (0.0 before the first batch).
+        """
         return {
             "batches": self.batches,
             "requests": self.requests,
@@ -70,10 +81,12 @@ class DynamicBatcher:
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ser-model")
 
     async def start(self) -> None:
+        """Create the request queue and start the task that forms and scores batches."""
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="ser-batcher")
 
     async def stop(self) -> None:
+        """Cancel the batching task and shut the model thread down, waiting for a running batch."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -84,14 +97,25 @@ class DynamicBatcher:
         self._model_thread.shutdown(wait=True)
 
     def expect(self) -> None:
-        """A request started (its windows will follow, or `arrived` is called when it fails)."""
+        """Count a request that started: its windows will follow, or `arrived` is called when it fails."""
         self.on_the_way += 1
 
     def arrived(self) -> None:
+        """Count a request announced by `expect` as no longer on its way (decoded, or failed)."""
         self.on_the_way = max(0, self.on_the_way - 1)
 
     async def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities `(n, K)` of the request's windows `(n, samples)`."""
+        """Score one request's windows, batched with those of concurrent requests.
+
+        Args:
+            windows: the request's windows, `(n, samples)`.
+
+        Returns:
+            Their probabilities, `(n, K)`.
+
+        Raises:
+            RuntimeError: when the batcher was not started.
+        """
         if self._queue is None:
             raise RuntimeError("the batcher is not started (start() runs at application start-up)")
         future = asyncio.get_running_loop().create_future()
@@ -99,9 +123,15 @@ class DynamicBatcher:
         return await future
 
     async def _gather(self, first: tuple) -> tuple[list[tuple], tuple | None]:
-        """A batch that starts with `first`: requests already queued join at once, and for at
-        most `max_wait_ms` newcomers too, up to `max_batch_windows` windows. A request that would
-        overflow the batch is returned to start the next one (so the order is kept)."""
+        """Form a batch that starts with `first`.
+
+        Requests already queued join at once, and for at most `max_wait_ms` newcomers too, up to
+        `max_batch_windows` windows. A request that would overflow the batch is returned to start
+        the next one (so the order is kept).
+
+        Returns:
+            The batch's (windows, future) requests, and the request held for the next batch or None.
+        """
         assert self._queue is not None
         batch, size = [first], len(first[0])
         if not self.settings.enabled:

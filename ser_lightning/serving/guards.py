@@ -35,8 +35,16 @@ CORS_HEADERS = ("content-type", "x-api-key", "authorization")
 
 
 def host_names(bind_host: str, allowed_hosts: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The `Host` names the server answers to: the bound host (on a wildcard address, this
-    machine's name and addresses), the loopback names and `allowed_hosts`."""
+    """List the `Host` names the server answers to.
+
+    Args:
+        bind_host: the address the server listens on.
+        allowed_hosts: further names it answers to.
+
+    Returns:
+        The loopback names, `allowed_hosts` and the bound host (on a wildcard address, this
+        machine's name and addresses), lower-cased, IPv6 addresses in brackets, without repeats.
+    """
     names = [*LOOPBACK_NAMES, *(str(h).lower() for h in allowed_hosts)]
     if bind_host in ("0.0.0.0", "::", ""):
         machine = socket.gethostname()
@@ -70,6 +78,15 @@ class CrossOriginPolicy:
         self.allowed = {str(o).rstrip("/").lower() for o in allowed_origins}
 
     async def __call__(self, scope, receive, send):
+        """Pass same-origin requests; answer preflights; refuse unlisted origins' unsafe methods with 403.
+
+        Requests from a listed origin get its `Access-Control-Allow-Origin`; the inner
+        applications' own CORS headers are removed from every answer.
+
+        Returns:
+            Nothing (None): the answer goes out through `send`, from the inner application or
+            as a refusal.
+        """
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
@@ -110,7 +127,11 @@ class CrossOriginPolicy:
 
     @staticmethod
     def _without_cors_headers(send, allow_origin: str | None):
-        """`send` with the inner applications' CORS headers removed, and ours for a listed origin."""
+        """Wrap `send` to remove the inner applications' CORS headers, and add ours for a listed origin.
+
+        Returns:
+            The wrapped `send`.
+        """
 
         async def filtered(message):
             if message["type"] == "http.response.start":
@@ -133,6 +154,12 @@ class ApiKeyGuard:
         self.expected = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
+        """Answer a `/v1` request that lacks the key with 401 before its body is read; pass all else.
+
+        Returns:
+            Nothing (None): the answer goes out through `send`, from the inner application or
+            as the 401.
+        """
         if self.expected is None or scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
@@ -148,7 +175,11 @@ class ApiKeyGuard:
         return await refusal(scope, receive, send)
 
     def carries_key(self, headers: Headers) -> bool:
-        """Whether the request carries the key (compared in constant time)."""
+        """Check the request's `X-API-Key` or `Authorization: Bearer` header against the key.
+
+        Returns:
+            Whether the request carries the key (compared in constant time).
+        """
         given = headers.get("x-api-key")
         if given is None:
             scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -157,6 +188,8 @@ class ApiKeyGuard:
 
 
 class BodyTooLarge(HTTPException):
+    """413: the request body is larger than `max_bytes`; the connection is closed."""
+
     def __init__(self, max_bytes: int):
         super().__init__(
             413,
@@ -167,6 +200,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyStalled(HTTPException):
+    """408: the request body stopped arriving for `idle_timeout_s`; the connection is closed."""
+
     def __init__(self, idle_timeout_s: float):
         super().__init__(
             408,
@@ -177,13 +212,25 @@ class BodyStalled(HTTPException):
 
 
 class BodyGuard:
-    """413 for a body over `max_bytes`, by its declared length or as it arrives; 408 when no
-    part of an unfinished body arrives for `idle_timeout_s`."""
+    """Refuse request bodies that are too large or stall.
+
+    413 for a body over `max_bytes`, by its declared length or as it arrives; 408 when no part
+    of an unfinished body arrives for `idle_timeout_s`.
+    """
 
     def __init__(self, app, max_bytes: int, idle_timeout_s: float | None = None):
         self.app, self.max_bytes, self.idle_timeout_s = app, max_bytes, idle_timeout_s
 
     async def __call__(self, scope, receive, send):
+        """Enforce the body limits on an HTTP request.
+
+        A declared length over the limit gets 413 at once; otherwise the body is counted and
+        timed as the inner application receives it, raising BodyTooLarge or BodyStalled there.
+
+        Returns:
+            Nothing (None): the answer goes out through `send`, from the inner application or
+            as the 413.
+        """
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = Headers(scope=scope).get("content-length")

@@ -24,6 +24,7 @@ class HeaderDeadlineProtocol(H11Protocol):
     header_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Set up the connection as uvicorn does and start the deadline for the first request's headers."""
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._arm_header_deadline()
@@ -46,22 +47,35 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
     def handle_events(self) -> None:
+        """Handle the received data as uvicorn does; once a request's headers are in, stop the deadline."""
         super().handle_events()
         if self.conn.their_state is not h11.IDLE:  # a request's headers are in
             self._cancel_header_deadline()
 
     def on_response_complete(self) -> None:
+        """Finish the response as uvicorn does; on a kept-alive connection, restart the headers' deadline."""
         super().on_response_complete()
         if not self.transport.is_closing():  # keep-alive: the next request's headers are due in time
             self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the headers' deadline, then close the connection as uvicorn does."""
         self._cancel_header_deadline()
         super().connection_lost(exc)
 
 
 def protocol_with_header_timeout(header_timeout_s: float) -> type[HeaderDeadlineProtocol]:
-    """The protocol class for uvicorn's `http=` setting, with this deadline for headers."""
+    """Make the protocol class for uvicorn's `http=` setting, with this deadline for headers.
+
+    Args:
+        header_timeout_s: seconds a connection may take to send a request's headers.
+
+    Returns:
+        A subclass of HeaderDeadlineProtocol with `header_timeout_s` set.
+
+    Raises:
+        InvalidSetting: when `header_timeout_s` is not a positive number.
+    """
     if not header_timeout_s > 0:
         raise InvalidSetting(
             f"limits.header_timeout_s={header_timeout_s} must be a positive number of seconds"

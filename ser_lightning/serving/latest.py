@@ -17,7 +17,15 @@ DEFAULT_RUNS = Path("outputs/train/runs")
 
 
 def best_checkpoint(run: Path) -> Path | None:
-    """A run folder's best checkpoint, or None."""
+    """Find a run folder's best checkpoint.
+
+    Args:
+        run: a training run's folder.
+
+    Returns:
+        The checkpoint its summary.json names when that file exists, else its newest
+        `checkpoints/best-*.ckpt`, else None.
+    """
     try:
         named = json.loads((run / "summary.json").read_text()).get("best_checkpoint")
     except (OSError, ValueError, AttributeError):
@@ -29,7 +37,14 @@ def best_checkpoint(run: Path) -> Path | None:
 
 
 def latest_checkpoint(runs: Path = DEFAULT_RUNS) -> Path | None:
-    """The best checkpoint of the latest run under `runs` that has one."""
+    """Find the best checkpoint of the latest run under `runs` that has one.
+
+    Args:
+        runs: the folder holding the run folders, named by start time.
+
+    Returns:
+        The checkpoint's path, or None when no run has one.
+    """
     folders = sorted((p for p in runs.glob("*") if p.is_dir()), key=lambda p: p.name, reverse=True)
     for run in folders:
         found = best_checkpoint(run)
@@ -39,6 +54,15 @@ def latest_checkpoint(runs: Path = DEFAULT_RUNS) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the latest run's best checkpoint (the command line's entry point).
+
+    Args:
+        argv: the arguments: an optional runs folder (default `outputs/train/runs`);
+            `sys.argv[1:]` when None.
+
+    Returns:
+        The exit status: 0 when a checkpoint was printed, 1 when no run has one.
+    """
     argv = sys.argv[1:] if argv is None else argv
     runs = Path(argv[0]) if argv else DEFAULT_RUNS
     found = latest_checkpoint(runs)

@@ -21,8 +21,17 @@ def _class_name(config: dict | None) -> str | None:
 
 
 def run_test_metrics(ckpt_path: str | Path) -> dict | None:
-    """Test UA, WA and macro-F1 of the run that wrote the checkpoint, from its summary.json
-    (train tests the best checkpoint after writing it); None when the file is not beside it."""
+    """Read the test scores of the run that wrote the checkpoint from its summary.json.
+
+    Train tests the best checkpoint after writing it, so the run's test scores are the checkpoint's.
+
+    Args:
+        ckpt_path: the checkpoint, in its run's `checkpoints/` folder.
+
+    Returns:
+        `ua`, `wa` and `f1` (those the summary has), or None when the run's summary.json is not
+        beside the checkpoint, cannot be read or holds none of them.
+    """
     summary_path = Path(ckpt_path).expanduser().resolve().parent.parent / RUN_SUMMARY
     try:
         metrics = json.loads(summary_path.read_text()).get("metrics", {})
@@ -37,7 +46,17 @@ def run_test_metrics(ckpt_path: str | Path) -> dict | None:
 
 
 def model_info(checkpoint: dict, model, ckpt_path: str | Path) -> dict:
-    """Labels, audio settings, features, network, size, training data and test scores."""
+    """Describe the served model, as GET /v1/model shows it.
+
+    Args:
+        checkpoint: the loaded checkpoint (its hyper-parameters and run record).
+        model: the SERModel loaded from it.
+        ckpt_path: the checkpoint's path (only its name is shown).
+
+    Returns:
+        Labels, audio settings, features, network, size, training data and test scores; paths
+        are reduced to file names.
+    """
     hparams = checkpoint["hyper_parameters"]
     record = checkpoint[RECORD_KEY]
     data = record.get("data") or {}

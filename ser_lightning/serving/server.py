@@ -1,5 +1,8 @@
-"""Building the served application from the `serve` config: checkpoint, predictor, service, app,
-and the uvicorn server that runs it with the config's limits."""
+"""Building the served application from the `serve` config.
+
+It builds the checkpoint, predictor, service, app, and the uvicorn server that runs it with the
+config's limits.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def service_settings(cfg: DictConfig) -> ServiceSettings:
+    """Read the service's limits and options from the `serve` config.
+
+    Args:
+        cfg: the `serve` config (max_upload_mb, max_duration_s, max_decoded_samples, hop,
+            long_clips, decode_workers, upload_dir, batching, timeline).
+
+    Returns:
+        The service settings.
+
+    Raises:
+        InvalidSetting: when max_upload_mb, max_duration_s or max_decoded_samples is not positive.
+    """
     if not cfg.max_upload_mb > 0:
         raise InvalidSetting(f"max_upload_mb={cfg.max_upload_mb} must be a positive number of megabytes")
     max_duration_s = cfg.get("max_duration_s")
@@ -48,7 +63,14 @@ def service_settings(cfg: DictConfig) -> ServiceSettings:
 
 
 def load_service(cfg: DictConfig) -> EmotionService:
-    """The model of `cfg.ckpt_path`, loaded by predict's safe loader, behind a service."""
+    """Load the model of `cfg.ckpt_path` with predict's safe loader and put it behind a service.
+
+    Args:
+        cfg: the `serve` config.
+
+    Returns:
+        The service (not yet started) with the model's predictor and description.
+    """
     settings = service_settings(cfg)
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = SERModel.from_checkpoint(checkpoint, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
@@ -67,7 +89,19 @@ def load_service(cfg: DictConfig) -> EmotionService:
 
 
 def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
-    """Who may reach the server `cfg` describes; refuses a non-loopback host without SER_API_KEY."""
+    """Decide who may reach the server `cfg` describes.
+
+    Args:
+        cfg: the `serve` config (host, allowed_hosts, cors_origins, limits.body_timeout_s).
+        environ: the environment holding SER_API_KEY.
+
+    Returns:
+        The access settings.
+
+    Raises:
+        InvalidSetting: when limits.body_timeout_s is not positive, or (from `api_key_for`)
+            a non-loopback host has no SER_API_KEY or too short a one.
+    """
     body_timeout_s = cfg.limits.body_timeout_s
     if body_timeout_s is not None and not body_timeout_s > 0:
         raise InvalidSetting(
@@ -83,14 +117,36 @@ def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
 
 
 def build_app(cfg: DictConfig, environ=os.environ):
-    """The application `cfg` describes; refuses a non-loopback host without SER_API_KEY."""
+    """Build the application `cfg` describes; refuses a non-loopback host without SER_API_KEY.
+
+    Args:
+        cfg: the `serve` config.
+        environ: the environment holding SER_API_KEY.
+
+    Returns:
+        The application, with its service loaded.
+    """
     access = access_settings(cfg, environ)
     return create_app(load_service(cfg), access, web=bool(cfg.get("web", True)))
 
 
 def uvicorn_server(cfg: DictConfig, app):
-    """The uvicorn server for `app` on `cfg.host`:`cfg.port`, with the config's connection limits:
-    a deadline for request headers and at most `limits.max_connections` connections (503 above)."""
+    """Make the uvicorn server for `app` on `cfg.host`:`cfg.port`, with the config's connection limits.
+
+    The limits are a deadline for request headers and at most `limits.max_connections`
+    connections (503 above).
+
+    Args:
+        cfg: the `serve` config (host, port, log_level, access_log, limits).
+        app: the application to serve.
+
+    Returns:
+        The uvicorn server, not yet running.
+
+    Raises:
+        InvalidSetting: when limits.max_connections is below 1 (or limits.header_timeout_s is
+            not positive).
+    """
     import uvicorn
 
     from ser_lightning.serving.http_protocol import protocol_with_header_timeout

@@ -63,6 +63,8 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class ServiceSettings:
+    """Limits and options of the service: upload and decoding limits, windowing, batching, timeline."""
+
     max_upload_bytes: int = 50 * 1024 * 1024
     max_duration_s: float | None = 600.0
     max_decoded_samples: int | None = None  # None: max_duration_s x DECODED_SAMPLES_PER_SECOND
@@ -84,14 +86,32 @@ class ServiceSettings:
 
 
 def display_name(filename: str | None) -> str:
-    """The client's file name for messages and results: its last part, printable characters only."""
+    """Make the client's file name safe to show in messages and results.
+
+    Args:
+        filename: the name the client gave, or None.
+
+    Returns:
+        Its last part, other characters than letters, digits, `._ -` replaced by `_`, at most
+        120 characters; "upload" when nothing is left.
+    """
     name = _UNSAFE.sub("_", Path(str(filename or "")).name)[:120].strip()
     return name or "upload"
 
 
 def without_paths(text: str, path: Path, name: str) -> str:
-    """A decoder's message with the server's path of an upload (and its folder) replaced by the
-    client's name for it: replies never name a file or folder of the server."""
+    """Replace the server's path of an upload (and its folder) in a decoder's message.
+
+    Replies never name a file or folder of the server.
+
+    Args:
+        text: the decoder's message.
+        path: where the server wrote the upload.
+        name: the client's name for the upload.
+
+    Returns:
+        The message with the path replaced by `name` and its folder by "<upload folder>".
+    """
     for where, said in ((str(path), name), (str(path.parent), "<upload folder>")):
         text = text.replace(where, said)
     return text
@@ -125,9 +145,11 @@ class EmotionService:
         self.hop = predictor.audio.duration / 2 if settings.hop is None else settings.hop
 
     async def start(self) -> None:
+        """Start the batcher (at application start-up)."""
         await self.batcher.start()
 
     async def stop(self) -> None:
+        """Stop the batcher and the decoding threads (at application shutdown)."""
         await self.batcher.stop()
         self._decoders.shutdown(wait=True)
 
@@ -139,7 +161,18 @@ class EmotionService:
         timeline: bool | str = False,
         keep_wave: bool = False,
     ) -> tuple[dict, Decoded]:
-        """Score an upload (a file object or bytes); the temporary copy is gone when this returns."""
+        """Score an upload (a file object or bytes); the temporary copy is gone when this returns.
+
+        Args:
+            source: the upload's bytes, or a file object to read them from.
+            filename: the client's name for it, or None.
+            timeline: True to add the speech segments' emotions, "auto" to add them to long
+                recordings only, False for none.
+            keep_wave: whether to keep the decoded waveform in the returned Decoded (for a plot).
+
+        Returns:
+            The API's answer (`prediction_record`, with `timeline` when made) and the decoded upload.
+        """
         name = display_name(filename)
         loop = asyncio.get_running_loop()
         self.batcher.expect()
@@ -154,8 +187,18 @@ class EmotionService:
     async def analyse_path(
         self, path: str | Path, timeline: bool | str = False, keep_wave: bool = False
     ) -> tuple[dict, Decoded]:
-        """Score a file the server itself wrote (the web page's upload, in its own cache); the name
-        shown is the client's file name Gradio kept, without the path."""
+        """Score a file the server itself wrote (the web page's upload, in its own cache).
+
+        The name shown is the client's file name Gradio kept, without the path.
+
+        Args:
+            path: the file.
+            timeline: True, "auto" or False, as for `analyse_upload`.
+            keep_wave: whether to keep the decoded waveform in the returned Decoded.
+
+        Returns:
+            The API's answer and the decoded file.
+        """
         loop = asyncio.get_running_loop()
         self.batcher.expect()
         try:
@@ -170,7 +213,16 @@ class EmotionService:
     def _store_and_decode(
         self, source: BinaryIO | bytes, filename: str | None, name: str, timeline: bool | str, keep_wave: bool
     ) -> Decoded:
-        """Write the upload into a new private folder, decode it, and delete the folder."""
+        """Write the upload into a new private folder, decode it, and delete the folder.
+
+        The copy is named by the suffix sniffed from the upload's first bytes.
+
+        Returns:
+            The decoded upload.
+
+        Raises:
+            RequestError: 422 for an empty upload, and `_decode`'s refusals.
+        """
         folder = Path(tempfile.mkdtemp(prefix="ser-upload-", dir=self.settings.upload_dir))
         try:
             head = source[:HEAD_BYTES] if isinstance(source, bytes) else source.read(HEAD_BYTES)
@@ -192,7 +244,15 @@ class EmotionService:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _decode(self, path: Path, name: str, timeline: bool | str, keep_wave: bool) -> Decoded:
-        """predict's decoding and windowing of one upload, with its errors in the client's words."""
+        """Decode and window one upload as predict does, with its errors in the client's words.
+
+        Returns:
+            Its windows and duration, with its speech segments when a timeline is due.
+
+        Raises:
+            RequestError: 415 for a refused container; 422 for a recording over the duration or
+                sample budget, undecodable audio, no samples, or silence.
+        """
         predictor = self.predictor
         try:
             wave = predictor.read(path, self.settings.max_duration_s, self.settings.sample_budget)
@@ -260,7 +320,15 @@ class EmotionService:
 
 
 def prediction_record(prediction: FilePrediction) -> dict:
-    """The API's answer for one file: the emotion, its confidence and a probability per emotion."""
+    """Turn a prediction into the API's answer for one file.
+
+    Args:
+        prediction: the predictor's result for the file.
+
+    Returns:
+        `file`, `emotion`, `confidence`, `probabilities` (one per emotion), `duration_s` and
+        `windows`.
+    """
     return {
         "file": prediction.path,
         "emotion": prediction.predicted,

@@ -44,7 +44,14 @@ def _model_text(info: dict) -> str:
 
 
 def build_page(service: EmotionService):
-    """The Gradio Blocks of the page."""
+    """Build the web page: a recording in, its emotion, summary, timeline plot and segments out.
+
+    Args:
+        service: the service that scores the recordings.
+
+    Returns:
+        The Gradio Blocks of the page.
+    """
     import gradio as gr
     import matplotlib.pyplot as plt
 
