@@ -27,8 +27,8 @@ from ser_lightning.data.loading import CachedUtterances
 from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.features import SSLFeatures
 from ser_lightning.features.ssl import ENCODERS, EncoderWeightsMismatch, MissingEncoderWeights
-from ser_lightning.features.ssl.encoders import EncoderSpec
 from ser_lightning.features.ssl.features import in_cache_precision
+from ser_lightning.features.ssl.registry import EncoderSpec
 from ser_lightning.model import SERModel
 from ser_lightning.module import SERModule
 

@@ -41,8 +41,8 @@ from model_epoch_time import FULL_DEMO_ACTORS, train_epoch_seconds
 
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.features.ssl import SSLFeatures
-from ser_lightning.features.ssl.encoders import ENCODERS, SAMPLE_RATE, family_classes
 from ser_lightning.features.ssl.features import POOLINGS
+from ser_lightning.features.ssl.registry import ENCODERS, SAMPLE_RATE, family_classes
 from ser_lightning.train import build
 
 BASE_ENCODERS = ["wav2vec2_base", "hubert_base", "wavlm_base_plus", "data2vec_audio_base", "whisper_base"]

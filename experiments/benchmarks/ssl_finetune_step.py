@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from ssl_features import encoder_folder
 
-from ser_lightning.features.ssl.encoders import ENCODERS, SAMPLE_RATE
+from ser_lightning.features.ssl.registry import ENCODERS, SAMPLE_RATE
 from ser_lightning.models import SSLFinetune
 
 NUM_CLASSES = 8
