@@ -19,6 +19,7 @@ from ser_lightning.data.download import (
     download_archive,
     main,
 )
+from ser_lightning.data.download.transfer import backoff_delay
 
 from .helpers.audio import write_tone
 
@@ -243,8 +244,8 @@ def test_a_server_that_keeps_ending_early_is_given_a_bounded_number_of_passes(se
 
 
 def test_back_off_doubles_up_to_a_cap():
-    assert [download.backoff_delay(n, 2.0, 30.0) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
-    assert download.backoff_delay(5, 0.0, 30.0) == 0.0
+    assert [backoff_delay(n, 2.0, 30.0) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff_delay(5, 0.0, 30.0) == 0.0
 
 
 def test_a_folder_left_by_a_killed_unpack_is_removed(server, tmp_path):
