@@ -73,7 +73,17 @@ class UnsupportedContainerError(AudioDecodeError):
 
 
 def sniffed_suffix(head: bytes) -> str:
-    """The extension the decoders go by for bytes starting with `head`, chosen by the server."""
+    """Choose the extension the decoders go by for a file whose bytes start with `head`.
+
+    The server names its copy of an upload itself, from the upload's first bytes.
+
+    Args:
+        head: the file's first bytes (HEAD_BYTES of them).
+
+    Returns:
+        The suffix of the first container whose magic bytes match (`.wav`, `.flac`, `.mp3`, ...),
+        or UNNAMED_SUFFIX, for FFmpeg to probe within its whitelist.
+    """
     if head[:4] == b"RIFF":
         return ".avi" if head[8:12] == b"AVI " else ".wav"
     for offset, magic, suffix in _MAGIC:
@@ -83,13 +93,29 @@ def sniffed_suffix(head: bytes) -> str:
 
 
 def playlist_kind(head: bytes) -> str | None:
-    """What kind of playlist the bytes `head` start, or None for anything else."""
+    """Tell what kind of playlist, if any, the bytes `head` start.
+
+    Args:
+        head: the file's first bytes; a byte-order mark and blank lines before them are skipped.
+
+    Returns:
+        The playlist's kind in words, or None for anything else.
+    """
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")  # a byte-order mark or blank lines first
     return next((kind for magic, kind in _PLAYLISTS if start.startswith(magic)), None)
 
 
 def refuse_playlists(path: str | Path) -> None:
-    """Raise UnsupportedContainerError when the file at `path` is a playlist or file list."""
+    """Refuse the file at `path` when it is a playlist or file list.
+
+    A file that cannot be opened passes: the decoder's own open reports what is wrong with it.
+
+    Args:
+        path: the file to check.
+
+    Raises:
+        UnsupportedContainerError: when the file's first bytes start a playlist or file list.
+    """
     try:
         with open(path, "rb") as handle:
             head = handle.read(HEAD_BYTES)

@@ -61,8 +61,10 @@ class MediaTooLongError(UserError, ValueError):
 
 
 class MediaTooManySamplesError(MediaTooLongError):
-    """A recording that decodes to more than `max_samples` samples (all channels, its own rate):
-    a high rate and many channels cost decoding time whatever its length in seconds."""
+    """A recording that decodes to more than `max_samples` samples (all channels, its own rate).
+
+    A high rate and many channels cost decoding time whatever its length in seconds.
+    """
 
     def __init__(self, path: str | Path, samples: int | None, max_samples: int, rate: int, channels: int):
         self.path, self.samples, self.max_samples = str(path), samples, max_samples
@@ -76,6 +78,7 @@ class MediaTooManySamplesError(MediaTooLongError):
 
     @property
     def length(self) -> str:
+        """How many samples the recording decodes to, as far as known, for messages."""
         if self.samples is None:
             return "decodes to more samples than that"
         return f"decodes to {self.samples:,} samples"
@@ -94,6 +97,12 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
 
     Missing paths, unsupported extensions and folders without media become InputErrors; files
     of other types inside a folder are counted in the log, not scored.
+
+    Args:
+        inputs: files and folders, as given on the command line.
+
+    Returns:
+        The media files to score and the InputErrors of the inputs that cannot be.
     """
     files: list[Path] = []
     errors: list[InputError] = []
@@ -140,9 +149,12 @@ def collect_inputs(inputs: list[str] | tuple[str, ...]) -> tuple[list[Path], lis
 
 
 class BoundedMonoStream(MonoStream):
-    """A MonoStream that refuses a file that decodes to more than `max_duration_s` (None: no
-    limit; MediaTooLongError) or `max_samples` samples over all channels (None: no limit;
-    MediaTooManySamplesError), before mixing the block that passes it."""
+    """A MonoStream that refuses a file that decodes to more than its limits.
+
+    The limits are `max_duration_s` (None: no limit; MediaTooLongError) and `max_samples`
+    samples over all channels (None: no limit; MediaTooManySamplesError); the file is refused
+    before the block that passes a limit is mixed.
+    """
 
     def __init__(
         self,
@@ -156,6 +168,12 @@ class BoundedMonoStream(MonoStream):
         self.max_duration_s, self.max_samples = max_duration_s, max_samples
 
     def add(self, block: np.ndarray) -> None:
+        """Mix and resample one block of `(frames, channels)` samples, unless it passes a limit.
+
+        Raises:
+            MediaTooLongError: when the file's frames so far pass `max_duration_s`.
+            MediaTooManySamplesError: when its samples over all channels pass `max_samples`.
+        """
         frames = self.frames + len(block)
         if self.max_duration_s is not None and frames > self.max_duration_s * self.file_rate:
             raise MediaTooLongError(self.path, None, self.max_duration_s, self.sample_rate)
@@ -173,8 +191,23 @@ def check_size(
     header: tuple[int, int] | None = None,
     max_samples: int | None = None,
 ) -> None:
-    """Refuse a file whose header says it is longer than `max_duration_s`, or that its `seconds`
-    at `header` = (rate, channels) make more than `max_samples` samples, before decoding it."""
+    """Refuse a file by its header, before decoding it, when it is over a limit.
+
+    A file is refused when its `seconds` are more than `max_duration_s`, or at `header` =
+    (rate, channels) make more than `max_samples` samples. An unknown length passes.
+
+    Args:
+        path: the file, for the message.
+        seconds: its length according to its header, or None when the header does not say.
+        max_duration_s: the longest file decoded, or None for no limit.
+        sample_rate: the rate it is decoded to (for the message's memory estimate).
+        header: the file's own (rate, channels), or None when unknown.
+        max_samples: the most samples (all channels) decoded, or None for no limit.
+
+    Raises:
+        MediaTooLongError: when `seconds` is over `max_duration_s`.
+        MediaTooManySamplesError: when its samples over all channels are over `max_samples`.
+    """
     if max_duration_s is not None and seconds is not None and seconds > max_duration_s:
         raise MediaTooLongError(path, seconds, max_duration_s, sample_rate)
     if max_samples is not None and seconds is not None and header is not None:
@@ -187,7 +220,22 @@ def check_size(
 def read_with_soundfile(
     path: str | Path, sample_rate: int, max_duration_s: float | None = None, max_samples: int | None = None
 ) -> np.ndarray:
-    """An audio file soundfile reads, block by block, as mono float32 at `sample_rate`."""
+    """Read an audio file with soundfile, block by block, as mono float32 at `sample_rate`.
+
+    Args:
+        path: the audio file.
+        sample_rate: the rate to resample to.
+        max_duration_s: the longest file decoded, or None for no limit.
+        max_samples: the most samples (all channels, the file's own rate) decoded, or None.
+
+    Returns:
+        The mono waveform.
+
+    Raises:
+        AudioDecodeError: when soundfile cannot read the file (raised through `decode_error`).
+        MediaTooLongError: when the file is over `max_duration_s` or (MediaTooManySamplesError)
+            `max_samples`, by its header or as it is decoded.
+    """  # noqa: DOC501 - raised as `decode_error(...)`, which builds an AudioDecodeError
     info = probe_audio(path)
     # libsndfile reports the largest count when the header leaves the length open (a FLAC
     # written to a pipe): the limit is then enforced on the samples decoded.
@@ -213,7 +261,11 @@ def read_with_soundfile(
 
 
 def _av_seconds(container, stream) -> float | None:
-    """How long the audio track lasts according to the container, when it says."""
+    """Read how long the audio track lasts according to the container.
+
+    Returns:
+        The stream's duration in seconds, else the container's, else None when neither says.
+    """
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -226,8 +278,26 @@ def _av_seconds(container, stream) -> float | None:
 def read_with_av(
     path: str | Path, sample_rate: int, max_duration_s: float | None = None, max_samples: int | None = None
 ) -> np.ndarray:
-    """Decode the first audio track of an audio or video container (`containers.FFMPEG_OPTIONS`:
-    local files, no playlists) to mono float32 at `sample_rate`."""
+    """Decode the first audio track of an audio or video container to mono float32 at `sample_rate`.
+
+    FFmpeg opens the file as `containers.FFMPEG_OPTIONS` allows: local files, no playlists.
+
+    Args:
+        path: the audio or video file.
+        sample_rate: the rate to resample to.
+        max_duration_s: the longest file decoded, or None for no limit.
+        max_samples: the most samples (all channels, the file's own rate) decoded, or None.
+
+    Returns:
+        The mono waveform.
+
+    Raises:
+        AudioDecodeError: when the file is a playlist (UnsupportedContainerError), has no audio
+            track or no samples, its codec has no decoder, its format is outside the whitelist,
+            or FFmpeg fails to decode it.
+        MediaTooLongError: when the file is over `max_duration_s` or (MediaTooManySamplesError)
+            `max_samples`, by its header or as it is decoded.
+    """
     import av
 
     refuse_playlists(path)
@@ -288,6 +358,22 @@ def read_media(
     `max_duration_s` (None: no limit) refuses longer files with MediaTooLongError, `max_samples`
     (None: no limit) files decoding to more samples over all channels with MediaTooManySamplesError,
     and a playlist is refused with containers.UnsupportedContainerError.
+
+    Audio files go through soundfile first, then through PyAV when soundfile cannot read them
+    (but not when soundfile found a truncated WAV); other files through PyAV.
+
+    Args:
+        path: the audio or video file.
+        sample_rate: the rate to resample to.
+        max_duration_s: the longest file decoded, or None for no limit.
+        max_samples: the most samples (all channels, the file's own rate) decoded, or None.
+
+    Returns:
+        The mono waveform.
+
+    Raises:
+        AudioDecodeError: when neither decoder can read the file: soundfile's error, or PyAV's
+            when it names a codec without a decoder.
     """
     refuse_playlists(path)
     if Path(path).suffix.lower() in AUDIO_EXTENSIONS:

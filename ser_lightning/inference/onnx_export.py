@@ -61,18 +61,43 @@ class ExportedClassifier(nn.Module):
         self.input_kind = input_kind
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model's inference path on waveforms or features, as `input_kind` says.
+
+        Args:
+            x: a batch of waveforms `(batch, samples)` or features `(batch, *input_shape)`.
+
+        Returns:
+            The logits and the probabilities calibrated with the checkpoint's temperature.
+        """
         logits = self.module(self.module.inputs({self.input_kind: x}))
         # calibrated with the checkpoint's temperature, a constant of the graph
         return logits, probabilities(logits, self.module.temperature)
 
     def example_input(self, batch: int = 2) -> torch.Tensor:
+        """Make the zeros the exporter traces the graph with.
+
+        Args:
+            batch: the example's batch size (the exported batch dimension is dynamic).
+
+        Returns:
+            Zeros shaped as one batch of the graph's input.
+        """
         if self.input_kind == "waveform":
             return torch.zeros(batch, self.module.audio.num_samples)
         return torch.zeros(batch, *self.module.input_shape)
 
 
 def onnx_metadata(module, input_kind: str) -> dict[str, str]:
-    """What a consumer of the .onnx file needs to prepare inputs and read outputs."""
+    """Collect what a consumer of the .onnx file needs to prepare inputs and read outputs.
+
+    Args:
+        module: the exported SERModel.
+        input_kind: "waveform" or "features".
+
+    Returns:
+        The file's metadata properties: versions, labels, audio settings, features, the input's
+        name and shape, the output names and the temperature, each a string (JSON for structures).
+    """
     shape = (
         ["batch", module.audio.num_samples] if input_kind == "waveform" else ["batch", *module.input_shape]
     )
@@ -89,7 +114,20 @@ def onnx_metadata(module, input_kind: str) -> dict[str, str]:
 
 
 def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: int = DEFAULT_OPSET) -> Path:
-    """Write the module as a single self-contained .onnx file (weights inside)."""
+    """Write the module as a single self-contained .onnx file (weights inside).
+
+    The module is moved to the CPU. Weights over 2 GB are written beside the file by the
+    exporter (`external_data_path`).
+
+    Args:
+        module: the SERModel to export.
+        path: the .onnx file to write; its folder is created.
+        input_kind: "waveform" (the graph includes feature extraction) or "features".
+        opset: the ONNX opset version.
+
+    Returns:
+        The written file's path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
@@ -112,12 +150,21 @@ def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: i
 
 
 def external_data_path(path: str | Path) -> Path | None:
-    """The file beside an exported model that holds its weights, when they pass 2 GB; else None."""
+    """Find the file beside an exported model that holds its weights, when they pass 2 GB.
+
+    Returns:
+        `<path>.data` when it exists, else None.
+    """
     data = Path(f"{path}.data")
     return data if data.is_file() else None
 
 
 def onnx_session(path: str | Path):
+    """Open an exported model with onnxruntime on the CPU.
+
+    Returns:
+        The onnxruntime InferenceSession.
+    """
     import onnxruntime
 
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -126,7 +173,18 @@ def onnx_session(path: str | Path):
 def compare_with_torch(
     module, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform"
 ) -> dict[str, float]:
-    """Largest absolute differences between onnxruntime's and PyTorch's outputs on `inputs`."""
+    """Compare onnxruntime's and PyTorch's outputs on the same inputs.
+
+    Args:
+        module: the exported SERModel (moved to the CPU).
+        path: the exported .onnx file.
+        inputs: a batch of waveforms or features, as `input_kind` says.
+        input_kind: "waveform" or "features".
+
+    Returns:
+        The largest absolute logit and probability differences, whether both predict the same
+        classes, and the number of inputs.
+    """
     session = onnx_session(path)
     onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: inputs.astype(np.float32)})
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()

@@ -19,7 +19,17 @@ def _percent(p: float) -> str:
 
 
 def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> list[str]:
-    """The file, the predicted emotion with its confidence, and all probabilities."""
+    """Format one result for a person.
+
+    Args:
+        item: a file's prediction, or the error of an input that could not be scored.
+        per_window: whether to add a line per window.
+
+    Returns:
+        The lines: the file, the predicted emotion with its confidence, and all probabilities,
+        then the windows and the timeline's segments when present; for an error, the path and
+        the message.
+    """
     if isinstance(item, InputError):
         return [f"{item.path}", f"  error: {item.message}"]
     windows = len(item.window_probabilities)
@@ -51,7 +61,16 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
 
 
 def json_record(item: FilePrediction | InputError, per_window: bool = False) -> dict:
-    """One JSON object per input; an unreadable input has `error` instead of scores."""
+    """Make the JSON object of one input; an unreadable input has `error` instead of scores.
+
+    Args:
+        item: a file's prediction, or the error of an input that could not be scored.
+        per_window: whether to add `window_scores`.
+
+    Returns:
+        The record: file, predicted, best guess, confidence, probabilities, duration and
+        windows, with `window_scores` and `timeline` when present.
+    """
     if isinstance(item, InputError):
         return {"file": item.path, "error": item.message}
     record = {
@@ -96,6 +115,7 @@ class CsvWriter:
         )
 
     def write(self, item: FilePrediction | InputError) -> None:
+        """Write a file's row, then its windows' rows when per-window scores are on; an error gets one row."""
         if isinstance(item, InputError):
             self.writer.writerow([item.path, "", "", "", "", ""] + [""] * len(self.labels) + [item.message])
             return
@@ -135,6 +155,7 @@ class PredictionPrinter:
         self.count = 0
 
     def write(self, item: FilePrediction | InputError) -> None:
+        """Write one result in the printer's format and flush the stream."""
         if self.output == "human":
             if self.count:
                 self.stream.write("\n")

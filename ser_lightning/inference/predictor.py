@@ -42,6 +42,15 @@ def in_order(decode: Callable[[Path], T], paths: list[Path], workers: int) -> It
 
     The bound is what keeps memory flat: a decoded file is only held until the caller takes it.
     One path (the latency case) is decoded here: starting a thread pool would cost more.
+
+    Args:
+        decode: what to do with each path, run in worker threads.
+        paths: the paths, in the order their results are yielded.
+        workers: the most decodes running or done ahead of the caller; 1 or less decodes in
+            the caller's thread.
+
+    Yields:
+        `decode(path)` of each path, in the order of `paths`.
     """
     if workers <= 1 or len(paths) <= 1:
         yield from map(decode, paths)
@@ -57,7 +66,18 @@ def in_order(decode: Callable[[Path], T], paths: list[Path], workers: int) -> It
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` is the GPU when there is one, else the CPU; anything else is passed to torch."""
+    """Turn a device setting into a torch device.
+
+    Args:
+        device: `auto` (the GPU when there is one, else the CPU) or anything `torch.device`
+            takes (cpu, cuda, cuda:1, mps).
+
+    Returns:
+        The device.
+
+    Raises:
+        InvalidSetting: when torch does not know the device, or it is a GPU and torch sees none.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -99,6 +119,7 @@ class FilePrediction:
 
     @property
     def confidence(self) -> float:
+        """The top probability: that of the most probable emotion."""
         return float(self.probabilities.max())
 
 
@@ -133,7 +154,14 @@ class Predictor:
         return self.module.probabilities(batch, self.calibrated).cpu().numpy()
 
     def waveform_probabilities(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Probabilities `(N, K)` of fixed-length waveforms `(N, samples)`."""
+        """Score fixed-length waveforms in batches of `batch_size`.
+
+        Args:
+            waveforms: `(N, samples)`, at the model's rate and window length.
+
+        Returns:
+            Their probabilities `(N, K)` (calibrated unless `calibrated=False`).
+        """
         waveforms = torch.as_tensor(np.asarray(waveforms, dtype=np.float32))
         out = [
             self._probabilities("waveform", waveforms[i : i + self.batch_size])
@@ -148,14 +176,35 @@ class Predictor:
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         max_samples: int | None = None,
     ) -> np.ndarray:
-        """A whole file as mono float32 at the model's rate (AudioDecodeError, MediaTooLongError);
-        `max_samples` limits the samples decoded over all channels (None: no limit)."""
+        """Decode a whole file as mono float32 at the model's rate (`media.read_media`).
+
+        Raises AudioDecodeError for a file that cannot be decoded and MediaTooLongError for one
+        over a limit.
+
+        Args:
+            path: the audio or video file.
+            max_duration_s: the longest file decoded, or None for no limit.
+            max_samples: the most samples decoded over all channels, or None for no limit.
+
+        Returns:
+            The mono waveform.
+        """
         return read_media(path, self.audio.sample_rate, max_duration_s, max_samples)
 
     def windows(
         self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
     ):
-        """The model's windows of a decoded file, or an InputError when it holds no samples."""
+        """Cut a decoded file into the model's windows.
+
+        Args:
+            wave: the decoded mono waveform.
+            path: the file, for the error's message.
+            hop: seconds between windows of long clips; half the model's window when None.
+            long_clips: how clips longer than a window are handled (`inference.windows`).
+
+        Returns:
+            The clip's windows, or an InputError when it holds no samples.
+        """
         if len(wave) == 0:
             return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
         hop = self.audio.duration / 2 if hop is None else hop
@@ -168,7 +217,18 @@ class Predictor:
         long_clips: str = "windows",
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     ) -> ClipWindows | InputError:
-        """One file's windows, or an InputError: whatever goes wrong with one file stays its own."""
+        """Decode and window one file; whatever goes wrong with one file stays its own.
+
+        Args:
+            path: the audio or video file.
+            hop: seconds between windows of long clips; half the model's window when None.
+            long_clips: how clips longer than a window are handled.
+            max_duration_s: the longest file decoded, or None for no limit.
+
+        Returns:
+            The file's windows, or an InputError naming what went wrong (an unexpected failure
+            is also logged).
+        """
         try:
             return self.windows(self.read(path, max_duration_s), path, hop, long_clips)
         except (AudioDecodeError, MediaTooLongError) as err:
@@ -182,7 +242,16 @@ class Predictor:
             )
 
     def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
-        """The FilePrediction of a clip from the probabilities of its windows, in order."""
+        """Make a clip's FilePrediction from the probabilities of its windows.
+
+        Args:
+            path: the file, as shown in the result.
+            clip: the clip's windows.
+            window_scores: the probabilities of its windows, in order, `(W, K)`.
+
+        Returns:
+            The prediction: the mean over windows, the windows' probabilities and spans.
+        """
         return FilePrediction(
             str(path),
             self.labels,
@@ -194,7 +263,16 @@ class Predictor:
         )
 
     def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
-        """The emotion timeline of a decoded recording (see ser_lightning.inference.timeline)."""
+        """Build the emotion timeline of a decoded recording (see ser_lightning.inference.timeline).
+
+        Args:
+            wave: the decoded mono waveform, at the model's rate.
+            settings: how speech segments are found and smoothed.
+            hop: seconds between windows within a segment; half the model's window when None.
+
+        Returns:
+            The recording's speech segments, each with its emotion and probabilities.
+        """
         hop = self.audio.duration / 2 if hop is None else hop
         segments = speech_segments(wave, self.audio.sample_rate, settings)
         windows = segment_windows(wave, segments, self.audio, hop)
@@ -220,7 +298,19 @@ class Predictor:
         long_clips: str = "windows",
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     ) -> Iterator[tuple[FilePrediction | InputError, np.ndarray | None]]:
-        """Each file's prediction with its timeline, and its decoded samples (for a plot), one by one."""
+        """Score files one by one, each with its emotion timeline.
+
+        Args:
+            paths: the audio or video files.
+            settings: how speech segments are found and smoothed.
+            hop: seconds between windows; half the model's window when None.
+            long_clips: how clips longer than a window are handled.
+            max_duration_s: the longest file decoded, or None for no limit.
+
+        Yields:
+            Each file's prediction with its timeline and its decoded samples (for a plot), or an
+            InputError and None for a file that could not be decoded or holds no samples.
+        """
         for path in paths:
             try:
                 wave = self.read(path, max_duration_s)
@@ -251,6 +341,20 @@ class Predictor:
         `decode_workers + 1` files of at most `max_duration_s` seconds each (longer files are
         refused; None: no limit). `hop` (seconds between windows of long clips) defaults to
         half the model's window.
+
+        Args:
+            paths: the audio or video files.
+            hop: seconds between windows of long clips; half the model's window when None.
+            long_clips: how clips longer than a window are handled.
+            decode_workers: the most files decoded at a time.
+            max_duration_s: the longest file decoded, or None for no limit.
+
+        Yields:
+            Each file's FilePrediction, or its InputError, in the order of `paths`.
+
+        Raises:
+            InvalidSetting: when `hop`, `long_clips` or `max_duration_s` is invalid (checked when
+                iteration starts).
         """
         hop = self.audio.duration / 2 if hop is None else hop
         check_window_options(hop, long_clips)

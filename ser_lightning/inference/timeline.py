@@ -1,5 +1,7 @@
-"""Emotions over time in a long recording: speech segments found by a voice-activity detector,
-each scored as predict scores a file, then smoothed along the recording.
+"""Emotions over time in a long recording.
+
+Speech segments are found by a voice-activity detector, each scored as predict scores a file,
+then smoothed along the recording.
 
 1. Silero VAD (its pretrained model ships inside the `silero-vad` package, so nothing is
    downloaded) finds the speech in the decoded recording; a segment longer than
@@ -60,6 +62,14 @@ class TimelineSettings:
 
     @classmethod
     def from_config(cls, cfg) -> TimelineSettings:
+        """Build the settings from the `timeline` config node.
+
+        Args:
+            cfg: a mapping of the settings' fields, or None for the defaults.
+
+        Returns:
+            The checked settings.
+        """
         return cls(**dict(cfg or {}))
 
 
@@ -74,6 +84,14 @@ class TimelineSegment:
     windows: int
 
     def emotion(self, labels: list[str]) -> str:
+        """Name the segment's top emotion.
+
+        Args:
+            labels: the emotion names, in the order of the probabilities.
+
+        Returns:
+            The label of the highest smoothed probability.
+        """
         return labels[int(self.probabilities.argmax())]
 
 
@@ -86,7 +104,11 @@ class Timeline:
     segments: list[TimelineSegment] = field(default_factory=list)
 
     def records(self) -> list[dict]:
-        """Each segment as plain JSON: start, end, emotion, confidence, a probability per emotion."""
+        """Turn the segments into plain JSON values.
+
+        Returns:
+            One object per segment: start, end, emotion, confidence, a probability per emotion.
+        """
         return [
             {
                 "start_s": round(s.start, 3),
@@ -111,7 +133,16 @@ _VAD_LOCK = threading.Lock()
 
 
 def speech_segments(wave: np.ndarray, sample_rate: int, settings: TimelineSettings) -> list[tuple[int, int]]:
-    """(first sample, end sample) of each speech segment of a mono recording at `sample_rate`."""
+    """Find the speech in a mono recording with Silero VAD.
+
+    Args:
+        wave: the recording, mono at `sample_rate` (resampled to 16 kHz for the detector).
+        sample_rate: the recording's rate.
+        settings: the detector's threshold and the segments' minimum, padding and maximum lengths.
+
+    Returns:
+        (first sample, end sample) of each speech segment, in samples of `wave`.
+    """
     import torch
     from silero_vad import get_speech_timestamps
 
@@ -146,13 +177,34 @@ def speech_segments(wave: np.ndarray, sample_rate: int, settings: TimelineSettin
 def segment_windows(
     wave: np.ndarray, segments: list[tuple[int, int]], audio: AudioSettings, hop: float
 ) -> list[ClipWindows]:
-    """The model's windows of each segment, the segment cut out and treated as a file of its own."""
+    """Cut each segment out and into the model's windows, as a file of its own.
+
+    Args:
+        wave: the recording.
+        segments: (first sample, end sample) of each segment.
+        audio: the model's audio settings.
+        hop: the most seconds between windows of a segment longer than the model's window.
+
+    Returns:
+        The windows of each segment, in order.
+    """
     return [clip_windows(wave[start:end], audio, hop) for start, end in segments]
 
 
 def smooth(probabilities: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average of `(S, K)` probabilities over `width` segments, each weighted by
-    `weights` (its duration); the ends average over the segments there are. Rows still sum to 1."""
+    """Take the centred moving average of `(S, K)` probabilities over `width` segments.
+
+    Each segment is weighted by `weights` (its duration); the ends average over the segments
+    there are. Rows still sum to 1.
+
+    Args:
+        probabilities: one row per segment, `(S, K)`.
+        weights: each segment's weight, `(S,)`.
+        width: the window of the average, in segments (1 or less: no smoothing).
+
+    Returns:
+        The smoothed probabilities, a new `(S, K)` array.
+    """
     if width <= 1 or len(probabilities) <= 1:
         return probabilities.copy()
     half = width // 2
@@ -173,7 +225,20 @@ def build_timeline(
     window_scores: np.ndarray,
     settings: TimelineSettings,
 ) -> Timeline:
-    """The timeline from the probabilities `(W, K)` of all segments' windows, in order."""
+    """Build the timeline from the probabilities `(W, K)` of all segments' windows, in order.
+
+    Args:
+        labels: the emotion names.
+        sample_rate: the rate the segments' sample positions are at.
+        duration: the recording's length in seconds.
+        segments: (first sample, end sample) of each segment.
+        windows: each segment's windows (`segment_windows`).
+        window_scores: the probabilities of all windows, segment after segment.
+        settings: how many segments the smoothing spans.
+
+    Returns:
+        The timeline: each segment's mean window probabilities, smoothed along the recording.
+    """
     counts = [len(w) for w in windows]
     offsets = np.cumsum([0, *counts])
     raw = (
@@ -194,8 +259,20 @@ def build_timeline(
 
 
 def timeline_figure(timeline: Timeline | None, wave: np.ndarray | None, sample_rate: int, title: str = ""):
-    """A matplotlib figure: the waveform, with each speech segment shaded in its emotion's colour;
-    below it (when there is a timeline) each emotion's probability over time, a step per segment."""
+    """Draw a recording's timeline as a matplotlib figure.
+
+    The waveform, with each speech segment shaded in its emotion's colour; below it (when there
+    is a timeline) each emotion's probability over time, a step per segment.
+
+    Args:
+        timeline: the timeline, or None to draw the waveform only.
+        wave: the recording's samples, or None.
+        sample_rate: the samples' rate.
+        title: the figure's title.
+
+    Returns:
+        The figure (the caller closes it).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -254,7 +331,11 @@ def timeline_figure(timeline: Timeline | None, wave: np.ndarray | None, sample_r
 def plot_timeline(
     timeline: Timeline, wave: np.ndarray | None, sample_rate: int, path: str | Path, title: str = ""
 ) -> Path:
-    """`timeline_figure` saved as a PNG."""
+    """Save `timeline_figure` as a PNG, creating its folder.
+
+    Returns:
+        The PNG's path.
+    """
     import matplotlib.pyplot as plt
 
     fig = timeline_figure(timeline, wave, sample_rate, title)

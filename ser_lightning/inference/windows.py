@@ -38,16 +38,31 @@ class ClipWindows:
         return len(self.starts)
 
     def window_view(self, index: int) -> np.ndarray:
-        """Window `index` as a view of the source (no copy)."""
+        """Get one window without copying it.
+
+        Returns:
+            Window `index` as a view of the source, `(window,)`.
+        """
         start = int(self.starts[index])
         return self.source[start : start + self.window]
 
     def take(self, indices) -> np.ndarray:
-        """Windows `(len(indices), window)` as float32."""
+        """Copy some windows out into one array.
+
+        Args:
+            indices: the windows' indices.
+
+        Returns:
+            The windows, `(len(indices), window)` float32.
+        """
         return np.stack([self.window_view(int(i)) for i in np.asarray(indices)]).astype(np.float32)
 
     def spans(self) -> list[tuple[float, float]]:
-        """(start, end) of each window in seconds of the original file; padding is not counted."""
+        """Place each window in the original file.
+
+        Returns:
+            (start, end) of each window in seconds of the original file; padding is not counted.
+        """
         rate = self.sample_rate
         return [
             ((self.origin + s) / rate, min((self.origin + s + self.window) / rate, self.clip_seconds))
@@ -56,7 +71,15 @@ class ClipWindows:
 
 
 def check_window_options(hop: float, long_clips: str) -> None:
-    """Refuse settings that would fail every file, before any is decoded."""
+    """Refuse settings that would fail every file, before any is decoded.
+
+    Args:
+        hop: seconds between windows of long clips.
+        long_clips: one of LONG_CLIP_MODES.
+
+    Raises:
+        InvalidSetting: when `long_clips` is not a known mode or `hop` is not positive.
+    """
     if long_clips not in LONG_CLIP_MODES:
         raise InvalidSetting(f"long_clips={long_clips!r} must be one of {LONG_CLIP_MODES}")
     if hop <= 0:
@@ -66,7 +89,18 @@ def check_window_options(hop: float, long_clips: str) -> None:
 def clip_windows(
     wave: np.ndarray, settings: AudioSettings, hop: float, long_clips: str = "windows"
 ) -> ClipWindows:
-    """Windows of a decoded mono clip at `settings.sample_rate` (see the module docstring)."""
+    """Cut a decoded mono clip at `settings.sample_rate` into the model's windows (see the module docstring).
+
+    Args:
+        wave: the decoded clip, before conditioning.
+        settings: the model's audio settings (rate, window length, offset, crop, normalisation).
+        hop: the most seconds between the starts of windows of a long clip.
+        long_clips: "windows" to cover a long clip with overlapping windows, "crop" to cut it once
+            as training did.
+
+    Returns:
+        The clip's windows, a view on its conditioned samples.
+    """
     check_window_options(hop, long_clips)
     rate, window = settings.sample_rate, settings.num_samples
     clip_seconds = len(wave) / rate
