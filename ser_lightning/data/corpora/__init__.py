@@ -1,5 +1,8 @@
-"""Parsers that turn a corpus folder into the utterance table, the registry of their `data.corpus`
-names, and how a data config builds one."""
+"""Corpus parsers: each turns a corpus folder into the utterance table.
+
+This package holds the parsers, the registry of their `data.corpus` names, and how a data config
+builds one.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +48,21 @@ CORPORA: dict[str, type] = {
 
 
 def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | None = None):
-    """Construct the parser `data.corpus` names (or a parser class); unknown data.corpus_options
-    keys fail naming the valid ones."""
+    """Construct the parser `data.corpus` names (or a parser class).
+
+    Args:
+        corpus: a key of CORPORA, or a parser class.
+        root: the corpus folder (`data.root`).
+        vocal_channels: the vocal channels to keep (`data.vocal_channels`).
+        options: the parser's further fields (`data.corpus_options`).
+
+    Returns:
+        The parser, ready to `scan()`.
+
+    Raises:
+        InvalidSetting: when `corpus` is not a known name, or `options` has keys the parser does
+            not take (the message names the valid ones).
+    """
     if isinstance(corpus, str):
         if corpus not in CORPORA:
             raise InvalidSetting(f"data.corpus={corpus!r} is not known; choose from {sorted(CORPORA)}")

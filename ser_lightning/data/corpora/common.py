@@ -28,6 +28,13 @@ def find_audio_files(root: Path, extensions: Iterable[str]) -> list[Path]:
     Files inside hidden folders (`.unpack-*` left by a killed unpack, `.download/`, `.git/`) are
     not corpus files: a staging copy would otherwise be kept first and the real file rejected as
     its duplicate. How many were passed over, and where, is logged.
+
+    Args:
+        root: the corpus folder.
+        extensions: the audio extensions, with their dots (e.g. ".wav").
+
+    Returns:
+        The audio files outside hidden folders, sorted.
     """
     extensions = {e.lower() for e in extensions}
     found = [p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file()]
@@ -44,7 +51,14 @@ def find_audio_files(root: Path, extensions: Iterable[str]) -> list[Path]:
 
 
 def unusable_reason(path: Path) -> str | None:
-    """Why a file cannot be audio at all (empty, Git LFS pointer), or None when it may be."""
+    """Tell why a file cannot be audio at all, from its size and first bytes.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The reason (empty, Git LFS pointer), with what to do about it, or None when it may be audio.
+    """
     size = path.stat().st_size
     if size == 0:
         return "the file is empty (0 bytes); copy it again from the corpus archive"
@@ -66,6 +80,16 @@ class FileScreen:
         self._first: dict[tuple, str] = {}
 
     def check(self, path: Path, key: tuple) -> RejectedFile | None:
+        """Screen the next file, in sorted path order.
+
+        Args:
+            path: the file.
+            key: what makes its recording unique in the corpus.
+
+        Returns:
+            A RejectedFile when the file is unusable or a later copy of a recording already seen,
+            else None.
+        """
         problem = unusable_reason(path)
         if problem:
             return RejectedFile(str(path), problem, stage="audio")
@@ -79,7 +103,18 @@ class FileScreen:
 
 
 def check_speech_only(corpus: str, vocal_channels: Iterable[str]) -> tuple[str, ...]:
-    """Corpora other than RAVDESS hold speech only: refuse a channel filter that keeps nothing."""
+    """Refuse a channel filter that keeps nothing: corpora other than RAVDESS hold speech only.
+
+    Args:
+        corpus: the corpus's name, for the message.
+        vocal_channels: `data.vocal_channels`.
+
+    Returns:
+        The channels as a tuple.
+
+    Raises:
+        InvalidSetting: when "speech" is not among them.
+    """
     channels = tuple(vocal_channels)
     if "speech" not in channels:
         raise InvalidSetting(
@@ -90,6 +125,16 @@ def check_speech_only(corpus: str, vocal_channels: Iterable[str]) -> tuple[str, 
 
 
 def missing_root_error(corpus: str, root: Path, help_text: str) -> FileNotFoundError:
+    """Build the error for a corpus folder that does not exist.
+
+    Args:
+        corpus: the corpus's name in messages.
+        root: the missing folder.
+        help_text: where to get the corpus and how to point data.root at it.
+
+    Returns:
+        The error (not raised), naming the folder and saying what to do.
+    """
     return FileNotFoundError(f"{corpus} folder {str(root)!r} does not exist. {help_text}")
 
 
@@ -111,7 +156,21 @@ def scan_speech_files(
     not fit, unusable files and second copies of a recording are listed as rejected with the
     reason, never dropped silently. `title` names the corpus in messages, `hint` says where
     to get it.
-    """
+
+    Args:
+        title: the corpus's name in messages.
+        root: the corpus folder.
+        hint: where to get the corpus.
+        corpus: the value of the table's `corpus` column.
+        describe: gives a file's unique key and its columns, or raises FileNameError.
+
+    Returns:
+        The table of usable files and the rejected ones with their reasons.
+
+    Raises:
+        FileNotFoundError: when the folder does not exist (raised through `missing_root_error`),
+            holds no .wav files, or no usable one.
+    """  # noqa: DOC501 - raised as `missing_root_error(...)`, which builds a FileNotFoundError
     root = Path(root).expanduser()
     if not root.is_dir():
         raise missing_root_error(title, root, hint)

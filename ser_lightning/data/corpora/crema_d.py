@@ -65,6 +65,8 @@ class CremaDNameError(FileNameError):
 
 @dataclass(frozen=True)
 class CremaDFields:
+    """The parts of a CREMA-D file name: actor, sentence, emotion and level codes."""
+
     actor: str
     sentence: str
     emotion: str
@@ -72,11 +74,23 @@ class CremaDFields:
 
     @property
     def gender(self) -> str:
+        """The actor's gender, from CREMA-D's demographics table."""
         return "male" if int(self.actor) in CREMA_D_MALE_ACTORS else "female"
 
 
 def parse_crema_d_name(path: str | Path) -> CremaDFields:
-    """Parse `1001_DFA_ANG_XX`, or raise CremaDNameError saying what is wrong."""
+    """Parse a CREMA-D file name such as `1001_DFA_ANG_XX.wav`.
+
+    Args:
+        path: the file (only its name is read).
+
+    Returns:
+        Its actor, sentence, emotion and level codes.
+
+    Raises:
+        CremaDNameError: when the name does not follow the scheme, has an unknown code, or an
+            actor outside 1001..1091; the message says which part is wrong.
+    """
     name = Path(path).name
     match = CREMA_D_NAME.match(Path(path).stem)
     if not match:
@@ -109,6 +123,12 @@ class CremaDCorpus:
         self.vocal_channels = check_speech_only("CREMA-D", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
+        """Read the folder's .wav files into the utterance table.
+
+        Returns:
+            The table and the rejected files (see `scan_speech_files`, which raises
+            FileNotFoundError when the folder is missing or holds no usable file).
+        """
         return scan_speech_files("CREMA-D", self.root, SOURCES["crema_d"].hint, self.name, self._describe)
 
     @staticmethod

@@ -69,7 +69,14 @@ FOLDER_HELP = (
 
 
 def emotion_name(value: str) -> str | None:
-    """The EMOTIONS name a CSV value means, or None when it names none."""
+    """Read an emotion from a CSV value, case-insensitively, aliases included.
+
+    Args:
+        value: the CSV's emotion cell.
+
+    Returns:
+        The EMOTIONS name the value means, or None when it names none.
+    """
     key = value.strip().lower()
     if key in EMOTIONS:
         return key
@@ -77,7 +84,19 @@ def emotion_name(value: str) -> str | None:
 
 
 def read_label_csv(csv_path: Path) -> pd.DataFrame:
-    """The CSV as strings with lower-case column names; a clear error when its header is wrong."""
+    """Read the label CSV as strings with lower-case column names.
+
+    Columns other than the known ones are logged as unused.
+
+    Args:
+        csv_path: the label CSV.
+
+    Returns:
+        The CSV's rows, every cell a string.
+
+    Raises:
+        InvalidSetting: when the CSV cannot be parsed or lacks the `path` or `emotion` column.
+    """
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -131,10 +150,23 @@ class FolderCorpus:
 
     @property
     def csv_path(self) -> Path:
+        """The label CSV: `csv` itself when absolute, else relative to the root folder."""
         csv = Path(self.csv).expanduser()
         return csv if csv.is_absolute() else Path(self.root).expanduser() / csv
 
     def scan(self) -> CorpusScan:
+        """Read the files the label CSV lists into the utterance table.
+
+        Rows with an empty or missing path, an unknown emotion or gender, an empty speaker or
+        unreadable audio, repeated rows and byte-identical copies are rejected with the reason;
+        speaker spellings that differ only in case, leading zeros or a prefix word are merged.
+
+        Returns:
+            The table and the rejected rows.
+
+        Raises:
+            FileNotFoundError: when the folder or the CSV does not exist, or no row is usable.
+        """
         root, csv_path = Path(self.root).expanduser(), self.csv_path
         if not root.is_dir():
             raise FileNotFoundError(f"folder {str(root)!r} does not exist. {FOLDER_HELP}")
@@ -217,7 +249,11 @@ class FolderCorpus:
 
 
 def _resolve_repeats(rows: list[dict], csv_name: str) -> tuple[list[dict], list[RejectedFile]]:
-    """A file listed twice keeps its first row when the emotions agree; disagreeing rows all go."""
+    """Keep a file listed twice once when the emotions agree; drop all its rows when they disagree.
+
+    Returns:
+        The kept rows and the rejected ones.
+    """
     by_path: dict[str, list[dict]] = {}
     for row in rows:
         by_path.setdefault(row["path"], []).append(row)
@@ -248,6 +284,9 @@ def _resolve_copies(rows: list[dict], csv_name: str) -> tuple[list[dict], list[R
 
     Copies whose emotions disagree all go, as for a path listed twice. Only files that share
     a size can be identical, so only those are read and hashed.
+
+    Returns:
+        The kept rows and the rejected copies.
     """
     by_size: dict[int, list[dict]] = {}
     for row in rows:
@@ -289,7 +328,15 @@ def _resolve_copies(rows: list[dict], csv_name: str) -> tuple[list[dict], list[R
 
 
 def speaker_key(speaker: str) -> str:
-    """What a speaker id means, whatever its spelling: lower case, no prefix word, no leading zeros."""
+    """Reduce a speaker id to what it means, whatever its spelling.
+
+    Args:
+        speaker: the id as the CSV spells it.
+
+    Returns:
+        The id in lower case, without a prefix word (speaker, spk, actor, ...) and, when it is
+        a number, without leading zeros.
+    """
     key = SPEAKER_PREFIX.sub("", speaker.strip().lower())
     return (key.lstrip("0") or "0") if key.isdigit() else key
 

@@ -42,6 +42,8 @@ class RavdessNameError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class RavdessFields:
+    """The seven two-digit fields of a RAVDESS file name, as codes."""
+
     modality: str
     vocal_channel: str
     emotion: str
@@ -52,11 +54,23 @@ class RavdessFields:
 
     @property
     def gender(self) -> str:
+        """The actor's gender: RAVDESS's odd-numbered actors are male, even-numbered female."""
         return "male" if int(self.actor) % 2 == 1 else "female"
 
 
 def parse_ravdess_name(path: str | Path) -> RavdessFields:
-    """Parse a RAVDESS file name into its fields, or raise RavdessNameError saying what is wrong."""
+    """Parse a RAVDESS file name (`MM-VV-EE-II-SS-RR-AA`) into its fields.
+
+    Args:
+        path: the file (only its name is read).
+
+    Returns:
+        The name's fields, as codes.
+
+    Raises:
+        RavdessNameError: when the name does not follow the scheme, has an unknown code or an
+            actor below 01, or says strong intensity for neutral; the message says which field.
+    """
     stem = Path(path).stem
     match = RAVDESS_NAME.match(stem)
     if not match:
@@ -109,6 +123,18 @@ class RavdessCorpus:
             )
 
     def scan(self) -> CorpusScan:
+        """Read the folder's audio files into the utterance table.
+
+        Files whose names or folders are wrong, that are not audio-only, unusable or second
+        copies are rejected with the reason; valid files of other vocal channels are counted as
+        excluded.
+
+        Returns:
+            The table, the rejected files and the number excluded by `vocal_channels`.
+
+        Raises:
+            FileNotFoundError: when the folder does not exist, holds no audio files, or no usable one.
+        """
         root = Path(self.root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"RAVDESS folder {str(root)!r} does not exist. {RAVDESS_HELP}")

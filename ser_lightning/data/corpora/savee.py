@@ -44,17 +44,31 @@ class SaveeNameError(FileNameError):
 
 @dataclass(frozen=True)
 class SaveeFields:
+    """The parts of a SAVEE file name: speaker, emotion code and sentence number."""
+
     speaker: str
     code: str  # emotion code, e.g. "sa"
     number: int  # sentence number within the emotion
 
     @property
     def sentence(self) -> str:
+        """The sentence's id within the corpus: emotion code and two-digit number, e.g. `sa01`."""
         return f"{self.code}{self.number:02d}"
 
 
 def parse_savee_name(path: str | Path) -> SaveeFields:
-    """Parse `DC_a01.wav`, or `a01.wav` inside a speaker folder `DC/`; raise SaveeNameError if neither."""
+    """Parse a SAVEE file name: `DC_a01.wav`, or `a01.wav` inside a speaker folder `DC/`.
+
+    Args:
+        path: the file (its name, and its folder's name for the second form).
+
+    Returns:
+        Its speaker, emotion code and sentence number.
+
+    Raises:
+        SaveeNameError: when the name follows neither form, or has an unknown speaker or emotion
+            code, or a sentence number outside the emotion's range.
+    """
     path = Path(path)
     flat = SAVEE_FLAT_NAME.match(path.stem)
     in_folder = SAVEE_FOLDER_NAME.match(path.stem)
@@ -95,6 +109,12 @@ class SaveeCorpus:
         self.vocal_channels = check_speech_only("SAVEE", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
+        """Read the folder's .wav files into the utterance table.
+
+        Returns:
+            The table and the rejected files (see `scan_speech_files`, which raises
+            FileNotFoundError when the folder is missing or holds no usable file).
+        """
         return scan_speech_files("SAVEE", self.root, SOURCES["savee"].hint, self.name, self._describe)
 
     @staticmethod

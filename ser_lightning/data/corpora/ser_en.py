@@ -47,7 +47,14 @@ SPEAKER_SEPARATOR = ":"
 
 
 def combine_scans(scans: dict[str, CorpusScan]) -> CorpusScan:
-    """One scan from several corpora; speaker ids are prefixed with the corpus name."""
+    """Combine the scans of several corpora into one; speaker ids are prefixed with the corpus name.
+
+    Args:
+        scans: each corpus's scan, by corpus name.
+
+    Returns:
+        One table sorted by path, with every corpus's rejected files and exclusions.
+    """
     tables = []
     for corpus, scan in scans.items():
         table = scan.table.copy()
@@ -82,7 +89,18 @@ class SerEnCorpus:
         }
 
     def part_folders(self, root: Path) -> dict[str, Path]:
-        """The folder of each included part; a clear error naming what is missing."""
+        """Find the folder of each included part among the sub-folders of `root`.
+
+        Args:
+            root: the combined folder.
+
+        Returns:
+            Each included part's folder, by part.
+
+        Raises:
+            FileNotFoundError: when a part has no folder; the message names what is missing and
+                which folder names were looked for.
+        """
         children = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
         found, missing = {}, []
         for part in self.include:
@@ -101,6 +119,16 @@ class SerEnCorpus:
         return found
 
     def scan(self) -> CorpusScan:
+        """Scan each included part with its own parser and combine the scans.
+
+        Returns:
+            The combined scan (`combine_scans`).
+
+        Raises:
+            FileNotFoundError: when the combined folder does not exist (raised through
+                `missing_root_error`), a part's folder is missing, or a part's scan fails (named
+                in the message).
+        """  # noqa: DOC501 - raised as `missing_root_error(...)`, which builds a FileNotFoundError
         root = Path(self.root).expanduser()
         if not root.is_dir():
             raise missing_root_error("The combined English set", root, SOURCES["ser_en"].hint)

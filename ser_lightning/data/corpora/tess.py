@@ -45,13 +45,26 @@ class TessNameError(FileNameError):
 
 @dataclass(frozen=True)
 class TessFields:
+    """The parts of a TESS file name: speaker, word and emotion word."""
+
     speaker: str
     word: str
     emotion: str  # the TESS emotion word, e.g. "ps"
 
 
 def parse_tess_name(path: str | Path) -> TessFields:
-    """Parse `OAF_back_angry`, or raise TessNameError saying what is wrong."""
+    """Parse a TESS file name such as `OAF_back_angry.wav`.
+
+    Args:
+        path: the file (only its name is read).
+
+    Returns:
+        Its speaker (upper case), word and emotion word (lower case).
+
+    Raises:
+        TessNameError: when the name does not follow the scheme or has an unknown speaker or
+            emotion; the message says what is wrong.
+    """
     name = Path(path).name
     match = TESS_NAME.match(Path(path).stem)
     if not match:
@@ -96,6 +109,14 @@ class TessCorpus:
         self.vocal_channels = check_speech_only("TESS", self.vocal_channels)
 
     def scan(self) -> CorpusScan:
+        """Read the folder's .wav files into the utterance table.
+
+        A file whose speaker or emotion disagrees with its folder's name is rejected.
+
+        Returns:
+            The table and the rejected files (see `scan_speech_files`, which raises
+            FileNotFoundError when the folder is missing or holds no usable file).
+        """
         return scan_speech_files("TESS", self.root, SOURCES["tess"].hint, self.name, self._describe)
 
     @staticmethod
