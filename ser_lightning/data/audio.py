@@ -1,6 +1,8 @@
-"""Turning audio files into the fixed-length waveforms every model sees: decoding
-(ser_lightning.decoding) followed by peak normalisation and cropping or zero-padding to the clip
-length of the model's AudioSettings (ser_lightning.audio_settings)."""
+"""Turning audio files into the fixed-length waveforms every model sees.
+
+Decoding (ser_lightning.decoding) is followed by peak normalisation and cropping or zero-padding
+to the clip length of the model's AudioSettings (ser_lightning.audio_settings).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +20,16 @@ RESAMPLE_CONTEXT_SECONDS = 0.05
 
 
 def _partial_window(info, settings: AudioSettings) -> tuple[int, int, int] | None:
-    """(first file frame, frame count, samples to skip after resampling) covering the crop of a
-    long file, or None when the file is short enough to decode whole."""
+    """Find the part of a long file to decode for its crop.
+
+    Args:
+        info: the file's header (`decoding.probe_audio`).
+        settings: the clip's rate, offset, duration and crop.
+
+    Returns:
+        (first file frame, frame count, samples to skip after resampling) covering the crop of
+        a long file, or None when the file is short enough to decode whole.
+    """
     rate, file_rate = settings.sample_rate, info.samplerate
     length = int(round(info.frames * rate / file_rate))  # samples after resampling
     if length / rate <= settings.offset + settings.duration + PARTIAL_READ_MARGIN_SECONDS:
@@ -41,6 +51,13 @@ def load_waveform(path: str | Path, settings: AudioSettings) -> np.ndarray:
     A file longer than the clip by more than PARTIAL_READ_MARGIN_SECONDS is read only around
     its crop (so a 10-minute recording costs the memory of a few seconds), and is then
     peak-normalised on that crop; shorter files are normalised on the whole recording.
+
+    Args:
+        path: the audio file.
+        settings: the model's audio settings.
+
+    Returns:
+        The clip: mono float32, `settings.num_samples` long, at `settings.sample_rate`.
     """
     info = probe_audio(path)
     window = _partial_window(info, settings)

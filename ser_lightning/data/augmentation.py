@@ -40,7 +40,20 @@ DEVICE_AUGMENTATION_TARGETS = {
 
 
 def check_augmentation(node) -> dict:
-    """A plain dict with every key of AUGMENTATION_DEFAULTS; unknown keys are refused by name."""
+    """Check the `augmentation` config and fill in its defaults.
+
+    Args:
+        node: the `augmentation` config (a mapping or an OmegaConf node), or None for the defaults.
+
+    Returns:
+        A plain dict with every key of AUGMENTATION_DEFAULTS; `spectrogram` and `mixup` as
+        `_target_` nodes or None.
+
+    Raises:
+        InvalidSetting: when the node is not a mapping, has unknown keys (named), an
+            `offline_copies` that is not a whole number >= 0 or is set without waveform
+            transforms, or a device augmentation node that `device_node` refuses.
+    """
     if node is None:
         return dict(AUGMENTATION_DEFAULTS)
     if OmegaConf.is_config(node):
@@ -70,7 +83,19 @@ def check_augmentation(node) -> dict:
 
 
 def device_node(node, key: str, target: str) -> dict | None:
-    """`augmentation.<key>` as a `_target_` node of `target` (None when off)."""
+    """Turn `augmentation.<key>` into a `_target_` node of `target`.
+
+    Args:
+        node: the key's options, or a false value when off.
+        key: `spectrogram` or `mixup`, for messages.
+        target: the class the node must build.
+
+    Returns:
+        The options with `_target_` set to `target`, or None when off.
+
+    Raises:
+        InvalidSetting: when the node is not a mapping or names another `_target_`.
+    """
     if not node:
         return None
     if not isinstance(node, Mapping):
@@ -84,8 +109,22 @@ def device_node(node, key: str, target: str) -> dict | None:
 
 
 def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | OfflineCopies | None]:
-    """The data module's augmentation arguments: `waveform_augmentation` (on the fly, in the
-    DataLoader workers) or `offline_copies` (K copies cached once); both None when off."""
+    """Build the data module's augmentation arguments.
+
+    They are `waveform_augmentation` (on the fly, in the DataLoader workers) or `offline_copies`
+    (K copies cached once); both None when off.
+
+    Args:
+        node: the `augmentation` config.
+        sample_rate: the clips' sample rate.
+
+    Returns:
+        `waveform_augmentation` and `offline_copies`, at most one of them not None.
+
+    Raises:
+        InvalidSetting: when the config is invalid (`check_augmentation`), or offline copies are
+            asked for while every waveform transform is off.
+    """
     augmentation = check_augmentation(node)
     waveform = build_waveform_augmentation(augmentation["waveform"], sample_rate)
     if waveform is None:
@@ -108,6 +147,13 @@ def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | 
 
 
 def for_lightning_module(node) -> dict[str, dict | None]:
-    """The LightningModule's augmentation arguments: the `spectrogram` and `mixup` nodes."""
+    """Build the LightningModule's augmentation arguments.
+
+    Args:
+        node: the `augmentation` config.
+
+    Returns:
+        The `spectrogram` and `mixup` `_target_` nodes (None when off).
+    """
     augmentation = check_augmentation(node)
     return {key: augmentation[key] for key in DEVICE_AUGMENTATION_TARGETS}

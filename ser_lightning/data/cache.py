@@ -75,7 +75,14 @@ class DamagedCacheEntry(ValueError):
 
 
 def file_fingerprint(paths: Iterable[str]) -> str:
-    """Hash of (path, size, mtime) for every file: changes when any file is added, removed or edited."""
+    """Hash (path, size, mtime) of every file: it changes when any file is added, removed or edited.
+
+    Args:
+        paths: the files, in a stable order (the order is part of the hash).
+
+    Returns:
+        The SHA-256 hex digest.
+    """
     digest = hashlib.sha256()
     for path in paths:
         stat = os.stat(path)
@@ -84,7 +91,15 @@ def file_fingerprint(paths: Iterable[str]) -> str:
 
 
 def cache_key(**parts) -> str:
-    """A short stable hash of everything that determines a cache entry's bytes."""
+    """Hash everything that determines a cache entry's bytes into a short stable key.
+
+    Args:
+        **parts: the values that determine the bytes (JSON-encoded with sorted keys; other
+            types by `str`).
+
+    Returns:
+        The first 20 hex digits of their SHA-256.
+    """
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
@@ -102,13 +117,27 @@ class ArrayCache:
         self.lock_timeout = float(lock_timeout)
 
     def path(self, kind: str, key: str) -> Path:
+        """Name an entry's array file.
+
+        Returns:
+            `<directory>/<kind>-<key>.npy`.
+        """
         return self.directory / f"{kind}-{key}.npy"
 
     def verified_path(self, kind: str, key: str) -> Path:
-        """Where the last verification of an entry is recorded."""
+        """Name the file that records the last verification of an entry.
+
+        Returns:
+            `<directory>/<kind>-<key>.verified.json`.
+        """
         return self.directory / f"{kind}-{key}.verified.json"
 
     def exists(self, kind: str, key: str) -> bool:
+        """Tell whether an entry has been built.
+
+        Returns:
+            Whether its array file is there (builds rename it into place only when complete).
+        """
         return self.path(kind, key).is_file()
 
     def load(self, kind: str, key: str) -> np.ndarray:
@@ -116,6 +145,17 @@ class ArrayCache:
 
         Refuses an entry whose size, shape or dtype disagree with its metadata (the checksum is
         `build`'s to check: it runs before every load and can rebuild).
+
+        Args:
+            kind: the entry's kind (e.g. `waveforms`).
+            key: the entry's key (`cache_key`).
+
+        Returns:
+            The array, memory-mapped read-only.
+
+        Raises:
+            FileNotFoundError: when the entry has not been built.
+            DamagedCacheEntry: when its file disagrees with its metadata.
         """
         target = self.path(kind, key)
         if not target.is_file():
@@ -129,6 +169,11 @@ class ArrayCache:
         return np.load(target, mmap_mode="r")
 
     def metadata(self, kind: str, key: str) -> dict:
+        """Read an entry's `.json`, which says what it holds.
+
+        Returns:
+            The parsed metadata: kind, key, shape, dtype, checksum, and what its builder added.
+        """
         return json.loads(self.path(kind, key).with_suffix(".json").read_text())
 
     def damage(
@@ -145,7 +190,17 @@ class ArrayCache:
         (when given), that the npy header agrees and the file has the size they make; with
         `checksum`, that the file's bytes hash to the checksum taken when it was built (skipped
         while a verification recorded for this very file still holds).
-        """
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            shape: the shape the caller expects, or None to accept the metadata's.
+            dtype: the dtype the caller expects, or None to accept the metadata's.
+            checksum: whether to check the bytes against the recorded checksum.
+
+        Returns:
+            What is wrong, in words, or None when the entry is intact.
+        """  # noqa: DOC501 - the TypeError is raised and caught inside, to report unreadable metadata
         target = self.path(kind, key)
         try:
             meta = self.metadata(kind, key)
@@ -200,11 +255,24 @@ class ArrayCache:
         fill: Callable[[np.ndarray], None],
         metadata: dict | None = None,
     ) -> tuple[Path, bool]:
-        """Create the entry unless an intact one exists. Returns (path, built_now).
+        """Create the entry unless an intact one exists.
 
         An existing entry is verified first (`damage`); a damaged one is rebuilt, with a warning.
         `fill` receives a writable memory-mapped array of `shape` and must fill all of it; a dict
-        it returns is added to the entry's metadata (e.g. what it found while filling).
+        it returns is added to the entry's metadata (e.g. what it found while filling). The
+        build holds the entry's lock, waiting at most `lock_timeout` for another builder
+        (CacheLockTimeout after that).
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            shape: the array's shape.
+            dtype: the array's dtype.
+            fill: fills the array; may return a dict for the metadata.
+            metadata: more to record in the entry's metadata.
+
+        Returns:
+            (path, built_now): the entry's file, and whether this call built it.
         """
         target = self.path(kind, key)
         shape = tuple(int(n) for n in shape)
@@ -295,10 +363,16 @@ class ArrayCache:
         )
 
     def remove_stale_temporaries(self, held: Path | None = None) -> list[Path]:
-        """Delete temporary files that no live builder is writing; returns what was removed.
+        """Delete temporary files that no live builder is writing.
 
         A temporary belongs to the entry named before `.tmp-`; it is stale when that entry's
         lock can be taken now, or is `held` by the caller.
+
+        Args:
+            held: the entry whose lock the caller holds, or None.
+
+        Returns:
+            The removed files.
         """
         removed: list[Path] = []
         by_target: dict[Path, list[Path]] = {}
@@ -318,7 +392,11 @@ class ArrayCache:
 
 
 def _layout_problem(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
-    """How a .npy file's header and size disagree with the shape and dtype it should hold."""
+    """Check a .npy file's header and size against the shape and dtype it should hold.
+
+    Returns:
+        How they disagree, in words, or None when they agree.
+    """
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:
         with open(path, "rb") as handle:
@@ -342,19 +420,34 @@ def _layout_problem(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> str 
 
 
 def _stamp(path: Path) -> list[int]:
-    """What any write through the file system changes (ctime last: the OS sets it, nobody else can)."""
+    """Take what any write through the file system changes (ctime last: the OS sets it, nobody else can).
+
+    Returns:
+        The file's device, inode, size, mtime and ctime (nanoseconds).
+    """
     stat = path.stat()
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
 def file_digest(path: str | Path) -> str:
-    """The CHECKSUM (SHA-256) of a file's bytes, read in chunks."""
+    """Hash a file's bytes, read in chunks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The CHECKSUM (SHA-256) hex digest.
+    """
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, CHECKSUM).hexdigest()
 
 
 def _read_json(path: Path):
-    """A small JSON file's content, or None when it is missing or unreadable."""
+    """Read a small JSON file.
+
+    Returns:
+        Its content, or None when it is missing or unreadable.
+    """
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -371,9 +464,12 @@ def _write_json_replacing(path: Path, data: dict) -> None:
 
 
 def _holder(holder_path: Path) -> tuple[str, int | None]:
-    """Who holds a lock, as the holder wrote beside it, and its pid when it is a live local process.
+    """Tell who holds a lock, as the holder wrote beside it.
 
     The file is data: it is only ever shown, never acted on.
+
+    Returns:
+        The holder in words, and its pid when it is a live local process (else None).
     """
     holder = _read_json(holder_path)
     try:

@@ -109,18 +109,22 @@ class SERDataModule(pl.LightningDataModule):
     # ---------------------------------------------------------------- what it serves
     @property
     def features(self) -> FeatureExtractor:
+        """The feature extractor the caches were computed with."""
         return self.store.features
 
     @property
     def audio(self) -> AudioSettings:
+        """The audio settings every clip is decoded with."""
         return self.store.audio
 
     @property
     def label_names(self) -> tuple[str, ...]:
+        """The emotion names, in label-index order."""
         return self.source.label_names
 
     @property
     def num_classes(self) -> int:
+        """The number of emotions the model tells apart."""
         return len(self.label_names)
 
     @property
@@ -135,12 +139,14 @@ class SERDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- lifecycle
     def prepare_data(self) -> None:
+        """Scan the corpus and build the waveform and feature caches (once per process)."""
         # The trainer calls this again inside fit(); once per process is enough.
         if self.keys is None:
             table = self.source.scan(self.store.cache, self.store.decode_workers).table
             self.keys = self.store.ensure(table, self.source.root)
 
     def setup(self, stage: str | None = None) -> None:
+        """Prepare the manifest (scan, screen, split), open the caches and build the offline copies; once."""
         if self.manifest is not None:
             return
         manifest = prepare_manifest(self.source, self.splitter, self.store.cache, self.store.decode_workers)
@@ -161,6 +167,16 @@ class SERDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- datasets and loaders
     def dataset(self, split: str) -> Dataset:
+        """Make the dataset of one split of the set-up data module.
+
+        Args:
+            split: "train", "val" or "test".
+
+        Returns:
+            The split's cached features; for the train split, cached waveforms (with the on-the-fly
+            augmentation) when `train_input="waveform"`, or the features followed by the offline
+            copies when there are any.
+        """
         manifest = self._ready()
         rows, labels = manifest.indices[split], manifest.labels
         if split == "train" and self.train_input == "waveform":
@@ -214,7 +230,14 @@ class SERDataModule(pl.LightningDataModule):
     def _placement_device(
         self, split: str, dataset: Dataset, device: torch.device | None
     ) -> torch.device | None:
-        """The device a split's batches are held on (`data.placement`), None for the host path."""
+        """Decide where a split's batches are held (`data.placement`).
+
+        Augmented splits stay on the host path; `auto` holds the splits on the device when all
+        their rows fit its memory share (decided once).
+
+        Returns:
+            The device, or None for the host path.
+        """
         placement = self.loader.placement
         if placement == "host":
             return None
@@ -247,7 +270,11 @@ class SERDataModule(pl.LightningDataModule):
         return device
 
     def _rows_on_device(self, split: str, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """A split's rows, labels and row numbers on `device`, moved there once."""
+        """Move a split's rows, labels and row numbers to `device`, once.
+
+        Returns:
+            The tensors held on `device` (`rows_to_device`).
+        """
         held = self._device_rows.get(split)
         if held is None or held[0].device != device:
             manifest = self._ready()
@@ -257,10 +284,22 @@ class SERDataModule(pl.LightningDataModule):
         return held
 
     def _fit_epoch(self) -> int | None:
-        """The epoch a train iteration belongs to, right also while a resumed fit starts up."""
+        """Tell which epoch a train iteration belongs to, right also while a resumed fit starts up.
+
+        Returns:
+            The fit loop's count of processed epochs, or None without a trainer.
+        """
         return None if self.trainer is None else self.trainer.fit_loop.epoch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
+        """Serve the train split, shuffled by (seed, epoch).
+
+        Returns:
+            A DataLoader, or DeviceBatches when the split is held on the device (`data.placement`).
+
+        Raises:
+            InvalidSetting: when the split protocol has no training data (e.g. `test_only`).
+        """
         if not self.splitter.needs_training_data:
             raise InvalidSetting(
                 f"data.split={self.splitter.name} puts every file in the test set: it is for evaluating a "
@@ -269,18 +308,36 @@ class SERDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Serve the validation split in table order.
+
+        Returns:
+            A DataLoader, or DeviceBatches when the split is held on the device.
+        """
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        """Serve the test split in table order.
+
+        Returns:
+            A DataLoader, or DeviceBatches when the split is held on the device.
+        """
         return self._loader("test", shuffle=False)
 
     # ---------------------------------------------------------------- what the model asks for
     def train_features(self) -> np.ndarray:
-        """Cached features of the train split (for dataset normalisation statistics)."""
+        """Read the cached features of the train split (for dataset normalisation statistics).
+
+        Returns:
+            The train rows' features, in table order.
+        """
         return self.arrays.features[np.sort(self._ready().indices["train"])]
 
     def class_weights(self) -> torch.Tensor:
-        """sklearn-style "balanced" weights from the train split: n / (classes * count)."""
+        """Weigh the classes for the loss, sklearn's "balanced" way, from the train split.
+
+        Returns:
+            n / (classes * count) per class; 0 for a class the train split lacks.
+        """
         return self._ready().class_weights()
 
 
@@ -324,6 +381,13 @@ def build_data_module(
     On-the-fly waveform augmentation trains on waveforms (`train_input=waveform`): their
     features are recomputed from the augmented audio on the device, which CPU-only features
     cannot do (they take offline copies instead).
+
+    Returns:
+        The data module, not yet prepared or set up.
+
+    Raises:
+        InvalidSetting: when on-the-fly waveform augmentation is asked of features computed on
+            CPU, or (from the parts it builds) a split, corpus, loader or cache setting is invalid.
     """
     if waveform_augmentation is not None and not features.runs_on_device:
         raise InvalidSetting(
