@@ -66,6 +66,7 @@ class DeviceBatches:
 
     @property
     def device(self) -> torch.device:
+        """The device the rows are held on."""
         return self.values.device
 
     def _shard_size(self) -> int:
@@ -77,7 +78,12 @@ class DeviceBatches:
         return -(-self._shard_size() // self.batch_size)
 
     def positions(self) -> list[int]:
-        """This epoch's positions for this rank (drawing the train order starts the epoch)."""
+        """Draw this epoch's positions for this rank (drawing the train order starts the epoch).
+
+        Returns:
+            The positions of the rows this rank serves, in order: the epoch's train order (or the
+            split's order), sharded as DistributedSampler shards without shuffling.
+        """
         order = list(self.order) if self.order is not None else list(range(len(self.values)))
         if self.num_replicas == 1:
             return order
@@ -85,6 +91,11 @@ class DeviceBatches:
         return [order[i] for i in shard]
 
     def __iter__(self) -> Iterator[dict]:
+        """Serve this epoch's batches as slices of the rows on the device.
+
+        Yields:
+            Batches `{kind: values, "label": labels, "row": table rows}` of up to `batch_size` rows.
+        """
         index = torch.as_tensor(self.positions(), dtype=torch.int64).to(self.device, non_blocking=True)
         for start in range(0, len(index), self.batch_size):
             batch = index[start : start + self.batch_size]
@@ -94,7 +105,17 @@ class DeviceBatches:
 def rows_to_device(
     array: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One split's cached rows (float32, as batches are), their labels and row numbers, on `device`."""
+    """Copy one split's cached rows to `device`.
+
+    Args:
+        array: the cache array (memory-mapped).
+        rows: the split's table rows.
+        labels: the label of every table row.
+        device: where to hold them.
+
+    Returns:
+        The rows (float32, as batches are), their labels and row numbers (int64), on `device`.
+    """
     values = torch.from_numpy(np.array(array[rows], dtype=np.float32)).to(device)
     return (
         values,
@@ -104,7 +125,16 @@ def rows_to_device(
 
 
 def fits_on_device(num_bytes: int, device: torch.device, share: float) -> tuple[bool, str]:
-    """Whether `num_bytes` fit in `share` of the device's free memory, and why (for the log)."""
+    """Tell whether `num_bytes` fit in `share` of the device's free memory.
+
+    Args:
+        num_bytes: the size of the rows to hold.
+        device: the training device (only a GPU holds rows).
+        share: the share of its free memory the rows may take.
+
+    Returns:
+        Whether they fit, and why, in words for the log.
+    """
     if device.type != "cuda":
         return False, f"the training device is {device.type}, not a GPU"
     free, _ = torch.cuda.mem_get_info(device)

@@ -1,6 +1,8 @@
-"""The data a checkpoint is evaluated on (`python -m ser_lightning.eval`): the checkpoint's own
-data settings or the command line's, checked as data from a file, and the data module built
-from them with the model's audio settings, label order and feature extractor.
+"""The data a checkpoint is evaluated on (`python -m ser_lightning.eval`).
+
+The settings are the checkpoint's own data settings or the command line's, checked as data from
+a file; the data module is built from them with the model's audio settings, label order and
+feature extractor.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ def eval_data_config(
 
 
 def stored_data_settings(own: dict, ckpt_path: str) -> dict:
-    """The checkpoint's data settings, which `read_checkpoint` has vetted (plain values, no Hydra
-    key), if they are all settings of the data config.
+    """Check that the checkpoint's data settings are all settings of the data config.
+
+    `read_checkpoint` has vetted them already (plain values, no Hydra key).
 
     Args:
         own: the checkpoint's data settings.
@@ -90,9 +93,11 @@ def stored_data_settings(own: dict, ckpt_path: str) -> dict:
 
 
 def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str) -> None:
-    """The corpus folder (and a folder corpus's label CSV) a checkpoint names is read only when
-    it lies inside this machine's `paths.data_dir`, or when the user names it on the command
-    line: a checkpoint must not choose which of the machine's files eval reads.
+    """Refuse folders a checkpoint names outside this machine's data folder, unless the user named them.
+
+    The corpus folder (and a folder corpus's label CSV) a checkpoint names is read only when it
+    lies inside this machine's `paths.data_dir`, or when the user names it on the command line:
+    a checkpoint must not choose which of the machine's files eval reads.
 
     Args:
         own: the checkpoint's data settings.

@@ -36,6 +36,8 @@ FEATURE_CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class CacheKeys:
+    """The cache keys of one table's waveform and feature entries."""
+
     waveforms: str
     features: str
 
@@ -75,6 +77,17 @@ class FeatureStore:
         self.events: list[str] = []
 
     def keys(self, table: pd.DataFrame) -> CacheKeys:
+        """Compute the cache keys of a table's entries without building anything.
+
+        The waveform key hashes the files (path, size, mtime), the audio settings and the cache
+        version; the feature key hashes the waveform key and the extractor's parameters.
+
+        Args:
+            table: the utterance table (its `path` column, in order).
+
+        Returns:
+            The waveform and feature keys.
+        """
         files = file_fingerprint(table["path"])
         waveforms = cache_key(files=files, audio=self.audio.to_dict(), version=WAVEFORM_CACHE_VERSION)
         features = cache_key(
@@ -92,8 +105,20 @@ class FeatureStore:
         what: str,
         dtype: str = "float32",
     ) -> None:
-        """Build one entry of `dtype` unless it exists (another process may be building it: the
-        cache's lock waits for it); records "built <what>" or "reused <what>"."""
+        """Build one entry of `dtype` unless it exists.
+
+        Another process may be building it: the cache's lock waits for it. Records "built <what>"
+        or "reused <what>" in `events`.
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            shape: the array's shape.
+            fill: fills the array.
+            meta: what to record in the entry's metadata.
+            what: the entry in words, for `events` and the log.
+            dtype: the array's dtype.
+        """
         started = time.perf_counter()
         _, built = self.cache.build(kind, key, shape, dtype, fill, meta)
         self.events.append(f"{'built' if built else 'reused'} {what}")
@@ -101,8 +126,16 @@ class FeatureStore:
             log.info("cached %s %s in %.1f s", what, shape, time.perf_counter() - started)
 
     def ensure(self, table: pd.DataFrame, corpus_root: str) -> CacheKeys:
-        """Build whatever of the table's caches is missing; returns their keys. (`corpus_root` is
-        recorded in the waveform entry's metadata, for people reading it.)"""
+        """Build whatever of the table's caches is missing.
+
+        Args:
+            table: the utterance table.
+            corpus_root: the corpus folder, recorded in the waveform entry's metadata for people
+                reading it.
+
+        Returns:
+            The keys of the table's entries.
+        """
         keys = self.keys(table)
         paths = table["path"].tolist()
 
@@ -135,6 +168,15 @@ class FeatureStore:
         return keys
 
     def load(self, keys: CacheKeys) -> StoredArrays:
+        """Open built caches, memory-mapped read-only.
+
+        Args:
+            keys: the entries' keys (`ensure`).
+
+        Returns:
+            The waveforms and the features (a view of the waveforms when the extractor reads them
+            as they are).
+        """
         waveforms = self.cache.load("waveforms", keys.waveforms)
         features = self.features.view_of_waveforms(waveforms)
         if features is None:

@@ -24,7 +24,18 @@ LABEL_SET_NAMES = ("all", "corpus")
 
 
 def check_label_spec(spec: str | Sequence[str]) -> str | tuple[str, ...]:
-    """Validate data.labels: "all", "corpus", or a list of emotion names (returned in EMOTIONS order)."""
+    """Validate data.labels: "all", "corpus", or a list of emotion names.
+
+    Args:
+        spec: the setting.
+
+    Returns:
+        "all" or "corpus" as given, or the listed emotions in EMOTIONS order.
+
+    Raises:
+        InvalidSetting: when the name is unknown, or the list has unknown, repeated or fewer than
+            two emotions.
+    """
     if isinstance(spec, str):
         if spec not in LABEL_SET_NAMES:
             raise InvalidSetting(
@@ -42,7 +53,19 @@ def check_label_spec(spec: str | Sequence[str]) -> str | tuple[str, ...]:
 
 
 def resolve_label_names(spec: str | tuple[str, ...], present: Iterable[str]) -> tuple[str, ...]:
-    """The run's label names for a checked spec and the emotions a corpus holds."""
+    """Decide the run's label names for a checked spec and the emotions a corpus holds.
+
+    Args:
+        spec: a spec `check_label_spec` returned.
+        present: the emotions the corpus holds (read for "corpus" only).
+
+    Returns:
+        Every emotion for "all", the corpus's emotions for "corpus", else the listed ones; in
+        EMOTIONS order.
+
+    Raises:
+        InvalidSetting: when "corpus" finds fewer than two emotions.
+    """
     if spec == "all":
         return EMOTIONS
     if spec == "corpus":
@@ -57,7 +80,15 @@ def resolve_label_names(spec: str | tuple[str, ...], present: Iterable[str]) -> 
 
 
 def relabel(table: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    """Rows whose emotion is in `names`, with `label` = index in `names`; and how many were left out."""
+    """Keep the rows whose emotion is in `names` and number their labels.
+
+    Args:
+        table: the utterance table.
+        names: the run's label names.
+
+    Returns:
+        The kept rows, with `label` = the emotion's index in `names`, and how many were left out.
+    """
     index = {name: i for i, name in enumerate(names)}
     keep = table["emotion"].isin(index)
     kept = table.loc[keep].reset_index(drop=True)

@@ -39,6 +39,12 @@ def clip_table(table: pd.DataFrame) -> pd.DataFrame:
     """The clip information reports read (speaker, gender, intensity, corpus), one row per clip.
 
     The speaker is the table's `actor`, unique across the corpora of a combined table.
+
+    Args:
+        table: rows of the utterance table, one per clip.
+
+    Returns:
+        `speaker` and whichever of `gender`, `intensity` and `corpus` the table has, as strings.
     """
     clips = pd.DataFrame({"speaker": table["actor"].astype(str).to_numpy()})
     for column in ("gender", "intensity", "corpus"):
@@ -48,8 +54,16 @@ def clip_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def speaker_note(manifest) -> dict:
-    """Whether the protocol keeps test speakers out of training, and how many test clips have
-    their speaker in the training split (0 for a speaker-independent split)."""
+    """Note whether the protocol keeps test speakers out of training.
+
+    Args:
+        manifest: a prepared manifest (its table, split assignment and splitter).
+
+    Returns:
+        The split's name, whether it is speaker-independent, the numbers of test clips and
+        test speakers, and how many of each are in the training split (0 for a
+        speaker-independent split).
+    """
     table, assignment = manifest.table, manifest.assignment.to_numpy()
     actors = table["actor"].astype(str).to_numpy()
     trained = set(actors[assignment == "train"])
@@ -66,7 +80,14 @@ def speaker_note(manifest) -> dict:
 
 
 def recording_hashes(waveforms: np.ndarray) -> list[str]:
-    """A content hash (BLAKE2b, 128 bits) of each row of the waveform cache."""
+    """Hash the content of each row of the waveform cache.
+
+    Args:
+        waveforms: the waveform cache, one row per clip.
+
+    Returns:
+        A BLAKE2b (128-bit) hex digest per row: equal for identical decoded audio.
+    """
     return [
         hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).hexdigest() for row in waveforms
     ]
@@ -85,6 +106,12 @@ class LeakageReport:
     recordings_checked: int = 0
 
     def to_dict(self) -> dict:
+        """Summarise the report for the run summary.
+
+        Returns:
+            The split, whether it is speaker-independent, and counts of speakers and recordings
+            in several splits, copies within one split and recordings checked.
+        """
         return {
             "split": self.split,
             "speaker_independent": self.speaker_independent,
@@ -98,7 +125,18 @@ class LeakageReport:
 def find_leakage(
     table: pd.DataFrame, assignment, split: str, speaker_independent: bool, hashes: list[str] | None = None
 ) -> LeakageReport:
-    """Speakers and (given their content hashes) recordings that are in more than one split."""
+    """Find speakers and (given their content hashes) recordings that are in more than one split.
+
+    Args:
+        table: the utterance table (`actor`, `path`).
+        assignment: each row's split.
+        split: the split protocol's name.
+        speaker_independent: whether the protocol keeps speakers apart.
+        hashes: each row's content hash (`recording_hashes`), or None to check speakers only.
+
+    Returns:
+        What was found; nothing is refused here (`check_leakage` decides).
+    """
     assignment = np.asarray(assignment)
     report = LeakageReport(split, speaker_independent)
     frame = pd.DataFrame({"actor": table["actor"].astype(str).to_numpy(), "split": assignment})
@@ -121,8 +159,23 @@ def find_leakage(
 
 
 def check_leakage(manifest, waveforms: np.ndarray | None) -> LeakageReport:
-    """Find leakage in a prepared manifest (and its waveform cache) and stop on what is not allowed:
-    a speaker in two splits under a speaker-independent protocol, or one recording in two splits."""
+    """Find leakage in a prepared manifest (and its waveform cache) and stop on what is not allowed.
+
+    Not allowed are a speaker in two splits under a speaker-independent protocol, and one
+    recording in two splits. Copies within one split and a speaker-dependent protocol are logged
+    as warnings.
+
+    Args:
+        manifest: a prepared manifest.
+        waveforms: its waveform cache, or None to check speakers only.
+
+    Returns:
+        What was found.
+
+    Raises:
+        LeakageError: when a speaker or recording is in two splits where that is not allowed;
+            the message lists them.
+    """
     splitter = manifest.splitter
     hashes = recording_hashes(waveforms) if waveforms is not None else None
     report = find_leakage(

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cpusets)."""
+    """Count the CPU cores this process may run on (respects affinity masks and cpusets).
+
+    Returns:
+        The number of cores in the affinity mask, else the machine's count, at least 1.
+    """
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -58,8 +62,18 @@ class CachedUtterances(Dataset):
         return {self.kind: torch.from_numpy(item), "label": int(self.labels[row]), "row": row}
 
     def __getitems__(self, keys: list[int] | list[tuple[int, int]]) -> dict:
-        """A whole batch, already collated: one gathered read of the map instead of a copy per
-        item and a second one to stack them (the DataLoader fetches batches through this)."""
+        """Fetch a whole batch, already collated.
+
+        One gathered read of the map replaces a copy per item and a second one to stack them
+        (the DataLoader fetches batches through this).
+
+        Args:
+            keys: positions, or `(position, epoch seed)` pairs from EpochSeededShuffle.
+
+        Returns:
+            `{kind: (B, ...) float32, "label": (B,) int64, "row": (B,) int64}`, transformed when
+            the dataset has a transform.
+        """
         if keys and isinstance(keys[0], tuple):
             positions, seeds = [k[0] for k in keys], [k[1] for k in keys]
         else:
@@ -81,8 +95,17 @@ class CachedUtterances(Dataset):
 
 
 def collate_batch(data: dict | list[dict]) -> dict:
-    """DataLoader collate_fn: CachedUtterances hands over collated batches; item lists from other
-    datasets (a ConcatDataset with offline copies) are collated as usual."""
+    """Collate a batch for the DataLoader (its collate_fn).
+
+    CachedUtterances hands over collated batches; item lists from other datasets (a
+    ConcatDataset with offline copies) are collated as usual.
+
+    Args:
+        data: a collated batch, or a list of items.
+
+    Returns:
+        The batch.
+    """
     return data if isinstance(data, dict) else default_collate(data)
 
 
@@ -126,7 +149,14 @@ class LoaderSettings:
             )
 
     def workers(self, augmenting_in_workers: bool) -> int:
-        """The number of DataLoader worker processes."""
+        """Choose the number of DataLoader worker processes.
+
+        Args:
+            augmenting_in_workers: whether training clips are augmented on the fly in the workers.
+
+        Returns:
+            `num_workers`, or for "auto" one per CPU core less one when augmenting, else 0.
+        """
         if self.num_workers == "auto":
             return max(1, available_cores() - 1) if augmenting_in_workers else 0
         if augmenting_in_workers and self.num_workers == 0:
@@ -137,8 +167,17 @@ class LoaderSettings:
         return int(self.num_workers)
 
     def pin(self, device: torch.device | None) -> bool:
-        """Pinned batches copy to a CUDA device asynchronously; without one they are only an extra
-        copy (and torch warns on every loader). `auto` pins when the trainer runs on CUDA."""
+        """Decide whether the DataLoader pins its batches.
+
+        Pinned batches copy to a CUDA device asynchronously; without one they are only an extra
+        copy (and torch warns on every loader). `auto` pins when the trainer runs on CUDA.
+
+        Args:
+            device: the trainer's root device, or None when unknown.
+
+        Returns:
+            Whether to pin (never without CUDA).
+        """
         if not torch.cuda.is_available() or self.pin_memory is False:
             return False
         if self.pin_memory == "auto":

@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class CorpusSource:
-    """Which files a run reads and which emotions it classifies (`data.corpus`, `data.root`,
-    `data.vocal_channels`, `data.corpus_options`, `data.labels`, `data.demo`, `data.on_error`,
-    `data.max_skip_fraction`)."""
+    """Which files a run reads and which emotions it classifies.
+
+    Built from `data.corpus`, `data.root`, `data.vocal_channels`, `data.corpus_options`,
+    `data.labels`, `data.demo`, `data.on_error` and `data.max_skip_fraction`.
+    """
 
     def __init__(
         self,
@@ -54,10 +56,15 @@ class CorpusSource:
 
     @property
     def name(self) -> str:
+        """The corpus parser's name (`data.corpus`)."""
         return self.parser.name
 
     def raw_scan(self) -> CorpusScan:
-        """Every file the parser recognises (generating the demo corpus first when asked to)."""
+        """Scan every file the parser recognises (generating the demo corpus first when asked to).
+
+        Returns:
+            The parser's scan: all its emotions, nothing screened or relabelled.
+        """
         if self.demo is not None:
             from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
 
@@ -76,9 +83,21 @@ class CorpusSource:
         return self._label_names
 
     def scan(self, cache: ArrayCache, decode_workers: int | None = None) -> CorpusScan:
-        """The corpus's usable files of this run's emotions, `label` re-indexed to label_names;
-        files that cannot be decoded are screened out (the result is cached) and the bad-file
-        policy is applied."""
+        """Scan the corpus's usable files of this run's emotions, `label` re-indexed to label_names.
+
+        Files that cannot be decoded are screened out (the result is cached) and the bad-file
+        policy is applied.
+
+        Args:
+            cache: the cache the screening result is kept in.
+            decode_workers: threads that screen files; None chooses by the number of files.
+
+        Returns:
+            The scan of the usable files.
+
+        Raises:
+            InvalidSetting: when no file has one of the run's emotions.
+        """
         scan = self.raw_scan()
         scan.table, left_out = relabel(scan.table, self.label_names)
         scan.excluded_by_filter += left_out
@@ -108,6 +127,7 @@ class Manifest:
 
     @property
     def table(self) -> pd.DataFrame:
+        """The utterance table of the run's usable files, one row per clip."""
         return self.scan.table
 
     @property
@@ -117,10 +137,15 @@ class Manifest:
 
     @property
     def split_sizes(self) -> dict[str, int]:
+        """The number of clips in each split."""
         return {name: int(len(self.indices[name])) for name in SPLIT_NAMES}
 
     def class_weights(self) -> torch.Tensor:
-        """sklearn-style "balanced" weights from the train split: n / (classes * count)."""
+        """Weigh the classes sklearn's "balanced" way, from the train split.
+
+        Returns:
+            n / (classes * count) per class, float32; 0 for a class the train split lacks.
+        """
         labels = self.labels[self.indices["train"]]
         num_classes = len(self.label_names)
         counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
@@ -128,7 +153,11 @@ class Manifest:
         return torch.tensor(weights, dtype=torch.float32)
 
     def protocol(self) -> dict:
-        """How this run's data was chosen and split, for summaries and loggers."""
+        """Describe how this run's data was chosen and split, for summaries and loggers.
+
+        Returns:
+            The corpus, root and labels, the splitter's description and the split sizes.
+        """
         return {
             "corpus": self.corpus,
             "root": self.root,
@@ -140,14 +169,26 @@ class Manifest:
     def split_table(self) -> pd.DataFrame:
         """The utterance table with its split column, paths relative to the corpus root.
 
-        `label` is the class index of this run (position in label_names), as the model sees it."""
+        `label` is the class index of this run (position in label_names), as the model sees it.
+
+        Returns:
+            A copy of the table with `split` as its first column.
+        """
         table = self.table.copy()
         table["path"] = relative_paths(table, self.root)
         table.insert(0, "split", self.assignment.to_numpy())
         return table
 
     def write_records(self, directory: str | Path) -> dict[str, Path]:
-        """Write the split used (and any rejected files) next to the run."""
+        """Write the split used (and any rejected files) next to the run.
+
+        Args:
+            directory: the run folder; created if needed.
+
+        Returns:
+            The written files: `split` (split.csv) and, when files were rejected, `rejected`
+            (rejected_files.csv).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written = {"split": directory / "split.csv"}
@@ -161,7 +202,20 @@ class Manifest:
 def prepare_manifest(
     source: CorpusSource, splitter: Splitter, cache: ArrayCache, decode_workers: int | None = None
 ) -> Manifest:
-    """Scan, screen and split the corpus; a split a protocol needs that comes out empty is an error."""
+    """Scan, screen and split the corpus.
+
+    Args:
+        source: the files and emotions of the run.
+        splitter: the split protocol.
+        cache: the cache of the screening results.
+        decode_workers: threads that screen files; None chooses by the number of files.
+
+    Returns:
+        The run's manifest.
+
+    Raises:
+        InvalidSetting: when a split the protocol needs comes out empty (and see `CorpusSource.scan`).
+    """
     scan = source.scan(cache, decode_workers)
     assignment = splitter(scan.table)
     indices = split_indices(assignment)

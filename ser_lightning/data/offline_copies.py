@@ -107,6 +107,18 @@ class OfflineCopies:
         self.chunk = chunk
 
     def key(self, features_key: str, rows: np.ndarray) -> str:
+        """Compute the cache key of the copies of `rows`.
+
+        It hashes the clean features' key, the rows, the waveform augmentation's description,
+        the number of copies, the seed, the audiomentations version and the cache version.
+
+        Args:
+            features_key: the key of the clean feature cache the copies go with.
+            rows: the train split's table rows.
+
+        Returns:
+            The key.
+        """
         return cache_key(
             features=features_key,
             rows=hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest(),
@@ -120,7 +132,17 @@ class OfflineCopies:
     def build(
         self, store: FeatureStore, arrays: StoredArrays, train_rows: np.ndarray, labels: np.ndarray
     ) -> AugmentedCopies | None:
-        """The copies of `train_rows` (table rows; None when a test-only split has none)."""
+        """Build (or reuse) the feature cache of the augmented copies of the train clips.
+
+        Args:
+            store: the feature store whose extractor and cache the copies use.
+            arrays: the clean caches of the table.
+            train_rows: the train split's table rows.
+            labels: the label of every table row.
+
+        Returns:
+            The copies as a dataset, or None when the split has no train rows (test-only).
+        """
         features = store.features
         rows = np.sort(train_rows)
         if len(rows) == 0:

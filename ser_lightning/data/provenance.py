@@ -48,16 +48,30 @@ def data_settings(data: dict) -> dict:
 
 
 def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
-    """Corpus-relative path -> size in bytes of each file.
+    """Identify files by their corpus-relative path and size.
 
     The relative path still matches when the corpus is moved or copied; the size tells apart
     two corpora that share a naming scheme (the demo corpus and RAVDESS name files alike).
+
+    Args:
+        relative_paths: each file's path relative to the corpus root.
+        absolute_paths: the same files' paths on this machine, in the same order.
+
+    Returns:
+        Corpus-relative path -> size in bytes of each file.
     """
     return {str(rel): os.stat(path).st_size for rel, path in zip(relative_paths, absolute_paths, strict=True)}
 
 
 def files_fingerprint(paths) -> str:
-    """Order-independent hash of a list of (corpus-relative) file paths."""
+    """Hash a list of (corpus-relative) file paths, whatever their order.
+
+    Args:
+        paths: the paths.
+
+    Returns:
+        The SHA-256 hex digest of the sorted paths.
+    """
     digest = hashlib.sha256()
     for path in sorted(str(p) for p in paths):
         digest.update(path.encode() + b"\n")
@@ -92,9 +106,18 @@ def split_record(datamodule: Any) -> dict | None:
 
 
 def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
-    """Which of the `scored` files (as `file_identities` gives them) a checkpoint's run trained or
-    validated on, by its recorded `split`. `status` is `none`, `overlap`, or `unknown` for a
-    record that lists no files."""
+    """Find which of the `scored` files a checkpoint's run trained or validated on.
+
+    Files match by corpus-relative path and size, against the run's recorded `split`.
+
+    Args:
+        split: the checkpoint's split record (`split_record`), or None.
+        scored: the scored files, as `file_identities` gives them.
+
+    Returns:
+        `status` (`none`, `overlap`, or `unknown` for a record that lists no files), `count`,
+        and the matching `train` and `val` files (None when unknown).
+    """
     split = split or {}
     if not isinstance(split.get("train_files"), dict) or not isinstance(split.get("val_files"), dict):
         return {"status": "unknown", "count": None, "train": None, "val": None}
@@ -107,8 +130,16 @@ def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
 
 
 def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
-    """`training_overlap` of the files of `split` (`all`: the whole corpus) of a set-up data
-    module, with `of`: how many files it holds."""
+    """Find the training files among those of one split of a set-up data module.
+
+    Args:
+        datamodule: the set-up data module to be scored.
+        split: the split scored (`all`: the whole corpus, the test split of `test_only`).
+        trained_split: the checkpoint's split record.
+
+    Returns:
+        `training_overlap` of the split's files, with `of`: how many files it holds.
+    """
     manifest = datamodule.manifest
     table = manifest.table.iloc[manifest.indices["test" if split == "all" else split]]
     scored = file_identities(relative_paths(table, manifest.root), table["path"])
@@ -134,7 +165,7 @@ def check_training_overlap(
         allowed: the user accepts scoring such files.
 
     Raises:
-        ValueError: the files overlap and either protocol is speaker-independent.
+        InvalidSetting: the files overlap and either protocol is speaker-independent.
     """
     if overlap["status"] != "overlap" or split not in ("test", "all") or allowed:
         return
@@ -157,7 +188,14 @@ def check_training_overlap(
 
 
 def overlap_warning(overlap: dict) -> str:
-    """The line a report's title carries when it scores files the model learnt from ('' if none)."""
+    """Word the warning a report's title carries when it scores files the model learnt from.
+
+    Args:
+        overlap: what `scored_training_files` found.
+
+    Returns:
+        The warning line, or '' when there is no overlap.
+    """
     if overlap["status"] != "overlap":
         return ""
     return (
@@ -167,8 +205,10 @@ def overlap_warning(overlap: dict) -> str:
 
 
 def warn_of_training_overlap(overlap: dict, ckpt_path: str) -> None:
-    """Log what `scored_training_files` found when it is not `none`: files the model learnt from,
-    or a record that cannot tell."""
+    """Log what `scored_training_files` found when it is not `none`.
+
+    That is files the model learnt from, or a record that cannot tell.
+    """
     if overlap["status"] == "unknown":
         log.warning(
             "%s lists no training files (its record holds no split): whether the model learnt from any "
@@ -180,8 +220,15 @@ def warn_of_training_overlap(overlap: dict, ckpt_path: str) -> None:
 
 
 def same_test_files(trained_split: dict | None, test_files) -> bool | None:
-    """Whether `test_files` (corpus-relative paths) are the test files the checkpoint's run held
-    out; None when its record has no fingerprint."""
+    """Tell whether `test_files` are the test files the checkpoint's run held out.
+
+    Args:
+        trained_split: the checkpoint's split record, or None.
+        test_files: corpus-relative paths of this run's test files.
+
+    Returns:
+        Whether their fingerprint matches the record's, or None when the record has none.
+    """
     fingerprint = (trained_split or {}).get("test_files_sha256")
     if not fingerprint:
         return None

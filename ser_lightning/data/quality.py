@@ -68,8 +68,18 @@ class SkipPolicy:
             )
 
     def enforce(self, scan: CorpusScan) -> None:
-        """Raise when the scan's rejected files are not allowed: any with on_error=raise, or more
-        than max_skip_fraction of the files (or all of them) with on_error=skip."""
+        """Stop the run when the scan's rejected files are not allowed.
+
+        Not allowed are any with on_error=raise, or more than max_skip_fraction of the files (or
+        all of them) with on_error=skip.
+
+        Args:
+            scan: the scan after screening.
+
+        Raises:
+            UnusableFilesError: when no file is usable, or the rejected files are not allowed;
+                the message shows a few of them with their reasons.
+        """
         if len(scan.table) == 0:
             raise UnusableFilesError(
                 f"none of the {len(scan.rejected)} files can be used:{_examples(scan.rejected)}",
@@ -104,7 +114,14 @@ def _examples(rejected: list[RejectedFile]) -> str:
 
 
 def skip_counts(rejected: list[RejectedFile]) -> dict[str, int]:
-    """Rejected files per stage ("label", "audio"), for the run summary."""
+    """Count the rejected files per stage, for the run summary.
+
+    Args:
+        rejected: the rejected files.
+
+    Returns:
+        The number of files per stage ("label", "audio") that has any.
+    """
     counts: dict[str, int] = {}
     for item in rejected:
         counts[item.stage] = counts.get(item.stage, 0) + 1
@@ -112,9 +129,16 @@ def skip_counts(rejected: list[RejectedFile]) -> dict[str, int]:
 
 
 def check_audio_file(path: str | Path, block_frames: int = 1 << 16) -> str | None:
-    """None when every frame of the file decodes, else the reason it cannot be used.
+    """Decode every frame of a file to check that it can be used.
 
     Reads in blocks, so a long recording costs one block of memory.
+
+    Args:
+        path: the audio file.
+        block_frames: frames read at a time.
+
+    Returns:
+        None when every frame decodes, else the reason it cannot be used.
     """
     try:
         probe_audio(path)
@@ -133,6 +157,14 @@ def screen_audio(scan: CorpusScan, cache: ArrayCache, workers: int | None = None
 
     The result of the check is a cache entry: one byte per file (1 = decodes), the reasons in
     its metadata, keyed on the file list, so it is computed once per corpus state.
+
+    Args:
+        scan: the scan of the corpus.
+        cache: the run's cache; the check's entries go in its `audiocheck` folder.
+        workers: threads that decode files; None chooses by the number of files.
+
+    Returns:
+        The scan itself when every file decodes, else a new scan without the others.
     """
     paths = scan.table["path"].tolist()
     key = cache_key(files=file_fingerprint(paths), version=AUDIO_CHECK_VERSION)
@@ -157,7 +189,15 @@ def screen_audio(scan: CorpusScan, cache: ArrayCache, workers: int | None = None
 
 
 def write_rejected(rejected: list[RejectedFile], directory: str | Path) -> Path:
-    """rejected_files.csv (path, stage, reason) in `directory`."""
+    """Write rejected_files.csv (path, stage, reason) in `directory`, creating it if needed.
+
+    Args:
+        rejected: the rejected files.
+        directory: the folder to write into.
+
+    Returns:
+        The CSV's path.
+    """
     path = Path(directory) / "rejected_files.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     rejected_frame(rejected).to_csv(path, index=False)

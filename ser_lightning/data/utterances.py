@@ -38,7 +38,14 @@ class RejectedFile:
 
 
 def rejected_frame(rejected: list[RejectedFile]) -> pd.DataFrame:
-    """Rejected files as a table (path, stage, reason): what rejected_files.csv holds."""
+    """Tabulate rejected files as rejected_files.csv holds them.
+
+    Args:
+        rejected: the rejected files.
+
+    Returns:
+        One row per file: path, stage, reason.
+    """
     return pd.DataFrame([(r.path, r.stage, r.reason) for r in rejected], columns=["path", "stage", "reason"])
 
 
@@ -51,10 +58,23 @@ class CorpusScan:
     excluded_by_filter: int = 0  # valid files deliberately left out (e.g. song when only speech is asked for)
 
     def rejected_frame(self) -> pd.DataFrame:
+        """Tabulate the rejected files (`rejected_frame`).
+
+        Returns:
+            One row per rejected file: path, stage, reason.
+        """
         return rejected_frame(self.rejected)
 
     def summary(self, examples: int = 3) -> str:
-        """One paragraph for logs: counts and a few examples of rejected files."""
+        """Summarise the scan in one paragraph for logs.
+
+        Args:
+            examples: how many rejected files to show.
+
+        Returns:
+            The counts of labelled, excluded and rejected files, and a few rejected files with
+            their reasons.
+        """
         lines = [f"{len(self.table)} labelled files"]
         if self.excluded_by_filter:
             lines.append(f"{self.excluded_by_filter} excluded by the corpus filter")
@@ -69,7 +89,14 @@ class CorpusScan:
 
 
 def make_table(rows: list[dict]) -> pd.DataFrame:
-    """Build an utterance table from row dicts, sorted by path so that its order is stable."""
+    """Build an utterance table from row dicts, sorted by path so that its order is stable.
+
+    Args:
+        rows: one dict per file with the UTTERANCE_COLUMNS other than `label`.
+
+    Returns:
+        The table, with `label` = the emotion's index in EMOTIONS and the text columns as strings.
+    """
     table = pd.DataFrame(rows, columns=list(UTTERANCE_COLUMNS[:2]) + list(UTTERANCE_COLUMNS[3:]))
     table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
@@ -79,7 +106,15 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def relative_paths(table: pd.DataFrame, root: str | Path) -> pd.Series:
-    """Paths relative to the corpus root, for CSVs that stay valid when the corpus moves."""
+    """Make the table's paths relative to the corpus root, for CSVs that stay valid when it moves.
+
+    Args:
+        table: a table with a `path` column.
+        root: the corpus root.
+
+    Returns:
+        Each path relative to the root, or as it is when it lies outside the root.
+    """
     root = Path(root).resolve()
     return table["path"].map(
         lambda p: str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else p
