@@ -6,6 +6,7 @@ checkpoint, as predict and serve do, does not import Lightning.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, template=CHECKPOINT_TEMPORARY_TEMPLATE, sync=True) as staging:
             torch.save(checkpoint, staging)
+
+
+def checkpoint_plugins(trainer: Mapping[str, Any]) -> dict[str, list]:
+    """The Trainer's checkpoint plugin: best.ckpt / last.ckpt renamed into place (kill-safe).
+
+    Args:
+        trainer: the trainer config; where it names `plugins` of its own, those are kept.
+
+    Returns:
+        The `plugins` keyword for the Trainer ([AtomicCheckpointIO()]), or {} to keep the config's.
+    """
+    return {} if trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
 from ser_lightning.data.augmentation import AUGMENTATION_DEFAULTS
 from ser_lightning.data.provenance import data_settings, same_test_files
+from ser_lightning.utils.config import task_overrides, to_plain
 from ser_lightning.utils.errors import UserError
 
 RUN_CONFIG = "run_config.yaml"
@@ -211,6 +212,37 @@ def record_or_check_run_config(
             f"resuming {started} with a different config than it was started with:\n{_listing(changes)}\n"
             f"Repeat the original command: {_resume_command(saved.get('overrides', []))}"
         )
+
+
+def check_resume(
+    cfg: DictConfig, output_dir: Path, is_rank_zero: bool
+) -> tuple[str | None, ResumedCheckpoint | None]:
+    """Before any work: the checkpoint to resume must exist and belong to this experiment.
+
+    Records the run's config (`record_or_check_run_config`, on the first process) and checks
+    the checkpoint's data settings against this run's; its model and split are checked once
+    they are built (`ResumedCheckpoint.check_model`, `check_split`).
+
+    Args:
+        cfg: The run's composed config.
+        output_dir: This run's directory.
+        is_rank_zero: Whether this process writes the run's config record (with the command
+            line's overrides, for the resume command).
+
+    Returns:
+        The checkpoint's path and its record, or (None, None) for a fresh run.
+
+    Raises:
+        FileNotFoundError: If the named checkpoint does not exist.
+        ResumeError: If the run's config or data settings differ from the checkpoint's.
+    """
+    ckpt_path = checkpoint_to_resume(cfg, output_dir)
+    if is_rank_zero:
+        record_or_check_run_config(cfg, output_dir, task_overrides(), ckpt_path)
+    resumed = ResumedCheckpoint.read(ckpt_path) if ckpt_path else None
+    if resumed:
+        resumed.check_data(to_plain(cfg.data))
+    return ckpt_path, resumed
 
 
 @dataclass

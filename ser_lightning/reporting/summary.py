@@ -1,21 +1,32 @@
-"""The short, readable summary printed at the end of a training run."""
+"""The end of a training run: its best checkpoint calibrated and tested, and the short summary.
+
+`finish_run` is what train runs after fitting; `run_summary` collects the summary (written to
+summary.json) and `print_run_summary` prints it as a short, readable table.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.checkpoint_calibration import calibrate_checkpoint
 from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.quality import skip_counts
+from ser_lightning.reporting.collector import test_best_checkpoint
 from ser_lightning.reporting.evaluation import EvaluationReport, speaker_note_text
 
 if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+
     from ser_lightning.data.datamodule import SERDataModule
     from ser_lightning.data.leakage import LeakageReport
+    from ser_lightning.module import SERModule
 
 SKIP_STAGES = {"label": "refused by the corpus parser", "audio": "without decodable audio"}
 METRIC_ROWS = (
@@ -192,3 +203,49 @@ def print_run_summary(
     console.print(table)
     if save_to is not None:
         Path(save_to).write_text(json.dumps(summary, indent=2, default=str))
+
+
+def finish_run(
+    trainer: pl.Trainer,
+    model: SERModule,
+    datamodule: SERDataModule,
+    output_dir: Path,
+    leakage: LeakageReport,
+    started: float,
+    cfg: DictConfig,
+) -> tuple[dict[str, float], dict]:
+    """After fitting: calibrate and test the best checkpoint, then print and save the run summary.
+
+    The temperature is fitted only when the run trained and saved a best checkpoint
+    (`calibrate_checkpoint`); the test stage scores the best checkpoint, or the current weights
+    when none was saved (`test_best_checkpoint`). The first process prints the summary and
+    writes it to `<output_dir>/summary.json`.
+
+    Args:
+        trainer: the run's Trainer.
+        model: the run's SERModule.
+        datamodule: the run's set-up data module.
+        output_dir: the run folder.
+        leakage: the leakage check of the split.
+        started: `time.perf_counter()` when the run started.
+        cfg: the run's config: `train` (whether it fitted), `calibration` ("temperature", the
+            default, or "none") and `test` (whether to test) are read.
+
+    Returns:
+        The logged metrics (fit and test) and the run summary.
+    """
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    record = None
+    if cfg.get("train") and best_ckpt:
+        method = str(cfg.get("calibration", "temperature"))
+        record = calibrate_checkpoint(best_ckpt, datamodule, model, method, trainer.is_global_zero)
+    report = None
+    if cfg.get("test"):
+        report = test_best_checkpoint(trainer, model, datamodule, best_ckpt, output_dir)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    seconds = time.perf_counter() - started
+    summary = run_summary(datamodule, metrics, report, best_ckpt, output_dir, leakage, record, seconds)
+    if trainer.is_global_zero:
+        print_run_summary(summary, save_to=output_dir / "summary.json")
+    return metrics, summary

@@ -9,6 +9,7 @@ from pathlib import Path
 import rich
 import rich.syntax
 import rich.tree
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -86,3 +87,12 @@ def to_plain(cfg) -> dict | list | None:
     if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
+
+
+def task_overrides() -> list[str]:
+    """The command line's overrides of this Hydra job.
+
+    Returns:
+        The overrides as typed (`key=value`), or [] outside a Hydra job.
+    """
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []

@@ -206,3 +206,23 @@ def distributed_job_scope():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a sweeper optimises (`optimized_metric`), the job's result.
+
+    Args:
+        metrics: the run's logged metrics.
+        name: `optimized_metric`; None or empty: no objective.
+
+    Returns:
+        The metric's value, or None without a name.
+
+    Raises:
+        KeyError: the name is not among the logged metrics (the message lists them).
+    """
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 
-from pytorch_lightning.loggers import CSVLogger
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+from ser_lightning.utils.config import to_plain
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -46,3 +50,17 @@ class _KeepingExperimentWriter(ExperimentWriter):
             self.metrics_keys = sorted(self._earlier_keys)
             self._earlier_rows = None
         super().save()
+
+
+def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, protocol: dict) -> None:
+    """Log a run's config (without `hydra`) and its split protocol as every logger's hyper-parameters.
+
+    Args:
+        loggers: the trainer's experiment loggers.
+        cfg: the run's composed config.
+        protocol: the split protocol (`Manifest.protocol()`), logged as `protocol`.
+    """
+    for experiment_logger in loggers:
+        experiment_logger.log_hyperparams(
+            {**{key: to_plain(cfg[key]) for key in cfg if key != "hydra"}, "protocol": protocol}
+        )
