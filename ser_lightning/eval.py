@@ -30,7 +30,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.checkpoint import RECORD_KEY, EncoderFiles, read_checkpoint
+from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.data.evaluation_data import build_eval_datamodule, eval_data_config
 from ser_lightning.data.provenance import (
     check_training_overlap,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.checkpoint import EncoderFiles
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, external_data_path
 from ser_lightning.inference.windows import clip_windows

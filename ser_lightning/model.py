@@ -16,13 +16,8 @@ import torch
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.calibration import temperature_of
-from ser_lightning.checkpoint import (
-    EncoderFiles,
-    load_weights,
-    loadable_hparams,
-    model_state,
-    read_checkpoint,
-)
+from ser_lightning.checkpoint import load_weights, loadable_hparams, model_state, read_checkpoint
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.utils.errors import InvalidSetting

@@ -18,13 +18,8 @@ from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.augment.batch import BatchAugmentation
-from ser_lightning.checkpoint import (
-    CheckpointError,
-    EncoderFiles,
-    load_weights,
-    loadable_hparams,
-    read_checkpoint,
-)
+from ser_lightning.checkpoint import CheckpointError, load_weights, loadable_hparams, read_checkpoint
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ser_lightning.checkpoint import EncoderFiles
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predictor import FilePrediction, Predictor

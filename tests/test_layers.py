@@ -16,10 +16,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("train", "eval", "predict", "export", "serve", "report", "__main__"),
     ("serving",),
     ("reporting", "inference"),
-    ("module", "checkpoint_writing", "checkpoint_calibration", "resume"),
+    ("module", "checkpoint_writing", "checkpoint_calibration", "resume", "preemption"),
     ("data",),
-    ("model", "checkpoint"),
-    ("models", "features", "augment"),
+    ("model", "checkpoint", "checkpoint_vetting", "checkpoint_encoder", "checkpoint_errors"),
+    ("models", "features", "augment", "demo_corpus"),
     ("labels", "metrics", "decoding", "audio_settings", "calibration", "utils", "__init__"),
 )
 RANK = {name: len(LAYERS) - depth for depth, names in enumerate(LAYERS) for name in names}

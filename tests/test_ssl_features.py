@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.augment.waveform import build_waveform_augmentation
-from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError, EncoderFiles
+from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, CheckpointError
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.data.cache import cache_key
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.data.loading import CachedUtterances

@@ -11,7 +11,8 @@ import os
 
 from omegaconf import DictConfig
 
-from ser_lightning.checkpoint import EncoderFiles, read_checkpoint
+from ser_lightning.checkpoint import read_checkpoint
+from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.model import SERModel
