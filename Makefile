@@ -86,7 +86,7 @@ serve: install
 	$(PY) -m ser_lightning.serve ckpt_path="$$ckpt" $(ARGS)
 
 demo: install
-	$(PY) -m ser_lightning.data.demo --root data/demo
+	$(PY) -m ser_lightning.demo_corpus --root data/demo
 
 test: check-lock install
 	$(PY) -m pytest -m "not slow" $(ARGS)

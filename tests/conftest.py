@@ -70,7 +70,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def small_demo_root(tmp_path_factory) -> Path:
     """A 12-actor, 1.5 s synthetic corpus in RAVDESS layout (720 files), shared by the session."""
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
     root = tmp_path_factory.mktemp("corpora") / "demo_small"
     ensure_demo_corpus(root, DemoCorpusSpec(**SMALL_DEMO), progress=False)

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from ser_lightning.data.corpora.ravdess import parse_ravdess_name
-from ser_lightning.data.demo import (
+from ser_lightning.demo_corpus import (
     GENERATOR_VERSION,
     MANIFEST_NAME,
     MAX_ACTORS,
@@ -29,7 +29,7 @@ from ser_lightning.data.demo import (
     read_manifest,
     synthesize_utterance,
 )
-from ser_lightning.data.demo.__main__ import main
+from ser_lightning.demo_corpus.__main__ import main
 from ser_lightning.labels import EMOTIONS, RAVDESS_EMOTION_CODES
 
 SPEC = DemoCorpusSpec(num_actors=4, duration=1.0, sample_rate=16000, seed=0)
@@ -344,10 +344,10 @@ def test_cli_generates_and_summarises(tmp_path, capsys):
 
 
 def test_module_entry_point_generates_the_corpus(tmp_path):
-    """`python -m ser_lightning.data.demo`, as `make demo` runs it, without runpy's warning that the
+    """`python -m ser_lightning.demo_corpus`, as `make demo` runs it, without runpy's warning that the
     entry module was imported twice."""
     root = tmp_path / "entry"
-    command = [sys.executable, "-W", "error::RuntimeWarning:runpy", "-m", "ser_lightning.data.demo"]
+    command = [sys.executable, "-W", "error::RuntimeWarning:runpy", "-m", "ser_lightning.demo_corpus"]
     command += ["--root", str(root), "--actors", "4", "--duration", "0.5"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

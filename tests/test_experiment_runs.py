@@ -24,7 +24,7 @@ EMOBOX_TEST_ACTORS = [set(fold) for fold in PUBLISHED_FOLDS["emobox"]]
 
 @pytest.fixture(scope="module")
 def tiny_24_actor_demo(tmp_path_factory):
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
     root = tmp_path_factory.mktemp("demo24") / "demo"
     ensure_demo_corpus(

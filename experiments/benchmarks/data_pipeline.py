@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.augment.waveform import build_waveform_augmentation
 from ser_lightning.data.datamodule import build_data_module
-from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
 from ser_lightning.data.offline_copies import OfflineCopies
+from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 from ser_lightning.features import LogMel
 from ser_lightning.utils.config import CONFIG_DIR
 

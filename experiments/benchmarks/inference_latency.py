@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     import torch
 
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
     from ser_lightning.inference.media import collect_inputs
 
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch"):

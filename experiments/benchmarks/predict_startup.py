@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from inference_latency import demo_root, train_checkpoint
 
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="predict_startup-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)

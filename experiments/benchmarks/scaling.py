@@ -65,7 +65,7 @@ from hydra.utils import instantiate
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from ser_lightning.data.demo import (  # noqa: E402
+from ser_lightning.demo_corpus import (  # noqa: E402
     DemoCorpusSpec,
     ensure_demo_corpus,
     files_per_actor,

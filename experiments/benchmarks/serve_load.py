@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     from inference_latency import demo_root, train_checkpoint
 
     from ser_lightning.checkpoint import read_checkpoint
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
     from ser_lightning.model import SERModel
     from ser_lightning.serving.model_info import model_info
 

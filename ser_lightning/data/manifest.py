@@ -66,7 +66,7 @@ class CorpusSource:
             The parser's scan: all its emotions, nothing screened or relabelled.
         """
         if self.demo is not None:
-            from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+            from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
             ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
         return self.parser.scan()

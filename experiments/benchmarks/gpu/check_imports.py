@@ -55,7 +55,7 @@ MODULES = [
 PROJECT = [
     "ser_lightning.train",
     "ser_lightning.report",
-    "ser_lightning.data.demo",
+    "ser_lightning.demo_corpus",
     "ser_lightning.features.handcrafted",
     "ser_lightning.augment.waveform",
     "ser_lightning.data.offline_copies",

@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from ser_lightning.data.demo import DemoCorpusSpec, ensure_demo_corpus
+    from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
     timings: dict[str, float] = {}
     started = time.perf_counter()

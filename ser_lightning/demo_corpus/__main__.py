@@ -1,4 +1,4 @@
-"""Command line: `python -m ser_lightning.data.demo --root data/demo` (what `make demo` runs)."""
+"""Command line: `python -m ser_lightning.demo_corpus --root data/demo` (what `make demo` runs)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from ser_lightning.data.demo.design import MAX_ACTORS, DemoCorpusSpec
-from ser_lightning.data.demo.ensure import regenerate_if_needed
+from ser_lightning.demo_corpus.design import MAX_ACTORS, DemoCorpusSpec
+from ser_lightning.demo_corpus.ensure import regenerate_if_needed
 from ser_lightning.labels import RAVDESS_EMOTION_CODES
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = DemoCorpusSpec()
     parser = argparse.ArgumentParser(
-        prog="python -m ser_lightning.data.demo",
+        prog="python -m ser_lightning.demo_corpus",
         description="Generate the synthetic RAVDESS-layout speech-emotion corpus (idempotent).",
     )
     parser.add_argument("--root", required=True, help="output folder, e.g. data/demo")
@@ -32,6 +32,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Generate the corpus the command line describes, unless an identical one is there.
+
+    Args:
+        argv: the arguments (None: sys.argv).
+
+    Returns:
+        The exit status: 0, 1 when the folder holds something else, 2 for an impossible spec.
+    """
     from rich.console import Console
 
     args = _parse_args(argv)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_lightning.data.demo.design import DemoCorpusSpec, DemoUtterance
+from ser_lightning.demo_corpus.design import DemoCorpusSpec, DemoUtterance
 
 # Seed-stream tags keep the random numbers of speakers and of utterances independent.
 _SPEAKER_STREAM = 1

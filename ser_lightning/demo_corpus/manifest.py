@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ser_lightning.data.demo.design import DemoCorpusSpec
-from ser_lightning.data.demo.synthesis import GENERATOR_VERSION
+from ser_lightning.demo_corpus.design import DemoCorpusSpec
+from ser_lightning.demo_corpus.synthesis import GENERATOR_VERSION
 
 MANIFEST_NAME = "demo_manifest.json"
-# The generator's import name, recorded in every manifest: changing it would mark every
-# existing corpus out of date and regenerate it.
+# The generator's name, recorded in every manifest: its import name until the package moved
+# out of data/ (now ser_lightning.demo_corpus). Changing it would mark every existing corpus out
+# of date and regenerate it, so it stays.
 _GENERATOR_NAME = "ser_lightning.data.demo"
 
 
@@ -25,6 +26,12 @@ def manifest_for(spec: DemoCorpusSpec) -> dict:
 
 
 def write_manifest(root: Path, spec: DemoCorpusSpec) -> None:
+    """Write the manifest of a finished corpus (the last file a generation writes).
+
+    Args:
+        root: the corpus folder.
+        spec: the corpus it holds.
+    """
     (root / MANIFEST_NAME).write_text(json.dumps(manifest_for(spec), indent=2, sort_keys=True) + "\n")
 
 

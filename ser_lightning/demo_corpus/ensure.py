@@ -1,6 +1,9 @@
-"""Making sure a demo corpus is in place: generate it into a hidden sibling folder and rename it
-into place under a file lock, so a killed run never leaves a half corpus that looks complete
-and concurrent callers end with one good copy."""
+"""Making sure a demo corpus is in place, generated once and renamed into place under a lock.
+
+The corpus is generated into a hidden sibling folder and renamed into place under a file lock,
+so a killed run never leaves a half corpus that looks complete and concurrent callers end with
+one good copy.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ser_lightning.data.demo.design import DEFAULT_SPEC, DemoCorpusSpec
-from ser_lightning.data.demo.manifest import MANIFEST_NAME, is_complete, read_manifest
-from ser_lightning.data.demo.writer import generate_demo_corpus
+from ser_lightning.demo_corpus.design import DEFAULT_SPEC, DemoCorpusSpec
+from ser_lightning.demo_corpus.manifest import MANIFEST_NAME, is_complete, read_manifest
+from ser_lightning.demo_corpus.writer import generate_demo_corpus
 from ser_lightning.utils.files import (
     FOLDER_RETIRED_TEMPLATE,
     FOLDER_STAGING_TEMPLATE,
@@ -26,15 +29,38 @@ def ensure_demo_corpus(root: str | Path, spec: DemoCorpusSpec = DEFAULT_SPEC, pr
     Idempotent and cheap when the corpus is already there (files are left untouched). The new
     corpus is written into a hidden sibling folder and renamed into place under a sibling
     `<root>.lock` file lock, so a killed run never leaves a half corpus that looks complete and
-    concurrent callers end with one good copy. Returns root.
+    concurrent callers end with one good copy.
+
+    Args:
+        root: the corpus folder.
+        spec: the corpus to have there (default: the RAVDESS-sized one).
+        progress: whether to show a progress bar while generating.
+
+    Returns:
+        root.
+
+    Raises:
+        FileExistsError: root holds something other than a demo corpus.
     """
     regenerate_if_needed(Path(root), spec, progress)
     return Path(root)
 
 
 def regenerate_if_needed(root: Path, spec: DemoCorpusSpec, progress: bool, force: bool = False) -> bool:
-    """ensure_demo_corpus's work (also regenerating a complete corpus when forced); returns
-    True when it (re)generated the corpus."""
+    """Do ensure_demo_corpus's work, also regenerating a complete corpus when forced.
+
+    Args:
+        root: the corpus folder.
+        spec: the corpus to have there.
+        progress: whether to show a progress bar while generating.
+        force: regenerate even when an identical corpus is there.
+
+    Returns:
+        True when it (re)generated the corpus, False when it was already in place.
+
+    Raises:
+        FileExistsError: root holds something other than a demo corpus.
+    """
     root = root.expanduser().absolute()
     root.parent.mkdir(parents=True, exist_ok=True)
     if not force and is_complete(root, spec):  # fast path, no lock needed to read

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_lightning.data.demo.consonants import add_consonant_noise
-from ser_lightning.data.demo.cues import CUES
-from ser_lightning.data.demo.design import DemoCorpusSpec, DemoUtterance
-from ser_lightning.data.demo.glottal_source import glottal_source
-from ser_lightning.data.demo.phonetics import STATEMENTS
-from ser_lightning.data.demo.prosody import pitch_track
-from ser_lightning.data.demo.recording import record
-from ser_lightning.data.demo.seeds import utterance_rng
-from ser_lightning.data.demo.speakers import speaker_profile, utterance_cues
-from ser_lightning.data.demo.timing import clip_timing, vowel_mask
-from ser_lightning.data.demo.vocal_tract import articulate
+from ser_lightning.demo_corpus.consonants import add_consonant_noise
+from ser_lightning.demo_corpus.cues import CUES
+from ser_lightning.demo_corpus.design import DemoCorpusSpec, DemoUtterance
+from ser_lightning.demo_corpus.glottal_source import glottal_source
+from ser_lightning.demo_corpus.phonetics import STATEMENTS
+from ser_lightning.demo_corpus.prosody import pitch_track
+from ser_lightning.demo_corpus.recording import record
+from ser_lightning.demo_corpus.seeds import utterance_rng
+from ser_lightning.demo_corpus.speakers import speaker_profile, utterance_cues
+from ser_lightning.demo_corpus.timing import clip_timing, vowel_mask
+from ser_lightning.demo_corpus.vocal_tract import articulate
 
 # Bump whenever the audio a given spec produces changes, so that ensure_demo_corpus replaces
 # corpora written by an older generator instead of silently mixing versions.

@@ -1,5 +1,7 @@
-"""Timing stage: how long the clip is, where speech sits in it and where each syllable and
-its vowel fall, following the speaking rate."""
+"""Timing stage: how long the clip is, and where speech, each syllable and its vowel fall.
+
+The syllables follow the speaking rate.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser_lightning.data.demo.design import DemoCorpusSpec
-from ser_lightning.data.demo.phonetics import ONSETS, Syllable
+from ser_lightning.demo_corpus.design import DemoCorpusSpec
+from ser_lightning.demo_corpus.phonetics import ONSETS, Syllable
 
 # Share of the clip filled by speech at neutral rate; the rest is leading/trailing silence.
 _SPEECH_FRACTION = 0.62
@@ -16,6 +18,8 @@ _SPEECH_FRACTION = 0.62
 
 @dataclass
 class SyllableTiming:
+    """Where one syllable falls in the clip, in samples."""
+
     start: int  # first sample of the syllable (its onset consonant)
     vowel_start: int
     vowel_end: int  # end of the vowel (the coda, if any, follows)
@@ -24,6 +28,8 @@ class SyllableTiming:
 
 @dataclass(frozen=True)
 class ClipTiming:
+    """How long a clip is and where its speech and syllables fall, in samples."""
+
     total: int  # samples in the clip
     lead: int  # first sample of speech
     speech_len: int  # samples from the first syllable to the end of the last

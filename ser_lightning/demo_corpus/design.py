@@ -58,6 +58,7 @@ class DemoCorpusSpec:
 
     @property
     def num_files(self) -> int:
+        """The number of files of the corpus (60 per actor)."""
         return self.num_actors * files_per_actor()
 
 
@@ -77,10 +78,12 @@ class DemoUtterance:
 
     @property
     def emotion_code(self) -> str:
+        """The RAVDESS code of the emotion ("01" neutral ... "08" surprised)."""
         return EMOTION_TO_RAVDESS_CODE[self.emotion]
 
     @property
     def filename(self) -> str:
+        """The RAVDESS file name, `03-01-EE-II-SS-RR-AA.wav`."""
         return (
             f"{MODALITY_AUDIO_ONLY}-{VOCAL_CHANNEL_SPEECH}-{self.emotion_code}-{self.intensity}-"
             f"{self.statement}-{self.repetition}-{self.actor:02d}.wav"
@@ -88,10 +91,12 @@ class DemoUtterance:
 
     @property
     def relative_path(self) -> Path:
+        """The file's path in the corpus, `Actor_XX/<filename>`."""
         return Path(actor_folder(self.actor)) / self.filename
 
     @property
     def is_female(self) -> bool:
+        """Whether the actor is female (even-numbered, as in RAVDESS)."""
         return self.actor % 2 == 0
 
 

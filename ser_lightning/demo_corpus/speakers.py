@@ -1,5 +1,7 @@
-"""Speakers: each synthetic actor's voice, recording room and way of acting emotions, and the
-cues one take of theirs realises."""
+"""Speakers: each synthetic actor's voice, recording room and way of acting emotions.
+
+Also the cues one take of theirs realises.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from ser_lightning.data.demo.cues import (
+from ser_lightning.demo_corpus.cues import (
     ACTOR_SPREAD_VECTOR,
     CUE_INDEX,
     CUE_LIMITS,
@@ -19,8 +21,8 @@ from ser_lightning.data.demo.cues import (
     UTTERANCE_SPREAD_VECTOR,
     cue_vector,
 )
-from ser_lightning.data.demo.design import DemoCorpusSpec, DemoUtterance
-from ser_lightning.data.demo.seeds import speaker_rng
+from ser_lightning.demo_corpus.design import DemoCorpusSpec, DemoUtterance
+from ser_lightning.demo_corpus.seeds import speaker_rng
 from ser_lightning.labels import EMOTIONS
 
 
@@ -46,8 +48,11 @@ class SpeakerProfile:
 
 @functools.lru_cache(maxsize=64)
 def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
-    """Draw actor `actor`'s profile from (seed, actor) alone, so it never depends on which
-    other actors or files are generated (the sample rate only shapes filters and room)."""
+    """Draw actor `actor`'s profile from (seed, actor) alone.
+
+    It never depends on which other actors or files are generated (the sample rate only shapes
+    filters and room).
+    """
     rng = speaker_rng(seed, actor)
     is_female = actor % 2 == 0
     if is_female:

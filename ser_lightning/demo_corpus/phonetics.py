@@ -21,6 +21,8 @@ NEUTRAL_VOWEL = np.array(VOWEL_FORMANTS["@"])
 
 @dataclass(frozen=True)
 class Syllable:
+    """One syllable of a statement: its consonants, vowel targets, length, stress and pause."""
+
     onset: str  # consonant before the vowel: "k", "t" (voiceless stops), "b", "d", "dh"
     #             (voiced onsets), "s" (fricative) or "" (none)
     vowel_start: str  # vowel target at the start; differs from vowel_end for diphthongs

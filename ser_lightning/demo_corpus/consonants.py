@@ -1,5 +1,8 @@
-"""Consonant stage: band-passed noise for stop bursts, fricatives and voiced codas, levelled
-against the vowels so that consonants stay in proportion however loud the take is."""
+"""Consonant stage: band-passed noise for stop bursts, fricatives and voiced codas.
+
+The noise is levelled against the vowels so that consonants stay in proportion however loud
+the take is.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from ser_lightning.data.demo.envelope import raised_cosine_envelope
+from ser_lightning.demo_corpus.envelope import raised_cosine_envelope
 
 
 @dataclass(frozen=True)
 class NoiseBurst:
+    """One consonant's noise: where it starts, how long it lasts, its band and level."""
+
     start: int  # first sample
     length: int  # samples (cut at the end of the clip)
     band: tuple[float, float]  # Hz

@@ -1,5 +1,7 @@
-"""Emotion cues: the prosodic and voice-quality dimensions the synthesiser is driven by, and
-how far each emotion, actor and take moves them from a speaker's neutral."""
+"""Emotion cues: the prosodic and voice-quality dimensions the synthesiser is driven by.
+
+Also how far each emotion, actor and take moves them from a speaker's neutral.
+"""
 
 from __future__ import annotations
 

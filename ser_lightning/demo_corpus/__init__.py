@@ -29,19 +29,19 @@ Modules, in the order a file is made:
   into place under a lock; __main__ is the command line.
 """
 
-from ser_lightning.data.demo.cues import CUES, EMOTION_CUES, STRONG_INTENSITY_GAIN
-from ser_lightning.data.demo.design import (
+from ser_lightning.demo_corpus.cues import CUES, EMOTION_CUES, STRONG_INTENSITY_GAIN
+from ser_lightning.demo_corpus.design import (
     MAX_ACTORS,
     DemoCorpusSpec,
     DemoUtterance,
     files_per_actor,
     iter_demo_utterances,
 )
-from ser_lightning.data.demo.ensure import ensure_demo_corpus
-from ser_lightning.data.demo.manifest import MANIFEST_NAME, read_manifest
-from ser_lightning.data.demo.speakers import SpeakerProfile, speaker_profile, utterance_cues
-from ser_lightning.data.demo.synthesis import GENERATOR_VERSION, synthesize_utterance
-from ser_lightning.data.demo.writer import generate_demo_corpus
+from ser_lightning.demo_corpus.ensure import ensure_demo_corpus
+from ser_lightning.demo_corpus.manifest import MANIFEST_NAME, read_manifest
+from ser_lightning.demo_corpus.speakers import SpeakerProfile, speaker_profile, utterance_cues
+from ser_lightning.demo_corpus.synthesis import GENERATOR_VERSION, synthesize_utterance
+from ser_lightning.demo_corpus.writer import generate_demo_corpus
 
 __all__ = [
     "CUES",

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ser_lightning.data.demo.design import (
+from ser_lightning.demo_corpus.design import (
     DEFAULT_SPEC,
     DemoCorpusSpec,
     DemoUtterance,
     actor_folder,
     iter_demo_utterances,
 )
-from ser_lightning.data.demo.manifest import write_manifest
-from ser_lightning.data.demo.synthesis import synthesize_utterance
+from ser_lightning.demo_corpus.manifest import write_manifest
+from ser_lightning.demo_corpus.synthesis import synthesize_utterance
 
 
 def generate_demo_corpus(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_lightning.data.demo.envelope import raised_cosine_envelope
-from ser_lightning.data.demo.phonetics import Syllable
-from ser_lightning.data.demo.speakers import SpeakerProfile
-from ser_lightning.data.demo.timing import ClipTiming
+from ser_lightning.demo_corpus.envelope import raised_cosine_envelope
+from ser_lightning.demo_corpus.phonetics import Syllable
+from ser_lightning.demo_corpus.speakers import SpeakerProfile
+from ser_lightning.demo_corpus.timing import ClipTiming
 
 
 def pitch_track(

@@ -1,5 +1,8 @@
-"""Source stage: the excitation at the glottis, LF-like differentiated flow pulses with jitter,
-shimmer, creak and aspiration noise, tipped brighter or darker by the spectral tilt cue."""
+"""Source stage: the excitation at the glottis.
+
+LF-like differentiated flow pulses with jitter, shimmer, creak and aspiration noise, tipped
+brighter or darker by the spectral tilt cue.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import functools
 import numpy as np
 from scipy import signal
 
-from ser_lightning.data.demo.speakers import SpeakerProfile
+from ser_lightning.demo_corpus.speakers import SpeakerProfile
 
 
 @functools.lru_cache(maxsize=8)

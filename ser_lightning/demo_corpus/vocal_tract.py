@@ -1,16 +1,19 @@
-"""Vocal-tract stage: the source shaped syllable by syllable by formant filters that glide
-between vowel targets, with the consonant noise each syllable calls for planned alongside."""
+"""Vocal-tract stage: the source shaped syllable by syllable by formant filters.
+
+The filters glide between vowel targets; the consonant noise each syllable calls for is planned
+alongside.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import signal
 
-from ser_lightning.data.demo.consonants import NoiseBurst
-from ser_lightning.data.demo.envelope import raised_cosine_envelope
-from ser_lightning.data.demo.phonetics import NEUTRAL_VOWEL, ONSETS, VOWEL_FORMANTS, Syllable
-from ser_lightning.data.demo.speakers import SpeakerProfile
-from ser_lightning.data.demo.timing import ClipTiming
+from ser_lightning.demo_corpus.consonants import NoiseBurst
+from ser_lightning.demo_corpus.envelope import raised_cosine_envelope
+from ser_lightning.demo_corpus.phonetics import NEUTRAL_VOWEL, ONSETS, VOWEL_FORMANTS, Syllable
+from ser_lightning.demo_corpus.speakers import SpeakerProfile
+from ser_lightning.demo_corpus.timing import ClipTiming
 
 
 def _vocal_tract_sos(formants: np.ndarray, sample_rate: int, scale: float) -> np.ndarray:
@@ -37,8 +40,11 @@ def articulate(
     sr: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, list[NoiseBurst]]:
-    """The voiced signal (vowels and voicing through voiced consonants) and the noise bursts
-    its consonants need, whose levels are relative to the vowels."""
+    """The voiced signal and the noise bursts its consonants need.
+
+    The voiced signal holds the vowels and the voicing through voiced consonants; the bursts'
+    levels are relative to the vowels.
+    """
     total = clip.total
     formant_scale = speaker.formant_scale * (1.0 + cue["smile"]) * np.array(speaker.formant_quirks)
     expansion = 1.0 + 0.25 * cue["articulation"]

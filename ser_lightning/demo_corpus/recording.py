@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from ser_lightning.data.demo.speakers import SpeakerProfile
+from ser_lightning.demo_corpus.speakers import SpeakerProfile
 
 # RMS over the vowels of a neutral take (dBFS); the share of a cue's loudness dB that reaches
 # the recording; and the range peaks are squeezed into (speech has a ~12 dB crest factor).
@@ -21,8 +21,10 @@ def record(
     vowels: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """The take as the microphone hears it, float64 in [-0.99, 0.99]; `vowels` masks the
-    vowel samples its level is measured on."""
+    """The take as the microphone hears it, float64 in [-0.99, 0.99].
+
+    `vowels` masks the vowel samples its level is measured on.
+    """
     total = speech.size
     speech = signal.fftconvolve(speech, speaker.room_ir)[:total]
     speech = signal.sosfilt(speaker.channel_sos, speech)
