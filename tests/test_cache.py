@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_lightning.data.cache import ArrayCache, CacheLockTimeout, cache_key, file_fingerprint
+from ser_lightning.data.cache import ArrayCache, cache_key, file_fingerprint
+from ser_lightning.data.cache.locks import CacheLockTimeout
 
 
 def test_build_once_then_hit(tmp_path):

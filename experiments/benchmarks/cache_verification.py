@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lightning.data.cache import CHECKSUM, ArrayCache
+from ser_lightning.data.cache import ArrayCache
+from ser_lightning.data.cache.verification import CHECKSUM
 
 
 def seconds(fn: Callable[[], object], repeats: int, before: Callable[[], None] = lambda: None) -> float:

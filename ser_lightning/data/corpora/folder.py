@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
-from ser_lightning.data.cache import file_digest
+from ser_lightning.data.cache.verification import file_digest
 from ser_lightning.data.corpora.common import find_audio_files, unusable_reason
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
 from ser_lightning.labels import EMOTIONS

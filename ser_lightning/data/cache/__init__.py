@@ -11,24 +11,15 @@ the second waits and then finds the entry done. Temporary files are only ever wr
 holder of their entry's lock, so whoever holds (or can take) that lock may delete them: the
 next build removes what a killed one left, and never a file a live builder is writing.
 
-Verification: a complete entry is still only data on a disk, which a copy that stopped midway,
-a full disk or a stray write can change. Every use checks what costs a `stat` and a few small
-reads: the metadata names the entry with the shape and dtype the caller expects, the npy header
-agrees, and the file has exactly the size they make. `build` also compares the SHA-256 of the
-file with the one taken when it was built; a verification is recorded beside the entry
-(`<entry>.verified.json`, with the file's inode, size, mtime and ctime), and while those stay
-the same the entry is not hashed again (hashing the demo corpus' two caches costs 0.34-0.44 s
-a run on 2 cores, more than the rest of a warm setup, 0.27 s: experiments/benchmarks/
-cache_verification.py; it grows with the corpus, a recorded check stays ~0.1 ms). Any write
-through the file system changes the ctime, so a truncated, extended or edited entry is always
-hashed again; what a recorded verification cannot see is a change that bypasses the file system
-(a failing disk returning other bytes for an untouched file). A damaged entry is rebuilt, with a
-warning naming the file and what was wrong, under the same lock as a first build.
+Verification: a complete entry is still only data on a disk. Every use checks the metadata
+names the entry with the shape and dtype the caller expects, and that the file agrees with it;
+`build` also checks its bytes against the checksum taken when it was built, recorded so that an
+unchanged file is not hashed again (`verification`). A damaged entry is rebuilt, with a warning
+naming the file and what was wrong, under the same lock as a first build.
 
-Waiting: a builder that hangs holding a lock must not stop every other run. Waiting for a lock
-is bounded (`lock_timeout`, data.cache_lock_timeout) and logged every 30 s with the holder that
-wrote itself beside the lock (`<entry>.lock.holder`: pid, host, since when), and ends with an
-error that names the lock and the process. A lock whose holder died is released by the OS.
+Waiting: waiting for another builder's lock is bounded (`lock_timeout`,
+data.cache_lock_timeout), logged with the holder, and ends with an error that names the lock
+and the process (`locks`).
 """
 
 from __future__ import annotations
@@ -36,18 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-import socket
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
+from ser_lightning.data.cache.locks import build_lock, remove_stale_temporaries
+from ser_lightning.data.cache.verification import CHECKSUM, checksum_problem, file_digest, layout_problem
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.files import atomic_write
 
@@ -57,17 +44,6 @@ log = logging.getLogger(__name__)
 # Half an hour, torch.distributed's own default for ranks waiting on each other: far beyond a
 # normal build (the demo corpus takes seconds), short enough that a hung builder is noticed.
 DEFAULT_LOCK_TIMEOUT_S = 1800.0
-WAIT_LOG_INTERVAL_S = 30.0
-# A verification is recorded only for a file last changed this long before it was hashed: a
-# write within the same file-system timestamp tick would otherwise leave mtime and ctime as
-# recorded and go unnoticed. 2 s is the coarsest timestamp in use (FAT); ext4, xfs, tmpfs and
-# NFS tick in milliseconds or less.
-UNSETTLED_S = 2.0
-CHECKSUM = "sha256"
-
-
-class CacheLockTimeout(TimeoutError):
-    """Another process held a cache entry's lock for longer than this one may wait."""
 
 
 class DamagedCacheEntry(ValueError):
@@ -220,7 +196,7 @@ class ArrayCache:
             return f"it holds an array of shape {layout[0]}, this run needs {tuple(shape)}"
         if dtype is not None and layout[1] != np.dtype(dtype):
             return f"it holds {layout[1]}, this run needs {np.dtype(dtype)}"
-        problem = _layout_problem(target, *layout)
+        problem = layout_problem(target, *layout)
         if problem is not None or not checksum:
             return problem
         expected = meta.get(CHECKSUM)
@@ -228,23 +204,7 @@ class ArrayCache:
             return (
                 "its metadata has no checksum (written by an older version), so its bytes cannot be verified"
             )
-        return self._checksum_problem(kind, key, expected)
-
-    def _checksum_problem(self, kind: str, key: str, expected: str) -> str | None:
-        target, record = self.path(kind, key), self.verified_path(kind, key)
-        stamp = _stamp(target)
-        if _read_json(record) == {CHECKSUM: expected, "stamp": stamp}:
-            return None  # verified before, and the file has not been written since
-        hashed_at = time.time()
-        actual = file_digest(target)
-        if actual != expected:
-            return (
-                f"its bytes do not match the checksum taken when it was built ({CHECKSUM} {actual[:16]}..., "
-                f"expected {expected[:16]}...)"
-            )
-        if hashed_at - stamp[-1] / 1e9 >= UNSETTLED_S:
-            _write_json_replacing(record, {CHECKSUM: expected, "stamp": stamp})
-        return None
+        return checksum_problem(target, self.verified_path(kind, key), expected)
 
     def build(
         self,
@@ -261,7 +221,7 @@ class ArrayCache:
         `fill` receives a writable memory-mapped array of `shape` and must fill all of it; a dict
         it returns is added to the entry's metadata (e.g. what it found while filling). The
         build holds the entry's lock, waiting at most `lock_timeout` for another builder
-        (CacheLockTimeout after that).
+        (`locks.CacheLockTimeout` after that).
 
         Args:
             kind: the entry's kind.
@@ -283,7 +243,7 @@ class ArrayCache:
                 return target, False
             log.warning("cache entry %s is damaged: %s; rebuilding it", target, damage)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self._locked(target):
+        with build_lock(target, self.lock_timeout):
             if target.is_file():
                 # another process finished it, or repaired it, while we waited
                 now = self.damage(kind, key, shape, dtype)
@@ -315,58 +275,10 @@ class ArrayCache:
         for path in (target, target.with_suffix(".json"), self.verified_path(kind, key)):
             path.unlink(missing_ok=True)
 
-    @contextmanager
-    def _locked(self, target: Path) -> Iterator[None]:
-        """Hold the entry's build lock, waiting at most `lock_timeout` for another holder."""
-        lock_path, holder_path = Path(f"{target}.lock"), Path(f"{target}.lock.holder")
-        lock = FileLock(str(lock_path))
-        self._acquire(lock, lock_path, holder_path)
-        try:
-            _write_json_replacing(
-                holder_path,
-                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now().isoformat()},
-            )
-            yield
-        finally:
-            holder_path.unlink(missing_ok=True)
-            lock.release()
-
-    def _acquire(self, lock: FileLock, lock_path: Path, holder_path: Path) -> None:
-        try:
-            lock.acquire(timeout=0)
-            return
-        except Timeout:
-            pass
-        log.info("waiting for the cache lock %s: %s", lock_path, _holder(holder_path)[0])
-        started = time.monotonic()
-        while (left := self.lock_timeout - (time.monotonic() - started)) > 0:
-            try:
-                lock.acquire(timeout=min(WAIT_LOG_INTERVAL_S, left))
-                return
-            except Timeout:
-                waited = time.monotonic() - started
-                if waited < self.lock_timeout:
-                    log.info(
-                        "still waiting for the cache lock %s after %.0f s (at most %g s): %s",
-                        lock_path,
-                        waited,
-                        self.lock_timeout,
-                        _holder(holder_path)[0],
-                    )
-        holder, pid = _holder(holder_path)
-        end_it = f"end it (kill {pid})" if pid else f"end the process that has it open (fuser {lock_path})"
-        raise CacheLockTimeout(
-            f"gave up after {self.lock_timeout:g} s waiting for the cache lock {lock_path}: {holder}. "
-            "If it is still working (a large corpus, slow features), let it finish or raise "
-            f"data.cache_lock_timeout; if it hangs, {end_it} and run again (the OS releases the lock "
-            "when that process exits)"
-        )
-
     def remove_stale_temporaries(self, held: Path | None = None) -> list[Path]:
-        """Delete temporary files that no live builder is writing.
+        """Delete the temporary files in the cache's folder that no live builder is writing.
 
-        A temporary belongs to the entry named before `.tmp-`; it is stale when that entry's
-        lock can be taken now, or is `held` by the caller.
+        As `locks.remove_stale_temporaries` does for this cache's folder.
 
         Args:
             held: the entry whose lock the caller holds, or None.
@@ -374,120 +286,4 @@ class ArrayCache:
         Returns:
             The removed files.
         """
-        removed: list[Path] = []
-        by_target: dict[Path, list[Path]] = {}
-        for tmp in self.directory.glob("*.npy.tmp-*"):
-            by_target.setdefault(tmp.with_name(tmp.name.split(".tmp-")[0]), []).append(tmp)
-        for target, temporaries in by_target.items():
-            try:
-                with nullcontext() if target == held else FileLock(str(target) + ".lock", timeout=0):
-                    for tmp in temporaries:
-                        tmp.unlink(missing_ok=True)
-                        removed.append(tmp)
-            except Timeout:  # a live builder holds it: its files are not stale
-                continue
-        if removed:
-            log.info("removed %d temporary cache files left by interrupted builds", len(removed))
-        return removed
-
-
-def _layout_problem(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
-    """Check a .npy file's header and size against the shape and dtype it should hold.
-
-    Returns:
-        How they disagree, in words, or None when they agree.
-    """
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version not in readers:
-                return f"its npy header has format version {version}, which this cache never writes"
-            header_shape, fortran_order, header_dtype = readers[version](handle)
-            data_offset = handle.tell()
-            size = os.fstat(handle.fileno()).st_size
-    except (OSError, ValueError) as err:
-        return f"its npy header cannot be read ({err})"
-    if (header_shape, header_dtype, fortran_order) != (shape, dtype, False):
-        return (
-            f"its npy header says shape {header_shape} {header_dtype}"
-            f"{' (Fortran order)' if fortran_order else ''}, its metadata shape {shape} {dtype}"
-        )
-    expected = data_offset + math.prod(shape) * dtype.itemsize
-    if size != expected:
-        return f"the file has {size} bytes, its header and metadata make {expected} (cut short or added to)"
-    return None
-
-
-def _stamp(path: Path) -> list[int]:
-    """Take what any write through the file system changes (ctime last: the OS sets it, nobody else can).
-
-    Returns:
-        The file's device, inode, size, mtime and ctime (nanoseconds).
-    """
-    stat = path.stat()
-    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
-
-
-def file_digest(path: str | Path) -> str:
-    """Hash a file's bytes, read in chunks.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The CHECKSUM (SHA-256) hex digest.
-    """
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, CHECKSUM).hexdigest()
-
-
-def _read_json(path: Path):
-    """Read a small JSON file.
-
-    Returns:
-        Its content, or None when it is missing or unreadable.
-    """
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json_replacing(path: Path, data: dict) -> None:
-    """Write a small record atomically; it only saves work, so a read-only folder just skips it."""
-    try:
-        with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps(data))
-    except OSError as err:
-        log.debug("could not write %s: %s", path, err)
-
-
-def _holder(holder_path: Path) -> tuple[str, int | None]:
-    """Tell who holds a lock, as the holder wrote beside it.
-
-    The file is data: it is only ever shown, never acted on.
-
-    Returns:
-        The holder in words, and its pid when it is a live local process (else None).
-    """
-    holder = _read_json(holder_path)
-    try:
-        pid, host = int(holder["pid"]), str(holder.get("host"))
-    except (TypeError, KeyError, ValueError):
-        return f"another process holds it (and has not written {holder_path.name} yet)", None
-    if host == socket.gethostname() and not _running(pid):
-        # its lock went with it; whoever holds the lock now has not written itself down yet
-        return f"another process holds it (the last recorded holder, process {pid}, is gone)", None
-    building = holder_path.name.removesuffix(".lock.holder")
-    return f"process {pid} on {host} holds it, building {building} since {holder.get('since')}", pid
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
+        return remove_stale_temporaries(self.directory, held)
