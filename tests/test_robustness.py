@@ -4,14 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_lightning.reporting.robustness import (
-    codec_roundtrip,
-    condition_clips,
-    mu_law,
-    robustness_table,
-    snr_db,
-    standard_conditions,
-)
+from ser_lightning.reporting.robustness import condition_clips, robustness_table, standard_conditions
+from ser_lightning.reporting.robustness_corruptions import codec_roundtrip, mu_law, snr_db
 
 SR = 16000
 STANDARD = {
