@@ -3,90 +3,30 @@
 The SERModel is features → network → calibrated probabilities.
 
 Built from plain config dicts (net, features, optimizer, scheduler) so that a checkpoint's
-hyper-parameters alone rebuild the same model, feature extraction included.
+hyper-parameters alone rebuild the same model, feature extraction included. The settings
+that build parts of it (torch.compile's mode, the batch augmentation) are read in
+`module_settings`, the optimiser and scheduler built in `optimisation`, and a loss that is not
+finite explained in `nonfinite_loss`.
 """
 
 from __future__ import annotations
 
-import math
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 
-from ser_lightning.augment.batch import BatchAugmentation
 from ser_lightning.checkpoint import CheckpointError, load_weights, loadable_hparams, read_checkpoint
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
 from ser_lightning.metrics import ser_metrics
 from ser_lightning.model import SERModel
+from ser_lightning.module_settings import batch_augmentation, compile_mode
+from ser_lightning.nonfinite_loss import NonFiniteLossError, batch_files, non_finite_loss_message
+from ser_lightning.optimisation import build_optimizers, scale_encoder_rate
 from ser_lightning.utils.config import to_plain
-from ser_lightning.utils.errors import InvalidSetting, UserError
-
-# `model.compile`: false, or true (torch.compile's default mode), or one of its modes by name.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def compile_mode(setting) -> str | None:
-    """The torch.compile mode `model.compile` asks for.
-
-    Returns:
-        "default" for true, the mode itself for a mode name, None for false or None (off).
-
-    Raises:
-        InvalidSetting: If the setting is none of these.
-    """
-    if setting is False or setting is None:
-        return None
-    if setting is True:
-        return "default"
-    if setting in COMPILE_MODES:
-        return setting
-    raise InvalidSetting(
-        f"model.compile={setting!r} must be false, true or one of the modes {list(COMPILE_MODES)}"
-    )
-
-
-class NonFiniteLossError(UserError, RuntimeError):
-    """A training batch's loss is NaN or inf; the message names the files and what to check."""
-
-
-def batch_augmentation(
-    spectrogram: dict | None, mixup: dict | None, input_shape: tuple[int, int, int]
-) -> BatchAugmentation:
-    """Build the BatchAugmentation of the `augmentation.spectrogram` and `augmentation.mixup` nodes.
-
-    Args:
-        spectrogram: The `_target_` node of SpecAugment, None when off.
-        mixup: The `_target_` node of Mixup, None when off.
-        input_shape: The features' `(C, F, T)`, which SpecAugment checks it can mask.
-
-    Returns:
-        The batch augmentation of training steps (the identity when both are off).
-
-    Raises:
-        InvalidSetting: If a node cannot be instantiated (raised by `_build`).
-    """
-    return BatchAugmentation(
-        _build(spectrogram, "spectrogram", "specaugment", input_shape), _build(mixup, "mixup", "mixup", None)
-    )
-
-
-def _build(node: dict | None, key: str, preset: str, input_shape: tuple[int, int, int] | None):
-    if not node:
-        return None
-    try:
-        transform = instantiate(node)
-    except InstantiationException as err:
-        cause = err.__cause__ if err.__cause__ is not None else err
-        raise InvalidSetting(f"augmentation.{key}: {cause}; see conf/augmentation/{preset}.yaml") from err
-    if input_shape is not None:
-        transform.check_input_shape(input_shape)
-    return transform
+from ser_lightning.utils.errors import InvalidSetting
 
 
 class SERModule(pl.LightningModule):
@@ -271,27 +211,8 @@ class SERModule(pl.LightningModule):
         self.val_metrics.reset()
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        """Tell a network that schedules its own parts where training is, and scale its encoder's rate.
-
-        Such a network has `training_step_schedule` (a pretrained encoder frozen for the first
-        epochs, then warmed up); the rate of the optimizer's `encoder` group is scaled as it
-        says. The scale is divided out before the
-        next one is applied, so that the shared schedule's changes to that rate (plateau,
-        cosine) compose with it, and it is kept in the group, so that a resumed run goes on.
-        """
-        schedule = getattr(self.model.net, "training_step_schedule", None)
-        if schedule is None:
-            return
-        trainer = self.trainer
-        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
-        scale = schedule(self.current_epoch, self.global_step, steps_per_epoch)
-        if scale is None:
-            return
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                if group.get("name") == "encoder":
-                    group["lr"] = group["lr"] / group.get("lr_scale", 1.0) * scale
-                    group["lr_scale"] = scale
+        """Scale the encoder's rate of a network that schedules its own parts (see `scale_encoder_rate`)."""
+        scale_encoder_rate(self.model.net, self.trainer, self.current_epoch, self.global_step)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Augment the batch, score it and log the training loss and metrics.
@@ -345,39 +266,11 @@ class SERModule(pl.LightningModule):
         return {"row": batch["row"], "target": target, "logits": logits}
 
     # ------------------------------------------------------------------ a loss that is not finite
-    def _batch_files(self, batch: dict) -> list[str]:
-        """Return a name for each item of a batch: its file, from the data module's table row `row`."""
-        if "row" not in batch:
-            return [f"item {i} of the batch" for i in range(len(batch["label"]))]
-        rows = torch.as_tensor(batch["row"]).flatten().tolist()
+    def _non_finite_loss_message(self, loss: torch.Tensor, inputs: torch.Tensor, batch: dict) -> str:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         manifest = getattr(datamodule, "manifest", None)
-        table = manifest.table if manifest is not None else None
-        if table is None or "path" not in table:
-            return [f"row {row}" for row in rows]
-        return [str(table["path"].iloc[row]) for row in rows]
-
-    def _non_finite_loss_message(self, loss: torch.Tensor, inputs: torch.Tensor, batch: dict) -> str:
-        files = self._batch_files(batch)
-        head = (
-            f"training stopped: the training loss is {loss.item()} at epoch {self.current_epoch}, "
-            f"step {self.global_step}."
-        )
-        bad = (~torch.isfinite(inputs.detach()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
-        if bad:
-            listed = "\n".join(f"  {files[i]}" for i in bad)
-            return (
-                f"{head} The features of {len(bad)} of the batch's {len(files)} files are not finite:\n"
-                f"{listed}\nCheck these files: a float WAV with samples far outside [-1, 1] (written unscaled) "
-                "overflows the features when data.peak_normalize=false; rescale or remove the files, or set "
-                "data.peak_normalize=true."
-            )
-        listed = "\n".join(f"  {file}" for file in files)
-        return (
-            f"{head} The features of its files are finite, so the network diverged: lower "
-            "model.optimizer.lr, clip gradients (trainer.gradient_clip_val=1.0), or train in full "
-            f"precision (trainer.precision=32-true). The batch's files:\n{listed}"
-        )
+        files = batch_files(batch, manifest.table if manifest is not None else None)
+        return non_finite_loss_message(loss, inputs, files, self.current_epoch, self.global_step)
 
     # ------------------------------------------------------------------ checkpoints
     # Metric states are not in the state dict; the best validation UA so far must survive a
@@ -395,29 +288,13 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict:
-        """Build the optimizer (with the network's own parameter groups, if it has them) and scheduler.
+        """Build the optimizer and scheduler of the `optimizer` and `scheduler` configs (`build_optimizers`).
 
         Returns:
             Lightning's optimizer dict; with a scheduler, stepped every epoch on
             `scheduler_monitor`.
         """
-        optimizer_factory = instantiate(self.hparams.optimizer)
-        # A network with parts trained at their own rates (a pretrained encoder and its head)
-        # gives its parameter groups; the optimizer's `lr` is the rate of the rest.
-        parameter_groups = getattr(self.model.net, "parameter_groups", None)
-        if parameter_groups is not None:
-            optimizer = optimizer_factory(params=parameter_groups(self.hparams.optimizer["lr"]))
-        else:
-            optimizer = optimizer_factory(params=self.parameters())
-        if not self.hparams.scheduler:
-            return {"optimizer": optimizer}
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": scheduler,
-                "monitor": self.hparams.scheduler_monitor,
-                "interval": "epoch",
-                "frequency": 1,
-            },
-        }
+        hparams = self.hparams
+        return build_optimizers(
+            self.model.net, self.parameters(), hparams.optimizer, hparams.scheduler, hparams.scheduler_monitor
+        )

@@ -13,7 +13,7 @@ from ser_lightning.augment.mixup import MixedBatch, Mixup
 from ser_lightning.augment.spectrogram import SpecAugment
 from ser_lightning.augment.waveform import build_waveform_augmentation
 from ser_lightning.data.augmentation import check_augmentation, for_data_module, for_lightning_module
-from ser_lightning.module import batch_augmentation
+from ser_lightning.module_settings import batch_augmentation
 
 SR = 16000
 

@@ -29,7 +29,7 @@ from ser_lightning.data.quality import SkipPolicy, UnusableFilesError, check_aud
 from ser_lightning.decoding import AudioDecodeError, read_audio
 from ser_lightning.features import LogMel
 from ser_lightning.models import ACNT
-from ser_lightning.module import NonFiniteLossError
+from ser_lightning.nonfinite_loss import NonFiniteLossError
 from ser_lightning.train import train
 
 from .helpers.audio import write_tone

@@ -17,7 +17,8 @@ from hydra.errors import InstantiationException
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION, RECORD_KEY, read_checkpoint
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx
 from ser_lightning.model import SERModel, channels_last_wanted
-from ser_lightning.module import SERModule, batch_augmentation
+from ser_lightning.module import SERModule
+from ser_lightning.module_settings import batch_augmentation
 from ser_lightning.resume import HPARAMS_MAY_DIFFER, RESUME_MAY_DIFFER, changed_keys
 from ser_lightning.train import train
 

@@ -154,7 +154,7 @@ def test_every_error_the_user_must_fix_is_a_user_error():
     from ser_lightning.features.ssl import EncoderWeightsMismatch, MissingEncoderWeights
     from ser_lightning.inference.media import MediaTooLongError
     from ser_lightning.models.requirements import IncompatibleFeaturesError
-    from ser_lightning.module import NonFiniteLossError
+    from ser_lightning.nonfinite_loss import NonFiniteLossError
     from ser_lightning.resume import ResumeError
     from ser_lightning.utils.errors import InvalidSetting, UserError, user_mistake
 
