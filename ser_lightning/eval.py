@@ -43,7 +43,9 @@ from ser_lightning.data.provenance import (
 from ser_lightning.inference.predictor import resolve_device
 from ser_lightning.module import SERModule
 from ser_lightning.reporting.collector import split_report
-from ser_lightning.reporting.evaluation import EvaluationReport, print_report, write_report
+from ser_lightning.reporting.evaluation import EvaluationReport
+from ser_lightning.reporting.evaluation_console import print_report
+from ser_lightning.reporting.evaluation_files import write_report
 from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, to_plain
 from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake

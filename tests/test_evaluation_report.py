@@ -15,7 +15,8 @@ from sklearn.metrics import (
 )
 
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.reporting.evaluation import evaluation_report, write_report
+from ser_lightning.reporting.evaluation import evaluation_report
+from ser_lightning.reporting.evaluation_files import write_report
 
 
 def one_hot_probabilities(predicted, num_classes, seed=0):

@@ -25,7 +25,9 @@ from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.metrics import STAGE_SCORES
-from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report, print_report, write_report
+from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
+from ser_lightning.reporting.evaluation_console import print_report
+from ser_lightning.reporting.evaluation_files import write_report
 from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.utils.errors import InvalidSetting
 

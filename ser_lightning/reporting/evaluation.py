@@ -22,25 +22,19 @@ Given the speaker (and gender, intensity) of each clip, the report also holds:
 - breakdowns per gender, speaker and intensity (reporting/breakdowns.py) and the gender gap;
 - the protocol's note on speakers: whether the test speakers were heard in training, and how
   many test clips have their speaker in the training split.
+
+This module scores the report; `reporting.evaluation_files` writes its files and plots, and
+`reporting.evaluation_console` prints it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # reports are files; no display is needed or wanted
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
-
-from ser_lightning.metrics import (  # noqa: E402
+from ser_lightning.metrics import (
     calibration_bins,
     confusion_counts,
     expected_calibration_error,
@@ -51,16 +45,10 @@ from ser_lightning.metrics import (  # noqa: E402
     weighted_accuracy,
     weighted_f1,
 )
-from ser_lightning.reporting.breakdowns import breakdown_table, gender_gap, plot_breakdowns  # noqa: E402
-from ser_lightning.reporting.intervals import BootstrapSettings, speaker_bootstrap  # noqa: E402
+from ser_lightning.reporting.breakdowns import breakdown_table, gender_gap
+from ser_lightning.reporting.intervals import BootstrapSettings, speaker_bootstrap
 from ser_lightning.utils.errors import InvalidSetting
 
-METRIC_NAMES = {
-    "accuracy": "accuracy (WA)",
-    "ua": "unweighted accuracy (UA)",
-    "macro_f1": "macro-F1",
-    "weighted_f1": "weighted F1",
-}
 PROBABILITY_PREFIX = "prob_"
 # columns of the clip table a report may be given (clip_info), written beside each prediction
 CLIP_COLUMNS = ("speaker", "gender", "intensity", "corpus")
@@ -232,197 +220,3 @@ def evaluation_report(
         report.gender_gap = gender_gap(report.breakdowns)
     report.speakers = dict(speakers or {})
     return report
-
-
-def interval_text(report: EvaluationReport, key: str) -> str:
-    """Format a score's interval.
-
-    Args:
-        report: the report holding the intervals.
-        key: the score's name (`ua`, `accuracy`, `macro_f1`, ...).
-
-    Returns:
-        `[low, high]` to three decimals, or '' when the report has no interval for it.
-    """
-    interval = (report.intervals.get("intervals") or {}).get(key)
-    return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-
-
-def speaker_note_text(speakers: dict) -> str:
-    """Put the split's note on speakers in words.
-
-    Args:
-        speakers: the note (`leakage.speaker_note`).
-
-    Returns:
-        A sentence saying whether test speakers were heard in training ('' when unknown).
-    """
-    if not speakers:
-        return ""
-    if speakers.get("speaker_independent"):
-        return "speaker-independent: no test speaker is in the training split"
-    n, total = speakers.get("test_clips_with_training_speaker"), speakers.get("test_clips")
-    return (
-        f"SPEAKER-DEPENDENT protocol ({speakers.get('split')}): {n} of {total} test clips have their "
-        "speaker in the training split; scores are optimistic for new speakers"
-    )
-
-
-def write_report(report: EvaluationReport, directory: str | Path, title: str = "") -> dict[str, Path]:
-    """Write a report's files into `directory`, creating it if needed.
-
-    The files are metrics.json, per_class.csv, the confusion matrices (CSV, PNG), predictions.csv,
-    reliability.csv and reliability.png, and (given clip information) breakdowns.csv and breakdowns.png.
-
-    Args:
-        report: the report to write.
-        directory: the folder to write into.
-        title: the title stored in metrics.json and shown on the plots.
-
-    Returns:
-        The path of each written file, by name (`metrics`, `per_class`, `confusion_png`, ...).
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "metrics": directory / "metrics.json",
-        "per_class": directory / "per_class.csv",
-        "confusion_counts": directory / "confusion_matrix.csv",
-        "confusion_normalized": directory / "confusion_matrix_normalized.csv",
-        "confusion_png": directory / "confusion_matrix.png",
-        "predictions": directory / "predictions.csv",
-        "reliability": directory / "reliability.csv",
-        "reliability_png": directory / "reliability.png",
-    }
-    paths["metrics"].write_text(json.dumps(report.metrics_record(title), indent=2))
-    report.per_class.to_csv(paths["per_class"])
-    index = pd.Index(report.labels, name="true \\ predicted")
-    pd.DataFrame(report.confusion, index=index, columns=report.labels).to_csv(paths["confusion_counts"])
-    pd.DataFrame(report.confusion_normalized, index=index, columns=report.labels).to_csv(
-        paths["confusion_normalized"], float_format="%.4f"
-    )
-    plot_confusion(report, paths["confusion_png"], title)
-    report.predictions_frame().to_csv(paths["predictions"], index=False, float_format="%.6f")
-    report.reliability.to_csv(paths["reliability"], index=False, float_format="%.6f")
-    plot_reliability(report, paths["reliability_png"], title)
-    if len(report.breakdowns):
-        paths["breakdowns"] = directory / "breakdowns.csv"
-        paths["breakdowns_png"] = directory / "breakdowns.png"
-        report.breakdowns.to_csv(paths["breakdowns"], index=False, float_format="%.6f")
-        plot_breakdowns(report.breakdowns, paths["breakdowns_png"], report.metrics["ua"], title)
-    return paths
-
-
-def plot_reliability(report: EvaluationReport, path: str | Path, title: str = "") -> None:
-    """Draw the reliability diagram: accuracy against mean confidence per confidence bin.
-
-    Bar widths are the bins, with the diagonal of perfect calibration and the bin counts underneath.
-    """
-    table = report.reliability
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
-    )
-    width = float(table["upper"].iloc[0] - table["lower"].iloc[0]) if len(table) else 0.1
-    filled = table[table["files"] > 0]
-    top.bar(
-        filled["lower"],
-        filled["accuracy"],
-        width=width,
-        align="edge",
-        color="#4C72B0",
-        edgecolor="white",
-        label="accuracy",
-    )
-    top.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
-    top.plot(
-        filled["confidence"], filled["accuracy"], "o", color="#DD8452", markersize=3, label="mean confidence"
-    )
-    top.set_ylabel("accuracy")
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.legend(fontsize=8, loc="upper left")
-    calibration = report.calibration
-    text = f"ECE {calibration['ece']:.3f}"
-    if "ece_uncalibrated" in calibration:
-        text += (
-            f" (before temperature {calibration['temperature']:.2f}: {calibration['ece_uncalibrated']:.3f})"
-        )
-    top.set_title(f"{title}\n{text}".strip(), fontsize=9)
-    bottom.bar(table["lower"], table["files"], width=width, align="edge", color="#999999")
-    bottom.set_xlabel("confidence (top probability)")
-    bottom.set_ylabel("files")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_confusion(report: EvaluationReport, path: str | Path, title: str = "") -> None:
-    """Counts and row-normalised confusion matrices side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), constrained_layout=True)
-    panels = (
-        (report.confusion, "d", "counts"),
-        (report.confusion_normalized, ".2f", "row-normalised (recall)"),
-    )
-    for ax, (matrix, fmt, name) in zip(axes, panels, strict=True):
-        ConfusionMatrixDisplay(matrix, display_labels=report.labels).plot(
-            ax=ax, values_format=fmt, cmap="Blues", colorbar=False, xticks_rotation=45
-        )
-        ax.set_title(name)
-    metrics = report.metrics
-    fig.suptitle(
-        f"{title}  WA {metrics['accuracy']:.3f}  UA {metrics['ua']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
-        f"({metrics['num_files']} files)".strip()
-    )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def print_report(report: EvaluationReport, title: str = "Evaluation", console: Console | None = None) -> None:
-    """The metrics and the per-class table, for a person."""
-    console = console or Console()
-    console.print(f"[bold]{title}[/bold]")
-    note = speaker_note_text(report.speakers)
-    if note:
-        console.print(("[bold red]" if not report.speakers.get("speaker_independent") else "") + note)
-    overall = Table(show_header=False)
-    overall.add_column("metric", style="bold")
-    overall.add_column("value", justify="right")
-    with_intervals = bool(report.intervals)
-    if with_intervals:
-        overall.add_column(f"{100 * report.intervals['confidence']:.0f} % interval", justify="right")
-    for key, name in METRIC_NAMES.items():
-        cells = [name, f"{report.metrics[key]:.3f}"] + (
-            [interval_text(report, key)] if with_intervals else []
-        )
-        overall.add_row(*cells)
-    overall.add_row("files", str(report.metrics["num_files"]), *([""] if with_intervals else []))
-    calibration = report.calibration
-    if calibration:
-        ece = f"{calibration['ece']:.3f}"
-        if "ece_uncalibrated" in calibration:
-            ece += (
-                f" (uncalibrated {calibration['ece_uncalibrated']:.3f}, T={calibration['temperature']:.2f})"
-            )
-        overall.add_row("calibration error (ECE)", ece, *([""] if with_intervals else []))
-    if report.gender_gap is not None:
-        gap = report.gender_gap
-        overall.add_row(
-            "UA female / male",
-            f"{gap['ua_female']:.3f} / {gap['ua_male']:.3f} (gap {gap['female_minus_male']:+.3f})",
-            *([""] if with_intervals else []),
-        )
-    console.print(overall)
-    if with_intervals:
-        console.print(
-            f"intervals: {report.intervals['method']}, {report.intervals['speakers']} test speakers, "
-            f"{report.intervals['resamples']} resamples, seed {report.intervals['seed']}"
-            + (f" ({report.intervals['note']})" if report.intervals.get("note") else "")
-        )
-    per_class = Table()
-    per_class.add_column("emotion", style="bold")
-    for column in ("precision", "recall", "F1", "support"):
-        per_class.add_column(column, justify="right")
-    for name, row in report.per_class.iterrows():
-        per_class.add_row(
-            name, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support))
-        )
-    console.print(per_class)

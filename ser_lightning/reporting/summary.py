@@ -18,7 +18,8 @@ from ser_lightning.checkpoint_calibration import calibrate_checkpoint
 from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.quality import skip_counts
 from ser_lightning.reporting.collector import test_best_checkpoint
-from ser_lightning.reporting.evaluation import EvaluationReport, speaker_note_text
+from ser_lightning.reporting.evaluation import EvaluationReport
+from ser_lightning.reporting.evaluation_console import speaker_note_text
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
