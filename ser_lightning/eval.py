@@ -40,7 +40,7 @@ from ser_lightning.data.provenance import (
     scored_training_files,
     warn_of_training_overlap,
 )
-from ser_lightning.inference.predictor import resolve_device
+from ser_lightning.inference.execution import resolve_device
 from ser_lightning.module import SERModule
 from ser_lightning.reporting.collector import split_report
 from ser_lightning.reporting.evaluation import EvaluationReport

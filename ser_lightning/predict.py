@@ -21,7 +21,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
-from ser_lightning.inference.predictor import FilePrediction, Predictor
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice

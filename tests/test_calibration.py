@@ -110,7 +110,8 @@ def test_predict_answers_uncertain_below_min_confidence(tmp_path):
     import json
 
     from ser_lightning.inference.output import PredictionPrinter, json_record
-    from ser_lightning.inference.predictor import FilePrediction, Predictor
+    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.results import FilePrediction
 
     labels = ["neutral", "happy", "sad"]
     probabilities = np.array([0.5, 0.3, 0.2])

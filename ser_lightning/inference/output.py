@@ -7,7 +7,7 @@ import json
 from typing import TextIO
 
 from ser_lightning.inference.media import InputError
-from ser_lightning.inference.predictor import FilePrediction
+from ser_lightning.inference.results import FilePrediction
 from ser_lightning.utils.errors import InvalidSetting
 
 OUTPUT_FORMATS = ("human", "json", "csv")

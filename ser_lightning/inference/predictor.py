@@ -3,26 +3,25 @@
 Scores go through the model's own `probabilities` (its feature extractor and normalisation,
 restored from the checkpoint, its network and its temperature), the code path training,
 testing and eval use. (Labelled splits are scored by `trainer.test`: see
-ser_lightning.reporting.collector.)
+ser_lightning.reporting.collector.) What a scored file gives is `inference.results.FilePrediction`;
+the device and the decoding threads are set up by `inference.execution`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
 
-from ser_lightning.calibration import UNCERTAIN, check_min_confidence
+from ser_lightning.calibration import check_min_confidence
 from ser_lightning.decoding import AudioDecodeError
+from ser_lightning.inference.execution import in_order, resolve_device
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import (
     Timeline,
     TimelineSettings,
@@ -33,94 +32,7 @@ from ser_lightning.inference.timeline import (
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def in_order(decode: Callable[[Path], T], paths: list[Path], workers: int) -> Iterator[T]:
-    """`decode` of each path, in order, with at most `workers` running or done ahead of the caller.
-
-    The bound is what keeps memory flat: a decoded file is only held until the caller takes it.
-    One path (the latency case) is decoded here: starting a thread pool would cost more.
-
-    Args:
-        decode: what to do with each path, run in worker threads.
-        paths: the paths, in the order their results are yielded.
-        workers: the most decodes running or done ahead of the caller; 1 or less decodes in
-            the caller's thread.
-
-    Yields:
-        `decode(path)` of each path, in the order of `paths`.
-    """
-    if workers <= 1 or len(paths) <= 1:
-        yield from map(decode, paths)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        ahead: deque[Future] = deque()
-        for path in paths:
-            if len(ahead) == workers:
-                yield ahead.popleft().result()
-            ahead.append(pool.submit(decode, path))
-        while ahead:
-            yield ahead.popleft().result()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn a device setting into a torch device.
-
-    Args:
-        device: `auto` (the GPU when there is one, else the CPU) or anything `torch.device`
-            takes (cpu, cuda, cuda:1, mps).
-
-    Returns:
-        The device.
-
-    Raises:
-        InvalidSetting: when torch does not know the device, or it is a GPU and torch sees none.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise InvalidSetting(
-            f"device={device!r} is not a torch device (auto, cpu, cuda, cuda:1, mps): {err}"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidSetting(
-            f"device={device!r} asks for a GPU, but torch sees none here; use device=auto or cpu"
-        )
-    return resolved
-
-
-@dataclass
-class FilePrediction:
-    """A scored file: its mean probabilities and the probabilities of each window."""
-
-    path: str
-    labels: list[str]
-    probabilities: np.ndarray  # (K,) mean over windows
-    window_probabilities: np.ndarray  # (W, K)
-    window_spans: list[tuple[float, float]]  # seconds
-    duration: float  # seconds of the decoded file
-    timeline: Timeline | None = None  # speech segments over time (timeline mode)
-    # below this top probability the answer is `uncertain` instead of an emotion (0: never)
-    min_confidence: float = 0.0
-
-    @property
-    def best(self) -> str:
-        """The most probable emotion, whatever its probability."""
-        return self.labels[int(self.probabilities.argmax())]
-
-    @property
-    def predicted(self) -> str:
-        """The most probable emotion, or `uncertain` when its probability is below min_confidence."""
-        return UNCERTAIN if self.confidence < self.min_confidence else self.best
-
-    @property
-    def confidence(self) -> float:
-        """The top probability: that of the most probable emotion."""
-        return float(self.probabilities.max())
 
 
 class Predictor:

@@ -29,7 +29,8 @@ import numpy as np
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.containers import HEAD_BYTES, UnsupportedContainerError, sniffed_suffix
 from ser_lightning.inference.media import InputError, MediaTooLongError
-from ser_lightning.inference.predictor import FilePrediction, Predictor
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import (
     Timeline,
     TimelineSettings,

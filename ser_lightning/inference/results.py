@@ -1,0 +1,45 @@
+"""What scoring a file gives: its mean probabilities, each window's, and the answer they make.
+
+`Predictor` makes a `FilePrediction` of every file it scores; `predict` writes them
+(`inference.output`), the HTTP API answers with them. A file that cannot be scored gives an
+`inference.media.InputError` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_lightning.calibration import UNCERTAIN
+from ser_lightning.inference.timeline import Timeline
+
+
+@dataclass
+class FilePrediction:
+    """A scored file: its mean probabilities and the probabilities of each window."""
+
+    path: str
+    labels: list[str]
+    probabilities: np.ndarray  # (K,) mean over windows
+    window_probabilities: np.ndarray  # (W, K)
+    window_spans: list[tuple[float, float]]  # seconds
+    duration: float  # seconds of the decoded file
+    timeline: Timeline | None = None  # speech segments over time (timeline mode)
+    # below this top probability the answer is `uncertain` instead of an emotion (0: never)
+    min_confidence: float = 0.0
+
+    @property
+    def best(self) -> str:
+        """The most probable emotion, whatever its probability."""
+        return self.labels[int(self.probabilities.argmax())]
+
+    @property
+    def predicted(self) -> str:
+        """The most probable emotion, or `uncertain` when its probability is below min_confidence."""
+        return UNCERTAIN if self.confidence < self.min_confidence else self.best
+
+    @property
+    def confidence(self) -> float:
+        """The top probability: that of the most probable emotion."""
+        return float(self.probabilities.max())
