@@ -20,6 +20,7 @@ before any training step, whatever directory the checkpoint lies in:
 
 from __future__ import annotations
 
+import logging
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
 from ser_lightning.data.augmentation import AUGMENTATION_DEFAULTS
 from ser_lightning.data.provenance import data_settings, same_test_files
+from ser_lightning.preemption import preempted_checkpoint
 from ser_lightning.utils.config import task_overrides, to_plain
 from ser_lightning.utils.errors import UserError
+
+log = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -135,18 +139,30 @@ def _resume_command(overrides: list[str], placeholder: bool = False) -> str:
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     """The checkpoint `ckpt_path` names ("last": this run directory's last.ckpt), checked to exist.
 
+    A run directory holding `checkpoints/preempted.ckpt` (written on a requeue signal,
+    `ser_lightning/preemption.py`) resumes from it when `ckpt_path` is unset or "last": that is
+    where the run stopped, inside an epoch, and how a requeued SLURM job, which runs the same
+    command again, goes on.
+
     Args:
         cfg: The run's config; its `ckpt_path` is read.
         output_dir: This run's directory, where `ckpt_path=last` looks.
 
     Returns:
-        The checkpoint's path, or None when `ckpt_path` is not set (a fresh run).
+        The checkpoint's path, or None when `ckpt_path` is not set and the directory holds no
+        preempted run (a fresh run).
 
     Raises:
         FileNotFoundError: If the named checkpoint (or this directory's last.ckpt) does not
             exist; the message shows how to resume a run in its own directory.
     """
     ckpt_path = cfg.get("ckpt_path")
+    preempted = preempted_checkpoint(output_dir)
+    if ckpt_path in (None, "", "last") and preempted.is_file():
+        log.warning(
+            "resuming from %s: the run in this directory stopped there on a requeue signal", preempted
+        )
+        return str(preempted)
     if not ckpt_path:
         return None
     if ckpt_path == "last":

@@ -83,7 +83,7 @@ def test_device_batches_are_the_host_batches_in_the_same_order(tone_root, tmp_pa
 @pytest.mark.parametrize("rank", [0, 1, 2])
 def test_each_ddp_rank_takes_the_shard_lightning_gives_it_on_the_host_path(rank):
     size, batch = 23, 4
-    order = EpochSeededShuffle(size, seed=7)
+    order = EpochSeededShuffle(size, seed=7, num_replicas=3, rank=rank)  # it deals each rank its share
     values = torch.arange(size, dtype=torch.float32)[:, None]
     rows = torch.arange(100, 100 + size)
     device = DeviceBatches(values, rows % 8, rows, batch, order=order, num_replicas=3, rank=rank)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ser_lightning.preemption import PREEMPTED_CHECKPOINT, REQUEUED_EXIT_CODE
 from ser_lightning.train import train
 
 from .helpers.configs import compose_train
@@ -84,6 +85,40 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, 
     # the W&B key in the environment reached no file of either run (configs, logs, checkpoints)
     assert files_holding(resumed_dir, FAKE_KEY) == [] and files_holding(whole_dir, FAKE_KEY) == []
     assert (resumed_dir / ".hydra" / "config.yaml").is_file() and (resumed_dir / "train.log").is_file()
+
+
+def test_a_requeue_signal_mid_epoch_saves_there_and_the_rerun_ends_as_if_never_stopped(tone_root, tmp_path):
+    """callbacks.requeue.enabled=true outside SLURM: SIGUSR1 at step 6 (2 batches into epoch 1) saves
+    preempted.ckpt before the next batch and exits with status 3; the same command run again resumes
+    there by itself (tests/test_slurm.py does this through a real scheduler)."""
+    cache = tmp_path / "cache"
+    whole_dir, stopped_dir = tmp_path / "uninterrupted", tmp_path / "stopped"
+    common = [*run_overrides(tone_root), f"paths.cache_dir={cache}", "callbacks.requeue.enabled=true"]
+    assert entry_point([*common, f"hydra.run.dir={whole_dir}"]).returncode == 0
+
+    common.append(f"hydra.run.dir={stopped_dir}")
+    signalled = [
+        *common,
+        "+callbacks.signal._target_=tests.helpers.callbacks.SignalAtStep",
+        "+callbacks.signal.step=6",
+    ]
+    stopped = entry_point(signalled)
+    assert stopped.returncode == REQUEUED_EXIT_CODE, stopped.stderr[-3000:]
+    saved = torch.load(stopped_dir / "checkpoints" / PREEMPTED_CHECKPOINT, weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (1, 6)
+    assert saved["callbacks"]["RequeueOnSignal"]["batches_done"] == 2
+
+    resumed = entry_point(common)  # no ckpt_path: the run directory's preempted.ckpt is found
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in (stopped_dir / "train.log").read_text()
+    assert not (stopped_dir / "checkpoints" / PREEMPTED_CHECKPOINT).exists()
+    whole = torch.load(whole_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    again = torch.load(stopped_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    metrics = [json.loads((d / "summary.json").read_text())["metrics"] for d in (whole_dir, stopped_dir)]
+    assert metrics[0] == metrics[1]
+    rows = [pd.read_csv(d / "csv" / "metrics.csv") for d in (whole_dir, stopped_dir)]
+    pd.testing.assert_frame_equal(rows[1], rows[0], check_exact=True)
 
 
 class _RunsCode:

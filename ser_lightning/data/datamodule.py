@@ -105,6 +105,7 @@ class SERDataModule(pl.LightningDataModule):
         self._device_rows: dict[str, tuple[torch.Tensor, ...]] = {}  # data.placement=device
         self._auto_fits: bool | None = None  # data.placement=auto, decided once
         self._placement_logged: set[str] = set()
+        self._resume_point: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- what it serves
     @property
@@ -190,31 +191,36 @@ class SERDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         dataset = self.dataset(split)
-        # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly; clips
-        # augmented in the workers get their own seeds from the same (seed, epoch).
-        augmented = isinstance(dataset, CachedUtterances) and dataset.transform is not None
-        sampler = (
-            EpochSeededShuffle(len(dataset), self.loader.shuffle_seed, self._fit_epoch, item_seeds=augmented)
-            if shuffle
-            else None
+        trainer = self.trainer
+        # each rank's share dealt as Lightning deals it (unless use_distributed_sampler=False)
+        distributed = (
+            trainer is not None
+            and trainer.world_size > 1
+            and trainer._accelerator_connector.use_distributed_sampler
         )
-        strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None
+        num_replicas, rank = (trainer.world_size, trainer.global_rank) if distributed else (1, 0)
+        sampler = None
+        if shuffle:
+            # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly; clips
+            # augmented in the workers get their own seeds from the same (seed, epoch).
+            augmented = isinstance(dataset, CachedUtterances) and dataset.transform is not None
+            sampler = EpochSeededShuffle(
+                len(dataset), self.loader.shuffle_seed, self._fit_epoch, augmented, num_replicas, rank
+            )
+            if self._resume_point is not None:
+                epoch, batches_done = self._resume_point
+                sampler.resume_within(epoch, batches_done * self.loader.batch_size)
+                self._resume_point = None
+        strategy = getattr(trainer, "strategy", None) if trainer is not None else None
         device = self._placement_device(split, dataset, getattr(strategy, "root_device", None))
         if device is not None:
-            trainer = self.trainer
-            # sharded as Lightning shards the host path's loaders (unless use_distributed_sampler=False)
-            distributed = (
-                trainer is not None
-                and trainer.world_size > 1
-                and trainer._accelerator_connector.use_distributed_sampler
-            )
             return DeviceBatches(
                 *self._rows_on_device(split, device),
                 batch_size=self.loader.batch_size,
                 kind=dataset.kind,
                 order=sampler,
-                num_replicas=trainer.world_size if distributed else 1,
-                rank=trainer.global_rank if distributed else 0,
+                num_replicas=num_replicas,
+                rank=rank,
             )
         return DataLoader(
             dataset,
@@ -290,6 +296,18 @@ class SERDataModule(pl.LightningDataModule):
             The fit loop's count of processed epochs, or None without a trainer.
         """
         return None if self.trainer is None else self.trainer.fit_loop.epoch_progress.current.processed
+
+    def resume_within_epoch(self, epoch: int, batches_done: int) -> None:
+        """Make the next train loader start `epoch` after the batches a stopped run trained already.
+
+        Called by `RequeueOnSignal` when a run resumes from the checkpoint it wrote inside an
+        epoch: that epoch's order is drawn as before, without its first `batches_done` batches.
+
+        Args:
+            epoch: The epoch the run stopped in.
+            batches_done: The batches of that epoch it trained on (per rank).
+        """
+        self._resume_point = (epoch, batches_done)
 
     def train_dataloader(self) -> DataLoader:
         """Serve the train split, shuffled by (seed, epoch).

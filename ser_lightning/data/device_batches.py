@@ -26,9 +26,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
-from ser_lightning.data.sampling import EpochSeededShuffle
+from ser_lightning.data.sampling import EpochSeededShuffle, shard_positions
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class DeviceBatches:
 
     values: `(N, ...)` float32 rows of one split, in the split's order, on the device.
     labels, rows: `(N,)` int64 on the same device (rows: the table row of each).
-    order: the train order of each epoch (None: the split's order, for val and test).
+    order: the train order of each epoch, already this rank's share (None: the split's order, for val and test).
     num_replicas, rank: the DDP world and this process's place in it.
     """
 
@@ -69,26 +68,20 @@ class DeviceBatches:
         """The device the rows are held on."""
         return self.values.device
 
-    def _shard_size(self) -> int:
-        if self.num_replicas == 1:
-            return len(self.values)
-        return len(DistributedSampler(range(len(self.values)), self.num_replicas, self.rank, shuffle=False))
-
     def __len__(self) -> int:
-        return -(-self._shard_size() // self.batch_size)
+        shard_size = -(-len(self.values) // self.num_replicas)
+        return -(-shard_size // self.batch_size)
 
     def positions(self) -> list[int]:
         """Draw this epoch's positions for this rank (drawing the train order starts the epoch).
 
         Returns:
-            The positions of the rows this rank serves, in order: the epoch's train order (or the
-            split's order), sharded as DistributedSampler shards without shuffling.
+            The positions of the rows this rank serves, in order: the train order's share for
+            this rank (the sampler deals it), or this rank's share of the split's order.
         """
-        order = list(self.order) if self.order is not None else list(range(len(self.values)))
-        if self.num_replicas == 1:
-            return order
-        shard = DistributedSampler(range(len(order)), self.num_replicas, self.rank, shuffle=False)
-        return [order[i] for i in shard]
+        if self.order is not None:
+            return list(self.order)
+        return shard_positions(list(range(len(self.values))), self.num_replicas, self.rank)
 
     def __iter__(self) -> Iterator[dict]:
         """Serve this epoch's batches as slices of the rows on the device.
