@@ -21,9 +21,9 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S
-from ser_lightning.data.device_batches import DeviceBatches, fits_on_device, rows_to_device
+from ser_lightning.data.device_batches import DeviceBatches, DevicePlacement
 from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArrays
-from ser_lightning.data.loading import CachedUtterances, LoaderSettings, collate_batch
+from ser_lightning.data.loading import CachedUtterances, LoaderSettings, check_train_input, collate_batch
 from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
 from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.data.sampling import EpochSeededShuffle
@@ -32,8 +32,6 @@ from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
-
-TRAIN_INPUTS = ("features", "waveform")
 
 
 class SERDataModule(pl.LightningDataModule):
@@ -61,23 +59,7 @@ class SERDataModule(pl.LightningDataModule):
         offline_copies: OfflineCopies | None = None,
     ):
         super().__init__()
-        if train_input not in TRAIN_INPUTS:
-            raise InvalidSetting(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
-        if train_input == "waveform" and not store.features.runs_on_device:
-            raise InvalidSetting(
-                f"data.train_input=waveform needs features computed per batch, but {type(store.features).__name__} "
-                "is precomputed on CPU; use data.train_input=features"
-            )
-        if waveform_augmentation is not None and train_input != "waveform":
-            raise InvalidSetting(
-                "on-the-fly waveform augmentation needs data.train_input=waveform (features recomputed "
-                "from the augmented audio); cached features cannot see it"
-            )
-        if offline_copies is not None and train_input == "waveform":
-            raise InvalidSetting(
-                "augmentation.offline_copies adds cached feature rows, but data.train_input=waveform trains "
-                "on raw audio; set data.train_input=features, or offline_copies=0 to augment on the fly"
-            )
+        check_train_input(train_input, store.features, waveform_augmentation, offline_copies)
         self.source = source
         self.splitter = split
         self.store = store
@@ -102,9 +84,7 @@ class SERDataModule(pl.LightningDataModule):
         self.manifest: Manifest | None = None  # set by setup
         self.arrays: StoredArrays | None = None
         self.train_copies: Dataset | None = None
-        self._device_rows: dict[str, tuple[torch.Tensor, ...]] = {}  # data.placement=device
-        self._auto_fits: bool | None = None  # data.placement=auto, decided once
-        self._placement_logged: set[str] = set()
+        self.placement = DevicePlacement(loader.placement, loader.device_memory_share)
         self._resume_point: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- what it serves
@@ -212,10 +192,13 @@ class SERDataModule(pl.LightningDataModule):
                 sampler.resume_within(epoch, batches_done * self.loader.batch_size)
                 self._resume_point = None
         strategy = getattr(trainer, "strategy", None) if trainer is not None else None
-        device = self._placement_device(split, dataset, getattr(strategy, "root_device", None))
+        fixed = isinstance(dataset, CachedUtterances) and dataset.transform is None  # the same every epoch
+        device = self.placement.device_for(
+            split, fixed, getattr(strategy, "root_device", None), self._bytes_of_all_rows
+        )
         if device is not None:
             return DeviceBatches(
-                *self._rows_on_device(split, device),
+                *self.placement.rows_on(split, device, lambda: self._rows_of(split)),
                 batch_size=self.loader.batch_size,
                 kind=dataset.kind,
                 order=sampler,
@@ -233,61 +216,24 @@ class SERDataModule(pl.LightningDataModule):
             collate_fn=collate_batch,
         )
 
-    def _placement_device(
-        self, split: str, dataset: Dataset, device: torch.device | None
-    ) -> torch.device | None:
-        """Decide where a split's batches are held (`data.placement`).
-
-        Augmented splits stay on the host path; `auto` holds the splits on the device when all
-        their rows fit its memory share (decided once).
+    def _rows_of(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Give a split's cached rows, the table's labels and the split's row numbers.
 
         Returns:
-            The device, or None for the host path.
+            The split's feature array, the labels of every table row, and the split's row numbers.
         """
-        placement = self.loader.placement
-        if placement == "host":
-            return None
-        device = device or torch.device("cpu")
-        if not isinstance(dataset, CachedUtterances) or dataset.transform is not None:
-            if split not in self._placement_logged:
-                self._placement_logged.add(split)
-                log.info(
-                    "data.placement=%s: the %s split stays on the host path (its clips are augmented anew each "
-                    "epoch: waveform augmentation in the DataLoader workers, or offline copies)",
-                    placement,
-                    split,
-                )
-            return None
-        if placement == "auto":
-            if self._auto_fits is None:
-                manifest = self._ready()
-                row_bytes = 4 * int(np.prod(self.arrays.features.shape[1:]))
-                rows = sum(len(manifest.indices[s]) for s in ("train", "val", "test"))
-                self._auto_fits, why = fits_on_device(
-                    rows * row_bytes, device, self.loader.device_memory_share
-                )
-                log.info(
-                    "data.placement=auto: %s, so batches are %s",
-                    why,
-                    f"slices of rows held on {device}" if self._auto_fits else "made on the host",
-                )
-            if not self._auto_fits:
-                return None
-        return device
+        manifest = self._ready()
+        return self.dataset(split).array, manifest.labels, manifest.indices[split]
 
-    def _rows_on_device(self, split: str, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Move a split's rows, labels and row numbers to `device`, once.
+    def _bytes_of_all_rows(self) -> int:
+        """Count the bytes of the train, val and test rows as float32 (for `data.placement=auto`).
 
         Returns:
-            The tensors held on `device` (`rows_to_device`).
+            The size of all three splits' cached rows.
         """
-        held = self._device_rows.get(split)
-        if held is None or held[0].device != device:
-            manifest = self._ready()
-            dataset = self.dataset(split)
-            held = rows_to_device(dataset.array, manifest.indices[split], manifest.labels, device)
-            self._device_rows[split] = held
-        return held
+        manifest = self._ready()
+        row_bytes = 4 * int(np.prod(self.arrays.features.shape[1:]))
+        return row_bytes * sum(len(manifest.indices[s]) for s in ("train", "val", "test"))
 
     def _fit_epoch(self) -> int | None:
         """Tell which epoch a train iteration belongs to, right also while a resumed fit starts up.

@@ -22,7 +22,7 @@ DataLoader workers) and offline augmented copies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -135,3 +135,84 @@ def fits_on_device(num_bytes: int, device: torch.device, share: float) -> tuple[
     need = f"{num_bytes / 2**20:,.0f} MiB of rows"
     have = f"{share:.0%} of the device's {free / 2**20:,.0f} MiB free"
     return fits, f"{need} {'fit in' if fits else 'do not fit in'} {have}"
+
+
+class DevicePlacement:
+    """Where each split's batches are held (`data.placement`), and the rows moved there once.
+
+    Args:
+        placement: "host" (DataLoader batches), "device" (rows held on the training device) or
+            "auto" (on a CUDA device when all rows fit `memory_share` of its free memory).
+        memory_share: The share of the device's free memory that `auto` may fill.
+    """
+
+    def __init__(self, placement: str, memory_share: float):
+        self.placement = placement
+        self.memory_share = memory_share
+        self._rows: dict[str, tuple[torch.Tensor, ...]] = {}
+        self._auto_fits: bool | None = None  # placement=auto, decided once
+        self._logged: set[str] = set()
+
+    def device_for(
+        self, split: str, fixed: bool, device: torch.device | None, bytes_of_all_rows: Callable[[], int]
+    ) -> torch.device | None:
+        """Decide where a split's batches are held.
+
+        Args:
+            split: "train", "val" or "test".
+            fixed: Whether the split's rows are the same every epoch (cached features, not
+                augmented anew in the workers nor offline copies): only those can be held.
+            device: The training device (None: the CPU).
+            bytes_of_all_rows: Returns the size of all splits' rows, for `auto` (asked once).
+
+        Returns:
+            The device, or None for the host path.
+        """
+        if self.placement == "host":
+            return None
+        device = device or torch.device("cpu")
+        if not fixed:
+            if split not in self._logged:
+                self._logged.add(split)
+                log.info(
+                    "data.placement=%s: the %s split stays on the host path (its clips are augmented anew each "
+                    "epoch: waveform augmentation in the DataLoader workers, or offline copies)",
+                    self.placement,
+                    split,
+                )
+            return None
+        if self.placement == "auto":
+            if self._auto_fits is None:
+                self._auto_fits, why = fits_on_device(bytes_of_all_rows(), device, self.memory_share)
+                log.info(
+                    "data.placement=auto: %s, so batches are %s",
+                    why,
+                    f"slices of rows held on {device}" if self._auto_fits else "made on the host",
+                )
+            if not self._auto_fits:
+                return None
+        return device
+
+    def rows_on(
+        self,
+        split: str,
+        device: torch.device,
+        rows_of: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Move a split's rows, labels and row numbers to `device`, once.
+
+        Args:
+            split: The split.
+            device: Where its batches are held.
+            rows_of: Returns the split's cached rows, the table's labels and the split's row
+                numbers (asked only when they are not on `device` yet).
+
+        Returns:
+            The tensors held on `device` (`rows_to_device`).
+        """
+        held = self._rows.get(split)
+        if held is None or held[0].device != device:
+            array, labels, rows = rows_of()
+            held = rows_to_device(array, rows, labels, device)
+            self._rows[split] = held
+        return held

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.seeding import seeded_global_rngs
 
@@ -183,3 +184,43 @@ class LoaderSettings:
         if self.pin_memory == "auto":
             return device is not None and device.type == "cuda"
         return True
+
+
+TRAIN_INPUTS = ("features", "waveform")
+
+
+def check_train_input(
+    train_input: str,
+    features: FeatureExtractor,
+    waveform_augmentation: object | None,
+    offline_copies: object | None,
+) -> None:
+    """Refuse a train input that the features or the augmentation settings cannot work with.
+
+    Args:
+        train_input: What train batches carry: "features" (cached) or "waveform" (features
+            computed per batch on the device).
+        features: The feature extractor.
+        waveform_augmentation: On-the-fly waveform augmentation, if any.
+        offline_copies: Offline augmented copies, if any.
+
+    Raises:
+        InvalidSetting: If the combination cannot work; the message says which setting to change.
+    """
+    if train_input not in TRAIN_INPUTS:
+        raise InvalidSetting(f"data.train_input={train_input!r} must be 'features' or 'waveform'")
+    if train_input == "waveform" and not features.runs_on_device:
+        raise InvalidSetting(
+            f"data.train_input=waveform needs features computed per batch, but {type(features).__name__} "
+            "is precomputed on CPU; use data.train_input=features"
+        )
+    if waveform_augmentation is not None and train_input != "waveform":
+        raise InvalidSetting(
+            "on-the-fly waveform augmentation needs data.train_input=waveform (features recomputed "
+            "from the augmented audio); cached features cannot see it"
+        )
+    if offline_copies is not None and train_input == "waveform":
+        raise InvalidSetting(
+            "augmentation.offline_copies adds cached feature rows, but data.train_input=waveform trains "
+            "on raw audio; set data.train_input=features, or offline_copies=0 to augment on the fly"
+        )
