@@ -84,7 +84,7 @@ def temperature_of(calibration: dict | None) -> float:
     return float(calibration["temperature"])
 
 
-def check_calibration(calibration, where: str = "<checkpoint>") -> None:
+def check_calibration(calibration: object, where: str = "<checkpoint>") -> None:
     """Vet a stored calibration record: None, or a temperature record of plain values.
 
     Accepted: None or {method: temperature, temperature: a positive finite number, ...plain

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,10 +21,14 @@ from ser_lightning.data.loading import collate_batch
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.files import atomic_write
 
+if TYPE_CHECKING:  # annotations only: the module and the data module import this one's callers
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.module import SERModule
+
 log = logging.getLogger("ser_lightning.train")
 
 
-def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_logits(module: SERModule, datamodule: SERDataModule) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits of an SERModule's model (in eval mode) and the labels of the whole validation split.
 
     In table order: read from its dataset, not through the run's loader, which under DDP (or with
@@ -54,7 +59,9 @@ def validation_logits(module, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(logits), torch.cat(labels)
 
 
-def calibrate_checkpoint(best_ckpt: str, datamodule, model, method: str, write: bool) -> dict | None:
+def calibrate_checkpoint(
+    best_ckpt: str, datamodule: SERDataModule, model: SERModule, method: str, write: bool
+) -> dict | None:
     """Fit the temperature of the best checkpoint on the validation split and store it there.
 
     The best weights are read from the file into the run's own model (which held the last

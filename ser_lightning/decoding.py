@@ -69,7 +69,7 @@ def _declared_wav_frames(path: str | Path) -> int | None:
     return declared
 
 
-def probe_audio(path: str | Path):
+def probe_audio(path: str | Path) -> sf._SoundFileInfo:
     """Read the header of a file that holds audio, or raise AudioDecodeError saying why not.
 
     A WAV whose data ends before its header says (an interrupted copy or download) is refused

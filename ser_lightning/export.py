@@ -33,7 +33,7 @@ FORMATS = ("onnx",)
 MAX_VERIFY_WINDOWS = 64
 
 
-def verification_waveforms(model, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
+def verification_waveforms(model: SERModel, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
     """The waveforms the exported model is checked on.
 
     Args:

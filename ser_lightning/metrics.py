@@ -35,6 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -43,7 +44,7 @@ from ser_lightning.utils.errors import InvalidSetting
 
 
 # ------------------------------------------------------------------ definitions (pure functions)
-def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
+def confusion_counts(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndarray:
     """Count the confusion matrix of true and predicted class indices.
 
     Args:
@@ -192,7 +193,9 @@ def ser_metrics(num_classes: int, prefix: str) -> MetricCollection:
 CALIBRATION_BINS = 15
 
 
-def calibration_bins(probabilities, y_true, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+def calibration_bins(
+    probabilities: ArrayLike, y_true: ArrayLike, bins: int = CALIBRATION_BINS
+) -> pd.DataFrame:
     """Group files by top-label confidence into `bins` equal-width bins of (0, 1] (a reliability table).
 
     Args:

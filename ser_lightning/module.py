@@ -11,6 +11,8 @@ finite explained in `nonfinite_loss`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -98,7 +100,7 @@ class SERModule(pl.LightningModule):
         cls,
         checkpoint: dict,
         path: str = "<checkpoint>",
-        map_location="cpu",
+        map_location: str | torch.device | None = "cpu",
         strict: bool = True,
         encoder_files: EncoderFiles | None = None,
     ) -> SERModule:
@@ -132,11 +134,11 @@ class SERModule(pl.LightningModule):
     @classmethod
     def load_from_checkpoint(
         cls,
-        checkpoint_path,
-        map_location="cpu",
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | None = "cpu",
         strict: bool = True,
         encoder_files: EncoderFiles | None = None,
-        **unsupported,
+        **unsupported: object,
     ) -> SERModule:
         """Read a checkpoint file safely (weights only, vetted config targets) and rebuild its module.
 

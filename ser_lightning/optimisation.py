@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from hydra.utils import instantiate
+
+if TYPE_CHECKING:  # annotations only
+    import pytorch_lightning as pl
 
 
 def build_optimizers(
@@ -56,7 +60,7 @@ def build_optimizers(
     }
 
 
-def scale_encoder_rate(net: torch.nn.Module, trainer, epoch: int, step: int) -> None:
+def scale_encoder_rate(net: torch.nn.Module, trainer: pl.Trainer, epoch: int, step: int) -> None:
     """Tell a network that schedules its own parts where training is, and scale its encoder's rate.
 
     Such a network has `training_step_schedule` (a pretrained encoder frozen for the first

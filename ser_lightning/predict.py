@@ -13,7 +13,9 @@ import itertools
 import logging
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -33,7 +35,7 @@ log = logging.getLogger("ser_lightning.predict")
 silence_pytree_notice()
 
 
-def input_list(inputs) -> list[str]:
+def input_list(inputs: str | Sequence[str]) -> list[str]:
     """Normalise the `inputs` setting to a list of paths.
 
     Args:
@@ -70,7 +72,7 @@ def check_calibration_option(calibration: str) -> bool:
     return str(calibration) == "checkpoint"
 
 
-def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
+def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePrediction | InputError]:
     """Score every input and write each result to `stream` (stdout) as soon as it is ready.
 
     Args:
@@ -135,7 +137,9 @@ def predict(cfg: DictConfig, stream=None) -> list[FilePrediction | InputError]:
     return results
 
 
-def timeline_predictions(cfg: DictConfig, predictor: Predictor, files: list[Path], max_duration_s):
+def timeline_predictions(
+    cfg: DictConfig, predictor: Predictor, files: list[Path], max_duration_s: float | None
+) -> Iterator[FilePrediction | InputError]:
     """Timeline mode: each file's prediction with its speech segments over time, and a plot of each.
 
     The plots are `timelines/<n>_<name>.png` in the run directory.

@@ -57,3 +57,43 @@ def test_every_docs_page_is_in_the_site_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     for page in sorted((ROOT / "docs").rglob("*.md")):
         assert page.relative_to(ROOT / "docs").as_posix() in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+# Modules that are command lines: the pages of docs/ describe them, not the API reference.
+ENTRY_POINTS = {"train", "eval", "predict", "export", "serve", "report"}
+
+
+def reference_entries() -> dict[str, bool]:
+    """Each module an API reference page renders, and whether it is rendered whole (no options)."""
+    entries = {}
+    for page in (ROOT / "docs" / "reference").glob("*.md"):
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if match := re.match(r"::: (\S+)$", line):
+                following = lines[number + 1] if number + 1 < len(lines) else ""
+                entries[match.group(1)] = not following.strip().startswith("options:")
+    return entries
+
+
+def exports_names(package: str) -> bool:
+    init = ROOT.joinpath(*package.split("."), "__init__.py")
+    return "__all__" in init.read_text(encoding="utf-8")
+
+
+def test_every_module_is_on_an_api_reference_page() -> None:
+    entries = reference_entries()
+    for path in sorted((ROOT / "ser_lightning").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        module = ".".join(parts)
+        if parts[-1] == "__main__" or parts[1:] in [(), *((name,) for name in ENTRY_POINTS)]:
+            continue
+        # a package rendered whole shows the names its modules export (its __all__)
+        parents = (".".join(parts[:n]) for n in range(2, len(parts)))
+        covered = module in entries or any(entries.get(p) and exports_names(p) for p in parents)
+        assert covered, f"{module} is on no page of docs/reference (and in mkdocs.yml's nav)"
+    for module in entries:
+        path = ROOT.joinpath(*module.split("."))
+        exists = path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+        assert exists, f"docs/reference names {module}, which does not exist"

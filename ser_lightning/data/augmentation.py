@@ -17,6 +17,7 @@ are `_target_` nodes the LightningModule receives and keeps in its checkpoint
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -39,7 +40,7 @@ DEVICE_AUGMENTATION_TARGETS = {
 }
 
 
-def check_augmentation(node) -> dict:
+def check_augmentation(node: Mapping[str, Any] | None) -> dict:
     """Check the `augmentation` config and fill in its defaults.
 
     Args:
@@ -82,7 +83,7 @@ def check_augmentation(node) -> dict:
     return augmentation
 
 
-def device_node(node, key: str, target: str) -> dict | None:
+def device_node(node: Mapping[str, Any] | bool | None, key: str, target: str) -> dict | None:
     """Turn `augmentation.<key>` into a `_target_` node of `target`.
 
     Args:
@@ -108,7 +109,9 @@ def device_node(node, key: str, target: str) -> dict | None:
     return {"_target_": target, **{k: v for k, v in node.items() if k != "_target_"}}
 
 
-def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | OfflineCopies | None]:
+def for_data_module(
+    node: Mapping[str, Any] | None, sample_rate: int
+) -> dict[str, WaveformAugmentation | OfflineCopies | None]:
     """Build the data module's augmentation arguments.
 
     They are `waveform_augmentation` (on the fly, in the DataLoader workers) or `offline_copies`
@@ -146,7 +149,7 @@ def for_data_module(node, sample_rate: int) -> dict[str, WaveformAugmentation | 
     return {"waveform_augmentation": waveform, "offline_copies": None}
 
 
-def for_lightning_module(node) -> dict[str, dict | None]:
+def for_lightning_module(node: Mapping[str, Any] | None) -> dict[str, dict | None]:
     """Build the LightningModule's augmentation arguments.
 
     Args:

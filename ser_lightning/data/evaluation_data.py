@@ -11,12 +11,16 @@ import inspect
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from ser_lightning.data.datamodule import build_data_module
+from ser_lightning.data.datamodule import SERDataModule, build_data_module
 from ser_lightning.data.provenance import data_settings
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only
+    from ser_lightning.model import SERModel
 
 log = logging.getLogger("ser_lightning.eval")
 
@@ -133,7 +137,7 @@ def check_stored_folders(own: dict, chosen: dict, ckpt_path: str, data_dir: str)
             )
 
 
-def build_eval_datamodule(data: dict, model, split: str):
+def build_eval_datamodule(data: dict, model: SERModel, split: str) -> SERDataModule:
     """A data module of the data settings `data` with the SERModel's audio, labels and features.
 
     Args:

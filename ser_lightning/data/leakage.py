@@ -19,11 +19,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ser_lightning.utils.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: the manifest imports this module's callers
+    from ser_lightning.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ def clip_table(table: pd.DataFrame) -> pd.DataFrame:
     return clips
 
 
-def speaker_note(manifest) -> dict:
+def speaker_note(manifest: Manifest) -> dict:
     """Note whether the protocol keeps test speakers out of training.
 
     Args:
@@ -123,7 +128,11 @@ class LeakageReport:
 
 
 def find_leakage(
-    table: pd.DataFrame, assignment, split: str, speaker_independent: bool, hashes: list[str] | None = None
+    table: pd.DataFrame,
+    assignment: ArrayLike,
+    split: str,
+    speaker_independent: bool,
+    hashes: list[str] | None = None,
 ) -> LeakageReport:
     """Find speakers and (given their content hashes) recordings that are in more than one split.
 
@@ -158,7 +167,7 @@ def find_leakage(
     return report
 
 
-def check_leakage(manifest, waveforms: np.ndarray | None) -> LeakageReport:
+def check_leakage(manifest: Manifest, waveforms: np.ndarray | None) -> LeakageReport:
     """Find leakage in a prepared manifest (and its waveform cache) and stop on what is not allowed.
 
     Not allowed are a speaker in two splits under a speaker-independent protocol, and one

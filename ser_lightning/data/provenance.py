@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,9 @@ def data_settings(data: dict) -> dict:
     return settings
 
 
-def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
+def file_identities(
+    relative_paths: Iterable[str | os.PathLike[str]], absolute_paths: Iterable[str | os.PathLike[str]]
+) -> dict[str, int]:
     """Identify files by their corpus-relative path and size.
 
     The relative path still matches when the corpus is moved or copied; the size tells apart
@@ -63,7 +66,7 @@ def file_identities(relative_paths, absolute_paths) -> dict[str, int]:
     return {str(rel): os.stat(path).st_size for rel, path in zip(relative_paths, absolute_paths, strict=True)}
 
 
-def files_fingerprint(paths) -> str:
+def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
     """Hash a list of (corpus-relative) file paths, whatever their order.
 
     Args:
@@ -129,7 +132,7 @@ def training_overlap(split: dict | None, scored: dict[str, int]) -> dict:
     return {"status": "overlap" if count else "none", "count": count, **found}
 
 
-def scored_training_files(datamodule, split: str, trained_split: dict | None) -> dict:
+def scored_training_files(datamodule: SERDataModule, split: str, trained_split: dict | None) -> dict:
     """Find the training files among those of one split of a set-up data module.
 
     Args:
@@ -219,7 +222,7 @@ def warn_of_training_overlap(overlap: dict, ckpt_path: str) -> None:
         log.warning("%s; eval.json lists them under training_overlap", overlap_warning(overlap))
 
 
-def same_test_files(trained_split: dict | None, test_files) -> bool | None:
+def same_test_files(trained_split: dict | None, test_files: Iterable[str | os.PathLike[str]]) -> bool | None:
     """Tell whether `test_files` are the test files the checkpoint's run held out.
 
     Args:

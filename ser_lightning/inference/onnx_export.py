@@ -24,6 +24,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,11 @@ from ser_lightning.calibration import probabilities
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
 from ser_lightning.utils.config import PYTREE_NOTICE
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: onnxruntime is imported where a session is opened
+    import onnxruntime
+
+    from ser_lightning.model import SERModel
 
 log = logging.getLogger(__name__)
 # The exporter's graph passes log every rewrite and folded constant at INFO.
@@ -48,7 +54,7 @@ DEFAULT_OPSET = 18  # STFT (17+) and the exporter's preferred opset
 class ExportedClassifier(nn.Module):
     """An SERModel's inference path as one graph: inputs → (logits, probabilities)."""
 
-    def __init__(self, module, input_kind: str = "waveform"):
+    def __init__(self, module: SERModel, input_kind: str = "waveform"):
         super().__init__()
         if input_kind not in INPUT_KINDS:
             raise InvalidSetting(f"input={input_kind!r} must be one of {INPUT_KINDS}")
@@ -87,7 +93,7 @@ class ExportedClassifier(nn.Module):
         return torch.zeros(batch, *self.module.input_shape)
 
 
-def onnx_metadata(module, input_kind: str) -> dict[str, str]:
+def onnx_metadata(module: SERModel, input_kind: str) -> dict[str, str]:
     """Collect what a consumer of the .onnx file needs to prepare inputs and read outputs.
 
     Args:
@@ -113,7 +119,9 @@ def onnx_metadata(module, input_kind: str) -> dict[str, str]:
     }
 
 
-def export_onnx(module, path: str | Path, input_kind: str = "waveform", opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(
+    module: SERModel, path: str | Path, input_kind: str = "waveform", opset: int = DEFAULT_OPSET
+) -> Path:
     """Write the module as a single self-contained .onnx file (weights inside).
 
     The module is moved to the CPU. Weights over 2 GB are written beside the file by the
@@ -159,7 +167,7 @@ def external_data_path(path: str | Path) -> Path | None:
     return data if data.is_file() else None
 
 
-def onnx_session(path: str | Path):
+def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
     """Open an exported model with onnxruntime on the CPU.
 
     Returns:
@@ -171,7 +179,7 @@ def onnx_session(path: str | Path):
 
 
 def compare_with_torch(
-    module, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform"
+    module: SERModel, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform"
 ) -> dict[str, float]:
     """Compare onnxruntime's and PyTorch's outputs on the same inputs.
 

@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from ser_lightning.inference.timeline import (
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 
+if TYPE_CHECKING:  # annotations only
+    from ser_lightning.model import SERModel
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +48,7 @@ class Predictor:
 
     def __init__(
         self,
-        module,
+        module: SERModel,
         device: str | torch.device = "auto",
         batch_size: int = 32,
         calibrated: bool = True,
@@ -105,7 +109,7 @@ class Predictor:
 
     def windows(
         self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
-    ):
+    ) -> ClipWindows | InputError:
         """Cut a decoded file into the model's windows.
 
         Args:

@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.inference.windows import ClipWindows, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
 
 # The rate silero-vad's model runs at (it also takes 8 kHz; 16 kHz is the one it was made for).
 VAD_SAMPLE_RATE = 16000
@@ -61,7 +66,7 @@ class TimelineSettings:
             )
 
     @classmethod
-    def from_config(cls, cfg) -> TimelineSettings:
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> TimelineSettings:
         """Build the settings from the `timeline` config node.
 
         Args:
@@ -258,7 +263,9 @@ def build_timeline(
     )
 
 
-def timeline_figure(timeline: Timeline | None, wave: np.ndarray | None, sample_rate: int, title: str = ""):
+def timeline_figure(
+    timeline: Timeline | None, wave: np.ndarray | None, sample_rate: int, title: str = ""
+) -> Figure:
     """Draw a recording's timeline as a matplotlib figure.
 
     The waveform, with each speech segment shaded in its emotion's colour; below it (when there

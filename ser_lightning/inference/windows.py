@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ser_lightning.audio_settings import AudioSettings, condition, fit_length
 from ser_lightning.utils.errors import InvalidSetting
@@ -46,7 +47,7 @@ class ClipWindows:
         start = int(self.starts[index])
         return self.source[start : start + self.window]
 
-    def take(self, indices) -> np.ndarray:
+    def take(self, indices: ArrayLike) -> np.ndarray:
         """Copy some windows out into one array.
 
         Args:

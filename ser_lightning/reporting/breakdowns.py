@@ -7,12 +7,15 @@ applied to the confusion matrix of the group's clips.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
 
 from ser_lightning.metrics import confusion_counts, per_class_recall, unweighted_accuracy, weighted_accuracy  # noqa: E402
 
@@ -21,7 +24,9 @@ BREAKDOWN_COLUMNS = ("gender", "speaker", "intensity")
 GENDERS = ("female", "male")
 
 
-def breakdown_table(y_true, y_pred, clips: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+def breakdown_table(
+    y_true: ArrayLike, y_pred: ArrayLike, clips: pd.DataFrame, labels: list[str]
+) -> pd.DataFrame:
     """Score each gender, speaker and intensity group of the clips on its own.
 
     Args:
@@ -82,7 +87,7 @@ def gender_gap(table: pd.DataFrame) -> dict | None:
     return {"ua_female": female, "ua_male": male, "female_minus_male": female - male}
 
 
-def plot_breakdowns(table: pd.DataFrame, path, overall_ua: float, title: str = "") -> None:
+def plot_breakdowns(table: pd.DataFrame, path: str | Path, overall_ua: float, title: str = "") -> None:
     """UA per gender, per speaker and per intensity, beside the overall UA."""
     groupings = [c for c in BREAKDOWN_COLUMNS if c in set(table["by"])]
     if not groupings:

@@ -29,10 +29,13 @@ This module scores the report; `reporting.evaluation_files` writes its files and
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ser_lightning.metrics import (
     calibration_bins,
@@ -135,13 +138,13 @@ class EvaluationReport:
 
 
 def evaluation_report(
-    files,
-    y_true,
-    probabilities,
-    labels,
+    files: Sequence[str | os.PathLike[str]],
+    y_true: ArrayLike,
+    probabilities: ArrayLike,
+    labels: Iterable[str],
     clips: pd.DataFrame | None = None,
     bootstrap: BootstrapSettings | None = None,
-    uncalibrated_probabilities=None,
+    uncalibrated_probabilities: ArrayLike | None = None,
     temperature: float | None = None,
     speakers: dict | None = None,
 ) -> EvaluationReport:

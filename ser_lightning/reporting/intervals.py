@@ -21,10 +21,11 @@ Each is seeded: the same inputs and seed give the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ser_lightning.metrics import macro_f1, unweighted_accuracy, weighted_accuracy
 from ser_lightning.utils.errors import InvalidSetting
@@ -60,7 +61,9 @@ class BootstrapSettings:
 DEFAULT_BOOTSTRAP = BootstrapSettings()
 
 
-def speaker_confusions(y_true, y_pred, speakers, num_classes: int) -> tuple[list[str], np.ndarray]:
+def speaker_confusions(
+    y_true: ArrayLike, y_pred: ArrayLike, speakers: Iterable[object], num_classes: int
+) -> tuple[list[str], np.ndarray]:
     """Split the clips' confusion matrix by speaker.
 
     Args:
@@ -105,7 +108,11 @@ def _draw_weights(num_speakers: int, resamples: int, rng: np.random.Generator) -
 
 
 def speaker_bootstrap(
-    y_true, y_pred, speakers, num_classes: int, settings: BootstrapSettings = DEFAULT_BOOTSTRAP
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    speakers: Iterable[object],
+    num_classes: int,
+    settings: BootstrapSettings = DEFAULT_BOOTSTRAP,
 ) -> dict:
     """Percentile intervals (95 % by default, `settings.confidence`) of UA, WA and macro-F1 over speakers.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,12 +23,16 @@ from ser_lightning.reporting.evaluation import evaluation_report
 from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.reporting.robustness import plot_robustness, robustness_table, standard_conditions
 
+if TYPE_CHECKING:  # annotations only: importing the data module here would load Lightning
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.model import SERModel
+
 log = logging.getLogger("ser_lightning.eval")
 
 
 def robustness_report(
-    model,
-    datamodule,
+    model: SERModel,
+    datamodule: SERDataModule,
     split: str,
     device: torch.device,
     batch_size: int,

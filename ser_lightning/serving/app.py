@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import shutil
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -59,7 +60,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def api_key_for(host: str, environ) -> str | None:
+def api_key_for(host: str, environ: Mapping[str, str]) -> str | None:
     """Choose the key requests must carry: SER_API_KEY when set (required when `host` is not loopback).
 
     Args:

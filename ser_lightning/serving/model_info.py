@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ser_lightning.checkpoint import RECORD_KEY
+
+if TYPE_CHECKING:  # annotations only
+    from ser_lightning.model import SERModel
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ def run_test_metrics(ckpt_path: str | Path) -> dict | None:
     return found or None
 
 
-def model_info(checkpoint: dict, model, ckpt_path: str | Path) -> dict:
+def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict:
     """Describe the served model, as GET /v1/model shows it.
 
     Args:

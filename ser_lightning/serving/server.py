@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+from fastapi import FastAPI
 from omegaconf import DictConfig
 
 from ser_lightning.checkpoint import read_checkpoint
@@ -21,6 +24,9 @@ from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: uvicorn is imported where the server is made
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ def load_service(cfg: DictConfig) -> EmotionService:
     return EmotionService(predictor, info, settings)
 
 
-def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
+def access_settings(cfg: DictConfig, environ: Mapping[str, str] = os.environ) -> AccessSettings:
     """Decide who may reach the server `cfg` describes.
 
     Args:
@@ -117,7 +123,7 @@ def access_settings(cfg: DictConfig, environ=os.environ) -> AccessSettings:
     )
 
 
-def build_app(cfg: DictConfig, environ=os.environ):
+def build_app(cfg: DictConfig, environ: Mapping[str, str] = os.environ) -> FastAPI:
     """Build the application `cfg` describes; refuses a non-loopback host without SER_API_KEY.
 
     Args:
@@ -131,7 +137,7 @@ def build_app(cfg: DictConfig, environ=os.environ):
     return create_app(load_service(cfg), access, web=bool(cfg.get("web", True)))
 
 
-def uvicorn_server(cfg: DictConfig, app):
+def uvicorn_server(cfg: DictConfig, app: FastAPI) -> uvicorn.Server:
     """Make the uvicorn server for `app` on `cfg.host`:`cfg.port`, with the config's connection limits.
 
     The limits are a deadline for request headers and at most `limits.max_connections`

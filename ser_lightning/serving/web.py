@@ -18,11 +18,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Set before Gradio is imported: the page must not call home (usage statistics) from a server.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from ser_lightning.serving.service import LONG_RECORDING_WINDOWS, EmotionService, RequestError  # noqa: E402
+
+if TYPE_CHECKING:  # annotations only: Gradio is imported where the page is built
+    import gradio as gr
+    from fastapi import FastAPI
 
 PAGE_USER = "ser"
 # Gradio keeps uploads and recordings in its cache folder: files older than this are deleted,
@@ -43,7 +48,7 @@ def _model_text(info: dict) -> str:
     )
 
 
-def build_page(service: EmotionService):
+def build_page(service: EmotionService) -> gr.Blocks:
     """Build the web page: a recording in, its emotion, summary, timeline plot and segments out.
 
     Args:
@@ -148,7 +153,7 @@ def _remove_partial_uploads_on_any_error() -> None:
     route_utils.GradioMultiPartParser = CleanMultiPartParser
 
 
-def mount_page(app, service: EmotionService, api_key: str | None) -> None:
+def mount_page(app: FastAPI, service: EmotionService, api_key: str | None) -> None:
     """Mount the page at `/`, behind the API key (as the password of user `ser`) when one is set."""
     import gradio as gr
 

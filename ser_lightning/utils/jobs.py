@@ -20,12 +20,13 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -50,7 +51,7 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def sweeper_is_basic(hydra_cfg=None) -> bool:
+def sweeper_is_basic(hydra_cfg: DictConfig | None = None) -> bool:
     """Whether the sweep is a grid (Hydra's basic sweeper); `hydra_cfg` defaults to this job's.
 
     Returns:
@@ -111,7 +112,7 @@ def write_status(
     seconds: float,
     error: BaseException | None = None,
     overrides: list[str] | None = None,
-    **extra,
+    **extra: object,
 ) -> Path:
     """Write a job's status record (`job_status.json`) into its folder.
 
@@ -142,7 +143,7 @@ def write_status(
 
 
 @contextmanager
-def job_record(output_dir: str | Path, is_rank_zero: bool = True):
+def job_record(output_dir: str | Path, is_rank_zero: bool = True) -> Iterator[dict]:
     """Record the job's outcome; in a grid sweep swallow a failure so the sweep goes on.
 
     Args:
@@ -185,7 +186,7 @@ DDP_LAUNCH_VARIABLES = (
 
 
 @contextmanager
-def distributed_job_scope():
+def distributed_job_scope() -> Iterator[None]:
     """Leave no DDP state behind for the next job of a multirun in this process.
 
     Lightning's launcher sets LOCAL_RANK, WORLD_SIZE, MASTER_PORT, ... in the launching

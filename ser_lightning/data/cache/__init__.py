@@ -66,7 +66,7 @@ def file_fingerprint(paths: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(**parts) -> str:
+def cache_key(**parts: object) -> str:
     """Hash everything that determines a cache entry's bytes into a short stable key.
 
     Args:

@@ -23,6 +23,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(handle, CHECKSUM).hexdigest()
 
 
-def read_json(path: Path):
+def read_json(path: Path) -> Any:
     """Read a small JSON record (a verification, a lock's holder).
 
     Returns:

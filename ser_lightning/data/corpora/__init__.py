@@ -7,8 +7,9 @@ builds one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
 from ser_lightning.data.corpora.folder import FolderCorpus
@@ -47,7 +48,9 @@ CORPORA: dict[str, type] = {
 }
 
 
-def build_corpus(corpus: str | type, root: str, vocal_channels, options: dict | None = None):
+def build_corpus(
+    corpus: str | type, root: str, vocal_channels: Iterable[str], options: dict | None = None
+) -> Any:
     """Construct the parser `data.corpus` names (or a parser class).
 
     Args:

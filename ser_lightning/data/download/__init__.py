@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -81,7 +82,7 @@ def download_archive(
     dest: str | Path,
     keep_archive: bool = False,
     say: Callable[[str], None] = print,
-    **fetch_options,
+    **fetch_options: Any,
 ) -> Path:
     """Fetch, verify and unpack `archive` into `dest`; a second call finds it done and returns.
 
