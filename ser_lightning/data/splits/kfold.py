@@ -13,14 +13,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ser_lightning.data.splits.base import Splitter
 from ser_lightning.data.splits.published import given_folds, listed_folds
-from ser_lightning.data.splits.speakers import actor_strata, assign_by_actor, draw_val_actors, val_share
+from ser_lightning.data.splits.speakers import HeldOutActorsSplit, actor_strata, draw_val_actors, val_share
 from ser_lightning.utils.errors import InvalidSetting
 
 
 @dataclass(frozen=True)
-class KFoldSplit(Splitter):
+class KFoldSplit(HeldOutActorsSplit):
     """Speaker-independent k-fold cross-validation over actors; this run tests fold `fold`.
 
     Folds are fixed by the actors alone (no seed), so that every run of a study, and every
@@ -50,7 +49,11 @@ class KFoldSplit(Splitter):
 
     @classmethod
     def from_settings(cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None) -> KFoldSplit:
-        """The splitter from the data config: ratios, seed, fold, num_folds and folds (see Splitter)."""
+        """The splitter from the data config: ratios, seed, fold, num_folds and folds (see Splitter).
+
+        Returns:
+            The splitter.
+        """
         return cls(
             ratios=tuple(ratios), seed=seed, fold=fold, num_folds=num_folds, given_folds=given_folds(folds)
         )
@@ -108,10 +111,6 @@ class KFoldSplit(Splitter):
         rng = np.random.default_rng([self.seed, self.fold])
         what = f"fold {self.fold} of {self.num_folds}"
         return test, draw_val_actors(table, rest, val_share(self.ratios), rng, what)
-
-    def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Each row's split: this fold's actors test, the drawn actors validate (see Splitter.__call__)."""
-        return assign_by_actor(table, *self.test_and_val(table))
 
     def describe(self, table: pd.DataFrame) -> dict:
         """The protocol, the fold, how the folds were made, and the test and validation actors.

@@ -115,6 +115,36 @@ def assign_by_actor(table: pd.DataFrame, test: list[str], val: list[str]) -> pd.
 
 
 @dataclass(frozen=True)
+class HeldOutActorsSplit(Splitter):
+    """A speaker-independent split made of test actors and validation actors; every other actor trains.
+
+    Subclasses say which actors test and validate (`test_and_val`); a row's split is its actor's.
+    """
+
+    def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+        """Choose the test actors and the validation actors.
+
+        Args:
+            table: the utterance table.
+
+        Returns:
+            The test actors and the validation actors.
+        """
+        raise NotImplementedError
+
+    def __call__(self, table: pd.DataFrame) -> pd.Series:
+        """Each row's split: the test actors test, the validation actors validate (see Splitter.__call__).
+
+        Args:
+            table: the utterance table.
+
+        Returns:
+            "train", "val" or "test" for every row, in table order, named "split".
+        """
+        return assign_by_actor(table, *self.test_and_val(table))
+
+
+@dataclass(frozen=True)
 class ActorSplit(Splitter):
     """Speaker-independent split: whole actors go to one split, both genders in every split.
 
@@ -174,13 +204,20 @@ class ActorSplit(Splitter):
         return assignment
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Each row's split, that of its actor (see Splitter.__call__)."""
+        """Each row's split, that of its actor (see Splitter.__call__).
+
+        Args:
+            table: the utterance table.
+
+        Returns:
+            "train", "val" or "test" for every row, in table order, named "split".
+        """
         assignment = self.assign_actors(table)
         return table["actor"].map(assignment).rename("split")
 
 
 @dataclass(frozen=True)
-class LeaveOneSpeakerOutSplit(Splitter):
+class LeaveOneSpeakerOutSplit(HeldOutActorsSplit):
     """Leave-one-speaker-out: fold K tests the K-th actor in sorted order.
 
     On RAVDESS fold 0 is actor 01; there are as many folds as actors, whatever data.num_folds
@@ -194,7 +231,11 @@ class LeaveOneSpeakerOutSplit(Splitter):
     def from_settings(
         cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None
     ) -> LeaveOneSpeakerOutSplit:
-        """The splitter from the data config: the ratios, the seed and the fold (see Splitter)."""
+        """The splitter from the data config: the ratios, the seed and the fold (see Splitter).
+
+        Returns:
+            The splitter.
+        """
         return cls(ratios=tuple(ratios), seed=seed, fold=fold)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -221,10 +262,6 @@ class LeaveOneSpeakerOutSplit(Splitter):
             table, actors[: self.fold] + actors[self.fold + 1 :], val_share(self.ratios), rng, what
         )
 
-    def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Each row's split: the fold's actor tests, the drawn actors validate (see Splitter.__call__)."""
-        return assign_by_actor(table, *self.test_and_val(table))
-
     def describe(self, table: pd.DataFrame) -> dict:
         """The protocol, the fold, and its test and validation actors.
 
@@ -248,7 +285,7 @@ class LeaveOneSpeakerOutSplit(Splitter):
 
 
 @dataclass(frozen=True)
-class CrossCorpusSplit(Splitter):
+class CrossCorpusSplit(HeldOutActorsSplit):
     """Train on some corpora, test on another: every utterance of `test_corpus` is test data.
 
     Validation actors are drawn from the other corpora as in KFoldSplit.
@@ -261,7 +298,11 @@ class CrossCorpusSplit(Splitter):
     def from_settings(
         cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None
     ) -> CrossCorpusSplit:
-        """The splitter from the data config: the ratios, the seed and the test corpus (see Splitter)."""
+        """The splitter from the data config: the ratios, the seed and the test corpus (see Splitter).
+
+        Returns:
+            The splitter.
+        """
         return cls(ratios=tuple(ratios), seed=seed, test_corpus=test_corpus)
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -287,10 +328,6 @@ class CrossCorpusSplit(Splitter):
         rng = np.random.default_rng(self.seed)
         what = f"cross_corpus with test_corpus={self.test_corpus}"
         return test, draw_val_actors(table, rest, val_share(self.ratios), rng, what)
-
-    def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Each row's split: the test corpus tests, the drawn actors validate (see Splitter.__call__)."""
-        return assign_by_actor(table, *self.test_and_val(table))
 
     def describe(self, table: pd.DataFrame) -> dict:
         """The protocol, the test corpus and the validation actors.
