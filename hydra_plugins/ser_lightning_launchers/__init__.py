@@ -1,0 +1,1 @@
+"""ser_lightning's Hydra launchers: `gpu_queue` (sweep jobs queued on GPUs of their own) and `ser_slurm`."""

@@ -34,6 +34,8 @@ STOP_GRACE_S = 10.0
 
 @dataclass(frozen=True)
 class QueuedJob:
+    """A job waiting for devices: its command, folder and how many devices it needs."""
+
     number: int
     command: Sequence[str]
     job_dir: Path
@@ -44,6 +46,8 @@ class QueuedJob:
 
 @dataclass
 class FinishedJob:
+    """A job that ran: the devices it had, when it started and ended, and how it ended."""
+
     job: QueuedJob
     devices: tuple[str, ...]
     started: float
@@ -53,10 +57,12 @@ class FinishedJob:
 
     @property
     def seconds(self) -> float:
+        """How long the job ran."""
         return self.ended - self.started
 
     @property
     def succeeded(self) -> bool:
+        """Whether the job exited with 0 within its time."""
         return self.returncode == 0 and not self.timed_out
 
 
@@ -84,6 +90,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def format_seconds(seconds: float) -> str:
+    """Say a duration in words.
+
+    Args:
+        seconds: the duration.
+
+    Returns:
+        `M min S s` from a minute on, else `S.s s`.
+    """
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
@@ -108,7 +122,14 @@ class DeviceQueue:
         self.on_event = on_event
 
     def check(self, jobs: Sequence[QueuedJob]) -> None:
-        """Refuse, before anything starts, a job that could never run."""
+        """Refuse, before anything starts, a job that could never run.
+
+        Args:
+            jobs: the jobs to run.
+
+        Raises:
+            ValueError: a job needs no device, or more devices than the queue has.
+        """
         for job in jobs:
             if job.devices_needed < 1:
                 raise ValueError(
@@ -122,7 +143,14 @@ class DeviceQueue:
                 )
 
     def run(self, jobs: Sequence[QueuedJob]) -> list[FinishedJob]:
-        """Run every job; return them finished, in the order given."""
+        """Run every job, each as soon as enough devices are free.
+
+        Args:
+            jobs: the jobs, in the order they start.
+
+        Returns:
+            The finished jobs, in the order given.
+        """
         self.check(jobs)
         pending = deque(jobs)
         free = list(self.devices)

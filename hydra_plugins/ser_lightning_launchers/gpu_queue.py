@@ -52,6 +52,8 @@ SWEEP_ONLY_OVERRIDES = (
 
 @dataclass
 class GPUQueueLauncherConf:
+    """The `hydra/launcher=gpu_queue` config node: the launcher's settings."""
+
     _target_: str = "hydra_plugins.ser_lightning_launchers.gpu_queue.GPUQueueLauncher"
     # the GPUs to hand out: null = those this process sees (CUDA_VISIBLE_DEVICES, else every
     # GPU torch finds); or a list of ids, e.g. [0, 1, 2, 3]
@@ -71,7 +73,11 @@ ConfigStore.instance().store(
 
 
 def visible_gpus() -> list[str]:
-    """The GPUs this process may use: CUDA_VISIBLE_DEVICES if set, else every GPU torch finds."""
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES if set, else every GPU torch finds.
+
+    Returns:
+        The GPUs' ids, as strings.
+    """
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [d.strip() for d in listed.split(",") if d.strip()]
@@ -81,7 +87,18 @@ def visible_gpus() -> list[str]:
 
 
 def gpus_needed(value: Any, number: int) -> int:
-    """A job's GPU count from `gpus_per_job` (e.g. its trainer.devices: 2, "2" or [0, 1])."""
+    """A job's GPU count from `gpus_per_job` (e.g. its trainer.devices: 2, "2" or [0, 1]).
+
+    Args:
+        value: the job's `gpus_per_job`.
+        number: the job's number, for the error's message.
+
+    Returns:
+        The number of GPUs, at least 1.
+
+    Raises:
+        ValueError: the value is not a positive number of GPUs or a list of them.
+    """
     if isinstance(value, (list, tuple, ListConfig)):
         return len(value)
     if isinstance(value, bool):
@@ -97,7 +114,14 @@ def gpus_needed(value: Any, number: int) -> int:
 
 
 def quoted_override_value(value: str) -> str:
-    """A value in Hydra's override grammar that stays one literal string (paths with spaces, '=' ...)."""
+    """A value in Hydra's override grammar that stays one literal string (paths with spaces, '=' ...).
+
+    Args:
+        value: the string.
+
+    Returns:
+        The value quoted, its backslashes and quotes escaped.
+    """
     # Inside quotes Hydra reads backslashes as escapes only before a quote (or the closing one):
     # those are doubled, and each quote escaped.
     escaped = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
@@ -105,7 +129,11 @@ def quoted_override_value(value: str) -> str:
 
 
 def app_command() -> list[str]:
-    """How this application was started, without its overrides: the head of every job's command."""
+    """How this application was started, without its overrides: the head of every job's command.
+
+    Returns:
+        The Python interpreter, the module or script, and Hydra's config flags.
+    """
     from hydra._internal.utils import get_args_parser
 
     import __main__
@@ -127,7 +155,14 @@ def app_command() -> list[str]:
 
 
 def hydra_overrides_for_a_job(hydra_overrides: list[str]) -> list[str]:
-    """The sweep's own Hydra overrides (logging, output subdir ...) minus those about sweeping."""
+    """The sweep's own Hydra overrides (logging, output subdir ...) minus those about sweeping.
+
+    Args:
+        hydra_overrides: the sweep's `hydra.overrides.hydra`.
+
+    Returns:
+        The overrides each job is started with.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(hydra_overrides))
@@ -140,7 +175,14 @@ def hydra_overrides_for_a_job(hydra_overrides: list[str]) -> list[str]:
 
 
 def read_job_status(job_dir: Path) -> dict:
-    """The job's own record of how it ended ({} if it left none, or one cut short by its end)."""
+    """The job's own record of how it ended ({} if it left none, or one cut short by its end).
+
+    Args:
+        job_dir: the job's folder.
+
+    Returns:
+        Its `job_status.json`, or {}.
+    """
     from ser_lightning.utils.jobs import read_status
 
     try:
@@ -150,6 +192,8 @@ def read_job_status(job_dir: Path) -> dict:
 
 
 class GPUQueueLauncher(Launcher):
+    """Hydra's launcher that runs each sweep job in a process of its own, on GPUs of its own."""
+
     def __init__(
         self,
         devices: Any = None,
@@ -166,6 +210,7 @@ class GPUQueueLauncher(Launcher):
         self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        """Keep what Hydra hands the launcher before the sweep's batches."""
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
@@ -189,6 +234,15 @@ class GPUQueueLauncher(Launcher):
         return devices
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+        """Run one batch of the sweep's jobs on the queue and tell Hydra how each ended.
+
+        Args:
+            job_overrides: each job's command-line overrides.
+            initial_job_idx: the number of the batch's first job.
+
+        Returns:
+            One JobReturn per job, in order.
+        """
         from ser_lightning.utils.jobs import SWEEP_DIR_VARIABLE, sweeper_is_basic, write_status
 
         from .device_queue import DeviceQueue, QueuedJob, format_seconds

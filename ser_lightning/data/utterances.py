@@ -15,8 +15,8 @@ from ser_lightning.labels import EMOTION_TO_INDEX
 
 UTTERANCE_COLUMNS: tuple[str, ...] = (
     "path",  # absolute path of the audio file
-    "emotion",  # emotion name from ser_lightning.labels.EMOTIONS
-    "label",  # index of the emotion in EMOTIONS
+    "emotion",  # emotion name from ser_lightning.labels.KNOWN_EMOTIONS
+    "label",  # index of the emotion in KNOWN_EMOTIONS (a run re-indexes it to its own labels)
     "actor",  # speaker id, unique within the corpus
     "gender",  # "male" / "female" / "unknown"
     "intensity",  # "normal" / "strong" / corpus-specific level
@@ -95,7 +95,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         rows: one dict per file with the UTTERANCE_COLUMNS other than `label`.
 
     Returns:
-        The table, with `label` = the emotion's index in EMOTIONS and the text columns as strings.
+        The table, with `label` = the emotion's index in KNOWN_EMOTIONS and the text columns as strings.
     """
     table = pd.DataFrame(rows, columns=list(UTTERANCE_COLUMNS[:2]) + list(UTTERANCE_COLUMNS[3:]))
     table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))

@@ -28,7 +28,11 @@ class NoiseBurst:
 
 @functools.lru_cache(maxsize=32)
 def _band_sos(low: float, high: float, sample_rate: int) -> np.ndarray:
-    """Band-pass for consonant noise, clipped below Nyquist for low sample rates."""
+    """Band-pass for consonant noise, clipped below Nyquist for low sample rates.
+
+    Returns:
+        The filter's second-order sections.
+    """
     nyquist = sample_rate / 2
     high = min(high, 0.92 * nyquist)
     low = min(low, 0.6 * high)
@@ -38,7 +42,18 @@ def _band_sos(low: float, high: float, sample_rate: int) -> np.ndarray:
 def add_consonant_noise(
     speech: np.ndarray, bursts: list[NoiseBurst], vowels: np.ndarray, sr: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Add each burst's noise to speech in place (and return it); `vowels` masks the vowel samples."""
+    """Add each burst's noise to speech in place (and return it); `vowels` masks the vowel samples.
+
+    Args:
+        speech: the voiced signal, changed in place.
+        bursts: the consonants' noise bursts (`articulate`).
+        vowels: True on the vowels' samples (`vowel_mask`); the bursts' levels are relative to them.
+        sr: the sample rate.
+        rng: the take's random stream.
+
+    Returns:
+        `speech`, with the noise added.
+    """
     total = speech.size
     vowel_rms = np.sqrt(np.mean(speech[vowels] ** 2)) if vowels.any() else 1.0
     for burst in bursts:

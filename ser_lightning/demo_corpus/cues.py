@@ -94,7 +94,14 @@ CUE_LIMITS = {
 
 
 def cue_vector(values: dict[str, float]) -> np.ndarray:
-    """The named cues as a vector in CUES order; cues not named are 0 (the speaker's neutral)."""
+    """The named cues as a vector in CUES order; cues not named are 0 (the speaker's neutral).
+
+    Args:
+        values: cue name -> value.
+
+    Returns:
+        One value per cue of CUES.
+    """
     vector = np.zeros(len(CUES))
     for name, value in values.items():
         vector[CUE_INDEX[name]] = value

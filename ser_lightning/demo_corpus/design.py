@@ -48,7 +48,11 @@ class DemoCorpusSpec:
             raise InvalidSetting(f"seed={self.seed!r} must be a non-negative integer")
 
     def to_dict(self) -> dict:
-        """Plain JSON-able form, as stored in the manifest and compared by ensure_demo_corpus."""
+        """Plain JSON-able form, as stored in the manifest and compared by ensure_demo_corpus.
+
+        Returns:
+            num_actors, duration, sample_rate and seed as plain numbers.
+        """
         return {
             "num_actors": int(self.num_actors),
             "duration": float(self.duration),
@@ -101,12 +105,23 @@ class DemoUtterance:
 
 
 def actor_folder(actor: int) -> str:
-    """RAVDESS keeps each actor's files in `Actor_XX`."""
+    """RAVDESS keeps each actor's files in `Actor_XX`.
+
+    Args:
+        actor: the actor's number (1-based).
+
+    Returns:
+        The folder's name, `Actor_XX`.
+    """
     return f"Actor_{actor:02d}"
 
 
 def files_per_actor() -> int:
-    """60 in RAVDESS: neutral has only normal intensity (4 files), the others 8 each."""
+    """60 in RAVDESS: neutral has only normal intensity (4 files), the others 8 each.
+
+    Returns:
+        The number of files each actor has.
+    """
     return sum(1 for _ in _actor_utterances(1))
 
 

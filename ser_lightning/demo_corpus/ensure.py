@@ -87,6 +87,9 @@ def _staging_leftovers(root: Path) -> list[Path]:
 
     Matched exactly (`.<name>.<token>.new-tmp` / `.old-tmp`, token without dots) so that the
     staging folders of a neighbouring root such as `<name>.x` are never taken for ours.
+
+    Returns:
+        The leftover folders.
     """
     found = temporaries_beside(root, FOLDER_STAGING_TEMPLATE) + temporaries_beside(
         root, FOLDER_RETIRED_TEMPLATE

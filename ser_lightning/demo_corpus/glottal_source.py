@@ -16,7 +16,11 @@ from ser_lightning.demo_corpus.speakers import SpeakerProfile
 
 @functools.lru_cache(maxsize=8)
 def _aspiration_sos(sample_rate: int) -> np.ndarray:
-    """Aspiration noise is turbulence at the glottis: mostly above ~1 kHz."""
+    """Aspiration noise is turbulence at the glottis: mostly above ~1 kHz.
+
+    Returns:
+        The high-pass filter's second-order sections.
+    """
     return signal.butter(2, 1000.0, btype="highpass", fs=sample_rate, output="sos")
 
 
@@ -28,7 +32,19 @@ def glottal_source(
     sr: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """The source signal, one sample per f0 value."""
+    """The source signal, one sample per f0 value.
+
+    Args:
+        speaker: the actor's voice.
+        cue: the take's cue values, by name.
+        f0: the pitch in Hz per sample (`pitch_track`).
+        creak: the creak envelope (0..1) per sample, which adds jitter.
+        sr: the sample rate.
+        rng: the take's random stream.
+
+    Returns:
+        The glottal pulses with their aspiration noise, spectrally tilted, `f0.shape`.
+    """
     total = f0.size
     increment = f0 / sr
     nominal_period = np.floor(np.cumsum(increment)).astype(np.int64)

@@ -16,7 +16,14 @@ _GENERATOR_NAME = "ser_lightning.data.demo"
 
 
 def manifest_for(spec: DemoCorpusSpec) -> dict:
-    """The manifest a corpus of this spec and generator version carries."""
+    """The manifest a corpus of this spec and generator version carries.
+
+    Args:
+        spec: the corpus's spec.
+
+    Returns:
+        The generator's name and version, the spec and the number of files.
+    """
     return {
         "generator": _GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
@@ -36,7 +43,14 @@ def write_manifest(root: Path, spec: DemoCorpusSpec) -> None:
 
 
 def read_manifest(root: str | Path) -> dict | None:
-    """The manifest of a demo corpus at root, or None when there is none (or it is unreadable)."""
+    """The manifest of a demo corpus at root, or None when there is none (or it is unreadable).
+
+    Args:
+        root: the corpus folder.
+
+    Returns:
+        The manifest's content, or None.
+    """
     path = Path(root) / MANIFEST_NAME
     try:
         return json.loads(path.read_text())
@@ -45,7 +59,15 @@ def read_manifest(root: str | Path) -> dict | None:
 
 
 def is_complete(root: Path, spec: DemoCorpusSpec) -> bool:
-    """True when root holds the corpus of exactly this spec and generator version."""
+    """True when root holds the corpus of exactly this spec and generator version.
+
+    Args:
+        root: the corpus folder.
+        spec: the corpus it should hold.
+
+    Returns:
+        Whether its manifest is that of `spec` and every file is there.
+    """
     manifest = read_manifest(root)
     if manifest != manifest_for(spec):
         return False

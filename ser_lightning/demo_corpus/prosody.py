@@ -18,7 +18,19 @@ def pitch_track(
     sr: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """f0 in Hz per sample, and the creak envelope (0..1) that lowered it: the source needs both."""
+    """f0 in Hz per sample, and the creak envelope (0..1) that lowered it: the source needs both.
+
+    Args:
+        speaker: the actor's voice.
+        cue: the take's cue values, by name.
+        syllables: the statement's syllables.
+        clip: the take's timing.
+        sr: the sample rate.
+        rng: the take's random stream.
+
+    Returns:
+        The f0 `(clip.total,)` and the creak envelope `(clip.total,)`.
+    """
     semitones = _intonation(speaker, cue, syllables, clip, sr, rng)
     creak = _creak(cue, clip, rng)
     f0 = speaker.f0_hz * 2.0 ** (semitones / 12.0) * (1.0 - 0.45 * creak)
@@ -34,7 +46,11 @@ def _intonation(
     sr: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Semitones from the speaker's f0: level + slope + declination + pitch accents + drift + tremor."""
+    """Semitones from the speaker's f0: level + slope + declination + pitch accents + drift + tremor.
+
+    Returns:
+        The offset in semitones per sample.
+    """
     total, lead, speech_len = clip.total, clip.lead, clip.speech_len
     t = np.arange(total) / sr
     progress = np.clip((np.arange(total) - lead) / max(speech_len, 1), 0.0, 1.0)
@@ -62,7 +78,11 @@ def _intonation(
 
 
 def _creak(cue: dict[str, float], clip: ClipTiming, rng: np.random.Generator) -> np.ndarray:
-    """Some syllables (more often the last) fall into low, irregular vocal fry: 0..1 per sample."""
+    """Some syllables (more often the last) fall into low, irregular vocal fry: 0..1 per sample.
+
+    Returns:
+        The creak envelope per sample.
+    """
     creak = np.zeros(clip.total)
     timings = clip.syllable_timings
     for index, timing in enumerate(timings):

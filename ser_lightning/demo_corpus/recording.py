@@ -24,6 +24,16 @@ def record(
     """The take as the microphone hears it, float64 in [-0.99, 0.99].
 
     `vowels` masks the vowel samples its level is measured on.
+
+    Args:
+        speech: the dry speech signal.
+        speaker: the actor, whose room and microphone chain colour the take.
+        cue: the take's cue values, by name (its loudness).
+        vowels: True on the vowels' samples.
+        rng: the take's random stream.
+
+    Returns:
+        The recorded take, `speech.shape`.
     """
     total = speech.size
     speech = signal.fftconvolve(speech, speaker.room_ir)[:total]

@@ -16,12 +16,28 @@ _UTTERANCE_STREAM = 2
 
 
 def speaker_rng(seed: int, actor: int) -> np.random.Generator:
-    """An actor's own stream: a speaker never depends on which other actors are generated."""
+    """An actor's own stream: a speaker never depends on which other actors are generated.
+
+    Args:
+        seed: the corpus's seed.
+        actor: the actor's number.
+
+    Returns:
+        The actor's random generator.
+    """
     return np.random.default_rng([seed, _SPEAKER_STREAM, actor])
 
 
 def utterance_rng(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.random.Generator:
-    """One file's stream, seeded by its RAVDESS fields so that it can be rendered alone."""
+    """One file's stream, seeded by its RAVDESS fields so that it can be rendered alone.
+
+    Args:
+        spec: the corpus's spec (its seed).
+        utterance: the file.
+
+    Returns:
+        The file's random generator.
+    """
     return np.random.default_rng(
         [
             spec.seed,

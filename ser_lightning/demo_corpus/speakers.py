@@ -52,6 +52,14 @@ def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
 
     It never depends on which other actors or files are generated (the sample rate only shapes
     filters and room).
+
+    Args:
+        seed: the corpus's seed.
+        actor: the actor's number (odd: male, even: female).
+        sample_rate: the corpus's sample rate.
+
+    Returns:
+        The actor's voice, room, microphone chain and acting style.
     """
     rng = speaker_rng(seed, actor)
     is_female = actor % 2 == 0
@@ -105,7 +113,11 @@ def speaker_profile(seed: int, actor: int, sample_rate: int) -> SpeakerProfile:
 
 
 def _room_impulse_response(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """Direct sound plus an exponentially decaying diffuse tail: a small studio booth."""
+    """Direct sound plus an exponentially decaying diffuse tail: a small studio booth.
+
+    Returns:
+        The room's impulse response.
+    """
     rt60 = rng.uniform(0.12, 0.35)
     wet = rng.uniform(0.04, 0.15)
     length = int(rt60 * sample_rate)
@@ -118,7 +130,11 @@ def _room_impulse_response(rng: np.random.Generator, sample_rate: int) -> np.nda
 
 
 def _channel_filter(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """Band limits of the actor's microphone chain (high-pass rumble filter, low-pass roll-off)."""
+    """Band limits of the actor's microphone chain (high-pass rumble filter, low-pass roll-off).
+
+    Returns:
+        The second-order sections of the high-pass and the low-pass filter.
+    """
     nyquist = sample_rate / 2
     low = rng.uniform(60.0, 110.0)
     high = min(rng.uniform(5500.0, 7500.0), 0.9 * nyquist)
@@ -131,7 +147,16 @@ def _channel_filter(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
 
 
 def utterance_cues(spec: DemoCorpusSpec, utterance: DemoUtterance, rng: np.random.Generator) -> np.ndarray:
-    """The cue vector one take realises: speaker habit + acted emotion + take-to-take noise."""
+    """The cue vector one take realises: speaker habit + acted emotion + take-to-take noise.
+
+    Args:
+        spec: the corpus's spec.
+        utterance: the take.
+        rng: the take's random stream.
+
+    Returns:
+        One value per cue of CUES, each within its limits.
+    """
     speaker = speaker_profile(spec.seed, utterance.actor, spec.sample_rate)
     gain = STRONG_INTENSITY_GAIN if utterance.intensity == "02" else 1.0
     acted = (

@@ -26,7 +26,15 @@ GENERATOR_VERSION = 1
 
 
 def synthesize_utterance(spec: DemoCorpusSpec, utterance: DemoUtterance) -> np.ndarray:
-    """Render one file's audio as float64 in [-1, 1]; deterministic in (spec, utterance)."""
+    """Render one file's audio as float64 in [-1, 1]; deterministic in (spec, utterance).
+
+    Args:
+        spec: the corpus's spec.
+        utterance: the file.
+
+    Returns:
+        The file's samples at `spec.sample_rate`.
+    """
     rng = utterance_rng(spec, utterance)
     speaker = speaker_profile(spec.seed, utterance.actor, spec.sample_rate)
     cues = utterance_cues(spec, utterance, rng)

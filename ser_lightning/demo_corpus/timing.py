@@ -39,7 +39,17 @@ class ClipTiming:
 def clip_timing(
     spec: DemoCorpusSpec, syllables: tuple[Syllable, ...], cue: dict[str, float], rng: np.random.Generator
 ) -> ClipTiming:
-    """Clip length varies +-10 %; speech length follows the speaking rate, its start is random."""
+    """Clip length varies +-10 %; speech length follows the speaking rate, its start is random.
+
+    Args:
+        spec: the corpus's spec (duration and sample rate).
+        syllables: the statement's syllables.
+        cue: the take's cue values, by name (its speaking rate).
+        rng: the take's random stream.
+
+    Returns:
+        The clip's length, where its speech starts and lasts, and each syllable's timing.
+    """
     sr = spec.sample_rate
     total = int(round(spec.duration * rng.uniform(0.9, 1.1) * sr))
     edge = int(min(0.15, 0.08 * spec.duration) * sr)  # silence kept before and after speech
@@ -70,7 +80,14 @@ def _syllable_timings(
 
 
 def vowel_mask(clip: ClipTiming) -> np.ndarray:
-    """True on the vowels' samples: the levels of consonants and of the take are set from them."""
+    """True on the vowels' samples: the levels of consonants and of the take are set from them.
+
+    Args:
+        clip: the take's timing.
+
+    Returns:
+        A boolean mask `(clip.total,)`.
+    """
     active = np.zeros(clip.total, dtype=bool)
     for timing in clip.syllable_timings:
         active[timing.vowel_start : timing.vowel_end] = True

@@ -17,7 +17,11 @@ from ser_lightning.demo_corpus.timing import ClipTiming
 
 
 def _vocal_tract_sos(formants: np.ndarray, sample_rate: int, scale: float) -> np.ndarray:
-    """Cascade of unity-DC-gain two-pole resonators: F1-F3 of the vowel plus fixed F4/F5."""
+    """Cascade of unity-DC-gain two-pole resonators: F1-F3 of the vowel plus fixed F4/F5.
+
+    Returns:
+        The resonators' second-order sections (those below 0.45 of the sample rate).
+    """
     bandwidths = [80.0, 100.0, 140.0, 250.0, 320.0]
     centres = list(formants) + [3500.0 * scale, 4500.0 * scale]
     rows = []
@@ -44,6 +48,18 @@ def articulate(
 
     The voiced signal holds the vowels and the voicing through voiced consonants; the bursts'
     levels are relative to the vowels.
+
+    Args:
+        speaker: the actor's voice (formants).
+        cue: the take's cue values, by name.
+        syllables: the statement's syllables.
+        clip: the take's timing.
+        source: the glottal source (`glottal_source`).
+        sr: the sample rate.
+        rng: the take's random stream.
+
+    Returns:
+        The voiced signal `(clip.total,)` and the consonants' noise bursts.
     """
     total = clip.total
     formant_scale = speaker.formant_scale * (1.0 + cue["smile"]) * np.array(speaker.formant_quirks)

@@ -22,10 +22,21 @@ from ser_lightning.demo_corpus.synthesis import synthesize_utterance
 def generate_demo_corpus(
     root: str | Path, spec: DemoCorpusSpec = DEFAULT_SPEC, progress: bool = True
 ) -> Path:
-    """Write the corpus under root (which must not exist or be empty). Returns root.
+    """Write the corpus under root (which must not exist or be empty).
 
     The manifest is written last, so a corpus without one is known to be unfinished. Prefer
     ensure_demo_corpus, which also makes the write atomic and safe under concurrency.
+
+    Args:
+        root: the folder to write the corpus into.
+        spec: the corpus to write.
+        progress: show a progress bar.
+
+    Returns:
+        `root`.
+
+    Raises:
+        FileExistsError: `root` exists and is not an empty folder.
     """
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -3,7 +3,7 @@
 - `path`: relative to the CSV's folder, or absolute. Any format soundfile reads (wav, flac,
   ogg, mp3 ...); each file's header is read at scan time so that a broken file is reported
   here, by name and CSV line, instead of stopping the run halfway through decoding.
-- `emotion`: a name from ser_lightning.labels.EMOTIONS or one of EMOTION_ALIASES, any case.
+- `emotion`: a name from ser_lightning.labels.KNOWN_EMOTIONS or one of EMOTION_ALIASES, any case.
 - `speaker` (optional): the speaker id that speaker-independent splits keep together. Without
   it every row is speaker "unknown", and only split=random or split=test_only apply. Spellings
   that differ only in case, leading zeros or a word prefix (`01`, `1`, `Spk1`, `spk_1`,
@@ -30,14 +30,14 @@ import soundfile as sf
 from ser_lightning.data.cache.verification import file_digest
 from ser_lightning.data.corpora.common import find_audio_files, unusable_reason
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
-from ser_lightning.labels import EMOTIONS
+from ser_lightning.labels import KNOWN_EMOTIONS
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "emotion")
 OPTIONAL_COLUMNS = ("speaker", "gender")
-# Other spellings of the EMOTIONS names that CSVs commonly use, lower case.
+# Other spellings of the KNOWN_EMOTIONS names that CSVs commonly use, lower case.
 EMOTION_ALIASES: dict[str, str] = {
     "anger": "angry",
     "happiness": "happy",
@@ -45,6 +45,9 @@ EMOTION_ALIASES: dict[str, str] = {
     "fear": "fearful",
     "disgusted": "disgust",
     "surprise": "surprised",
+    "bored": "boredom",
+    "excitement": "excited",
+    "frustration": "frustrated",
 }
 GENDERS: dict[str, str] = {
     "male": "male",
@@ -75,10 +78,10 @@ def emotion_name(value: str) -> str | None:
         value: the CSV's emotion cell.
 
     Returns:
-        The EMOTIONS name the value means, or None when it names none.
+        The KNOWN_EMOTIONS name the value means, or None when it names none.
     """
     key = value.strip().lower()
-    if key in EMOTIONS:
+    if key in KNOWN_EMOTIONS:
         return key
     return EMOTION_ALIASES.get(key)
 
@@ -196,7 +199,7 @@ class FolderCorpus:
                 problem = f"{where}: the file does not exist"
             elif emotion is None:
                 problem = (
-                    f"{where}: unknown emotion {record['emotion']!r}; use one of {', '.join(EMOTIONS)} "
+                    f"{where}: unknown emotion {record['emotion']!r}; use one of {', '.join(KNOWN_EMOTIONS)} "
                     f"(or {', '.join(EMOTION_ALIASES)})"
                 )
             elif not speaker:

@@ -126,7 +126,7 @@ def fetch(
     Raises:
         DownloadError: the server refused, the transfer kept breaking off or ending early, or
             the bytes are not the archive (what was written of them is then removed).
-    """
+    """  # noqa: DOC501 - raised as `_wrong_file(...)`, which builds a DownloadError
     session = session or requests.Session()
     received, failures, passes = 0, 0, 0
     with progress_bar("bytes") as progress:
@@ -243,6 +243,9 @@ def _refuse_web_page(response: requests.Response, first_block: bytes, archive: A
 
     `first_block` is sniffed only when it is the start of the file (a 200 answer); the middle
     of an archive may hold anything.
+
+    Raises:
+        DownloadError: the answer is a web page rather than the archive.
     """
     content_type = response.headers.get("Content-Type", "")
     from_start = response.status_code != 206
@@ -258,7 +261,11 @@ def _refuse_web_page(response: requests.Response, first_block: bytes, archive: A
 
 
 def _wrong_file(part: Path, message: str) -> DownloadError:
-    """The bytes are not the archive: what was written of them is removed, so nothing is resumed from it."""
+    """The bytes are not the archive: what was written of them is removed, so nothing is resumed from it.
+
+    Returns:
+        The error to raise, its message ending with what to do.
+    """
     part.unlink(missing_ok=True)
     return DownloadError(message + "; nothing was kept. Check the address, or use another mirror with --url")
 

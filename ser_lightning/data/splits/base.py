@@ -120,7 +120,14 @@ class EvalOnlySplit(Splitter):
     needs_training_data: ClassVar[bool] = False
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Every row's split: "test" (see Splitter.__call__)."""
+        """Every row's split: "test" (see Splitter.__call__).
+
+        Args:
+            table: the utterance table.
+
+        Returns:
+            "test" for every row, in table order, named "split".
+        """
         return pd.Series(["test"] * len(table), index=table.index, name="split")
 
 

@@ -45,7 +45,14 @@ class RandomSplit(Splitter):
         }
 
     def __call__(self, table: pd.DataFrame) -> pd.Series:
-        """Each row's split, drawn stratified by label (see Splitter.__call__)."""
+        """Each row's split, drawn stratified by label (see Splitter.__call__).
+
+        Args:
+            table: the utterance table.
+
+        Returns:
+            "train", "val" or "test" for every row, in table order, named "split".
+        """
         global _warned_random_split
         train_r, val_r, test_r = check_ratios(self.ratios)
         if not _warned_random_split:

@@ -156,7 +156,11 @@ def state_dict_digest(model: nn.Module) -> str:
 
 
 def _offline() -> bool:
-    """Whether the Hugging Face offline mode is asked for (read now, not when the hub was imported)."""
+    """Whether the Hugging Face offline mode is asked for (read now, not when the hub was imported).
+
+    Returns:
+        True when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set (now or at the hub's import).
+    """
     truthy = {"1", "on", "yes", "true"}
     if any(
         os.environ.get(var, "").strip().lower() in truthy
@@ -189,6 +193,13 @@ def _from_pretrained(family: str, location: str, **kwargs) -> nn.Module:
 
     `pytorch_model.bin` (read with `torch.load(weights_only=True)`) is read only where a folder
     or repository has no safetensors.
+
+    Returns:
+        The model with its weights.
+
+    Raises:
+        OSError: neither safetensors nor `pytorch_model.bin` weights could be read (the error of
+            the safetensors attempt).
     """
     _, model_class = family_classes()[family]
     try:
@@ -226,7 +237,7 @@ def resolve_model(
     Raises:
         InvalidSetting: an unknown encoder, or weights of another family or architecture.
         MissingEncoderWeights: no weights were found.
-    """
+    """  # noqa: DOC501 - raised as `_missing(...)`, which builds a MissingEncoderWeights
     encoder_path = Path(encoder).expanduser()
     if encoder not in ENCODERS and encoder_path.is_dir():
         family = _family_of_folder(encoder_path)

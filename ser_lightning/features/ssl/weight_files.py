@@ -57,7 +57,11 @@ def load_state_dict_file(spec: EncoderSpec, path: Path) -> nn.Module:
 
 
 def _registry_model(spec: EncoderSpec) -> nn.Module:
-    """The named encoder's architecture with random weights, built from the registry's sizes."""
+    """The named encoder's architecture with random weights, built from the registry's sizes.
+
+    Returns:
+        The untrained model (Whisper's encoder only).
+    """
     config_class, model_class = family_classes()[spec.family]
     config = config_class(**dict(spec.config))
     if spec.family == "whisper":
@@ -85,6 +89,9 @@ def _load_exactly(model: nn.Module, state: dict, spec: EncoderSpec, path: Path, 
 
     Refused, with the names that differ, unless every weight is there, of its shape, and
     nothing else is.
+
+    Raises:
+        InvalidSetting: a weight is missing, unexpected or of another shape.
     """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -111,6 +118,13 @@ def _from_torchaudio_state(spec: EncoderSpec, model: nn.Module, state: dict, pat
     CTC head (`aux.`, in torchaudio's ASR bundles) is left out. `masked_spec_embed`, the vector
     that training-time masking writes into masked frames, is not in torchaudio's files: it is set
     to zeros (it takes no part in the features).
+
+    Returns:
+        `model`, its weights replaced.
+
+    Raises:
+        InvalidSetting: torchaudio has no layout of the encoder's family, or the file does not hold
+            the weights of `spec` in torchaudio's layout.
     """
     if spec.family not in TORCHAUDIO_FAMILIES:
         raise InvalidSetting(
