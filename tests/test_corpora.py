@@ -304,7 +304,7 @@ def test_folder_csv_relative_absolute_and_rejected_rows(tmp_path, tone_writer):
         "a/one.wav,happy,s1,female\n"  # line 2
         "a/two.flac, Anger ,s1,f\n"  # line 3: alias, spaces, flac
         f"{absolute},Surprise,s2,M\n"  # line 4: absolute path
-        "b/three.wav,bored,s2,male\n"  # line 5: unknown emotion
+        "b/three.wav,hungry,s2,male\n"  # line 5: unknown emotion
         "b/missing.wav,sad,s2,male\n"  # line 6: missing file
         "b/five.wav,sad,,male\n"  # line 7: empty speaker
         "b/broken.wav,sad,s3,male\n"  # line 8: unreadable audio
@@ -322,7 +322,7 @@ def test_folder_csv_relative_absolute_and_rejected_rows(tmp_path, tone_writer):
     ]
     assert set(table["corpus"]) == {"folder"}
     why = [r.reason for r in scan.rejected]
-    assert any("line 5: unknown emotion 'bored'" in r for r in why)
+    assert any("line 5: unknown emotion 'hungry'" in r for r in why)
     assert any("line 6: the file does not exist" in r for r in why)
     assert any("line 7: the speaker is empty" in r for r in why)
     assert any("line 8: cannot be read as audio" in r for r in why)
@@ -385,7 +385,7 @@ def test_folder_speaker_spellings_are_one_speaker(tmp_path, tone_writer, caplog)
     "csv_text, error, message",
     [
         ("file,label\nx.wav,happy\n", ValueError, r"lacks \['path', 'emotion'\]"),
-        ("path,emotion\nx.wav,bored\n", FileNotFoundError, "no usable rows.*unknown emotion 'bored'"),
+        ("path,emotion\nx.wav,hungry\n", FileNotFoundError, "no usable rows.*unknown emotion 'hungry'"),
         (
             "path,emotion,speaker,gender\nx.wav,happy,a,male\ny.wav,sad,a,female\n",
             ValueError,
