@@ -23,6 +23,7 @@ UTTERANCE_COLUMNS: tuple[str, ...] = (
     "statement",  # the sentence or word spoken, as the corpus codes it
     "vocal_channel",  # "speech" / "song"
     "corpus",  # corpus name, e.g. "ravdess"
+    "partition",  # the corpus's own official partition (MSP-Podcast: Train, Development, Test1...), else ""
 )
 
 
@@ -92,15 +93,17 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
     """Build an utterance table from row dicts, sorted by path so that its order is stable.
 
     Args:
-        rows: one dict per file with the UTTERANCE_COLUMNS other than `label`.
+        rows: one dict per file with the UTTERANCE_COLUMNS other than `label`; `partition` may be
+            left out (a corpus without official partitions), which makes it "".
 
     Returns:
         The table, with `label` = the emotion's index in KNOWN_EMOTIONS and the text columns as strings.
     """
     table = pd.DataFrame(rows, columns=list(UTTERANCE_COLUMNS[:2]) + list(UTTERANCE_COLUMNS[3:]))
     table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))
+    table["partition"] = table["partition"].fillna("")
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
-    for column in ("actor", "gender", "intensity", "statement", "vocal_channel", "corpus"):
+    for column in ("actor", "gender", "intensity", "statement", "vocal_channel", "corpus", "partition"):
         table[column] = table[column].astype(str)
     return table
 
