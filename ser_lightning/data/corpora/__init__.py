@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
+from ser_lightning.data.corpora.emodb import EmoDBCorpus, parse_emodb_name
 from ser_lightning.data.corpora.folder import FolderCorpus
 from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
 from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
@@ -22,6 +23,7 @@ from ser_lightning.utils.errors import InvalidSetting
 
 __all__ = [
     "CremaDCorpus",
+    "EmoDBCorpus",
     "FolderCorpus",
     "RavdessCorpus",
     "SaveeCorpus",
@@ -31,6 +33,7 @@ __all__ = [
     "build_corpus",
     "check_data_root",
     "parse_crema_d_name",
+    "parse_emodb_name",
     "parse_ravdess_name",
     "parse_savee_name",
     "parse_tess_name",
@@ -43,6 +46,7 @@ CORPORA: dict[str, type] = {
     "crema_d": CremaDCorpus,
     "tess": TessCorpus,
     "savee": SaveeCorpus,
+    "emodb": EmoDBCorpus,
     "ser_en": SerEnCorpus,
     "folder": FolderCorpus,
 }

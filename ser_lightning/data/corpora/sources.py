@@ -121,4 +121,21 @@ SOURCES: dict[str, CorpusOrigin] = {
             "python -m ser_lightning.train data=ser_en",
         ),
     ),
+    "emodb": CorpusOrigin(
+        name="emodb",
+        title="EmoDB (Berlin Database of Emotional Speech)",
+        home="http://emodb.bilderbar.info/",
+        licence="free for research use, as stated on the download page",
+        default_folder="emodb",
+        hint=(
+            "EmoDB is a free download from http://emodb.bilderbar.info/ (download.zip, whose wav/ folder "
+            "holds names like 03a01Fa.wav); see `python -m ser_lightning.data.download emodb`."
+        ),
+        steps=(
+            "Open http://emodb.bilderbar.info/ and download the database (the download page's zip).",
+            "Unpack it into data/emodb so that it holds wav/03a01Fa.wav and the other 534 files "
+            "(any nesting depth works; the other folders of the archive are not read).",
+            "python -m ser_lightning.train data=emodb   # leave-one-speaker-out: data.fold=0..9",
+        ),
+    ),
 }
