@@ -14,6 +14,7 @@ from typing import Any
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
 from ser_lightning.data.corpora.emodb import EmoDBCorpus, parse_emodb_name
 from ser_lightning.data.corpora.folder import FolderCorpus
+from ser_lightning.data.corpora.msp_podcast import MspPodcastCorpus
 from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
 from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
 from ser_lightning.data.corpora.ser_en import SerEnCorpus
@@ -25,6 +26,7 @@ __all__ = [
     "CremaDCorpus",
     "EmoDBCorpus",
     "FolderCorpus",
+    "MspPodcastCorpus",
     "RavdessCorpus",
     "SaveeCorpus",
     "SerEnCorpus",
@@ -48,6 +50,7 @@ CORPORA: dict[str, type] = {
     "savee": SaveeCorpus,
     "emodb": EmoDBCorpus,
     "ser_en": SerEnCorpus,
+    "msp_podcast": MspPodcastCorpus,
     "folder": FolderCorpus,
 }
 

@@ -138,4 +138,43 @@ SOURCES: dict[str, CorpusOrigin] = {
             "python -m ser_lightning.train data=emodb   # leave-one-speaker-out: data.fold=0..9",
         ),
     ),
+    "msp_podcast": CorpusOrigin(
+        name="msp_podcast",
+        title="MSP-Podcast (emotional speech from podcast recordings, MSP Lab, UT Dallas)",
+        home="https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html",
+        licence="academic licence agreement with The University of Texas at Dallas (no redistribution)",
+        default_folder="msp_podcast",
+        hint=(
+            "MSP-Podcast is released by the MSP Lab (UT Dallas) under an academic licence agreement: "
+            "https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html; see "
+            "`python -m ser_lightning.data.download msp_podcast`."
+        ),
+        steps=(
+            "Open https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html and request the "
+            "corpus: sign the academic licence agreement (by a faculty member or the institution) and send "
+            "it to the MSP Lab as the page says; the reply gives the download link.",
+            "Download the release and unpack it into data/msp_podcast so that it holds Audios/*.wav "
+            "(unpack Audios.tar.gz there) and Labels/labels_consensus.csv.",
+            "python -m ser_lightning.train data=msp_podcast   # the official partitions: "
+            "Train, Development, and Test1 (data.test_partition=Test2 for the other test set)",
+        ),
+    ),
+    "iemocap": CorpusOrigin(
+        name="iemocap",
+        title="IEMOCAP (Interactive Emotional Dyadic Motion Capture database)",
+        home="https://sail.usc.edu/iemocap/",
+        licence="research use under the IEMOCAP release form (a signed request is required)",
+        default_folder="iemocap",
+        hint=(
+            "IEMOCAP is released by USC SAIL on request through the form at https://sail.usc.edu/iemocap/; "
+            "see `python -m ser_lightning.data.download iemocap`."
+        ),
+        steps=(
+            "Request the corpus through the release form at https://sail.usc.edu/iemocap/ "
+            "(https://sail.usc.edu/iemocap/iemocap_release.htm); the reply gives the download link.",
+            "Unpack IEMOCAP_full_release.tar.gz into data/iemocap, so that it holds "
+            "IEMOCAP_full_release/Session1 ... Session5 (or pass data.root=.../IEMOCAP_full_release).",
+            "python -m ser_lightning.train data=iemocap data.fold=0   # leave-one-session-out: fold K tests session K+1",
+        ),
+    ),
 }
