@@ -138,6 +138,27 @@ SOURCES: dict[str, CorpusOrigin] = {
             "python -m ser_lightning.train data=emodb   # leave-one-speaker-out: data.fold=0..9",
         ),
     ),
+    "msp_podcast": CorpusOrigin(
+        name="msp_podcast",
+        title="MSP-Podcast (emotional speech from podcast recordings, MSP Lab, UT Dallas)",
+        home="https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html",
+        licence="academic licence agreement with The University of Texas at Dallas (no redistribution)",
+        default_folder="msp_podcast",
+        hint=(
+            "MSP-Podcast is released by the MSP Lab (UT Dallas) under an academic licence agreement: "
+            "https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html; see "
+            "`python -m ser_lightning.data.download msp_podcast`."
+        ),
+        steps=(
+            "Open https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html and request the "
+            "corpus: sign the academic licence agreement (by a faculty member or the institution) and send "
+            "it to the MSP Lab as the page says; the reply gives the download link.",
+            "Download the release and unpack it into data/msp_podcast so that it holds Audios/*.wav "
+            "(unpack Audios.tar.gz there) and Labels/labels_consensus.csv.",
+            "python -m ser_lightning.train data=msp_podcast   # the official partitions: "
+            "Train, Development, and Test1 (data.test_partition=Test2 for the other test set)",
+        ),
+    ),
     "iemocap": CorpusOrigin(
         name="iemocap",
         title="IEMOCAP (Interactive Emotional Dyadic Motion Capture database)",
