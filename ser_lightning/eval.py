@@ -1,22 +1,11 @@
 """Test a checkpoint and write its report: `python -m ser_lightning.eval ckpt_path=... [overrides]`.
 
 By default the model is scored on the test split of the data config it was trained on (kept in
-the checkpoint), re-created from the same corpus, split settings and seed. `data=<group>` (and
-`data.root=...`) scores it on another corpus instead, `+data.key=value` changes one setting
-of the checkpoint's own data config, and `split=all` scores every file of the corpus
-(`data.split=test_only`). `robustness=standard` scores the split again under each corruption of
-conf/robustness/standard.yaml (ser_lightning/reporting/robustness_report.py).
-
-Whatever the data config, its audio settings and label set are replaced by the checkpoint's and
-its feature extractor is the checkpoint's, so the model sees exactly the inputs it was trained on
-(and the caches are shared with training runs of the same settings).
-
-The checkpoint's data settings are data from a file (ser_lightning.data.evaluation_data):
-`build_data_module` takes them as plain settings, caches go to this machine's `paths.cache_dir`,
-and the corpus they name is read only inside `paths.data_dir` unless the user names it
-(`+data.root=...`). Files the model was trained
-or validated on are listed in eval.json (`training_overlap`, see ser_lightning.data.provenance);
-scoring them as test data under a speaker-independent split stops unless `allow_train_overlap=true`.
+the checkpoint as plain settings, `ser_lightning.data.evaluation_data`); `data=<group>` scores it
+on another corpus, `split=all` on every file, `robustness=standard` under each corruption too.
+The audio settings, label set and feature extractor are always the checkpoint's. Files the model
+trained or validated on are listed in eval.json and stop a speaker-independent evaluation unless
+`allow_train_overlap=true` (`ser_lightning.data.provenance`). docs/evaluation.md has the details.
 """
 
 from __future__ import annotations
