@@ -320,6 +320,7 @@ def build_data_module(
     num_folds: int = 6,
     test_corpus: str | None = None,
     folds: str | list | None = None,
+    test_partition: str | None = None,
     sample_rate: int = 16000,
     duration: float = 3.0,
     offset: float = 0.0,
@@ -364,7 +365,9 @@ def build_data_module(
         source=CorpusSource(
             corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction
         ),
-        split=make_split(split, split_ratios, split_seed, fold, num_folds, test_corpus, folds),
+        split=make_split(
+            split, split_ratios, split_seed, fold, num_folds, test_corpus, folds, test_partition
+        ),
         store=FeatureStore(
             features,
             AudioSettings(sample_rate, duration, offset, crop, peak_normalize),

@@ -9,6 +9,9 @@
   published fold set by name (`data.folds=emobox`, PUBLISHED_FOLDS in `published`) or a list of
   actor lists. LeaveOneSpeakerOutSplit (`speakers`): one actor per fold.
 - CrossCorpusSplit (`speakers`): one corpus of a combined table is the test set.
+- LeaveOneSessionOutSplit (`sessions`): IEMOCAP's leave-one-session-out; fold K tests session K+1.
+- PartitionSplit (official, `partitions`): the corpus's own published partitions (MSP-Podcast:
+  Train, Development, and the test partition `data.test_partition`).
 - EvalOnlySplit (test_only, `base`): every utterance is test data (evaluating a trained model on
   a new corpus).
 
@@ -24,7 +27,9 @@ from collections.abc import Sequence
 
 from ser_lightning.data.splits.base import SPLIT_NAMES, EvalOnlySplit, Splitter, check_ratios, split_indices
 from ser_lightning.data.splits.kfold import KFoldSplit
+from ser_lightning.data.splits.partitions import PartitionSplit
 from ser_lightning.data.splits.published import PUBLISHED_FOLDS, given_folds
+from ser_lightning.data.splits.sessions import LeaveOneSessionOutSplit, speaker_session
 from ser_lightning.data.splits.speakers import (
     ActorSplit,
     CrossCorpusSplit,
@@ -43,7 +48,9 @@ __all__ = [
     "CrossCorpusSplit",
     "EvalOnlySplit",
     "KFoldSplit",
+    "LeaveOneSessionOutSplit",
     "LeaveOneSpeakerOutSplit",
+    "PartitionSplit",
     "RandomSplit",
     "Splitter",
     "actor_strata",
@@ -51,6 +58,7 @@ __all__ = [
     "draw_val_actors",
     "given_folds",
     "make_split",
+    "speaker_session",
     "split_indices",
 ]
 
@@ -61,7 +69,9 @@ SPLITS: dict[str, type[Splitter]] = {
         ActorSplit,
         KFoldSplit,
         LeaveOneSpeakerOutSplit,
+        LeaveOneSessionOutSplit,
         CrossCorpusSplit,
+        PartitionSplit,
         EvalOnlySplit,
     )
 }
@@ -75,6 +85,7 @@ def make_split(
     num_folds: int = 6,
     test_corpus: str | None = None,
     folds: str | Sequence[Sequence[str | int]] | None = None,
+    test_partition: str | None = None,
 ) -> Splitter:
     """The splitter a data config names, with the options that split takes.
 
@@ -86,6 +97,7 @@ def make_split(
         num_folds: data.num_folds.
         test_corpus: data.test_corpus (cross_corpus only).
         folds: data.folds (kfold only).
+        test_partition: data.test_partition (official only; None tests on Test1).
 
     Returns:
         The splitter.
@@ -101,6 +113,11 @@ def make_split(
         raise InvalidSetting(
             f"data.test_corpus={test_corpus!r} only applies to data.split=cross_corpus (got split={name})"
         )
+    if test_partition is not None and name != "official":
+        raise InvalidSetting(
+            f"data.test_partition={test_partition!r} only applies to data.split=official (got split={name})"
+        )
+    extra = {"test_partition": test_partition} if name == "official" else {}
     return SPLITS[name].from_settings(
-        ratios, seed, fold=fold, num_folds=num_folds, test_corpus=test_corpus, folds=folds
+        ratios, seed, fold=fold, num_folds=num_folds, test_corpus=test_corpus, folds=folds, **extra
     )
