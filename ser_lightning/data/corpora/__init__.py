@@ -14,6 +14,7 @@ from typing import Any
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
 from ser_lightning.data.corpora.emodb import EmoDBCorpus, parse_emodb_name
 from ser_lightning.data.corpora.folder import FolderCorpus
+from ser_lightning.data.corpora.iemocap import IemocapCorpus, parse_utterance_id
 from ser_lightning.data.corpora.msp_podcast import MspPodcastCorpus
 from ser_lightning.data.corpora.ravdess import RavdessCorpus, parse_ravdess_name
 from ser_lightning.data.corpora.savee import SaveeCorpus, parse_savee_name
@@ -26,6 +27,7 @@ __all__ = [
     "CremaDCorpus",
     "EmoDBCorpus",
     "FolderCorpus",
+    "IemocapCorpus",
     "MspPodcastCorpus",
     "RavdessCorpus",
     "SaveeCorpus",
@@ -36,6 +38,7 @@ __all__ = [
     "check_data_root",
     "parse_crema_d_name",
     "parse_emodb_name",
+    "parse_utterance_id",
     "parse_ravdess_name",
     "parse_savee_name",
     "parse_tess_name",
@@ -51,6 +54,7 @@ CORPORA: dict[str, type] = {
     "emodb": EmoDBCorpus,
     "ser_en": SerEnCorpus,
     "msp_podcast": MspPodcastCorpus,
+    "iemocap": IemocapCorpus,
     "folder": FolderCorpus,
 }
 
