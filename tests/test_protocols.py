@@ -175,6 +175,7 @@ def test_every_protocol_is_a_splitter_named_by_its_data_split_value():
     assert sorted(SPLITS) == [
         "actor",
         "cross_corpus",
+        "emobox",
         "kfold",
         "loso",
         "official",
@@ -188,13 +189,15 @@ def test_every_protocol_is_a_splitter_named_by_its_data_split_value():
         test_corpus = "ravdess" if name == "cross_corpus" else None
         splitter = make_split(name, (0.6, 0.2, 0.2), 5, fold=1, num_folds=4, test_corpus=test_corpus)
         assert type(splitter) is protocol and splitter.ratios == (0.6, 0.2, 0.2) and splitter.seed == 5
-        if name != "sessions":  # IEMOCAP's sessions need IEMOCAP speakers: tests/test_corpus_iemocap.py
+        # IEMOCAP's sessions need IEMOCAP speakers (tests/test_corpus_iemocap.py), EmoBox's lists its
+        # table (tests/test_corpus_emobox.py)
+        if name not in ("sessions", "emobox"):
             assert splitter.describe(table)["split"] == name
         # only test_only has no training data, and only then is an empty train split allowed
         assert splitter.needs_training_data == (name != "test_only")
         assert splitter.required_splits() == (SPLIT_NAMES if name != "test_only" else ("test",))
-        # only the random split puts one speaker in two splits
-        assert splitter.speaker_independent == (name != "random")
+        # only the random split (and EmoBox's lists, validation drawn by utterance) put one speaker in two splits
+        assert splitter.speaker_independent == (name not in ("random", "emobox"))
     # each protocol keeps the settings it uses
     assert make_split("kfold", (0.7, 0.15, 0.15), 0, fold=2, num_folds=3) == KFoldSplit(
         fold=2, num_folds=3, seed=0

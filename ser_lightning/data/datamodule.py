@@ -311,6 +311,7 @@ def build_data_module(
     corpus: str = "ravdess",
     vocal_channels: tuple[str, ...] | list[str] = ("speech",),
     corpus_options: dict | None = None,
+    emobox: dict | None = None,  # data=emobox: meta_dir, dataset; they reach the parser as corpus_options
     labels: str | list[str] = "all",
     demo: dict | None = None,
     split: str = "actor",

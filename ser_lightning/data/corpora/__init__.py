@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus, parse_crema_d_name
+from ser_lightning.data.corpora.emobox import EmoBoxCorpus
 from ser_lightning.data.corpora.emodb import EmoDBCorpus, parse_emodb_name
 from ser_lightning.data.corpora.folder import FolderCorpus
 from ser_lightning.data.corpora.iemocap import IemocapCorpus, parse_utterance_id
@@ -25,6 +26,7 @@ from ser_lightning.utils.errors import InvalidSetting
 
 __all__ = [
     "CremaDCorpus",
+    "EmoBoxCorpus",
     "EmoDBCorpus",
     "FolderCorpus",
     "IemocapCorpus",
@@ -52,6 +54,7 @@ CORPORA: dict[str, type] = {
     "tess": TessCorpus,
     "savee": SaveeCorpus,
     "emodb": EmoDBCorpus,
+    "emobox": EmoBoxCorpus,
     "ser_en": SerEnCorpus,
     "msp_podcast": MspPodcastCorpus,
     "iemocap": IemocapCorpus,

@@ -177,4 +177,22 @@ SOURCES: dict[str, CorpusOrigin] = {
             "python -m ser_lightning.train data=iemocap data.fold=0   # leave-one-session-out: fold K tests session K+1",
         ),
     ),
+    "emobox": CorpusOrigin(
+        name="emobox",
+        title="EmoBox (multilingual multi-corpus SER benchmark): its published folds of each corpus",
+        home="https://github.com/emo-box/EmoBox",
+        licence="EmoBox's metadata: see its repository; each corpus keeps its own licence",
+        default_folder="EmoBox",
+        hint=(
+            "data=emobox reads EmoBox's lists (git clone https://github.com/emo-box/EmoBox; its data/ folder is "
+            "data.emobox.meta_dir) and the corpus's audio under data.root, the folder their wav paths are "
+            "relative to; see `python -m ser_lightning.data.download emobox`."
+        ),
+        steps=(
+            "git clone https://github.com/emo-box/EmoBox data/EmoBox   # data/EmoBox/data/<name>/fold_<k>/*.jsonl",
+            "Get the corpus's audio as EmoBox's README says (its own licence) so that the lists' wav paths, "
+            "e.g. downloads/emodb/wav/03a01Fa.wav, exist under data/EmoBox (or pass data.root=FOLDER).",
+            "python -m ser_lightning.train data=emobox data.emobox.dataset=emodb data.fold=0   # EmoBox's fold 1",
+        ),
+    ),
 }

@@ -12,6 +12,7 @@
 - LeaveOneSessionOutSplit (`sessions`): IEMOCAP's leave-one-session-out; fold K tests session K+1.
 - PartitionSplit (official, `partitions`): the corpus's own published partitions (MSP-Podcast:
   Train, Development, and the test partition `data.test_partition`).
+- EmoBoxListSplit (`emobox`, `emobox_lists`): EmoBox's train/test lists of any corpus (data=emobox).
 - EvalOnlySplit (test_only, `base`): every utterance is test data (evaluating a trained model on
   a new corpus).
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ser_lightning.data.splits.base import SPLIT_NAMES, EvalOnlySplit, Splitter, check_ratios, split_indices
+from ser_lightning.data.splits.emobox_lists import EmoBoxListSplit
 from ser_lightning.data.splits.kfold import KFoldSplit
 from ser_lightning.data.splits.partitions import PartitionSplit
 from ser_lightning.data.splits.published import PUBLISHED_FOLDS, given_folds
@@ -46,6 +48,7 @@ __all__ = [
     "SPLIT_NAMES",
     "ActorSplit",
     "CrossCorpusSplit",
+    "EmoBoxListSplit",
     "EvalOnlySplit",
     "KFoldSplit",
     "LeaveOneSessionOutSplit",
@@ -71,6 +74,7 @@ SPLITS: dict[str, type[Splitter]] = {
         LeaveOneSpeakerOutSplit,
         LeaveOneSessionOutSplit,
         CrossCorpusSplit,
+        EmoBoxListSplit,
         PartitionSplit,
         EvalOnlySplit,
     )
