@@ -107,7 +107,7 @@ def read_label_map(meta_dir: str | Path, dataset: str) -> dict[str, str]:
         dataset: the corpus name.
 
     Returns:
-        Each code of `emo` (as written, and in lower case) -> its emotion name.
+        Each code of `emo` -> its emotion name (lines match a code as written, else in any case).
 
     Raises:
         UserError: the file is not a JSON object of names, or names an emotion EMOBOX_LABELS lacks.
@@ -126,7 +126,7 @@ def read_label_map(meta_dir: str | Path, dataset: str) -> dict[str, str]:
                 f"{path} maps {code!r} to {label!r}, which is not a known emotion; known EmoBox names: "
                 f"{', '.join(EMOBOX_LABELS)} (onto {', '.join(KNOWN_EMOTIONS)})"
             )
-        codes[code] = codes.setdefault(code.lower(), EMOBOX_LABELS[label.strip().lower()])
+        codes[code] = EMOBOX_LABELS[label.strip().lower()]
     return codes
 
 
@@ -194,7 +194,7 @@ def _parse_line(line: str, labels: dict[str, str], where: str, first: dict[str, 
         raise ValueError("key, wav and emo must be non-empty strings")
     if key in first:
         raise ValueError(f"duplicate key {key!r} (first on line {first[key]}); the first is kept")
-    emotion = labels.get(emo, labels.get(emo.lower()))
+    emotion = labels.get(emo) or {code.lower(): name for code, name in labels.items()}.get(emo.lower())
     if emotion is None:
         raise ValueError(f"unknown emo {emo!r}; label_map.json has {sorted(labels)}")
     return EmoBoxEntry(key, wav_path(item["wav"]), emotion, where)
