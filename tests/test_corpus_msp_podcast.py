@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from ser_lightning.data.splits import SPLITS, PartitionSplit, make_split
 from ser_lightning.data.utterances import UTTERANCE_COLUMNS, make_table
 from ser_lightning.features import LogMel
 from ser_lightning.labels import KNOWN_EMOTIONS
+from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.audio import write_tone
 from .helpers.configs import compose_train
+from .helpers.runs import assert_complete_test_result
 
 HEADER = ",".join(MSP_COLUMNS)
 CLIP_SECONDS = 0.25
@@ -285,3 +288,34 @@ def test_data_module_runs_the_official_partitions(msp_root, tmp_path):
     protocol = manifest.protocol()
     assert protocol["split"] == "official" and protocol["test_partition"] == "Test2"
     assert protocol["left_out"] == {"Test1": 2}
+
+
+def test_fdr_run_on_the_official_partitions(msp_root, tmp_path):
+    cfg = compose_train(
+        [
+            "data=msp_podcast",
+            f"data.root={msp_root}",
+            f"data.duration={CLIP_SECONDS}",
+            "data.max_skip_fraction=0.5",
+            "data.test_partition=Test2",
+            "debug=fdr",
+        ],
+        tmp_path / "run",
+        tmp_path / "cache",
+    )
+    metrics, _ = train(cfg)
+    assert_complete_test_result(tmp_path / "run", metrics)
+    protocol = json.loads((tmp_path / "run" / "summary.json").read_text())["protocol"]
+    assert protocol["split"] == "official" and protocol["test_partition"] == "Test2"
+    assert protocol["split_sizes"] == {"train": 5, "val": 2, "test": 1} and protocol["left_out"] == {
+        "Test1": 2
+    }
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert split.groupby("partition")["split"].agg(set).map(sorted).to_dict() == {
+        "Development": ["val"],
+        "Test1": ["unused"],
+        "Test2": ["test"],
+        "Train": ["train"],
+    }
+    rejected = pd.read_csv(tmp_path / "run" / "rejected_files.csv")
+    assert len(rejected) == 8  # the scan's 7 rejected files and rows, one per duplicate row counted
