@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -13,15 +14,18 @@ from ser_lightning.data.datamodule import build_data_module
 from ser_lightning.data.splits import SPLITS, EmoBoxListSplit, make_split
 from ser_lightning.data.utterances import UTTERANCE_COLUMNS
 from ser_lightning.features import LogMel
+from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting, UserError
 
 from .helpers.configs import compose_train
+from .helpers.runs import assert_complete_test_result
 
 DATASET = "emodb"
 # EmoBox's own label map of EmoDB, spelling included ("boredem", "Neutral")
 LABEL_MAP = {"anger": "Angry", "boredem": "Boredom", "Neutral": "Neutral", "sad": "Sad", "happy": "Happy"}
 SPEAKERS = ("03", "08", "09", "10")
 CODES = {"anger": "W", "boredem": "L", "neutral": "N", "sad": "T", "happy": "F"}
+CLIP_SECONDS = 0.5
 FOLD_TESTS = ({"03", "08"}, {"09", "10"})  # EmoBox fold 1 tests speakers 03 and 08, fold 2 the others
 
 
@@ -61,7 +65,7 @@ def emobox(tmp_path, tone_writer):
     """An EmoBox metadata tree (2 folds, label_map.json, bad lines) and the audio root it names."""
     meta, root = tmp_path / "EmoBox" / "data", tmp_path / "audio"
     for i, (_, wav, _) in enumerate(utterances()):
-        tone_writer(root / wav, seconds=0.05, freq=200.0 + 10 * i)
+        tone_writer(root / wav, seconds=CLIP_SECONDS, freq=200.0 + 10 * i)
     tone_writer(tmp_path / "outside.wav", seconds=0.05)  # exists, but outside data.root
     (meta / DATASET).mkdir(parents=True)
     (meta / DATASET / "label_map.json").write_text(json.dumps(LABEL_MAP))
@@ -187,7 +191,7 @@ def test_emobox_config_and_data_module(emobox, tmp_path):
         features=LogMel(sample_rate=16000, n_mels=16),
         **{
             **data,
-            "duration": 0.05,
+            "duration": CLIP_SECONDS,
             "cache_dir": str(tmp_path / "cache"),
             "num_workers": 0,
             "batch_size": 8,
@@ -199,3 +203,25 @@ def test_emobox_config_and_data_module(emobox, tmp_path):
     manifest = dm.manifest
     assert manifest.split_sizes["test"] == 20 and manifest.split_sizes["val"] == 5
     assert set(manifest.table["actor"].iloc[manifest.indices["test"]]) == FOLD_TESTS[1]
+
+
+def test_fdr_run_on_emobox_records_its_fold(emobox, tmp_path):
+    cfg = compose_train(
+        [
+            "data=emobox",
+            f"data.root={emobox['root']}",
+            f"data.emobox.meta_dir={emobox['meta']}",
+            f"data.emobox.dataset={DATASET}",
+            f"data.duration={CLIP_SECONDS}",
+            "data.max_skip_fraction=0.5",
+            "debug=fdr",
+        ],
+        tmp_path,
+        tmp_path / "cache",
+    )
+    metrics, _ = train(cfg)
+    assert_complete_test_result(tmp_path, metrics)
+    protocol = json.loads((tmp_path / "summary.json").read_text())["protocol"]
+    assert (protocol["split"], protocol["emobox_fold"], protocol["num_folds"]) == ("emobox", 1, 2)
+    split = pd.read_csv(tmp_path / "split.csv", dtype={"actor": str})
+    assert set(split.loc[split["split"] == "test", "actor"]) == FOLD_TESTS[0]
