@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ser_lightning.data.corpora import CORPORA, IemocapCorpus, build_corpus
@@ -15,7 +16,11 @@ from ser_lightning.data.corpora.iemocap_evaluation import (
 )
 from ser_lightning.data.corpora.iemocap_layout import find_sessions, parse_utterance_id
 from ser_lightning.data.splits import SPLITS, LeaveOneSessionOutSplit, make_split, speaker_session
+from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
+
+from .helpers.configs import compose_train
+from .helpers.runs import assert_complete_test_result
 
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 ANNOTATORS = (
@@ -330,3 +335,44 @@ def test_sessions_split_refuses_folds_it_cannot_test(iemocap_root):
     with pytest.raises(InvalidSetting, match="needs IEMOCAP speakers"):
         LeaveOneSessionOutSplit(fold=0)(ravdess_like)
     assert speaker_session("iemocap:Ses04M") == 4 and speaker_session("1001") is None
+
+
+# ------------------------------------------------------------------------------------ end to end
+def clean_release(root: Path, tone_writer) -> Path:
+    """Three sessions, one improvised dialog each; each speaker says each 4-class emotion once (+ xxx)."""
+    codes = ("neu", "hap", "exc", "ang", "sad", "xxx")
+    for session in (1, 2, 3):
+        dialog = f"Ses0{session}F_impro01"
+        text = HEADER
+        for i, (speaker, code) in enumerate((s, c) for s in "FM" for c in codes):
+            utterance = f"{dialog}_{speaker}{i:03d}"
+            text += (
+                f"[{i:.4f} - {i + 0.5:.4f}]\t{utterance}\t{code}\t[2.5000, 2.5000, 2.5000]\n{ANNOTATORS}\n"
+            )
+            freq = 150.0 + 80 * codes.index(code) + 10 * session + (5 if speaker == "M" else 0)
+            tone_writer(
+                root / f"Session{session}/sentences/wav/{dialog}/{utterance}.wav", seconds=0.5, freq=freq
+            )
+        (root / f"Session{session}/dialog/EmoEvaluation").mkdir(parents=True)
+        (root / f"Session{session}/dialog/EmoEvaluation/{dialog}.txt").write_text(text)
+    return root
+
+
+def test_fdr_run_on_iemocap_tests_one_session(tmp_path, tone_writer):
+    root = clean_release(tmp_path / "IEMOCAP_full_release", tone_writer)
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        ["data=iemocap", f"data.root={root}", "data.duration=0.5", "data.fold=1", "debug=fdr"],
+        run_dir,
+        tmp_path / "cache",
+    )
+    assert cfg.data.split == "sessions" and cfg.data.corpus_options.label_set == "4class"
+    metrics, _ = train(cfg)
+    summary = assert_complete_test_result(run_dir, metrics)
+    assert summary["labels"] == ["neutral", "happy", "sad", "angry"]
+    protocol = summary["protocol"]
+    assert (protocol["split"], protocol["fold"], protocol["test_session"]) == ("sessions", 1, 2)
+    assert protocol["test_actors"] == ["Ses02F", "Ses02M"]
+    split = pd.read_csv(run_dir / "split.csv")
+    assert set(split.loc[split["split"] == "test", "actor"]) == {"Ses02F", "Ses02M"}
+    assert len(split) == 30  # 36 turns less the six xxx
