@@ -319,3 +319,22 @@ def test_fdr_run_on_the_official_partitions(msp_root, tmp_path):
     }
     rejected = pd.read_csv(tmp_path / "run" / "rejected_files.csv")
     assert len(rejected) == 8  # the scan's 7 rejected files and rows, one per duplicate row counted
+
+
+def test_consensus_keeps_the_ratings_as_floats(tmp_path):
+    # a BOM and Windows line ends, a FileName without .wav, a rating that is not a number
+    names = ["MSP-PODCAST_0001_0001.wav", "MSP-PODCAST_0001_0002.wav"]
+    root = msp_tree(tmp_path, [], names)
+    lines = [HEADER, csv_line("MSP-PODCAST_0001_0001", "H", "7", "Male", "Train", act=4)]
+    lines.append(csv_line(names[1], "S", "7", "male", "test1", act="n/a", val=1.25))
+    (root / "Labels" / "labels_consensus.csv").write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    )
+    corpus = MspPodcastCorpus(str(root))
+    scan = corpus.scan()
+    assert not scan.rejected and list(scan.table["partition"]) == ["Train", "Test1"]
+    assert list(scan.table["gender"]) == ["male", "male"]
+    ratings = corpus.consensus[["EmoAct", "EmoVal", "EmoDom"]]
+    assert (ratings.dtypes == "float64").all()
+    assert ratings.iloc[0].tolist() == [4.0, 4.0, 2.5] and pd.isna(ratings.iloc[1]["EmoAct"])
+    assert ratings.iloc[1]["EmoVal"] == 1.25

@@ -108,7 +108,7 @@ def read_consensus(csv_path: str | Path) -> pd.DataFrame:
     for column in MSP_COLUMNS:
         frame[column] = frame[column].str.strip()
     for column in DIMENSIONS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame.insert(0, "line", range(2, len(frame) + 2))
     return frame
 
