@@ -68,6 +68,7 @@ def msp_root(tmp_path) -> Path:
         csv_line("MSP-PODCAST_0006_0003.wav", "S", "16", "Male", "Train"),  # ... with another label
         csv_line("MSP-PODCAST_0006_0004.wav", "H", "16", "Male", "Test9"),  # unknown partition
         csv_line("../outside.wav", "H", "16", "Male", "Train"),  # escapes Audios/
+        csv_line("MSP-PODCAST_0006_0005.wav", "H", "16", "Male", "Train"),  # its audio is empty
     ]
     audio = [row[0] for row in GOOD_ROWS] + [
         "MSP-PODCAST_0005_0001.wav",
@@ -79,6 +80,7 @@ def msp_root(tmp_path) -> Path:
     ]
     root = msp_tree(tmp_path / "MSP-Podcast", lines, audio)
     (root / "Audios" / "MSP-PODCAST_0007_0002.wav").write_bytes(b"")  # empty and unlisted
+    (root / "Audios" / "MSP-PODCAST_0006_0005.wav").write_bytes(b"")  # empty and listed: rejected once
     return root
 
 
@@ -154,7 +156,9 @@ def test_rejected_and_excluded_files_say_why(msp_root, caplog):
         "labels_consensus.csv:19",
         "MSP-PODCAST_0007_0001.wav",
         "MSP-PODCAST_0007_0002.wav",
+        "MSP-PODCAST_0006_0005.wav",
     }
+    assert len(scan.rejected) == 9  # the two rows of the repeated FileName, each of the others once
     assert "EmoClass 'Q' is not an emotion code" in why["MSP-PODCAST_0006_0001.wav"]
     assert "line 15" in why["MSP-PODCAST_0006_0002.wav"] and "is missing" in why["MSP-PODCAST_0006_0002.wav"]
     duplicates = [r.reason for r in scan.rejected if r.path.endswith("MSP-PODCAST_0006_0003.wav")]
@@ -162,7 +166,7 @@ def test_rejected_and_excluded_files_say_why(msp_root, caplog):
     assert "Split_Set 'Test9'" in why["MSP-PODCAST_0006_0004.wav"]
     assert "'../outside.wav' is not a plain file name inside Audios/" in why["labels_consensus.csv:19"]
     assert why["MSP-PODCAST_0007_0001.wav"].startswith("not in labels_consensus.csv")
-    assert "empty" in why["MSP-PODCAST_0007_0002.wav"]
+    assert "empty" in why["MSP-PODCAST_0007_0002.wav"] and "empty" in why["MSP-PODCAST_0006_0005.wav"]
     # O and X: left out on purpose, counted, logged per code, each with its reason
     assert scan.excluded_by_filter == 2
     assert [Path(r.path).name for r in corpus.excluded] == [
@@ -318,7 +322,7 @@ def test_fdr_run_on_the_official_partitions(msp_root, tmp_path):
         "Train": ["train"],
     }
     rejected = pd.read_csv(tmp_path / "run" / "rejected_files.csv")
-    assert len(rejected) == 8  # the scan's 7 rejected files and rows, one per duplicate row counted
+    assert len(rejected) == 9  # the scan's rejected files and rows
 
 
 def test_consensus_keeps_the_ratings_as_floats(tmp_path):

@@ -163,7 +163,7 @@ class MspPodcastCorpus:
         self.consensus = pd.DataFrame(columns=["path", *MSP_COLUMNS])
         self.excluded: list[RejectedFile] = []
 
-    def _class_problem(self, code: str) -> tuple[str | None, str | None]:
+    def _emotion_or_exclusion(self, code: str) -> tuple[str | None, str | None]:
         # (emotion, None), (None, reason to exclude) or (None, None) for an unknown code.
         if code in self.exclude:
             meaning = MSP_OTHER_CODES.get(code) or MSP_EMOTIONS[code]
@@ -195,6 +195,7 @@ class MspPodcastCorpus:
         frame = read_consensus(csv_path)
         rejected: list[RejectedFile] = []
         audio = self._audio_files(audio_dir, rejected)
+        unusable = {Path(item.path).name for item in rejected}  # rejected already, with the reason
         counts = Counter(frame["FileName"].map(lambda n: _plain_name(n) or n))
         rows, kept, listed, self.excluded, excluded_codes = [], [], set(), [], Counter()
         for record in frame.to_dict("records"):
@@ -206,13 +207,15 @@ class MspPodcastCorpus:
                 continue
             listed.add(name)
             path = audio.get(name, audio_dir / name)
-            emotion, excluded = self._class_problem(record["EmoClass"].upper())
+            emotion, excluded = self._emotion_or_exclusion(record["EmoClass"].upper())
             partition = next((p for p in MSP_PARTITIONS if p.lower() == record["Split_Set"].lower()), None)
             problem = None
             if counts[name] > 1:
                 problem = (
                     f"{where}: {name} is listed {counts[name]} times in labels_consensus.csv; fix the CSV"
                 )
+            elif name in unusable and name not in audio:
+                continue
             elif name not in audio:
                 problem = f"{where}: the audio {AUDIO_FOLDER}/{name} is missing; unpack Audios again"
             elif excluded:
