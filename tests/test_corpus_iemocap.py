@@ -111,6 +111,8 @@ def write_iemocap(root: Path, tone_writer) -> Path:
             )
         if dialog == "Ses02M_impro02":
             text += "this line is no turn\n"
+        if dialog == "Ses03M_impro03":  # an id that would lead outside data.root: refused, never opened
+            text += "[20.0000 - 21.0000]\t../../../Ses03M_impro03_F009\tneu\t[2.5000, 2.5000, 2.5000]\n"
         (session / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
         (session / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text(text)
     session1 = release / "Session1"
@@ -217,7 +219,11 @@ def test_scan_gives_the_exact_table_and_says_what_it_left_out(iemocap_root, capl
     assert len(second) == 1 and "a second listing of Ses03M_script03_1_F000" in second[0].reason
     stray = [r for r in scan.rejected if "this line is no turn" in r.reason]
     assert len(stray) == 1 and "Ses02M_impro02.txt:" in stray[0].path
-    assert len(scan.rejected) == 9
+    escape = [
+        r for r in scan.rejected if r.reason.startswith("'../../../Ses03M_impro03_F009' is not an IEMOCAP")
+    ]
+    assert len(escape) == 1 and escape[0].path.endswith("Ses03M_impro03.txt:24")
+    assert len(scan.rejected) == 10
 
     assert scan.excluded_by_filter == 6 == len(corpus.excluded)
     excluded = by_name(corpus.excluded)
@@ -263,7 +269,7 @@ def test_label_sets(iemocap_root, label_set, emotions, excluded):
     corpus = build_corpus("iemocap", str(iemocap_root), ["speech"], {"label_set": label_set})
     scan = corpus.scan()
     assert scan.table["emotion"].value_counts().to_dict() == emotions
-    assert scan.excluded_by_filter == excluded and len(scan.rejected) == 9
+    assert scan.excluded_by_filter == excluded and len(scan.rejected) == 10
 
 
 @pytest.mark.parametrize("sessions_type, kind", [("improvised", "impro"), ("scripted", "script")])
