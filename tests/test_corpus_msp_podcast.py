@@ -13,6 +13,7 @@ from ser_lightning.data.corpora import CORPORA, build_corpus
 from ser_lightning.data.corpora.msp_podcast import MSP_COLUMNS, MspPodcastCorpus, MspPodcastLabelsError
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.data.datamodule import build_data_module
+from ser_lightning.data.leakage import find_leakage
 from ser_lightning.data.splits import SPLITS, PartitionSplit, make_split
 from ser_lightning.data.utterances import UTTERANCE_COLUMNS, make_table
 from ser_lightning.features import LogMel
@@ -342,3 +343,20 @@ def test_consensus_keeps_the_ratings_as_floats(tmp_path):
     assert (ratings.dtypes == "float64").all()
     assert ratings.iloc[0].tolist() == [4.0, 4.0, 2.5] and pd.isna(ratings.iloc[1]["EmoAct"])
     assert ratings.iloc[1]["EmoVal"] == 1.25
+
+
+def test_leakage_check_leaves_out_the_unused_partitions():
+    table = partition_table({"Train": 2, "Development": 1, "Test1": 2, "Test2": 1})
+    # rows sorted by path: Development_0, Test1_0, Test1_1, Test2_0, Train_0, Train_1; Test1 shares
+    # speaker 'a' and one recording (h6) with Train
+    table["actor"] = ["v", "a", "c", "t", "a", "e"]
+    assignment = PartitionSplit(test_partition="Test2")(table)
+    assert list(assignment) == ["val", "unused", "unused", "test", "train", "train"]
+    hashes = ["h1", "h2", "h6", "h4", "h5", "h6"]
+    report = find_leakage(table, assignment, "official", True, hashes)
+    assert report.speakers_in_several_splits == {} and report.recordings_in_several_splits == []
+    assert report.recordings_checked == 4
+    tested = find_leakage(
+        table, PartitionSplit()(table), "official", True, hashes
+    )  # Test1 tested: both found
+    assert list(tested.speakers_in_several_splits) == ["a"] and len(tested.recordings_in_several_splits) == 1

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from ser_lightning.data.splits.base import SPLIT_NAMES
 from ser_lightning.utils.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: the manifest imports this module's callers
@@ -138,7 +139,8 @@ def find_leakage(
 
     Args:
         table: the utterance table (`actor`, `path`).
-        assignment: each row's split.
+        assignment: each row's split; rows of no split ("unused": a test partition data.split=official
+            does not test on) are served by no loader and are not checked.
         split: the split protocol's name.
         speaker_independent: whether the protocol keeps speakers apart.
         hashes: each row's content hash (`recording_hashes`), or None to check speakers only.
@@ -148,6 +150,10 @@ def find_leakage(
     """
     assignment = np.asarray(assignment)
     report = LeakageReport(split, speaker_independent)
+    served = np.isin(assignment, SPLIT_NAMES)
+    if not served.all():
+        table, assignment = table[served], assignment[served]
+        hashes = None if hashes is None else [h for h, keep in zip(hashes, served, strict=True) if keep]
     frame = pd.DataFrame({"actor": table["actor"].astype(str).to_numpy(), "split": assignment})
     splits_of = frame.groupby("actor")["split"].agg(lambda s: sorted(set(s)))
     report.speakers_in_several_splits = {a: s for a, s in splits_of.items() if len(s) > 1}
