@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint import RECORD_KEY, read_checkpoint
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.data.evaluation_data import build_eval_datamodule, eval_data_config
+from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.provenance import (
     check_training_overlap,
     overlap_warning,
@@ -120,6 +121,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "data_root": datamodule.manifest.root,
         "split": split,
         "split_method": datamodule.splitter.name,
+        "protocol_card": protocol_card(datamodule.manifest),
         "same_test_files_as_training": same_files,
         "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),

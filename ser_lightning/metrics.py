@@ -42,6 +42,14 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ser_lightning.utils.errors import InvalidSetting
 
+# The definitions above in one line each, as every protocol card records them
+# (ser_lightning/data/protocol_card.py): results scored otherwise do not stand side by side.
+METRIC_DEFINITIONS: dict[str, str] = {
+    "ua": "unweighted accuracy: mean recall over the classes present in the true labels (balanced accuracy)",
+    "acc": "weighted accuracy: share of files classified correctly",
+    "f1": "macro F1 over the classes present in the true or the predicted labels",
+}
+
 
 # ------------------------------------------------------------------ definitions (pure functions)
 def confusion_counts(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndarray:

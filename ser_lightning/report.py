@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         "--resamples", type=int, default=BootstrapSettings.resamples, help="bootstrap resamples"
     )
     parser.add_argument("--seed", type=int, default=BootstrapSettings.seed, help="seed of the resampling")
+    parser.add_argument(
+        "--allow-protocol-mismatch",
+        action="store_true",
+        help="report jobs measured under different protocols (corpus, labels, split rule, metrics) together",
+    )
     args = parser.parse_args(argv)
     written = build_report(
         args.sweep_dir,
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         title=args.title,
         compare_configurations=tuple(args.compare) if args.compare else None,
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
+        allow_protocol_mismatch=args.allow_protocol_mismatch,
     )
     print_summary(args.sweep_dir, written, args.metric)
 

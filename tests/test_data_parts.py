@@ -119,8 +119,8 @@ def test_corpus_source_keeps_only_the_labels_asked_for(tone_root, tmp_path):
     manifest = prepare_manifest(source, ActorSplit(), ArrayCache(str(tmp_path / "cache")))
     assert len(manifest.table) == 48 and set(manifest.labels) == {0, 1}
     assert manifest.scan.excluded_by_filter == 144
-    with pytest.raises(ValueError, match=r"data.corpus='iemocap' is not known"):
-        CorpusSource("iemocap", str(tone_root))
+    with pytest.raises(ValueError, match=r"data.corpus='no_such_corpus' is not known"):
+        CorpusSource("no_such_corpus", str(tone_root))
 
 
 # ------------------------------------------------------------------ the feature store

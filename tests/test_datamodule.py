@@ -182,7 +182,7 @@ def test_pinned_memory_follows_the_training_device(small_demo_root, tmp_path, mo
     "kwargs, message",
     [
         ({"split": "speaker"}, "data.split='speaker'"),
-        ({"corpus": "iemocap"}, "data.corpus='iemocap'"),
+        ({"corpus": "no_such_corpus"}, "data.corpus='no_such_corpus'"),
         ({"train_input": "audio"}, "train_input"),
         ({"batch_size": 0}, "batch_size"),
     ],

@@ -21,6 +21,7 @@ import torch
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.corpora import build_corpus
 from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
+from ser_lightning.data.provenance import files_fingerprint
 from ser_lightning.data.quality import SkipPolicy, screen_audio
 from ser_lightning.data.splits import SPLIT_NAMES, Splitter, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
@@ -99,6 +100,7 @@ class CorpusSource:
             InvalidSetting: when no file has one of the run's emotions.
         """
         scan = self.raw_scan()
+        scan.labelled_files_sha256 = files_fingerprint(relative_paths(scan.table, self.root))
         scan.table, left_out = relabel(scan.table, self.label_names)
         scan.excluded_by_filter += left_out
         if scan.table.empty:

@@ -57,6 +57,9 @@ class CorpusScan:
     table: pd.DataFrame
     rejected: list[RejectedFile] = field(default_factory=list)
     excluded_by_filter: int = 0  # valid files deliberately left out (e.g. song when only speech is asked for)
+    # every labelled file the parser found, before filters and the audio check (files_fingerprint
+    # of the paths relative to the corpus root): the corpus's identity in a protocol card
+    labelled_files_sha256: str = ""
 
     def rejected_frame(self) -> pd.DataFrame:
         """Tabulate the rejected files (`rejected_frame`).

@@ -41,6 +41,7 @@ from ser_lightning.reporting.study_jobs import (
     configuration_columns,
     scored_run,
 )
+from ser_lightning.reporting.study_protocols import PROTOCOL, check_one_protocol
 
 DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best")
 # summary metric -> its score in reporting/intervals.py (INTERVAL_SCORES)
@@ -213,6 +214,7 @@ def build_report(
     title: str | None = None,
     compare_configurations: tuple[str, str] | None = None,
     bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
+    allow_protocol_mismatch: bool = False,
 ) -> dict[str, Path]:
     """Read a sweep and write its study report.
 
@@ -227,12 +229,18 @@ def build_report(
         title: the report's heading (default: "Study: <sweep folder name>").
         compare_configurations: configurations A and B (`key=value` settings) for a paired test.
         bootstrap: resamples and seed of the intervals and the comparison.
+        allow_protocol_mismatch: report jobs measured under different protocols together (with
+            a note) instead of stopping.
 
     Returns:
         The files written, by kind (`results`, `summary`, `markdown`, `plot`, `comparison`).
+
+    Raises:
+        ProtocolMismatch: If the jobs' protocol cards differ and `allow_protocol_mismatch` is False.
     """
     sweep_dir = Path(sweep_dir)
     jobs = collect_jobs(sweep_dir)  # first: a mistyped sweep folder must not be created as the output
+    mismatch = check_one_protocol(jobs, sweep_dir, allow_protocol_mismatch)
     comparison = (
         compare(jobs, sweep_dir, *compare_configurations, bootstrap) if compare_configurations else None
     )
@@ -249,6 +257,11 @@ def build_report(
     jobs.to_csv(written["results"], index=False)
     summary.to_csv(written["summary"], index=False)
     markdown = markdown_report(summary, keys, metrics, title or f"Study: {sweep_dir.name}")
+    protocols = sorted(p for p in jobs.get(PROTOCOL, pd.Series(dtype=str)).dropna().unique() if p)
+    if mismatch:
+        markdown += f"\n**Protocols differ**: {mismatch}; each job's is in results.csv (`{PROTOCOL}`).\n"
+    elif protocols:
+        markdown += f"\nProtocol: `{protocols[0]}` (the protocol card in each job's summary.json).\n"
     if comparison is not None:
         written["comparison"] = out_dir / "comparison.json"
         written["comparison"].write_text(json.dumps(comparison, indent=2))

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from ser_lightning.reporting.intervals import ScoredRun
+from ser_lightning.reporting.study_protocols import PROTOCOL
 from ser_lightning.utils.jobs import STATUS_FILE, read_status
 
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
@@ -38,8 +39,8 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         sweep_dir: a Hydra multirun folder.
 
     Returns:
-        One row per job: its folder (`job`), overrides, status, error, seconds and the metrics
-        and speaker notes of its summary.json.
+        One row per job: its folder (`job`), overrides, status, error, seconds and the metrics,
+        speaker notes and protocol hash of its summary.json.
 
     Raises:
         FileNotFoundError: `sweep_dir` is not a folder.
@@ -67,6 +68,7 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         if summary_file.is_file():
             summary = json.loads(summary_file.read_text())
             row.update({k: v for k, v in summary.get("metrics", {}).items()})
+            row[PROTOCOL] = (summary.get("protocol_card") or {}).get("hash", "")
             speakers = summary.get("speakers") or {}
             if speakers:
                 row[SPEAKER_INDEPENDENT] = bool(speakers.get("speaker_independent"))

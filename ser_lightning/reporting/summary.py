@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ser_lightning.checkpoint_calibration import calibrate_checkpoint
 from ser_lightning.data.leakage import speaker_note
+from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.quality import skip_counts
 from ser_lightning.reporting.collector import test_best_checkpoint
 from ser_lightning.reporting.evaluation import EvaluationReport
@@ -117,6 +118,7 @@ def run_summary(
         "output_dir": str(output_dir),
         "split": manifest.splitter.name,
         "protocol": manifest.protocol(),
+        "protocol_card": protocol_card(manifest),
         "split_sizes": manifest.split_sizes,
         "speakers": speaker_note(manifest),
         "leakage": leakage.to_dict(),
