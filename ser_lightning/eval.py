@@ -114,14 +114,15 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         )
     )
     print_report(report, title=title)
-    paths = write_report(report, output_dir, title=title)
+    card = protocol_card(datamodule.manifest)
+    paths = write_report(report, output_dir, title=title, protocol=card)
     summary = {
         "checkpoint": ckpt_path,
         "data_source": source,
         "data_root": datamodule.manifest.root,
         "split": split,
         "split_method": datamodule.splitter.name,
-        "protocol_card": protocol_card(datamodule.manifest),
+        "protocol_card": card,
         "same_test_files_as_training": same_files,
         "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
         "allow_train_overlap": bool(cfg.get("allow_train_overlap")),

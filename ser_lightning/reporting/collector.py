@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.loading import collate_batch
+from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.metrics import STAGE_SCORES
 from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
@@ -269,5 +270,7 @@ def test_best_checkpoint(
     elif trainer.is_global_zero:
         title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
         print_report(report, title=title)
-        write_report(report, output_dir / "test_report", title=title)
+        write_report(
+            report, output_dir / "test_report", title=title, protocol=protocol_card(datamodule.manifest)
+        )
     return report

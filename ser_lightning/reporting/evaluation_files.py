@@ -20,7 +20,9 @@ from ser_lightning.reporting.breakdowns import plot_breakdowns  # noqa: E402
 from ser_lightning.reporting.evaluation import EvaluationReport  # noqa: E402
 
 
-def write_report(report: EvaluationReport, directory: str | Path, title: str = "") -> dict[str, Path]:
+def write_report(
+    report: EvaluationReport, directory: str | Path, title: str = "", protocol: dict | None = None
+) -> dict[str, Path]:
     """Write a report's files into `directory`, creating it if needed.
 
     The files are metrics.json, per_class.csv, the confusion matrices (CSV, PNG), predictions.csv,
@@ -30,6 +32,8 @@ def write_report(report: EvaluationReport, directory: str | Path, title: str = "
         report: the report to write.
         directory: the folder to write into.
         title: the title stored in metrics.json and shown on the plots.
+        protocol: the protocol card of the scored files (`ser_lightning.data.protocol_card`),
+            stored in metrics.json.
 
     Returns:
         The path of each written file, by name (`metrics`, `per_class`, `confusion_png`, ...).
@@ -46,7 +50,10 @@ def write_report(report: EvaluationReport, directory: str | Path, title: str = "
         "reliability": directory / "reliability.csv",
         "reliability_png": directory / "reliability.png",
     }
-    paths["metrics"].write_text(json.dumps(report.metrics_record(title), indent=2))
+    record = report.metrics_record(title)
+    if protocol is not None:
+        record["protocol_card"] = protocol
+    paths["metrics"].write_text(json.dumps(record, indent=2))
     report.per_class.to_csv(paths["per_class"])
     index = pd.Index(report.labels, name="true \\ predicted")
     pd.DataFrame(report.confusion, index=index, columns=report.labels).to_csv(paths["confusion_counts"])

@@ -36,7 +36,9 @@ def check_eval_and_predict_agree_with_training(
     assert report.metrics["ua"] == pytest.approx(train_metrics["ua"], abs=1e-6)
     assert eval_summary["same_test_files_as_training"] is True
     # the same files, labels, split and metrics: eval's protocol card is the training run's
-    assert eval_summary["protocol_card"] == json.loads((run / "summary.json").read_text())["protocol_card"]
+    card = json.loads((run / "summary.json").read_text())["protocol_card"]
+    assert eval_summary["protocol_card"] == card == train_metrics["protocol_card"]
+    assert json.loads((work / "eval" / "metrics.json").read_text())["protocol_card"] == card
 
     scored = report.predictions_frame().iloc[0]
     out = io.StringIO()
