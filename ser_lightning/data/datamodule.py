@@ -313,6 +313,7 @@ def build_data_module(
     corpus_options: dict | None = None,
     emobox: dict | None = None,  # data=emobox: meta_dir, dataset; they reach the parser as corpus_options
     labels: str | list[str] = "all",
+    label_map: dict[str, str] | None = None,
     demo: dict | None = None,
     split: str = "actor",
     split_ratios: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
@@ -364,7 +365,7 @@ def build_data_module(
     check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
     return SERDataModule(
         source=CorpusSource(
-            corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction
+            corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction, label_map
         ),
         split=make_split(
             split, split_ratios, split_seed, fold, num_folds, test_corpus, folds, test_partition

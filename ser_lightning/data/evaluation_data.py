@@ -32,7 +32,9 @@ def eval_data_config(
 ) -> tuple[dict, str]:
     """The data settings to evaluate on (`build_data_module`'s), and where they came from.
 
-    A full data config (`data=<group>`, with `_target_`) is used as given; a partial one
+    A full data config (`data=<group>`, with `_target_`) is used as given, with the checkpoint's
+    label map (`data.label_map`) when it names none itself, so that a corpus is harmonised as
+    the training corpus was; a partial one
     (`+data.root=...`) is merged onto the checkpoint's own settings. Those are data from a file:
     only `build_data_module`'s settings, its cache folder replaced by this machine's
     `paths.cache_dir`, and the folders it would have eval read must lie in `paths.data_dir`
@@ -53,7 +55,14 @@ def eval_data_config(
             outside `paths.data_dir` that the user did not name.
     """
     if chosen and "_target_" in chosen:
-        return data_settings(chosen), "command line"
+        settings = data_settings(chosen)
+        own_map = (record.get("data") or {}).get("label_map") or {}
+        if own_map and not settings.get("label_map"):
+            log.info(
+                "data.label_map: the checkpoint's %s (the data config of the command line has none)", own_map
+            )
+            settings["label_map"] = dict(own_map)
+        return settings, "command line"
     own = record.get("data")
     if not own:
         raise InvalidSetting(

@@ -10,11 +10,16 @@ emotions only other corpora name), and a run's class index is the
 position of its emotion in that run's label names. The data module re-indexes the table's
 `label` column to it, so that batches, class weights, split.csv, metrics and the
 checkpoint's `labels` all agree.
+
+`data.label_map` harmonises corpora before that filter: it renames a corpus's emotions onto
+others (`{excited: happy, calm: neutral}`), so that corpora with different label sets share
+one (`conf/label_map/`); `check_label_map` validates it and `harmonise` applies it to the
+utterance table's `emotion` column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -95,3 +100,56 @@ def relabel(table: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, in
     kept = table.loc[keep].reset_index(drop=True)
     kept["label"] = kept["emotion"].map(index).astype("int64")
     return kept, int((~keep).sum())
+
+
+def check_label_map(mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """Validate data.label_map: corpus emotion name -> the name it counts as, both KNOWN_EMOTIONS.
+
+    Args:
+        mapping: the setting (None or empty: the corpus's own names).
+
+    Returns:
+        The map as a plain dict, sorted by name; identity entries (`happy: happy`) are dropped.
+
+    Raises:
+        InvalidSetting: when the setting is not a mapping, names an emotion that is not one of
+            KNOWN_EMOTIONS, or maps a name onto one that it maps again (a map is applied once).
+    """
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise InvalidSetting(
+            f"data.label_map={mapping!r} must map emotion names onto emotion names, e.g. "
+            "data.label_map='{excited: happy, calm: neutral}' (or {} for the corpus's own names)"
+        )
+    pairs = {str(k): str(v) for k, v in mapping.items() if str(k) != str(v)}
+    unknown = sorted({name for pair in pairs.items() for name in pair if name not in KNOWN_EMOTIONS})
+    if unknown:
+        raise InvalidSetting(
+            f"data.label_map names unknown emotions {unknown}; both sides of the map must be among "
+            f"{list(KNOWN_EMOTIONS)} (the names the corpus parsers give, see docs/corpora.md)"
+        )
+    chained = sorted(k for k, v in pairs.items() if v in pairs)
+    if chained:
+        raise InvalidSetting(
+            f"data.label_map maps {[f'{k} -> {pairs[k]}' for k in chained]}, then maps that name again; "
+            "the map is applied once: map each emotion straight onto its final name"
+        )
+    return dict(sorted(pairs.items()))
+
+
+def harmonise(table: pd.DataFrame, mapping: Mapping[str, str]) -> pd.DataFrame:
+    """Rename the table's emotions by a checked label map (`check_label_map`).
+
+    Args:
+        table: the utterance table.
+        mapping: corpus emotion name -> the name it counts as; names it lacks stay as they are.
+
+    Returns:
+        The table itself when the map is empty, else a copy with `emotion` renamed.
+    """
+    if not mapping:
+        return table
+    table = table.copy()
+    table["emotion"] = table["emotion"].map(lambda name: mapping.get(name, name))
+    return table

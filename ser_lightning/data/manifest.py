@@ -1,8 +1,8 @@
 """The prepare step: corpus folder → utterance table → screening → split, as one manifest.
 
 `CorpusSource` says which files a run reads and which emotions it keeps (the corpus parser at
-its folder, the label set, the demo generator for data=demo, the bad-file policy).
-`prepare_manifest` scans the corpus, re-indexes the labels to the run's label order, screens out
+its folder, the label map and label set, the demo generator for data=demo, the bad-file policy).
+`prepare_manifest` scans the corpus, renames emotions by the label map, re-indexes the labels to the run's label order, screens out
 files that cannot be decoded, applies the bad-file policy and splits: the `Manifest` it returns
 is what every later step reads (the feature store, the datasets, the checkpoint record, the
 split.csv written beside the run).
@@ -11,7 +11,7 @@ split.csv written beside the run).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,13 @@ import torch
 
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.corpora import build_corpus
-from ser_lightning.data.label_sets import check_label_spec, relabel, resolve_label_names
+from ser_lightning.data.label_sets import (
+    check_label_map,
+    check_label_spec,
+    harmonise,
+    relabel,
+    resolve_label_names,
+)
 from ser_lightning.data.provenance import files_fingerprint
 from ser_lightning.data.quality import SkipPolicy, screen_audio
 from ser_lightning.data.splits import SPLIT_NAMES, Splitter, split_indices
@@ -34,7 +40,8 @@ class CorpusSource:
     """Which files a run reads and which emotions it classifies.
 
     Built from `data.corpus`, `data.root`, `data.vocal_channels`, `data.corpus_options`,
-    `data.labels`, `data.demo`, `data.on_error` and `data.max_skip_fraction`.
+    `data.labels`, `data.demo`, `data.on_error`, `data.max_skip_fraction` and `data.label_map`
+    (corpus emotion names renamed before the label filter; see data/label_sets.py).
     """
 
     def __init__(
@@ -47,10 +54,12 @@ class CorpusSource:
         demo: dict | None = None,
         on_error: str = "skip",
         max_skip_fraction: float = 0.05,
+        label_map: dict[str, str] | None = None,
     ):
         self.root = str(Path(root).expanduser())
         self.parser = build_corpus(corpus, self.root, vocal_channels, corpus_options)
         self.label_spec = check_label_spec(labels)
+        self.label_map = check_label_map(label_map)
         self.demo = dict(demo) if demo else None
         self.skip_policy = SkipPolicy(on_error, max_skip_fraction)
         self._label_names: tuple[str, ...] | None = None
@@ -79,7 +88,11 @@ class CorpusSource:
         data.labels=corpus scans the corpus here, so that the model can be sized before setup.
         """
         if self._label_names is None:
-            present = self.raw_scan().table["emotion"] if self.label_spec == "corpus" else ()
+            present = (
+                harmonise(self.raw_scan().table, self.label_map)["emotion"]
+                if self.label_spec == "corpus"
+                else ()
+            )
             self._label_names = resolve_label_names(self.label_spec, present)
         return self._label_names
 
@@ -101,12 +114,13 @@ class CorpusSource:
         """
         scan = self.raw_scan()
         scan.labelled_files_sha256 = files_fingerprint(relative_paths(scan.table, self.root))
-        scan.table, left_out = relabel(scan.table, self.label_names)
+        scan.table, left_out = relabel(harmonise(scan.table, self.label_map), self.label_names)
         scan.excluded_by_filter += left_out
         if scan.table.empty:
             raise InvalidSetting(
                 f"no file of the corpus at {self.root} has one of the emotions data.labels asks for "
                 f"({list(self.label_names)})"
+                + (f" after data.label_map={self.label_map}" if self.label_map else "")
             )
         scan = screen_audio(scan, cache, decode_workers)  # undecodable files leave the table here
         if scan.rejected or scan.excluded_by_filter:
@@ -126,6 +140,8 @@ class Manifest:
     splitter: Splitter
     assignment: pd.Series  # "train" / "val" / "test" per table row
     indices: dict[str, np.ndarray]  # table rows of each split, in table order
+    # corpus emotion name -> the run's (data.label_map), applied before the label filter
+    label_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -158,12 +174,14 @@ class Manifest:
         """Describe how this run's data was chosen and split, for summaries and loggers.
 
         Returns:
-            The corpus, root and labels, the splitter's description and the split sizes.
+            The corpus, root and labels (with the label map, when there is one), the splitter's
+            description and the split sizes.
         """
         return {
             "corpus": self.corpus,
             "root": self.root,
             "labels": list(self.label_names),
+            **({"label_map": dict(self.label_map)} if self.label_map else {}),
             **self.splitter.describe(self.table),
             "split_sizes": self.split_sizes,
         }
@@ -226,6 +244,8 @@ def prepare_manifest(
         raise InvalidSetting(
             f"split {splitter.name!r} left {empty} empty; the corpus at {source.root} is too small"
         )
-    manifest = Manifest(source.root, source.name, source.label_names, scan, splitter, assignment, indices)
+    manifest = Manifest(
+        source.root, source.name, source.label_names, scan, splitter, assignment, indices, source.label_map
+    )
     log.info("split=%s: %s", splitter.name, manifest.split_sizes)
     return manifest

@@ -62,7 +62,8 @@ def protocol_card(manifest: Any, label_map: dict[str, str] | None = None, aggreg
 
     Args:
         manifest: a `Manifest` (corpus, table, labels, splitter and split assignment).
-        label_map: the harmonisation map from the corpus's emotion names to the run's, if any.
+        label_map: the harmonisation map from the corpus's emotion names to the run's; None: the
+            manifest's own (`data.label_map`).
         aggregation: how the result the card travels with is aggregated.
 
     Returns:
@@ -70,11 +71,12 @@ def protocol_card(manifest: Any, label_map: dict[str, str] | None = None, aggreg
     """
     table = manifest.split_table()  # paths relative to the corpus root
     described = manifest.splitter.describe(manifest.table)
+    manifest_map = getattr(manifest, "label_map", None) or {}
     card = {
         "corpus": manifest.corpus,
         "corpus_files_sha256": manifest.scan.labelled_files_sha256,
         "labels": list(manifest.label_names),
-        "label_map": dict(sorted((label_map or {}).items())),
+        "label_map": dict(sorted((label_map if label_map is not None else manifest_map).items())),
         "split": {k: v for k, v in described.items() if k not in REPEAT_FIELDS},
         "repeat": {k: described[k] for k in REPEAT_FIELDS if k in described},
         "fold_membership_sha256": _sha256(
