@@ -109,6 +109,17 @@ class EpochSeededShuffle(DistributedSampler):
         """
         self._resume = (epoch, positions_done)
 
+    def _draw(self, generator: torch.Generator) -> list[int]:
+        """Draw one epoch's order of all positions (subclasses group it, e.g. by length).
+
+        Args:
+            generator: The epoch's generator, seeded from (seed, epoch).
+
+        Returns:
+            A permutation of `range(size)`.
+        """
+        return torch.randperm(self.size, generator=generator).tolist()
+
     def __iter__(self) -> Iterator:
         epoch = self.epoch() if self.epoch is not None else None
         if epoch is None:
@@ -116,8 +127,7 @@ class EpochSeededShuffle(DistributedSampler):
         self._iterations += 1
         seed = epoch_seed(self.seed, epoch)
         seed_generators(seed)
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order = self._draw(torch.Generator().manual_seed(seed))
         if self.item_seeds:
             order = [(position, seed) for position in order]
         positions = shard_positions(order, self.num_replicas, self.rank)

@@ -11,6 +11,7 @@ from ser_lightning.models.layers import (
     init_weights,
     pooled_size,
 )
+from ser_lightning.models.masking import key_padding_mask, lengths_mask, masked_mean, zero_beyond
 from ser_lightning.models.requirements import InputRequirement
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -25,6 +26,7 @@ class ACNT(nn.Module):
     """
 
     input_requirement = InputRequirement()  # any (channels, n_features, n_frames)
+    accepts_lengths = True  # forward(x, lengths): padded batches of variable-length clips
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class ACNT(nn.Module):
             )
         self.project = nn.Linear(in_ch * freq_out, transformer_dim)
         self.use_transformer = use_transformer
+        self.pe_max_len = pe_max_len
         if use_transformer:
             self.positions = SinusoidalPositionalEncoding(transformer_dim, pe_max_len, transformer_dropout)
             layer = nn.TransformerEncoderLayer(
@@ -80,12 +83,31 @@ class ACNT(nn.Module):
         )
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features."""
-        x = self.cnn(x)  # (B, C', F', T')
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features.
+
+        With `lengths` (`(batch,)` frame counts of a padded batch), each clip's logits are those
+        it gets alone: padding is zeroed before convolutions, left out of pooling, masked out of
+        the Transformer's keys and of the mean over time.
+
+        Raises:
+            InvalidSetting: when a batch leaves more frames than the positional table holds.
+        """
+        if lengths is None:
+            x = self.cnn(x)  # (B, C', F', T')
+        else:
+            x = zero_beyond(x, lengths)
+            for block in self.cnn:
+                x, lengths = block.forward_masked(x, lengths)
         b, c, f, t = x.shape
+        if lengths is not None and self.use_transformer and t > self.pe_max_len:
+            raise InvalidSetting(
+                f"ACNT: a batch leaves {t} frames after the CNN but model.net.pe_max_len={self.pe_max_len}; "
+                f"raise model.net.pe_max_len to at least {t}, or cap clips with data.max_duration_s"
+            )
         x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)  # one vector per remaining frame
         x = self.project(x)
+        mask = None if lengths is None else lengths_mask(lengths, t)
         if self.use_transformer:
-            x = self.transformer(self.positions(x))
-        return self.head(x.mean(dim=1))
+            x = self.transformer(self.positions(x), src_key_padding_mask=key_padding_mask(mask))
+        return self.head(masked_mean(x, mask))

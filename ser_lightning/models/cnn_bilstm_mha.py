@@ -16,6 +16,7 @@ from ser_lightning.models.layers import (
     SingleSampleSafeBatchNorm1d,
     init_weights,
 )
+from ser_lightning.models.masking import key_padding_mask, lengths_mask, run_lstm, zero_beyond
 from ser_lightning.models.requirements import InputRequirement
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -30,6 +31,7 @@ class CNNBiLSTMMHA(nn.Module):
     """
 
     input_requirement = InputRequirement()  # any (channels, n_features, n_frames)
+    accepts_lengths = True  # forward(x, lengths): padded batches of variable-length clips
 
     def __init__(
         self,
@@ -78,11 +80,23 @@ class CNNBiLSTMMHA(nn.Module):
         )
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features (C * F conv channels)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features (C * F conv channels).
+
+        With `lengths` (`(batch,)` frame counts of a padded batch), each clip's logits are those
+        it gets alone: padding is zeroed before convolutions, left out of pooling, packed out of
+        the LSTM, masked out of the self-attention's keys and of the attention pooling.
+        """
         b, c, f, t = x.shape
-        x = self.cnn(x.reshape(b, c * f, t)).transpose(1, 2)  # (B, T', channels)
-        x, _ = self.lstm(x)
-        attended, _ = self.attention(x, x, x, need_weights=False)
+        x = x.reshape(b, c * f, t)
+        if lengths is None:
+            x = self.cnn(x)
+        else:
+            x = zero_beyond(x, lengths)
+            for block in self.cnn:
+                x, lengths = block.forward_masked(x, lengths)
+        x = run_lstm(self.lstm, x.transpose(1, 2), lengths)  # (B, T', 2 * hidden)
+        mask = None if lengths is None else lengths_mask(lengths, x.size(1))
+        attended, _ = self.attention(x, x, x, key_padding_mask=key_padding_mask(mask), need_weights=False)
         x = self.attention_norm(x + attended)
-        return self.head(self.pooling(x))
+        return self.head(self.pooling(x, mask))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ser_lightning.models.layers import AttentionPooling, init_weights, pooled_size
+from ser_lightning.models.masking import lengths_mask, masked_max_pool, run_lstm, zero_beyond
 from ser_lightning.models.requirements import InputRequirement
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -50,6 +51,7 @@ class CRNNAttention(nn.Module):
     """Conv blocks → BiLSTM → dropout → attention pooling over time → linear classifier."""
 
     input_requirement = InputRequirement()  # any (channels, n_features, n_frames)
+    accepts_lengths = True  # forward(x, lengths): padded batches of variable-length clips
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class CRNNAttention(nn.Module):
             blocks.append(_conv_block(dims, in_ch, out_ch, kernel_size, conv_dropout, pool))
             in_ch = out_ch
         self.cnn = nn.Sequential(*blocks)
+        self.pool = pool
         frame_dim = in_ch * pooled_size(n_features, pool, len(conv_channels)) if dims == 2 else in_ch
         self.lstm = nn.LSTM(
             frame_dim,
@@ -92,13 +95,25 @@ class CRNNAttention(nn.Module):
         self.classifier = nn.Linear(2 * lstm_hidden, num_classes)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, C, F, T)` features.
+
+        With `lengths` (`(batch,)` frame counts of a padded batch), each clip's logits are those
+        it gets alone: padding is zeroed before convolutions, left out of pooling, packed out of
+        the LSTM and given no attention weight.
+        """
         b, c, f, t = x.shape
+        x = x if self.frontend == "conv2d" else x.reshape(b, c * f, t)
+        if lengths is None:
+            x = self.cnn(x)
+        else:
+            x = zero_beyond(x, lengths)
+            for block in self.cnn:
+                x, lengths = masked_max_pool(block[4], block[:4](x), lengths, self.pool)
         if self.frontend == "conv2d":
-            x = self.cnn(x)  # (B, C', F', T')
             x = x.permute(0, 3, 1, 2).flatten(2)  # (B, T', C' * F'): one vector per frame
         else:
-            x = self.cnn(x.reshape(b, c * f, t)).transpose(1, 2)  # (B, T', C')
-        x, _ = self.lstm(x)
-        return self.classifier(self.attention(self.dropout(x)))
+            x = x.transpose(1, 2)  # (B, T', C')
+        x = run_lstm(self.lstm, x, lengths)
+        mask = None if lengths is None else lengths_mask(lengths, x.size(1))
+        return self.classifier(self.attention(self.dropout(x), mask))

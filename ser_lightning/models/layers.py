@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ser_lightning.models.masking import masked_max_pool, masked_softmax, zero_beyond
 from ser_lightning.utils.errors import InvalidSetting
 
 
@@ -56,6 +57,24 @@ class ResidualConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the block's output: `(batch, C, *spatial)` to `(batch, out_channels, *pooled)`."""
         return self.dropout(self.pool(self.act(self.body(x) + self.shortcut(x))))
+
+    def forward_masked(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the block on a padded batch as each clip would run alone (time on the last axis).
+
+        The padding is zeroed before each convolution and left out of the max pool
+        (`ser_lightning.models.masking`).
+
+        Args:
+            x: `(batch, C, *spatial)`, zero past each clip's end.
+            lengths: `(batch,)` frame counts.
+
+        Returns:
+            The block's output, zero past each clip's end, and the pooled frame counts.
+        """
+        hidden = zero_beyond(self.body[2](self.body[1](self.body[0](x))), lengths)
+        summed = self.act(self.body[4](self.body[3](hidden)) + self.shortcut(x))
+        pooled, lengths = masked_max_pool(self.pool, summed, lengths, self.pool_factor)
+        return self.dropout(pooled), lengths
 
 
 def pooled_size(size: int, factor: int, times: int) -> int:
@@ -117,9 +136,12 @@ class AttentionPooling(nn.Module):
             else nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the attention-weighted sum over time: `(batch, time, dim)` to `(batch, dim)`."""
-        weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the attention-weighted sum over time: `(batch, time, dim)` to `(batch, dim)`.
+
+        `mask` (`(batch, time)` bool, True on real frames) gives padded frames no weight.
+        """
+        weights = masked_softmax(self.score(x).squeeze(-1), mask)  # (batch, time)
         return torch.bmm(weights.unsqueeze(1), x).squeeze(1)
 
 
@@ -172,7 +194,10 @@ class AttentiveStatisticsPooling(nn.Module):
         super().__init__()
         self.score = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the attentive mean and std over time: `(batch, time, dim)` to `(batch, 2 * dim)`."""
-        weights = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (batch, time)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the attentive mean and std over time: `(batch, time, dim)` to `(batch, 2 * dim)`.
+
+        `mask` (`(batch, time)` bool, True on real frames) gives padded frames no weight.
+        """
+        weights = masked_softmax(self.score(x).squeeze(-1), mask)  # (batch, time)
         return attentive_statistics(x, weights)

@@ -115,3 +115,30 @@ def build_network(
     """
     check_compatible(net, features, input_shape)
     return instantiate(net, input_shape=input_shape, num_classes=num_classes)
+
+
+# The networks that take padded batches of variable-length clips (`forward(x, lengths)`).
+VARIABLE_LENGTH_MODELS = "model=crnn_attn, crnn_attn_mfcc, cnn_bilstm_mha or acnt"
+
+
+def check_accepts_lengths(net: Mapping) -> None:
+    """Refuse variable-length clips for a network that needs a fixed number of frames.
+
+    A network takes them when its class declares `accepts_lengths = True`: its forward then
+    takes each clip's frame count and gives every clip of a padded batch the output it gets alone.
+
+    Args:
+        net: The network's config (its `_target_` names the class).
+
+    Raises:
+        IncompatibleFeaturesError: If the network does not declare `accepts_lengths`; the message
+            names the model and the two ways out.
+    """
+    target = net["_target_"]
+    if not getattr(get_class(target), "accepts_lengths", False):
+        raise IncompatibleFeaturesError(
+            f"model {_short(target)} (model.net._target_={target}) takes fixed-length clips only, but "
+            "data.duration=null serves clips of their own length; set data.duration to a clip length "
+            f"in seconds (e.g. data.duration=3.0), or pick a model that takes variable-length clips: "
+            f"{VARIABLE_LENGTH_MODELS}"
+        )
