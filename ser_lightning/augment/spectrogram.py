@@ -96,18 +96,55 @@ class SpecAugment(nn.Module):
             keep = torch.where(masked, keep, torch.ones_like(keep))
         return keep
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def frames_kept(self, frame_lengths: torch.Tensor, n_frames: int, dtype: torch.dtype) -> torch.Tensor:
+        """Draw the time masks of a padded batch within each clip's own frames.
+
+        Each mask's width is drawn uniformly from 0 … min(`time_mask_param`, length) − 1 and its
+        start uniformly where it fits inside the clip, so no mask falls on the padding.
+
+        Args:
+            frame_lengths: `(batch,)` frames per clip.
+            n_frames: The padded number of frames.
+            dtype: The mask's dtype.
+
+        Returns:
+            `(batch, 1, 1, n_frames)`: ones, with the masked frames at zero.
+        """
+        lengths = frame_lengths.to(torch.float32)
+        positions = torch.arange(n_frames, device=frame_lengths.device)
+        keep = torch.ones((len(lengths), n_frames), dtype=torch.bool, device=frame_lengths.device)
+        for _ in range(self.num_time_masks):
+            widths = (
+                torch.rand(len(lengths), device=lengths.device) * lengths.clamp(max=self.time_mask_param)
+            ).floor()
+            starts = (torch.rand(len(lengths), device=lengths.device) * (lengths - widths)).floor()
+            keep &= ~((positions >= starts[:, None]) & (positions < (starts + widths)[:, None]))
+        return keep.to(dtype)[:, None, None, :]
+
+    def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Mask a training batch of normalised features; return them unchanged in eval mode.
 
         Args:
             features: `(batch, channels, n_features, n_frames)`.
+            frame_lengths: `(batch,)` frames per clip of a padded batch: time masks then fall
+                within each clip's own frames. None: every clip fills the batch.
 
         Returns:
             The features with the masked cells zeroed.
         """
         if not self.training:
             return features
-        return features * self.keep_mask(features.shape, features.device, features.dtype)
+        if frame_lengths is None:
+            return features * self.keep_mask(features.shape, features.device, features.dtype)
+        batch, _, n_features, n_frames = features.shape
+        rows = torch.ones((batch, 1, n_features, 1), device=features.device, dtype=features.dtype)
+        for _ in range(self.num_freq_masks):
+            rows = self.freq_mask(rows)
+        keep = rows * self.frames_kept(frame_lengths.to(features.device), n_frames, features.dtype)
+        if self.p < 1.0:
+            masked = torch.rand((batch, 1, 1, 1), device=features.device) < self.p
+            keep = torch.where(masked, keep, torch.ones_like(keep))
+        return features * keep
 
     def extra_repr(self) -> str:
         """Describe the settings in the module's repr.

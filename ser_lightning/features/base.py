@@ -157,6 +157,68 @@ class FeatureExtractor(nn.Module):
         """Return the normalised features of `(batch, samples)` waveforms: `normalize(extract(...))`."""
         return self.normalize(self.extract(waveforms))
 
+    # -- padded batches of variable-length clips ------------------------------------------------
+    def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """Count the frames each clip of a padded batch has, from its samples.
+
+        Args:
+            sample_lengths: `(batch,)` samples per clip.
+
+        Returns:
+            `(batch,)` int64 frame counts, as `output_shape` gives them for each length.
+        """
+        counts = {n: self.output_shape(n)[2] for n in set(sample_lengths.tolist())}
+        return torch.tensor([counts[n] for n in sample_lengths.tolist()], dtype=torch.int64)
+
+    def extract_padded(
+        self, waveforms: torch.Tensor, sample_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extract the features of a padded batch, each clip as it is extracted alone.
+
+        Every clip is extracted from its own samples (a frame at a clip's end must not see the
+        next clip's padding), then the features are padded with zeros to the longest clip's frames.
+
+        Args:
+            waveforms: `(batch, samples)`, zero past each clip's end.
+            sample_lengths: `(batch,)` samples per clip.
+
+        Returns:
+            The unnormalised features `(batch, C, F, frames)` and each clip's frame count.
+        """
+        clips = [self.extract(waveforms[i : i + 1, : int(n)]) for i, n in enumerate(sample_lengths.tolist())]
+        frames = torch.tensor([clip.size(-1) for clip in clips], dtype=torch.int64)
+        out = clips[0].new_zeros((len(clips), *clips[0].shape[1:3], int(frames.max())))
+        for i, clip in enumerate(clips):
+            out[i, ..., : clip.size(-1)] = clip[0]
+        return out, frames
+
+    def normalize_padded(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Normalise a padded batch as each clip is normalised alone, and zero the padding.
+
+        "utterance" takes each clip's mean and (unbiased) standard deviation over its own frames;
+        "dataset" and "none" work frame by frame as in `normalize`.
+
+        Args:
+            features: Extracted features `(batch, C, F, T)`.
+            frame_lengths: `(batch,)` frames per clip.
+
+        Returns:
+            The normalised features, zero past each clip's end.
+        """
+        real = (
+            torch.arange(features.size(-1), device=features.device)
+            < frame_lengths.to(features.device)[:, None]
+        )
+        real = real[:, None, None, :]
+        if self.normalization != "utterance":
+            return self.normalize(features).masked_fill(~real, 0.0)
+        weights = real.to(features.dtype)
+        count = weights.sum(dim=3, keepdim=True) * features.size(2)
+        mean = (features * weights).sum(dim=(2, 3), keepdim=True) / count
+        squares = ((features - mean).square() * weights).sum(dim=(2, 3), keepdim=True)
+        std = (squares / (count - 1).clamp(min=1)).sqrt()
+        return ((features - mean) / (std + self.eps)).masked_fill(~real, 0.0)
+
     def precompute(
         self,
         waveforms: np.ndarray,
