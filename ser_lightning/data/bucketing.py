@@ -30,13 +30,14 @@ def padding_share(lengths: np.ndarray, order: list[int], batch_size: int) -> flo
 
     Args:
         lengths: Every position's length (samples or frames).
-        order: The positions in the order they are batched.
+        order: The positions in the order they are batched (or `(position, seed)` pairs).
         batch_size: The positions per batch (consecutive in `order`).
 
     Returns:
         Padded elements over all elements of the padded batches (0 when nothing is padded).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
+    order = [k[0] if isinstance(k, tuple) else k for k in order]
     padded = used = 0
     for start in range(0, len(order), batch_size):
         batch = lengths[np.asarray(order[start : start + batch_size], dtype=np.int64)]

@@ -36,6 +36,26 @@ def tone_corpus(root: Path, seconds: float = 0.3) -> Path:
     return root
 
 
+def ragged_tone_corpus(root: Path, shortest: float = 0.2, longest: float = 1.2) -> Path:
+    """The tone corpus's 192 takes with lengths spread from `shortest` to `longest` seconds.
+
+    Lengths cycle through the takes, so every emotion and actor has short and long clips;
+    some files are written at 22.05 kHz, so resampling changes their lengths too.
+    """
+    spread = [shortest + (longest - shortest) * k / 11 for k in range(12)]
+    take = 0
+    for actor in range(1, 7):
+        for emotion in range(1, 9):
+            for statement in (1, 2):
+                for repetition in (1, 2):
+                    name = f"Actor_{actor:02d}/03-01-{emotion:02d}-01-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
+                    freq = 100.0 * emotion + 7 * actor + statement
+                    rate = 22050 if take % 5 == 0 else 16000
+                    write_tone(root / name, seconds=spread[take % 12], sample_rate=rate, freq=freq)
+                    take += 1
+    return root
+
+
 # Hydra overrides for a training run on the tone corpus that takes seconds on a CPU.
 TINY_RUN = [
     "data=ravdess",
