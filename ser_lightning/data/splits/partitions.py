@@ -15,6 +15,7 @@ run's splits as it finds them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,7 +52,14 @@ class PartitionSplit(Splitter):
 
     @classmethod
     def from_settings(
-        cls, ratios, seed, fold=0, num_folds=6, test_corpus=None, folds=None, test_partition=None
+        cls,
+        ratios: Sequence[float],
+        seed: int,
+        fold: int = 0,
+        num_folds: int = 6,
+        test_corpus: str | None = None,
+        folds: str | Sequence[Sequence[str | int]] | None = None,
+        test_partition: str | None = None,
     ) -> PartitionSplit:
         """The splitter from the data config's split settings (see Splitter.from_settings).
 
