@@ -278,7 +278,7 @@ def print_matrix(
     label_names: Sequence[str],
     console: Console | None = None,
 ) -> None:
-    """Print the matrix as a table: UA and interval per cell, the mean of each row off the diagonal.
+    """Print the matrix as a table: UA over its interval per cell, the mean of each row off the diagonal.
 
     Args:
         cells: the matrix's cells.
@@ -304,7 +304,8 @@ def print_matrix(
             if cell is None:
                 row.append("–")
                 continue
-            row.append(f"[bold]{cell.text()}[/bold]" if train == test else cell.text())
+            text = cell.text().replace(" [", "\n[")  # UA over its interval: narrow columns
+            row.append(f"[bold]{text}[/bold]" if train == test else text)
             if train != test:
                 others.append(cell.ua)
         row.append(f"{np.mean(others):.3f}" if others else "–")
