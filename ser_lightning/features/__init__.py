@@ -5,7 +5,17 @@ from ser_lightning.features.handcrafted import Handcrafted68
 from ser_lightning.features.logmel import LogMel
 from ser_lightning.features.mfcc import MFCC
 from ser_lightning.features.mfcc_mel import MFCCMel
+from ser_lightning.features.opensmile_features import OpenSmileFeatures
 from ser_lightning.features.ssl import SSLFeatures
 from ser_lightning.features.waveform import Waveform
 
-__all__ = ["FeatureExtractor", "Handcrafted68", "LogMel", "MFCC", "MFCCMel", "SSLFeatures", "Waveform"]
+__all__ = [
+    "FeatureExtractor",
+    "Handcrafted68",
+    "LogMel",
+    "MFCC",
+    "MFCCMel",
+    "OpenSmileFeatures",
+    "SSLFeatures",
+    "Waveform",
+]

@@ -12,6 +12,7 @@ from ser_lightning.models.requirements import (
 )
 from ser_lightning.models.ssl_finetune import SSLFinetune
 from ser_lightning.models.ssl_head import EmoBoxHead, SSLHead
+from ser_lightning.models.vector import LinearHead, MLPHead
 
 __all__ = [
     "ACNT",
@@ -21,6 +22,8 @@ __all__ = [
     "EmoBoxHead",
     "IncompatibleFeaturesError",
     "InputRequirement",
+    "LinearHead",
+    "MLPHead",
     "SSLFinetune",
     "SSLHead",
     "build_network",
