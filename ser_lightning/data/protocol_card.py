@@ -15,6 +15,9 @@ exactly that, for every result (`summary.json`, `eval.json`, the study tables):
   pairs;
 - `metrics`: the metric definitions (`ser_lightning.metrics.METRIC_DEFINITIONS`);
 - `aggregation`: how the number is aggregated (one run; a study says over what it averages);
+- `feature_normalization` (only when given, e.g. by `python -m ser_lightning.baseline`): how the
+  features were scaled; hashed only when the scaling read the test clips (speaker
+  normalisation with the unlabelled test speakers' own statistics), which changes the protocol;
 - `hash`: 12 hex digits of SHA-256 over everything above except `repeat` and
   `fold_membership_sha256`, so that the folds and seeds of one protocol share a hash.
 
@@ -53,11 +56,19 @@ def card_hash(card: dict) -> str:
     Returns:
         12 hex digits of SHA-256 over the canonical JSON of HASHED_FIELDS.
     """
-    canonical = json.dumps({key: card.get(key) for key in HASHED_FIELDS}, sort_keys=True, default=str)
+    fields = {key: card.get(key) for key in HASHED_FIELDS}
+    if (card.get("feature_normalization") or {}).get("uses_unlabelled_test_clips"):
+        fields["feature_normalization"] = card["feature_normalization"]
+    canonical = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def protocol_card(manifest: Any, label_map: dict[str, str] | None = None, aggregation: str = ONE_RUN) -> dict:
+def protocol_card(
+    manifest: Any,
+    label_map: dict[str, str] | None = None,
+    aggregation: str = ONE_RUN,
+    feature_normalization: dict | None = None,
+) -> dict:
     """The protocol card of a prepared manifest (the data module's, after setup).
 
     Args:
@@ -65,6 +76,8 @@ def protocol_card(manifest: Any, label_map: dict[str, str] | None = None, aggreg
         label_map: the harmonisation map from the corpus's emotion names to the run's; None: the
             manifest's own (`data.label_map`).
         aggregation: how the result the card travels with is aggregated.
+        feature_normalization: how the features were scaled (`normalize`, `uses_unlabelled_test_clips`,
+            `description`); None: not recorded.
 
     Returns:
         The card: plain values only, with its `hash`.
@@ -85,6 +98,8 @@ def protocol_card(manifest: Any, label_map: dict[str, str] | None = None, aggreg
         "metrics": dict(METRIC_DEFINITIONS),
         "aggregation": aggregation,
     }
+    if feature_normalization is not None:
+        card["feature_normalization"] = dict(feature_normalization)
     card["hash"] = card_hash(card)
     return card
 
@@ -97,7 +112,8 @@ def differing_fields(a: dict, b: dict) -> list[str]:
         b: another.
 
     Returns:
-        The HASHED_FIELDS whose values differ (`split.<key>` for the split rule's keys), in order.
+        The HASHED_FIELDS whose values differ (`split.<key>` for the split rule's keys), in order,
+        then `feature_normalization` when it is hashed in either card and differs.
     """
     names = []
     for key in HASHED_FIELDS:
@@ -110,4 +126,7 @@ def differing_fields(a: dict, b: dict) -> list[str]:
             ]
         elif a.get(key) != b.get(key):
             names.append(key)
+    hashed = [(c.get("feature_normalization") or {}) for c in (a, b)]
+    if any(n.get("uses_unlabelled_test_clips") for n in hashed) and hashed[0] != hashed[1]:
+        names.append("feature_normalization")
     return names
