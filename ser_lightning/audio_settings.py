@@ -14,6 +14,9 @@ import numpy as np
 from ser_lightning.decoding import finite
 from ser_lightning.utils.errors import InvalidSetting
 
+# The clip length a network taking whole clips (data.duration=null) is sized for.
+WHOLE_CLIP_SIZING_SECONDS = 3.0
+
 
 @dataclass(frozen=True)
 class AudioSettings:
@@ -22,6 +25,7 @@ class AudioSettings:
     Attributes:
         sample_rate: samples per second the clip is resampled to.
         duration: clip length in seconds; longer clips are cropped, shorter ones zero-padded.
+            None keeps every clip whole (variable-length clips, `data.duration=null`).
         offset: seconds skipped at the start of every file before cropping.
         crop: where a longer clip is cut, "center" or "start" (after `offset` seconds).
         peak_normalize: scale each clip so that its largest sample is 1 (silence stays silence).
@@ -31,7 +35,7 @@ class AudioSettings:
     """
 
     sample_rate: int = 16000
-    duration: float = 3.0
+    duration: float | None = 3.0
     offset: float = 0.0
     crop: str = "center"
     peak_normalize: bool = True
@@ -39,7 +43,7 @@ class AudioSettings:
     def __post_init__(self) -> None:
         for key, value, ok in (
             ("sample_rate", self.sample_rate, self.sample_rate > 0),
-            ("duration", self.duration, self.duration > 0),
+            ("duration", self.duration, self.duration is None or self.duration > 0),
             ("offset", self.offset, self.offset >= 0),
         ):
             if not ok:
@@ -50,9 +54,34 @@ class AudioSettings:
             raise InvalidSetting(f"data.audio.crop={self.crop!r} must be 'center' or 'start'")
 
     @property
+    def whole_clips(self) -> bool:
+        """Whether clips keep their own lengths (`duration` None) instead of one fixed length."""
+        return self.duration is None
+
+    @property
     def num_samples(self) -> int:
-        """Samples in one clip: `sample_rate * duration`, rounded."""
+        """Samples in one clip: `sample_rate * duration`, rounded.
+
+        Raises:
+            InvalidSetting: when clips are whole (`duration` None): they have no one length.
+        """
+        if self.duration is None:
+            raise InvalidSetting(
+                "data.duration=null keeps every clip whole, so clips have no fixed length; this step needs "
+                "one: set data.duration to a clip length in seconds (e.g. data.duration=3.0)"
+            )
         return int(round(self.sample_rate * self.duration))
+
+    @property
+    def sizing_samples(self) -> int:
+        """Samples of the clip a network is sized for: `num_samples`, or 3 s of whole clips.
+
+        Networks that take whole clips size themselves from the channels and features only; the
+        frames of this nominal clip only check settings such as SpecAugment's mask widths.
+        """
+        return (
+            int(round(self.sample_rate * WHOLE_CLIP_SIZING_SECONDS)) if self.whole_clips else self.num_samples
+        )
 
     def to_dict(self) -> dict:
         """Return the settings as a plain dict (stored in checkpoints, hashed into cache keys)."""

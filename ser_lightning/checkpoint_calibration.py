@@ -51,8 +51,10 @@ def validation_logits(module: SERModule, datamodule: SERDataModule) -> tuple[tor
     try:
         with torch.inference_mode():
             for batch in loader:
-                inputs = {k: v.to(device) for k, v in batch.items() if k in ("features", "waveform")}
-                logits.append(module.model(module.model.inputs(inputs)).float().cpu())
+                inputs = {
+                    k: v.to(device) for k, v in batch.items() if k in ("features", "waveform", "lengths")
+                }
+                logits.append(module.model(module.model.inputs(inputs), inputs.get("lengths")).float().cpu())
                 labels.append(batch["label"].cpu())
     finally:
         module.train(was_training)

@@ -101,7 +101,7 @@ class SERModel(torch.nn.Module):
         super().__init__()
         from hydra.utils import instantiate
 
-        from ser_lightning.models.requirements import build_network
+        from ser_lightning.models.requirements import build_network, check_accepts_lengths
 
         check_channels_last(channels_last)
         self.labels = list(labels)
@@ -111,7 +111,9 @@ class SERModel(torch.nn.Module):
         )
         # kept for the ONNX file's metadata, which describes the features a caller must compute
         self.features_config = features
-        self.input_shape = tuple(self.features.output_shape(self.audio.num_samples))
+        self.input_shape = tuple(self.features.output_shape(self.audio.sizing_samples))
+        if self.audio.whole_clips:  # padded batches of whole clips: the network must take their lengths
+            check_accepts_lengths(net)
         # Checks the network's declared input requirement first: a clear error, not a shape error.
         self.net: torch.nn.Module = build_network(net, self.input_shape, len(self.labels), features)
         self.calibration = calibration
@@ -191,8 +193,11 @@ class SERModel(torch.nn.Module):
     def inputs(self, batch: dict) -> torch.Tensor:
         """Return the normalised features of a batch of cached `features` or raw `waveform`s.
 
-        Cached features are only normalised; waveforms are extracted and normalised here.
+        Cached features are only normalised; waveforms are extracted and normalised here. A padded
+        batch of whole clips (with `lengths`, in frames) is normalised clip by clip.
         """
+        if "lengths" in batch:
+            return self.features.normalize_padded(batch["features"], batch["lengths"])
         if "features" in batch:
             return self.features.normalize(batch["features"])
         return self.features(batch["waveform"])
@@ -219,15 +224,18 @@ class SERModel(torch.nn.Module):
         self._channels_last = wanted
         return wanted
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, classes)` of normalised features (what `inputs` gives)."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, classes)` of normalised features (what `inputs` gives).
+
+        `lengths`: the frames of each clip of a padded batch of whole clips (None: fixed-length clips).
+        """
         # The one place batches enter the network (training, scoring and export), after
         # SpecAugment and mixup, which work on the features as they come.
         if self._channels_last is None:
             self.use_device(features.device)
         if self._channels_last and features.dim() == 4:
             features = features.contiguous(memory_format=torch.channels_last)
-        return self.net(features)
+        return self.net(features) if lengths is None else self.net(features, lengths)
 
     @property
     def temperature(self) -> float:
@@ -244,5 +252,5 @@ class SERModel(torch.nn.Module):
         Returns:
             float32 probabilities in the order of `labels`.
         """
-        logits = self(self.inputs(batch))
+        logits = self(self.inputs(batch), batch.get("lengths"))
         return calibrated_probabilities(logits, self.temperature if calibrated else 1.0)

@@ -70,6 +70,11 @@ class SERModule(pl.LightningModule):
             to_plain(spectrogram),
             to_plain(mixup),
         )
+        if mixup is not None and audio.get("duration", 3.0) is None:
+            raise InvalidSetting(
+                "augmentation.mixup mixes clips of one length; with data.duration=null (whole clips) use "
+                "augmentation=specaugment or none, or set data.duration to a clip length in seconds"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise InvalidSetting(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
         mode = compile_mode(compile)
@@ -192,9 +197,9 @@ class SERModule(pl.LightningModule):
             self.class_weight.copy_(datamodule.class_weights())
 
     # ------------------------------------------------------------------ forward
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Return the logits of normalised features: the model's network (see SERModel.forward)."""
-        return self.model(features)
+        return self.model(features, lengths)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the cross-entropy of `logits` for `target`, class-weighted and smoothed as set."""
@@ -202,7 +207,7 @@ class SERModule(pl.LightningModule):
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self(self.model.inputs(batch))
+        logits = self(self.model.inputs(batch), batch.get("lengths"))
         target = batch["label"]
         return self.loss(logits, target), logits, target
 
@@ -228,8 +233,9 @@ class SERModule(pl.LightningModule):
         """
         target = batch["label"]
         inputs = self.model.inputs(batch)
-        augmented = self.batch_augmentation(inputs, target)
-        logits = self(augmented.features)
+        lengths = batch.get("lengths")  # frames per clip of a padded batch of whole clips
+        augmented = self.batch_augmentation(inputs, target, lengths)
+        logits = self(augmented.features, lengths)
         loss = augmented.loss(logits, self.loss)
         # Before backward: one such step would make every weight NaN, and the run would go on
         # at chance level with nothing but `nan` in its logs.

@@ -26,8 +26,8 @@ from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArra
 from ser_lightning.data.loading import CachedUtterances, LoaderSettings, check_train_input, collate_batch
 from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
 from ser_lightning.data.offline_copies import OfflineCopies
-from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.data.splits import Splitter, check_ratios, make_split
+from ser_lightning.data.variable_length import clip_caches, shuffle_sampler
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -57,9 +57,14 @@ class SERDataModule(pl.LightningDataModule):
         train_input: str = "features",
         waveform_augmentation: WaveformAugmentation | None = None,
         offline_copies: OfflineCopies | None = None,
+        max_duration_s: float | None = None,  # whole clips (data.duration=null): the longest training clip
     ):
         super().__init__()
         check_train_input(train_input, store.features, waveform_augmentation, offline_copies)
+        # the caches clips are served from: fixed-length rows, or whole clips (ragged, by length)
+        self.caches = clip_caches(
+            store, max_duration_s, train_input, waveform_augmentation, offline_copies, loader
+        )
         self.source = source
         self.splitter = split
         self.store = store
@@ -124,7 +129,7 @@ class SERDataModule(pl.LightningDataModule):
         # The trainer calls this again inside fit(); once per process is enough.
         if self.keys is None:
             table = self.source.scan(self.store.cache, self.store.decode_workers).table
-            self.keys = self.store.ensure(table, self.source.root)
+            self.keys = self.caches.ensure(table, self.source.root)
 
     def setup(self, stage: str | None = None) -> None:
         """Prepare the manifest (scan, screen, split), open the caches and build the offline copies; once."""
@@ -133,10 +138,10 @@ class SERDataModule(pl.LightningDataModule):
         manifest = prepare_manifest(self.source, self.splitter, self.store.cache, self.store.decode_workers)
         # Building here too is a no-op when prepare_data already did it; it makes setup safe to
         # call alone (tests, notebooks) and the file lock keeps concurrent ranks from racing.
-        keys = self.store.keys(manifest.table)
+        keys = self.caches.keys(manifest.table)
         if keys != self.keys:
-            self.keys = self.store.ensure(manifest.table, self.source.root)
-        self.arrays = self.store.load(self.keys)
+            self.keys = self.caches.ensure(manifest.table, self.source.root)
+        self.arrays = self.caches.load(self.keys)
         if self.waveform_augmentation is not None:
             # before the DataLoader workers start: they must not compile librosa's numba functions at once
             self.waveform_augmentation.prepare_numba()
@@ -160,6 +165,8 @@ class SERDataModule(pl.LightningDataModule):
         """
         manifest = self._ready()
         rows, labels = manifest.indices[split], manifest.labels
+        if self.caches is not self.store:  # whole clips, padded per batch
+            return self.caches.dataset(self.arrays, split, rows, labels)
         if split == "train" and self.train_input == "waveform":
             return CachedUtterances(
                 self.arrays.waveforms, rows, labels, "waveform", self.waveform_augmentation
@@ -184,8 +191,8 @@ class SERDataModule(pl.LightningDataModule):
             # An order drawn from (seed, epoch) only, so that a resumed run replays it exactly; clips
             # augmented in the workers get their own seeds from the same (seed, epoch).
             augmented = isinstance(dataset, CachedUtterances) and dataset.transform is not None
-            sampler = EpochSeededShuffle(
-                len(dataset), self.loader.shuffle_seed, self._fit_epoch, augmented, num_replicas, rank
+            sampler = shuffle_sampler(
+                self.caches, dataset, self.loader, self._fit_epoch, augmented, num_replicas, rank
             )
             if self._resume_point is not None:
                 epoch, batches_done = self._resume_point
@@ -324,7 +331,7 @@ def build_data_module(
     folds: str | list | None = None,
     test_partition: str | None = None,
     sample_rate: int = 16000,
-    duration: float = 3.0,
+    duration: float | None = 3.0,
     offset: float = 0.0,
     crop: str = "center",
     peak_normalize: bool = True,
@@ -342,6 +349,7 @@ def build_data_module(
     device_memory_share: float = 0.5,
     waveform_augmentation: WaveformAugmentation | None = None,
     offline_copies: OfflineCopies | None = None,
+    max_duration_s: float | None = None,
 ) -> SERDataModule:
     """A data module from the data config's flat keys (conf/data/_base.yaml documents each).
 
@@ -383,4 +391,5 @@ def build_data_module(
         train_input="waveform" if waveform_augmentation is not None else train_input,
         waveform_augmentation=waveform_augmentation,
         offline_copies=offline_copies,
+        max_duration_s=max_duration_s,
     )

@@ -16,17 +16,23 @@ an entry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 from ser_lightning.audio_settings import AudioSettings, peak_normalize
+from ser_lightning.data.bucketing import LengthBucketedShuffle
 from ser_lightning.data.cache import cache_key, file_fingerprint
 from ser_lightning.data.feature_store import FeatureStore
-from ser_lightning.data.ragged import RaggedArray, build_ragged, load_ragged
+from ser_lightning.data.loading import LoaderSettings
+from ser_lightning.data.ragged import RaggedArray, RaggedUtterances, build_ragged, load_ragged
+from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.decoding import decode_frames, probe_audio
+from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +91,99 @@ class WholeArrays:
     features: RaggedArray
 
 
-class WholeClipStore:
-    """Builds and opens the whole-length caches of a table, beside a fixed-length FeatureStore.
+def check_whole_clips(
+    store: FeatureStore,
+    max_duration_s: float | None,
+    train_input: str,
+    augmented_in_workers: bool,
+    offline_copies: bool,
+    placement: str,
+) -> None:
+    """Refuse settings that whole clips (`data.duration=null`) cannot work with yet.
 
-    It uses the store's extractor, audio settings (`duration` and `crop` are not used: clips
-    are whole) and cache folder, lock and verification.
+    Args:
+        store: The run's feature store (its audio settings and extractor).
+        max_duration_s: `data.max_duration_s`.
+        train_input: `data.train_input`.
+        augmented_in_workers: Whether waveform augmentation runs on the fly.
+        offline_copies: Whether offline augmented copies are asked for.
+        placement: `data.placement`.
+
+    Raises:
+        InvalidSetting: naming the setting and what to set instead.
+    """
+    if not store.audio.whole_clips:
+        if max_duration_s is not None:
+            raise InvalidSetting(
+                f"data.max_duration_s={max_duration_s} caps whole clips, but data.duration={store.audio.duration} "
+                "already gives every clip one length; set data.duration=null (whole clips) or data.max_duration_s=null"
+            )
+        return
+    if max_duration_s is not None and not max_duration_s > 0:
+        raise InvalidSetting(
+            f"data.max_duration_s={max_duration_s} must be a positive number of seconds, or null"
+        )
+    unsupported = {
+        "data.train_input=waveform (set data.train_input=features)": train_input != "features",
+        "augmentation.waveform on the fly (use augmentation=none or specaugment)": augmented_in_workers,
+        "augmentation.offline_copies (set augmentation.offline_copies=0)": offline_copies,
+        f"data.placement={placement} (set data.placement=host)": placement != "host",
+        "features.normalization=dataset (set features.normalization=utterance)": (
+            store.features.normalization == "dataset"
+        ),
+    }
+    for what, found in unsupported.items():
+        if found:
+            raise InvalidSetting(
+                f"data.duration=null (whole clips) does not work with {what}, or set data.duration to a clip "
+                "length in seconds"
+            )
+
+
+class WholeClipStore:
+    """Builds and opens the whole-length caches of a table, and serves their splits.
+
+    It uses the feature store's extractor, audio settings (`duration` and `crop` are not used:
+    clips are whole) and cache folder, lock and verification. `keys`, `ensure` and `load` are
+    the feature store's, so the data module uses either alike.
 
     Args:
         store: The run's feature store.
+        max_duration_s: The longest training clip in seconds (longer ones are cropped at a place
+            drawn from (epoch seed, row)); None trains on whole clips. Evaluation takes whole clips.
     """
 
-    def __init__(self, store: FeatureStore):
+    def __init__(self, store: FeatureStore, max_duration_s: float | None = None):
         self.store = store
+        self.max_duration_s = max_duration_s
+
+    def keys(self, table: pd.DataFrame) -> str:
+        """Compute the entries' key (the feature store's name for it).
+
+        Returns:
+            `key(table)`.
+        """
+        return self.key(table)
+
+    def dataset(
+        self, arrays: WholeArrays, split: str, rows: np.ndarray, labels: np.ndarray
+    ) -> RaggedUtterances:
+        """Serve one split's whole-length features, padded per batch.
+
+        Args:
+            arrays: The opened caches.
+            split: "train", "val" or "test": only train clips are capped at `max_duration_s`.
+            rows: The split's table rows.
+            labels: Every table row's label.
+
+        Returns:
+            The split's dataset, batches `(B, C, F, T)` with their frame `lengths`.
+        """
+        cap = None
+        if split == "train" and self.max_duration_s is not None:
+            samples = int(round(self.max_duration_s * self.store.audio.sample_rate))
+            cap = self.store.features.output_shape(samples)[2]
+        return RaggedUtterances(arrays.features, rows, labels, "features", cap, time_last=True)
 
     def key(self, table: pd.DataFrame) -> str:
         """Compute the key of a table's whole-length entries without building anything.
@@ -114,11 +201,12 @@ class WholeClipStore:
             version=WHOLE_CACHE_VERSION,
         )
 
-    def ensure(self, table: pd.DataFrame) -> str:
+    def ensure(self, table: pd.DataFrame, corpus_root: str | None = None) -> str:
         """Build whatever of the table's whole-length caches is missing.
 
         Args:
             table: The utterance table (its `path` column, in order).
+            corpus_root: The corpus folder, recorded in the waveform entry's metadata.
 
         Returns:
             The entries' key.
@@ -127,7 +215,7 @@ class WholeClipStore:
         paths = table["path"].tolist()
         audio, features, cache = self.store.audio, self.store.features, self.store.cache
         lengths = np.array([whole_length(p, audio) for p in paths], dtype=np.int64)
-        meta = {"audio": audio.to_dict(), "num_files": len(paths)}
+        meta = {"audio": audio.to_dict(), "num_files": len(paths), "corpus_root": corpus_root}
 
         def decode(i: int, out: np.ndarray) -> None:
             out[:] = load_whole(paths[i], audio, len(out))
@@ -156,3 +244,68 @@ class WholeClipStore:
         """
         cache = self.store.cache
         return WholeArrays(key, load_ragged(cache, WAVEFORM_KIND, key), load_ragged(cache, FEATURE_KIND, key))
+
+
+def clip_caches(
+    store: FeatureStore,
+    max_duration_s: float | None,
+    train_input: str,
+    waveform_augmentation: object | None,
+    offline_copies: object | None,
+    loader: LoaderSettings,
+) -> FeatureStore | WholeClipStore:
+    """Choose the caches a data module serves clips from, after checking the settings.
+
+    Args:
+        store: The run's feature store.
+        max_duration_s: `data.max_duration_s`.
+        train_input: `data.train_input`.
+        waveform_augmentation: On-the-fly waveform augmentation, if any.
+        offline_copies: Offline augmented copies, if any.
+        loader: The loader settings (`data.placement`).
+
+    Returns:
+        The feature store itself for fixed-length clips, a WholeClipStore over it for whole clips.
+    """
+    check_whole_clips(
+        store,
+        max_duration_s,
+        train_input,
+        waveform_augmentation is not None,
+        offline_copies is not None,
+        loader.placement,
+    )
+    return WholeClipStore(store, max_duration_s) if store.audio.whole_clips else store
+
+
+def shuffle_sampler(
+    caches: FeatureStore | WholeClipStore,
+    dataset: Dataset,
+    loader: LoaderSettings,
+    epoch: Callable[[], int | None],
+    item_seeds: bool,
+    num_replicas: int,
+    rank: int,
+) -> EpochSeededShuffle:
+    """Draw the train order of a split from (seed, epoch): a plain shuffle, or by length for whole clips.
+
+    Whole clips come with their epoch seed (for the crop of clips longer than `max_duration_s`).
+
+    Args:
+        caches: What `clip_caches` chose.
+        dataset: The train split.
+        loader: The loader settings (batch size, shuffle seed).
+        epoch: Returns the epoch an iteration belongs to.
+        item_seeds: Whether the fixed-length dataset draws random numbers per item.
+        num_replicas: The number of DDP ranks.
+        rank: This rank.
+
+    Returns:
+        The sampler.
+    """
+    if isinstance(caches, WholeClipStore):
+        lengths = dataset.lengths()
+        return LengthBucketedShuffle(
+            lengths, loader.batch_size, loader.shuffle_seed, epoch, True, num_replicas, rank
+        )
+    return EpochSeededShuffle(len(dataset), loader.shuffle_seed, epoch, item_seeds, num_replicas, rank)
