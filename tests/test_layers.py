@@ -13,9 +13,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ser_lightning"
 # Top to bottom; a module may import its own layer and the ones below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("train", "eval", "predict", "export", "serve", "report", "cross_corpus", "__main__"),
+    ("train", "eval", "predict", "export", "serve", "report", "cross_corpus", "baseline", "__main__"),
     ("serving",),
-    ("reporting", "inference"),
+    ("reporting", "inference", "baselines"),
     (
         "module",
         "module_settings",
