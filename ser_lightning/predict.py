@@ -62,11 +62,11 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     )
     files, errors = collect_inputs(input_list(cfg.inputs))
     log.info(
-        "%d files to score with %s on %s (window %.2f s, long clips: %s)",
+        "%d files to score with %s on %s (window %s, long clips: %s)",
         len(files),
         Path(cfg.ckpt_path).name,
         predictor.device,
-        model.audio.duration,
+        "whole clip" if model.audio.whole_clips else f"{model.audio.duration:.2f} s",
         cfg.long_clips,
     )
 

@@ -1,5 +1,7 @@
 """A training run on whole clips of different lengths (data.duration=null): it trains, tests and scores."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from ser_lightning.data.datamodule import build_data_module
 from ser_lightning.data.loading import collate_batch
+from ser_lightning.data.variable_length import load_whole, whole_length
 from ser_lightning.features.logmel import LogMel
 from ser_lightning.model import SERModel
 from ser_lightning.train import train
@@ -84,3 +87,35 @@ def test_a_fixed_width_model_refuses_whole_clips_at_start_up(corpus, tmp_path):
 def test_settings_whole_clips_cannot_take_are_refused_naming_the_fix(corpus, tmp_path, settings, message):
     with pytest.raises(InvalidSetting, match=message):
         build_data_module(LogMel(), str(corpus), cache_dir=str(tmp_path), **settings)
+
+
+def test_a_whole_clip_checkpoint_predicts_each_file_whole_and_evaluates(corpus, tmp_path):
+    from ser_lightning.predict import predict
+
+    overrides = [*WHOLE_CLIPS, *SMALL_CRNN, f"data.root={corpus}", "debug=limit", "trainer.max_epochs=1"]
+    train(compose_train([*overrides, "test=false"], tmp_path / "run", tmp_path / "cache"))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    files = sorted(corpus.rglob("*.wav"))[:5]
+    cfg = compose_train(
+        [f"ckpt_path={ckpt}", "inputs=[]", "device=cpu"], tmp_path / "p", config_name="predict"
+    )
+    cfg.inputs = [str(p) for p in files]
+    results = predict(cfg, stream=io.StringIO())
+    model = SERModel.load_from_checkpoint(ckpt)
+    settings = model.audio
+    for path, result in zip(files, results, strict=True):
+        samples = whole_length(str(path), settings)
+        wave = torch.from_numpy(load_whole(str(path), settings, samples))[None]
+        with torch.no_grad():
+            expected = model.probabilities({"waveform": wave})[0].numpy()
+        np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+    # eval rebuilds the whole-clip data module from the checkpoint's settings and scores its test split
+    from ser_lightning.eval import evaluate
+
+    eval_cfg = compose_train(
+        [f"ckpt_path={ckpt}", f"paths.data_dir={corpus.parent}", f"paths.cache_dir={tmp_path / 'cache'}"],
+        tmp_path / "e",
+        config_name="eval",
+    )
+    report, _ = evaluate(eval_cfg)
+    assert np.isfinite(report.metrics["ua"])

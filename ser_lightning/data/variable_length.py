@@ -36,7 +36,8 @@ from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
-WHOLE_CACHE_VERSION = 1
+# 2: peak normalisation over the whole file, before the offset (as fixed-length clips and predict)
+WHOLE_CACHE_VERSION = 2
 WAVEFORM_KIND = "waveforms-whole"
 FEATURE_KIND = "features-whole"
 
@@ -68,9 +69,10 @@ def load_whole(path: str, settings: AudioSettings, length: int) -> np.ndarray:
     Returns:
         `length` float32 samples.
     """
-    samples = decode_frames(path, settings.sample_rate)[int(round(settings.offset * settings.sample_rate)) :]
-    if settings.peak_normalize:
+    samples = decode_frames(path, settings.sample_rate)
+    if settings.peak_normalize:  # over the whole file, before the offset, as fixed-length clips are
         samples = peak_normalize(samples)
+    samples = samples[int(round(settings.offset * settings.sample_rate)) :]
     out = np.zeros(length, dtype=np.float32)
     out[: min(length, len(samples))] = samples[:length]
     return out

@@ -123,7 +123,7 @@ class Predictor:
         """
         if len(wave) == 0:
             return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
-        hop = self.audio.duration / 2 if hop is None else hop
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
         return clip_windows(wave, self.audio, hop, long_clips)
 
     def decode(
@@ -189,7 +189,7 @@ class Predictor:
         Returns:
             The recording's speech segments, each with its emotion and probabilities.
         """
-        hop = self.audio.duration / 2 if hop is None else hop
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
         segments = speech_segments(wave, self.audio.sample_rate, settings)
         windows = segment_windows(wave, segments, self.audio, hop)
         stacked = [w.take(np.arange(len(w))) for w in windows]
@@ -272,7 +272,7 @@ class Predictor:
             InvalidSetting: when `hop`, `long_clips` or `max_duration_s` is invalid (checked when
                 iteration starts).
         """
-        hop = self.audio.duration / 2 if hop is None else hop
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
         check_window_options(hop, long_clips)
         if max_duration_s is not None and not max_duration_s > 0:
             raise InvalidSetting(
@@ -302,8 +302,10 @@ class Predictor:
         # (clip, window) pairs in order, scored in batches that may span clips
         pairs = [(c, w) for c, clip in enumerate(clips) for w in range(len(clip))]
         scores = np.zeros((len(pairs), len(self.labels)), dtype=np.float32)
-        for i in range(0, len(pairs), self.batch_size):
-            batch = pairs[i : i + self.batch_size]
+        # windows of one length are batched; a model of whole clips scores each file on its own
+        step = 1 if self.audio.whole_clips else self.batch_size
+        for i in range(0, len(pairs), step):
+            batch = pairs[i : i + step]
             waves = np.stack([clips[c].window_view(w) for c, w in batch]).astype(np.float32, copy=False)
             scores[i : i + len(batch)] = self._probabilities("waveform", torch.from_numpy(waves))
         offsets = np.cumsum([0] + [len(c) for c in clips])

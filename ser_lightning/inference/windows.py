@@ -103,6 +103,8 @@ def clip_windows(
         The clip's windows, a view on its conditioned samples.
     """
     check_window_options(hop, long_clips)
+    if settings.whole_clips:  # a model trained on whole clips scores the whole file as one window
+        return whole_clip_window(wave, settings)
     rate, window = settings.sample_rate, settings.num_samples
     clip_seconds = len(wave) / rate
     wave = condition(wave, settings)
@@ -116,3 +118,23 @@ def clip_windows(
     count = 1 + math.ceil((len(body) - window) / hop_samples)
     starts = np.linspace(0, len(body) - window, count).round().astype(np.int64)
     return ClipWindows(body, starts, window, skip, rate, clip_seconds)
+
+
+def whole_clip_window(wave: np.ndarray, settings: AudioSettings) -> ClipWindows:
+    """Make the one window of a whole clip, for a model trained on whole clips (`data.duration=null`).
+
+    Conditioned and cut after `offset` as training's whole-length cache does.
+
+    Args:
+        wave: the decoded clip, before conditioning.
+        settings: the model's audio settings (rate, offset, normalisation).
+
+    Returns:
+        One window: the clip after `offset` (one silent sample when nothing is left).
+    """
+    rate = settings.sample_rate
+    clip_seconds = len(wave) / rate
+    conditioned = condition(wave, settings)
+    skip = min(int(round(settings.offset * rate)), len(conditioned))
+    body = conditioned[skip:] if len(conditioned) > skip else np.zeros(1, dtype=np.float32)
+    return ClipWindows(body, np.array([0]), len(body), skip, rate, clip_seconds)
