@@ -1,11 +1,13 @@
 """openSMILE features (egemaps, compare) and the vector networks (linear, mlp) under SERModule."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ser_lightning.export import export
 from ser_lightning.features import OpenSmileFeatures
 from ser_lightning.models import LinearHead, MLPHead
 from ser_lightning.train import build, train
@@ -14,6 +16,7 @@ from ser_lightning.utils.jobs import StartupError
 
 from .helpers.configs import compose_train
 from .helpers.runs import assert_complete_test_result
+from .helpers.scoring import check_eval_and_predict_agree_with_training
 
 
 def waves(n: int = 2, seconds: float = 0.5) -> torch.Tensor:
@@ -95,6 +98,20 @@ def test_a_vector_network_trains_and_tests_on_functionals(model, features, tone_
     assert_complete_test_result(tmp_path / "run", metrics)
     assert objects["model"].model.input_shape == (1, 88, 1)
     assert type(objects["model"].model.net).__name__ == {"linear": "LinearHead", "mlp": "MLPHead"}[model]
+    if model != "linear":
+        return
+    # downstream unchanged: eval and predict score the checkpoint as the run did, ONNX exports it
+    check_eval_and_predict_agree_with_training(
+        tmp_path / "run", tone_root, tmp_path / "cache", tmp_path, [], []
+    )
+    ckpt = json.loads((tmp_path / "run" / "summary.json").read_text())["best_checkpoint"]
+    cfg = compose_train(
+        [f"ckpt_path={ckpt}", "input=features", "verify_tolerance=0.001"],
+        tmp_path / "export",
+        config_name="export",
+    )
+    summary = export(cfg)
+    assert summary["parity"]["same_predictions"] and Path(summary["onnx"]).is_file()
 
 
 def test_speaker_normalisation_stops_a_network_run_at_start_up(tone_root, tmp_path):
