@@ -304,3 +304,14 @@ def test_the_gpu_benchmark_script_runs_every_part_in_its_cpu_smoke_mode(tmp_path
     summary = pd.read_csv(out / "seed_study" / "summary.csv")
     assert len(summary) == 10 and set(summary["data.split"]) == {"actor", "random"}
     assert (out / "seed_study" / "report.png").stat().st_size > 0 and (out / "logs.tar.gz").stat().st_size > 0
+
+
+def test_variable_length_scale_reports_build_and_padding(tmp_path):
+    report = run_benchmark(
+        "variable_length_scale.py", "--scale", "0.0002", "--epochs", "1", "--work-dir", str(tmp_path / "w")
+    )
+    (plain,) = table_rows(report, "plain shuffle")
+    (bucketed,) = table_rows(report, "length bucketing")
+    assert number(bucketed[1]) < number(plain[1]) / 5
+    assert number(table_rows(report, "clips per second")[0][1]) > 0
+    assert not (tmp_path / "w").exists()  # removed unless --keep
