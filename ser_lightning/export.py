@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, external_data_path
-from ser_lightning.inference.windows import clip_windows
+from ser_lightning.inference.windows import clip_windows, refuse_whole_clips
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
@@ -87,6 +87,7 @@ def export(cfg: DictConfig) -> dict:
     if cfg.format not in FORMATS:
         raise InvalidSetting(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
     model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    refuse_whole_clips(model.audio, "export (a graph of one window length)")
     output_dir = Path(cfg.paths.output_dir)
     path = (
         Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")

@@ -30,7 +30,12 @@ from ser_lightning.inference.timeline import (
     segment_windows,
     speech_segments,
 )
-from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
+from ser_lightning.inference.windows import (
+    ClipWindows,
+    check_window_options,
+    clip_windows,
+    refuse_whole_clips,
+)
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only
@@ -189,7 +194,8 @@ class Predictor:
         Returns:
             The recording's speech segments, each with its emotion and probabilities.
         """
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
+        refuse_whole_clips(self.audio, "predict timeline=true (windows within speech segments)")
+        hop = self.audio.duration / 2 if hop is None else hop
         segments = speech_segments(wave, self.audio.sample_rate, settings)
         windows = segment_windows(wave, segments, self.audio, hop)
         stacked = [w.take(np.arange(len(w))) for w in windows]

@@ -38,7 +38,7 @@ from ser_lightning.inference.timeline import (
     segment_windows,
     speech_segments,
 )
-from ser_lightning.inference.windows import ClipWindows
+from ser_lightning.inference.windows import ClipWindows, refuse_whole_clips
 from ser_lightning.serving.batching import BatchingSettings, DynamicBatcher
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class EmotionService:
     """Scores uploads with one predictor; `start()` and `stop()` run with the application."""
 
     def __init__(self, predictor: Predictor, info: dict, settings: ServiceSettings):
+        refuse_whole_clips(predictor.audio, "serve (windows of one length, batched across requests)")
         self.predictor = predictor
         self.info = info
         self.settings = settings
