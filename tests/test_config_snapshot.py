@@ -55,13 +55,16 @@ Cases = dict[str, tuple[str, list[str]]]  # case name -> (entry point config, ov
 
 
 def single_option_cases() -> Cases:
-    """Each entry point with its defaults, and train with each option of each group."""
+    """Each entry point with its defaults, train with each option of each group, baseline with each classifier."""
     cases: Cases = {entry: (entry, []) for entry in ("train", "eval", "predict", "export")}
     for group in TRAIN_GROUPS:
         for option in group_options(group):
             cases[f"train {group}={option}"] = ("train", [f"{group}={option}"])
     for option in group_options("data"):
         cases[f"eval data={option}"] = ("eval", [f"data={option}"])
+    cases["baseline"] = ("baseline", [])
+    for option in group_options("classifier"):
+        cases[f"baseline classifier={option}"] = ("baseline", [f"classifier={option}"])
     return cases
 
 
