@@ -12,7 +12,7 @@ from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.ragged import RaggedUtterances
 from ser_lightning.data.sampling import EpochSeededShuffle
-from ser_lightning.data.variable_length import WholeClipStore, load_whole, whole_length
+from ser_lightning.data.variable_length import WholeClipStore, load_whole, prefetched, whole_length
 from ser_lightning.features.logmel import LogMel
 from ser_lightning.models import CRNNAttention
 from tests.helpers.corpora import ragged_tone_corpus
@@ -32,10 +32,15 @@ def store(corpus, tmp_path_factory):
     return FeatureStore(features, AudioSettings(duration=3.0), str(tmp_path_factory.mktemp("cache")))
 
 
-def test_whole_clips_are_cached_at_their_own_length_once(corpus, store):
+def test_whole_clips_are_cached_at_their_own_length_once(corpus, store, monkeypatch):
     table, _ = corpus
     whole = WholeClipStore(store)
     key = whole.ensure(table)
+
+    def no_header_reads(*args):
+        raise AssertionError("a warm run reads the lengths from the cache, not from the files")
+
+    monkeypatch.setattr("ser_lightning.data.variable_length.whole_length", no_header_reads)
     assert whole.ensure(table) == key
     assert store.events[-4:] == [
         "built whole-length waveforms",
@@ -53,6 +58,18 @@ def test_whole_clips_are_cached_at_their_own_length_once(corpus, store):
         np.testing.assert_array_equal(arrays.waveforms[row], expected)
         alone = store.features.extract(torch.from_numpy(expected)[None])[0].numpy()
         np.testing.assert_allclose(np.moveaxis(arrays.features[row], 0, -1), alone, atol=1e-5)
+
+
+def test_prefetched_items_come_in_order_and_lazily():
+    made = []
+
+    def make(i):
+        made.append(i)
+        return np.full(3, i)
+
+    items = prefetched(make, 20, workers=3)
+    assert made == []  # nothing before the first item is asked for
+    assert [int(item[0]) for item in items] == list(range(20))
 
 
 def test_a_network_trains_and_scores_bucketed_padded_batches_of_whole_clips(corpus, store):

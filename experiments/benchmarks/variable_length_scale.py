@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/variable_length_scale", help="corpus and cache folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3, help="epochs whose padding share is averaged")
+    parser.add_argument("--decode-workers", type=int, default=None, help="decoding threads (None: 8)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--keep", action="store_true", help="keep the corpus and caches")
     parser.add_argument("--out", default=None, help="also write the report here")
@@ -123,7 +124,12 @@ def main() -> None:
     for path in paths:  # into the page cache, as right after writing
         Path(path).read_bytes()
     table = pd.DataFrame({"path": paths})
-    store = FeatureStore(LogMel(hop_length=HOP, n_fft=400), AudioSettings(duration=None), str(work / "cache"))
+    store = FeatureStore(
+        LogMel(hop_length=HOP, n_fft=400),
+        AudioSettings(duration=None),
+        str(work / "cache"),
+        decode_workers=args.decode_workers,
+    )
     before = peak_mb()
     started = time.perf_counter()
     WholeClipStore(store).ensure(table)
@@ -137,7 +143,7 @@ def main() -> None:
         "",
         f"`python experiments/benchmarks/variable_length_scale.py --scale {args.scale:g}` on {platform.node()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch threads {torch.get_num_threads()}, "
-        f"CPU only.",
+        f"decoding threads {args.decode_workers or 8}, CPU only.",
         "",
         f"Corpus: {clips:,} clips, {hours:.2f} h ({seconds.min():.2f}-{seconds.max():.2f} s, mean "
         f"{seconds.mean():.2f} s), written in {written_s:.1f} s. Log-mel 64 x 10 ms frames.",

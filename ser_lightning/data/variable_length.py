@@ -16,7 +16,9 @@ an entry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +31,7 @@ from ser_lightning.data.bucketing import LengthBucketedShuffle
 from ser_lightning.data.cache import cache_key, file_fingerprint
 from ser_lightning.data.feature_store import FeatureStore
 from ser_lightning.data.loading import LoaderSettings
-from ser_lightning.data.ragged import RaggedArray, RaggedUtterances, build_ragged, load_ragged
+from ser_lightning.data.ragged import RaggedArray, RaggedUtterances, build_ragged, lengths_kind, load_ragged
 from ser_lightning.data.sampling import EpochSeededShuffle
 from ser_lightning.decoding import decode_frames, probe_audio
 from ser_lightning.utils.errors import InvalidSetting
@@ -76,6 +78,29 @@ def load_whole(path: str, settings: AudioSettings, length: int) -> np.ndarray:
     out = np.zeros(length, dtype=np.float32)
     out[: min(length, len(samples))] = samples[:length]
     return out
+
+
+def prefetched(make: Callable[[int], np.ndarray], count: int, workers: int) -> Iterator[np.ndarray]:
+    """Make items 0 … count − 1 in threads and yield them in order, at most `2 × workers` ahead.
+
+    Lazy: nothing is made before the first item is asked for (an existing cache entry asks none).
+
+    Args:
+        make: Makes item i.
+        count: How many items.
+        workers: Threads.
+
+    Yields:
+        The items, in order.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque = deque()
+        for i in range(count):
+            pending.append(pool.submit(make, i))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 @dataclass(frozen=True)
@@ -216,11 +241,13 @@ class WholeClipStore:
         key = self.key(table)
         paths = table["path"].tolist()
         audio, features, cache = self.store.audio, self.store.features, self.store.cache
-        lengths = np.array([whole_length(p, audio) for p in paths], dtype=np.int64)
+        lengths = self._lengths(key, paths)
         meta = {"audio": audio.to_dict(), "num_files": len(paths), "corpus_root": corpus_root}
+        # decoded in threads (soundfile and soxr release the GIL), in order, a bounded number ahead
+        clips = prefetched(lambda i: load_whole(paths[i], audio, int(lengths[i])), len(paths), self.workers)
 
         def decode(i: int, out: np.ndarray) -> None:
-            out[:] = load_whole(paths[i], audio, len(out))
+            out[:] = next(clips)
 
         built = build_ragged(cache, WAVEFORM_KIND, key, lengths, (), decode, meta)
         self.store.events.append(f"{'built' if built else 'reused'} whole-length waveforms")
@@ -237,6 +264,25 @@ class WholeClipStore:
         built = build_ragged(cache, FEATURE_KIND, key, frames, (channels, n_features), compute, meta)
         self.store.events.append(f"{'built' if built else 'reused'} whole-length features")
         return key
+
+    @property
+    def workers(self) -> int:
+        """Decoding threads: `data.decode_workers`, else 8."""
+        return self.store.decode_workers or 8
+
+    def _lengths(self, key: str, paths: list[str]) -> np.ndarray:
+        """Read the clips' lengths from an intact lengths entry, else from the files' headers.
+
+        Returns:
+            Each clip's samples.
+        """
+        kind = lengths_kind(WAVEFORM_KIND)
+        if (
+            self.store.cache.exists(kind, key)
+            and self.store.cache.damage(kind, key, (len(paths),), "int64") is None
+        ):
+            return np.array(self.store.cache.load(kind, key))
+        return np.array([whole_length(p, self.store.audio) for p in paths], dtype=np.int64)
 
     def load(self, key: str) -> WholeArrays:
         """Open built whole-length caches, memory-mapped read-only.
