@@ -78,7 +78,7 @@ def feature_normalization(normalize: str) -> dict:
 
 
 def _vectors(features: np.ndarray) -> np.ndarray:
-    """Flatten cached features `(N, 1, D, 1)` to `(N, D)`.
+    """Flatten cached features `(N, 1, D, 1)` (or a ragged cache of one frame per clip) to `(N, D)`.
 
     Returns:
         One float64 row per clip.
@@ -86,6 +86,13 @@ def _vectors(features: np.ndarray) -> np.ndarray:
     Raises:
         InvalidSetting: If the features have frames (a sequence per clip, not one vector).
     """
+    if hasattr(features, "lengths"):  # whole clips (data.duration=null): a ragged cache, frames as rows
+        if not (np.asarray(features.lengths) == 1).all():
+            raise InvalidSetting(
+                "the baselines take one feature vector per clip, but these features have frames; "
+                "set features.level=functionals (features=egemaps or compare)"
+            )
+        return np.asarray(features.data, dtype=np.float64).reshape(len(features), -1)
     if features.ndim != 4 or features.shape[-1] != 1:
         raise InvalidSetting(
             f"the baselines take one feature vector per clip, but these features have shape "

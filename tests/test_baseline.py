@@ -16,10 +16,11 @@ from ser_lightning.baseline import run_baseline
 from ser_lightning.baselines.classifiers import build_pipeline, class_probabilities, speaker_normalize
 from ser_lightning.baselines.model_files import load_model
 from ser_lightning.data.protocol_card import card_hash, differing_fields
+from ser_lightning.features.opensmile_features import clip_features
 from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
-from .helpers.corpora import small_demo_overrides
+from .helpers.corpora import ragged_tone_corpus, small_demo_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,3 +140,20 @@ def test_a_hydra_sweep_over_the_svm_runs_one_job_per_setting(tone_root, tmp_path
         for job in (0, 1)
     ]
     assert cs == [0.1, 10]
+
+
+def test_whole_clips_give_one_vector_each_and_frames_are_refused(tmp_path):
+    root = ragged_tone_corpus(tmp_path / "ragged")
+    overrides = ["data=ravdess", f"data.root={root}", "data.duration=null", "importance.enabled=false"]
+    cfg = compose_train(overrides, tmp_path / "run", tmp_path / "cache", "baseline")
+    summary, objects = run_baseline(cfg)
+    assert summary["metrics"]["test"]["ua"] > 0.3  # 8 tones: chance is 0.125
+    # each clip's vector is openSMILE's on the whole clip, as decoded
+    datamodule = objects["datamodule"]
+    arrays = datamodule.arrays
+    wave = np.asarray(arrays.waveforms[0], dtype=np.float32).reshape(-1)
+    expected = clip_features(wave, 16000, "egemaps", "functionals")[:, 0]
+    np.testing.assert_allclose(np.asarray(arrays.features[0]).reshape(-1), expected, rtol=1e-5, atol=1e-5)
+    cfg = compose_train([*overrides, "features.level=lld"], tmp_path / "lld", tmp_path / "cache", "baseline")
+    with pytest.raises(InvalidSetting, match="set features.level=functionals"):
+        run_baseline(cfg)
