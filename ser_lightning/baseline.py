@@ -168,6 +168,7 @@ def run_baseline(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "feature_names": feature_names,
         "normalize": normalize,
         "classifier": to_plain(cfg.classifier),
+        "audio": datamodule.audio.to_dict(),
     }
     paths["model"] = save_model(pipeline, output_dir, info)
 

@@ -15,6 +15,7 @@ import skops.io as sio
 from ser_lightning.baseline import run_baseline
 from ser_lightning.baselines.classifiers import build_pipeline, class_probabilities, speaker_normalize
 from ser_lightning.baselines.model_files import load_model
+from ser_lightning.baselines.prediction import BaselineModel
 from ser_lightning.data.protocol_card import card_hash, differing_fields
 from ser_lightning.features.opensmile_features import clip_features
 from ser_lightning.utils.errors import InvalidSetting
@@ -64,6 +65,17 @@ def test_logreg_on_egemaps_writes_the_report_model_and_importance(small_demo_roo
     reloaded = class_probabilities(pipeline, vectors, len(info["labels"]))
     np.testing.assert_allclose(reloaded, objects["report"].probabilities, atol=1e-12)
     assert len(info["feature_names"]) == 88 and info["normalize"] == "corpus"
+    # a saved model scores files as the run scored them
+    model = BaselineModel.load(tmp_path / "model.skops")
+    first = objects["report"].predictions_frame().head(3)
+    files = [small_demo_root / f for f in first["file"]]
+    scored = model.predict_files(files)
+    np.testing.assert_allclose(
+        scored[[f"prob_{label}" for label in model.labels]].to_numpy(),
+        objects["report"].probabilities[:3],
+        atol=1e-6,
+    )
+    assert scored["predicted"].tolist() == first["predicted"].tolist()
 
 
 @pytest.mark.parametrize("classifier", ["svm", "random_forest"])
@@ -85,6 +97,8 @@ def test_svm_and_forest_with_speaker_normalisation_record_it_in_the_card(classif
     # the features were computed once and read from the cache the second time
     assert any("reused features" in event for event in runs["corpus"]["cache_events"])
     load_model(tmp_path / "speaker" / "model.skops")  # its types are trusted
+    with pytest.raises(InvalidSetting, match="Train with features.normalize=corpus to score single files"):
+        BaselineModel.load(tmp_path / "speaker" / "model.skops")
 
 
 def test_speaker_normalisation_uses_each_speakers_own_statistics():
