@@ -7,7 +7,7 @@ common scikit-learn estimators) and refuses the file unless every one of them is
 type stops with the types listed, before anything is built.
 
 Beside each `model.skops` a `model.json` keeps what a caller needs to use it: the label order,
-the features config, the feature names and `features.normalize`.
+the features config, the feature names, `features.normalize` and the audio settings.
 """
 
 from __future__ import annotations
