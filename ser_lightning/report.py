@@ -5,6 +5,7 @@ speaker-bootstrap intervals, `--compare A B`) is described in `ser_lightning.rep
 
     python -m ser_lightning.report SWEEP_DIR --compare model=acnt model=crnn_attn
     python -m ser_lightning.report SWEEP_DIR --compare "model=acnt features=logmel" "model=acnt features=mfcc"
+    python -m ser_lightning.report SWEEP_DIR --baseline egemaps_logreg --compare baseline=none baseline=egemaps_logreg
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.reporting.study import build_report, print_summary
+from ser_lightning.reporting.study_baseline import BASELINES
 from ser_lightning.utils.errors import exits_on_user_mistake
 
 
@@ -49,7 +51,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="report jobs measured under different protocols (corpus, labels, split rule, metrics) together",
     )
+    parser.add_argument(
+        "--baseline",
+        choices=sorted(BASELINES),
+        default=None,
+        help="add a classical baseline (openSMILE features + classifier) run on the jobs' folds as "
+        "configuration baseline=NAME (the jobs get baseline=none); its runs go to OUT/baseline/NAME/",
+    )
     args = parser.parse_args(argv)
+    runner = None
+    if args.baseline:  # scikit-learn and openSMILE are loaded only when a baseline is asked for
+        from ser_lightning.baseline import run_baseline as runner
     written = build_report(
         args.sweep_dir,
         args.out,
@@ -58,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         compare_configurations=tuple(args.compare) if args.compare else None,
         bootstrap=BootstrapSettings(resamples=args.resamples, seed=args.seed),
         allow_protocol_mismatch=args.allow_protocol_mismatch,
+        baseline=args.baseline,
+        run_baseline=runner,
     )
     print_summary(args.sweep_dir, written, args.metric)
 

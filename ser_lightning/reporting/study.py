@@ -23,13 +23,17 @@ B are `key=value` settings of the sweep's overrides, several separated by spaces
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from ser_lightning.reporting.intervals import DEFAULT_BOOTSTRAP, BootstrapSettings, mean_over_runs_bootstrap
+from ser_lightning.reporting.study_baseline import add_baseline, baseline_note
 from ser_lightning.reporting.study_comparison import compare, comparison_markdown
 from ser_lightning.reporting.study_jobs import (
     HEARD_TEST_CLIPS,
@@ -215,6 +219,8 @@ def build_report(
     compare_configurations: tuple[str, str] | None = None,
     bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
     allow_protocol_mismatch: bool = False,
+    baseline: str | None = None,
+    run_baseline: Callable[[DictConfig], Any] | None = None,
 ) -> dict[str, Path]:
     """Read a sweep and write its study report.
 
@@ -231,6 +237,10 @@ def build_report(
         bootstrap: resamples and seed of the intervals and the comparison.
         allow_protocol_mismatch: report jobs measured under different protocols together (with
             a note) instead of stopping.
+        baseline: a classical baseline to add as one more configuration (`baseline=<name>`, a
+            key of `study_baseline.BASELINES`), run on the jobs' folds into `<out>/baseline/`.
+        run_baseline: what runs a missing baseline run (`ser_lightning.baseline.run_baseline`);
+            None: only runs already in `<out>/baseline/` are used.
 
     Returns:
         The files written, by kind (`results`, `summary`, `markdown`, `plot`, `comparison`).
@@ -240,11 +250,13 @@ def build_report(
     """
     sweep_dir = Path(sweep_dir)
     jobs = collect_jobs(sweep_dir)  # first: a mistyped sweep folder must not be created as the output
+    out_dir = Path(out_dir) if out_dir else sweep_dir
+    if baseline:
+        jobs = add_baseline(jobs, sweep_dir, out_dir, baseline, run_baseline)
     mismatch = check_one_protocol(jobs, sweep_dir, allow_protocol_mismatch)
     comparison = (
         compare(jobs, sweep_dir, *compare_configurations, bootstrap) if compare_configurations else None
     )
-    out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = tuple(dict.fromkeys((metric, *metrics)))
     keys = configuration_columns(jobs)
@@ -262,6 +274,8 @@ def build_report(
         markdown += f"\n**Protocols differ**: {mismatch}; each job's is in results.csv (`{PROTOCOL}`).\n"
     elif protocols:
         markdown += f"\nProtocol: `{protocols[0]}` (the protocol card in each job's summary.json).\n"
+    if baseline:
+        markdown += "\n" + baseline_note(baseline, out_dir) + "\n"
     if comparison is not None:
         written["comparison"] = out_dir / "comparison.json"
         written["comparison"].write_text(json.dumps(comparison, indent=2))

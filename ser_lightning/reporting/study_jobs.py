@@ -18,6 +18,8 @@ from ser_lightning.utils.jobs import STATUS_FILE, read_status
 
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
 PREDICTIONS = Path("test_report") / "predictions.csv"
+# where `python -m ser_lightning.baseline` keeps them (its run folder holds baseline.json)
+BASELINE_PREDICTIONS = Path("test") / "predictions.csv"
 # each job's note on speakers (from summary.json), named with "/" so they never count as settings
 SPEAKER_INDEPENDENT = "speakers/independent"
 HEARD_TEST_CLIPS = "speakers/test_clips_with_training_speaker"
@@ -105,14 +107,22 @@ def scored_run(sweep_dir: Path, job: str) -> ScoredRun | None:
 
     Returns:
         The job's clips, true and predicted classes and speakers, read from
-        `test_report/predictions.csv`; None when the file or its speaker column is missing.
+        `test_report/predictions.csv` (`test/predictions.csv` of a baseline run); None when the file or its speaker column is missing.
     """
     path = Path(sweep_dir) / job / PREDICTIONS
+    record = Path(sweep_dir) / job / "baseline.json"
+    root = None
+    if not path.is_file() and record.is_file():  # a classical baseline's run: files under its corpus root
+        path = Path(sweep_dir) / job / BASELINE_PREDICTIONS
+        root = json.loads(record.read_text()).get("data_root")
     if not path.is_file():
         return None
     frame = pd.read_csv(path, dtype={"speaker": str, "file": str})
     if "speaker" not in frame:
         return None
+    if root:  # paths relative to the corpus root, as train's predictions.csv gives them
+        prefix = str(root).rstrip("/") + "/"
+        frame["file"] = [f[len(prefix) :] if f.startswith(prefix) else f for f in frame["file"]]
     labels = [c[len("prob_") :] for c in frame.columns if c.startswith("prob_")]
     index = {name: k for k, name in enumerate(labels)}
     y_true = frame["true"].map(index).to_numpy()

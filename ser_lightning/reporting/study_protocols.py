@@ -36,9 +36,11 @@ def job_card(sweep_dir: Path, job: str) -> dict | None:
         job: the job's folder, relative to it.
 
     Returns:
-        The card of its summary.json, or None when it has none.
+        The card of its summary.json (baseline.json of a baseline run), or None when it has none.
     """
     summary = Path(sweep_dir) / job / "summary.json"
+    if not summary.is_file():
+        summary = Path(sweep_dir) / job / "baseline.json"  # a classical baseline's run
     if not summary.is_file():
         return None
     return json.loads(summary.read_text()).get("protocol_card")
