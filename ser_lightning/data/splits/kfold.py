@@ -112,27 +112,16 @@ class KFoldSplit(HeldOutActorsSplit):
         what = f"fold {self.fold} of {self.num_folds}"
         return test, draw_val_actors(table, rest, val_share(self.ratios), rng, what)
 
-    def describe(self, table: pd.DataFrame) -> dict:
-        """The protocol, the fold, how the folds were made, and the test and validation actors.
+    def fold_record(self, table: pd.DataFrame) -> dict:
+        """The fold, the number of folds and how the folds were made.
 
         Args:
             table: the utterance table the split is made of.
 
         Returns:
-            The split's record for the run.
+            `fold`, `num_folds` and `folds` (`folds_setting`).
         """
-        test, val = self.test_and_val(table)
-        return {
-            "split": self.name,
-            "speaker_independent": True,
-            "fold": self.fold,
-            "num_folds": self.num_folds,
-            "seed": self.seed,
-            "folds": self.folds_setting(),
-            "test_actors": test,
-            "val_actors": val,
-            "val": "actors drawn per (corpus, gender) from the other folds",
-        }
+        return {"fold": self.fold, "num_folds": self.num_folds, "folds": self.folds_setting()}
 
     def folds_setting(self) -> str | list[list[str]]:
         """How the folds were made: a published set's name, the given lists, or `actors` (cut).

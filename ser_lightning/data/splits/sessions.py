@@ -49,6 +49,7 @@ class LeaveOneSessionOutSplit(HeldOutActorsSplit):
 
     fold: int = 0
     name: ClassVar[str] = "sessions"
+    val_rule: ClassVar[str] = "speakers drawn per (corpus, gender) from the other sessions"
 
     @classmethod
     def from_settings(
@@ -103,24 +104,13 @@ class LeaveOneSessionOutSplit(HeldOutActorsSplit):
         what = f"leave-one-session-out fold {self.fold} (session {self.test_session})"
         return test, draw_val_actors(table, rest, val_share(self.ratios), rng, what)
 
-    def describe(self, table: pd.DataFrame) -> dict:
-        """The protocol, the fold, the test session, and its test and validation speakers.
+    def fold_record(self, table: pd.DataFrame) -> dict:
+        """The fold, the number of folds (IEMOCAP's sessions) and the test session.
 
         Args:
             table: the utterance table the split is made of.
 
         Returns:
-            The split's record for the run.
+            `fold`, `num_folds` and `test_session`.
         """
-        test, val = self.test_and_val(table)
-        return {
-            "split": self.name,
-            "speaker_independent": True,
-            "fold": self.fold,
-            "num_folds": IEMOCAP_SESSIONS,
-            "test_session": self.test_session,
-            "seed": self.seed,
-            "test_actors": test,
-            "val_actors": val,
-            "val": "speakers drawn per (corpus, gender) from the other sessions",
-        }
+        return {"fold": self.fold, "num_folds": IEMOCAP_SESSIONS, "test_session": self.test_session}

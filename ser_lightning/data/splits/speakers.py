@@ -118,8 +118,11 @@ def assign_by_actor(table: pd.DataFrame, test: list[str], val: list[str]) -> pd.
 class HeldOutActorsSplit(Splitter):
     """A speaker-independent split made of test actors and validation actors; every other actor trains.
 
-    Subclasses say which actors test and validate (`test_and_val`); a row's split is its actor's.
+    Subclasses say which actors test and validate (`test_and_val`), what their record adds
+    (`fold_record`) and how validation actors are drawn (`val_rule`); a row's split is its actor's.
     """
+
+    val_rule: ClassVar[str] = "actors drawn per (corpus, gender) from the other folds"
 
     def test_and_val(self, table: pd.DataFrame) -> tuple[list[str], list[str]]:
         """Choose the test actors and the validation actors.
@@ -142,6 +145,37 @@ class HeldOutActorsSplit(Splitter):
             "train", "val" or "test" for every row, in table order, named "split".
         """
         return assign_by_actor(table, *self.test_and_val(table))
+
+    def fold_record(self, table: pd.DataFrame) -> dict:
+        """Say what this protocol adds to its record (its fold, how its folds are made).
+
+        Args:
+            table: the utterance table the split is made of.
+
+        Returns:
+            The protocol's own fields, in the order the record lists them.
+        """
+        return {}
+
+    def describe(self, table: pd.DataFrame) -> dict:
+        """The protocol, its own fields (`fold_record`), the seed, the test and validation actors.
+
+        Args:
+            table: the utterance table the split is made of.
+
+        Returns:
+            The split's record for the run.
+        """
+        test, val = self.test_and_val(table)
+        return {
+            "split": self.name,
+            "speaker_independent": True,
+            **self.fold_record(table),
+            "seed": self.seed,
+            "test_actors": test,
+            "val_actors": val,
+            "val": self.val_rule,
+        }
 
 
 @dataclass(frozen=True)
@@ -226,6 +260,7 @@ class LeaveOneSpeakerOutSplit(HeldOutActorsSplit):
 
     fold: int = 0
     name: ClassVar[str] = "loso"
+    val_rule: ClassVar[str] = "actors drawn per (corpus, gender) from the other actors"
 
     @classmethod
     def from_settings(
@@ -262,26 +297,16 @@ class LeaveOneSpeakerOutSplit(HeldOutActorsSplit):
             table, actors[: self.fold] + actors[self.fold + 1 :], val_share(self.ratios), rng, what
         )
 
-    def describe(self, table: pd.DataFrame) -> dict:
-        """The protocol, the fold, and its test and validation actors.
+    def fold_record(self, table: pd.DataFrame) -> dict:
+        """The fold and the number of folds: one per actor.
 
         Args:
             table: the utterance table the split is made of.
 
         Returns:
-            The split's record for the run.
+            `fold` and `num_folds`.
         """
-        test, val = self.test_and_val(table)
-        return {
-            "split": self.name,
-            "speaker_independent": True,
-            "fold": self.fold,
-            "num_folds": int(table["actor"].nunique()),
-            "seed": self.seed,
-            "test_actors": test,
-            "val_actors": val,
-            "val": "actors drawn per (corpus, gender) from the other actors",
-        }
+        return {"fold": self.fold, "num_folds": int(table["actor"].nunique())}
 
 
 @dataclass(frozen=True)
@@ -293,6 +318,7 @@ class CrossCorpusSplit(HeldOutActorsSplit):
 
     test_corpus: str | None = None
     name: ClassVar[str] = "cross_corpus"
+    val_rule: ClassVar[str] = "actors drawn per (corpus, gender) from the other corpora"
 
     @classmethod
     def from_settings(
@@ -329,21 +355,13 @@ class CrossCorpusSplit(HeldOutActorsSplit):
         what = f"cross_corpus with test_corpus={self.test_corpus}"
         return test, draw_val_actors(table, rest, val_share(self.ratios), rng, what)
 
-    def describe(self, table: pd.DataFrame) -> dict:
-        """The protocol, the test corpus and the validation actors.
+    def fold_record(self, table: pd.DataFrame) -> dict:
+        """The test corpus.
 
         Args:
             table: the utterance table the split is made of.
 
         Returns:
-            The split's record for the run.
+            `test_corpus`.
         """
-        test, val = self.test_and_val(table)
-        return {
-            "split": self.name,
-            "speaker_independent": True,
-            "test_corpus": self.test_corpus,
-            "seed": self.seed,
-            "val_actors": val,
-            "val": "actors drawn per (corpus, gender) from the other corpora",
-        }
+        return {"test_corpus": self.test_corpus}
