@@ -78,6 +78,7 @@ def test_logreg_on_egemaps_writes_the_report_model_and_importance(small_demo_roo
     assert scored["predicted"].tolist() == first["predicted"].tolist()
 
 
+@pytest.mark.slow  # a sweep, or whole runs one after another: the slow set (CI runs it)
 @pytest.mark.parametrize("classifier", ["svm", "random_forest"])
 def test_svm_and_forest_with_speaker_normalisation_record_it_in_the_card(classifier, tone_root, tmp_path):
     extra = ["classifier.n_estimators=20"] if classifier == "random_forest" else []
@@ -136,6 +137,7 @@ def test_frame_sequences_are_refused_with_the_fix(tone_root, tmp_path):
         run_baseline(cfg)
 
 
+@pytest.mark.slow  # a sweep, or whole runs one after another: the slow set (CI runs it)
 def test_a_hydra_sweep_over_the_svm_runs_one_job_per_setting(tone_root, tmp_path):
     command = [
         sys.executable,
@@ -156,6 +158,7 @@ def test_a_hydra_sweep_over_the_svm_runs_one_job_per_setting(tone_root, tmp_path
     assert cs == [0.1, 10]
 
 
+@pytest.mark.slow  # a sweep, or whole runs one after another: the slow set (CI runs it)
 def test_whole_clips_give_one_vector_each_and_frames_are_refused(tmp_path):
     root = ragged_tone_corpus(tmp_path / "ragged")
     overrides = ["data=ravdess", f"data.root={root}", "data.duration=null", "importance.enabled=false"]

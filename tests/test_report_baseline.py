@@ -20,6 +20,7 @@ from .test_sweeps import TINY_RUN, run_train
 FULL_TEST = [item for item in TINY_RUN if "limit_test_batches" not in item]
 
 
+@pytest.mark.slow  # a sweep, or whole runs one after another: the slow set (CI runs it)
 def test_baseline_row_on_the_folds_of_a_sweep_paired_and_reused(small_demo_root, tmp_path, capsys):
     result = run_train(
         [

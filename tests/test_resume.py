@@ -87,6 +87,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, 
     assert (resumed_dir / ".hydra" / "config.yaml").is_file() and (resumed_dir / "train.log").is_file()
 
 
+@pytest.mark.slow  # a sweep, or whole runs one after another: the slow set (CI runs it)
 def test_a_requeue_signal_mid_epoch_saves_there_and_the_rerun_ends_as_if_never_stopped(tone_root, tmp_path):
     """callbacks.requeue.enabled=true outside SLURM: SIGUSR1 at step 6 (2 batches into epoch 1) saves
     preempted.ckpt before the next batch and exits with status 3; the same command run again resumes
