@@ -88,13 +88,15 @@ serve: install
 demo: install
 	$(PY) -m ser_lightning.demo_corpus --root data/demo
 
+# the slowest tests are listed at the end, so that the default suite's budget (~10 min on 2 cores)
+# is watched where it is spent
 test: check-lock install
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow" --durations=20 $(ARGS)
 
 # the long end-to-end tests (calibration stored by training, eval robustness, the eval and export
 # command lines, the temperature inside the ONNX graph, the benchmarks' smoke runs); CI runs them too
 test-slow: install
-	$(PY) -m pytest -m slow $(ARGS)
+	$(PY) -m pytest -m slow --durations=10 $(ARGS)
 
 test-all: check-lock install
 	$(PY) -m pytest $(ARGS)
