@@ -9,7 +9,9 @@ T fitted to minimise the negative log-likelihood of the validation split. It cha
 the test stage (ReportCollector), eval, predict and everything built on the Predictor call it.
 The temperature travels in the checkpoint's hyper-parameters as plain data,
 `calibration: {method: temperature, temperature: T, ...}` (vetted on loading by
-`check_calibration`); a checkpoint without it has T = 1.
+`check_calibration`); a checkpoint without it has T = 1. `calibration=conformal` adds a
+conformal record under `conformal` (`ser_lightning.conformal`): the threshold of the sets of
+emotions, fitted on the same validation clips' calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import math
 import numpy as np
 import torch
 
+from ser_lightning.conformal import check_conformal
 from ser_lightning.utils.errors import InvalidSetting
 
-CALIBRATION_METHODS = ("temperature", "none")
+# temperature; conformal: the temperature and a conformal threshold (ser_lightning.conformal)
+CALIBRATION_METHODS = ("temperature", "conformal", "none")
 # The answer of predict for a clip whose top probability is below min_confidence.
 UNCERTAIN = "uncertain"
 # The range searched for T (log-space); outside it the validation set says more about itself
@@ -88,7 +92,8 @@ def check_calibration(calibration: object, where: str = "<checkpoint>") -> None:
     """Vet a stored calibration record: None, or a temperature record of plain values.
 
     Accepted: None or {method: temperature, temperature: a positive finite number, ...plain
-    numbers and strings}; anything else is refused.
+    numbers and strings, and optionally conformal: a record `check_conformal` accepts};
+    anything else is refused.
 
     Args:
         calibration: The record from a checkpoint's hyper-parameters.
@@ -96,7 +101,8 @@ def check_calibration(calibration: object, where: str = "<checkpoint>") -> None:
 
     Raises:
         InvalidSetting: If the record is not a temperature record, its temperature is not a
-            positive finite number, or a value is not a plain number or string.
+            positive finite number, a value is not a plain number or string, or its conformal
+            record is refused.
     """
     if calibration is None:
         return
@@ -115,7 +121,9 @@ def check_calibration(calibration: object, where: str = "<checkpoint>") -> None:
             f"{where!r}: hyper_parameters.calibration.temperature={temperature!r} must be a positive finite number"
         )
     for key, value in calibration.items():
-        if not isinstance(value, str | int | float | None):
+        if key == "conformal":
+            check_conformal(value, where)
+        elif not isinstance(value, str | int | float | None):
             raise InvalidSetting(
                 f"{where!r}: hyper_parameters.calibration.{key} must be a plain number or string"
             )

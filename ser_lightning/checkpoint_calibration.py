@@ -1,6 +1,8 @@
 """Post-training calibration: the temperature of a run's best checkpoint, stored in it.
 
-The temperature is fitted on the validation split (`calibration=temperature`, train's default).
+The temperature is fitted on the validation split (`calibration=temperature`, train's default);
+`calibration=conformal` also fits the threshold of conformal prediction sets on the same clips'
+calibrated probabilities, for `calibration.coverage` (`ser_lightning.conformal`).
 
 Training-side (it takes the run's SERModule and data module); the fitting itself and the
 logits → probabilities function are in `ser_lightning.calibration`.
@@ -12,11 +14,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature
+from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature, probabilities
 from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, read_checkpoint
+from ser_lightning.conformal import DEFAULT_COVERAGE, check_coverage, fit_conformal
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.files import atomic_write
@@ -61,8 +65,89 @@ def validation_logits(module: SERModule, datamodule: SERDataModule) -> tuple[tor
     return torch.cat(logits), torch.cat(labels)
 
 
+def calibration_settings(setting: object) -> tuple[str, float]:
+    """Read train's `calibration` config: a group option (`method`, `coverage`) or a bare method name.
+
+    Args:
+        setting: `cfg.calibration`: a mapping such as `{method: conformal, coverage: 0.9}`, or a
+            string such as "temperature" (configs written before `calibration` was a group).
+
+    Returns:
+        The method and the conformal coverage (the default when the setting has none).
+
+    Raises:
+        InvalidSetting: an unknown method or a coverage outside (0, 1).
+    """
+    if setting is None:
+        return "none", DEFAULT_COVERAGE
+    if isinstance(setting, str):
+        method, coverage = setting, DEFAULT_COVERAGE
+    else:
+        method = str(setting.get("method", "temperature"))
+        coverage = setting.get("coverage", DEFAULT_COVERAGE)
+    if method not in CALIBRATION_METHODS:
+        raise InvalidSetting(
+            f"calibration={method!r} must be one of {CALIBRATION_METHODS} (e.g. calibration=conformal "
+            "calibration.coverage=0.9)"
+        )
+    return method, check_coverage(coverage)
+
+
+def conformal_record(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float, datamodule: SERDataModule, coverage: float
+) -> dict:
+    """Fit the conformal threshold on the validation clips' calibrated probabilities, speaker-aware.
+
+    The record counts the validation speakers and how many of them also speak in the training and
+    test splits; a split that shares them (`data.split=random`) gets a warning, because the
+    guarantee then holds for speakers the model has heard, not for new ones.
+
+    Args:
+        logits: the validation clips' logits, in table order.
+        labels: their true emotions.
+        temperature: the fitted temperature.
+        datamodule: the run's data module (its manifest's split assignment and speakers).
+        coverage: the wanted coverage.
+
+    Returns:
+        The conformal record (`ser_lightning.conformal.fit_conformal`).
+    """
+    manifest = datamodule.manifest
+    assignment = manifest.assignment.to_numpy()
+    actors = manifest.table["actor"].astype(str).to_numpy()
+    val = set(actors[assignment == "val"])
+    in_training = len(val & set(actors[assignment == "train"]))
+    in_test = len(val & set(actors[assignment == "test"]))
+    record = fit_conformal(
+        probabilities(logits, temperature).numpy(),
+        labels.numpy(),
+        coverage,
+        speakers=actors[np.asarray(manifest.indices["val"])],
+        split=manifest.splitter.name,
+        speakers_in_training=in_training,
+        speakers_in_test=in_test,
+    )
+    if in_training or in_test:
+        log.warning(
+            "conformal sets: %d of the %d validation speakers also speak in the training split and %d in the "
+            "test split (data.split=%s): the %.0f %% coverage is calibrated on speakers the model has heard, "
+            "and will fall short for new speakers; use a speaker-independent split (data.split=actor)",
+            in_training,
+            len(val),
+            in_test,
+            manifest.splitter.name,
+            100 * coverage,
+        )
+    return record
+
+
 def calibrate_checkpoint(
-    best_ckpt: str, datamodule: SERDataModule, model: SERModule, method: str, write: bool
+    best_ckpt: str,
+    datamodule: SERDataModule,
+    model: SERModule,
+    method: str,
+    write: bool,
+    coverage: float = DEFAULT_COVERAGE,
 ) -> dict | None:
     """Fit the temperature of the best checkpoint on the validation split and store it there.
 
@@ -77,11 +162,14 @@ def calibrate_checkpoint(
         best_ckpt: the path of the best checkpoint.
         datamodule: the set-up data module of the run (its validation split).
         model: the run's SERModule.
-        method: `calibration`: "temperature" or "none".
+        method: `calibration.method`: "temperature", "conformal" (the temperature, then the
+            conformal threshold) or "none".
         write: whether this process writes the record into the file (the first process).
+        coverage: the conformal sets' coverage (`calibration.coverage`), for "conformal".
 
     Returns:
-        The calibration record (temperature, clips, NLL before and after), or None for "none".
+        The calibration record (temperature, clips, NLL before and after, and for "conformal"
+        the conformal record under `conformal`), or None for "none".
 
     Raises:
         InvalidSetting: an unknown method.
@@ -102,6 +190,16 @@ def calibrate_checkpoint(
         record["nll_after"],
         Path(best_ckpt).name,
     )
+    if method == "conformal":
+        record["conformal"] = conformal_record(logits, labels, record["temperature"], datamodule, coverage)
+        log.info(
+            "calibration: conformal sets for %.0f %% coverage: every emotion of probability >= %.3f, "
+            "fitted on %d validation clips of %d speakers",
+            100 * coverage,
+            1.0 - record["conformal"]["threshold"],
+            record["conformal"]["files"],
+            record["conformal"]["speakers"],
+        )
     if write:
         raw = torch.load(best_ckpt, map_location="cpu", weights_only=True)
         raw["hyper_parameters"]["calibration"] = record

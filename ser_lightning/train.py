@@ -3,8 +3,9 @@
 Composes the Hydra config, builds features, data module, model, callbacks, loggers and
 trainer from it, checks the split for leakage (ser_lightning.data.leakage), fits, fits the
 temperature of the best checkpoint on the validation split (`calibration=temperature`, the
-default; `calibration=none` leaves it out), tests the best checkpoint and prints a short
-summary. Returns the value of `optimized_metric` so that Hydra sweepers can optimise it.
+default; `calibration=conformal` adds prediction sets, `calibration=none` leaves it out), tests
+the best checkpoint and prints a short summary. Returns the value of `optimized_metric` so that
+Hydra sweepers can optimise it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
+from ser_lightning.checkpoint_calibration import calibration_settings
 from ser_lightning.checkpoint_writing import CheckpointRecord, checkpoint_plugins
 from ser_lightning.data import augmentation as augmentation_nodes
 from ser_lightning.data.corpora import check_data_root
@@ -110,6 +112,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, resumed = check_resume(cfg, output_dir, rank_zero_only.rank == 0)
     check_data_root(cfg.data)
+    calibration_settings(cfg.get("calibration", "temperature"))  # a wrong method stops before training
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=output_dir / "config_tree.txt")
     pl.seed_everything(cfg.seed, workers=True)

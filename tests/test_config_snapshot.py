@@ -39,6 +39,7 @@ TRAIN_GROUPS = (
     "trainer",
     "logger",
     "callbacks",
+    "calibration",
     "debug",
     "experiment",
     "hparams_search",

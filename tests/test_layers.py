@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("model", "checkpoint", "checkpoint_vetting", "checkpoint_encoder", "checkpoint_errors"),
     ("models", "features", "augment", "demo_corpus"),
-    ("labels", "metrics", "decoding", "audio_settings", "calibration", "utils", "__init__"),
+    ("labels", "metrics", "decoding", "audio_settings", "calibration", "conformal", "utils", "__init__"),
 )
 RANK = {name: len(LAYERS) - depth for depth, names in enumerate(LAYERS) for name in names}
 

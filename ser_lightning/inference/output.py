@@ -26,9 +26,9 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
         per_window: whether to add a line per window.
 
     Returns:
-        The lines: the file, the predicted emotion with its confidence, and all probabilities,
-        then the windows and the timeline's segments when present; for an error, the path and
-        the message.
+        The lines: the file, the predicted emotion with its confidence, the conformal set
+        when the checkpoint has one, and all probabilities, then the windows and the
+        timeline's segments when present; for an error, the path and the message.
     """
     if isinstance(item, InputError):
         return [f"{item.path}", f"  error: {item.message}"]
@@ -44,6 +44,8 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
         "  "
         + "  ".join(f"{name} {_percent(p)}" for name, p in zip(item.labels, item.probabilities, strict=True)),
     ]
+    if item.prediction_set is not None:
+        lines.insert(2, f"Set ({100 * item.set_coverage:.0f}% coverage): {', '.join(item.prediction_set)}")
     if per_window:
         for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True):
             best = int(probs.argmax())
@@ -69,7 +71,8 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
 
     Returns:
         The record: file, predicted, best guess, confidence, probabilities, duration and
-        windows, with `window_scores` and `timeline` when present.
+        windows, with the conformal `set` and its `set_coverage`, `window_scores` and
+        `timeline` when present.
     """
     if isinstance(item, InputError):
         return {"file": item.path, "error": item.message}
@@ -82,6 +85,9 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
         "duration_s": round(item.duration, 4),
         "windows": len(item.window_probabilities),
     }
+    if item.prediction_set is not None:
+        record["set"] = list(item.prediction_set)
+        record["set_coverage"] = item.set_coverage
     if per_window:
         record["window_scores"] = [
             {
@@ -98,10 +104,11 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
 
 
 class CsvWriter:
-    """Rows `file, window, start_s, end_s, predicted, confidence, prob_<emotion>..., error`.
+    """Rows `file, window, start_s, end_s, predicted, confidence, prob_<emotion>..., set, error`.
 
     The file's own row has an empty `window`; with per-window scores on, its windows follow
-    as rows numbered from 0.
+    as rows numbered from 0. `set` is the file's conformal set, emotions joined by `|` (empty
+    for windows and for checkpoints without one).
     """
 
     def __init__(self, stream: TextIO, labels: list[str], per_window: bool = False):
@@ -111,15 +118,18 @@ class CsvWriter:
         self.writer.writerow(
             ["file", "window", "start_s", "end_s", "predicted", "confidence"]
             + [PROBABILITY_PREFIX + n for n in labels]
-            + ["error"]
+            + ["set", "error"]
         )
 
     def write(self, item: FilePrediction | InputError) -> None:
         """Write a file's row, then its windows' rows when per-window scores are on; an error gets one row."""
         if isinstance(item, InputError):
-            self.writer.writerow([item.path, "", "", "", "", ""] + [""] * len(self.labels) + [item.message])
+            self.writer.writerow(
+                [item.path, "", "", "", "", ""] + [""] * len(self.labels) + ["", item.message]
+            )
             return
-        self._row(item.path, "", 0.0, item.duration, item.probabilities, item.predicted)
+        members = "|".join(item.prediction_set) if item.prediction_set is not None else ""
+        self._row(item.path, "", 0.0, item.duration, item.probabilities, item.predicted, members)
         if self.per_window:
             for i, ((start, end), probs) in enumerate(
                 zip(item.window_spans, item.window_probabilities, strict=True)
@@ -127,7 +137,14 @@ class CsvWriter:
                 self._row(item.path, str(i), start, end, probs)
 
     def _row(
-        self, path: str, window: str, start: float, end: float, probs, predicted: str | None = None
+        self,
+        path: str,
+        window: str,
+        start: float,
+        end: float,
+        probs,
+        predicted: str | None = None,
+        members: str = "",
     ) -> None:
         best = int(probs.argmax())
         self.writer.writerow(
@@ -140,7 +157,7 @@ class CsvWriter:
                 f"{float(probs[best]):.6f}",
             ]
             + [f"{float(p):.6f}" for p in probs]
-            + [""]
+            + [members, ""]
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ser_lightning.calibration import check_min_confidence
+from ser_lightning.conformal import conformal_of, prediction_sets, set_labels
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.execution import in_order, resolve_device
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
@@ -49,6 +50,7 @@ class Predictor:
 
     Probabilities are calibrated with the checkpoint's temperature (`calibrated=False`: plain
     softmax); files whose top probability is below `min_confidence` are answered `uncertain`.
+    A checkpoint fitted with `calibration=conformal` also gives each file its set of emotions.
     """
 
     def __init__(
@@ -68,6 +70,8 @@ class Predictor:
         self.batch_size = batch_size
         self.labels = list(module.labels)
         self.audio = module.audio
+        # the sets are fitted on calibrated probabilities: none for plain softmax
+        self.conformal = conformal_of(module.calibration) if calibrated else None
 
     @torch.inference_mode()
     def _probabilities(self, key: str, batch: torch.Tensor) -> np.ndarray:
@@ -173,15 +177,30 @@ class Predictor:
         Returns:
             The prediction: the mean over windows, the windows' probabilities and spans.
         """
+        mean = window_scores.mean(axis=0)
         return FilePrediction(
             str(path),
             self.labels,
-            window_scores.mean(axis=0),
+            mean,
             window_scores,
             clip.spans(),
             clip.clip_seconds,
             min_confidence=self.min_confidence,
+            prediction_set=self.prediction_set(mean),
+            set_coverage=self.conformal["coverage"] if self.conformal else None,
         )
+
+    def prediction_set(self, probabilities: np.ndarray) -> list[str] | None:
+        """The conformal set of emotions of one clip's `(K,)` probabilities (ser_lightning.conformal).
+
+        Returns:
+            The emotions, most probable first; None when the checkpoint has no conformal record or
+            the probabilities are not calibrated (`calibration=none`).
+        """
+        if not self.conformal:
+            return None
+        members = prediction_sets(probabilities, self.conformal["threshold"])
+        return set_labels(members, self.labels, probabilities)
 
     def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
         """Build the emotion timeline of a decoded recording (see ser_lightning.inference.timeline).

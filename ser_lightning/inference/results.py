@@ -28,6 +28,10 @@ class FilePrediction:
     timeline: Timeline | None = None  # speech segments over time (timeline mode)
     # below this top probability the answer is `uncertain` instead of an emotion (0: never)
     min_confidence: float = 0.0
+    # the conformal set of emotions, most probable first, and the coverage it was fitted for
+    # (ser_lightning.conformal); None when the checkpoint has no conformal record
+    prediction_set: list[str] | None = None
+    set_coverage: float | None = None
 
     @property
     def best(self) -> str:

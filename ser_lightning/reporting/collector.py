@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ser_lightning.calibration import probabilities as calibrated_probabilities
+from ser_lightning.conformal import conformal_of
 from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.protocol_card import protocol_card
@@ -146,6 +147,8 @@ class ReportCollector(pl.Callback):
             else calibrated_probabilities(logits).numpy(),
             temperature=temperature,
             speakers=speaker_note(manifest) if hasattr(manifest, "assignment") else None,
+            # the sets of emotions, on calibrated probabilities only (eval calibration=none has none)
+            conformal=conformal_of(pl_module.model.calibration),
         )
         self._log(pl_module, self.report)
 

@@ -20,6 +20,8 @@ Given the speaker (and gender, intensity) of each clip, the report also holds:
 - calibration: ECE and the reliability table of the probabilities (and of the uncalibrated ones
   when a temperature was applied), drawn as reliability.png;
 - breakdowns per gender, speaker and intensity (reporting/breakdowns.py) and the gender gap;
+- given a conformal record (`calibration=conformal`), each clip's set of emotions and their
+  coverage and size overall, per gender, speaker and emotion (reporting/conformal.py);
 - the protocol's note on speakers: whether the test speakers were heard in training, and how
   many test clips have their speaker in the training split.
 
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from ser_lightning.conformal import set_labels
 from ser_lightning.metrics import (
     calibration_bins,
     confusion_counts,
@@ -49,6 +52,7 @@ from ser_lightning.metrics import (
     weighted_f1,
 )
 from ser_lightning.reporting.breakdowns import breakdown_table, gender_gap
+from ser_lightning.reporting.conformal import conformal_summary
 from ser_lightning.reporting.intervals import BootstrapSettings, speaker_bootstrap
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -81,6 +85,10 @@ class EvaluationReport:
     # the split's note on speakers (leakage.speaker_note): speaker_independent, test clips whose
     # speaker is in the training split
     speakers: dict = field(default_factory=dict)
+    # conformal sets (reporting/conformal.py): the summary, the coverage table, each clip's set
+    conformal: dict = field(default_factory=dict)
+    conformal_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    prediction_sets: np.ndarray | None = None  # (N, K) bool
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -97,8 +105,9 @@ class EvaluationReport:
         """Tabulate the per-file predictions, as predictions.csv holds them.
 
         Returns:
-            One row per file: `file`, `true`, `predicted`, `prob_<emotion>` per label and the
-            clip columns (speaker, gender, intensity, corpus) the report has.
+            One row per file: `file`, `true`, `predicted`, `prob_<emotion>` per label, the
+            conformal `set` (emotions joined by `|`) when the report has sets, and the clip
+            columns (speaker, gender, intensity, corpus) the report has.
         """
         frame = pd.DataFrame(
             {
@@ -109,6 +118,11 @@ class EvaluationReport:
         )
         for k, name in enumerate(self.labels):
             frame[PROBABILITY_PREFIX + name] = self.probabilities[:, k]
+        if self.prediction_sets is not None:
+            frame["set"] = [
+                "|".join(set_labels(members, self.labels, probs))
+                for members, probs in zip(self.prediction_sets, self.probabilities, strict=True)
+            ]
         if self.clips is not None:
             for column in CLIP_COLUMNS:
                 if column in self.clips:
@@ -134,6 +148,8 @@ class EvaluationReport:
             record["gender_gap"] = self.gender_gap
         if self.speakers:
             record["speakers"] = self.speakers
+        if self.conformal:
+            record["conformal"] = self.conformal
         return record
 
 
@@ -147,6 +163,7 @@ def evaluation_report(
     uncalibrated_probabilities: ArrayLike | None = None,
     temperature: float | None = None,
     speakers: dict | None = None,
+    conformal: dict | None = None,
 ) -> EvaluationReport:
     """Score predicted class probabilities `(N, K)` against true label indices `(N,)`.
 
@@ -166,6 +183,8 @@ def evaluation_report(
         uncalibrated_probabilities: the probabilities before `temperature`, for their ECE and NLL.
         temperature: the temperature that gave `probabilities` (recorded; 1.0 when None).
         speakers: the split's note on speakers.
+        conformal: the checkpoint's conformal record (`calibration.conformal`), for the sets of
+            emotions and their coverage; None for none.
 
     Returns:
         The scored report.
@@ -222,4 +241,8 @@ def evaluation_report(
         report.breakdowns = breakdown_table(y_true, report.y_pred, clips, labels)
         report.gender_gap = gender_gap(report.breakdowns)
     report.speakers = dict(speakers or {})
+    if conformal:
+        report.conformal, report.conformal_table, report.prediction_sets = conformal_summary(
+            probabilities, y_true, conformal, report.clips, labels
+        )
     return report

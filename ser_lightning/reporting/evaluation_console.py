@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.reporting.conformal import conformal_cells, conformal_note
 from ser_lightning.reporting.evaluation import EvaluationReport
 
 METRIC_NAMES = {
@@ -80,6 +81,8 @@ def print_report(report: EvaluationReport, title: str = "Evaluation", console: C
                 f" (uncalibrated {calibration['ece_uncalibrated']:.3f}, T={calibration['temperature']:.2f})"
             )
         overall.add_row("calibration error (ECE)", ece, *([""] if with_intervals else []))
+    if report.conformal:
+        overall.add_row(*conformal_cells(report.conformal), *([""] if with_intervals else []))
     if report.gender_gap is not None:
         gap = report.gender_gap
         overall.add_row(
@@ -88,6 +91,8 @@ def print_report(report: EvaluationReport, title: str = "Evaluation", console: C
             *([""] if with_intervals else []),
         )
     console.print(overall)
+    if report.conformal:
+        console.print(conformal_note(report.conformal))
     if with_intervals:
         console.print(
             f"intervals: {report.intervals['method']}, {report.intervals['speakers']} test speakers, "

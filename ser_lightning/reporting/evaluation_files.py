@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from ser_lightning.reporting.breakdowns import plot_breakdowns  # noqa: E402
+from ser_lightning.reporting.conformal import write_conformal  # noqa: E402
 from ser_lightning.reporting.evaluation import EvaluationReport  # noqa: E402
 
 
@@ -26,7 +27,8 @@ def write_report(
     """Write a report's files into `directory`, creating it if needed.
 
     The files are metrics.json, per_class.csv, the confusion matrices (CSV, PNG), predictions.csv,
-    reliability.csv and reliability.png, and (given clip information) breakdowns.csv and breakdowns.png.
+    reliability.csv and reliability.png, (given clip information) breakdowns.csv and breakdowns.png,
+    and (given conformal sets) conformal.csv and conformal.png.
 
     Args:
         report: the report to write.
@@ -69,6 +71,8 @@ def write_report(
         paths["breakdowns_png"] = directory / "breakdowns.png"
         report.breakdowns.to_csv(paths["breakdowns"], index=False, float_format="%.6f")
         plot_breakdowns(report.breakdowns, paths["breakdowns_png"], report.metrics["ua"], title)
+    if report.conformal:
+        paths.update(write_conformal(report.conformal_table, report.conformal, directory, title))
     return paths
 
 

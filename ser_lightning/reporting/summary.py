@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from ser_lightning.checkpoint_calibration import calibrate_checkpoint
+from ser_lightning.checkpoint_calibration import calibrate_checkpoint, calibration_settings
 from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.quality import skip_counts
@@ -231,8 +231,9 @@ def finish_run(
         output_dir: the run folder.
         leakage: the leakage check of the split.
         started: `time.perf_counter()` when the run started.
-        cfg: the run's config: `train` (whether it fitted), `calibration` ("temperature", the
-            default, or "none") and `test` (whether to test) are read.
+        cfg: the run's config: `train` (whether it fitted), `calibration` (`method`:
+            "temperature", the default, "conformal" or "none"; `coverage`) and `test` (whether
+            to test) are read.
 
     Returns:
         The logged metrics (fit and test) and the run summary.
@@ -241,8 +242,8 @@ def finish_run(
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     record = None
     if cfg.get("train") and best_ckpt:
-        method = str(cfg.get("calibration", "temperature"))
-        record = calibrate_checkpoint(best_ckpt, datamodule, model, method, trainer.is_global_zero)
+        method, coverage = calibration_settings(cfg.get("calibration", "temperature"))
+        record = calibrate_checkpoint(best_ckpt, datamodule, model, method, trainer.is_global_zero, coverage)
     report = None
     if cfg.get("test"):
         report = test_best_checkpoint(trainer, model, datamodule, best_ckpt, output_dir)
