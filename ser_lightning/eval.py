@@ -143,6 +143,11 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         )
         summary["robustness"] = table.to_dict(orient="records")
         summary["files_written"].update(written)
+    if cfg.get("explain"):
+        from ser_lightning.reporting.explanations import ExplainSettings, explain
+
+        settings = ExplainSettings.from_config(to_plain(cfg.get("explain_settings")))
+        summary["explanations"] = explain(model, datamodule, split, device, settings, output_dir)
     (output_dir / "eval.json").write_text(json.dumps(summary, indent=2))
     log.info("report written to %s", output_dir)
     return report, summary
