@@ -25,7 +25,7 @@ from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
-from .helpers.corpora import TINY_RUN, tone_corpus
+from .helpers.corpora import TINY_RUN, ragged_tone_corpus, tone_corpus
 
 RUN = [*TINY_RUN, "trainer.max_epochs=2", "print_config=false"]
 
@@ -137,3 +137,35 @@ def test_bad_explain_settings_name_the_setting():
         ExplainSettings(steps=0)
     with pytest.raises(InvalidSetting, match=r"explain_settings has no \['max_clip'\]"):
         ExplainSettings.from_config({"max_clip": 3})
+
+
+@pytest.mark.slow
+def test_whole_clips_are_explained_on_bins_of_each_clips_own_length(tmp_path):
+    from .test_variable_length_run import SMALL_CRNN, WHOLE_CLIPS
+
+    corpus = ragged_tone_corpus(tmp_path / "ragged")
+    overrides = [
+        *WHOLE_CLIPS,
+        *SMALL_CRNN,
+        f"data.root={corpus}",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "test=false",
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(compose_train(overrides, tmp_path / "run", tmp_path / "cache"))
+    finally:
+        torch.set_num_threads(threads)
+    trained = SimpleNamespace(
+        root=corpus, cache=tmp_path / "cache", ckpt=tmp_path / "run" / "checkpoints" / "last.ckpt"
+    )
+    model = SERModel.load_from_checkpoint(trained.ckpt)
+    settings = ExplainSettings(max_clips=8, steps=32, time_bins=5)
+    explained = explain_clips(model, _datamodule(trained, model), "test", torch.device("cpu"), settings)
+    assert explained.class_maps.shape == (len(model.labels), *model.input_shape[:2], 5)
+    # completeness holds on each clip's own frames (the padding of a batch takes no share)
+    sums = explained.band_contributions.sum(axis=1)
+    np.testing.assert_allclose(sums - explained.logit_gaps, explained.deltas, atol=1e-4)
+    assert np.abs(explained.deltas).max() < 0.1 * np.abs(explained.logit_gaps).max()
