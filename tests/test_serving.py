@@ -180,15 +180,25 @@ def test_bad_requests_get_a_status_and_a_message_naming_the_problem(client, trai
     for name, words in expected.items():
         response = post(client, tmp_path / name)
         assert response.status_code == 422, (name, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
         assert name in response.json()["detail"] and words in response.json()["detail"], response.text
-    # no file at all: an empty body, a form without the field, or a path where the file should be
-    for kwargs in ({}, {"data": {"clip": "x"}}, {"data": {"file": str(clip)}}):
+    # no file at all: an empty body, or a form without the field (both named in the problem's errors)
+    for kwargs, where in (({}, ["body"]), ({"files": {"clip": ("x.wav", b"x")}}, ["body", "clip"])):
         response = client.post("/v1/predict", **kwargs)
-        assert response.status_code == 422 and "no file" in response.json()["detail"], response.text
+        assert response.status_code == 422, response.text
+        assert [e["location"] for e in response.json()["errors"]] == [where]
+    assert "no file" in client.post("/v1/predict").json()["detail"]
+    # a path where the file should be: a urlencoded form carries no file (415); in a multipart
+    # field it is only bytes that are not audio (422): the server never reads the file named
+    response = client.post("/v1/predict", data={"file": str(clip)})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+    response = client.post("/v1/predict", files={"file": (None, str(clip).encode())})
+    assert response.status_code == 422 and "is not audio" in response.json()["detail"]
     # over the 2 MB limit: declared (multipart) or only found while reading (a chunked body)
     big = b"RIFF" + bytes(2_100_000)
     response = client.post("/v1/predict", files={"file": ("big.wav", big)})
     assert response.status_code == 413 and "2 MB" in response.json()["detail"]
+    assert response.json()["status"] == 413 and response.json()["instance"] == "/v1/predict"
     response = client.post("/v1/predict", content=iter([big[:1_000_000], big[1_000_000:]]))
     assert response.status_code == 413
     # nothing of any of these requests is left in the upload folder (the page's cache aside)

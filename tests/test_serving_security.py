@@ -383,7 +383,10 @@ def test_slow_headers_are_cut_off_and_connections_are_limited(server):
         assert time.monotonic() - started < 20
     idle = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(6)]
     try:
-        assert httpx.get(f"{server.url}/health", timeout=30).status_code == 503
+        busy = httpx.get(f"{server.url}/health", timeout=30)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.headers["content-type"] == "application/problem+json"
+        assert "limits.max_connections=6" in busy.json()["detail"] and busy.json()["instance"] == "/health"
     finally:
         for conn in idle:
             conn.close()

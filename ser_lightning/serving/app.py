@@ -1,7 +1,7 @@
 """The ASGI application: the JSON API (FastAPI) and the web page (Gradio) in one app.
 
-- POST /v1/predict: a recording as the multipart field `file` or as the raw body; `timeline=true`
-  adds the emotion of each speech segment over time.
+- POST /v1/predict: a recording as the multipart field `file` or as the raw body
+  (`serving.uploads`); `timeline=true` adds the emotion of each speech segment over time.
 - GET /v1/model: what the model is (labels, audio, features, network, training data, test scores).
 - GET /health: liveness and the batcher's counts.
 - GET /docs, /openapi.json: the API described by FastAPI; GET /: the web page.
@@ -12,6 +12,12 @@ over the size limit get 413 before they are read whole and stalled bodies 408. W
 set (SER_API_KEY, which the server requires when it listens beyond this machine) every /v1
 request must carry it, as `X-API-Key: KEY` or `Authorization: Bearer KEY`, compared in constant
 time before the body is read; the page asks for it as the password of user `ser`.
+
+The contract is exact: every request and answer body is a model of `serving.schemas`, every
+error an RFC 9457 problem (`serving.problems`) declared on the endpoints that can answer it,
+a method a path does not take gets 405 with `Allow`, and at most `max_pending_requests`
+predictions are queued (`serving.pending`; more get 503 with `Retry-After`).
+`tests/test_api_contract.py` runs the schemathesis fuzzer against `/openapi.json` with every check.
 """
 
 from __future__ import annotations
@@ -22,17 +28,31 @@ import shutil
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Route
 
 from ser_lightning import __version__
-from ser_lightning.serving.guards import ApiKeyGuard, BodyGuard, CrossOriginPolicy, host_names
+from ser_lightning.serving.guards import (
+    ApiKeyGuard,
+    BodyGuard,
+    CrossOriginPolicy,
+    MethodGuard,
+    TrustedHosts,
+    host_names,
+)
+from ser_lightning.serving.pending import PendingRequestLimit, PendingRequests
+from ser_lightning.serving.problems import (
+    add_problem_schemas,
+    install_problem_handlers,
+    problem_response,
+    problem_responses,
+)
+from ser_lightning.serving.schemas import RAW_BODY_MEDIA_TYPES, Health, ModelInfo, Prediction, PredictUpload
 from ser_lightning.serving.service import EmotionService, RequestError
+from ser_lightning.serving.uploads import read_recording
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
@@ -40,10 +60,9 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = "SER_API_KEY"
 # A key shorter than this is too easy to guess for a server others can reach.
 MIN_API_KEY_LENGTH = 16
-NO_FILE = (
-    "no file: send the recording as the multipart field `file` (curl -F file=@clip.wav URL) or as the "
-    "raw request body (curl --data-binary @clip.wav -H 'Content-Type: audio/wav' URL)"
-)
+# Error answers any request can get: a wrong Host, a body over the limit (its declared length),
+# a wrong method, too many connections, a fault.
+COMMON_PROBLEMS = (400, 405, 413, 500, 503)
 
 
 def is_loopback(host: str) -> bool:
@@ -90,10 +109,11 @@ def api_key_for(host: str, environ: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """Who may reach the application.
+    """Who may reach the application, and how much of it.
 
-    That is the key, the host names it answers to, the origins whose pages may call it, and how
-    long a request body may stall.
+    That is the key, the host names it answers to, the origins whose pages may call it, how
+    long a request body may stall, and how many predictions may be queued at once (more get 503
+    with `Retry-After: retry_after_s`).
     """
 
     api_key: str | None = None
@@ -101,6 +121,8 @@ class AccessSettings:
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     body_timeout_s: float | None = 30.0
+    max_pending_requests: int = 32
+    retry_after_s: int = 1
 
 
 def create_app(service: EmotionService, access: AccessSettings | None = None, web: bool = True) -> FastAPI:
@@ -108,13 +130,14 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
 
     Args:
         service: the model behind the API; started and stopped with the application.
-        access: the key, host names, origins and body timeout; loopback-only defaults when None.
+        access: the key, host names, origins, body timeout and queue bound; loopback-only defaults when None.
         web: whether to mount the Gradio page at `/`.
 
     Returns:
         The FastAPI application: /health, /v1/model, /v1/predict and, with `web`, the page.
     """
     access = access or AccessSettings()
+    queue = PendingRequests(access.max_pending_requests, access.retry_after_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -134,45 +157,45 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
         lifespan=lifespan,
     )
     app.state.service = service
-    # added innermost first: a request meets the host check, then the origin policy, the key and the body limits
+    app.state.queue = queue
+    # added innermost first: a request meets the host check, then the origin policy, the key,
+    # the queue bound, the body limits and the method check
+    app.add_middleware(MethodGuard, routes=lambda: route_methods(app))
     app.add_middleware(
         BodyGuard, max_bytes=service.settings.max_upload_bytes, idle_timeout_s=access.body_timeout_s
     )
+    app.add_middleware(PendingRequestLimit, queue=queue)
     app.add_middleware(ApiKeyGuard, api_key=access.api_key)
     app.add_middleware(CrossOriginPolicy, allowed_origins=access.cors_origins)
-    app.add_middleware(
-        TrustedHostMiddleware, allowed_hosts=host_names(access.bind_host, access.allowed_hosts)
-    )
+    app.add_middleware(TrustedHosts, allowed_hosts=host_names(access.bind_host, access.allowed_hosts))
+    install_problem_handlers(app)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, err: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": err.message}, status_code=err.status)
+        return problem_response(err.status, err.message, request.url.path)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        if any(tuple(e.get("loc", ()))[-1:] == ("file",) for e in err.errors()):
-            # e.g. a path sent as text: the server reads uploaded bytes only, never a path it is sent
-            return JSONResponse(
-                {"detail": f"the field `file` holds text, not an uploaded file; {NO_FILE}"}, status_code=422
-            )
-        return await request_validation_exception_handler(request, err)
+    keyed = (401,) if access.api_key else ()
 
-    @app.get("/health", tags=["service"])
+    @app.get(
+        "/health", tags=["service"], response_model=Health, responses=problem_responses(*COMMON_PROBLEMS)
+    )
     async def health() -> dict:
-        """Whether the server is up, the model it serves, and the batcher's counts.
+        """Whether the server is up, the model it serves, the batcher's counts and the queue's.
 
         Returns:
-            `status` ("ok"), `checkpoint` (the served file's name) and `batching` (the counts).
+            `status` ("ok"), `checkpoint` (the served file's name), `batching` (the counts) and
+            `queue` (requests pending now, the bound, requests refused).
         """
         return {
             "status": "ok",
             "checkpoint": service.info.get("checkpoint"),
             "batching": service.batcher.stats.as_dict(),
+            "queue": queue.as_dict(),
         }
 
     api = APIRouter(prefix="/v1", tags=["model"])  # ApiKeyGuard checks the key before the body
 
-    @api.get("/model")
+    @api.get("/model", response_model=ModelInfo, responses=problem_responses(*keyed, *COMMON_PROBLEMS))
     async def model() -> dict:
         """Labels, sample rate, features, network, parameters, training corpus and protocol, test scores.
 
@@ -183,27 +206,14 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
 
     @api.post(
         "/predict",
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                            "required": ["file"],
-                        }
-                    },
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
+        response_model=Prediction,
+        response_model_exclude_none=True,
+        responses=problem_responses(*keyed, 400, 403, 405, 408, 413, 415, 422, 500, 503),
+        openapi_extra={"requestBody": request_body()},
     )
     async def predict(
         request: Request,
         timeline: bool = Query(False, description="also return the emotion of each speech segment over time"),
-        file: Annotated[
-            UploadFile | None, File(description="the recording: wav, flac, ogg, mp3, mp4, mkv, ...")
-        ] = None,
     ) -> dict:
         """The emotion of one recording, sent as the multipart field `file` or as the raw body.
 
@@ -212,25 +222,85 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
             also its speech segments with start, end, emotion and probabilities.
 
         Raises:
-            RequestError: 422 when the request holds no recording, and the refusals of the
-                service (415, 422) for an upload it cannot score.
+            RequestError: the refusals of the service (415, 422) for an upload it cannot score
+                (`read_recording` refuses a request that holds no recording: 415, 422, 400).
         """
-        if file is not None:
-            result, _ = await service.analyse_upload(file.file, file.filename, timeline=timeline)
-            return result
-        if request.headers.get("content-type", "").startswith(
-            ("multipart/form-data", "application/x-www-form-urlencoded")
-        ):
-            raise RequestError(422, f"the form has no field `file`; {NO_FILE}")
-        body = await request.body()
-        if not body:
-            raise RequestError(422, NO_FILE)
-        result, _ = await service.analyse_upload(body, None, timeline=timeline)
+        recording = await read_recording(request)
+        try:
+            result, _ = await service.analyse_upload(recording.content, recording.filename, timeline=timeline)
+        finally:
+            await recording.close()
         return result
 
     app.include_router(api)
+    app.openapi = lambda: contract(app, keyed=bool(access.api_key))  # type: ignore[method-assign]
     if web:
         from ser_lightning.serving.web import mount_page
 
         mount_page(app, service, access.api_key)
     return app
+
+
+def route_methods(app: FastAPI) -> dict[str, set[str]]:
+    """List the methods each path of the application takes (the page mounted at `/` aside).
+
+    Args:
+        app: the application.
+
+    Returns:
+        The paths of its OpenAPI document and its own plain routes (/docs, /openapi.json, ...),
+        each with its methods.
+    """
+    table = {path: {m.upper() for m in operations} for path, operations in app.openapi()["paths"].items()}
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            table.setdefault(route.path, set()).update(route.methods)
+    return table
+
+
+def request_body() -> dict:
+    """Describe POST /v1/predict's body: the `PredictUpload` form, or the recording's bytes as the raw body.
+
+    Returns:
+        The OpenAPI `requestBody` object.
+    """
+    raw = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "required": True,
+        "description": "the recording, as the multipart field `file` or as the raw body",
+        "content": {
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/PredictUpload"}},
+            **{media: raw for media in RAW_BODY_MEDIA_TYPES},
+        },
+    }
+
+
+def contract(app: FastAPI, keyed: bool = False) -> dict:
+    """Make the application's OpenAPI document (once): FastAPI's, with the request and problem schemas.
+
+    Args:
+        app: the application.
+        keyed: whether /v1 requests need the API key (then declared as the operations' security).
+
+    Returns:
+        The document `/openapi.json` serves.
+    """
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        add_problem_schemas(spec)
+        spec["components"]["schemas"]["PredictUpload"] = PredictUpload.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        if keyed:
+            spec["components"]["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            }
+            for path, operations in spec["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+        app.openapi_schema = spec
+    return app.openapi_schema

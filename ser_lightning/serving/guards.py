@@ -2,17 +2,22 @@
 
 From the outside in:
 
-- `trusted_hosts` (Starlette's TrustedHostMiddleware): a request whose `Host` is not a name of
-  this server gets 400, so a web page on another site cannot reach a loopback server through a
-  DNS name it points at 127.0.0.1 (DNS rebinding).
+- `TrustedHosts` (Starlette's TrustedHostMiddleware, answering with problem details): a request
+  whose `Host` is not a name of this server gets 400, so a web page on another site cannot
+  reach a loopback server through a DNS name it points at 127.0.0.1 (DNS rebinding).
 - `CrossOriginPolicy`: browsers' cross-origin rules. Same-origin requests (the page itself) pass;
   only origins listed in `cors_origins` may call the server from another site, never with
   credentials; other origins get no CORS headers (so their pages cannot read an answer) and 403
   for anything but GET and HEAD. It replaces Gradio's own policy, which lets any localhost page
   call a loopback server with credentials.
 - `ApiKeyGuard`: with an API key set, a `/v1` request without it gets 401 before its body is read.
+- `PendingRequestLimit` (`serving.pending`): the bounded queue; 503 with `Retry-After` when full.
 - `BodyGuard`: 413 for a body over the size limit (from its declared length, or as its bytes
   arrive), and 408 when the body stalls for longer than `idle_timeout_s` between two parts.
+- `MethodGuard`: a method a route does not take gets 405 with `Allow`, also where the page
+  mounted at `/` would otherwise answer 404 for every path.
+
+Every refusal is RFC 9457 problem details (`serving.problems`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import asyncio
 import hmac
 import ipaddress
 import socket
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from ser_lightning.serving.problems import problem_response
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 API_PREFIX = "/v1"
@@ -66,8 +75,8 @@ def _is_ipv6(name: str) -> bool:
         return False
 
 
-def _refusal(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+def _refusal(scope, status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return problem_response(status, detail, scope.get("path", ""), headers=headers)
 
 
 class CrossOriginPolicy:
@@ -95,9 +104,10 @@ class CrossOriginPolicy:
             return await self.app(scope, receive, self._without_cors_headers(send, None))
         listed = origin.rstrip("/").lower() in self.allowed
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-            return await self._preflight(origin, listed, headers)(scope, receive, send)
+            return await self._preflight(scope, origin, listed, headers)(scope, receive, send)
         if not listed and scope["method"] not in SAFE_METHODS:
             refusal = _refusal(
+                scope,
                 403,
                 f"requests from pages of {origin} are not allowed; add the origin to cors_origins "
                 "if its pages should call this server",
@@ -110,9 +120,9 @@ class CrossOriginPolicy:
         return urlsplit(origin).netloc.lower() == host.lower() and host != ""
 
     @staticmethod
-    def _preflight(origin: str, listed: bool, headers: Headers) -> JSONResponse:
+    def _preflight(scope, origin: str, listed: bool, headers: Headers) -> JSONResponse:
         if not listed:
-            return _refusal(403, f"cross-origin requests from {origin} are not allowed (cors_origins)")
+            return _refusal(scope, 403, f"cross-origin requests from {origin} are not allowed (cors_origins)")
         asked = [h.strip().lower() for h in headers.get("access-control-request-headers", "").split(",")]
         return JSONResponse(
             {},
@@ -168,6 +178,7 @@ class ApiKeyGuard:
         ):
             return await self.app(scope, receive, send)
         refusal = _refusal(
+            scope,
             401,
             "this server needs its API key: send it as the header `X-API-Key: KEY` or `Authorization: Bearer KEY`",
             headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
@@ -236,7 +247,7 @@ class BodyGuard:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = BodyTooLarge(self.max_bytes)
-            return await _refusal(413, error.detail, error.headers)(scope, receive, send)
+            return await _refusal(scope, 413, error.detail, error.headers)(scope, receive, send)
         received, finished = 0, False
 
         async def guarded_receive():
@@ -256,3 +267,64 @@ class BodyGuard:
             return message
 
         return await self.app(scope, guarded_receive, send)
+
+
+class TrustedHosts(TrustedHostMiddleware):
+    """400 (problem details) for a request whose `Host` is not one of the server's names."""
+
+    async def __call__(self, scope, receive, send):
+        """Pass a request whose `Host` (without its port) is one of `allowed_hosts`; refuse others.
+
+        Returns:
+            Nothing (None): the answer goes out through `send`, from the inner application or
+            as the 400.
+        """
+        if self.allow_any or scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        given = Headers(scope=scope).get("host", "").lower()
+        # "[::1]:8000" -> "[::1]", "localhost:8000" -> "localhost"
+        host = given[: given.find("]") + 1] if given.startswith("[") else given.split(":")[0]
+        if any(host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed_hosts):
+            return await self.app(scope, receive, send)
+        refusal = _refusal(
+            scope,
+            400,
+            f"the Host header {given!r} is not a name of this server: call it by the name it was started "
+            "with, or add the name to allowed_hosts",
+        )
+        return await refusal(scope, receive, send)
+
+
+class MethodGuard:
+    """405 with `Allow` for a method that the path does not take.
+
+    `routes()` gives each path of the application (e.g. those of its OpenAPI document) and the
+    methods it takes; it is asked once, at the first request, when every route is in place.
+    """
+
+    def __init__(self, app, routes: Callable[[], Mapping[str, set[str]]]):
+        self.app, self.routes = app, routes
+        self._table: Mapping[str, set[str]] | None = None
+
+    async def __call__(self, scope, receive, send):
+        """Answer 405 for a path of `routes()` with a method it does not take; pass all else.
+
+        Mounted applications (the page at `/`) are not in the table, so their catch-all does
+        not turn a wrong method on an API path into 404.
+
+        Returns:
+            Nothing (None): the answer goes out through `send`, from the inner application or
+            as the 405.
+        """
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self._table is None:
+            self._table = {path: {m.upper() for m in methods} for path, methods in self.routes().items()}
+        allowed = self._table.get(scope["path"])
+        if allowed is None or scope["method"] in allowed:
+            return await self.app(scope, receive, send)
+        methods = ", ".join(sorted(allowed))
+        refusal = _refusal(
+            scope, 405, f"{scope['path']} takes {methods}, not {scope['method']}", headers={"Allow": methods}
+        )
+        return await refusal(scope, receive, send)

@@ -99,7 +99,8 @@ def access_settings(cfg: DictConfig, environ: Mapping[str, str] = os.environ) ->
     """Decide who may reach the server `cfg` describes.
 
     Args:
-        cfg: the `serve` config (host, allowed_hosts, cors_origins, limits.body_timeout_s).
+        cfg: the `serve` config (host, allowed_hosts, cors_origins, limits.body_timeout_s,
+            limits.max_pending_requests, limits.retry_after_s).
         environ: the environment holding SER_API_KEY.
 
     Returns:
@@ -120,6 +121,8 @@ def access_settings(cfg: DictConfig, environ: Mapping[str, str] = os.environ) ->
         allowed_hosts=tuple(str(h) for h in cfg.allowed_hosts or ()),
         cors_origins=tuple(str(o) for o in cfg.cors_origins or ()),
         body_timeout_s=None if body_timeout_s is None else float(body_timeout_s),
+        max_pending_requests=int(cfg.limits.get("max_pending_requests", 32)),
+        retry_after_s=int(cfg.limits.get("retry_after_s", 1)),
     )
 
 
@@ -168,7 +171,9 @@ def uvicorn_server(cfg: DictConfig, app: FastAPI) -> uvicorn.Server:
             port=int(cfg.port),
             log_level=str(cfg.log_level),
             access_log=bool(cfg.access_log),
-            http=protocol_with_header_timeout(float(limits.header_timeout_s)),
+            http=protocol_with_header_timeout(
+                float(limits.header_timeout_s), retry_after_s=int(limits.get("retry_after_s", 1))
+            ),
             limit_concurrency=int(limits.max_connections),
             timeout_keep_alive=int(limits.keep_alive_s),
         )
