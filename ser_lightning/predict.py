@@ -2,9 +2,11 @@
 
 Inputs are audio files, folders (searched recursively) and videos, whose audio track is
 scored. Everything the model needs (labels, feature extraction, audio settings) comes from the
-checkpoint. Results go to stdout as they are ready (`output=human|json|csv`), logs to stderr;
-an unreadable input (or one longer than `max_duration_s`) gets its own error row and the
-others are still scored. The exit status is 1 when any input failed.
+checkpoint, or from a classical baseline's `model.skops` (or its run folder) given as `ckpt_path`
+(`ser_lightning.baselines.scoring`). Results go to stdout as they are ready
+(`output=human|json|csv`), logs to stderr; an unreadable input (or one longer than
+`max_duration_s`) gets its own error row and the others are still scored. The exit status is
+1 when any input failed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TextIO
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.baselines.scoring import load_scoring_model
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
@@ -30,7 +33,6 @@ from ser_lightning.inference.predict_steps import (
 )
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
-from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import exits_on_user_mistake
 
@@ -52,7 +54,8 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     """
     stream = stream or sys.stdout
     started = time.perf_counter()
-    model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
+    # a network checkpoint, or a baseline model (model.skops or its run folder) behind the same interface
+    model = load_scoring_model(cfg.ckpt_path, EncoderFiles.of_command(cfg))
     predictor = Predictor(
         model,
         device=cfg.device,

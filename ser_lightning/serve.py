@@ -1,5 +1,7 @@
 """Serve a trained model over HTTP: `python -m ser_lightning.serve ckpt_path=best.ckpt port=8000`.
 
+`ckpt_path` may also be a classical baseline's `model.skops` (or its run folder).
+
 The JSON API (POST /v1/predict, GET /v1/model, GET /health, docs at /docs) and the web page (/)
 in one process, on 127.0.0.1 unless `host=` says otherwise (then SER_API_KEY must be set).
 See ser_lightning.serving.
@@ -22,10 +24,11 @@ log = logging.getLogger("ser_lightning.serve")
 @exits_on_user_mistake
 def main(cfg: DictConfig) -> None:
     """Build the app of the serve config and run it under uvicorn until stopped."""
-    from ser_lightning.serving.server import build_app, uvicorn_server
+    from ser_lightning.serving.baseline_service import build_any_app
+    from ser_lightning.serving.server import uvicorn_server
 
     OmegaConf.resolve(cfg.paths)
-    app = build_app(cfg)
+    app = build_any_app(cfg)  # a network's checkpoint or a baseline's model.skops
     where = f"http://{'[' + cfg.host + ']' if ':' in str(cfg.host) else cfg.host}:{cfg.port}"
     log.info("web page %s/ , API %s/v1/predict , docs %s/docs (Ctrl+C stops)", where, where, where)
     uvicorn_server(cfg, app).run()
