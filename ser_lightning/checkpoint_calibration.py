@@ -87,8 +87,8 @@ def calibration_settings(setting: object) -> tuple[str, float]:
         coverage = setting.get("coverage", DEFAULT_COVERAGE)
     if method not in CALIBRATION_METHODS:
         raise InvalidSetting(
-            f"calibration={method!r} must be one of {CALIBRATION_METHODS} (e.g. calibration=conformal "
-            "calibration.coverage=0.9)"
+            f"calibration={method!r} must be one of {CALIBRATION_METHODS} for training (e.g. calibration=conformal "
+            "calibration.coverage=0.9); calibration=checkpoint is for eval and predict"
         )
     return method, check_coverage(coverage)
 
@@ -176,7 +176,7 @@ def calibrate_checkpoint(
     """
     if method not in CALIBRATION_METHODS:
         raise InvalidSetting(f"calibration={method!r} must be one of {CALIBRATION_METHODS}")
-    if method == "none":
+    if method == "none" or not model.model.task.has_categories:  # task=dimensional: no class scores
         model.set_calibration(None)
         return None
     model.load_state_dict(read_checkpoint(best_ckpt)["state_dict"])

@@ -31,6 +31,7 @@ from ser_lightning.data.provenance import (
     warn_of_training_overlap,
 )
 from ser_lightning.inference.execution import resolve_device
+from ser_lightning.inference.predict_steps import check_calibration_option
 from ser_lightning.module import SERModule
 from ser_lightning.reporting.collector import split_report
 from ser_lightning.reporting.evaluation import EvaluationReport
@@ -67,11 +68,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     # the test stage of training (SERModule, trainer.test and ReportCollector) scores the split
     module = SERModule.from_checkpoint(checkpoint, ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     model = module.model
-    calibration = str(cfg.get("calibration", "checkpoint"))
-    if calibration not in ("checkpoint", "none"):
-        raise InvalidSetting(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
-    if calibration == "none":
-        module.set_calibration(None)  # plain softmax probabilities
+    if not check_calibration_option(cfg.get("calibration", "checkpoint")):
+        module.set_calibration(None)  # plain softmax probabilities, no conformal sets
     bootstrap = BootstrapSettings(**to_plain(cfg.get("bootstrap") or {}))
     machine = {"data_dir": str(cfg.paths.data_dir), "cache_dir": str(cfg.paths.cache_dir)}
     data, source = eval_data_config(to_plain(cfg.get("data")), record, ckpt_path, machine)
@@ -132,6 +130,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "calibration": report.calibration,
         "gender_gap": report.gender_gap,
         "speakers": report.speakers,
+        # the conformal sets' coverage and size (calibration=conformal checkpoints), {} without
+        "conformal": report.conformal,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,
     }

@@ -40,18 +40,25 @@ def input_list(inputs: str | Sequence[str]) -> list[str]:
     return items
 
 
-def check_calibration_option(calibration: str) -> bool:
-    """Vet the `calibration` option: `checkpoint` (the checkpoint's temperature) or `none` (plain softmax).
+def check_calibration_option(calibration: object) -> bool:
+    """Vet eval's and predict's `calibration`: `checkpoint` (its temperature and sets) or `none` (plain softmax).
+
+    Args:
+        calibration: the `calibration` group's node (`{method: ...}`) or a bare method name.
 
     Returns:
         True for `checkpoint`, False for `none`.
 
     Raises:
-        InvalidSetting: If it is neither.
+        InvalidSetting: If it is neither (temperature and conformal are fitted by train).
     """
-    if str(calibration) not in ("checkpoint", "none"):
-        raise InvalidSetting(f"calibration={calibration!r} must be checkpoint (its temperature) or none")
-    return str(calibration) == "checkpoint"
+    method = str(calibration if isinstance(calibration, str) else calibration.get("method"))
+    if method not in ("checkpoint", "none"):
+        raise InvalidSetting(
+            f"calibration={method!r} must be checkpoint (the temperature and conformal sets stored in the "
+            "checkpoint) or none (plain softmax); temperature and conformal are fitted by train"
+        )
+    return method == "checkpoint"
 
 
 def timeline_predictions(

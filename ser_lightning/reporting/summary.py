@@ -19,6 +19,7 @@ from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.quality import skip_counts
 from ser_lightning.reporting.collector import test_best_checkpoint
+from ser_lightning.reporting.conformal import conformal_cells
 from ser_lightning.reporting.evaluation import EvaluationReport
 from ser_lightning.reporting.evaluation_console import speaker_note_text
 
@@ -46,8 +47,9 @@ def test_results(report: EvaluationReport | None) -> dict:
         report: the test report, or None when the test stage scored no files.
 
     Returns:
-        Per-class recall, the confusion matrix, the speaker-bootstrap intervals, calibration
-        and the gender gap of the report; {} without a report.
+        Per-class recall, the confusion matrix, the speaker-bootstrap intervals, calibration,
+        the gender gap and (with `calibration=conformal`) the conformal sets' coverage of the
+        report; {} without a report.
     """
     if report is None:
         return {}
@@ -57,6 +59,7 @@ def test_results(report: EvaluationReport | None) -> dict:
         "intervals": report.intervals,
         "calibration": report.calibration,
         "gender_gap": report.gender_gap,
+        **({"conformal": report.conformal} if report.conformal else {}),
     }
 
 
@@ -170,6 +173,8 @@ def print_run_summary(
         if "ece_uncalibrated" in calibration:
             text += f" (uncalibrated {calibration['ece_uncalibrated']:.3f})"
         table.add_row("test calibration", text)
+    if results.get("conformal"):
+        table.add_row(*conformal_cells(results["conformal"]))
     gap = results.get("gender_gap")
     if gap:
         table.add_row(
