@@ -3,7 +3,9 @@
 Writes one self-contained .onnx file (weights and metadata inside; by default with the feature
 extraction in the graph, see `ser_lightning.inference.onnx_export`) and checks it: onnxruntime
 and PyTorch must give the same probabilities on windows of `verify_inputs` (real clips) or, when
-none are given, on seeded noise.
+none are given, on seeded noise. A checkpoint trained on whole clips (`data.duration=null`)
+exports a graph of free length, checked on each verification file whole, or on noise clips of
+several lengths (`WHOLE_CLIP_VERIFY_SECONDS`, up to 11.3 s: longer than most training clips).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.inference.media import collect_inputs, read_media
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, external_data_path
-from ser_lightning.inference.windows import clip_windows, refuse_whole_clips
+from ser_lightning.inference.windows import clip_windows, whole_clip_window
 from ser_lightning.model import SERModel
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
 from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
@@ -31,9 +33,41 @@ silence_pytree_notice()
 
 FORMATS = ("onnx",)
 MAX_VERIFY_WINDOWS = 64
+# the lengths of the noise clips a whole-clip graph is checked on when no files are given
+WHOLE_CLIP_VERIFY_SECONDS = (0.25, 1.0, 3.7, 11.3)
 
 
-def verification_waveforms(model: SERModel, inputs: list[str], seed: int = 0) -> tuple[np.ndarray, str]:
+def whole_clip_verification(model: SERModel, files: list, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """The clips a whole-clip graph is checked on, one `(1, samples)` batch each.
+
+    Args:
+        model: The SERModel being exported (its audio settings condition the clips).
+        files: Media files to read whole; empty for noise.
+        seed: The seed of the noise.
+
+    Returns:
+        Each file whole (at most MAX_VERIFY_WINDOWS), or noise clips of WHOLE_CLIP_VERIFY_SECONDS
+        at peak 1; and a phrase naming their source.
+    """
+    audio = model.audio
+    if not files:
+        rng = np.random.default_rng(seed)
+        clips = []
+        for seconds in WHOLE_CLIP_VERIFY_SECONDS:
+            noise = rng.standard_normal((1, int(round(seconds * audio.sample_rate)))).astype(np.float32)
+            clips.append(noise / np.abs(noise).max())
+        lengths = ", ".join(f"{s:g}" for s in WHOLE_CLIP_VERIFY_SECONDS)
+        return clips, f"seeded noise of {lengths} s"
+    clips = [
+        whole_clip_window(read_media(path, audio.sample_rate), audio).take([0])
+        for path in files[:MAX_VERIFY_WINDOWS]
+    ]
+    return clips, f"{len(clips)} whole files"
+
+
+def verification_waveforms(
+    model: SERModel, inputs: list[str], seed: int = 0
+) -> tuple[np.ndarray | list[np.ndarray], str]:
     """The waveforms the exported model is checked on.
 
     Args:
@@ -43,7 +77,8 @@ def verification_waveforms(model: SERModel, inputs: list[str], seed: int = 0) ->
 
     Returns:
         Windows `(N, samples)` of real clips (as predict cuts them, at most MAX_VERIFY_WINDOWS),
-        or four clips of seeded noise at peak 1 when no inputs are given; and a phrase naming
+        or four clips of seeded noise at peak 1 when no inputs are given; for a whole-clip model,
+        a list of clips of their own lengths (`whole_clip_verification`); and a phrase naming
         their source.
 
     Raises:
@@ -51,12 +86,16 @@ def verification_waveforms(model: SERModel, inputs: list[str], seed: int = 0) ->
             without media.
     """
     audio = model.audio
+    if audio.whole_clips and not inputs:
+        return whole_clip_verification(model, [], seed)
     if not inputs:
         noise = np.random.default_rng(seed).standard_normal((4, audio.num_samples)).astype(np.float32)
         return noise / np.abs(noise).max(axis=1, keepdims=True), "seeded noise"
     files, errors = collect_inputs(inputs)
     if errors:
         raise InvalidSetting("verify_inputs: " + "; ".join(e.message for e in errors))
+    if audio.whole_clips:
+        return whole_clip_verification(model, files, seed)
     windows, used = [], 0
     for path in files:
         clip = clip_windows(read_media(path, audio.sample_rate), audio, hop=audio.duration / 2)
@@ -79,15 +118,14 @@ def export(cfg: DictConfig) -> dict:
         weights), the input kind, the opset and the parity check.
 
     Raises:
-        InvalidSetting: If `format` is not one of FORMATS, or a verification input is missing
-            or not media.
+        InvalidSetting: If `format` is not one of FORMATS, a verification input is missing
+            or not media, or a whole-clip network cannot be exported with a free time axis.
         RuntimeError: If onnxruntime's probabilities differ from PyTorch's by more than
             `verify_tolerance`, or its predictions differ.
     """
     if cfg.format not in FORMATS:
         raise InvalidSetting(f"format={cfg.format!r} is not supported; choose from {FORMATS}")
     model = SERModel.load_from_checkpoint(cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
-    refuse_whole_clips(model.audio, "export (a graph of one window length)")
     output_dir = Path(cfg.paths.output_dir)
     path = (
         Path(cfg.output_path) if cfg.get("output_path") else output_dir / (Path(cfg.ckpt_path).stem + ".onnx")
@@ -104,7 +142,11 @@ def export(cfg: DictConfig) -> dict:
 
     waveforms, source = verification_waveforms(model, list(cfg.get("verify_inputs") or []))
     inputs = (
-        waveforms if cfg.input == "waveform" else model.features.extract(torch.from_numpy(waveforms)).numpy()
+        waveforms
+        if cfg.input == "waveform"
+        else [model.features.extract(torch.from_numpy(w)).numpy() for w in waveforms]
+        if isinstance(waveforms, list)
+        else model.features.extract(torch.from_numpy(waveforms)).numpy()
     )
     parity = compare_with_torch(model, path, inputs, cfg.input)
     parity["inputs"] = source
@@ -118,9 +160,10 @@ def export(cfg: DictConfig) -> dict:
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "export.json").write_text(json.dumps(summary, indent=2))
+    unit = "clips" if model.audio.whole_clips else "windows"
     print(
         f"exported {path}\n"
-        f"onnxruntime vs PyTorch on {parity['num_inputs']} windows ({source}): "
+        f"onnxruntime vs PyTorch on {parity['num_inputs']} {unit} ({source}): "
         f"max |probability diff| {parity['max_abs_probability_diff']:.2e}, "
         f"max |logit diff| {parity['max_abs_logit_diff']:.2e}, same predictions: {parity['same_predictions']}"
     )

@@ -8,6 +8,14 @@ give `logits` and `probabilities` `(batch, classes)`. The batch size is free; th
 samples is the model's window (`audio.duration` x `audio.sample_rate`), so a caller decodes,
 resamples to mono, peak-normalises and cuts windows as `ser_lightning.inference.windows` does.
 
+A model trained on whole clips (`data.duration=null`) exports a graph whose time axis is free
+too: `(batch, samples)` waveforms or `(batch, C, F, frames)` features of any length, and every
+clip of one call has the same length (one clip per call, as predict scores whole files). The
+graph takes no padded batch with lengths on purpose: a clip's last frames see the STFT's
+reflected edge, which padding would replace, so a padded batch could not give each clip what it
+gets alone. Networks with an LSTM are refused (`check_exportable`): torch.export specialises an
+LSTM's time axis once pooling has shortened it, so their graph would take one length only.
+
 The label order, audio settings and input layout are stored in the file's metadata
 (`custom_metadata_map` in onnxruntime), so the .onnx file is as self-describing as the checkpoint.
 
@@ -49,6 +57,9 @@ for _name in ("onnx_ir", "onnxscript"):
 INPUT_KINDS = ("waveform", "features")
 OUTPUT_NAMES = ("logits", "probabilities")
 DEFAULT_OPSET = 18  # STFT (17+) and the exporter's preferred opset
+# The shortest clip a whole-clip graph takes, in samples (the STFT's reflected edge needs more
+# samples than half its window; 1024 covers every front end's n_fft of up to 2048)
+MIN_WHOLE_CLIP_SAMPLES = 1025
 
 
 class ExportedClassifier(nn.Module):
@@ -65,6 +76,7 @@ class ExportedClassifier(nn.Module):
             )
         self.module = module.eval()
         self.input_kind = input_kind
+        self.whole_clips = module.audio.whole_clips
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the model's inference path on waveforms or features, as `input_kind` says.
@@ -86,11 +98,53 @@ class ExportedClassifier(nn.Module):
             batch: the example's batch size (the exported batch dimension is dynamic).
 
         Returns:
-            Zeros shaped as one batch of the graph's input.
+            Zeros shaped as one batch of the graph's input (of the nominal 3 s clip of a
+            whole-clip model, whose exported time axis is dynamic).
         """
         if self.input_kind == "waveform":
-            return torch.zeros(batch, self.module.audio.num_samples)
+            return torch.zeros(batch, self.module.audio.sizing_samples)
         return torch.zeros(batch, *self.module.input_shape)
+
+    def dynamic_shapes(self) -> tuple[dict, ...]:
+        """Name the input's free axes: the batch, and the time axis of a whole-clip model.
+
+        Returns:
+            The exporter's `dynamic_shapes` for the one input.
+        """
+        axes = {0: torch.export.Dim("batch", min=1)}
+        if self.whole_clips:
+            time_axis = 1 if self.input_kind == "waveform" else len(self.module.input_shape)
+            # the shortest clip the front end takes: more samples than half its STFT window
+            shortest = self.module.features.output_shape(MIN_WHOLE_CLIP_SAMPLES)[2]
+            axes[time_axis] = torch.export.Dim(
+                "samples" if self.input_kind == "waveform" else "frames",
+                min=MIN_WHOLE_CLIP_SAMPLES if self.input_kind == "waveform" else shortest,
+            )
+        return (axes,)
+
+
+def check_exportable(module: SERModel) -> None:
+    """Refuse a whole-clip model whose graph cannot keep a free time axis.
+
+    torch.export specialises an LSTM's time axis to the traced length once ceil-mode pooling
+    has shortened it (the guards it writes hold for one length only), so a whole-clip graph of
+    model=crnn_attn or cnn_bilstm_mha would take clips of one length. Fixed-length models are
+    not concerned (their time axis is fixed anyway).
+
+    Args:
+        module: the SERModel to export.
+
+    Raises:
+        InvalidSetting: for a whole-clip model whose network holds an LSTM.
+    """
+    if module.audio.whole_clips and any(isinstance(m, nn.LSTM) for m in module.net.modules()):
+        raise InvalidSetting(
+            f"export of a whole-clip checkpoint (data.duration=null) of {type(module.net).__name__} is not "
+            "possible: torch.export fixes an LSTM's time axis to one length after pooling, so the graph "
+            "would score clips of one length only. Score these checkpoints with python -m "
+            "ser_lightning.predict or serve, export a whole-clip model=acnt, or train with data.duration "
+            "set to a clip length in seconds"
+        )
 
 
 def onnx_metadata(module: SERModel, input_kind: str) -> dict[str, str]:
@@ -104,9 +158,18 @@ def onnx_metadata(module: SERModel, input_kind: str) -> dict[str, str]:
         The file's metadata properties: versions, labels, audio settings, features, the input's
         name and shape, the output names and the temperature, each a string (JSON for structures).
     """
-    shape = (
-        ["batch", module.audio.num_samples] if input_kind == "waveform" else ["batch", *module.input_shape]
-    )
+    if module.audio.whole_clips:  # a free time axis: clips of any length, one length per call
+        shape = (
+            ["batch", "samples"]
+            if input_kind == "waveform"
+            else ["batch", *module.input_shape[:-1], "frames"]
+        )
+    else:
+        shape = (
+            ["batch", module.audio.num_samples]
+            if input_kind == "waveform"
+            else ["batch", *module.input_shape]
+        )
     return {
         "ser_lightning_version": __version__,
         "checkpoint_format_version": str(CHECKPOINT_FORMAT_VERSION),
@@ -125,7 +188,8 @@ def export_onnx(
     """Write the module as a single self-contained .onnx file (weights inside).
 
     The module is moved to the CPU. Weights over 2 GB are written beside the file by the
-    exporter (`external_data_path`).
+    exporter (`external_data_path`). A whole-clip model's graph has a free time axis (see the
+    module docstring).
 
     Args:
         module: the SERModel to export.
@@ -135,7 +199,12 @@ def export_onnx(
 
     Returns:
         The written file's path.
+
+    Raises:
+        InvalidSetting: for a whole-clip model whose network cannot keep a free time axis
+            (`check_exportable`), or an unknown `input_kind`.
     """
+    check_exportable(module)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
@@ -146,7 +215,7 @@ def export_onnx(
             (wrapper.example_input(),),
             input_names=[input_kind],
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            dynamic_shapes=wrapper.dynamic_shapes(),
             opset_version=opset,
             dynamo=True,
             verbose=False,
@@ -179,28 +248,38 @@ def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
 
 
 def compare_with_torch(
-    module: SERModel, path: str | Path, inputs: np.ndarray, input_kind: str = "waveform"
+    module: SERModel, path: str | Path, inputs: np.ndarray | list[np.ndarray], input_kind: str = "waveform"
 ) -> dict[str, float]:
     """Compare onnxruntime's and PyTorch's outputs on the same inputs.
 
     Args:
         module: the exported SERModel (moved to the CPU).
         path: the exported .onnx file.
-        inputs: a batch of waveforms or features, as `input_kind` says.
+        inputs: a batch of waveforms or features, as `input_kind` says; or, for a whole-clip
+            model, a list of such batches (clips of different lengths), each run on its own.
         input_kind: "waveform" or "features".
 
     Returns:
         The largest absolute logit and probability differences, whether both predict the same
-        classes, and the number of inputs.
+        classes, and the number of inputs (clips).
     """
     session = onnx_session(path)
-    onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: inputs.astype(np.float32)})
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
-    with torch.inference_mode():
-        logits, probabilities = (t.numpy() for t in wrapper(torch.from_numpy(inputs.astype(np.float32))))
+    batches = inputs if isinstance(inputs, list) else [inputs]
+    logit_diff = probability_diff = 0.0
+    same, count = True, 0
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: batch})
+        with torch.inference_mode():
+            logits, probabilities = (t.numpy() for t in wrapper(torch.from_numpy(batch)))
+        logit_diff = max(logit_diff, float(np.abs(onnx_logits - logits).max()))
+        probability_diff = max(probability_diff, float(np.abs(onnx_probabilities - probabilities).max()))
+        same = same and bool((onnx_probabilities.argmax(1) == probabilities.argmax(1)).all())
+        count += len(batch)
     return {
-        "max_abs_logit_diff": float(np.abs(onnx_logits - logits).max()),
-        "max_abs_probability_diff": float(np.abs(onnx_probabilities - probabilities).max()),
-        "same_predictions": bool((onnx_probabilities.argmax(1) == probabilities.argmax(1)).all()),
-        "num_inputs": int(len(inputs)),
+        "max_abs_logit_diff": logit_diff,
+        "max_abs_probability_diff": probability_diff,
+        "same_predictions": same,
+        "num_inputs": count,
     }
