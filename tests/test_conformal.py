@@ -203,7 +203,7 @@ def test_a_checkpoints_conformal_record_round_trips_and_predict_gives_sets(tmp_p
     assert item.prediction_set == expected and item.prediction_set[0] == item.best
     assert item.set_coverage == 0.5
     record_json = json_record(item)
-    assert record_json["set"] == expected and record_json["set_coverage"] == 0.5
+    assert record_json["emotion_set"] == expected and record_json["set_coverage"] == 0.5
     stream = io.StringIO()
     PredictionPrinter(stream, "human", loaded.labels).write(item)
     assert "Set (50% coverage): " + ", ".join(expected) in stream.getvalue()
@@ -215,4 +215,4 @@ def test_a_checkpoints_conformal_record_round_trips_and_predict_gives_sets(tmp_p
     plain = Predictor(loaded, device="cpu", calibrated=False).prediction(
         "x.wav", one_window(loaded), probabilities[:1]
     )
-    assert plain.prediction_set is None and "set" not in json_record(plain)
+    assert plain.prediction_set is None and "emotion_set" not in json_record(plain)

@@ -56,8 +56,10 @@ def test_the_threshold_is_stored_and_the_test_report_scores_its_sets(trained):
     # the sets, recomputed from the written probabilities and the stored threshold
     members = prediction_sets(probabilities, conformal["threshold"])
     expected = ["|".join(set_labels(m, labels, p)) for m, p in zip(members, probabilities, strict=True)]
-    assert predictions["set"].tolist() == expected
-    covered = [t in s.split("|") for t, s in zip(predictions["true"], predictions["set"], strict=True)]
+    assert predictions["emotion_set"].tolist() == expected
+    covered = [
+        t in s.split("|") for t, s in zip(predictions["true"], predictions["emotion_set"], strict=True)
+    ]
     assert report["coverage"] == pytest.approx(np.mean(covered))
     assert report["mean_set_size"] == pytest.approx(members.sum(axis=1).mean())
     assert report["target"] == 0.8 and report["calibration_speakers"] == 2
@@ -103,13 +105,13 @@ def test_eval_and_predict_give_the_checkpoints_sets(trained, tmp_path):
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     threshold = read_checkpoint(trained.ckpt)["hyper_parameters"]["calibration"]["conformal"]["threshold"]
     for item, record in zip(results, records, strict=True):
-        assert record["set_coverage"] == 0.8 and record["set"][0] == record["best_guess"]
+        assert record["set_coverage"] == 0.8 and record["emotion_set"][0] == record["best_guess"]
         probabilities = np.array([record["probabilities"][name] for name in item.labels])
-        assert record["set"] == set_labels(
+        assert record["emotion_set"] == set_labels(
             prediction_sets(probabilities, threshold), item.labels, probabilities
         )
     saved = pd.read_csv(tmp_path / "p" / "predictions.csv")
-    assert saved["set"].tolist() == ["|".join(r["set"]) for r in records]
+    assert saved["emotion_set"].tolist() == ["|".join(r["emotion_set"]) for r in records]
 
 
 def test_a_random_split_warns_that_validation_speakers_leak(tmp_path, caplog):
@@ -125,3 +127,24 @@ def test_a_random_split_warns_that_validation_speakers_leak(tmp_path, caplog):
     # every validation speaker has clips in training too (32 per speaker, split at random)
     assert conformal["split"] == "random" and conformal["speakers_in_training"] == conformal["speakers"] > 0
     assert "also speak in the training split" in caplog.text and "data.split=actor" in caplog.text
+
+
+def test_the_service_answers_with_the_checkpoints_set(trained, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ser_lightning.serving.schemas import Prediction
+    from ser_lightning.serving.server import build_app
+
+    from .helpers.serving import serve_config
+
+    clip = sorted((trained.root / "Actor_02").glob("*.wav"))[0]
+    cfg = serve_config(trained, tmp_path / "serve")
+    with TestClient(build_app(cfg, environ={}), base_url="http://localhost") as client:
+        response = client.post("/v1/predict", files={"file": (clip.name, clip.read_bytes())})
+    assert response.status_code == 200, response.text
+    answer = Prediction.model_validate(response.json())
+    threshold = read_checkpoint(trained.ckpt)["hyper_parameters"]["calibration"]["conformal"]["threshold"]
+    labels = list(answer.probabilities)
+    probabilities = np.array(list(answer.probabilities.values()))
+    assert answer.set_coverage == 0.8 and answer.emotion_set[0] == answer.emotion
+    assert answer.emotion_set == set_labels(prediction_sets(probabilities, threshold), labels, probabilities)

@@ -71,7 +71,7 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
 
     Returns:
         The record: file, predicted, best guess, confidence, probabilities, duration and
-        windows, with the conformal `set` and its `set_coverage`, `window_scores` and
+        windows, with the conformal `emotion_set` and its `set_coverage`, `window_scores` and
         `timeline` when present.
     """
     if isinstance(item, InputError):
@@ -86,7 +86,7 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
         "windows": len(item.window_probabilities),
     }
     if item.prediction_set is not None:
-        record["set"] = list(item.prediction_set)
+        record["emotion_set"] = list(item.prediction_set)
         record["set_coverage"] = item.set_coverage
     if per_window:
         record["window_scores"] = [
@@ -104,10 +104,10 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
 
 
 class CsvWriter:
-    """Rows `file, window, start_s, end_s, predicted, confidence, prob_<emotion>..., set, error`.
+    """Rows `file, window, start_s, end_s, predicted, confidence, prob_<emotion>..., emotion_set, error`.
 
     The file's own row has an empty `window`; with per-window scores on, its windows follow
-    as rows numbered from 0. `set` is the file's conformal set, emotions joined by `|` (empty
+    as rows numbered from 0. `emotion_set` is the file's conformal set, emotions joined by `|` (empty
     for windows and for checkpoints without one).
     """
 
@@ -118,7 +118,7 @@ class CsvWriter:
         self.writer.writerow(
             ["file", "window", "start_s", "end_s", "predicted", "confidence"]
             + [PROBABILITY_PREFIX + n for n in labels]
-            + ["set", "error"]
+            + ["emotion_set", "error"]
         )
 
     def write(self, item: FilePrediction | InputError) -> None:

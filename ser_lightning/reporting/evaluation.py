@@ -106,7 +106,7 @@ class EvaluationReport:
 
         Returns:
             One row per file: `file`, `true`, `predicted`, `prob_<emotion>` per label, the
-            conformal `set` (emotions joined by `|`) when the report has sets, and the clip
+            conformal `emotion_set` (emotions joined by `|`) when the report has sets, and the clip
             columns (speaker, gender, intensity, corpus) the report has.
         """
         frame = pd.DataFrame(
@@ -119,7 +119,7 @@ class EvaluationReport:
         for k, name in enumerate(self.labels):
             frame[PROBABILITY_PREFIX + name] = self.probabilities[:, k]
         if self.prediction_sets is not None:
-            frame["set"] = [
+            frame["emotion_set"] = [
                 "|".join(set_labels(members, self.labels, probs))
                 for members, probs in zip(self.prediction_sets, self.probabilities, strict=True)
             ]

@@ -72,6 +72,14 @@ class Prediction(_Answer):
     timeline: list[TimelineSegment] | None = Field(
         None, description="with ?timeline=true: the emotion of each speech segment, in order"
     )
+    emotion_set: list[str] | None = Field(
+        None,
+        description="models trained with calibration=conformal: the conformal set of emotions, most probable "
+        "first, that holds the true emotion for set_coverage of clips (docs/conformal.md)",
+    )
+    set_coverage: float | None = Field(
+        None, gt=0.0, lt=1.0, description="the coverage emotion_set was fitted for, e.g. 0.9"
+    )
 
 
 class TestMetrics(_Answer):
