@@ -2,7 +2,8 @@
 
 `ckpt_path` may also be a classical baseline's `model.skops` (or its run folder).
 
-The JSON API (POST /v1/predict, GET /v1/model, GET /health, docs at /docs) and the web page (/)
+The JSON API (POST /v1/predict, GET /v1/model, GET /health, docs at /docs, its contract at
+/openapi.json: serving.schemas) and the web page (/)
 in one process, on 127.0.0.1 unless `host=` says otherwise (then SER_API_KEY must be set).
 See ser_lightning.serving.
 """
@@ -30,7 +31,13 @@ def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg.paths)
     app = build_any_app(cfg)  # a network's checkpoint or a baseline's model.skops
     where = f"http://{'[' + cfg.host + ']' if ':' in str(cfg.host) else cfg.host}:{cfg.port}"
-    log.info("web page %s/ , API %s/v1/predict , docs %s/docs (Ctrl+C stops)", where, where, where)
+    log.info(
+        "web page %s/ , API %s/v1/predict , docs %s/docs , contract %s/openapi.json (Ctrl+C stops)",
+        where,
+        where,
+        where,
+        where,
+    )
     uvicorn_server(cfg, app).run()
     log.info("server stopped")
 

@@ -107,6 +107,10 @@ def test_the_fuzzer_finds_nothing_with_every_check(server, tiny_served_model, tm
         assert spec["paths"]["/v1/predict"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
         assert "401" in spec["paths"]["/v1/model"]["get"]["responses"]
         assert "security" not in spec["paths"]["/health"]["get"]
+        refused = httpx.get(f"{keyed}/v1/model", timeout=30)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "X-API-Key" in refused.json()["detail"]
 
 
 # --------------------------------------------------------------------------- the schema
@@ -219,6 +223,10 @@ def test_every_error_is_problem_details_declared_on_its_endpoint(server, tiny_se
         method_of_route = "post" if route == "/v1/predict" else "get"
         body = assert_problem(reply, 405, route, spec, method_of_route)
         assert reply.headers["allow"] == allow and method in body["detail"]
+    # a path under /v1 that is not the API's: 404 as problem details, not the page's own 404
+    reply = httpx.get(f"{url}/v1/nothing", timeout=30)
+    assert reply.status_code == 404 and reply.headers["content-type"] == "application/problem+json"
+    assert reply.json()["instance"] == "/v1/nothing" and "/openapi.json" in reply.json()["detail"]
     # a body the API does not take
     reply = httpx.post(predict, content=b"text", headers={"Content-Type": "text/plain"}, timeout=30)
     assert "text/plain" in assert_problem(reply, 415, "/v1/predict", spec, "post")["detail"]

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from ser_lightning import __version__
 from ser_lightning.serving.guards import (
+    API_PREFIX,
     ApiKeyGuard,
     BodyGuard,
     CrossOriginPolicy,
@@ -160,7 +161,7 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
     app.state.queue = queue
     # added innermost first: a request meets the host check, then the origin policy, the key,
     # the queue bound, the body limits and the method check
-    app.add_middleware(MethodGuard, routes=lambda: route_methods(app))
+    app.add_middleware(MethodGuard, routes=lambda: route_methods(app), owned_prefixes=(API_PREFIX,))
     app.add_middleware(
         BodyGuard, max_bytes=service.settings.max_upload_bytes, idle_timeout_s=access.body_timeout_s
     )

@@ -299,28 +299,36 @@ class MethodGuard:
     """405 with `Allow` for a method that the path does not take.
 
     `routes()` gives each path of the application (e.g. those of its OpenAPI document) and the
-    methods it takes; it is asked once, at the first request, when every route is in place.
+    methods it takes; it is asked once, at the first request, when every route is in place. A
+    path under one of `owned_prefixes` (the API's `/v1`) that is not in it gets 404 here, as
+    problem details, rather than the page's own 404.
     """
 
-    def __init__(self, app, routes: Callable[[], Mapping[str, set[str]]]):
-        self.app, self.routes = app, routes
+    def __init__(
+        self, app, routes: Callable[[], Mapping[str, set[str]]], owned_prefixes: tuple[str, ...] = ()
+    ):
+        self.app, self.routes, self.owned_prefixes = app, routes, owned_prefixes
         self._table: Mapping[str, set[str]] | None = None
 
     async def __call__(self, scope, receive, send):
-        """Answer 405 for a path of `routes()` with a method it does not take; pass all else.
+        """Answer 405 for a path of `routes()` with a method it does not take, 404 for an unknown API path.
 
         Mounted applications (the page at `/`) are not in the table, so their catch-all does
         not turn a wrong method on an API path into 404.
 
         Returns:
             Nothing (None): the answer goes out through `send`, from the inner application or
-            as the 405.
+            as the 405 or 404.
         """
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if self._table is None:
             self._table = {path: {m.upper() for m in methods} for path, methods in self.routes().items()}
-        allowed = self._table.get(scope["path"])
+        path = scope["path"]
+        allowed = self._table.get(path)
+        if allowed is None and any(path == p or path.startswith(p + "/") for p in self.owned_prefixes):
+            refusal = _refusal(scope, 404, f"{path} is not a path of this API; /openapi.json lists its paths")
+            return await refusal(scope, receive, send)
         if allowed is None or scope["method"] in allowed:
             return await self.app(scope, receive, send)
         methods = ", ".join(sorted(allowed))
