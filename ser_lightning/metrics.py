@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ser_lightning.utils.errors import InvalidSetting
@@ -260,3 +260,110 @@ def negative_log_likelihood(probabilities, y_true) -> float:
         return 0.0
     picked = probabilities[np.arange(len(probabilities)), np.asarray(y_true)]
     return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+
+
+# ------------------------------------------------------------------ dimensions (arousal, valence, dominance)
+# Their definitions, recorded as METRIC_DEFINITIONS records the class scores'.
+DIMENSION_METRIC_DEFINITIONS: dict[str, str] = {
+    "ccc": "concordance correlation 2 cov / (var_x + var_y + (mean_x - mean_y)^2), population moments",
+    "r": "Pearson correlation, population moments",
+    "mae": "mean absolute error on the corpus's rating scale",
+}
+
+
+def concordance_correlation(predicted, target) -> torch.Tensor:
+    """Lin's concordance correlation of each column: 2 cov / (var_x + var_y + (mean_x - mean_y)^2).
+
+    Moments are population ones (divided by n), as the MSP-Podcast challenge computes them. A
+    column whose denominator is 0 (both constant and equal) scores 0.
+
+    Args:
+        predicted: `(n,)` or `(n, d)` values (tensor or array).
+        target: the same shape.
+
+    Returns:
+        The CCC of each column, `(d,)` (a 0-d tensor for 1-D input), differentiable in `predicted`.
+    """
+    x, y = torch.as_tensor(predicted), torch.as_tensor(target)
+    x, y = (
+        x.to(torch.promote_types(x.dtype, torch.float32)),
+        y.to(torch.promote_types(y.dtype, torch.float32)),
+    )
+    mean_x, mean_y = x.mean(dim=0), y.mean(dim=0)
+    cov = ((x - mean_x) * (y - mean_y)).mean(dim=0)
+    denominator = x.var(dim=0, unbiased=False) + y.var(dim=0, unbiased=False) + (mean_x - mean_y) ** 2
+    return torch.where(denominator > 0, 2.0 * cov / denominator.clamp_min(1e-12), torch.zeros_like(cov))
+
+
+def pearson_correlation(predicted, target) -> np.ndarray:
+    """Pearson's r of each column (population moments; 0 where a column is constant).
+
+    Args:
+        predicted: `(n, d)` values.
+        target: the same shape.
+
+    Returns:
+        `(d,)` correlations.
+    """
+    x, y = np.asarray(predicted, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    cov = ((x - x.mean(axis=0)) * (y - y.mean(axis=0))).mean(axis=0)
+    scale = x.std(axis=0) * y.std(axis=0)
+    return np.where(scale > 0, cov / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def dimension_scores(predicted, target, names) -> pd.DataFrame:
+    """CCC, Pearson r and MAE of each dimension (DIMENSION_METRIC_DEFINITIONS).
+
+    Args:
+        predicted: `(n, d)` predictions on the corpus's rating scale.
+        target: `(n, d)` ratings on the same scale.
+        names: the d dimension names.
+
+    Returns:
+        One row per dimension (index: its name), columns ccc, r, mae.
+    """
+    x, y = np.asarray(predicted, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "ccc": concordance_correlation(torch.from_numpy(x), torch.from_numpy(y)).numpy(),
+            "r": pearson_correlation(x, y),
+            "mae": np.abs(x - y).mean(axis=0),
+        },
+        index=pd.Index(list(names), name="dimension"),
+    )
+
+
+class ConcordanceScore(Metric):
+    """The CCC of each dimension over an epoch (`concordance_correlation`), from summed moments.
+
+    The states are the sums n, x, y, x^2, y^2 and xy per dimension (summed across processes under
+    DDP), so the epoch's CCC is that of all its clips, not a mean of batch values.
+
+    Args:
+        num_dimensions: the columns of the predictions.
+        **kwargs: torchmetrics' Metric options.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_dimensions: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state(
+            "moments", default=torch.zeros(6, num_dimensions, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+
+    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch's predictions and targets `(batch, dimensions)` to the sums."""
+        x, y = predicted.detach().double(), target.detach().double()
+        n = torch.full_like(x[0], float(len(x)))
+        self.moments += torch.stack([n, x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0)])
+
+    def compute(self) -> torch.Tensor:
+        """Return the CCC of each dimension, float32 (0 where undefined or without clips)."""
+        n, sx, sy, sxx, syy, sxy = self.moments
+        n = n.clamp_min(1.0)
+        mean_x, mean_y = sx / n, sy / n
+        var_x, var_y, cov = sxx / n - mean_x**2, syy / n - mean_y**2, sxy / n - mean_x * mean_y
+        denominator = var_x + var_y + (mean_x - mean_y) ** 2
+        ccc = torch.where(denominator > 0, 2.0 * cov / denominator.clamp_min(1e-12), torch.zeros_like(cov))
+        return ccc.float()

@@ -18,8 +18,10 @@ from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.calibration import temperature_of
 from ser_lightning.checkpoint import load_weights, loadable_hparams, model_state, read_checkpoint
 from ser_lightning.checkpoint_encoder import EncoderFiles
+from ser_lightning.dimensions import DimensionScale, TaskSettings
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
+from ser_lightning.models.heads import OutputHeads
 from ser_lightning.utils.errors import InvalidSetting
 
 
@@ -78,6 +80,9 @@ class SERModel(torch.nn.Module):
         channels_last: `model.channels_last`: `auto` (on for a CUDA device), true or false.
         feature_extractor: an extractor already built from `features` (a training run builds one,
             shared with its data module); None builds it here.
+        task: the `task` config (ser_lightning.dimensions.TaskSettings; None: categorical).
+        dimension_scale: the corpus's rating scale `{"low", "high"}` the dimensions are reported
+            on (None until a training run reads it from its data; ser_lightning.dimensions).
 
     Attributes:
         labels: the class order.
@@ -86,6 +91,9 @@ class SERModel(torch.nn.Module):
         net: the network.
         input_shape: `(C, F, T)` the features give for one clip, which the network was sized for.
         calibration: the calibration record whose temperature `probabilities` applies.
+        task: what the model predicts (TaskSettings).
+        heads: the class logits and dimensions read off the network's outputs (models/heads.py).
+        dimension_scale: the rating scale of the dimensions (DimensionScale), or None.
     """
 
     def __init__(
@@ -97,6 +105,8 @@ class SERModel(torch.nn.Module):
         calibration: dict | None = None,
         channels_last: bool | str = "auto",
         feature_extractor: FeatureExtractor | None = None,
+        task: dict | None = None,
+        dimension_scale: dict | None = None,
     ):
         super().__init__()
         from hydra.utils import instantiate
@@ -115,7 +125,10 @@ class SERModel(torch.nn.Module):
         if self.audio.whole_clips:  # padded batches of whole clips: the network must take their lengths
             check_accepts_lengths(net)
         # Checks the network's declared input requirement first: a clear error, not a shape error.
-        self.net: torch.nn.Module = build_network(net, self.input_shape, len(self.labels), features)
+        self.task = TaskSettings.of(task)
+        self.heads = OutputHeads(len(self.labels), self.task)
+        self.net: torch.nn.Module = build_network(net, self.input_shape, self.heads.width, features)
+        self.dimension_scale = DimensionScale.from_dict(dimension_scale) if dimension_scale else None
         self.calibration = calibration
         self.channels_last = channels_last
         # The layout decided for the network: None until the model knows its device (`use_device`,
@@ -128,7 +141,7 @@ class SERModel(torch.nn.Module):
 
         Args:
             hparams: the hyper-parameters: `net`, `features`, `audio`, `labels`, and optionally
-                `calibration` and `channels_last`.
+                `calibration`, `channels_last`, `task` and `dimension_scale`.
             feature_extractor: as in the constructor.
 
         Returns:
@@ -142,6 +155,8 @@ class SERModel(torch.nn.Module):
             calibration=hparams.get("calibration"),
             channels_last=hparams.get("channels_last", "auto"),
             feature_extractor=feature_extractor,
+            task=hparams.get("task"),
+            dimension_scale=hparams.get("dimension_scale"),
         )
 
     @classmethod
@@ -228,6 +243,22 @@ class SERModel(torch.nn.Module):
         """Return the logits `(batch, classes)` of normalised features (what `inputs` gives).
 
         `lengths`: the frames of each clip of a padded batch of whole clips (None: fixed-length clips).
+        A `task=dimensional` model has no classes: it returns its normalised dimensions `(batch, 3)`.
+        """
+        logits, dimensions = self.outputs(features, lengths)
+        return logits if logits is not None else dimensions
+
+    def outputs(
+        self, features: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Return the class logits and the normalised dimensions of normalised features.
+
+        Args:
+            features: what `inputs` gives.
+            lengths: the frames of each clip of a padded batch of whole clips (None: fixed-length clips).
+
+        Returns:
+            `(logits (batch, classes) or None, dimensions (batch, 3) in [-1, 1] or None)`, as the task has them.
         """
         # The one place batches enter the network (training, scoring and export), after
         # SpecAugment and mixup, which work on the features as they come.
@@ -235,7 +266,7 @@ class SERModel(torch.nn.Module):
             self.use_device(features.device)
         if self._channels_last and features.dim() == 4:
             features = features.contiguous(memory_format=torch.channels_last)
-        return self.net(features) if lengths is None else self.net(features, lengths)
+        return self.heads(self.net(features) if lengths is None else self.net(features, lengths))
 
     @property
     def temperature(self) -> float:
@@ -254,3 +285,23 @@ class SERModel(torch.nn.Module):
         """
         logits = self(self.inputs(batch), batch.get("lengths"))
         return calibrated_probabilities(logits, self.temperature if calibrated else 1.0)
+
+    def dimensions(self, batch: dict) -> torch.Tensor:
+        """Arousal, valence and dominance `(batch, 3)` of a batch, on the training corpus's rating scale.
+
+        Args:
+            batch: `{"features": ...}` or `{"waveform": ...}` on the model's device.
+
+        Returns:
+            float32 values in `ser_lightning.dimensions.DIMENSIONS` order.
+
+        Raises:
+            InvalidSetting: If the model has no dimensions (task=categorical) or no stored scale.
+        """
+        if not self.task.has_dimensions or self.dimension_scale is None:
+            raise InvalidSetting(
+                f"this model predicts no arousal/valence/dominance (task={self.task.name}); "
+                "train one with task=dimensional or task=multitask"
+            )
+        _, normalised = self.outputs(self.inputs(batch), batch.get("lengths"))
+        return self.dimension_scale.denormalise(normalised.float())

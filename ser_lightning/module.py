@@ -20,9 +20,10 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from ser_lightning.checkpoint import CheckpointError, load_weights, loadable_hparams, read_checkpoint
 from ser_lightning.checkpoint_encoder import EncoderFiles
+from ser_lightning.dimensions import DIMENSIONS, task_loss
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.metrics import ser_metrics
+from ser_lightning.metrics import ConcordanceScore, ser_metrics
 from ser_lightning.model import SERModel
 from ser_lightning.module_settings import batch_augmentation, compile_mode
 from ser_lightning.nonfinite_loss import NonFiniteLossError, batch_files, non_finite_loss_message
@@ -40,6 +41,11 @@ class SERModule(pl.LightningModule):
     A test step returns its clips' logits; the test stage's scores, `test/acc`, `test/ua`,
     `test/f1` and `test/recall_<emotion>`, come from the one evaluation report that
     ser_lightning.reporting.collector.ReportCollector builds of them.
+
+    With `task` dimensional or multitask (ser_lightning.dimensions) it also learns arousal, valence
+    and dominance from `batch["dimensions"]` and logs `val/ccc` (mean over the dimensions),
+    `val/ccc_<dimension>` and `val/ccc_best`; the rating scale of the training corpus is read from
+    the data module at fit and kept in the hyper-parameters (`dimension_scale`).
     """
 
     def __init__(
@@ -59,11 +65,14 @@ class SERModule(pl.LightningModule):
         mixup: dict | None = None,
         feature_extractor: FeatureExtractor | None = None,
         calibration: dict | None = None,
+        task: dict | None = None,
+        dimension_scale: dict | None = None,
     ):
         super().__init__()
         # Plain containers only: the hyper-parameters go into checkpoints that must load with
         # weights_only=True, and they alone rebuild this model for eval and predict.
         net, features, optimizer, scheduler = (to_plain(c) for c in (net, features, optimizer, scheduler))
+        task, dimension_scale = to_plain(task), to_plain(dimension_scale)
         audio, labels, spectrogram, mixup = (
             to_plain(audio),
             list(labels),
@@ -84,7 +93,14 @@ class SERModule(pl.LightningModule):
         # `feature_extractor`: the run's extractor when the data module already built it from
         # the same `features` config (one per run); the checkpoint keeps the config.
         self.save_hyperparameters(ignore=["feature_extractor"], logger=False)
-        self.model = SERModel(net, features, audio, labels, calibration, channels_last, feature_extractor)
+        self.model = SERModel(
+            net, features, audio, labels, calibration, channels_last, feature_extractor, task, dimension_scale
+        )
+        if mixup is not None and self.model.task.has_dimensions:
+            raise InvalidSetting(
+                f"augmentation.mixup mixes class labels only; task={self.model.task.name} also learns ratings: "
+                "use augmentation=specaugment or none"
+            )
         if mode is not None:
             # In place (nn.Module.compile): `model.net` stays the network itself, so the state
             # dict's keys are those of an uncompiled run (no `_orig_mod.`), and a run resumes,
@@ -99,6 +115,7 @@ class SERModule(pl.LightningModule):
         self.train_metrics = ser_metrics(len(self.model.labels), "train/")
         self.val_metrics = ser_metrics(len(self.model.labels), "val/")
         self.val_ua_best = MaxMetric()
+        self.val_ccc, self.val_ccc_best = ConcordanceScore(len(DIMENSIONS)), MaxMetric()
 
     @classmethod
     def from_checkpoint(
@@ -195,6 +212,15 @@ class SERModule(pl.LightningModule):
             self.model.features.fit_normalization(datamodule.train_features())
         if self.hparams.class_weights:
             self.class_weight.copy_(datamodule.class_weights())
+        if self.model.task.has_dimensions:  # refuses a corpus without ratings, naming it
+            self.set_dimension_scale(datamodule.require_dimensions().to_dict())
+
+    def set_dimension_scale(self, scale: dict) -> None:
+        """Report dimensions on `scale` (`{"low", "high"}`) and keep it in the hyper-parameters (checkpoints)."""
+        from ser_lightning.dimensions import DimensionScale
+
+        self.model.dimension_scale = DimensionScale.from_dict(scale)
+        self.hparams.dimension_scale = self.model.dimension_scale.to_dict()
 
     # ------------------------------------------------------------------ forward
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,10 +232,14 @@ class SERModule(pl.LightningModule):
         weight = self.class_weight if self.hparams.class_weights else None
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
-    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self(self.model.inputs(batch), batch.get("lengths"))
+    def _step(
+        self, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        logits, dimensions = self.model.outputs(self.model.inputs(batch), batch.get("lengths"))
         target = batch["label"]
-        return self.loss(logits, target), logits, target
+        category_loss = self.loss(logits, target) if logits is not None else None
+        loss = task_loss(self.model.task, category_loss, dimensions, batch.get("dimensions"))
+        return loss, logits, target, dimensions
 
     # ------------------------------------------------------------------ stages
     def on_train_start(self) -> None:
@@ -235,8 +265,9 @@ class SERModule(pl.LightningModule):
         inputs = self.model.inputs(batch)
         lengths = batch.get("lengths")  # frames per clip of a padded batch of whole clips
         augmented = self.batch_augmentation(inputs, target, lengths)
-        logits = self(augmented.features, lengths)
-        loss = augmented.loss(logits, self.loss)
+        logits, dimensions = self.model.outputs(augmented.features, lengths)
+        category_loss = augmented.loss(logits, self.loss) if logits is not None else None
+        loss = task_loss(self.model.task, category_loss, dimensions, batch.get("dimensions"))
         # Before backward: one such step would make every weight NaN, and the run would go on
         # at chance level with nothing but `nan` in its logs.
         if not torch.isfinite(loss):
@@ -244,34 +275,53 @@ class SERModule(pl.LightningModule):
         self.train_loss(loss)
         # update, not forward: only epoch values are logged, and a per-batch value would copy the
         # confusion matrix to the CPU at every step; update also lets the scores share one matrix
-        self.train_metrics.update(logits, target)  # the batch's own labels, also when mixed
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        if logits is not None:
+            self.train_metrics.update(logits, target)  # the batch's own labels, also when mixed
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Score the batch and accumulate the validation loss and metrics, logged per epoch."""
-        loss, logits, target = self._step(batch)
+        loss, logits, target, dimensions = self._step(batch)
         self.val_loss(loss)
-        self.val_metrics.update(logits, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        if logits is not None:
+            self.val_metrics.update(logits, target)
+            self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        if dimensions is not None:
+            self.val_ccc.update(dimensions, batch["dimensions"])
 
     def on_validation_epoch_end(self) -> None:
         """Log `val/ua_best`, the best validation UA so far (not during the sanity check)."""
+        if self.model.task.has_dimensions:  # val/ccc: the mean over the dimensions, and each one
+            ccc = self.val_ccc.compute()
+            self.val_ccc.reset()
+            values = {f"val/ccc_{name}": ccc[i] for i, name in enumerate(DIMENSIONS)}
+            self.log_dict({"val/ccc": ccc.mean(), **values}, prog_bar=False)
         if self.trainer.sanity_checking:  # sanity-check batches must not count towards the best score
+            return
+        if self.model.task.has_dimensions:
+            self.val_ccc_best(ccc.mean())
+            self.log("val/ccc_best", self.val_ccc_best.compute(), sync_dist=True, prog_bar=True)
+        if not self.model.task.has_categories:
             return
         self.val_ua_best(self.val_metrics["ua"].compute())
         self.log("val/ua_best", self.val_ua_best.compute(), sync_dist=True, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         """Return the batch's table rows, labels and logits for ReportCollector; log the test loss."""
-        loss, logits, target = self._step(batch)
-        self.test_loss(loss)
-        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
-        # Each clip's table row, label and logits: ReportCollector scores them, once, into the
-        # evaluation report that the other test metrics are logged from.
-        return {"row": batch["row"], "target": target, "logits": logits}
+        has_ratings = "dimensions" in batch or not self.model.task.has_dimensions
+        if has_ratings:  # eval's loaders of a split carry no ratings: the report reads them from the table
+            loss, logits, target, dimensions = self._step(batch)
+            self.test_loss(loss)
+            self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        else:
+            logits, dimensions = self.model.outputs(self.model.inputs(batch), batch.get("lengths"))
+            target = batch["label"]
+        # Each clip's table row, label, logits and normalised dimensions: ReportCollector scores
+        # them, once, into the evaluation report that the other test metrics are logged from.
+        return {"row": batch["row"], "target": target, "logits": logits, "dimensions": dimensions}
 
     # ------------------------------------------------------------------ a loss that is not finite
     def _non_finite_loss_message(self, loss: torch.Tensor, inputs: torch.Tensor, batch: dict) -> str:

@@ -98,7 +98,8 @@ def test_registered_with_source_and_config(tmp_path):
 def test_scan_gives_the_exact_table(msp_root):
     corpus = MspPodcastCorpus(str(msp_root))
     table = corpus.scan().table
-    assert list(table.columns) == list(UTTERANCE_COLUMNS)
+    # the consensus ratings (1-7) ride along as the table's dimension columns
+    assert list(table.columns) == list(UTTERANCE_COLUMNS) + ["arousal", "valence", "dominance"]
     audio = (msp_root / "Audios").resolve()
     emotions = dict(
         zip(
@@ -120,6 +121,9 @@ def test_scan_gives_the_exact_table(msp_root):
                 "vocal_channel": "speech",
                 "corpus": "msp_podcast",
                 "partition": partition,
+                "arousal": 3.5,
+                "valence": 4.0,
+                "dominance": 2.5,
             }
             for name, code, speaker, gender, partition in GOOD_ROWS
         ]

@@ -29,7 +29,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("model", "checkpoint", "checkpoint_vetting", "checkpoint_encoder", "checkpoint_errors"),
     ("models", "features", "augment", "demo_corpus"),
-    ("labels", "metrics", "decoding", "audio_settings", "calibration", "conformal", "utils", "__init__"),
+    (
+        "labels",
+        "dimensions",
+        "metrics",
+        "decoding",
+        "audio_settings",
+        "calibration",
+        "conformal",
+        "utils",
+        "__init__",
+    ),
 )
 RANK = {name: len(LAYERS) - depth for depth, names in enumerate(LAYERS) for name in names}
 

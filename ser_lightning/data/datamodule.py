@@ -22,6 +22,7 @@ from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.augment.waveform import WaveformAugmentation
 from ser_lightning.data.cache import DEFAULT_LOCK_TIMEOUT_S
 from ser_lightning.data.device_batches import DeviceBatches, DevicePlacement
+from ser_lightning.data.dimension_targets import DimensionBatches
 from ser_lightning.data.feature_store import CacheKeys, FeatureStore, StoredArrays
 from ser_lightning.data.loading import CachedUtterances, LoaderSettings, check_train_input, collate_batch
 from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
@@ -34,7 +35,7 @@ from ser_lightning.utils.errors import InvalidSetting
 log = logging.getLogger(__name__)
 
 
-class SERDataModule(pl.LightningDataModule):
+class SERDataModule(DimensionBatches, pl.LightningDataModule):
     """Speech-emotion data: one corpus source, one split, cached waveforms and features.
 
     - `source`: which files and emotions (CorpusSource);
@@ -46,6 +47,8 @@ class SERDataModule(pl.LightningDataModule):
     - `waveform_augmentation`: transforms applied to train clips in the DataLoader workers
       (needs train_input=waveform); `offline_copies`: augmented copies of the train clips,
       cached once and appended to the train split.
+
+    Batches carry `dimensions` (normalised ratings) where the corpus has them (DimensionBatches).
     """
 
     def __init__(

@@ -20,6 +20,7 @@ import torch
 
 from ser_lightning.data.cache import ArrayCache
 from ser_lightning.data.corpora import build_corpus
+from ser_lightning.data.dimension_targets import with_demo_dimensions
 from ser_lightning.data.label_sets import (
     check_label_map,
     check_label_spec,
@@ -73,12 +74,14 @@ class CorpusSource:
         """Scan every file the parser recognises (generating the demo corpus first when asked to).
 
         Returns:
-            The parser's scan: all its emotions, nothing screened or relabelled.
+            The parser's scan: all its emotions, nothing screened or relabelled; the demo
+            corpus's rows carry its arousal, valence and dominance (demo_corpus/dimensions.py).
         """
         if self.demo is not None:
             from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
             ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
+            return with_demo_dimensions(self.parser.scan(), DemoCorpusSpec(**self.demo))
         return self.parser.scan()
 
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.labels import EMOTION_TO_INDEX
 
 UTTERANCE_COLUMNS: tuple[str, ...] = (
@@ -97,12 +98,17 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
 
     Args:
         rows: one dict per file with the UTTERANCE_COLUMNS other than `label`; `partition` may be
-            left out (a corpus without official partitions), which makes it "".
+            left out (a corpus without official partitions), which makes it "". A corpus with
+            dimensional ratings adds `arousal`, `valence` and `dominance` (its own scale) to
+            every row; they become float columns of the same names.
 
     Returns:
         The table, with `label` = the emotion's index in KNOWN_EMOTIONS and the text columns as strings.
     """
     table = pd.DataFrame(rows, columns=list(UTTERANCE_COLUMNS[:2]) + list(UTTERANCE_COLUMNS[3:]))
+    if rows and all(name in rows[0] for name in DIMENSIONS):  # a corpus with ratings, on its own scale
+        for name in DIMENSIONS:
+            table[name] = pd.to_numeric(pd.Series([row[name] for row in rows]), errors="coerce")
     table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))
     table["partition"] = table["partition"].fillna("")
     table = table.sort_values("path", kind="stable").reset_index(drop=True)

@@ -26,7 +26,14 @@ from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.utterances import relative_paths
+from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.metrics import STAGE_SCORES
+from ser_lightning.reporting.dimension_report import (
+    DimensionReport,
+    dimension_report,
+    print_dimension_report,
+    write_dimension_report,
+)
 from ser_lightning.reporting.evaluation import EvaluationReport, evaluation_report
 from ser_lightning.reporting.evaluation_console import print_report
 from ser_lightning.reporting.evaluation_files import write_report
@@ -90,6 +97,9 @@ class ReportCollector(pl.Callback):
         self._rows: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._logits: list[torch.Tensor] = []
+        # task=dimensional|multitask: the scores of the dimensions (reporting/dimension_report.py)
+        self.dimension_report: DimensionReport | None = None
+        self._dimensions: list[torch.Tensor] = []
 
     @staticmethod
     def of(trainer: pl.Trainer) -> ReportCollector | None:
@@ -104,6 +114,7 @@ class ReportCollector(pl.Callback):
         """Forget the previous test stage's report and outputs."""
         self.report, self.rows = None, np.zeros(0, dtype=np.int64)
         self._rows, self._labels, self._logits = [], [], []
+        self.dimension_report, self._dimensions = None, []
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx, dataloader_idx=0
@@ -112,7 +123,10 @@ class ReportCollector(pl.Callback):
         self._rows.append(torch.as_tensor(outputs["row"]).detach().flatten().cpu())
         self._labels.append(outputs["target"].detach().flatten().cpu())
         # float32 whatever the precision the logits were computed in
-        self._logits.append(outputs["logits"].detach().float().cpu())
+        if outputs["logits"] is not None:
+            self._logits.append(outputs["logits"].detach().float().cpu())
+        if outputs.get("dimensions") is not None:
+            self._dimensions.append(outputs["dimensions"].detach().float().cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Gather every process's outputs, score each clip once into `self.report`, log the test metrics."""
@@ -123,7 +137,10 @@ class ReportCollector(pl.Callback):
             torch.cat(self._logits) if self._logits else torch.zeros(0, len(labels)),
         )
         self._rows, self._labels, self._logits = [], [], []
+        dimensions = torch.cat(self._dimensions) if self._dimensions else torch.zeros(len(local[0]), 3)
+        self._dimensions = []
         rows, y_true, logits = (gather_items(trainer, t, pl_module.device) for t in local)
+        dimensions = gather_items(trainer, dimensions, pl_module.device)
         rows, y_true = rows.numpy(), y_true.numpy()
         if len(rows) == 0:
             return
@@ -132,6 +149,21 @@ class ReportCollector(pl.Callback):
         manifest = datamodule.manifest
         tested = manifest.table.iloc[self.rows]
         files = relative_paths(tested, manifest.root).tolist()
+        model = pl_module.model
+        if model.task.has_dimensions:
+            self.dimension_report = dimension_report(
+                files,
+                tested["actor"].tolist(),
+                model.dimension_scale.denormalise(dimensions[torch.as_tensor(first)].numpy()),
+                # the ratings on the corpus's scale; require_dimensions names files without one
+                datamodule.require_dimensions() and tested[list(DIMENSIONS)].to_numpy(),
+                model.dimension_scale.to_dict(),
+                self.bootstrap,
+            )
+            values = self.dimension_report.summary()
+            pl_module.log_dict({f"test/{k}": v for k, v in values.items()}, sync_dist=True, reduce_fx="max")
+        if not model.task.has_categories:
+            return
         temperature = pl_module.model.temperature
         logits = logits[torch.as_tensor(first)]
         self.report = evaluation_report(
@@ -268,9 +300,14 @@ def test_best_checkpoint(
     trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
     # the report the logged test metrics came from: the test batches trainer.test ran
     report = ReportCollector.of(trainer).report
-    if report is None:
+    dimensions = ReportCollector.of(trainer).dimension_report
+    if dimensions is not None and trainer.is_global_zero:
+        title = f"Dimensions: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
+        print_dimension_report(dimensions, title)
+        write_dimension_report(dimensions, output_dir / "test_report")
+    if report is None and dimensions is None:
         log.warning("the test stage scored no files; no test report is written")
-    elif trainer.is_global_zero:
+    elif report is not None and trainer.is_global_zero:  # task=dimensional has no class scores
         title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
         print_report(report, title=title)
         write_report(

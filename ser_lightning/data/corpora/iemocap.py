@@ -248,6 +248,10 @@ class IemocapCorpus:
                     "statement": uid.scenario,
                     "vocal_channel": "speech",
                     "corpus": self.name,
+                    # the evaluators' mean ratings, 1-5 (ser_lightning.dimensions)
+                    "arousal": first.activation,
+                    "valence": first.valence,
+                    "dominance": first.dominance,
                 }
             )
         return rows, handled

@@ -243,6 +243,10 @@ class MspPodcastCorpus:
                     "vocal_channel": "speech",
                     "corpus": self.name,
                     "partition": partition,
+                    # the consensus ratings, 1-7 (ser_lightning.dimensions)
+                    "arousal": record["EmoAct"],
+                    "valence": record["EmoVal"],
+                    "dominance": record["EmoDom"],
                 }
             )
             kept.append({"path": str(path.resolve()), **{c: record[c] for c in MSP_COLUMNS}})
