@@ -119,12 +119,3 @@ def test_a_whole_clip_checkpoint_predicts_each_file_whole_and_evaluates(corpus, 
     )
     report, _ = evaluate(eval_cfg)
     assert np.isfinite(report.metrics["ua"])
-    # the commands that cut fixed-length windows say so and name the way out
-    from ser_lightning.inference.predictor import Predictor
-    from ser_lightning.inference.timeline import TimelineSettings
-    from ser_lightning.serving.service import EmotionService
-
-    with pytest.raises(InvalidSetting, match=r"predict timeline=true.*whole clips.*ser_lightning\.predict"):
-        Predictor(model, device="cpu").timeline(np.zeros(16000, np.float32), TimelineSettings())
-    with pytest.raises(InvalidSetting, match=r"serve .*data\.duration=null"):
-        EmotionService(Predictor(model, device="cpu"), {}, None)

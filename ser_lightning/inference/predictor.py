@@ -31,12 +31,7 @@ from ser_lightning.inference.timeline import (
     segment_windows,
     speech_segments,
 )
-from ser_lightning.inference.windows import (
-    ClipWindows,
-    check_window_options,
-    clip_windows,
-    refuse_whole_clips,
-)
+from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only
@@ -93,6 +88,59 @@ class Predictor:
             for i in range(0, len(waveforms), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def whole_clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Score whole clips of their own lengths, for a model trained on whole clips.
+
+        Clips are sorted by length and scored `batch_size` at a time as padded batches: each clip's
+        features are extracted from its own samples (`FeatureExtractor.extract_padded`), and the
+        network takes their frame counts, so every clip gets the probabilities it gets alone.
+
+        Args:
+            clips: 1-D conditioned waveforms at the model's rate, of any lengths.
+
+        Returns:
+            Their probabilities `(N, K)`, in the order of `clips`.
+        """
+        out = np.zeros((len(clips), len(self.labels)), dtype=np.float32)
+        order = sorted(range(len(clips)), key=lambda i: len(clips[i]))  # neighbours in length pad least
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            out[chosen] = self._padded_probabilities([clips[i] for i in chosen])
+        return out
+
+    @torch.inference_mode()
+    def _padded_probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
+        if len(clips) == 1 or not hasattr(self.module, "features"):  # one clip, or a baseline's pipeline
+            return np.concatenate(
+                [
+                    self._probabilities("waveform", torch.from_numpy(np.asarray(c, np.float32)[None]))
+                    for c in clips
+                ]
+            )
+        lengths = torch.tensor([len(c) for c in clips], dtype=torch.int64)
+        waves = torch.zeros(len(clips), int(lengths.max()))
+        for i, clip in enumerate(clips):
+            waves[i, : len(clip)] = torch.from_numpy(np.asarray(clip, np.float32))
+        features, frames = self.module.features.extract_padded(waves.to(self.device), lengths)
+        batch = {"features": features, "lengths": frames.to(self.device)}
+        return self.module.probabilities(batch, self.calibrated).cpu().numpy()
+
+    def clip_probabilities(self, clips: Sequence[ClipWindows]) -> np.ndarray:
+        """Score every window of some clips, clip after clip.
+
+        Args:
+            clips: the clips' windows (one whole-clip window each for a whole-clip model).
+
+        Returns:
+            The probabilities of all windows, in order, `(W, K)`.
+        """
+        if self.audio.whole_clips:
+            return self.whole_clip_probabilities([c.window_view(i) for c in clips for i in range(len(c))])
+        stacked = [c.take(np.arange(len(c))) for c in clips]
+        return self.waveform_probabilities(
+            np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
+        )
 
     # ------------------------------------------------------------------ files
     def read(
@@ -205,6 +253,9 @@ class Predictor:
     def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
         """Build the emotion timeline of a decoded recording (see ser_lightning.inference.timeline).
 
+        A model trained on whole clips scores each speech segment whole, as one clip of its own
+        length (conditioned as a file holding only that segment), instead of cutting it into windows.
+
         Args:
             wave: the decoded mono waveform, at the model's rate.
             settings: how speech segments are found and smoothed.
@@ -213,14 +264,10 @@ class Predictor:
         Returns:
             The recording's speech segments, each with its emotion and probabilities.
         """
-        refuse_whole_clips(self.audio, "predict timeline=true (windows within speech segments)")
-        hop = self.audio.duration / 2 if hop is None else hop
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
         segments = speech_segments(wave, self.audio.sample_rate, settings)
         windows = segment_windows(wave, segments, self.audio, hop)
-        stacked = [w.take(np.arange(len(w))) for w in windows]
-        scores = self.waveform_probabilities(
-            np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
-        )
+        scores = self.clip_probabilities(windows)
         return build_timeline(
             self.labels,
             self.audio.sample_rate,
@@ -262,7 +309,7 @@ class Predictor:
             if isinstance(clip, InputError):
                 yield clip, None
                 continue
-            result = self.prediction(path, clip, self.waveform_probabilities(clip.take(np.arange(len(clip)))))
+            result = self.prediction(path, clip, self.clip_probabilities([clip]))
             result.timeline = self.timeline(wave, settings, hop)
             yield result, wave
 
@@ -324,15 +371,16 @@ class Predictor:
         self, paths: Sequence[Path], decoded: Sequence[ClipWindows | InputError]
     ) -> Iterator[FilePrediction | InputError]:
         clips = [d for d in decoded if isinstance(d, ClipWindows)]
-        # (clip, window) pairs in order, scored in batches that may span clips
-        pairs = [(c, w) for c, clip in enumerate(clips) for w in range(len(clip))]
-        scores = np.zeros((len(pairs), len(self.labels)), dtype=np.float32)
-        # windows of one length are batched; a model of whole clips scores each file on its own
-        step = 1 if self.audio.whole_clips else self.batch_size
-        for i in range(0, len(pairs), step):
-            batch = pairs[i : i + step]
-            waves = np.stack([clips[c].window_view(w) for c, w in batch]).astype(np.float32, copy=False)
-            scores[i : i + len(batch)] = self._probabilities("waveform", torch.from_numpy(waves))
+        if self.audio.whole_clips:  # each file whole, in padded batches of files
+            scores = self.clip_probabilities(clips)
+        else:
+            # (clip, window) pairs in order, scored in batches that may span clips
+            pairs = [(c, w) for c, clip in enumerate(clips) for w in range(len(clip))]
+            scores = np.zeros((len(pairs), len(self.labels)), dtype=np.float32)
+            for i in range(0, len(pairs), self.batch_size):
+                batch = pairs[i : i + self.batch_size]
+                waves = np.stack([clips[c].window_view(w) for c, w in batch]).astype(np.float32, copy=False)
+                scores[i : i + len(batch)] = self._probabilities("waveform", torch.from_numpy(waves))
         offsets = np.cumsum([0] + [len(c) for c in clips])
         c = 0
         for path, item in zip(paths, decoded, strict=True):

@@ -139,20 +139,3 @@ def whole_clip_window(wave: np.ndarray, settings: AudioSettings) -> ClipWindows:
     body = conditioned[skip:] if len(conditioned) > skip else np.zeros(1, dtype=np.float32)
     return ClipWindows(body, np.array([0]), len(body), skip, rate, clip_seconds)
 
-
-def refuse_whole_clips(settings: AudioSettings, command: str) -> None:
-    """Stop a command that cuts fixed-length windows when the model was trained on whole clips.
-
-    Args:
-        settings: the model's audio settings.
-        command: what needs fixed-length windows, as the user would name it.
-
-    Raises:
-        InvalidSetting: when `settings` keep clips whole (`data.duration=null` in training).
-    """
-    if settings.whole_clips:
-        raise InvalidSetting(
-            f"{command} needs a model of fixed-length clips, but this checkpoint was trained on whole clips "
-            "(data.duration=null); score files whole with python -m ser_lightning.predict (timeline=false), "
-            "or train with data.duration set to a clip length in seconds"
-        )

@@ -8,6 +8,10 @@ its rows. Requests that arrive while the model is busy queue up and form the nex
 without waiting, so batches grow with load. The wait is only spent while another request is
 on its way (being received or decoded: `expect`/`arrived`), so a lone client pays none of it.
 With batching off, each request is scored alone, in arrival order.
+
+A model trained on whole clips hands lists of 1-D clips of their own lengths instead of one
+`(n, samples)` array; the batcher joins the lists, and `score` pads them (see
+`EmotionService`).
 """
 
 from __future__ import annotations
@@ -68,9 +72,14 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    """Scores the windows of concurrent requests together with `score(windows) -> probabilities`."""
+    """Scores the windows of concurrent requests together with `score(windows) -> probabilities`.
 
-    def __init__(self, score: Callable[[np.ndarray], np.ndarray], settings: BatchingSettings):
+    `windows` is an `(n, samples)` array, or a list of 1-D whole clips for a whole-clip model.
+    """
+
+    def __init__(
+        self, score: Callable[[np.ndarray | list[np.ndarray]], np.ndarray], settings: BatchingSettings
+    ):
         self.score = score
         self.settings = settings
         self.stats = BatchStats()
@@ -104,11 +113,11 @@ class DynamicBatcher:
         """Count a request announced by `expect` as no longer on its way (decoded, or failed)."""
         self.on_the_way = max(0, self.on_the_way - 1)
 
-    async def probabilities(self, windows: np.ndarray) -> np.ndarray:
+    async def probabilities(self, windows: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Score one request's windows, batched with those of concurrent requests.
 
         Args:
-            windows: the request's windows, `(n, samples)`.
+            windows: the request's windows, `(n, samples)`, or its whole clips, a list of 1-D arrays.
 
         Returns:
             Their probabilities, `(n, K)`.
@@ -164,7 +173,12 @@ class DynamicBatcher:
             live = [(w, f) for w, f in batch if not f.done()]  # a client that went away is skipped
             if not live:
                 continue
-            stacked = np.concatenate([w for w, _ in live]) if len(live) > 1 else live[0][0]
+            if len(live) == 1:
+                stacked = live[0][0]
+            elif isinstance(live[0][0], list):  # whole clips of their own lengths
+                stacked = [clip for clips, _ in live for clip in clips]
+            else:
+                stacked = np.concatenate([w for w, _ in live])
             try:
                 scores = await loop.run_in_executor(self._model_thread, self.score, stacked)
             except Exception as err:  # noqa: BLE001 (each waiting request gets the error)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 # Set before Gradio is imported: the page must not call home (usage statistics) from a server.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ser_lightning.serving.service import LONG_RECORDING_WINDOWS, EmotionService, RequestError  # noqa: E402
+from ser_lightning.serving.service import EmotionService, RequestError  # noqa: E402
 
 if TYPE_CHECKING:  # annotations only: Gradio is imported where the page is built
     import gradio as gr
@@ -63,7 +63,7 @@ def build_page(service: EmotionService) -> gr.Blocks:
     from ser_lightning.inference.timeline import timeline_figure
 
     rate = service.predictor.audio.sample_rate
-    long_seconds = LONG_RECORDING_WINDOWS * service.predictor.audio.duration
+    long_seconds = service.long_recording_s  # whole-clip models have no window length
 
     async def analyse(path: str | None, always_timeline: bool):
         if not path:
