@@ -12,6 +12,7 @@ checkpoint, or from a classical baseline's `model.skops` (or its run folder) giv
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import sys
 import time
@@ -23,6 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.baselines.scoring import load_scoring_model
 from ser_lightning.checkpoint_encoder import EncoderFiles
+from ser_lightning.inference.dimension_prediction import (
+    DimensionCsvWriter,
+    dimension_lines,
+    dimension_record,
+    predict_dimensions,
+    with_dimensions,
+)
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predict_steps import (
@@ -56,6 +64,9 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     started = time.perf_counter()
     # a network checkpoint, or a baseline model (model.skops or its run folder) behind the same interface
     model = load_scoring_model(cfg.ckpt_path, EncoderFiles.of_command(cfg))
+    task = getattr(model, "task", None)
+    if task is not None and not task.has_categories:  # arousal, valence and dominance only
+        return predict_dimension_files(cfg, model, stream)
     predictor = Predictor(
         model,
         device=cfg.device,
@@ -93,6 +104,10 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
                 decode_workers=cfg.decode_workers,
                 max_duration_s=max_duration_s,
             )
+            if task is not None and task.has_dimensions:  # multitask: the dimensions beside the classes
+                items = (
+                    with_dimensions(predictor, i, cfg.hop, cfg.long_clips, max_duration_s) for i in items
+                )
         for item in itertools.chain(errors, items):
             printer.write(item)
             if writer:
@@ -104,6 +119,35 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
         if saved:
             saved.close()
     log_summary(results, time.perf_counter() - started)
+    return results
+
+
+def predict_dimension_files(cfg: DictConfig, model, stream: TextIO) -> list:
+    """Score a `task=dimensional` checkpoint's arousal, valence and dominance of every input.
+
+    Args:
+        cfg: The predict config (`inputs`, `output`, `hop`, `long_clips`, `device`, `batch_size`).
+        model: the checkpoint's SERModel.
+        stream: Where results are written.
+
+    Returns:
+        One DimensionPrediction or InputError per input, in the order written.
+    """
+    predictor = Predictor(model, device=cfg.device, batch_size=cfg.batch_size)
+    files, errors = collect_inputs(input_list(cfg.inputs))
+    csv_writer = DimensionCsvWriter(stream) if cfg.output == "csv" else None
+    max_duration_s = cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S)
+    results = []
+    scored = predict_dimensions(predictor, files, cfg.hop, cfg.long_clips, max_duration_s)
+    for item in itertools.chain(errors, scored):
+        if csv_writer:
+            csv_writer.write(item)
+        elif cfg.output == "json":
+            stream.write(json.dumps(dimension_record(item)) + "\n")
+        else:
+            stream.write("\n".join(dimension_lines(item)) + "\n")
+        stream.flush()
+        results.append(item)
     return results
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.metrics import concordance_correlation
 from ser_lightning.model import SERModel
+from ser_lightning.predict import predict
 from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -40,10 +42,29 @@ def shuffled_ccc_bar(predicted: np.ndarray, target: np.ndarray, draws: int = 200
     A model that learned nothing about which clip has which rating scores like a permutation.
     """
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(predicted)
+    x = torch.tensor(predicted)
     return max(
         float(concordance_correlation(x, torch.from_numpy(rng.permutation(target)))) for _ in range(draws)
     )
+
+
+def predict_records(
+    checkpoint, corpus_root, predictions: pd.DataFrame, tmp_path, files: int = 24
+) -> list[dict]:
+    """`predict output=json` of the first test files (and a broken one, which gets an error row)."""
+    cfg = compose_train(
+        [f"ckpt_path={checkpoint}", "inputs=[]", "device=cpu", "output=json"],
+        tmp_path / "predict",
+        config_name="predict",
+    )
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    cfg.inputs = [str(corpus_root / f) for f in predictions["file"][:files]] + [str(broken)]
+    stream = io.StringIO()
+    predict(cfg, stream=stream)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    assert [line["file"] for line in lines if "error" in line] == [str(broken)]
+    return [line for line in lines if "error" not in line]
 
 
 def run(small_demo_root, tmp_path, task: str) -> tuple[dict, pd.DataFrame]:
@@ -89,6 +110,13 @@ def test_a_dimensional_run_learns_arousal_and_keeps_its_scale(small_demo_root, t
     with torch.no_grad():
         values = model.dimensions({"waveform": torch.randn(2, int(16000 * 1.5)) * 0.1})
     assert values.shape == (2, 3) and ((values >= 1.0) & (values <= 5.0)).all()
+    # predict gives each file its dimensions on the demo scale, and they follow the true arousal
+    records = predict_records(best, small_demo_root, predictions, tmp_path)
+    assert all(
+        set(r["dimensions"]) == set(DIMENSIONS) and r["scale"] == {"low": 1.0, "high": 5.0} for r in records
+    )
+    predicted_arousal = [r["dimensions"]["arousal"] for r in records]
+    assert np.corrcoef(predicted_arousal, predictions["arousal_true"][: len(records)])[0, 1] > 0.5
 
 
 @pytest.mark.slow
@@ -101,6 +129,13 @@ def test_a_multitask_run_learns_classes_and_dimensions(small_demo_root, tmp_path
     metrics, predictions = run(small_demo_root, tmp_path, "multitask")
     assert 0.0 <= metrics["test/ua"] <= 1.0 and "val/ua_best" in metrics and "val/ccc" in metrics
     assert (tmp_path / "run" / "test_report" / "per_class.csv").is_file()
+    best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    records = predict_records(best, small_demo_root, predictions, tmp_path)
+    assert all(
+        r["predicted"] in r["probabilities"] and set(r["dimensions"]) == set(DIMENSIONS) for r in records
+    )
+    predicted_arousal = [r["dimensions"]["arousal"] for r in records]
+    assert np.corrcoef(predicted_arousal, predictions["arousal_true"][: len(records)])[0, 1] > 0.5
     predicted, target = predictions["arousal"].to_numpy(), predictions["arousal_true"].to_numpy()
     assert metrics["test/ccc_arousal"] > max(0.3, shuffled_ccc_bar(predicted, target))
     assert (tmp_path / "run" / "test_report" / "dimensions.csv").is_file()

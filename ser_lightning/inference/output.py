@@ -46,6 +46,8 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
     ]
     if item.prediction_set is not None:
         lines.insert(2, f"Set ({100 * item.set_coverage:.0f}% coverage): {', '.join(item.prediction_set)}")
+    if item.dimensions is not None:
+        lines.append("  " + "  ".join(f"{name} {value:.2f}" for name, value in item.dimensions.items()))
     if per_window:
         for (start, end), probs in zip(item.window_spans, item.window_probabilities, strict=True):
             best = int(probs.argmax())
@@ -88,6 +90,8 @@ def json_record(item: FilePrediction | InputError, per_window: bool = False) -> 
     if item.prediction_set is not None:
         record["emotion_set"] = list(item.prediction_set)
         record["set_coverage"] = item.set_coverage
+    if item.dimensions is not None:  # a task=multitask checkpoint: on its corpus's rating scale
+        record["dimensions"] = dict(item.dimensions)
     if per_window:
         record["window_scores"] = [
             {

@@ -32,6 +32,9 @@ class FilePrediction:
     # (ser_lightning.conformal); None when the checkpoint has no conformal record
     prediction_set: list[str] | None = None
     set_coverage: float | None = None
+    # arousal, valence and dominance on the training corpus's scale, mean over windows, of a
+    # task=multitask checkpoint (inference/dimension_prediction.py); None for a categorical one
+    dimensions: dict[str, float] | None = None
 
     @property
     def best(self) -> str:
