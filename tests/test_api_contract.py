@@ -41,9 +41,15 @@ FUZZER_CONFIG = REPO / "tests" / "schemathesis.toml"
 
 @pytest.fixture(scope="module")
 def server(tiny_served_model, tmp_path_factory):
-    """The real server over the tiny model, without the page; a 2 MB body limit."""
+    """The real server over the tiny model, with the page mounted at `/` as `make serve` runs it (its
+    catch-all is what once turned wrong methods into 404); a 2 MB body limit, uploads in a folder
+    of its own."""
     folder = tmp_path_factory.mktemp("contract_server")
-    with served(tiny_served_model, folder / "run", "web=false", "max_upload_mb=2", "log_level=warning") as (
+    uploads = folder / "uploads"
+    uploads.mkdir()
+    with served(
+        tiny_served_model, folder / "run", "max_upload_mb=2", f"upload_dir={uploads}", "log_level=warning"
+    ) as (
         url,
         app,
         cfg,
@@ -213,6 +219,7 @@ def test_every_error_is_problem_details_declared_on_its_endpoint(server, tiny_se
     wav = clip(tiny_served_model).read_bytes()
     predict = f"{url}/v1/predict"
 
+    assert "<html" in httpx.get(f"{url}/", timeout=60).text.lower()  # the page is mounted at /
     # methods a path does not take: 405 with Allow, where the page's mount would otherwise say 404
     for method, route, allow in (
         ("DELETE", "/v1/predict", "POST"),
