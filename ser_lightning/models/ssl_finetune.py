@@ -71,6 +71,7 @@ class SSLFinetune(nn.Module):
     """
 
     reads_encoder_files = True  # checkpoint.EncoderFiles vets which files it reads
+    accepts_lengths = True  # forward(x, lengths): padded batches of whole clips (see `forward`)
     input_requirement = InputRequirement(
         channels=1, fits="features=waveform (16 kHz clips)", feature_classes=("Waveform",)
     )
@@ -173,18 +174,32 @@ class SSLFinetune(nn.Module):
         return min(1.0, (trained + 1) / self.warmup_steps) if self.warmup_steps else 1.0
 
     # -- forward ----------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` of `(batch, 1, 1, samples)` waveforms."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, 1, 1, samples)` waveforms.
+
+        With `lengths` (`(batch,)` samples of each clip of a padded batch of whole clips), the
+        encoder gets an attention mask where it takes one and otherwise runs each clip alone
+        (`LoadedEncoder.hidden_states_padded`), and the head pools each clip's own frames.
+        """
         waveforms = x[:, 0, 0, :]
+        frames = None
+
+        def encode() -> tuple[torch.Tensor, ...]:
+            nonlocal frames
+            if lengths is None:
+                return self.loaded.hidden_states(waveforms)
+            states, frames = self.loaded.hidden_states_padded(waveforms, lengths)
+            return states
+
         if self.encoder_frozen and self.training:
             was_training = self.encoder.training
             self.encoder.eval()
             try:
                 with torch.no_grad():
-                    states = self.loaded.hidden_states(waveforms)
+                    states = encode()
             finally:
                 self.encoder.train(was_training)
         else:
-            states = self.loaded.hidden_states(waveforms)
+            states = encode()
         stacked = torch.stack([states[i] for i in self.layers], dim=1)  # (B, C, T, H)
-        return self.head(stacked.transpose(2, 3))
+        return self.head(stacked.transpose(2, 3), None if frames is None else frames.to(x.device))

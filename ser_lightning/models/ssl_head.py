@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional
 
 from ser_lightning.models.layers import AttentiveStatisticsPooling, init_weights
+from ser_lightning.models.masking import lengths_mask, masked_mean
 from ser_lightning.models.requirements import InputRequirement
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -46,6 +47,7 @@ class SSLHead(nn.Module):
     """
 
     input_requirement = InputRequirement()  # any (layers, hidden, frames)
+    accepts_lengths = True  # forward(x, lengths): padded batches of variable-length clips
 
     def __init__(
         self,
@@ -80,15 +82,22 @@ class SSLHead(nn.Module):
         """
         return torch.softmax(self.layer_logits, dim=0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` of `(batch, layers, hidden, frames)` features."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` of `(batch, layers, hidden, frames)` features.
+
+        With `lengths` (`(batch,)` frame counts of a padded batch), the attentive statistics
+        pooling weighs each clip's real frames only (the mix and projection work frame by frame),
+        so each clip gets the logits it gets alone.
+        """
         x = x.transpose(2, 3)  # (B, C, T, F): one vector per layer and frame
         if self.layer_norm:
             x = functional.layer_norm(x, x.shape[-1:])
         x = torch.einsum("c,bctf->btf", self.layer_weights(), x)
         x = self.project(x)  # (B, T, hidden_dim)
-        pooled = self.pooling(x) if self.pooling is not None else x[:, 0]
-        return self.classifier(pooled)
+        if self.pooling is None:
+            return self.classifier(x[:, 0])
+        mask = None if lengths is None else lengths_mask(lengths.to(x.device), x.size(1))
+        return self.classifier(self.pooling(x, mask))
 
 
 class EmoBoxHead(nn.Module):
@@ -109,6 +118,7 @@ class EmoBoxHead(nn.Module):
     """
 
     input_requirement = InputRequirement()  # any (layers, hidden, frames); `layer` checked below
+    accepts_lengths = True  # forward(x, lengths): the mean over each clip's own frames
 
     def __init__(
         self,
@@ -130,8 +140,13 @@ class EmoBoxHead(nn.Module):
         self.pre_net = nn.Linear(n_features, hidden_dim)
         self.post_net = nn.Linear(hidden_dim, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits `(batch, num_classes)` from layer `self.layer` of `x`, `(batch, C, F, T)`."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the logits `(batch, num_classes)` from layer `self.layer` of `x`, `(batch, C, F, T)`.
+
+        With `lengths` (`(batch,)` frame counts of a padded batch) the mean is over each clip's
+        own frames, as EmoBox averages its padded batches.
+        """
         frames = x[:, self.layer].transpose(1, 2)  # (B, T, F)
         hidden = torch.relu(self.pre_net(frames))
-        return self.post_net(hidden.mean(dim=1))
+        mask = None if lengths is None else lengths_mask(lengths.to(x.device), hidden.size(1))
+        return self.post_net(masked_mean(hidden, mask))

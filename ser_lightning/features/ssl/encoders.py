@@ -135,6 +135,67 @@ class LoadedEncoder:
             waveforms = (waveforms - mean) / torch.sqrt(var + 1e-7)
         return model(waveforms.to(dtype), output_hidden_states=True).hidden_states
 
+    @property
+    def takes_attention_mask(self) -> bool:
+        """Whether the encoder takes a padded batch with an attention mask (transformers' own rule).
+
+        The wav2vec2, HuBERT and WavLM encoders whose convolutional front end uses layer norm
+        (`feat_extract_norm="layer"`) take an `attention_mask`; transformers' feature extractors
+        return one for exactly these. The group-norm base models must not get one: their front
+        end normalises each channel over the whole (padded) input, so padding changes every
+        frame. Whisper's encoder ignores masks. data2vec-audio takes a mask, but its stack of
+        positional convolutions carries the padding (zeroed only before the first of them) into
+        a clip's last frames and, through attention, into all of them: measured, a masked batch
+        moves a short clip's features by up to 1.8. All of these run clip by clip
+        (`hidden_states_padded`).
+        """
+        if self.front_end is not None or self.identity.family == "data2vec_audio":
+            return False
+        return getattr(self.model.config, "feat_extract_norm", "group") == "layer"
+
+    def hidden_states_padded(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Every hidden state of a padded batch of 16 kHz clips, each clip's as it gets alone.
+
+        An encoder that takes an attention mask (`takes_attention_mask`) runs the batch once with
+        the mask of each clip's samples (normalised over its own samples where the encoder wants
+        normalised waveforms, zero past its end, as transformers' feature extractors pad); the
+        others run each clip alone. Frames past a clip's end are zero.
+
+        Args:
+            waveforms: `(batch, samples)`, each clip followed by padding.
+            lengths: `(batch,)` samples per clip.
+
+        Returns:
+            L + 1 tensors `(batch, frames, hidden)` (frames: the longest clip's), and each clip's
+            frame count `(batch,)` int64 on the CPU.
+        """
+        counts = [int(n) for n in lengths.tolist()]
+        frames = torch.tensor([self.num_frames(n) for n in counts], dtype=torch.int64)
+        longest = int(frames.max())
+        if not self.takes_attention_mask:
+            alone = [self.hidden_states(waveforms[i : i + 1, :n]) for i, n in enumerate(counts)]
+            states = []
+            for layer in range(len(alone[0])):
+                padded = alone[0][layer].new_zeros((len(counts), longest, alone[0][layer].size(-1)))
+                for i, clip in enumerate(alone):
+                    padded[i, : clip[layer].size(1)] = clip[layer][0]
+                states.append(padded)
+            return tuple(states), frames
+        device = waveforms.device
+        mask = torch.arange(waveforms.size(-1), device=device)[None, :] < lengths.to(device)[:, None]
+        waveforms = waveforms.masked_fill(~mask, 0.0)
+        if self.normalize_waveform:
+            count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+            mean = waveforms.sum(dim=-1, keepdim=True) / count
+            var = ((waveforms - mean).masked_fill(~mask, 0.0).square()).sum(dim=-1, keepdim=True) / count
+            waveforms = ((waveforms - mean) / torch.sqrt(var + 1e-7)).masked_fill(~mask, 0.0)
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(waveforms.to(dtype), attention_mask=mask.long(), output_hidden_states=True)
+        real = (torch.arange(longest, device=device)[None, :] < frames.to(device)[:, None])[..., None]
+        return tuple(h[:, :longest].masked_fill(~real, 0.0) for h in out.hidden_states), frames
+
 
 def state_dict_digest(model: nn.Module) -> str:
     """SHA-256 over every tensor of the state dict, by name in sorted order (name, dtype, shape, bytes).

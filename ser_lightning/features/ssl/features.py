@@ -186,6 +186,48 @@ class SSLFeatures(FeatureExtractor):
             features = torch.cat([mean, std], dim=2)
         return in_cache_precision(features)
 
+    def extract_padded(
+        self, waveforms: torch.Tensor, sample_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extract a padded batch of whole clips, each clip's features as it gets them alone.
+
+        Each clip is resampled on its own; an encoder that takes an attention mask then runs the
+        batch once with it, the others each clip alone (`LoadedEncoder.hidden_states_padded`).
+        Pooling averages each clip's own frames.
+
+        Args:
+            waveforms: `(batch, samples)` at the data's rate, zero past each clip's end.
+            sample_lengths: `(batch,)` samples per clip.
+
+        Returns:
+            The features `(batch, C, F, frames)`, zero past each clip's end, and each clip's
+            frame count (1 each when pooled).
+        """
+        clips = [waveforms[i, : int(n)].float() for i, n in enumerate(sample_lengths.tolist())]
+        if self.sample_rate != SAMPLE_RATE:
+            clips = [torchaudio.functional.resample(c, self.sample_rate, SAMPLE_RATE) for c in clips]
+        lengths = torch.tensor([len(c) for c in clips], dtype=torch.int64)
+        waves = clips[0].new_zeros((len(clips), int(lengths.max())))
+        for i, clip in enumerate(clips):
+            waves[i, : len(clip)] = clip
+        with torch.no_grad():
+            states, frames = self.encoder.hidden_states_padded(waves, lengths)
+            kept = torch.stack([states[i] for i in self.layers], dim=1).float()  # (B, C, T, H)
+        features = kept.transpose(2, 3)  # (B, C, H, T), zero past each clip's end
+        if self.pooling != "none":
+            real = (
+                torch.arange(features.size(-1), device=features.device) < frames.to(features.device)[:, None]
+            )
+            weights = real[:, None, None, :].to(features.dtype)
+            count = weights.sum(dim=3, keepdim=True).clamp(min=1)
+            mean = (features * weights).sum(dim=3, keepdim=True) / count
+            pooled = mean
+            if self.pooling == "mean_std":  # population standard deviation, as `extract`
+                std = (((features - mean) * weights).square().sum(dim=3, keepdim=True) / count).sqrt()
+                pooled = torch.cat([mean, std], dim=2)
+            return in_cache_precision(pooled), torch.ones(len(clips), dtype=torch.int64)
+        return in_cache_precision(features), frames
+
     def precompute(
         self,
         waveforms: np.ndarray,
