@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, onnx_session
 from ser_lightning.metrics import concordance_correlation
 from ser_lightning.model import SERModel
 from ser_lightning.predict import predict
@@ -136,6 +137,20 @@ def test_a_multitask_run_learns_classes_and_dimensions(small_demo_root, tmp_path
     )
     predicted_arousal = [r["dimensions"]["arousal"] for r in records]
     assert np.corrcoef(predicted_arousal, predictions["arousal_true"][: len(records)])[0, 1] > 0.5
+    # the ONNX graph gives the dimensions beside the logits and probabilities, as PyTorch does
+    model = SERModel.load_from_checkpoint(best)
+    path = export_onnx(model, tmp_path / "model.onnx")
+    waves = np.random.default_rng(0).normal(0, 0.1, (3, model.audio.num_samples)).astype(np.float32)
+    parity = compare_with_torch(model, path, waves)
+    assert parity["max_abs_dimension_diff"] < 1e-3 and parity["max_abs_probability_diff"] < 1e-4, parity
+    logits, _, dimensions = onnx_session(path).run(
+        ["logits", "probabilities", "dimensions"], {"waveform": waves}
+    )
+    assert (
+        logits.shape == (3, 8)
+        and dimensions.shape == (3, 3)
+        and ((dimensions >= 1) & (dimensions <= 5)).all()
+    )
     predicted, target = predictions["arousal"].to_numpy(), predictions["arousal_true"].to_numpy()
     assert metrics["test/ccc_arousal"] > max(0.3, shuffled_ccc_bar(predicted, target))
     assert (tmp_path / "run" / "test_report" / "dimensions.csv").is_file()

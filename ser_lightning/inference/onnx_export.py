@@ -56,6 +56,22 @@ for _name in ("onnx_ir", "onnxscript"):
 
 INPUT_KINDS = ("waveform", "features")
 OUTPUT_NAMES = ("logits", "probabilities")
+# a task=dimensional|multitask model's arousal, valence and dominance on its corpus's scale
+DIMENSIONS_OUTPUT = "dimensions"
+
+
+def output_names(module: SERModel) -> tuple[str, ...]:
+    """The graph's outputs: logits and probabilities (with classes), then dimensions (with them).
+
+    Returns:
+        The names, in the order the graph returns them.
+    """
+    task = module.task
+    return (OUTPUT_NAMES if task.has_categories else ()) + (
+        (DIMENSIONS_OUTPUT,) if task.has_dimensions else ()
+    )
+
+
 DEFAULT_OPSET = 18  # STFT (17+) and the exporter's preferred opset
 # The shortest clip a whole-clip graph takes, in samples (the STFT's reflected edge needs more
 # samples than half its window; 1024 covers every front end's n_fft of up to 2048)
@@ -78,18 +94,23 @@ class ExportedClassifier(nn.Module):
         self.input_kind = input_kind
         self.whole_clips = module.audio.whole_clips
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run the model's inference path on waveforms or features, as `input_kind` says.
 
         Args:
             x: a batch of waveforms `(batch, samples)` or features `(batch, *input_shape)`.
 
         Returns:
-            The logits and the probabilities calibrated with the checkpoint's temperature.
+            The logits and the probabilities calibrated with the checkpoint's temperature, then
+            (task dimensional or multitask) the dimensions on the corpus's scale (`output_names`).
         """
-        logits = self.module(self.module.inputs({self.input_kind: x}))
-        # calibrated with the checkpoint's temperature, a constant of the graph
-        return logits, probabilities(logits, self.module.temperature)
+        logits, dimensions = self.module.outputs(self.module.inputs({self.input_kind: x}))
+        outputs = ()
+        if logits is not None:  # calibrated with the checkpoint's temperature, a constant of the graph
+            outputs = (logits, probabilities(logits, self.module.temperature))
+        if dimensions is not None:
+            outputs += (self.module.dimension_scale.denormalise(dimensions),)
+        return outputs
 
     def example_input(self, batch: int = 2) -> torch.Tensor:
         """Make the zeros the exporter traces the graph with.
@@ -177,8 +198,13 @@ def onnx_metadata(module: SERModel, input_kind: str) -> dict[str, str]:
         "audio": json.dumps(module.audio.to_dict()),
         "features": json.dumps(module.features_config),
         "input": json.dumps({"name": input_kind, "shape": shape}),
-        "outputs": json.dumps(list(OUTPUT_NAMES)),
+        "outputs": json.dumps(list(output_names(module))),
         "temperature": json.dumps(module.temperature),
+        **(
+            {"dimension_scale": json.dumps(module.dimension_scale.to_dict())}
+            if module.task.has_dimensions
+            else {}
+        ),
     }
 
 
@@ -214,7 +240,7 @@ def export_onnx(
             wrapper,
             (wrapper.example_input(),),
             input_names=[input_kind],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(output_names(module)),
             dynamic_shapes=wrapper.dynamic_shapes(),
             opset_version=opset,
             dynamo=True,
@@ -260,26 +286,31 @@ def compare_with_torch(
         input_kind: "waveform" or "features".
 
     Returns:
-        The largest absolute logit and probability differences, whether both predict the same
-        classes, and the number of inputs (clips).
+        The largest absolute logit and probability differences (and dimension difference, for a
+        model with dimensions), whether both predict the same classes, and the number of inputs (clips).
     """
     session = onnx_session(path)
     wrapper = ExportedClassifier(module.to("cpu"), input_kind).eval()
     batches = inputs if isinstance(inputs, list) else [inputs]
-    logit_diff = probability_diff = 0.0
+    names = output_names(module)
+    diffs = dict.fromkeys(names, 0.0)
     same, count = True, 0
     for batch in batches:
         batch = np.asarray(batch, dtype=np.float32)
-        onnx_logits, onnx_probabilities = session.run(list(OUTPUT_NAMES), {input_kind: batch})
+        onnx_outputs = dict(zip(names, session.run(list(names), {input_kind: batch}), strict=True))
         with torch.inference_mode():
-            logits, probabilities = (t.numpy() for t in wrapper(torch.from_numpy(batch)))
-        logit_diff = max(logit_diff, float(np.abs(onnx_logits - logits).max()))
-        probability_diff = max(probability_diff, float(np.abs(onnx_probabilities - probabilities).max()))
-        same = same and bool((onnx_probabilities.argmax(1) == probabilities.argmax(1)).all())
+            torch_outputs = dict(
+                zip(names, (t.numpy() for t in wrapper(torch.from_numpy(batch))), strict=True)
+            )
+        for name in names:
+            diffs[name] = max(diffs[name], float(np.abs(onnx_outputs[name] - torch_outputs[name]).max()))
+        if "probabilities" in names:
+            onnx_best, torch_best = (
+                onnx_outputs["probabilities"].argmax(1),
+                torch_outputs["probabilities"].argmax(1),
+            )
+            same = same and bool((onnx_best == torch_best).all())
         count += len(batch)
-    return {
-        "max_abs_logit_diff": logit_diff,
-        "max_abs_probability_diff": probability_diff,
-        "same_predictions": same,
-        "num_inputs": count,
-    }
+    keys = {"logits": "max_abs_logit_diff", "probabilities": "max_abs_probability_diff"}
+    result = {keys.get(name, "max_abs_dimension_diff"): diffs[name] for name in names}
+    return {**result, "same_predictions": same, "num_inputs": count}
