@@ -67,3 +67,19 @@ def test_a_whole_clip_model_with_an_lstm_is_refused_naming_the_ways_out(tmp_path
     with pytest.raises(InvalidSetting, match=r"CRNNAttention.*LSTM.*ser_lightning\.predict.*model=acnt"):
         export_onnx(model, tmp_path / "crnn.onnx")
     assert not (tmp_path / "crnn.onnx").exists()
+
+
+@pytest.mark.slow  # one export of an encoder graph
+def test_a_whole_clip_encoder_model_exports_with_free_length(tmp_path):
+    from .test_ssl_features import TINY_CONFIGS
+
+    config_class, model_class, sizes = TINY_CONFIGS["wav2vec2"]
+    torch.manual_seed(0)
+    layer_norm = {**sizes, "feat_extract_norm": "layer", "do_stable_layer_norm": True}
+    model_class(config_class(**layer_norm)).eval().save_pretrained(tmp_path / "encoder")
+    model = module_from_config(
+        ["features=ssl", f"features.encoder={tmp_path / 'encoder'}", "model=ssl_head"], duration=None
+    ).model
+    path = export_onnx(model, tmp_path / "ssl.onnx")
+    parity = compare_with_torch(model, path, noise_clips([3000, 16000, 50000]))
+    assert parity["same_predictions"] and parity["max_abs_probability_diff"] < 1e-5, parity

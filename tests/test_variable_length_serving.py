@@ -170,3 +170,20 @@ def test_the_http_api_gives_a_whole_clip_models_timeline(whole, small_demo_root,
         np.testing.assert_allclose(
             list(segment["probabilities"].values()), alone(model, wave[a:b]), atol=1e-4
         )
+
+
+@pytest.mark.slow  # an export and its check on noise of up to 11.3 s: about 40 s on the shared CPUs
+def test_the_export_command_writes_and_checks_a_whole_clip_graph(whole, small_demo_root, tmp_path):
+    from ser_lightning.export import WHOLE_CLIP_VERIFY_SECONDS, export
+    from ser_lightning.inference.onnx_export import onnx_session
+
+    ckpt, model = whole
+    cfg = compose_train([f"ckpt_path={ckpt}"], tmp_path / "export", config_name="export")
+    summary = export(cfg)
+    assert summary["parity"]["num_inputs"] == len(WHOLE_CLIP_VERIFY_SECONDS)
+    assert summary["parity"]["max_abs_probability_diff"] < 1e-4
+    # the file scores a real recording of its own length as the model does
+    wave = talk(small_demo_root, tmp_path / "talk.wav")
+    clip = whole_clip_window(wave, model.audio).take([0])
+    (probabilities,) = onnx_session(summary["onnx"]).run(["probabilities"], {"waveform": clip})
+    np.testing.assert_allclose(probabilities[0], alone(model, wave), atol=1e-5)

@@ -141,3 +141,51 @@ def test_ssl_heads_build_for_whole_clips(model, folders):
         for i, clip in enumerate(clips):
             alone = built.probabilities({"waveform": clip[None]})
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow  # two short training runs over a tiny encoder
+@pytest.mark.parametrize("model", ["ssl_head", "ssl_finetune"])
+def test_whole_clip_runs_train_over_an_encoder_and_score_each_clip_as_alone(model, folders, tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+
+    from ser_lightning.checkpoint_encoder import EncoderFiles
+    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.model import SERModel
+    from ser_lightning.train import train
+
+    from .helpers.configs import compose_train
+    from .helpers.corpora import ragged_tone_corpus
+    from .test_variable_length_run import WHOLE_CLIPS
+
+    corpus = ragged_tone_corpus(tmp_path / "corpus")
+    encoder = str(folders["wav2vec2_layer_norm"])
+    chosen = (
+        ["features=ssl", f"features.encoder={encoder}", "model=ssl_head"]
+        if model == "ssl_head"
+        else ["features=waveform", "model=ssl_finetune", f"model.net.encoder={encoder}"]
+    )
+    plain = [o for o in WHOLE_CLIPS if not o.startswith(("features.", "augmentation"))]
+    overrides = [
+        *plain,
+        "augmentation=none",
+        *chosen,
+        f"data.root={corpus}",
+        "debug=limit",
+        "trainer.max_epochs=1",
+    ]
+    metrics, _ = train(compose_train(overrides, tmp_path / "run", tmp_path / "cache"))
+    assert np.isfinite(metrics["test/ua"])
+    scorer = SERModel.load_from_checkpoint(
+        tmp_path / "run" / "checkpoints" / "last.ckpt",
+        encoder_files=EncoderFiles(models_dir=str(Path(encoder).parent)),
+    )
+    assert scorer.audio.whole_clips
+    clips, _, _ = padded()
+    waves = [c.numpy() for c in clips]
+    together = Predictor(scorer, device="cpu").whole_clip_probabilities(waves)
+    with torch.no_grad():
+        for wave, row in zip(waves, together, strict=True):
+            alone = scorer.probabilities({"waveform": torch.from_numpy(wave)[None]})[0].numpy()
+            np.testing.assert_allclose(row, alone, atol=1e-5)
