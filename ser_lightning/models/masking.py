@@ -16,6 +16,9 @@ that true layer by layer:
 
 BatchNorm in training mode still computes its batch statistics over the padded frames (they are
 zeros); in evaluation it uses its running statistics, and a padded batch matches single clips.
+Masked statistics would mean rewriting every network's BatchNorm layers; whole-clip training
+groups batches by length instead, which keeps the padding to 1.4 % of an epoch's frames at
+MSP-Podcast's shape (experiments/benchmarks/results/variable_length_scale.md).
 """
 
 from __future__ import annotations
