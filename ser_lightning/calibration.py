@@ -17,12 +17,15 @@ emotions, fitted on the same validation clips' calibrated probabilities.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ser_lightning.conformal import check_conformal
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # the torch form is imported where it runs: the ONNX backend loads no torch
+    import torch
 
 # temperature; conformal: the temperature and a conformal threshold (ser_lightning.conformal)
 CALIBRATION_METHODS = ("temperature", "conformal", "none")
@@ -35,7 +38,20 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Return softmax(logits / temperature) over the last axis, in float32 whatever the logits' precision."""
+    import torch
+
     return torch.softmax(logits.float() / float(temperature), dim=-1)
+
+
+def probabilities_numpy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The numpy form of `probabilities`, for the torch-free ONNX backend.
+
+    Returns:
+        softmax(logits / temperature) over the last axis, float32.
+    """
+    scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
+    scaled = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _nll(logits: np.ndarray, y_true: np.ndarray, temperature: float) -> float:

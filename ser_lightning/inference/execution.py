@@ -10,11 +10,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # torch is imported where a device is resolved: the ONNX backend never does
+    import torch
 
 T = TypeVar("T")
 
@@ -60,6 +61,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     Raises:
         InvalidSetting: when torch does not know the device, or it is a GPU and torch sees none.
     """
+    import torch
+
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, ListConfig
 
 from ser_lightning.inference.media import InputError
-from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: predict backend=onnx imports no torch
+    from ser_lightning.inference.predictor import Predictor
 
 log = logging.getLogger("ser_lightning.predict")
 

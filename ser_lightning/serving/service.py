@@ -22,14 +22,13 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.containers import HEAD_BYTES, UnsupportedContainerError, sniffed_suffix
 from ser_lightning.inference.media import InputError, MediaTooLongError
-from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import (
     Timeline,
@@ -40,6 +39,10 @@ from ser_lightning.inference.timeline import (
 )
 from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.serving.batching import BatchingSettings, DynamicBatcher
+
+if TYPE_CHECKING:  # annotations only: serve backend=onnx imports no torch
+    from ser_lightning.inference.onnx_backend import OnnxPredictor
+    from ser_lightning.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class Decoded:
 class EmotionService:
     """Scores uploads with one predictor; `start()` and `stop()` run with the application."""
 
-    def __init__(self, predictor: Predictor, info: dict, settings: ServiceSettings):
+    def __init__(self, predictor: Predictor | OnnxPredictor, info: dict, settings: ServiceSettings):
         self.predictor = predictor
         self.info = info
         self.settings = settings

@@ -2,9 +2,12 @@
 
 torch and torchaudio are a compiled pair: torchaudio's shared library links against symbols of
 one torch release, and a mismatched pair fails at import with a linker error such as
-``undefined symbol: torch_exception_get_what_without_backtrace``. The package imports the pair
-first (``ser_lightning/__init__.py``) so that such an environment stops with a message that says
-what is installed, what is expected and how to fix it, instead of that error.
+``undefined symbol: torch_exception_get_what_without_backtrace``. The package installs an import
+guard (``ser_lightning/__init__.py``, `guard_compiled_dependencies`): the first import of
+torchaudio, from wherever, imports torch first and turns a failure of either into a message
+that says what is installed, what is expected and how to fix it, instead of that error. The
+guard imports nothing itself, so the ONNX backend (`ser_lightning.inference.onnx_backend`),
+which needs neither, runs without torch.
 
 The expected versions are read from the installed project's own requirements (pyproject.toml's
 exact pins), so the pins have one source.
@@ -13,8 +16,11 @@ exact pins), so the pins have one source.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.metadata as metadata
 import re
+import sys
 
 PROJECT = "ser_lightning"
 # Imported in this order: torch first, then the packages whose compiled code links against it.
@@ -85,11 +91,54 @@ def check_compiled_dependencies() -> None:
         try:
             importlib.import_module(name)
         except (ImportError, OSError) as err:
-            raise IncompatibleInstallError(
-                f"{name} cannot be loaded in this environment: {type(err).__name__}: {err}\n"
-                f"{describe_versions()}\n"
-                f"The compiled pair torch/torchaudio must be exactly the locked versions; {FIX}."
-            ) from None
+            raise IncompatibleInstallError(_incompatible_message(name, err)) from None
+
+
+class _CheckedLoader(importlib.abc.Loader):
+    """The real loader of torch or torchaudio, its failure turned into IncompatibleInstallError."""
+
+    def __init__(self, loader: importlib.abc.Loader, name: str):
+        self.loader, self.name = loader, name
+
+    def create_module(self, spec):  # noqa: D102 (importlib's protocol)
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:  # noqa: D102 (importlib's protocol)
+        try:
+            self.loader.exec_module(module)
+        except (ImportError, OSError) as err:
+            raise IncompatibleInstallError(_incompatible_message(self.name, err)) from None
+
+
+class CompiledPairGuard(importlib.abc.MetaPathFinder):
+    """Check the compiled pair when it is first imported, not before (`guard_compiled_dependencies`)."""
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: D102 (importlib's protocol)
+        if fullname not in COMPILED_PAIR:
+            return None
+        if fullname != COMPILED_PAIR[0]:  # torch first: torchaudio's library links against it
+            importlib.import_module(COMPILED_PAIR[0])
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _CheckedLoader(spec.loader, fullname)
+        return spec
+
+
+def guard_compiled_dependencies() -> None:
+    """Install `CompiledPairGuard` (once): importing torch or torchaudio later checks the pair.
+
+    Nothing is imported now, so a process that never needs torch (the ONNX backend) never loads it.
+    """
+    if not any(isinstance(finder, CompiledPairGuard) for finder in sys.meta_path):
+        sys.meta_path.insert(0, CompiledPairGuard())
+
+
+def _incompatible_message(name: str, err: BaseException) -> str:
+    return (
+        f"{name} cannot be loaded in this environment: {type(err).__name__}: {err}\n"
+        f"{describe_versions()}\n"
+        f"The compiled pair torch/torchaudio must be exactly the locked versions; {FIX}."
+    )
 
 
 def install_summary(lock_file: str = "requirements.lock") -> str:
