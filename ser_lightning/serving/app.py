@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
@@ -53,6 +53,8 @@ from ser_lightning.serving.problems import (
 )
 from ser_lightning.serving.schemas import RAW_BODY_MEDIA_TYPES, Health, ModelInfo, Prediction, PredictUpload
 from ser_lightning.serving.service import EmotionService, RequestError
+from ser_lightning.serving.streaming import StreamSettings
+from ser_lightning.serving.streaming_session import StreamHub
 from ser_lightning.serving.uploads import read_recording
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -126,19 +128,26 @@ class AccessSettings:
     retry_after_s: int = 1
 
 
-def create_app(service: EmotionService, access: AccessSettings | None = None, web: bool = True) -> FastAPI:
+def create_app(
+    service: EmotionService,
+    access: AccessSettings | None = None,
+    web: bool = True,
+    stream: StreamSettings | None = None,
+) -> FastAPI:
     """Build the application serving `service` behind the guards of `access`.
 
     Args:
         service: the model behind the API; started and stopped with the application.
         access: the key, host names, origins, body timeout and queue bound; loopback-only defaults when None.
         web: whether to mount the Gradio page at `/`.
+        stream: the limits of WS /v1/stream (`serving.streaming_session`); the defaults when None.
 
     Returns:
         The FastAPI application: /health, /v1/model, /v1/predict and, with `web`, the page.
     """
     access = access or AccessSettings()
     queue = PendingRequests(access.max_pending_requests, access.retry_after_s)
+    streams = StreamHub(service, stream or StreamSettings(), access.cors_origins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -147,6 +156,7 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
             yield
         finally:
             await service.stop()
+            streams.close()
             cache = getattr(app.state, "page_cache", None)
             if cache is not None:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -159,6 +169,7 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
     )
     app.state.service = service
     app.state.queue = queue
+    app.state.streams = streams
     # added innermost first: a request meets the host check, then the origin policy, the key,
     # the queue bound, the body limits and the method check
     app.add_middleware(MethodGuard, routes=lambda: route_methods(app), owned_prefixes=(API_PREFIX,))
@@ -232,6 +243,11 @@ def create_app(service: EmotionService, access: AccessSettings | None = None, we
         finally:
             await recording.close()
         return result
+
+    @app.websocket("/v1/stream")
+    async def stream_route(websocket: WebSocket) -> None:
+        # live audio in, emotion events out: the messages are serving.streaming_events' models
+        await streams.serve(websocket)
 
     app.include_router(api)
     app.openapi = lambda: contract(app, keyed=bool(access.api_key))  # type: ignore[method-assign]

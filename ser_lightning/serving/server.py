@@ -20,6 +20,7 @@ from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.model import SERModel
 from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
+from ser_lightning.serving.streaming import StreamSettings
 from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
@@ -137,7 +138,8 @@ def build_app(cfg: DictConfig, environ: Mapping[str, str] = os.environ) -> FastA
         The application, with its service loaded.
     """
     access = access_settings(cfg, environ)
-    return create_app(load_service(cfg), access, web=bool(cfg.get("web", True)))
+    stream = StreamSettings.from_config(cfg.get("stream"))
+    return create_app(load_service(cfg), access, web=bool(cfg.get("web", True)), stream=stream)
 
 
 def uvicorn_server(cfg: DictConfig, app: FastAPI) -> uvicorn.Server:
