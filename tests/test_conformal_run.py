@@ -76,7 +76,7 @@ def test_the_threshold_is_stored_and_the_test_report_scores_its_sets(trained):
     assert trained.summary["test_results"]["conformal"]["coverage"] == pytest.approx(report["coverage"])
 
 
-def test_eval_and_predict_give_the_checkpoints_sets(trained, tmp_path):
+def test_eval_and_predict_give_the_checkpoints_sets(trained, tmp_path, caplog):
     machine = [f"paths.data_dir={trained.root.parent}", f"paths.cache_dir={trained.cache}"]
     cfg = compose_train(
         [f"ckpt_path={trained.ckpt}", "device=cpu", *machine], tmp_path / "eval", config_name="eval"
@@ -101,7 +101,8 @@ def test_eval_and_predict_give_the_checkpoints_sets(trained, tmp_path):
     )
     cfg.inputs = [str(p) for p in clips]
     stream = io.StringIO()
-    results = predict(cfg, stream=stream)
+    with caplog.at_level(logging.INFO, logger="ser_lightning.predict"):
+        results = predict(cfg, stream=stream)
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     threshold = read_checkpoint(trained.ckpt)["hyper_parameters"]["calibration"]["conformal"]["threshold"]
     for item, record in zip(results, records, strict=True):
@@ -110,6 +111,11 @@ def test_eval_and_predict_give_the_checkpoints_sets(trained, tmp_path):
         assert record["emotion_set"] == set_labels(
             prediction_sets(probabilities, threshold), item.labels, probabilities
         )
+    sizes = [len(r["emotion_set"]) for r in records]
+    assert (
+        f"conformal sets (80% coverage): mean size {np.mean(sizes):.2f}; "
+        f"{sum(n > 1 for n in sizes)} of {len(sizes)} files have more than one emotion"
+    ) in caplog.text
     saved = pd.read_csv(tmp_path / "p" / "predictions.csv")
     assert saved["emotion_set"].tolist() == ["|".join(r["emotion_set"]) for r in records]
 

@@ -93,7 +93,7 @@ def timeline_predictions(
 
 
 def log_summary(results: list[FilePrediction | InputError], seconds: float) -> None:
-    """The last line of the log: how many inputs were scored and how many failed (and which)."""
+    """The last lines of the log: how many inputs were scored and failed (and which), and the sets' sizes."""
     failed = [r.path for r in results if isinstance(r, InputError)]
     if failed:
         log.error(
@@ -106,3 +106,15 @@ def log_summary(results: list[FilePrediction | InputError], seconds: float) -> N
         )
     else:
         log.info("scored %d files, 0 inputs failed, in %.1f s", len(results), seconds)
+    sets = [
+        r.prediction_set for r in results if isinstance(r, FilePrediction) and r.prediction_set is not None
+    ]
+    if sets:
+        coverage = next(r.set_coverage for r in results if isinstance(r, FilePrediction) and r.set_coverage)
+        log.info(
+            "conformal sets (%.0f%% coverage): mean size %.2f; %d of %d files have more than one emotion",
+            100 * coverage,
+            sum(len(s) for s in sets) / len(sets),
+            sum(len(s) > 1 for s in sets),
+            len(sets),
+        )
