@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 
+from ser_lightning.inference import predictor as predictor_module
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.inference.windows import whole_clip_window
@@ -75,16 +76,28 @@ def talk(demo_root, path):
     return wave
 
 
-def test_padded_batches_of_whole_clips_give_each_clip_its_own_probabilities(whole):
+def test_padded_batches_of_whole_clips_give_each_clip_its_own_probabilities(whole, monkeypatch):
     _, model = whole
     rng = np.random.default_rng(0)
     clips = [(rng.standard_normal(n) * 0.2).astype(np.float32) for n in (3000, 16000, 5111, 40000, 9000)]
     predictor = Predictor(model, device="cpu", batch_size=4)  # two padded batches, sorted by length
     together = predictor.whole_clip_probabilities(clips)
-    for clip, row in zip(clips, together, strict=True):
+    expected = []
+    for clip in clips:
         with torch.no_grad():
-            expected = model.probabilities({"waveform": torch.from_numpy(clip)[None]})[0].numpy()
-        np.testing.assert_allclose(row, expected, atol=1e-5)
+            expected.append(model.probabilities({"waveform": torch.from_numpy(clip)[None]})[0].numpy())
+    np.testing.assert_allclose(together, np.stack(expected), atol=1e-5)
+    # a batch holds at most PADDED_BATCH_SECONDS of padded audio: at 2 s (32,000 samples), the
+    # three shortest clips go together (3 x 9,000 samples) and the two longest alone
+    monkeypatch.setattr(predictor_module, "PADDED_BATCH_SECONDS", 2)
+    sizes, score = [], predictor._padded_probabilities
+    monkeypatch.setattr(
+        predictor,
+        "_padded_probabilities",
+        lambda batch: sizes.append([len(c) for c in batch]) or score(batch),
+    )
+    np.testing.assert_allclose(predictor.whole_clip_probabilities(clips), np.stack(expected), atol=1e-5)
+    assert sizes == [[3000, 5111, 9000], [16000], [40000]]
 
 
 def test_predict_timeline_scores_each_speech_segment_whole(whole, small_demo_root, tmp_path):

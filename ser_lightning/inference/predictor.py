@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # annotations only
 
 log = logging.getLogger(__name__)
 
+# The most audio one padded batch of whole clips holds (clips x the longest, in seconds): 32
+# windows of 12 s, about what a batch of fixed-length windows of an MSP-Podcast model holds.
+PADDED_BATCH_SECONDS = 32 * 12
+
 
 class Predictor:
     """Batched scoring with a trained SERModel on a device (GPU when available).
@@ -92,7 +96,8 @@ class Predictor:
     def whole_clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Score whole clips of their own lengths, for a model trained on whole clips.
 
-        Clips are sorted by length and scored `batch_size` at a time as padded batches: each clip's
+        Clips are sorted by length and scored as padded batches of at most `batch_size` clips and
+        PADDED_BATCH_SECONDS seconds (clips x the longest; a longer clip goes alone). Each clip's
         features are extracted from its own samples (`FeatureExtractor.extract_padded`), and the
         network takes their frame counts, so every clip gets the probabilities it gets alone.
 
@@ -104,20 +109,22 @@ class Predictor:
         """
         out = np.zeros((len(clips), len(self.labels)), dtype=np.float32)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))  # neighbours in length pad least
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            out[chosen] = self._padded_probabilities([clips[i] for i in chosen])
+        budget = PADDED_BATCH_SECONDS * self.audio.sample_rate
+        batches: list[list[int]] = [[]]
+        for i in order:  # sorted: clip i is the longest yet, so the padded batch is (count + 1) x len(clip i)
+            count = len(batches[-1])
+            if count and (count >= self.batch_size or (count + 1) * len(clips[i]) > budget):
+                batches.append([])
+            batches[-1].append(i)
+        for chosen in batches if order else []:
+            out[chosen] = self._padded_probabilities([clips[c] for c in chosen])
         return out
 
     @torch.inference_mode()
     def _padded_probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
         if len(clips) == 1 or not hasattr(self.module, "features"):  # one clip, or a baseline's pipeline
-            return np.concatenate(
-                [
-                    self._probabilities("waveform", torch.from_numpy(np.asarray(c, np.float32)[None]))
-                    for c in clips
-                ]
-            )
+            alone = [torch.from_numpy(np.asarray(c, np.float32)[None]) for c in clips]
+            return np.concatenate([self._probabilities("waveform", wave) for wave in alone])
         lengths = torch.tensor([len(c) for c in clips], dtype=torch.int64)
         waves = torch.zeros(len(clips), int(lengths.max()))
         for i, clip in enumerate(clips):
