@@ -22,16 +22,8 @@ from typing import TextIO
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.baselines.scoring import load_scoring_model
-from ser_lightning.checkpoint_encoder import EncoderFiles
-from ser_lightning.inference.dimension_prediction import (
-    DimensionCsvWriter,
-    dimension_lines,
-    dimension_record,
-    predict_dimensions,
-    with_dimensions,
-)
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, collect_inputs
+from ser_lightning.inference.onnx_backend import OnnxPredictor, uses_onnx
 from ser_lightning.inference.output import CsvWriter, PredictionPrinter
 from ser_lightning.inference.predict_steps import (
     check_calibration_option,
@@ -39,10 +31,9 @@ from ser_lightning.inference.predict_steps import (
     log_summary,
     timeline_predictions,
 )
-from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
-from ser_lightning.utils.errors import exits_on_user_mistake
+from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -59,28 +50,48 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     Returns:
         One item per input, in the order written: a FilePrediction, or an InputError for an
         input that could not be scored.
+
+    Raises:
+        InvalidSetting: for timeline=true with an exported model (the detector runs on torch).
     """
     stream = stream or sys.stdout
     started = time.perf_counter()
-    # a network checkpoint, or a baseline model (model.skops or its run folder) behind the same interface
-    model = load_scoring_model(cfg.ckpt_path, EncoderFiles.of_command(cfg))
-    task = getattr(model, "task", None)
-    if task is not None and not task.has_categories:  # arousal, valence and dominance only
-        return predict_dimension_files(cfg, model, stream)
-    predictor = Predictor(
-        model,
-        device=cfg.device,
-        batch_size=cfg.batch_size,
-        calibrated=check_calibration_option(cfg.get("calibration", "checkpoint")),
-        min_confidence=cfg.get("min_confidence", 0.0),
-    )
+    calibrated = check_calibration_option(cfg.get("calibration", "checkpoint"))
+    task = None
+    if uses_onnx(cfg.ckpt_path, cfg.get("backend", "auto")):  # an exported model, on onnxruntime: no torch
+        if cfg.get("timeline"):
+            raise InvalidSetting("timeline=true runs the voice-activity detector on torch: use backend=torch")
+        predictor = OnnxPredictor(
+            cfg.ckpt_path,
+            precision=cfg.get("precision", "fp32"),
+            batch_size=cfg.batch_size,
+            calibrated=calibrated,
+            min_confidence=cfg.get("min_confidence", 0.0),
+        )
+    else:
+        from ser_lightning.baselines.scoring import load_scoring_model
+        from ser_lightning.checkpoint_encoder import EncoderFiles
+        from ser_lightning.inference.predictor import Predictor
+
+        # a network checkpoint, or a baseline model (model.skops or its run folder) behind the same interface
+        model = load_scoring_model(cfg.ckpt_path, EncoderFiles.of_command(cfg))
+        task = getattr(model, "task", None)
+        if task is not None and not task.has_categories:  # arousal, valence and dominance only
+            return predict_dimension_files(cfg, model, stream)
+        predictor = Predictor(
+            model,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            calibrated=calibrated,
+            min_confidence=cfg.get("min_confidence", 0.0),
+        )
     files, errors = collect_inputs(input_list(cfg.inputs))
     log.info(
         "%d files to score with %s on %s (window %s, long clips: %s)",
         len(files),
         Path(cfg.ckpt_path).name,
         predictor.device,
-        "whole clip" if model.audio.whole_clips else f"{model.audio.duration:.2f} s",
+        "whole clip" if predictor.audio.whole_clips else f"{predictor.audio.duration:.2f} s",
         cfg.long_clips,
     )
 
@@ -105,6 +116,8 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
                 max_duration_s=max_duration_s,
             )
             if task is not None and task.has_dimensions:  # multitask: the dimensions beside the classes
+                from ser_lightning.inference.dimension_prediction import with_dimensions
+
                 items = (
                     with_dimensions(predictor, i, cfg.hop, cfg.long_clips, max_duration_s) for i in items
                 )
@@ -133,6 +146,14 @@ def predict_dimension_files(cfg: DictConfig, model, stream: TextIO) -> list:
     Returns:
         One DimensionPrediction or InputError per input, in the order written.
     """
+    from ser_lightning.inference.dimension_prediction import (
+        DimensionCsvWriter,
+        dimension_lines,
+        dimension_record,
+        predict_dimensions,
+    )
+    from ser_lightning.inference.predictor import Predictor
+
     predictor = Predictor(model, device=cfg.device, batch_size=cfg.batch_size)
     files, errors = collect_inputs(input_list(cfg.inputs))
     csv_writer = DimensionCsvWriter(stream) if cfg.output == "csv" else None

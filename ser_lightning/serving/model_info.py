@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ser_lightning.checkpoint import RECORD_KEY
+from ser_lightning.reporting.model_card import card_facts
 
 if TYPE_CHECKING:  # annotations only
+    from ser_lightning.inference.onnx_backend import OnnxPredictor
     from ser_lightning.model import SERModel
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict
         Labels, audio settings, features, network, size, training data and test scores; paths
         are reduced to file names.
     """
+    from ser_lightning.checkpoint import RECORD_KEY  # torch: not for the onnx backend
+
     hparams = checkpoint["hyper_parameters"]
     record = checkpoint[RECORD_KEY]
     data = record.get("data") or {}
@@ -84,4 +87,52 @@ def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict
         "global_step": checkpoint.get("global_step"),
         "test_metrics": run_test_metrics(ckpt_path),
         "ser_lightning_version": record.get("ser_lightning_version"),
+        "backend": "torch",
+        "model_card": card_facts(ckpt_path, list(model.labels)),
     }
+
+
+def onnx_model_info(predictor: OnnxPredictor, path: str | Path) -> dict:
+    """Describe an exported model served with backend=onnx, from its folder's config.json.
+
+    The facts are the model card's (config.json's `card`, written by export from the run's
+    summary); a bare .onnx file has none, and says so with nulls.
+
+    Args:
+        predictor: the OnnxPredictor serving it.
+        path: the model folder or .onnx file (only its name is shown).
+
+    Returns:
+        The same keys as `model_info`.
+    """
+    import onnx  # the graph's stored numbers, counted once at start
+
+    config, card = predictor.config, predictor.config.get("card")
+    graph = onnx.load(str(predictor.graph), load_external_data=False)
+    features = {k: v for k, v in dict(config["features"]).items() if not k.startswith("_")}
+    scores = ((card or {}).get("test") or {}).get("scores") or {}
+    protocol = (card or {}).get("protocol") or {}
+    return {
+        "checkpoint": Path(path).name,
+        "labels": list(predictor.labels),
+        "sample_rate": predictor.audio.sample_rate,
+        "window_s": predictor.audio.duration,
+        "features": {"name": _class_name(config["features"]), **features},
+        "network": None,
+        "parameters": int(sum(_size(t) for t in graph.graph.initializer)),
+        "corpus": (card or {}).get("corpus"),
+        "protocol": {"split": protocol.get("split"), "sizes": protocol.get("sizes")},
+        "test_metrics": {"ua": scores.get("ua"), "wa": scores.get("accuracy"), "f1": scores.get("macro_f1")}
+        if scores
+        else None,
+        "ser_lightning_version": config.get("ser_lightning_version"),
+        "backend": f"onnxruntime {predictor.precision}",
+        "model_card": card,
+    }
+
+
+def _size(tensor) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= int(dim)
+    return count

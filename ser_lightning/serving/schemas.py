@@ -117,6 +117,15 @@ class ModelInfo(_Answer):
         None, description="the run's test scores (from summary.json beside the run's checkpoints/)"
     )
     ser_lightning_version: str | None = Field(None, description="the version that trained it")
+    backend: str | None = Field(
+        None, description="what scores: torch, or onnxruntime fp32 | int8 (backend=onnx)"
+    )
+    model_card: dict[str, Any] | None = Field(
+        None,
+        description="the model card's facts, as an exported folder's README.md states them "
+        "(reporting.model_card: corpus, protocol card hash, test scores with intervals, per-gender gap, "
+        "calibration, INT8 agreement); a fact the run did not record is null",
+    )
 
 
 class BatchingCounts(_Answer):

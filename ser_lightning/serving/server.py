@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from omegaconf import DictConfig
 
-from ser_lightning.checkpoint import read_checkpoint
-from ser_lightning.checkpoint_encoder import EncoderFiles
-from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.onnx_backend import OnnxPredictor, uses_onnx
 from ser_lightning.inference.timeline import TimelineSettings
-from ser_lightning.model import SERModel
 from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
 from ser_lightning.serving.streaming import StreamSettings
 from ser_lightning.serving.batching import BatchingSettings
-from ser_lightning.serving.model_info import model_info
+from ser_lightning.serving.model_info import model_info, onnx_model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -80,6 +77,17 @@ def load_service(cfg: DictConfig) -> EmotionService:
         The service (not yet started) with the model's predictor and description.
     """
     settings = service_settings(cfg)
+    if uses_onnx(cfg.ckpt_path, cfg.get("backend", "auto")):  # an exported model: onnxruntime, no torch
+        predictor = OnnxPredictor(
+            cfg.ckpt_path, cfg.get("precision", "fp32"), batch_size=settings.batching.max_batch_windows
+        )
+        log.info("serving %s on %s", cfg.ckpt_path, predictor.device)
+        return EmotionService(predictor, onnx_model_info(predictor, cfg.ckpt_path), settings)
+    from ser_lightning.checkpoint import read_checkpoint
+    from ser_lightning.checkpoint_encoder import EncoderFiles
+    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.model import SERModel
+
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = SERModel.from_checkpoint(checkpoint, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     predictor = Predictor(model, device=cfg.device, batch_size=settings.batching.max_batch_windows)

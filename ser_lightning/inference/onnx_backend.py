@@ -1,0 +1,326 @@
+"""Scoring with onnxruntime, without torch: predict and serve `backend=onnx`.
+
+`OnnxPredictor` loads an exported model folder (`inference.model_folder`; `model.onnx`, or
+`model.int8.onnx` with `precision=int8`) or a single exported .onnx file, and offers the members
+of `inference.predictor.Predictor` that predict's output and the HTTP service use: the same
+decoding (`inference.media`), the same windows (`inference.windows`), the same FilePrediction, the
+same conformal sets. Only the scoring differs: the graph holds the feature extraction and the
+network, and gives probabilities calibrated with the checkpoint's temperature (logits divided by
+1 under `calibration=none`, through `calibration.probabilities_numpy`).
+
+Nothing here imports torch: a service image needs onnxruntime and the audio decoders only
+(`tests/test_onnx_backend.py` checks `sys.modules` of a predict and a serve process).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.calibration import check_min_confidence, probabilities_numpy
+from ser_lightning.conformal import conformal_of, prediction_sets, set_labels
+from ser_lightning.decoding import AudioDecodeError
+from ser_lightning.inference.execution import in_order
+from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.inference.model_folder import (
+    ModelFolderError,
+    check_against_graph,
+    config_from_metadata,
+    is_model_folder,
+    model_file,
+    read_model_config,
+)
+from ser_lightning.inference.results import FilePrediction
+from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
+from ser_lightning.utils.errors import InvalidSetting
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def uses_onnx(ckpt_path: str | Path, backend: str = "auto") -> bool:
+    """Decide the backend: onnx for a model folder or .onnx file under `auto`, else as `backend` says.
+
+    Args:
+        ckpt_path: the checkpoint, model folder or .onnx file.
+        backend: auto, torch or onnx.
+
+    Returns:
+        Whether onnxruntime scores (`OnnxPredictor`).
+
+    Raises:
+        InvalidSetting: for an unknown backend, or backend=torch given an exported model.
+    """
+    if backend not in BACKENDS:
+        raise InvalidSetting(f"backend={backend!r} must be one of {BACKENDS}")
+    exported = is_model_folder(ckpt_path) or str(ckpt_path).endswith(".onnx")
+    if backend == "torch" and exported:
+        raise InvalidSetting(
+            f"ckpt_path={ckpt_path} is an exported ONNX model, which backend=torch cannot run; "
+            "use backend=onnx (or auto), or give the .ckpt it was exported from"
+        )
+    if backend == "onnx" and not exported:
+        raise InvalidSetting(
+            f"backend=onnx runs an exported model: ckpt_path={ckpt_path} is neither a model folder "
+            "(config.json + model.onnx) nor a .onnx file; export it first with python -m "
+            "ser_lightning.export ckpt_path=..."
+        )
+    return exported
+
+
+def load_onnx_model(path: str | Path, precision: str = "fp32", threads: int | None = None) -> tuple:
+    """Open a model folder's graph (or a bare .onnx file) and its checked config.
+
+    Args:
+        path: a model folder or an .onnx file written by export.
+        precision: fp32 (model.onnx) or int8 (model.int8.onnx), for a folder.
+        threads: onnxruntime's intra-op threads; None: its default (all cores).
+
+    Returns:
+        The onnxruntime session, the config (config.json, or the graph's own metadata for a
+        bare file) and the graph file.
+
+    Raises:
+        ModelFolderError: if the folder or file is missing, incomplete or its config differs
+            from the graph's metadata.
+    """
+    import onnxruntime
+
+    path = Path(path)
+    if is_model_folder(path):
+        graph = model_file(path, precision)
+        config = read_model_config(path)
+    elif path.is_file() and path.suffix == ".onnx":
+        graph, config = path, None
+    else:
+        raise ModelFolderError(
+            f"{path} is neither an exported model folder (config.json + model.onnx) nor a .onnx file"
+        )
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 (onnxruntime raises its own types for a broken file)
+        raise ModelFolderError(f"{graph} cannot be opened by onnxruntime ({err}); export again") from None
+    fields = config_from_metadata(session.get_modelmeta().custom_metadata_map)
+    if config is None:
+        config = {**fields, "calibration": None, "quantized": None}
+    else:
+        check_against_graph(config, fields, str(path / "config.json"))
+    return session, config, graph
+
+
+class OnnxPredictor:
+    """Batched scoring of files with an exported graph on onnxruntime (the CPU).
+
+    Args:
+        path: a model folder or an exported .onnx file.
+        precision: fp32 or int8 (a folder's model.int8.onnx).
+        batch_size: the most windows per call of the graph.
+        calibrated: the checkpoint's temperature (False: plain softmax of the logits).
+        min_confidence: below this top probability a file is answered `uncertain`.
+        threads: onnxruntime's intra-op threads (None: all cores).
+
+    Raises:
+        InvalidSetting: for a batch size under 1, a graph that takes features, or one without classes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        precision: str = "fp32",
+        batch_size: int = 32,
+        calibrated: bool = True,
+        min_confidence: float = 0.0,
+        threads: int | None = None,
+    ):
+        if batch_size < 1:
+            raise InvalidSetting(f"batch_size={batch_size} must be at least 1")
+        self.session, self.config, self.graph = load_onnx_model(path, precision, threads)
+        if self.config["input"]["name"] != "waveform":
+            raise InvalidSetting(
+                f"{path} takes features, which need torch to extract; export it with input=waveform"
+            )
+        if "probabilities" not in self.config["outputs"]:
+            raise InvalidSetting(
+                f"{path} gives no emotion classes (a task=dimensional model): not supported yet"
+            )
+        self.batch_size = batch_size
+        self.calibrated = calibrated
+        self.min_confidence = check_min_confidence(min_confidence)
+        self.labels = list(self.config["labels"])
+        self.audio = AudioSettings(**self.config["audio"])
+        self.conformal = conformal_of(self.config["calibration"]) if calibrated else None
+        self.precision = precision if is_model_folder(path) else "fp32"
+        self.device = f"cpu (onnxruntime {self.precision}, {os.cpu_count()} cores)"
+        self.output = "probabilities" if calibrated else "logits"
+
+    def _run(self, waves: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([self.output], {"waveform": np.ascontiguousarray(waves, dtype=np.float32)})
+        return out if self.calibrated else probabilities_numpy(out)
+
+    def waveform_probabilities(self, waveforms: np.ndarray) -> np.ndarray:
+        """Score fixed-length waveforms `(N, samples)` in batches of `batch_size`.
+
+        Returns:
+            Their probabilities `(N, K)`.
+        """
+        waveforms = np.asarray(waveforms, dtype=np.float32)
+        out = [
+            self._run(waveforms[i : i + self.batch_size]) for i in range(0, len(waveforms), self.batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def whole_clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Score whole clips of their own lengths, one call each (the graph takes one length per call).
+
+        Returns:
+            Their probabilities `(N, K)`, in the order of `clips`.
+        """
+        out = np.zeros((len(clips), len(self.labels)), dtype=np.float32)
+        for i, clip in enumerate(clips):
+            out[i] = self._run(np.asarray(clip, np.float32)[None])[0]
+        return out
+
+    def clip_probabilities(self, clips: Sequence[ClipWindows]) -> np.ndarray:
+        """Score every window of some clips, clip after clip.
+
+        Returns:
+            The probabilities of all their windows `(sum W, K)`, in order.
+        """
+        if self.audio.whole_clips:
+            return self.whole_clip_probabilities([c.window_view(0) for c in clips])
+        stacked = [c.take(np.arange(len(c))) for c in clips]
+        return self.waveform_probabilities(
+            np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
+        )
+
+    def read(
+        self,
+        path: str | Path,
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+        max_samples: int | None = None,
+    ) -> np.ndarray:
+        """Decode a whole file as mono float32 at the model's rate (`media.read_media`).
+
+        Returns:
+            The mono waveform.
+        """
+        return read_media(path, self.audio.sample_rate, max_duration_s, max_samples)
+
+    def windows(
+        self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
+    ) -> ClipWindows | InputError:
+        """Cut a decoded file into the model's windows, as `Predictor.windows` does.
+
+        Returns:
+            The clip's windows, or an InputError when it holds no samples.
+        """
+        if len(wave) == 0:
+            return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop
+        return clip_windows(wave, self.audio, hop, long_clips)
+
+    def decode(
+        self,
+        path: str | Path,
+        hop: float | None = None,
+        long_clips: str = "windows",
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    ) -> ClipWindows | InputError:
+        """Decode and window one file; whatever goes wrong with one file stays its own.
+
+        Returns:
+            The file's windows, or an InputError naming what went wrong.
+        """
+        try:
+            return self.windows(self.read(path, max_duration_s), path, hop, long_clips)
+        except (AudioDecodeError, MediaTooLongError) as err:
+            return InputError(str(path), str(err))
+        except Exception as err:  # noqa: BLE001 (a failure of one file must not stop the others)
+            log.exception("decoding %s failed", path)
+            return InputError(str(path), f"{str(path)!r} could not be decoded ({type(err).__name__}: {err})")
+
+    def prediction_set(self, probabilities: np.ndarray) -> list[str] | None:
+        """The conformal set of one clip's probabilities, when the config holds a conformal record.
+
+        Returns:
+            The emotions, most probable first, or None.
+        """
+        if not self.conformal:
+            return None
+        return set_labels(
+            prediction_sets(probabilities, self.conformal["threshold"]), self.labels, probabilities
+        )
+
+    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
+        """Make a clip's FilePrediction from its windows' probabilities `(W, K)`.
+
+        Returns:
+            The prediction: the mean over windows, the windows' probabilities and spans.
+        """
+        mean = window_scores.mean(axis=0)
+        return FilePrediction(
+            str(path),
+            self.labels,
+            mean,
+            window_scores,
+            clip.spans(),
+            clip.clip_seconds,
+            min_confidence=self.min_confidence,
+            prediction_set=self.prediction_set(mean),
+            set_coverage=self.conformal["coverage"] if self.conformal else None,
+        )
+
+    def predict_files(
+        self,
+        paths: Iterable[str | Path],
+        hop: float | None = None,
+        long_clips: str = "windows",
+        decode_workers: int = 4,
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    ) -> Iterator[FilePrediction | InputError]:
+        """Score files in order, decoded ahead in threads; unreadable ones come back as InputError.
+
+        Yields:
+            Each file's FilePrediction, or its InputError, in the order of `paths`.
+
+        Raises:
+            InvalidSetting: when `hop`, `long_clips` or `max_duration_s` is invalid.
+        """
+        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop
+        check_window_options(hop, long_clips)
+        if max_duration_s is not None and not max_duration_s > 0:
+            raise InvalidSetting(
+                f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
+            )
+        paths = [Path(p) for p in paths]
+        decode = functools.partial(self.decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s)
+        pending: list[tuple[Path, ClipWindows | InputError]] = []
+        for path, item in zip(paths, in_order(decode, paths, decode_workers), strict=True):
+            pending.append((path, item))
+            if sum(len(d) for _, d in pending if isinstance(d, ClipWindows)) >= self.batch_size:
+                yield from self._score(pending)
+                pending = []
+        if pending:
+            yield from self._score(pending)
+
+    def _score(self, pending: list) -> Iterator[FilePrediction | InputError]:
+        clips = [d for _, d in pending if isinstance(d, ClipWindows)]
+        scores = self.clip_probabilities(clips)
+        offsets = np.cumsum([0] + [len(c) for c in clips])
+        c = 0
+        for path, item in pending:
+            if isinstance(item, InputError):
+                yield item
+                continue
+            yield self.prediction(path, item, scores[offsets[c] : offsets[c + 1]])
+            c += 1
