@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ser_lightning.calibration import CALIBRATION_METHODS, fit_temperature, probabilities
 from ser_lightning.checkpoint import CHECKPOINT_TEMPORARY_TEMPLATE, read_checkpoint
-from ser_lightning.conformal import DEFAULT_COVERAGE, check_coverage, fit_conformal
+from ser_lightning.conformal import DEFAULT_COVERAGE, check_coverage, fit_conformal, minimum_clips
 from ser_lightning.data.loading import collate_batch
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.files import atomic_write
@@ -127,6 +127,14 @@ def conformal_record(
         speakers_in_training=in_training,
         speakers_in_test=in_test,
     )
+    if record["rank"] > record["files"]:
+        log.warning(
+            "conformal sets: %d validation clips are too few for %.0f %% coverage (at least %d are needed): "
+            "every set holds every emotion; lower calibration.coverage or validate on more clips",
+            record["files"],
+            100 * coverage,
+            minimum_clips(coverage),
+        )
     if in_training or in_test:
         log.warning(
             "conformal sets: %d of the %d validation speakers also speak in the training split and %d in the "

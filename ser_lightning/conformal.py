@@ -86,6 +86,18 @@ def quantile_rank(n: int, coverage: float) -> int:
     return math.ceil(round((n + 1) * coverage, 9))
 
 
+def minimum_clips(coverage: float) -> int:
+    """The fewest calibration clips whose threshold is not 1 (every emotion): n >= coverage / (1 - coverage).
+
+    Args:
+        coverage: 1 - alpha.
+
+    Returns:
+        The smallest n with `quantile_rank(n, coverage) <= n`.
+    """
+    return math.ceil(round(coverage / (1.0 - coverage), 9))
+
+
 def conformal_threshold(scores: ArrayLike, coverage: float) -> float:
     """The split-conformal threshold of calibration `scores` for `coverage`.
 

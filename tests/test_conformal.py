@@ -16,6 +16,7 @@ from ser_lightning.conformal import (
     check_conformal,
     conformal_threshold,
     fit_conformal,
+    minimum_clips,
     prediction_sets,
     quantile_rank,
     set_labels,
@@ -96,6 +97,9 @@ def test_the_quantile_is_the_finite_sample_rank():
     assert quantile_rank(99, 0.9) == 90  # (99 + 1) * 0.9 is 90 exactly, not 91
     assert conformal_threshold(scores, 0.5) == pytest.approx(0.6)  # ceil(5.5) = 6th smallest
     assert conformal_threshold(scores[:3], 0.9) == 1.0  # too few scores: every emotion
+    for coverage in (0.5, 0.8, 0.9, 0.95, 0.99):  # the fewest clips whose threshold is a score
+        fewest = next(n for n in range(1, 1000) if quantile_rank(n, coverage) <= n)
+        assert minimum_clips(coverage) == fewest
     with pytest.raises(InvalidSetting, match="calibration.coverage=1.2"):
         conformal_threshold(scores, 1.2)
 
