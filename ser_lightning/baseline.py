@@ -44,6 +44,7 @@ from ser_lightning.data.corpora import check_data_root
 from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.run_data import prepare_for_training
+from ser_lightning.data.utterances import relative_paths
 from ser_lightning.reporting.evaluation import evaluation_report
 from ser_lightning.reporting.evaluation_console import print_report
 from ser_lightning.reporting.evaluation_files import write_report
@@ -147,7 +148,8 @@ def run_baseline(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             continue
         table = manifest.table.iloc[rows[split]]
         reports[split] = evaluation_report(
-            files=table["path"].astype(str).tolist(),
+            # relative to the corpus root, as a network's test report lists them, so the two pair up
+            files=relative_paths(table, manifest.root).tolist(),
             y_true=labels[rows[split]],
             probabilities=class_probabilities(pipeline, vectors[rows[split]], len(names)),
             labels=names,

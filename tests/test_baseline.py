@@ -68,6 +68,10 @@ def test_logreg_on_egemaps_writes_the_report_model_and_importance(small_demo_roo
     # a saved model scores files as the run scored them
     model = BaselineModel.load(tmp_path / "model.skops")
     first = objects["report"].predictions_frame().head(3)
+    # relative to the corpus root, as a network's test report lists them (the study report pairs them)
+    assert (
+        not Path(first["file"].iloc[0]).is_absolute() and (small_demo_root / first["file"].iloc[0]).is_file()
+    )
     files = [small_demo_root / f for f in first["file"]]
     scored = model.predict_files(files)
     np.testing.assert_allclose(
