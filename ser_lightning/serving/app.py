@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from ser_lightning import __version__
@@ -252,7 +252,13 @@ def create_app(
     app.include_router(api)
     app.openapi = lambda: contract(app, keyed=bool(access.api_key))  # type: ignore[method-assign]
     if web:
+        from ser_lightning.serving.streaming_page import live_page
         from ser_lightning.serving.web import mount_page
+
+        @app.get("/live", include_in_schema=False, response_class=HTMLResponse)
+        async def live() -> str:
+            # the live-microphone page: the emotion as the person speaks, over /v1/stream
+            return live_page(list(service.labels))
 
         mount_page(app, service, access.api_key)
     return app

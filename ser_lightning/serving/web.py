@@ -97,7 +97,11 @@ def build_page(service: EmotionService) -> gr.Blocks:
         return result["probabilities"], summary, figure, table
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as page:
-        gr.Markdown("# Speech emotion recognition\n" + _model_text(service.info))
+        gr.Markdown(
+            "# Speech emotion recognition\n"
+            + _model_text(service.info)
+            + "\n\n[Live microphone](live): the emotion as you speak, segment by segment."
+        )
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(

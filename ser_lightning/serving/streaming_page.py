@@ -1,0 +1,117 @@
+"""The live-microphone page at `/live`: the emotion of speech as it is spoken, over WS /v1/stream.
+
+A small page of its own (plain HTML and JavaScript, no Gradio), linked from the main page: the
+browser records the microphone through an `AudioContext` at 16 kHz (the browser resamples), and
+sends each 2048-sample block as a binary frame of little-endian float32 (`format=f32le`), the
+echo cancelling, noise suppression and gain control of the browser turned off. The page shows
+the emotion of the segment still open (partial events, in grey) and lists each finished segment
+with its time, emotion and confidence. The page opens the stream on its own origin, which the
+server accepts (pages of other origins are refused).
+"""
+
+from __future__ import annotations
+
+import html
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Live speech emotion</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+ body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; }
+ #now { font-size: 2.5rem; font-weight: 600; margin: 1rem 0; min-height: 3rem; }
+ #now.partial { color: #888; }
+ #segments li { margin: .2rem 0; }
+ #status { color: #555; }
+ button { font-size: 1rem; padding: .4rem 1rem; }
+</style></head>
+<body>
+<h1>Live speech emotion</h1>
+<p>Emotions: __LABELS__. Speak: the emotion of the speech you are saying is shown as you speak
+(grey), and each stretch of speech gets its final emotion when you pause.
+<a href="./">Upload a recording instead</a>.</p>
+<p><button id="start">Start microphone</button> <button id="stop" disabled>Stop</button></p>
+<div id="status">Press start and allow the microphone.</div>
+<div id="now"></div>
+<ol id="segments"></ol>
+<script>
+"use strict";
+let socket = null, context = null, source = null, processor = null, microphone = null;
+const $ = (id) => document.getElementById(id);
+function streamUrl() {
+  const url = new URL("v1/stream?format=f32le", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return url.toString();
+}
+function show(event) {
+  if (event.type === "ready") { $("status").textContent = "Listening: speak now."; }
+  else if (event.type === "partial") { $("now").textContent = event.emotion; $("now").className = "partial"; }
+  else if (event.type === "segment") {
+    $("now").textContent = event.emotion; $("now").className = "";
+    const item = document.createElement("li");
+    item.className = "segment"; item.dataset.emotion = event.emotion; item.dataset.start = event.start_s;
+    item.textContent = event.start_s.toFixed(2) + "-" + event.end_s.toFixed(2) + " s: " + event.emotion
+      + " (" + (100 * event.confidence).toFixed(0) + "%)" + (event.forced ? ", cut while speaking" : "");
+    $("segments").append(item);
+  }
+  else if (event.type === "end") { $("status").textContent = "Stopped: " + event.segments + " segments."; }
+  else if (event.type === "error") { $("status").textContent = "The server closed the stream: " + event.detail; }
+}
+function release() {
+  if (processor) { processor.disconnect(); processor = null; }
+  if (source) { source.disconnect(); source = null; }
+  if (microphone) { microphone.getTracks().forEach((t) => t.stop()); microphone = null; }
+  if (context) { context.close(); context = null; }
+  $("start").disabled = false; $("stop").disabled = true;
+}
+async function start() {
+  $("start").disabled = true;
+  try {
+    microphone = await navigator.mediaDevices.getUserMedia({ audio: {
+      channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  } catch (err) {
+    $("status").textContent = "No microphone: " + err.message; $("start").disabled = false; return;
+  }
+  context = new AudioContext({ sampleRate: 16000 });
+  socket = new WebSocket(streamUrl());
+  socket.binaryType = "arraybuffer";
+  socket.onmessage = (message) => show(JSON.parse(message.data));
+  socket.onclose = (closed) => {
+    if (closed.code !== 1000 && !$("status").textContent.startsWith("The server")) {
+      $("status").textContent = "The stream closed (code " + closed.code + ").";
+    }
+    release();
+  };
+  socket.onopen = () => {
+    source = context.createMediaStreamSource(microphone);
+    processor = context.createScriptProcessor(2048, 1, 1);
+    processor.onaudioprocess = (block) => {
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(new Float32Array(block.inputBuffer.getChannelData(0)).buffer);
+      }
+    };
+    source.connect(processor); processor.connect(context.destination);
+    $("stop").disabled = false;
+  };
+}
+function stop() {
+  if (processor) { processor.onaudioprocess = null; }
+  if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "end" })); }
+  $("stop").disabled = true;
+}
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", stop);
+</script>
+</body></html>
+"""
+
+
+def live_page(labels: list[str]) -> str:
+    """Make the live-microphone page for a model with these emotions.
+
+    Args:
+        labels: the model's emotions, listed on the page.
+
+    Returns:
+        The page's HTML.
+    """
+    return PAGE.replace("__LABELS__", html.escape(", ".join(labels)))
