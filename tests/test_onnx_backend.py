@@ -193,6 +193,11 @@ def test_serve_backend_onnx_answers_real_requests_without_torch(exported, tmp_pa
             served = np.array([answer.json()["probabilities"][k] for k in int8.labels])
             (expected,) = int8.predict_files([path])
             np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
+        with open(exported["files"][0], "rb") as handle:  # the detector would need torch: refused
+            refused = httpx.post(
+                f"{base}/v1/predict", files={"file": ("a.wav", handle)}, params={"timeline": True}, timeout=60
+            )
+        assert refused.status_code == 422 and "backend=onnx" in refused.json()["detail"]
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -220,3 +225,22 @@ def test_a_tampered_config_json_is_refused_naming_the_key(exported, tmp_path, ed
         OnnxPredictor(folder)
     assert str(folder / "config.json") in str(raised.value) and named in str(raised.value)
     assert "export the checkpoint again" in str(raised.value)
+
+
+def test_the_backend_follows_what_ckpt_path_is_and_refuses_the_wrong_insistence(tmp_path):
+    from ser_lightning.inference.onnx_backend import uses_onnx
+    from ser_lightning.utils.errors import InvalidSetting
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"")
+    ckpt = tmp_path / "best.ckpt"
+    assert uses_onnx(folder) and uses_onnx(tmp_path / "x.onnx") and not uses_onnx(ckpt)
+    assert uses_onnx(folder, "onnx") and not uses_onnx(ckpt, "torch")
+    with pytest.raises(InvalidSetting, match="backend=onnx \\(or auto\\)"):
+        uses_onnx(folder, "torch")
+    with pytest.raises(InvalidSetting, match="export it first"):
+        uses_onnx(ckpt, "onnx")
+    with pytest.raises(ModelFolderError, match="must hold|missing"):
+        OnnxPredictor(folder)  # "{}" is not a config: refused before the graph is opened

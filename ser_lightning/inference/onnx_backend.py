@@ -162,6 +162,8 @@ class OnnxPredictor:
         self.precision = precision if is_model_folder(path) else "fp32"
         self.device = f"cpu (onnxruntime {self.precision}, {os.cpu_count()} cores)"
         self.output = "probabilities" if calibrated else "logits"
+        # no timelines: the voice-activity detector (silero-vad) runs on torch
+        self.timelines = False
 
     def _run(self, waves: np.ndarray) -> np.ndarray:
         (out,) = self.session.run([self.output], {"waveform": np.ascontiguousarray(waves, dtype=np.float32)})
