@@ -53,8 +53,10 @@ class StreamClient:
         await writer.drain()
         client = cls(reader, writer, connection)
         while True:
-            for event in await client._read():
+            items = await client._read()
+            for i, event in enumerate(items):
                 if isinstance(event, AcceptConnection):
+                    client._take(items[i + 1 :])  # the first events may come with the handshake
                     return client
                 if isinstance(event, RejectConnection):
                     writer.close()
@@ -85,26 +87,30 @@ class StreamClient:
         Returns:
             The event, or None once the server has closed the stream (`close_code` tells how).
         """
-        from wsproto.events import CloseConnection, Ping, TextMessage
-
         while not self._events:
             if self.close_code is not None:
                 return None
-            for item in await self._read():
-                if isinstance(item, TextMessage):
-                    self._text.append(item.data)
-                    if item.message_finished:
-                        self._events.append(json.loads("".join(self._text)))
-                        self._text = []
-                elif isinstance(item, CloseConnection):
-                    self.close_code = item.code
-                    self._writer.write(self._ws.send(item.response()))
-                    self._writer.close()
-                elif isinstance(item, Ping):
-                    self._writer.write(self._ws.send(item.response()))
+            self._take(await self._read())
             if not self._events and self._reader.at_eof() and self.close_code is None:
                 self.close_code = 1006  # the connection dropped without a close frame
         return self._events.pop(0)
+
+    def _take(self, items: list) -> None:
+        """Keep the server's messages as events; answer its close and pings."""
+        from wsproto.events import CloseConnection, Ping, TextMessage
+
+        for item in items:
+            if isinstance(item, TextMessage):
+                self._text.append(item.data)
+                if item.message_finished:
+                    self._events.append(json.loads("".join(self._text)))
+                    self._text = []
+            elif isinstance(item, CloseConnection):
+                self.close_code = item.code
+                self._writer.write(self._ws.send(item.response()))
+                self._writer.close()
+            elif isinstance(item, Ping):
+                self._writer.write(self._ws.send(item.response()))
 
     async def events(self) -> AsyncIterator[dict]:
         """Yield the server's events until it closes the stream.
