@@ -34,6 +34,7 @@ from ser_lightning.inference.execution import resolve_device
 from ser_lightning.inference.predict_steps import check_calibration_option
 from ser_lightning.module import SERModule
 from ser_lightning.reporting.collector import split_report
+from ser_lightning.reporting.dimension_report import print_dimension_report, write_dimension_report
 from ser_lightning.reporting.evaluation import EvaluationReport
 from ser_lightning.reporting.evaluation_console import print_report
 from ser_lightning.reporting.evaluation_files import write_report
@@ -90,6 +91,11 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         raise InvalidSetting(f"batch_size={cfg.batch_size} must be at least 1")
     device = resolve_device(cfg.device)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
+    if not module.model.task.has_categories:
+        raise InvalidSetting(
+            f"{ckpt_path} is a task=dimensional checkpoint, which eval cannot score yet: its test scores are "
+            "in its run's test_report/dimensions.csv, and predict gives its dimensions of new files"
+        )
     report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
 
     same_files = same_test_files(trained_split, report.files) if split == "test" else None
@@ -114,6 +120,9 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     print_report(report, title=title)
     card = protocol_card(datamodule.manifest)
     paths = write_report(report, output_dir, title=title, protocol=card)
+    if report.dimensions is not None:  # a task=multitask checkpoint: CCC, r and MAE per dimension
+        print_dimension_report(report.dimensions, title)
+        paths.update(write_dimension_report(report.dimensions, output_dir))
     summary = {
         "checkpoint": ckpt_path,
         "data_source": source,
@@ -132,6 +141,7 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         "speakers": report.speakers,
         # the conformal sets' coverage and size (calibration=conformal checkpoints), {} without
         "conformal": report.conformal,
+        "dimensions": report.dimensions.summary() if report.dimensions is not None else None,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,
     }

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.eval import evaluate
 from ser_lightning.inference.onnx_export import compare_with_torch, export_onnx, onnx_session
 from ser_lightning.metrics import concordance_correlation
 from ser_lightning.model import SERModel
@@ -137,6 +138,17 @@ def test_a_multitask_run_learns_classes_and_dimensions(small_demo_root, tmp_path
     )
     predicted_arousal = [r["dimensions"]["arousal"] for r in records]
     assert np.corrcoef(predicted_arousal, predictions["arousal_true"][: len(records)])[0, 1] > 0.5
+    # eval scores the checkpoint's test split again: the same dimension scores as the run's test stage
+    report, summary = evaluate(
+        compose_train(
+            [f"ckpt_path={best}", f"+data.root={small_demo_root}", "device=cpu"],
+            tmp_path / "eval",
+            tmp_path / "cache",
+            config_name="eval",
+        )
+    )
+    assert summary["dimensions"]["ccc_arousal"] == pytest.approx(metrics["test/ccc_arousal"], abs=1e-4)
+    assert (tmp_path / "eval" / "dimensions.csv").is_file()
     # the ONNX graph gives the dimensions beside the logits and probabilities, as PyTorch does
     model = SERModel.load_from_checkpoint(best)
     path = export_onnx(model, tmp_path / "model.onnx")

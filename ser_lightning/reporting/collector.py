@@ -182,6 +182,7 @@ class ReportCollector(pl.Callback):
             # the sets of emotions, on calibrated probabilities only (eval calibration=none has none)
             conformal=conformal_of(pl_module.model.calibration),
         )
+        self.report.dimensions = self.dimension_report
         self._log(pl_module, self.report)
 
     @staticmethod

@@ -53,6 +53,7 @@ from ser_lightning.metrics import (
 )
 from ser_lightning.reporting.breakdowns import breakdown_table, gender_gap
 from ser_lightning.reporting.conformal import conformal_summary
+from ser_lightning.reporting.dimension_report import DimensionReport
 from ser_lightning.reporting.intervals import BootstrapSettings, speaker_bootstrap
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -89,6 +90,8 @@ class EvaluationReport:
     conformal: dict = field(default_factory=dict)
     conformal_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     prediction_sets: np.ndarray | None = None  # (N, K) bool
+    # task=multitask: the scores of arousal, valence and dominance (reporting/dimension_report.py)
+    dimensions: DimensionReport | None = None
 
     @property
     def y_pred(self) -> np.ndarray:
