@@ -242,3 +242,41 @@ def test_stream_settings_name_the_bad_setting():
         StreamSettings.from_config({"update_ms": -5})
     with pytest.raises(InvalidSetting, match=r"stream.updates is not a setting"):
         StreamSettings.from_config({"updates": 1})
+
+
+# --------------------------------------------------------------------------- a real server
+def test_the_python_client_streams_to_the_real_server_and_gets_the_same_events(client, trained, tmp_path):
+    """uvicorn (over wsproto) and `StreamClient` give what the in-process TestClient gives."""
+    import asyncio
+
+    from ser_lightning.serving.streaming_client import StreamClient
+
+    from .helpers.serving import served
+
+    wave, spans = recording(trained.root, CLIP_EMOTIONS[:2])
+    data = s16le(wave)
+    want = [e for e in stream(client, data) if e.get("type") in ("segment", "end")]
+
+    async def run(url: str) -> tuple[list[dict], int | None]:
+        ws = await StreamClient.connect(url.replace("http://", "ws://") + "/v1/stream?format=s16le")
+        events = [await ws.event()]
+        for at in range(0, len(data), 3200):
+            await ws.send_audio(data[at : at + 3200])
+        await ws.end()
+        events += [e async for e in ws.events()]
+        return events, ws.close_code
+
+    with served(trained, tmp_path / "run", "web=false", "log_level=warning") as (url, _, _):
+        events, code = asyncio.run(run(url))
+        with pytest.raises(ConnectionError, match="HTTP 403"):  # a page of another origin
+            asyncio.run(
+                StreamClient.connect(
+                    url.replace("http://", "ws://") + "/v1/stream", {"origin": "http://evil.example"}
+                )
+            )
+    assert events[0]["type"] == "ready" and code == 1000
+    got = [e for e in events if e["type"] in ("segment", "end")]
+    assert [(e["type"], e.get("start_s"), e.get("end_s"), e.get("emotion")) for e in got] == [
+        (e["type"], e.get("start_s"), e.get("end_s"), e.get("emotion")) for e in want
+    ]
+    assert len([e for e in got if e["type"] == "segment"]) == len(spans)
