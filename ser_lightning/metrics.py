@@ -262,6 +262,32 @@ def negative_log_likelihood(probabilities, y_true) -> float:
     return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
 
 
+def jensen_shannon_divergence(p, q) -> np.ndarray:
+    """Return each row's Jensen-Shannon divergence between distributions `p` and `q`, in bits.
+
+    JS(p, q) = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2 and 0 log 0 = 0: symmetric,
+    0 for equal distributions, 1 at most (disjoint supports). It equals
+    `scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2`. Used for predicted against
+    annotator distributions (data.targets=soft, docs/soft_targets.md).
+
+    Args:
+        p: `(rows, classes)` distributions (rows sum to 1).
+        q: `(rows, classes)` distributions of the same shape.
+
+    Returns:
+        `(rows,)` divergences in [0, 1].
+    """
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    m = (p + q) / 2.0
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / m), 0.0)
+        return terms.sum(axis=-1)
+
+    return np.clip((kl(p) + kl(q)) / 2.0, 0.0, 1.0)
+
+
 # ------------------------------------------------------------------ dimensions (arousal, valence, dominance)
 # Their definitions, recorded as METRIC_DEFINITIONS records the class scores'.
 DIMENSION_METRIC_DEFINITIONS: dict[str, str] = {

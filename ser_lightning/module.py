@@ -214,6 +214,8 @@ class SERModule(pl.LightningModule):
             self.class_weight.copy_(datamodule.class_weights())
         if self.model.task.has_dimensions:  # refuses a corpus without ratings, naming it
             self.set_dimension_scale(datamodule.require_dimensions().to_dict())
+        if getattr(datamodule, "targets", "hard") == "soft":  # refuses a corpus without votes, naming it
+            datamodule.require_votes()
 
     def set_dimension_scale(self, scale: dict) -> None:
         """Report dimensions on `scale` (`{"low", "high"}`) and keep it in the hyper-parameters (checkpoints)."""
@@ -228,7 +230,11 @@ class SERModule(pl.LightningModule):
         return self.model(features, lengths)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Return the cross-entropy of `logits` for `target`, class-weighted and smoothed as set."""
+        """Return the cross-entropy of `logits` for `target`, class-weighted and smoothed as set.
+
+        `target` is class indices, or `(batch, classes)` distributions (data.targets=soft), which
+        label smoothing mixes with the uniform distribution: (1 - eps) q + eps / classes.
+        """
         weight = self.class_weight if self.hparams.class_weights else None
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
@@ -237,7 +243,8 @@ class SERModule(pl.LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         logits, dimensions = self.model.outputs(self.model.inputs(batch), batch.get("lengths"))
         target = batch["label"]
-        category_loss = self.loss(logits, target) if logits is not None else None
+        # data.targets=soft: cross-entropy against the clips' vote distributions (docs/soft_targets.md)
+        category_loss = self.loss(logits, batch.get("soft_targets", target)) if logits is not None else None
         loss = task_loss(self.model.task, category_loss, dimensions, batch.get("dimensions"))
         return loss, logits, target, dimensions
 
@@ -264,7 +271,8 @@ class SERModule(pl.LightningModule):
         target = batch["label"]
         inputs = self.model.inputs(batch)
         lengths = batch.get("lengths")  # frames per clip of a padded batch of whole clips
-        augmented = self.batch_augmentation(inputs, target, lengths)
+        # soft targets (vote distributions) are mixed as labels are: mixup composes with them
+        augmented = self.batch_augmentation(inputs, batch.get("soft_targets", target), lengths)
         logits, dimensions = self.model.outputs(augmented.features, lengths)
         category_loss = augmented.loss(logits, self.loss) if logits is not None else None
         loss = task_loss(self.model.task, category_loss, dimensions, batch.get("dimensions"))

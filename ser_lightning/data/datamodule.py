@@ -29,13 +29,14 @@ from ser_lightning.data.manifest import CorpusSource, Manifest, prepare_manifest
 from ser_lightning.data.offline_copies import OfflineCopies
 from ser_lightning.data.splits import Splitter, check_ratios, make_split
 from ser_lightning.data.variable_length import clip_caches, shuffle_sampler
+from ser_lightning.data.vote_targets import VoteBatches, with_targets
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
 
-class SERDataModule(DimensionBatches, pl.LightningDataModule):
+class SERDataModule(VoteBatches, DimensionBatches, pl.LightningDataModule):
     """Speech-emotion data: one corpus source, one split, cached waveforms and features.
 
     - `source`: which files and emotions (CorpusSource);
@@ -48,7 +49,7 @@ class SERDataModule(DimensionBatches, pl.LightningDataModule):
       (needs train_input=waveform); `offline_copies`: augmented copies of the train clips,
       cached once and appended to the train split.
 
-    Batches carry `dimensions` (normalised ratings) where the corpus has them (DimensionBatches).
+    Batches carry `dimensions` where the corpus has ratings, `soft_targets` with data.targets=soft.
     """
 
     def __init__(
@@ -353,6 +354,7 @@ def build_data_module(
     waveform_augmentation: WaveformAugmentation | None = None,
     offline_copies: OfflineCopies | None = None,
     max_duration_s: float | None = None,
+    targets: str = "hard",
 ) -> SERDataModule:
     """A data module from the data config's flat keys (conf/data/_base.yaml documents each).
 
@@ -374,7 +376,7 @@ def build_data_module(
             "augmented copies of every training clip instead"
         )
     check_ratios(split_ratios)  # here, not first at setup: a config mistake fails before any work
-    return SERDataModule(
+    module = SERDataModule(
         source=CorpusSource(
             corpus, root, vocal_channels, corpus_options, labels, demo, on_error, max_skip_fraction, label_map
         ),
@@ -396,3 +398,4 @@ def build_data_module(
         offline_copies=offline_copies,
         max_duration_s=max_duration_s,
     )
+    return with_targets(module, targets)  # VoteBatches: soft adds each batch's vote distributions

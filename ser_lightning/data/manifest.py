@@ -32,6 +32,7 @@ from ser_lightning.data.provenance import files_fingerprint
 from ser_lightning.data.quality import SkipPolicy, screen_audio
 from ser_lightning.data.splits import SPLIT_NAMES, Splitter, split_indices
 from ser_lightning.data.utterances import CorpusScan, relative_paths
+from ser_lightning.data.vote_targets import with_demo_votes
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,15 @@ class CorpusSource:
 
         Returns:
             The parser's scan: all its emotions, nothing screened or relabelled; the demo
-            corpus's rows carry its arousal, valence and dominance (demo_corpus/dimensions.py).
+            corpus's rows carry its arousal, valence and dominance (demo_corpus/dimensions.py)
+            and its simulated votes (demo_corpus/votes.py).
         """
         if self.demo is not None:
             from ser_lightning.demo_corpus import DemoCorpusSpec, ensure_demo_corpus
 
             ensure_demo_corpus(self.root, DemoCorpusSpec(**self.demo))
-            return with_demo_dimensions(self.parser.scan(), DemoCorpusSpec(**self.demo))
+            spec = DemoCorpusSpec(**self.demo)
+            return with_demo_votes(with_demo_dimensions(self.parser.scan(), spec), spec)
         return self.parser.scan()
 
     @property

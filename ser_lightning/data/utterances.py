@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ser_lightning.data.votes import VOTE_COLUMNS
 from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.labels import EMOTION_TO_INDEX
 
@@ -100,7 +101,8 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         rows: one dict per file with the UTTERANCE_COLUMNS other than `label`; `partition` may be
             left out (a corpus without official partitions), which makes it "". A corpus with
             dimensional ratings adds `arousal`, `valence` and `dominance` (its own scale) to
-            every row; they become float columns of the same names.
+            every row; they become float columns of the same names. A corpus with annotator
+            votes adds data/votes.py's VOTE_COLUMNS (counts) the same way.
 
     Returns:
         The table, with `label` = the emotion's index in KNOWN_EMOTIONS and the text columns as strings.
@@ -109,6 +111,9 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
     if rows and all(name in rows[0] for name in DIMENSIONS):  # a corpus with ratings, on its own scale
         for name in DIMENSIONS:
             table[name] = pd.to_numeric(pd.Series([row[name] for row in rows]), errors="coerce")
+    if rows and all(name in rows[0] for name in VOTE_COLUMNS):  # annotator votes (data/votes.py)
+        for name in VOTE_COLUMNS:
+            table[name] = pd.Series([float(row[name]) for row in rows], dtype="float64")
     table.insert(2, "label", table["emotion"].map(EMOTION_TO_INDEX).astype("int64"))
     table["partition"] = table["partition"].fillna("")
     table = table.sort_values("path", kind="stable").reset_index(drop=True)

@@ -3,6 +3,8 @@
 91 actors (1001..1091), 12 sentences, 6 emotions (ANG, DIS, FEA, HAP, NEU, SAD) and an
 emotion level: LO, MD, HI, or XX (unspecified; every sentence except IEO is recorded at XX).
 Gender is not in the name; it comes from the corpus's own VideoDemographics.csv (below).
+The raters' answers (finishedResponses.csv at the root, as the release has it) become the table's
+vote columns when the file is there (data/votes.py; data.targets=soft).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from ser_lightning.data.corpora.common import (
 )
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.data.utterances import CorpusScan
+from ser_lightning.data.votes import VOTE_COLUMNS, read_crema_d_votes, vote_row
+
+CREMA_D_VOTES_FILE = "finishedResponses.csv"
 
 CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 
@@ -127,9 +132,18 @@ class CremaDCorpus:
 
         Returns:
             The table and the rejected files (see `scan_speech_files`, which raises
-            FileNotFoundError when the folder is missing or holds no usable file).
+            FileNotFoundError when the folder is missing or holds no usable file); with the
+            vote columns when the root holds finishedResponses.csv (a clip it does not list gets
+            no votes).
         """
-        return scan_speech_files("CREMA-D", self.root, SOURCES["crema_d"].hint, self.name, self._describe)
+        scan = scan_speech_files("CREMA-D", self.root, SOURCES["crema_d"].hint, self.name, self._describe)
+        votes_file = Path(self.root) / CREMA_D_VOTES_FILE
+        if votes_file.is_file():
+            votes = read_crema_d_votes(votes_file)
+            counts = [vote_row(votes.get(Path(path).stem, {})) for path in scan.table["path"]]
+            for column in VOTE_COLUMNS:
+                scan.table[column] = [float(row[column]) for row in counts]
+        return scan
 
     @staticmethod
     def _describe(path: Path) -> tuple[tuple, dict]:

@@ -47,6 +47,7 @@ from ser_lightning.data.corpora.iemocap_layout import (
 )
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.data.votes import iemocap_votes, vote_row
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,8 @@ class IemocapCorpus:
                     "arousal": first.activation,
                     "valence": first.valence,
                     "dominance": first.dominance,
+                    # the evaluators' categorical votes, named as the hard label is (data/votes.py)
+                    **vote_row(iemocap_votes(first.categories, IEMOCAP_LABEL_SETS[self.label_set])),
                 }
             )
         return rows, handled
