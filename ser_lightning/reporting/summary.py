@@ -18,7 +18,8 @@ from ser_lightning.checkpoint_calibration import calibrate_checkpoint, calibrati
 from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.quality import skip_counts
-from ser_lightning.reporting.collector import test_best_checkpoint
+from ser_lightning.reporting.agreement import agreement_text, test_agreement
+from ser_lightning.reporting.collector import ReportCollector, test_best_checkpoint
 from ser_lightning.reporting.conformal import conformal_cells
 from ser_lightning.reporting.evaluation import EvaluationReport
 from ser_lightning.reporting.evaluation_console import speaker_note_text
@@ -253,8 +254,17 @@ def finish_run(
     if cfg.get("test"):
         report = test_best_checkpoint(trainer, model, datamodule, best_ckpt, output_dir)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    # a corpus with annotator votes: the test report's agreement section (reporting/agreement.py)
+    agreement = None
+    if report is not None and trainer.is_global_zero:
+        rows = ReportCollector.of(trainer).rows
+        agreement = test_agreement(report, datamodule, rows, output_dir / "test_report", cfg.get("agreement"))
+        if agreement is not None:
+            print(agreement_text(agreement))
     seconds = time.perf_counter() - started
     summary = run_summary(datamodule, metrics, report, best_ckpt, output_dir, leakage, record, seconds)
+    if agreement is not None:
+        summary["test_results"]["agreement"] = agreement
     if trainer.is_global_zero:
         print_run_summary(summary, save_to=output_dir / "summary.json")
     return metrics, summary
