@@ -342,15 +342,20 @@ class SERModule(pl.LightningModule):
     # Metric states are not in the state dict; the best validation UA so far must survive a
     # resume, or `val/ua_best` (what sweeps optimise) would restart from the resumed epoch.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the best validation UA so far in the checkpoint (metric states are not in the state dict)."""
+        """Store the best validation UA and CCC so far in the checkpoint (metric states are not in the state dict)."""
         if self.val_ua_best.update_count:
             checkpoint["val_ua_best"] = float(self.val_ua_best.compute())
+        if self.val_ccc_best.update_count:  # task=dimensional|multitask: what their sweeps optimise
+            checkpoint["val_ccc_best"] = float(self.val_ccc_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore the best validation UA so far from the checkpoint, if it holds one."""
+        """Restore the best validation UA (and CCC) so far from the checkpoint, if it holds them."""
         self.val_ua_best.reset()
         if "val_ua_best" in checkpoint:
             self.val_ua_best.update(torch.tensor(checkpoint["val_ua_best"]))
+        self.val_ccc_best.reset()
+        if "val_ccc_best" in checkpoint:
+            self.val_ccc_best.update(torch.tensor(checkpoint["val_ccc_best"]))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict:

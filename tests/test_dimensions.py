@@ -166,3 +166,18 @@ def test_the_report_intervals_resample_speakers():
     assert summary["ccc_valence_low"] == report.scores.loc["valence", "ccc_low"]
     one = dimension_report(["a", "b"], ["s", "s"], predicted[:2], target[:2], {"low": 1.0, "high": 5.0})
     assert "ccc_low" not in one.scores and "one test speaker" in one.bootstrap["note"]
+
+
+def test_a_resumed_run_keeps_its_best_validation_ccc():
+    from .helpers.models import TINY_NET, module_from_config
+
+    module = module_from_config([*TINY_NET, "task=dimensional"], duration=1.0)
+    assert module.model.heads.width == 3 and module.model.task.name == "dimensional"
+    module.val_ccc_best(torch.tensor(0.61))
+    module.val_ccc_best(torch.tensor(0.42))
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["val_ccc_best"] == pytest.approx(0.61)
+    resumed = module_from_config([*TINY_NET, "task=dimensional"], duration=1.0)
+    resumed.on_load_checkpoint(checkpoint)
+    assert float(resumed.val_ccc_best.compute()) == pytest.approx(0.61)
