@@ -19,6 +19,9 @@ import pytest
 
 from ser_lightning.utils.numba_cache import STAMP_NAME, cache_files, site_packages_cache_files
 
+# slow set (CI runs it): several processes compile librosa's functions from an empty cache, minutes on 2 cores
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD = "tests.helpers.numba_cache_child"
 TIMEOUT_S = 300

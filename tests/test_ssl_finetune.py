@@ -69,6 +69,7 @@ def pretrained_state(folder: Path) -> dict[str, torch.Tensor]:
     return transformers.WavLMModel.from_pretrained(folder).state_dict()
 
 
+@pytest.mark.slow  # the module's fine-tuning run takes minutes on 2 cores
 def test_the_encoder_trains_at_its_own_warmed_up_rate_but_its_front_end_stays(finetuned, encoder_folder):
     model, datamodule = finetuned["objects"]["model"], finetuned["objects"]["datamodule"]
     assert isinstance(model.model.net, SSLFinetune)
@@ -150,6 +151,7 @@ def test_spectrogram_features_are_refused_at_start_up(small_demo_root, encoder_f
         build(cfg)
 
 
+@pytest.mark.slow  # the module's fine-tuning run takes minutes on 2 cores
 def test_eval_and_predict_score_a_finetuned_checkpoint_as_training_did(finetuned, small_demo_root, tmp_path):
     ckpt = json.loads((finetuned["run"] / "summary.json").read_text())["best_checkpoint"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
@@ -162,6 +164,7 @@ def test_eval_and_predict_score_a_finetuned_checkpoint_as_training_did(finetuned
     )
 
 
+@pytest.mark.slow  # the module's fine-tuning run takes minutes on 2 cores
 def test_a_finetuned_checkpoint_exports_to_onnx_with_its_encoder(finetuned, small_demo_root, tmp_path):
     import onnxruntime
 

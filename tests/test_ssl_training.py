@@ -21,6 +21,9 @@ from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
 from .helpers.scoring import check_eval_and_predict_agree_with_training
 
+# slow set (CI runs it): one 30-epoch training over a tiny encoder serves every test here, minutes on 2 cores
+pytestmark = pytest.mark.slow
+
 TINY_WAVLM = {
     "hidden_size": 32,
     "num_hidden_layers": 2,

@@ -30,7 +30,7 @@ def test_default_config_composes():
     assert cfg.callbacks.model_checkpoint.monitor == "val/ua"
 
 
-@pytest.mark.parametrize("debug", ["fdr", "limit"])
+@pytest.mark.parametrize("debug", ["fdr", pytest.param("limit", marks=pytest.mark.slow)])
 def test_debug_runs_through_the_real_configs(small_demo_root, tmp_path, cache_dir, debug):
     cfg = compose_train(small_demo_overrides(small_demo_root) + [f"debug={debug}"], tmp_path, cache_dir)
     metrics, objects = train(cfg)
@@ -54,6 +54,7 @@ def test_the_checkpoint_records_the_data_config_as_plain_settings(small_demo_roo
     assert record["data"] == expected
 
 
+@pytest.mark.slow  # the longest default test (2-3 min on 2 cores); CI runs the slow set
 def test_training_learns_on_the_small_demo_corpus(small_demo_root, tmp_path, cache_dir):
     """ACNT on 8 training actors, tested on 2 unseen actors: must beat chance (1/8) by far.
 
