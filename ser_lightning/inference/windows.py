@@ -138,4 +138,3 @@ def whole_clip_window(wave: np.ndarray, settings: AudioSettings) -> ClipWindows:
     skip = min(int(round(settings.offset * rate)), len(conditioned))
     body = conditioned[skip:] if len(conditioned) > skip else np.zeros(1, dtype=np.float32)
     return ClipWindows(body, np.array([0]), len(body), skip, rate, clip_seconds)
-

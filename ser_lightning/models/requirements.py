@@ -118,7 +118,9 @@ def build_network(
 
 
 # The networks that take padded batches of variable-length clips (`forward(x, lengths)`).
-VARIABLE_LENGTH_MODELS = "model=crnn_attn, crnn_attn_mfcc, cnn_bilstm_mha, acnt, ssl_head, ssl_head_emobox or ssl_finetune"
+VARIABLE_LENGTH_MODELS = (
+    "model=crnn_attn, crnn_attn_mfcc, cnn_bilstm_mha, acnt, ssl_head, ssl_head_emobox or ssl_finetune"
+)
 
 
 def check_accepts_lengths(net: Mapping) -> None:
