@@ -13,6 +13,7 @@ from scipy.spatial.distance import jensenshannon
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus
 from ser_lightning.data.corpora.iemocap import IemocapCorpus
+from ser_lightning.data.vote_targets import soft_target_matrix
 from ser_lightning.data.votes import (
     OTHER_VOTES,
     VoteTableError,
@@ -24,6 +25,7 @@ from ser_lightning.demo_corpus import DemoCorpusSpec
 from ser_lightning.demo_corpus.dimensions import utterance_of
 from ser_lightning.demo_corpus.votes import DEMO_RATERS, demo_vote_probabilities, demo_votes
 from ser_lightning.metrics import jensen_shannon_divergence
+from ser_lightning.reporting.agreement import AgreementSettings, agreement_summary, agreement_table
 from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
 from ser_lightning.utils.jobs import StartupError
@@ -230,3 +232,32 @@ def test_a_soft_run_reports_divergence_and_agreement(small_demo_root, tmp_path):
     assert agreement["low_agreement_clips"] == int((~high).sum()) > 0
     assert agreement["accuracy_high_agreement"] == pytest.approx(clips["correct"][high].mean())
     assert agreement["abstains_low_agreement"] == int(((clips["confidence"] < 0.5) & ~high).sum())
+
+
+def test_rows_without_a_vote_for_the_run_labels_train_on_their_hard_label():
+    table = pd.DataFrame(
+        [vote_row(Counter(angry=2, sad=2)), vote_row(Counter(surprised=3)), vote_row(Counter())]
+    )
+    targets, without, outside = soft_target_matrix(table, ["angry", "sad", "happy"], {}, np.array([0, 2, 1]))
+    np.testing.assert_allclose(targets, [[0.5, 0.5, 0], [0, 0, 1], [0, 1, 0]])
+    assert (without, outside) == (2, 3.0)
+
+
+def test_the_agreement_summary_splits_clips_by_their_majority_share():
+    """Four clips by hand: agreement 1, 2/3, 0.5, 0.8 over two labels; threshold 0.75."""
+    annotators = np.array([[1.0, 0.0], [2 / 3, 1 / 3], [0.5, 0.5], [0.2, 0.8]])
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.55, 0.45], [0.3, 0.7]])
+    y_true = np.array([0, 0, 0, 1])
+    settings = AgreementSettings(threshold=0.75, min_confidence=0.6)
+    table = agreement_table(["a", "b", "c", "d"], y_true, probabilities, annotators, ["x", "y"], settings)
+    summary = agreement_summary(table, settings)
+    assert table["high_agreement"].tolist() == [True, False, False, True]
+    assert (summary["accuracy_high_agreement"], summary["accuracy_low_agreement"]) == (1.0, 0.5)
+    # confidence below 0.6: only c (0.55) among the low-agreement b (0.6) and c; none of a, d
+    assert (summary["abstains_low_agreement"], summary["abstains_high_agreement"]) == (1, 0)
+    expected = np.mean(
+        [jensenshannon(p, q, base=2) ** 2 for p, q in zip(probabilities, annotators, strict=True)]
+    )
+    assert summary["js_divergence"] == pytest.approx(expected)
+    with pytest.raises(InvalidSetting, match=r"agreement.threshold=1.5 must lie in \[0, 1\]"):
+        AgreementSettings(threshold=1.5)
