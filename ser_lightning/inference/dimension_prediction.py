@@ -25,6 +25,7 @@ from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.windows import ClipWindows
+from ser_lightning.utils.errors import InvalidSetting
 
 
 @dataclass
@@ -70,6 +71,20 @@ def window_dimensions(predictor: Predictor, clip: ClipWindows) -> np.ndarray:
             batch = {"waveform": torch.from_numpy(np.asarray(wave, np.float32)).to(predictor.device)}
             out.append(model.dimensions(batch).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(DIMENSIONS)))
+
+
+def clip_dimensions(predictor: Predictor, clips: list[ClipWindows]) -> list[dict[str, float]]:
+    """Each clip's dimensions, the mean over its windows (what serve answers per upload and segment).
+
+    Args:
+        predictor: the predictor holding the model.
+        clips: the clips' windows.
+
+    Returns:
+        One `{dimension: value}` on the training corpus's scale per clip, in order.
+    """
+    means = [window_dimensions(predictor, clip).mean(axis=0) for clip in clips]
+    return [{name: float(mean[i]) for i, name in enumerate(DIMENSIONS)} for mean in means]
 
 
 def _scored(predictor: Predictor, path: str, clip: ClipWindows) -> DimensionPrediction:
@@ -201,3 +216,30 @@ class DimensionCsvWriter:
             self.writer.writerow([item.path, *([""] * len(DIMENSIONS)), item.message])
             return
         self.writer.writerow([item.path, *(f"{item.dimensions[n]:.6f}" for n in DIMENSIONS), ""])
+
+
+def served_dimension_scale(predictor: Predictor) -> dict | None:
+    """The rating scale of a served multitask model's dimensions, or None when it has none.
+
+    Args:
+        predictor: the predictor serve scores with.
+
+    Returns:
+        `{"low", "high"}` of the training corpus for a multitask model; None otherwise (a
+        categorical network or a baseline).
+
+    Raises:
+        InvalidSetting: If the model is task=dimensional: it gives no emotion, which every answer has.
+    """
+    task = getattr(predictor.module, "task", None)  # a baseline's scorer has none: classes only
+    if task is None:
+        return None
+    if not task.has_categories:
+        raise InvalidSetting(
+            "serve answers every recording with an emotion, and this checkpoint is a task=dimensional model "
+            "without emotion classes: score its arousal, valence and dominance with "
+            "`python -m ser_lightning.predict ckpt_path=... inputs=[...]`, or train with task=multitask to "
+            "serve emotions and dimensions together (docs/dimensions.md)"
+        )
+    scale = predictor.module.dimension_scale if task.has_dimensions else None
+    return scale.to_dict() if scale is not None else None

@@ -50,6 +50,25 @@ def run_test_metrics(ckpt_path: str | Path) -> dict | None:
     return found or None
 
 
+def served_task(model: SERModel) -> dict:
+    """The task of a served checkpoint and the dimensions its answers give.
+
+    Args:
+        model: the served model.
+
+    Returns:
+        `task`, `dimensions` (their names, or None without them) and `dimension_scale`.
+    """
+    from ser_lightning.dimensions import DIMENSIONS  # torch: not for the onnx backend
+
+    scale = model.dimension_scale if model.task.has_dimensions else None
+    return {
+        "task": model.task.name,
+        "dimensions": list(DIMENSIONS) if scale is not None else None,
+        "dimension_scale": scale.to_dict() if scale is not None else None,
+    }
+
+
 def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict:
     """Describe the served model, as GET /v1/model shows it.
 
@@ -76,6 +95,7 @@ def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict
     return {
         "checkpoint": Path(ckpt_path).name,
         "labels": list(model.labels),
+        **served_task(model),
         "sample_rate": model.audio.sample_rate,
         "window_s": model.audio.duration,
         "features": {"name": _class_name(hparams.get("features")), **features},
@@ -115,6 +135,7 @@ def onnx_model_info(predictor: OnnxPredictor, path: str | Path) -> dict:
     return {
         "checkpoint": Path(path).name,
         "labels": list(predictor.labels),
+        "task": None,  # an exported model serves its emotions only (its dimensions output is not read)
         "sample_rate": predictor.audio.sample_rate,
         "window_s": predictor.audio.duration,
         "features": {"name": _class_name(config["features"]), **features},

@@ -46,6 +46,19 @@ class PredictUpload(BaseModel):
 
 
 # --------------------------------------------------------------------------- answers
+class RatingScale(_Answer):
+    """The rating scale of the training corpus that arousal, valence and dominance are given on."""
+
+    low: float = Field(description="the scale's lowest rating (e.g. 1)")
+    high: float = Field(description="its highest rating (e.g. 5 for IEMOCAP, 7 for MSP-Podcast)")
+
+
+DIMENSIONS_DESCRIPTION = (
+    "task=multitask models: arousal, valence and dominance on the training corpus's rating scale "
+    "(dimension_scale), the mean over the model windows (docs/dimensions.md)"
+)
+
+
 class TimelineSegment(_Answer):
     """One speech segment of a recording's timeline."""
 
@@ -56,6 +69,7 @@ class TimelineSegment(_Answer):
     probabilities: dict[str, float] = Field(
         description="a probability per emotion, in the model's label order"
     )
+    dimensions: dict[str, float] | None = Field(None, description=DIMENSIONS_DESCRIPTION + "; unsmoothed")
 
 
 class Prediction(_Answer):
@@ -80,6 +94,8 @@ class Prediction(_Answer):
     set_coverage: float | None = Field(
         None, gt=0.0, lt=1.0, description="the coverage emotion_set was fitted for, e.g. 0.9"
     )
+    dimensions: dict[str, float] | None = Field(None, description=DIMENSIONS_DESCRIPTION)
+    dimension_scale: RatingScale | None = Field(None, description="the scale of dimensions")
 
 
 class TestMetrics(_Answer):
@@ -104,6 +120,14 @@ class ModelInfo(_Answer):
 
     checkpoint: str = Field(description="the checkpoint's file name")
     labels: list[str] = Field(description="the emotions, in the order of the probabilities")
+    task: str | None = Field(
+        None,
+        description="what it predicts: categorical, multitask (emotions and dimensions); null: not recorded",
+    )
+    dimensions: list[str] | None = Field(
+        None, description="the dimensions each answer gives (arousal, valence, dominance); null: none"
+    )
+    dimension_scale: RatingScale | None = Field(None, description="the rating scale of the dimensions")
     sample_rate: int = Field(description="the rate recordings are resampled to, in Hz")
     window_s: float | None = Field(description="the model's window in seconds")
     features: dict[str, Any] = Field(description="the feature extractor: `name` and its settings")

@@ -143,6 +143,13 @@ class EmotionService:
         self.settings = settings
         self.labels = predictor.labels
         self.whole_clips = predictor.audio.whole_clips
+        # a multitask checkpoint's dimensions beside its emotions (torch backend; an exported model
+        # serves its emotions only); a dimensional one is refused at start-up
+        self.dimension_scale = None
+        if hasattr(predictor, "module"):  # torch
+            from ser_lightning.inference.dimension_prediction import served_dimension_scale
+
+            self.dimension_scale = served_dimension_scale(predictor)
         # A whole-clip model scores each upload (and each speech segment) whole. Concurrent
         # uploads are still batched: each clip's features come from its own samples and the
         # network takes a padded batch with their lengths (Predictor.whole_clip_probabilities),
@@ -333,6 +340,9 @@ class EmotionService:
         own = len(decoded.clip)
         prediction = self.predictor.prediction(decoded.name, decoded.clip, scores[:own])
         result = prediction_record(prediction)
+        dimensions = await self._dimensions(clips) if self.dimension_scale is not None else None
+        if dimensions is not None:
+            result["dimensions"], result["dimension_scale"] = dimensions[0], self.dimension_scale
         if decoded.segments is not None:
             timeline = build_timeline(
                 self.labels,
@@ -345,7 +355,20 @@ class EmotionService:
             )
             decoded.timeline = timeline
             result["timeline"] = timeline.records()
+            for record, values in zip(result["timeline"], (dimensions or [])[1:], strict=False):
+                record["dimensions"] = values
         return result
+
+    async def _dimensions(self, clips: list[ClipWindows]) -> list[dict[str, float]]:
+        """Each clip's dimensions (its windows' mean, by predict's function) in a decoding thread.
+
+        Returns:
+            One `{dimension: value}` per clip, in order.
+        """
+        from ser_lightning.inference.dimension_prediction import clip_dimensions  # torch
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decoders, clip_dimensions, self.predictor, clips)
 
 
 def prediction_record(prediction: FilePrediction) -> dict:
@@ -356,7 +379,8 @@ def prediction_record(prediction: FilePrediction) -> dict:
 
     Returns:
         `file`, `emotion`, `confidence`, `probabilities` (one per emotion), `duration_s` and
-        `windows`, and for a checkpoint with conformal sets `emotion_set` and `set_coverage`.
+        `windows`, and for a checkpoint with conformal sets `emotion_set` and `set_coverage`
+        (a multitask model's `dimensions` and `dimension_scale` are added by the service).
     """
     conformal = (
         {"emotion_set": prediction.prediction_set, "set_coverage": prediction.set_coverage}

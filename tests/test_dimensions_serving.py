@@ -1,0 +1,148 @@
+"""A task=multitask checkpoint served: real HTTP answers carry arousal, valence and dominance on
+the corpus's scale, equal to predict's for the same files; timelines give each segment's; a
+task=dimensional checkpoint is refused at start-up with what to do instead.
+
+The model is trained for a few batches: these tests check that the service and predict agree,
+not what the model learned (tests/test_dimensions_training.py measures that).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.predict import predict
+from ser_lightning.serving.service import EmotionService, ServiceSettings
+from ser_lightning.train import train
+from ser_lightning.utils.errors import InvalidSetting
+
+from .helpers.configs import compose_train
+from .helpers.corpora import small_demo_overrides
+from .helpers.models import TINY_NET, TINY_TRAINING, module_from_config
+from .helpers.serving import served
+
+DEMO_SCALE = {"low": 1.0, "high": 5.0}
+
+
+@pytest.fixture(scope="module")
+def multitask(small_demo_root, tmp_path_factory):
+    """A few batches of the tiny ACNT with task=multitask on the small demo corpus."""
+    run_dir = tmp_path_factory.mktemp("multitask_model")
+    cfg = compose_train(
+        small_demo_overrides(small_demo_root) + TINY_TRAINING + ["task=multitask"],
+        run_dir,
+        tmp_path_factory.mktemp("multitask_cache"),
+    )
+    _, objects = train(cfg)
+    return SimpleNamespace(
+        ckpt=Path(objects["summary"]["best_checkpoint"]), run_dir=run_dir, root=small_demo_root
+    )
+
+
+@pytest.fixture(scope="module")
+def server(multitask, tmp_path_factory):
+    """The real server (uvicorn, loopback port) over the multitask checkpoint."""
+    folder = tmp_path_factory.mktemp("multitask_serve")
+    with served(
+        multitask, folder / "run", f"upload_dir={folder}", "log_level=warning", "timeline.smooth_segments=1"
+    ) as (url, _, _):
+        yield url
+
+
+def predict_json(trained, run_dir: Path, inputs: list[Path]) -> list[dict]:
+    """`predict output=json` of the files, in this process."""
+    cfg = compose_train(
+        [f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", "output=json"],
+        run_dir,
+        config_name="predict",
+    )
+    cfg.inputs = [str(p) for p in inputs]
+    stream = io.StringIO()
+    predict(cfg, stream=stream)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def post(url: str, path: Path, **params) -> httpx.Response:
+    with open(path, "rb") as handle:
+        return httpx.post(f"{url}/v1/predict", files={"file": (path.name, handle)}, params=params, timeout=60)
+
+
+def test_the_api_answers_predicts_dimensions_on_the_corpus_scale(server, multitask, tmp_path):
+    files = sorted((multitask.root / "Actor_11").glob("*.wav"))[:2]
+    joined = tmp_path / "two_clips.flac"  # longer than the window: several windows, averaged
+    sf.write(joined, np.concatenate([sf.read(p, dtype="float32")[0] for p in files]), 16000)
+    files.append(joined)
+    expected = predict_json(multitask, tmp_path / "predict", files)
+    for path, want in zip(files, expected, strict=True):
+        reply = post(server, path)
+        assert reply.status_code == 200, reply.text
+        got = reply.json()
+        assert got["emotion"] == want["predicted"] and got["windows"] == want["windows"]
+        assert list(got["dimensions"]) == list(DIMENSIONS) and got["dimension_scale"] == DEMO_SCALE
+        np.testing.assert_allclose(
+            [got["dimensions"][n] for n in DIMENSIONS], [want["dimensions"][n] for n in DIMENSIONS], atol=1e-4
+        )
+        assert all(1.0 <= v <= 5.0 for v in got["dimensions"].values())
+    assert expected[-1]["windows"] > 1
+    info = httpx.get(f"{server}/v1/model", timeout=30).json()
+    assert info["task"] == "multitask" and info["dimensions"] == list(DIMENSIONS)
+    assert info["dimension_scale"] == DEMO_SCALE
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    assert "dimensions" in spec["components"]["schemas"]["Prediction"]["properties"]
+
+
+def test_a_timeline_gives_each_segment_the_dimensions_of_its_own_audio(server, multitask, tmp_path):
+    """Each segment's dimensions equal predict's on the segment's audio cut out as a file."""
+    files = sorted((multitask.root / "Actor_11").glob("*.wav"))[:3]
+    gap = np.zeros(16000, np.float32)
+    parts = [gap]
+    for path in files:
+        parts += [sf.read(path, dtype="float32")[0], gap]
+    recording = tmp_path / "talk.wav"
+    wave = np.concatenate(parts)
+    sf.write(recording, wave, 16000, subtype="FLOAT")
+    reply = post(server, recording, timeline="true")
+    assert reply.status_code == 200, reply.text
+    segments = reply.json()["timeline"]
+    assert len(segments) >= 2
+    cuts = []
+    for i, segment in enumerate(segments):
+        cut = tmp_path / f"segment{i}.wav"
+        start, end = round(segment["start_s"] * 16000), round(segment["end_s"] * 16000)
+        sf.write(cut, wave[start:end], 16000, subtype="FLOAT")
+        cuts.append(cut)
+    expected = predict_json(multitask, tmp_path / "predict", cuts)
+    for segment, want in zip(segments, expected, strict=True):
+        np.testing.assert_allclose(
+            [segment["dimensions"][n] for n in DIMENSIONS],
+            [want["dimensions"][n] for n in DIMENSIONS],
+            atol=1e-3,
+        )
+
+
+def test_a_categorical_model_answers_without_dimensions(tiny_served_model, tmp_path):
+    with served(tiny_served_model, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning") as (
+        url,
+        _,
+        _,
+    ):
+        clip = sorted((tiny_served_model.root / "Actor_11").glob("*.wav"))[0]
+        got = post(url, clip).json()
+        info = httpx.get(f"{url}/v1/model", timeout=30).json()
+    assert "dimensions" not in got and "dimension_scale" not in got and got["emotion"]
+    assert info["task"] == "categorical" and info["dimensions"] is None and info["dimension_scale"] is None
+
+
+def test_a_dimensional_model_is_refused_at_start_up_with_what_to_do():
+    module = module_from_config([*TINY_NET, "task=dimensional"], duration=1.0)
+    with pytest.raises(InvalidSetting, match="task=dimensional.*predict.*task=multitask"):
+        EmotionService(Predictor(module.model, device="cpu"), {}, ServiceSettings())
