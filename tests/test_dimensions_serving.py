@@ -146,3 +146,73 @@ def test_a_dimensional_model_is_refused_at_start_up_with_what_to_do():
     module = module_from_config([*TINY_NET, "task=dimensional"], duration=1.0)
     with pytest.raises(InvalidSetting, match="task=dimensional.*predict.*task=multitask"):
         EmotionService(Predictor(module.model, device="cpu"), {}, ServiceSettings())
+
+
+def test_the_page_shows_the_dimensions_and_the_valence_arousal_plane(multitask, tmp_path):
+    """The page's own function (what Gradio calls on an upload) over a started multitask service."""
+    import asyncio
+
+    from ser_lightning.serving.server import load_service
+    from ser_lightning.serving.web import build_page
+
+    from .helpers.serving import serve_config
+
+    clip = sorted((multitask.root / "Actor_11").glob("*.wav"))[0]
+    service = load_service(serve_config(multitask, tmp_path / "run", f"upload_dir={tmp_path}"))
+    page = build_page(service)
+    analyse = next(f.fn for f in page.fns.values() if f.fn.__name__ == "analyse")
+
+    async def scored():
+        await service.start()
+        try:
+            api, _ = await service.analyse_upload(clip.read_bytes(), clip.name)
+            return api, await analyse(str(clip), True)
+        finally:
+            await service.stop()
+
+    api, (probabilities, summary, timeline, table, plane) = asyncio.run(scored())
+    assert probabilities == pytest.approx(api["probabilities"], abs=1e-6)
+    dims = api["dimensions"]
+    assert (
+        f"arousal {dims['arousal']:.2f}  valence {dims['valence']:.2f}" in summary
+        and "(scale 1-5)" in summary
+    )
+    ax = plane.axes[0]
+    point = ax.lines[-1]  # the recording, drawn last
+    assert (point.get_xdata()[0], point.get_ydata()[0]) == pytest.approx(
+        (dims["valence"], dims["arousal"]), abs=1e-6
+    )
+    assert ax.get_xlim() == (1.0, 5.0) and ax.get_ylim() == (1.0, 5.0)
+    assert "| arousal | valence |" in table
+    # the timeline plot's third panel: arousal and valence of each segment, on the scale
+    rated = timeline.axes[2]
+    assert rated.get_ylim() == (1.0, 5.0) and [line.get_label() for line in rated.lines] == [
+        "arousal",
+        "valence",
+    ]
+
+
+def test_a_timeline_without_dimensions_keeps_its_two_panels():
+    from ser_lightning.inference.timeline import Timeline, TimelineSegment, timeline_figure
+
+    probabilities = np.array([0.7, 0.3], np.float32)
+    segments = [
+        TimelineSegment(0.5, 1.5, probabilities, probabilities, 1),
+        TimelineSegment(2.0, 3.0, probabilities, probabilities, 1),
+    ]
+    plain = timeline_figure(Timeline(["angry", "sad"], 4.0, segments), None, 16000)
+    assert len(plain.axes) == 2 and Timeline(["angry", "sad"], 4.0, segments).records()[0].keys() == {
+        "start_s",
+        "end_s",
+        "emotion",
+        "confidence",
+        "probabilities",
+    }
+    for segment, arousal in zip(segments, (4.5, 1.5), strict=True):
+        segment.dimensions = {"arousal": arousal, "valence": 2.0, "dominance": 3.0}
+    timeline = Timeline(["angry", "sad"], 4.0, segments, dimension_scale=DEMO_SCALE)
+    rated = timeline_figure(timeline, None, 16000).axes[2]
+    arousal = rated.lines[0]
+    assert list(arousal.get_xdata()[:2]) == [0.5, 1.5] and list(arousal.get_ydata()[:2]) == [4.5, 4.5]
+    assert list(arousal.get_ydata()[3:5]) == [1.5, 1.5]
+    assert timeline.records()[1]["dimensions"]["arousal"] == 1.5

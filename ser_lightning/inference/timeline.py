@@ -87,6 +87,7 @@ class TimelineSegment:
     probabilities: np.ndarray  # (K,) smoothed
     raw_probabilities: np.ndarray  # (K,) mean over the segment's windows, before smoothing
     windows: int
+    dimensions: dict[str, float] | None = None  # a multitask model's, on the corpus's scale (unsmoothed)
 
     def emotion(self, labels: list[str]) -> str:
         """Name the segment's top emotion.
@@ -107,12 +108,14 @@ class Timeline:
     labels: list[str]
     duration: float
     segments: list[TimelineSegment] = field(default_factory=list)
+    dimension_scale: dict | None = None  # the rating scale of the segments' dimensions, if any
 
     def records(self) -> list[dict]:
         """Turn the segments into plain JSON values.
 
         Returns:
-            One object per segment: start, end, emotion, confidence, a probability per emotion.
+            One object per segment: start, end, emotion, confidence, a probability per emotion,
+            and the segment's `dimensions` when it has them.
         """
         return [
             {
@@ -121,6 +124,7 @@ class Timeline:
                 "emotion": s.emotion(self.labels),
                 "confidence": float(s.probabilities.max()),
                 "probabilities": {n: float(p) for n, p in zip(self.labels, s.probabilities, strict=True)},
+                **({"dimensions": dict(s.dimensions)} if s.dimensions is not None else {}),
             }
             for s in self.segments
         ]
@@ -269,7 +273,8 @@ def timeline_figure(
     """Draw a recording's timeline as a matplotlib figure.
 
     The waveform, with each speech segment shaded in its emotion's colour; below it (when there
-    is a timeline) each emotion's probability over time, a step per segment.
+    is a timeline) each emotion's probability over time, a step per segment, and for a timeline
+    with dimensions (task=multitask) arousal and valence over time on the corpus's scale.
 
     Args:
         timeline: the timeline, or None to draw the waveform only.
@@ -290,8 +295,15 @@ def timeline_figure(
         fig, top = plt.subplots(1, 1, figsize=(11, 2), constrained_layout=True)
         bottom = None
     else:
-        fig, (top, bottom) = plt.subplots(
-            2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": [1, 2]}, constrained_layout=True
+        scale = timeline.dimension_scale if any(s.dimensions for s in timeline.segments) else None
+        ratios = [1, 2] + ([1.5] if scale else [])
+        fig, (top, bottom, *extra) = plt.subplots(
+            len(ratios),
+            1,
+            figsize=(11, 2 + 1.5 * sum(ratios[1:])),
+            sharex=True,
+            gridspec_kw={"height_ratios": ratios},
+            constrained_layout=True,
         )
     duration = (
         timeline.duration if timeline is not None else (len(wave) / sample_rate if wave is not None else 0)
@@ -329,9 +341,17 @@ def timeline_figure(
             ys += [float(segment.probabilities[k])] * 2 + [np.nan]
         bottom.plot(xs, ys, color=colours(k % 10), label=name, linewidth=2)
     bottom.set_ylim(0, 1)
-    bottom.set_xlabel("time (s)")
     bottom.set_ylabel("probability")
     bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if extra:  # arousal and valence, a step per segment, on the corpus's rating scale
+        for name, colour in (("arousal", "tab:red"), ("valence", "tab:blue")):
+            xs = [x for s in timeline.segments for x in (s.start, s.end, np.nan)]
+            ys = [y for s in timeline.segments for y in (*[s.dimensions[name]] * 2, np.nan)]
+            extra[0].plot(xs, ys, color=colour, label=name, linewidth=2)
+        extra[0].set_ylim(scale["low"], scale["high"])
+        extra[0].set_ylabel(f"rating ({scale['low']:g}-{scale['high']:g})")
+        extra[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    (extra or [bottom])[0].set_xlabel("time (s)")
     return fig
 
 

@@ -340,8 +340,12 @@ class EmotionService:
         own = len(decoded.clip)
         prediction = self.predictor.prediction(decoded.name, decoded.clip, scores[:own])
         result = prediction_record(prediction)
-        dimensions = await self._dimensions(clips) if self.dimension_scale is not None else None
-        if dimensions is not None:
+        dimensions = None
+        if self.dimension_scale is not None:  # multitask: each clip's (predict's function), off the loop
+            from ser_lightning.inference.dimension_prediction import clip_dimensions  # torch
+
+            loop = asyncio.get_running_loop()
+            dimensions = await loop.run_in_executor(self._decoders, clip_dimensions, self.predictor, clips)
             result["dimensions"], result["dimension_scale"] = dimensions[0], self.dimension_scale
         if decoded.segments is not None:
             timeline = build_timeline(
@@ -353,22 +357,13 @@ class EmotionService:
                 scores[own:],
                 self.settings.timeline,
             )
+            if dimensions is not None:  # each segment's own, unsmoothed
+                timeline.dimension_scale = self.dimension_scale
+                for segment, values in zip(timeline.segments, dimensions[1:], strict=True):
+                    segment.dimensions = values
             decoded.timeline = timeline
             result["timeline"] = timeline.records()
-            for record, values in zip(result["timeline"], (dimensions or [])[1:], strict=False):
-                record["dimensions"] = values
         return result
-
-    async def _dimensions(self, clips: list[ClipWindows]) -> list[dict[str, float]]:
-        """Each clip's dimensions (its windows' mean, by predict's function) in a decoding thread.
-
-        Returns:
-            One `{dimension: value}` per clip, in order.
-        """
-        from ser_lightning.inference.dimension_prediction import clip_dimensions  # torch
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decoders, clip_dimensions, self.predictor, clips)
 
 
 def prediction_record(prediction: FilePrediction) -> dict:

@@ -3,7 +3,8 @@
 Upload a file or record from the microphone (Gradio's audio component, which also draws the
 waveform); the page shows the predicted emotion with a bar per emotion, the waveform, and for
 recordings longer than a few model windows (or when asked) the emotion timeline: a plot and a
-table of the speech segments. It scores through the same service as POST /v1/predict, so the
+table of the speech segments; a multitask model's arousal, valence and dominance and the
+recording on the valence-arousal plane. It scores through the same service as POST /v1/predict, so the
 page and the API give the same answer for the same file.
 
 The page's functions accept only files uploaded through the page: Gradio checks that a file a
@@ -80,21 +81,37 @@ def build_page(service: EmotionService) -> gr.Blocks:
             f"**{result['emotion']}** ({100 * result['confidence']:.1f}%), "
             f"{result['duration_s']:.2f} s, {result['windows']} window{'s' if result['windows'] != 1 else ''}"
         )
+        plane = None
+        if result.get("dimensions"):  # a multitask model: its dimensions, and their plane
+            from ser_lightning.inference.dimension_prediction import dimension_text, valence_arousal_figure
+
+            summary += f"; {dimension_text(result['dimensions'], result['dimension_scale'])}"
+            plane = valence_arousal_figure(
+                result["dimensions"], result["dimension_scale"], result.get("timeline")
+            )
+            plt.close(plane)
         if result.get("emotion_set"):
             summary += (
                 f"; set of {100 * result['set_coverage']:.0f}% coverage: {', '.join(result['emotion_set'])}"
             )
         segments = result.get("timeline", [])
+        rated = bool(segments) and all("dimensions" in s for s in segments)  # arousal, valence columns
         table = (
-            "| start (s) | end (s) | emotion | confidence |\n|---:|---:|:---|---:|\n"
+            "| start (s) | end (s) | emotion | confidence |"
+            + (
+                " arousal | valence |\n|---:|---:|:---|---:|---:|---:|\n"
+                if rated
+                else "\n|---:|---:|:---|---:|\n"
+            )
             + "\n".join(
                 f"| {s['start_s']:.2f} | {s['end_s']:.2f} | {s['emotion']} | {100 * s['confidence']:.1f}% |"
+                + (f" {s['dimensions']['arousal']:.2f} | {s['dimensions']['valence']:.2f} |" if rated else "")
                 for s in segments
             )
             if segments
             else ""
         )
-        return result["probabilities"], summary, figure, table
+        return result["probabilities"], summary, figure, table, plane
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as page:
         gr.Markdown(
@@ -120,9 +137,14 @@ def build_page(service: EmotionService) -> gr.Blocks:
                     num_top_classes=len(service.labels), label="Predicted emotion", elem_id="emotion"
                 )
                 summary = gr.Markdown(elem_id="summary")
+                plane = gr.Plot(
+                    label="Valence and arousal",
+                    elem_id="valence-arousal",
+                    visible=service.dimension_scale is not None,
+                )
         plot = gr.Plot(label="Waveform and emotion timeline", elem_id="timeline-plot")
         segments = gr.Markdown(label="Speech segments", elem_id="segments")
-        outputs = [emotion, summary, plot, segments]
+        outputs = [emotion, summary, plot, segments, plane]
         button.click(analyse, [audio, always_timeline], outputs, api_name=False)
         audio.upload(analyse, [audio, always_timeline], outputs, api_name=False)
         audio.stop_recording(analyse, [audio, always_timeline], outputs, api_name=False)
