@@ -261,3 +261,23 @@ def test_the_agreement_summary_splits_clips_by_their_majority_share():
     assert summary["js_divergence"] == pytest.approx(expected)
     with pytest.raises(InvalidSetting, match=r"agreement.threshold=1.5 must lie in \[0, 1\]"):
         AgreementSettings(threshold=1.5)
+
+
+def test_a_soft_run_on_an_iemocap_tree_reports_the_evaluators_agreement(tmp_path, tone_writer):
+    """Every turn of the tree has 1.5 neutral votes of 2 (the other half is Frustration, outside
+    4class): each test clip's distribution is all neutral, its agreement 1."""
+    from .test_corpus_iemocap import clean_release
+
+    root = clean_release(tmp_path / "IEMOCAP_full_release", tone_writer)
+    overrides = ["data=iemocap", f"data.root={root}", "data.duration=0.5", "data.fold=1", "debug=fdr"]
+    metrics, _ = train(compose_train([*overrides, "data.targets=soft"], tmp_path / "run", tmp_path / "cache"))
+    summary = assert_complete_test_result(tmp_path / "run", metrics)
+    agreement = summary["test_results"]["agreement"]
+    clips = pd.read_csv(tmp_path / "run" / "test_report" / "agreement.csv")
+    predictions = pd.read_csv(tmp_path / "run" / "test_report" / "predictions.csv")
+    assert agreement["clips"] == len(clips) == len(predictions) == 10  # Session 2: 12 turns less two xxx
+    assert (clips["agreement"] == 1.0).all() and agreement["low_agreement_clips"] == 0
+    # against an all-neutral distribution the divergence is JS(p, [1, 0, 0, 0]), by scipy
+    probabilities = predictions.set_index("file").loc[clips["file"], [f"prob_{n}" for n in summary["labels"]]]
+    expected = [jensenshannon(p, [1.0, 0, 0, 0], base=2) ** 2 for p in probabilities.to_numpy()]
+    np.testing.assert_allclose(clips["js_divergence"], expected, atol=1e-5)
