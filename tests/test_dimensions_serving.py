@@ -58,10 +58,10 @@ def server(multitask, tmp_path_factory):
         yield url
 
 
-def predict_json(trained, run_dir: Path, inputs: list[Path]) -> list[dict]:
+def predict_json(trained, run_dir: Path, inputs: list[Path], *overrides: str) -> list[dict]:
     """`predict output=json` of the files, in this process."""
     cfg = compose_train(
-        [f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", "output=json"],
+        [f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", "output=json", *overrides],
         run_dir,
         config_name="predict",
     )
@@ -127,6 +127,16 @@ def test_a_timeline_gives_each_segment_the_dimensions_of_its_own_audio(server, m
             [want["dimensions"][n] for n in DIMENSIONS],
             atol=1e-3,
         )
+    # predict timeline=true gives the same segments the same dimensions, and the file's own
+    (timeline,) = predict_json(multitask, tmp_path / "timeline", [recording], "timeline=true")
+    (whole,) = predict_json(multitask, tmp_path / "whole", [recording])
+    assert timeline["dimensions"] == pytest.approx(whole["dimensions"], abs=1e-5)
+    assert [(s["start_s"], s["end_s"]) for s in timeline["timeline"]] == [
+        (s["start_s"], s["end_s"]) for s in segments
+    ]
+    for segment, want in zip(timeline["timeline"], expected, strict=True):
+        assert segment["dimensions"] == pytest.approx(want["dimensions"], abs=1e-3)
+    assert len(list((tmp_path / "timeline").glob("timelines/*.png"))) == 1
 
 
 def test_a_categorical_model_answers_without_dimensions(tiny_served_model, tmp_path):
@@ -216,3 +226,14 @@ def test_a_timeline_without_dimensions_keeps_its_two_panels():
     assert list(arousal.get_xdata()[:2]) == [0.5, 1.5] and list(arousal.get_ydata()[:2]) == [4.5, 4.5]
     assert list(arousal.get_ydata()[3:5]) == [1.5, 1.5]
     assert timeline.records()[1]["dimensions"]["arousal"] == 1.5
+    # predict's human output names each segment's arousal and valence
+    from ser_lightning.inference.output import human_lines
+    from ser_lightning.inference.results import FilePrediction
+
+    item = FilePrediction(
+        "talk.wav", ["angry", "sad"], probabilities, probabilities[None], [(0.0, 4.0)], 4.0, timeline
+    )
+    lines = human_lines(item)
+    assert lines[-2].endswith("angry (70.0%)  arousal 4.50  valence 2.00") and lines[-1].endswith(
+        "arousal 1.50  valence 2.00"
+    )

@@ -87,6 +87,45 @@ def clip_dimensions(predictor: Predictor, clips: list[ClipWindows]) -> list[dict
     return [{name: float(mean[i]) for i, name in enumerate(DIMENSIONS)} for mean in means]
 
 
+def timeline_dimensions(
+    predictor: Predictor,
+    item: FilePrediction,
+    wave: np.ndarray,
+    hop: float | None = None,
+    long_clips: str = "windows",
+) -> FilePrediction:
+    """Add a multitask model's dimensions to a file scored with its timeline: the whole file's and each segment's.
+
+    The segments are cut again from their sample positions (exact: each start and end is a sample
+    index over the rate) into the windows their emotions were scored on (`segment_windows`).
+
+    Args:
+        predictor: the predictor that scored the file.
+        item: the file's prediction, with its timeline.
+        wave: the decoded recording.
+        hop: seconds between windows, as the class scores used.
+        long_clips: how long clips were cut, as the class scores used.
+
+    Returns:
+        The prediction with `dimensions` set, and its timeline's segments and scale.
+    """
+    from ser_lightning.inference.timeline import segment_windows
+
+    rate = predictor.audio.sample_rate
+    hop = (predictor.audio.duration or 1.0) / 2 if hop is None else hop
+    timeline = item.timeline
+    spans = [(round(s.start * rate), round(s.end * rate)) for s in timeline.segments]
+    clips = [
+        predictor.windows(wave, item.path, hop, long_clips),
+        *segment_windows(wave, spans, predictor.audio, hop),
+    ]
+    values = clip_dimensions(predictor, clips)
+    for segment, own in zip(timeline.segments, values[1:], strict=True):
+        segment.dimensions = own
+    timeline.dimension_scale = predictor.module.dimension_scale.to_dict()
+    return dataclasses.replace(item, dimensions=values[0])
+
+
 def _scored(predictor: Predictor, path: str, clip: ClipWindows) -> DimensionPrediction:
     values = window_dimensions(predictor, clip)
     mean = values.mean(axis=0)

@@ -57,9 +57,11 @@ def human_lines(item: FilePrediction | InputError, per_window: bool = False) -> 
     if item.timeline is not None:
         lines.append(f"  timeline: {len(item.timeline.segments)} speech segments")
         for segment in item.timeline.records():
+            rated = segment.get("dimensions") or {}
             lines.append(
                 f"    {segment['start_s']:7.2f}-{segment['end_s']:7.2f} s: {segment['emotion']} "
                 f"({_percent(segment['confidence'])})"
+                + "".join(f"  {name} {rated[name]:.2f}" for name in ("arousal", "valence") if name in rated)
             )
     return lines
 
