@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 from ser_lightning.inference.onnx_backend import OnnxPredictor, uses_onnx
 from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.serving.app import AccessSettings, api_key_for, create_app
-from ser_lightning.serving.streaming import StreamSettings
 from ser_lightning.serving.batching import BatchingSettings
 from ser_lightning.serving.model_info import model_info, onnx_model_info
 from ser_lightning.serving.service import EmotionService, ServiceSettings
+from ser_lightning.serving.streaming import StreamSettings
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only: uvicorn is imported where the server is made
