@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from scipy.spatial.distance import jensenshannon
 
 from ser_lightning.data.corpora.crema_d import CremaDCorpus
 from ser_lightning.data.corpora.iemocap import IemocapCorpus
+from ser_lightning.data.corpora.msp_podcast import MspPodcastCorpus
 from ser_lightning.data.vote_targets import soft_target_matrix
 from ser_lightning.data.votes import (
     OTHER_VOTES,
@@ -281,3 +283,20 @@ def test_a_soft_run_on_an_iemocap_tree_reports_the_evaluators_agreement(tmp_path
     probabilities = predictions.set_index("file").loc[clips["file"], [f"prob_{n}" for n in summary["labels"]]]
     expected = [jensenshannon(p, [1.0, 0, 0, 0], base=2) ** 2 for p in probabilities.to_numpy()]
     np.testing.assert_allclose(clips["js_divergence"], expected, atol=1e-5)
+
+
+def test_msp_podcast_votes_are_each_annotators_primary_emotion(tmp_path):
+    from .test_corpus_msp_podcast import GOOD_ROWS, csv_line, msp_tree
+
+    root = msp_tree(tmp_path / "msp", [csv_line(*row) for row in GOOD_ROWS], [row[0] for row in GOOD_ROWS])
+    first, second = GOOD_ROWS[0][0], GOOD_ROWS[1][0]
+    (root / "Labels" / "labels_detailed.csv").write_text(
+        "FileName,WorkerID,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom\n"
+        f"{first},w1,Angry,,4,2,5\n{first},w2,Angry,,4,2,5\n{first},w3,Contempt,,4,2,5\n"
+        f"{second},w1,Surprise,,4,5,4\n{second},w4,Other-Amused,,4,5,4\n"
+    )
+    table = MspPodcastCorpus(str(root)).scan().table.set_index("statement")
+    one, two = table.loc[Path(first).stem], table.loc[Path(second).stem]
+    assert (one["votes_angry"], one["votes_contempt"], one[OTHER_VOTES]) == (2, 1, 0)
+    assert (two["votes_surprised"], two[OTHER_VOTES]) == (1, 1)
+    assert table.filter(like="votes_").sum(axis=1).drop([Path(first).stem, Path(second).stem]).eq(0).all()

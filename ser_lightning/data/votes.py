@@ -13,6 +13,8 @@ Sources:
   `queryType` 1 (voice only) are the ones about the audio. `respEmo` is A, D, F, H, N or S.
 - **IEMOCAP**: the evaluators' categorical lines (`C-E1:` ...) of the EmoEvaluation files; the
   actor's own rating (`C-F1`, `C-M1`) is not a vote. See `iemocap_votes`.
+- **MSP-Podcast**: `Labels/labels_detailed.csv` when the release has it, each annotator's
+  primary emotion (`EmoClass_Major`: Neutral, Angry, ..., Other).
 - **demo**: simulated raters (`ser_lightning.demo_corpus.votes`).
 """
 
@@ -33,7 +35,7 @@ VOTE_PREFIX = "votes_"
 OTHER_VOTES = "votes_other"
 VOTE_COLUMNS: tuple[str, ...] = tuple(VOTE_PREFIX + name for name in KNOWN_EMOTIONS) + (OTHER_VOTES,)
 # corpora whose parser (or generator) fills the vote columns, for the refusal's message
-CORPORA_WITH_VOTES: tuple[str, ...] = ("crema_d", "iemocap", "demo")
+CORPORA_WITH_VOTES: tuple[str, ...] = ("crema_d", "iemocap", "msp_podcast", "demo")
 
 # CREMA-D's respEmo letters onto KNOWN_EMOTIONS (the same six as the file names' codes)
 CREMA_D_VOTE_CODES: dict[str, str] = {
@@ -46,6 +48,19 @@ CREMA_D_VOTE_CODES: dict[str, str] = {
 }
 CREMA_D_VOICE_QUERY = "1"  # finishedResponses.csv queryType of the voice-only ratings
 CREMA_D_VOTE_COLUMNS = ("clipName", "queryType", "respEmo")
+
+# MSP-Podcast's labels_detailed.csv: each annotator's primary emotion (EmoClass_Major) by name
+MSP_PODCAST_VOTE_COLUMNS = ("FileName", "EmoClass_Major")
+MSP_PODCAST_VOTE_NAMES: dict[str, str] = {
+    "neutral": "neutral",
+    "angry": "angry",
+    "sad": "sad",
+    "happy": "happy",
+    "fear": "fearful",
+    "disgust": "disgust",
+    "surprise": "surprised",
+    "contempt": "contempt",
+}
 
 # IEMOCAP's categorical annotator names onto its label codes (iemocap.IEMOCAP_EMOTIONS)
 IEMOCAP_VOTE_NAMES: dict[str, str] = {
@@ -111,6 +126,47 @@ def read_crema_d_votes(path: str | Path) -> dict[str, Counter]:
             answer = CREMA_D_VOTE_CODES.get(str(row["respEmo"]).strip(), "other")
             votes.setdefault(str(row["clipName"]).strip(), Counter())[answer] += 1
     return votes
+
+
+def read_msp_podcast_votes(path: str | Path) -> dict[str, Counter]:
+    """Each annotator's primary emotion of MSP-Podcast's `Labels/labels_detailed.csv`, per file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        FileName (e.g. `MSP-PODCAST_0001_0008.wav`) -> Counter of emotion names; a name outside
+        MSP-Podcast's eight emotions (Other, ...) counts as `other`.
+
+    Raises:
+        VoteTableError: If the file lacks the column FileName or EmoClass_Major.
+    """
+    votes: dict[str, Counter] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in MSP_PODCAST_VOTE_COLUMNS if name not in (reader.fieldnames or ())]
+        if missing:
+            raise VoteTableError(
+                f"{path} lacks the column(s) {missing} of MSP-Podcast's labels_detailed.csv "
+                f"(needs {list(MSP_PODCAST_VOTE_COLUMNS)}); use the file of the release or remove it"
+            )
+        for row in reader:
+            answer = MSP_PODCAST_VOTE_NAMES.get(str(row["EmoClass_Major"]).strip().lower(), "other")
+            votes.setdefault(str(row["FileName"]).strip(), Counter())[answer] += 1
+    return votes
+
+
+def add_vote_columns(table: pd.DataFrame, votes: Mapping[str, Mapping[str, float]], key: pd.Series) -> None:
+    """Add the vote columns to a table in place, each row's votes looked up by `key`.
+
+    Args:
+        table: the utterance table.
+        votes: key -> counts by emotion name (`vote_row`); a key it lacks gets no votes.
+        key: the lookup key of each row (e.g. its file's name), aligned with the table.
+    """
+    counts = [vote_row(votes.get(name, {})) for name in key]
+    for column in VOTE_COLUMNS:
+        table[column] = [float(row[column]) for row in counts]
 
 
 def iemocap_votes(categories: Iterable, label_set: Mapping[str, str]) -> Counter:
@@ -208,5 +264,5 @@ def no_votes_message(corpus: str) -> str:
     return (
         f"data.targets=soft needs each clip's annotator votes, and data.corpus={corpus} has none here "
         f"(corpora with votes: {', '.join(CORPORA_WITH_VOTES)}; CREMA-D needs finishedResponses.csv in its "
-        "root); use data.targets=hard"
+        "root, MSP-Podcast Labels/labels_detailed.csv); use data.targets=hard"
     )

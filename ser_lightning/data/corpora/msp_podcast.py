@@ -37,12 +37,14 @@ from ser_lightning.data.corpora.common import (
 )
 from ser_lightning.data.corpora.sources import SOURCES
 from ser_lightning.data.utterances import CorpusScan, RejectedFile, make_table
+from ser_lightning.data.votes import add_vote_columns, read_msp_podcast_votes
 from ser_lightning.utils.errors import InvalidSetting, UserError
 
 log = logging.getLogger(__name__)
 
 AUDIO_FOLDER = "Audios"
 LABELS_CSV = Path("Labels") / "labels_consensus.csv"
+VOTES_CSV = Path("Labels") / "labels_detailed.csv"  # optional: each annotator's label
 MSP_COLUMNS: tuple[str, ...] = (
     "FileName",
     "EmoClass",
@@ -267,7 +269,12 @@ class MspPodcastCorpus:
             )
         self.consensus = pd.DataFrame(kept, columns=["path", *MSP_COLUMNS])
         self.consensus = self.consensus.sort_values("path", kind="stable").reset_index(drop=True)
-        return CorpusScan(make_table(rows), rejected, len(self.excluded))
+        table = make_table(rows)
+        if (root / VOTES_CSV).is_file():  # each annotator's label (data/votes.py; data.targets=soft)
+            add_vote_columns(
+                table, read_msp_podcast_votes(root / VOTES_CSV), table["path"].map(lambda p: Path(p).name)
+            )
+        return CorpusScan(table, rejected, len(self.excluded))
 
     @staticmethod
     def _audio_files(audio_dir: Path, rejected: list[RejectedFile]) -> dict[str, Path]:
