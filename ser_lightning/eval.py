@@ -33,7 +33,7 @@ from ser_lightning.data.provenance import (
 from ser_lightning.inference.execution import resolve_device
 from ser_lightning.inference.predict_steps import check_calibration_option
 from ser_lightning.module import SERModule
-from ser_lightning.reporting.collector import split_report
+from ser_lightning.reporting.collector import split_dimension_report, split_report
 from ser_lightning.reporting.dimension_report import print_dimension_report, write_dimension_report
 from ser_lightning.reporting.evaluation import EvaluationReport
 from ser_lightning.reporting.evaluation_console import print_report
@@ -54,7 +54,9 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         cfg: The eval config (`ckpt_path`, `data`, `split`, `calibration`, `device`, ...).
 
     Returns:
-        The evaluation report and the summary written as eval.json in `paths.output_dir`.
+        The evaluation report (None for a task=dimensional checkpoint, which has no classes:
+        its summary's `dimensions` hold CCC, r and MAE) and the summary written as eval.json in
+        `paths.output_dir`.
 
     Raises:
         InvalidSetting: If `calibration` is not "checkpoint" or "none", or `batch_size` is
@@ -91,11 +93,39 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         raise InvalidSetting(f"batch_size={cfg.batch_size} must be at least 1")
     device = resolve_device(cfg.device)
     log.info("scoring split %s of %s (%s) on %s", split, datamodule.manifest.root, source, device)
-    if not module.model.task.has_categories:
-        raise InvalidSetting(
-            f"{ckpt_path} is a task=dimensional checkpoint, which eval cannot score yet: its test scores are "
-            "in its run's test_report/dimensions.csv, and predict gives its dimensions of new files"
+    what = "all files" if split == "all" else f"the {split} split"
+    title = " | ".join(
+        filter(
+            None,
+            [
+                f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.manifest.root}",
+                overlap_warning(overlap),
+            ],
         )
+    )
+    summary = {
+        "checkpoint": ckpt_path,
+        "data_source": source,
+        "data_root": datamodule.manifest.root,
+        "split": split,
+        "split_method": datamodule.splitter.name,
+        "protocol_card": protocol_card(datamodule.manifest),
+        "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
+        "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
+        "device": str(device),
+    }
+    if not module.model.task.has_categories:  # task=dimensional: CCC, r and MAE per dimension only
+        dimensions = split_dimension_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
+        print_dimension_report(dimensions, title)
+        paths = write_dimension_report(dimensions, output_dir)
+        summary.update(
+            dimensions=dimensions.summary(),
+            files_written={k: str(v) for k, v in paths.items()},
+            seconds=time.perf_counter() - started,
+        )
+        (output_dir / "eval.json").write_text(json.dumps(summary, indent=2))
+        log.info("report written to %s", output_dir)
+        return None, summary
     report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
 
     same_files = same_test_files(trained_split, report.files) if split == "test" else None
@@ -107,33 +137,14 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
             len(report.files),
             datamodule.manifest.root,
         )
-    what = "all files" if split == "all" else f"the {split} split"
-    title = " | ".join(
-        filter(
-            None,
-            [
-                f"Evaluation: {Path(ckpt_path).name} on {what} of {datamodule.manifest.root}",
-                overlap_warning(overlap),
-            ],
-        )
-    )
     print_report(report, title=title)
-    card = protocol_card(datamodule.manifest)
+    card = summary["protocol_card"]
     paths = write_report(report, output_dir, title=title, protocol=card)
     if report.dimensions is not None:  # a task=multitask checkpoint: CCC, r and MAE per dimension
         print_dimension_report(report.dimensions, title)
         paths.update(write_dimension_report(report.dimensions, output_dir))
-    summary = {
-        "checkpoint": ckpt_path,
-        "data_source": source,
-        "data_root": datamodule.manifest.root,
-        "split": split,
-        "split_method": datamodule.splitter.name,
-        "protocol_card": card,
+    summary |= {
         "same_test_files_as_training": same_files,
-        "training_overlap": {k: overlap[k] for k in ("status", "count", "train", "val")},
-        "allow_train_overlap": bool(cfg.get("allow_train_overlap")),
-        "device": str(device),
         "metrics": report.metrics,
         "intervals": report.intervals,
         "calibration": report.calibration,
@@ -169,11 +180,11 @@ def main(cfg: DictConfig) -> float:
     """Run `evaluate` as the Hydra entry point.
 
     Returns:
-        The test UA, the value a Hydra sweep over eval optimises.
+        The test UA (a task=dimensional checkpoint's mean CCC), the value a Hydra sweep over eval optimises.
     """
     OmegaConf.resolve(cfg.paths)
-    report, _ = evaluate(cfg)
-    return report.metrics["ua"]
+    report, summary = evaluate(cfg)
+    return report.metrics["ua"] if report is not None else summary["dimensions"]["ccc"]
 
 
 if __name__ == "__main__":

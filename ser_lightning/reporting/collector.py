@@ -217,6 +217,38 @@ def split_report(
     batch_size: int,
     bootstrap: BootstrapSettings | None = None,
 ) -> EvaluationReport:
+    """Score one split with a model that has emotion classes (`tested_split`).
+
+    Returns:
+        The evaluation report of the split (with `dimensions` for a multitask model).
+    """
+    return tested_split(module, datamodule, split, device, batch_size, bootstrap).report
+
+
+def split_dimension_report(
+    module: SERModule,
+    datamodule: SERDataModule,
+    split: str,
+    device: torch.device,
+    batch_size: int,
+    bootstrap: BootstrapSettings | None = None,
+) -> DimensionReport:
+    """Score one split with a task=dimensional model (`tested_split`): CCC, r and MAE per dimension.
+
+    Returns:
+        The split's dimension report, with speaker intervals as the training run's test stage.
+    """
+    return tested_split(module, datamodule, split, device, batch_size, bootstrap).dimension_report
+
+
+def tested_split(
+    module: SERModule,
+    datamodule: SERDataModule,
+    split: str,
+    device: torch.device,
+    batch_size: int,
+    bootstrap: BootstrapSettings | None = None,
+) -> ReportCollector:
     """Score one split of a set-up data module (`all` = its whole corpus) on `device`.
 
     The split's clips, in table order, go through `trainer.test` and ReportCollector, the test
@@ -232,7 +264,7 @@ def split_report(
         bootstrap: resamples and seed of the report's speaker intervals.
 
     Returns:
-        The evaluation report of the split.
+        The collector that scored it: its `report` (classes) and `dimension_report` (dimensions).
 
     Raises:
         InvalidSetting: an empty split, or data labels other than the model's.
@@ -274,7 +306,7 @@ def split_report(
             trainer.test(module, dataloaders=loader, verbose=False)
     finally:
         lightning_notes.setLevel(level)
-    return collector.report
+    return collector
 
 
 def test_best_checkpoint(
