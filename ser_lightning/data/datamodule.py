@@ -233,8 +233,7 @@ class SERDataModule(VoteBatches, DimensionBatches, pl.LightningDataModule):
         Returns:
             The split's feature array, the labels of every table row, and the split's row numbers.
         """
-        manifest = self._ready()
-        return self.dataset(split).array, manifest.labels, manifest.indices[split]
+        return self.dataset(split).array, self._ready().labels, self._ready().indices[split]
 
     def _bytes_of_all_rows(self) -> int:
         """Count the bytes of the train, val and test rows as float32 (for `data.placement=auto`).
