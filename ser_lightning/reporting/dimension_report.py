@@ -184,3 +184,41 @@ def print_dimension_report(report: DimensionReport, title: str) -> None:
     Console().print(
         f"mean CCC {report.summary()['ccc']:.3f}; ratings on the scale [{scale['low']:g}, {scale['high']:g}]"
     )
+
+
+def mean_ccc_over_runs(
+    runs: list[pd.DataFrame], bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP
+) -> dict[str, dict]:
+    """Per dimension: the mean test CCC over runs (folds, seeds) and its speaker-bootstrap interval.
+
+    Each resample draws every run's test speakers again within the run (all clips of a drawn
+    speaker), scores each run and averages over runs: the interval of the mean a study reports.
+
+    Args:
+        runs: each run's `dimension_predictions.csv` (`speaker`, `<dimension>`, `<dimension>_true`).
+        bootstrap: resamples, seed and confidence level.
+
+    Returns:
+        `{dimension: {"mean": float, "interval": [low, high] or None}}`; None when no run has
+        two test speakers.
+    """
+    rng = np.random.default_rng(bootstrap.seed)
+    points, draws, speakers = [], [], []
+    for frame in runs:
+        predicted = frame[list(DIMENSIONS)].to_numpy(np.float64)
+        target = frame[[f"{name}_true" for name in DIMENSIONS]].to_numpy(np.float64)
+        ids, index = np.unique(frame["speaker"].astype(str).to_numpy(), return_inverse=True)
+        per_speaker = np.zeros((len(ids), 7, len(DIMENSIONS)))
+        np.add.at(per_speaker, index, np.moveaxis(_moments(predicted, target), 1, 0))
+        points.append(_scores_of_moments(per_speaker.sum(axis=0))["ccc"])
+        weights = _draw_weights(len(ids), bootstrap.resamples, rng)
+        draws.append(_scores_of_moments(np.einsum("bs,skd->bkd", weights, per_speaker))["ccc"])
+        speakers.append(len(ids))
+    point, resampled = np.mean(points, axis=0), np.mean(draws, axis=0)
+    tail = 100.0 * (1.0 - bootstrap.confidence) / 2.0
+    low, high = np.percentile(resampled, [tail, 100.0 - tail], axis=0)
+    single = all(n < 2 for n in speakers)
+    return {
+        name: {"mean": float(point[i]), "interval": None if single else [float(low[i]), float(high[i])]}
+        for i, name in enumerate(DIMENSIONS)
+    }

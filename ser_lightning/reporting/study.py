@@ -32,6 +32,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.reporting.dimension_report import mean_ccc_over_runs
 from ser_lightning.reporting.intervals import DEFAULT_BOOTSTRAP, BootstrapSettings, mean_over_runs_bootstrap
 from ser_lightning.reporting.study_baseline import add_baseline, baseline_note
 from ser_lightning.reporting.study_comparison import compare, comparison_markdown
@@ -47,7 +49,10 @@ from ser_lightning.reporting.study_jobs import (
 )
 from ser_lightning.reporting.study_protocols import PROTOCOL, check_one_protocol
 
-DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best")
+# dimensional and multitask jobs (ser_lightning.dimensions): mean CCC and each dimension's
+DIMENSION_METRICS = ("test/ccc", *(f"test/ccc_{name}" for name in DIMENSIONS))
+DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best", *DIMENSION_METRICS)
+DIMENSION_PREDICTIONS = Path("test_report") / "dimension_predictions.csv"
 # summary metric -> its score in reporting/intervals.py (INTERVAL_SCORES)
 INTERVAL_OF = {"test/ua": "ua", "test/acc": "accuracy", "test/f1": "macro_f1"}
 
@@ -99,6 +104,13 @@ def summarize(
                 interval = intervals[score]["interval"]
                 if metric in metrics and interval is not None:
                     row[f"{metric} low"], row[f"{metric} high"] = interval
+        rated = [Path(sweep_dir) / job / DIMENSION_PREDICTIONS for job in frame["job"]] if sweep_dir else []
+        if rated and all(path.is_file() for path in rated):  # dimensional and multitask jobs
+            ccc = mean_ccc_over_runs([pd.read_csv(p, dtype={"speaker": str}) for p in rated], bootstrap)
+            row.setdefault("interval resamples", bootstrap.resamples)
+            for name, score in ccc.items():
+                if f"test/ccc_{name}" in metrics and score["interval"] is not None:
+                    row[f"test/ccc_{name} low"], row[f"test/ccc_{name} high"] = score["interval"]
         rows.append(row)
     summary = pd.DataFrame(rows)
     not_ok = jobs[jobs["status"] != "ok"]
@@ -200,9 +212,13 @@ def plot_report(summary: pd.DataFrame, keys: list[str], metric: str, path: Path)
     )
     axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel(metric)
-    axis.set_ylim(0, 1)
-    axis.axhline(1 / 8, color="grey", linestyle="--", linewidth=1, label="chance (1/8)")
-    axis.legend(loc="upper right", fontsize=8)
+    if metric in DIMENSION_METRICS:  # CCC: 0 is no agreement, and it can fall below
+        axis.set_ylim(min(0.0, float((done[f"{metric} mean"] - done[f"{metric} std"]).min())), 1)
+        axis.axhline(0, color="grey", linewidth=1)
+    else:
+        axis.set_ylim(0, 1)
+        axis.axhline(1 / 8, color="grey", linestyle="--", linewidth=1, label="chance (1/8)")
+        axis.legend(loc="upper right", fontsize=8)
     axis.set_title(f"{metric} per configuration (error bars: std over repeats)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
