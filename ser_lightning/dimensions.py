@@ -20,10 +20,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ser_lightning.metrics import concordance_correlation
 from ser_lightning.utils.errors import InvalidSetting
+
+# a rating or ratings: what the scale maps, kept of the same kind
+Rating = float | np.ndarray | torch.Tensor
 
 # The dimensions, in the order of every target and prediction vector and table column.
 DIMENSIONS: tuple[str, ...] = ("arousal", "valence", "dominance")
@@ -60,7 +64,7 @@ class DimensionScale:
         if not self.low < self.high:
             raise InvalidSetting(f"dimension scale [{self.low}, {self.high}] must have low < high")
 
-    def normalise(self, values):
+    def normalise(self, values: Rating) -> Rating:
         """Map ratings on this scale to [-1, 1] (low -> -1, high -> +1).
 
         Args:
@@ -71,7 +75,7 @@ class DimensionScale:
         """
         return 2.0 * (values - self.low) / (self.high - self.low) - 1.0
 
-    def denormalise(self, values):
+    def denormalise(self, values: Rating) -> Rating:
         """Map normalised values back to this scale (the inverse of `normalise`).
 
         Args:

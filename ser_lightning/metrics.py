@@ -30,7 +30,8 @@ log-likelihood.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -262,7 +263,7 @@ def negative_log_likelihood(probabilities, y_true) -> float:
     return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
 
 
-def jensen_shannon_divergence(p, q) -> np.ndarray:
+def jensen_shannon_divergence(p: ArrayLike, q: ArrayLike) -> np.ndarray:
     """Return each row's Jensen-Shannon divergence between distributions `p` and `q`, in bits.
 
     JS(p, q) = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2 and 0 log 0 = 0: symmetric,
@@ -297,7 +298,9 @@ DIMENSION_METRIC_DEFINITIONS: dict[str, str] = {
 }
 
 
-def concordance_correlation(predicted, target) -> torch.Tensor:
+def concordance_correlation(
+    predicted: torch.Tensor | ArrayLike, target: torch.Tensor | ArrayLike
+) -> torch.Tensor:
     """Lin's concordance correlation of each column: 2 cov / (var_x + var_y + (mean_x - mean_y)^2).
 
     Moments are population ones (divided by n), as the MSP-Podcast challenge computes them. A
@@ -321,7 +324,7 @@ def concordance_correlation(predicted, target) -> torch.Tensor:
     return torch.where(denominator > 0, 2.0 * cov / denominator.clamp_min(1e-12), torch.zeros_like(cov))
 
 
-def pearson_correlation(predicted, target) -> np.ndarray:
+def pearson_correlation(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     """Pearson's r of each column (population moments; 0 where a column is constant).
 
     Args:
@@ -337,7 +340,7 @@ def pearson_correlation(predicted, target) -> np.ndarray:
     return np.where(scale > 0, cov / np.where(scale > 0, scale, 1.0), 0.0)
 
 
-def dimension_scores(predicted, target, names) -> pd.DataFrame:
+def dimension_scores(predicted: ArrayLike, target: ArrayLike, names: Sequence[str]) -> pd.DataFrame:
     """CCC, Pearson r and MAE of each dimension (DIMENSION_METRIC_DEFINITIONS).
 
     Args:
@@ -372,7 +375,7 @@ class ConcordanceScore(Metric):
 
     full_state_update = False
 
-    def __init__(self, num_dimensions: int = 3, **kwargs):
+    def __init__(self, num_dimensions: int = 3, **kwargs: Any):
         super().__init__(**kwargs)
         self.add_state(
             "moments", default=torch.zeros(6, num_dimensions, dtype=torch.float64), dist_reduce_fx="sum"

@@ -11,6 +11,7 @@ one hook for every kind of loader (cached rows, whole clips, rows held on the de
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ser_lightning.data.utterances import CorpusScan
@@ -36,7 +37,7 @@ def with_demo_dimensions(scan: CorpusScan, spec: DemoCorpusSpec) -> CorpusScan:
     return scan
 
 
-def table_ratings(table) -> np.ndarray | None:
+def table_ratings(table: pd.DataFrame) -> np.ndarray | None:
     """The table's ratings `(rows, 3)` on the corpus's scale, or None when it has no rating columns.
 
     Args:
@@ -103,7 +104,7 @@ class DimensionBatches:
             self._dimension_targets = cached
         return cached[key]
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Add `batch["dimensions"]` (normalised ratings of its rows) when the corpus has ratings.
 
         Returns:

@@ -11,8 +11,11 @@ votes all fall outside the run's labels (or that has none) is trained on its har
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ser_lightning.data.utterances import CorpusScan
@@ -20,6 +23,9 @@ from ser_lightning.data.votes import VOTE_COLUMNS, has_votes, no_votes_message, 
 from ser_lightning.demo_corpus import DemoCorpusSpec
 from ser_lightning.demo_corpus.votes import demo_votes_of
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: the data module is made of this mixin
+    from ser_lightning.data.datamodule import SERDataModule
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ def check_targets(targets: str) -> str:
     return targets
 
 
-def with_targets(module, targets: str):
+def with_targets(module: SERDataModule, targets: str) -> SERDataModule:
     """Set a data module's data.targets, checked (`check_targets`).
 
     Args:
@@ -76,7 +82,9 @@ def with_demo_votes(scan: CorpusScan, spec: DemoCorpusSpec) -> CorpusScan:
     return scan
 
 
-def soft_target_matrix(table, label_names, label_map, labels: np.ndarray) -> tuple[np.ndarray, int, float]:
+def soft_target_matrix(
+    table: pd.DataFrame, label_names: Sequence[str], label_map: dict[str, str] | None, labels: np.ndarray
+) -> tuple[np.ndarray, int, float]:
     """Every row's training distribution: its votes over the run's labels, else its hard label.
 
     Args:
@@ -141,7 +149,7 @@ class VoteBatches:
             self._soft_targets = cached
         return cached[key]
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Add `batch["soft_targets"]` (its rows' vote distributions) with data.targets=soft.
 
         Returns:

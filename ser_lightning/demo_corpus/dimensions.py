@@ -23,6 +23,7 @@ near [-1.5, 1.5]. A file's targets are a pure function of (spec, file name), as 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 from ser_lightning.demo_corpus.cues import CUE_INDEX, EMOTION_CUES, STRONG_INTENSITY_GAIN
@@ -94,7 +95,7 @@ def demo_dimensions(spec: DemoCorpusSpec, utterance: DemoUtterance) -> tuple[flo
     return _squash(arousal), _squash(valence), _squash(dominance)
 
 
-def demo_dimensions_of(paths, spec: DemoCorpusSpec) -> list[tuple[float, float, float]]:
+def demo_dimensions_of(paths: Iterable[str | Path], spec: DemoCorpusSpec) -> list[tuple[float, float, float]]:
     """The targets of demo files by path, in order.
 
     Args:

@@ -15,6 +15,7 @@ stream (seeded by its RAVDESS fields and `_VOTE_STREAM`), separate from its audi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def demo_votes(spec: DemoCorpusSpec, utterance: DemoUtterance) -> Counter:
     return Counter(_NAMES[int(i)] for i in answers)
 
 
-def demo_votes_of(paths, spec: DemoCorpusSpec) -> list[Counter]:
+def demo_votes_of(paths: Iterable[str | Path], spec: DemoCorpusSpec) -> list[Counter]:
     """The simulated votes of demo files by path, in order.
 
     Args:

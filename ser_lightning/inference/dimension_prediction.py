@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only: matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -204,7 +207,9 @@ def dimension_text(dimensions: dict[str, float], scale: dict) -> str:
     return f"{values} (scale {scale['low']:g}-{scale['high']:g})"
 
 
-def valence_arousal_figure(dimensions: dict[str, float], scale: dict, segments: list[dict] | None = None):
+def valence_arousal_figure(
+    dimensions: dict[str, float], scale: dict, segments: list[dict] | None = None
+) -> Figure:
     """Draw a recording's place on the valence-arousal plane, axes on the corpus's rating scale.
 
     Args:

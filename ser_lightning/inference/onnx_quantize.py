@@ -23,15 +23,20 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: onnx and onnxruntime are imported where they are used
+    import onnx
+    import onnxruntime
 
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
 
 
-def front_end_nodes(model) -> list[str]:
+def front_end_nodes(model: onnx.ModelProto) -> list[str]:
     """The names of the feature extraction's nodes: those before the network's first convolution.
 
     A graph without a convolution ends its front end at its last Log (the dB of the spectrum);
@@ -103,7 +108,10 @@ def quantize_int8(source: str | Path, target: str | Path) -> Path:
 
 
 def int8_agreement(
-    fp32_session, int8_session, inputs: list[np.ndarray], input_name: str = "waveform"
+    fp32_session: onnxruntime.InferenceSession,
+    int8_session: onnxruntime.InferenceSession,
+    inputs: list[np.ndarray],
+    input_name: str = "waveform",
 ) -> dict:
     """Compare an INT8 graph's probabilities with the float32 graph's on the same inputs.
 

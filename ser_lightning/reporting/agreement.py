@@ -20,8 +20,10 @@ test report's other files.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,10 @@ import pandas as pd
 from ser_lightning.data.votes import agreement as vote_agreement
 from ser_lightning.metrics import jensen_shannon_divergence
 from ser_lightning.utils.errors import InvalidSetting
+
+if TYPE_CHECKING:  # annotations only
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.reporting.evaluation import EvaluationReport
 
 DEFAULT_AGREEMENT_THRESHOLD = 0.75
 
@@ -53,7 +59,12 @@ class AgreementSettings:
 
 
 def agreement_table(
-    files, y_true, probabilities, annotators, labels, settings: AgreementSettings
+    files: Sequence[str],
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    annotators: np.ndarray,
+    labels: Sequence[str],
+    settings: AgreementSettings,
 ) -> pd.DataFrame:
     """One row per clip: its agreement, divergence, prediction and whether abstention catches it.
 
@@ -213,7 +224,11 @@ def write_agreement(
 
 
 def test_agreement(
-    report, datamodule, rows, directory: str | Path, settings: dict | None = None
+    report: EvaluationReport,
+    datamodule: SERDataModule,
+    rows: np.ndarray,
+    directory: str | Path,
+    settings: dict | None = None,
 ) -> dict | None:
     """The agreement section of a test report, when the run's corpus has annotator votes.
 
