@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ser_lightning.metrics import concordance_correlation
 from ser_lightning.utils.errors import InvalidSetting
 
 # a rating or ratings: what the scale maps, kept of the same kind
@@ -225,6 +224,10 @@ def dimension_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "c
     """
     if kind == "mse":
         return torch.mean((predicted - target) ** 2)
+    # here, not at the top: the loss is for training, and predict and serve load this module
+    # without importing torchmetrics (ser_lightning.metrics)
+    from ser_lightning.metrics import concordance_correlation
+
     return torch.mean(1.0 - concordance_correlation(predicted, target))
 
 
