@@ -266,6 +266,7 @@ def recorded_run(root, run_dir, cache_dir, seed: int) -> tuple[list[dict], SERDa
     return recorder.records, dm, model
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_training_run_augments_only_training_batches_and_repeats_with_the_seed(
     small_demo_root, tmp_path, cache_dir
 ):

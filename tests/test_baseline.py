@@ -30,6 +30,7 @@ def tone_overrides(root: Path, *extra: str) -> list[str]:
     return ["data=ravdess", f"data.root={root}", "data.duration=0.3", "importance.n_repeats=2", *extra]
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_logreg_on_egemaps_writes_the_report_model_and_importance(small_demo_root, tmp_path):
     cfg = compose_train(
         small_demo_overrides(small_demo_root) + ["classifier=logreg", "importance.n_repeats=2"],

@@ -33,6 +33,7 @@ def tiny_24_actor_demo(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_emobox_folds_trains_the_six_published_folds_and_reports_them(tiny_24_actor_demo, tmp_path):
     corpus = [
         "data=demo",

@@ -214,6 +214,7 @@ def test_a_job_folder_reaches_hydra_as_one_literal_string(path):
     assert override.value() == path
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_two_training_jobs_share_two_gpus(small_demo_root, tmp_path):
     """The real entry point: each job trains, tests and checkpoints in its folder; the study report follows."""
     result = run_train(

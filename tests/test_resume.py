@@ -52,6 +52,7 @@ def files_holding(directory: Path, secret: str) -> list[str]:
     return [str(p) for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tone_root, tmp_path, monkeypatch):
     """4 epochs of 4 steps; SIGKILL at step 6 (in epoch 1), resume with ckpt_path=last."""
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)

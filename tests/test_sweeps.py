@@ -53,6 +53,7 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("sweep_cache")
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_grid_sweep_skips_an_impossible_job_and_reports(small_demo_root, tmp_path, cache):
     result = run_train(
         ["-m", "model.net.transformer_dim=64,130", *small_demo_overrides(small_demo_root), *TINY_RUN],
@@ -99,6 +100,7 @@ def test_ddp_sim_in_a_two_job_multirun(small_demo_root, tmp_path, cache):
         assert (sweep_dirs[0] / job / "train_ddp_process_1.log").is_file()  # rank 1 ran in this folder
 
 
+@pytest.mark.slow  # 15-35 s on 2 cores: in the slow set, which CI runs, to keep the default suite near 10 min
 def test_ddp_sim_single_run_metrics_are_synchronised(small_demo_root, tmp_path, cache):
     result = run_train(
         ["trainer=ddp_sim", *small_demo_overrides(small_demo_root), *TINY_RUN], tmp_path, cache
