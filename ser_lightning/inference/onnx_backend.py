@@ -14,20 +14,17 @@ Nothing here imports torch: a service image needs onnxruntime and the audio deco
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ser_lightning.audio_settings import AudioSettings
 from ser_lightning.calibration import check_min_confidence, probabilities_numpy
-from ser_lightning.conformal import conformal_of, prediction_sets, set_labels
-from ser_lightning.decoding import AudioDecodeError
-from ser_lightning.inference.execution import in_order
-from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.conformal import conformal_of
+from ser_lightning.inference.file_scoring import FileScorer
 from ser_lightning.inference.model_folder import (
     ModelFolderError,
     check_against_graph,
@@ -36,8 +33,7 @@ from ser_lightning.inference.model_folder import (
     model_file,
     read_model_config,
 )
-from ser_lightning.inference.results import FilePrediction
-from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
+from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
@@ -118,7 +114,7 @@ def load_onnx_model(path: str | Path, precision: str = "fp32", threads: int | No
     return session, config, graph
 
 
-class OnnxPredictor:
+class OnnxPredictor(FileScorer):
     """Batched scoring of files with an exported graph on onnxruntime (the CPU).
 
     Args:
@@ -204,125 +200,3 @@ class OnnxPredictor:
         return self.waveform_probabilities(
             np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
         )
-
-    def read(
-        self,
-        path: str | Path,
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-        max_samples: int | None = None,
-    ) -> np.ndarray:
-        """Decode a whole file as mono float32 at the model's rate (`media.read_media`).
-
-        Returns:
-            The mono waveform.
-        """
-        return read_media(path, self.audio.sample_rate, max_duration_s, max_samples)
-
-    def windows(
-        self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
-    ) -> ClipWindows | InputError:
-        """Cut a decoded file into the model's windows, as `Predictor.windows` does.
-
-        Returns:
-            The clip's windows, or an InputError when it holds no samples.
-        """
-        if len(wave) == 0:
-            return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop
-        return clip_windows(wave, self.audio, hop, long_clips)
-
-    def decode(
-        self,
-        path: str | Path,
-        hop: float | None = None,
-        long_clips: str = "windows",
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    ) -> ClipWindows | InputError:
-        """Decode and window one file; whatever goes wrong with one file stays its own.
-
-        Returns:
-            The file's windows, or an InputError naming what went wrong.
-        """
-        try:
-            return self.windows(self.read(path, max_duration_s), path, hop, long_clips)
-        except (AudioDecodeError, MediaTooLongError) as err:
-            return InputError(str(path), str(err))
-        except Exception as err:  # noqa: BLE001 (a failure of one file must not stop the others)
-            log.exception("decoding %s failed", path)
-            return InputError(str(path), f"{str(path)!r} could not be decoded ({type(err).__name__}: {err})")
-
-    def prediction_set(self, probabilities: np.ndarray) -> list[str] | None:
-        """The conformal set of one clip's probabilities, when the config holds a conformal record.
-
-        Returns:
-            The emotions, most probable first, or None.
-        """
-        if not self.conformal:
-            return None
-        return set_labels(
-            prediction_sets(probabilities, self.conformal["threshold"]), self.labels, probabilities
-        )
-
-    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
-        """Make a clip's FilePrediction from its windows' probabilities `(W, K)`.
-
-        Returns:
-            The prediction: the mean over windows, the windows' probabilities and spans.
-        """
-        mean = window_scores.mean(axis=0)
-        return FilePrediction(
-            str(path),
-            self.labels,
-            mean,
-            window_scores,
-            clip.spans(),
-            clip.clip_seconds,
-            min_confidence=self.min_confidence,
-            prediction_set=self.prediction_set(mean),
-            set_coverage=self.conformal["coverage"] if self.conformal else None,
-        )
-
-    def predict_files(
-        self,
-        paths: Iterable[str | Path],
-        hop: float | None = None,
-        long_clips: str = "windows",
-        decode_workers: int = 4,
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    ) -> Iterator[FilePrediction | InputError]:
-        """Score files in order, decoded ahead in threads; unreadable ones come back as InputError.
-
-        Yields:
-            Each file's FilePrediction, or its InputError, in the order of `paths`.
-
-        Raises:
-            InvalidSetting: when `hop`, `long_clips` or `max_duration_s` is invalid.
-        """
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop
-        check_window_options(hop, long_clips)
-        if max_duration_s is not None and not max_duration_s > 0:
-            raise InvalidSetting(
-                f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
-            )
-        paths = [Path(p) for p in paths]
-        decode = functools.partial(self.decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s)
-        pending: list[tuple[Path, ClipWindows | InputError]] = []
-        for path, item in zip(paths, in_order(decode, paths, decode_workers), strict=True):
-            pending.append((path, item))
-            if sum(len(d) for _, d in pending if isinstance(d, ClipWindows)) >= self.batch_size:
-                yield from self._score(pending)
-                pending = []
-        if pending:
-            yield from self._score(pending)
-
-    def _score(self, pending: list) -> Iterator[FilePrediction | InputError]:
-        clips = [d for _, d in pending if isinstance(d, ClipWindows)]
-        scores = self.clip_probabilities(clips)
-        offsets = np.cumsum([0] + [len(c) for c in clips])
-        c = 0
-        for path, item in pending:
-            if isinstance(item, InputError):
-                yield item
-                continue
-            yield self.prediction(path, item, scores[offsets[c] : offsets[c + 1]])
-            c += 1

@@ -9,7 +9,6 @@ the device and the decoding threads are set up by `inference.execution`.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -19,10 +18,11 @@ import numpy as np
 import torch
 
 from ser_lightning.calibration import check_min_confidence
-from ser_lightning.conformal import conformal_of, prediction_sets, set_labels
+from ser_lightning.conformal import conformal_of
 from ser_lightning.decoding import AudioDecodeError
-from ser_lightning.inference.execution import in_order, resolve_device
-from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
+from ser_lightning.inference.execution import resolve_device
+from ser_lightning.inference.file_scoring import FileScorer
+from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.inference.timeline import (
     Timeline,
@@ -31,7 +31,7 @@ from ser_lightning.inference.timeline import (
     segment_windows,
     speech_segments,
 )
-from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
+from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 PADDED_BATCH_SECONDS = 32 * 12
 
 
-class Predictor:
+class Predictor(FileScorer):
     """Batched scoring with a trained SERModel on a device (GPU when available).
 
     Probabilities are calibrated with the checkpoint's temperature (`calibrated=False`: plain
@@ -150,113 +150,6 @@ class Predictor:
         )
 
     # ------------------------------------------------------------------ files
-    def read(
-        self,
-        path: str | Path,
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-        max_samples: int | None = None,
-    ) -> np.ndarray:
-        """Decode a whole file as mono float32 at the model's rate (`media.read_media`).
-
-        Raises AudioDecodeError for a file that cannot be decoded and MediaTooLongError for one
-        over a limit.
-
-        Args:
-            path: the audio or video file.
-            max_duration_s: the longest file decoded, or None for no limit.
-            max_samples: the most samples decoded over all channels, or None for no limit.
-
-        Returns:
-            The mono waveform.
-        """
-        return read_media(path, self.audio.sample_rate, max_duration_s, max_samples)
-
-    def windows(
-        self, wave: np.ndarray, path: str | Path, hop: float | None = None, long_clips: str = "windows"
-    ) -> ClipWindows | InputError:
-        """Cut a decoded file into the model's windows.
-
-        Args:
-            wave: the decoded mono waveform.
-            path: the file, for the error's message.
-            hop: seconds between windows of long clips; half the model's window when None.
-            long_clips: how clips longer than a window are handled (`inference.windows`).
-
-        Returns:
-            The clip's windows, or an InputError when it holds no samples.
-        """
-        if len(wave) == 0:
-            return InputError(str(path), f"{str(path)!r} decodes to no audio samples (an empty recording)")
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
-        return clip_windows(wave, self.audio, hop, long_clips)
-
-    def decode(
-        self,
-        path: str | Path,
-        hop: float | None = None,
-        long_clips: str = "windows",
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    ) -> ClipWindows | InputError:
-        """Decode and window one file; whatever goes wrong with one file stays its own.
-
-        Args:
-            path: the audio or video file.
-            hop: seconds between windows of long clips; half the model's window when None.
-            long_clips: how clips longer than a window are handled.
-            max_duration_s: the longest file decoded, or None for no limit.
-
-        Returns:
-            The file's windows, or an InputError naming what went wrong (an unexpected failure
-            is also logged).
-        """
-        try:
-            return self.windows(self.read(path, max_duration_s), path, hop, long_clips)
-        except (AudioDecodeError, MediaTooLongError) as err:
-            return InputError(str(path), str(err))
-        except Exception as err:  # noqa: BLE001 (a failure of one file must not stop the others)
-            log.exception("decoding %s failed", path)
-            return InputError(
-                str(path),
-                f"{str(path)!r} could not be decoded and cut into windows ({type(err).__name__}: {err}); "
-                "the other inputs are still scored",
-            )
-
-    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
-        """Make a clip's FilePrediction from the probabilities of its windows.
-
-        Args:
-            path: the file, as shown in the result.
-            clip: the clip's windows.
-            window_scores: the probabilities of its windows, in order, `(W, K)`.
-
-        Returns:
-            The prediction: the mean over windows, the windows' probabilities and spans.
-        """
-        mean = window_scores.mean(axis=0)
-        return FilePrediction(
-            str(path),
-            self.labels,
-            mean,
-            window_scores,
-            clip.spans(),
-            clip.clip_seconds,
-            min_confidence=self.min_confidence,
-            prediction_set=self.prediction_set(mean),
-            set_coverage=self.conformal["coverage"] if self.conformal else None,
-        )
-
-    def prediction_set(self, probabilities: np.ndarray) -> list[str] | None:
-        """The conformal set of emotions of one clip's `(K,)` probabilities (ser_lightning.conformal).
-
-        Returns:
-            The emotions, most probable first; None when the checkpoint has no conformal record or
-            the probabilities are not calibrated (`calibration=none`).
-        """
-        if not self.conformal:
-            return None
-        members = prediction_sets(probabilities, self.conformal["threshold"])
-        return set_labels(members, self.labels, probabilities)
-
     def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
         """Build the emotion timeline of a decoded recording (see ser_lightning.inference.timeline).
 
@@ -319,81 +212,3 @@ class Predictor:
             result = self.prediction(path, clip, self.clip_probabilities([clip]))
             result.timeline = self.timeline(wave, settings, hop)
             yield result, wave
-
-    def predict_files(
-        self,
-        paths: Iterable[str | Path],
-        hop: float | None = None,
-        long_clips: str = "windows",
-        decode_workers: int = 4,
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    ) -> Iterator[FilePrediction | InputError]:
-        """Score files in order; unreadable ones come back as InputError and the rest go on.
-
-        Files are decoded in parallel threads, at most `decode_workers` at a time, and their
-        windows batched together, so short clips fill batches. Decoded files wait for scoring
-        only until their windows fill a batch, so the decoded audio held at once is at most
-        `decode_workers + 1` files of at most `max_duration_s` seconds each (longer files are
-        refused; None: no limit). `hop` (seconds between windows of long clips) defaults to
-        half the model's window.
-
-        Args:
-            paths: the audio or video files.
-            hop: seconds between windows of long clips; half the model's window when None.
-            long_clips: how clips longer than a window are handled.
-            decode_workers: the most files decoded at a time.
-            max_duration_s: the longest file decoded, or None for no limit.
-
-        Yields:
-            Each file's FilePrediction, or its InputError, in the order of `paths`.
-
-        Raises:
-            InvalidSetting: when `hop`, `long_clips` or `max_duration_s` is invalid (checked when
-                iteration starts).
-        """
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
-        check_window_options(hop, long_clips)
-        if max_duration_s is not None and not max_duration_s > 0:
-            raise InvalidSetting(
-                f"max_duration_s={max_duration_s} must be a positive number of seconds (or null)"
-            )
-        paths = [Path(p) for p in paths]
-        group = max(self.batch_size, 8)
-        pending: list[tuple[Path, ClipWindows | InputError]] = []
-        decoded = in_order(
-            functools.partial(self.decode, hop=hop, long_clips=long_clips, max_duration_s=max_duration_s),
-            paths,
-            decode_workers,
-        )
-        for path, item in zip(paths, decoded, strict=True):
-            pending.append((path, item))
-            windows = sum(len(d) for _, d in pending if isinstance(d, ClipWindows))
-            if windows >= self.batch_size or len(pending) >= group:
-                yield from self._score(*zip(*pending, strict=True))
-                pending = []
-        if pending:
-            yield from self._score(*zip(*pending, strict=True))
-
-    def _score(
-        self, paths: Sequence[Path], decoded: Sequence[ClipWindows | InputError]
-    ) -> Iterator[FilePrediction | InputError]:
-        clips = [d for d in decoded if isinstance(d, ClipWindows)]
-        if self.audio.whole_clips:  # each file whole, in padded batches of files
-            scores = self.clip_probabilities(clips)
-        else:
-            # (clip, window) pairs in order, scored in batches that may span clips
-            pairs = [(c, w) for c, clip in enumerate(clips) for w in range(len(clip))]
-            scores = np.zeros((len(pairs), len(self.labels)), dtype=np.float32)
-            for i in range(0, len(pairs), self.batch_size):
-                batch = pairs[i : i + self.batch_size]
-                waves = np.stack([clips[c].window_view(w) for c, w in batch]).astype(np.float32, copy=False)
-                scores[i : i + len(batch)] = self._probabilities("waveform", torch.from_numpy(waves))
-        offsets = np.cumsum([0] + [len(c) for c in clips])
-        c = 0
-        for path, item in zip(paths, decoded, strict=True):
-            if isinstance(item, InputError):
-                yield item
-                continue
-            windows = scores[offsets[c] : offsets[c + 1]]
-            c += 1
-            yield self.prediction(path, item, windows)
