@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,31 @@ def vote_row(counts: Mapping[str, float]) -> dict[str, float]:
     return row
 
 
+def _vote_rows(path: str | Path, columns: Sequence[str], table: str, fix: str) -> Iterator[dict]:
+    """Read a vote table's rows as dicts, after checking that it has the columns read from it.
+
+    Args:
+        path: the CSV file.
+        columns: the columns the reader uses.
+        table: the table's name in the release, for the message.
+        fix: what to do about a table without them.
+
+    Yields:
+        Each row.
+
+    Raises:
+        VoteTableError: If the file lacks one of `columns`.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in columns if name not in (reader.fieldnames or ())]
+        if missing:
+            raise VoteTableError(
+                f"{path} lacks the column(s) {missing} of {table} (needs {list(columns)}); {fix}"
+            )
+        yield from reader
+
+
 def read_crema_d_votes(path: str | Path) -> dict[str, Counter]:
     """The voice-only votes of CREMA-D's `finishedResponses.csv`, per clip name.
 
@@ -112,19 +137,13 @@ def read_crema_d_votes(path: str | Path) -> dict[str, Counter]:
         VoteTableError: If the file lacks one of the columns clipName, queryType, respEmo.
     """
     votes: dict[str, Counter] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in CREMA_D_VOTE_COLUMNS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise VoteTableError(
-                f"{path} lacks the column(s) {missing} of CREMA-D's finishedResponses.csv "
-                f"(needs {list(CREMA_D_VOTE_COLUMNS)}); use the file of the CREMA-D release"
-            )
-        for row in reader:
-            if str(row["queryType"]).strip() != CREMA_D_VOICE_QUERY:
-                continue
-            answer = CREMA_D_VOTE_CODES.get(str(row["respEmo"]).strip(), "other")
-            votes.setdefault(str(row["clipName"]).strip(), Counter())[answer] += 1
+    for row in _vote_rows(
+        path, CREMA_D_VOTE_COLUMNS, "CREMA-D's finishedResponses.csv", "use the file of the CREMA-D release"
+    ):
+        if str(row["queryType"]).strip() != CREMA_D_VOICE_QUERY:
+            continue
+        answer = CREMA_D_VOTE_CODES.get(str(row["respEmo"]).strip(), "other")
+        votes.setdefault(str(row["clipName"]).strip(), Counter())[answer] += 1
     return votes
 
 
@@ -142,17 +161,14 @@ def read_msp_podcast_votes(path: str | Path) -> dict[str, Counter]:
         VoteTableError: If the file lacks the column FileName or EmoClass_Major.
     """
     votes: dict[str, Counter] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in MSP_PODCAST_VOTE_COLUMNS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise VoteTableError(
-                f"{path} lacks the column(s) {missing} of MSP-Podcast's labels_detailed.csv "
-                f"(needs {list(MSP_PODCAST_VOTE_COLUMNS)}); use the file of the release or remove it"
-            )
-        for row in reader:
-            answer = MSP_PODCAST_VOTE_NAMES.get(str(row["EmoClass_Major"]).strip().lower(), "other")
-            votes.setdefault(str(row["FileName"]).strip(), Counter())[answer] += 1
+    for row in _vote_rows(
+        path,
+        MSP_PODCAST_VOTE_COLUMNS,
+        "MSP-Podcast's labels_detailed.csv",
+        "use the file of the release or remove it",
+    ):
+        answer = MSP_PODCAST_VOTE_NAMES.get(str(row["EmoClass_Major"]).strip().lower(), "other")
+        votes.setdefault(str(row["FileName"]).strip(), Counter())[answer] += 1
     return votes
 
 
