@@ -8,8 +8,6 @@ not what the model learned (tests/test_dimensions_training.py measures that).
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +18,6 @@ import soundfile as sf
 
 from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.inference.predictor import Predictor
-from ser_lightning.predict import predict
 from ser_lightning.serving.service import EmotionService, ServiceSettings
 from ser_lightning.train import train
 from ser_lightning.utils.errors import InvalidSetting
@@ -29,6 +26,7 @@ from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
 from .helpers.models import TINY_NET, TINY_TRAINING, module_from_config
 from .helpers.serving import served
+from .test_serving import run_predict  # predict output=json in this process, as the streaming tests use it
 
 DEMO_SCALE = {"low": 1.0, "high": 5.0}
 
@@ -58,19 +56,6 @@ def server(multitask, tmp_path_factory):
         yield url
 
 
-def predict_json(trained, run_dir: Path, inputs: list[Path], *overrides: str) -> list[dict]:
-    """`predict output=json` of the files, in this process."""
-    cfg = compose_train(
-        [f"ckpt_path={trained.ckpt}", "inputs=[]", "device=cpu", "output=json", *overrides],
-        run_dir,
-        config_name="predict",
-    )
-    cfg.inputs = [str(p) for p in inputs]
-    stream = io.StringIO()
-    predict(cfg, stream=stream)
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
 def post(url: str, path: Path, **params) -> httpx.Response:
     with open(path, "rb") as handle:
         return httpx.post(f"{url}/v1/predict", files={"file": (path.name, handle)}, params=params, timeout=60)
@@ -81,7 +66,7 @@ def test_the_api_answers_predicts_dimensions_on_the_corpus_scale(server, multita
     joined = tmp_path / "two_clips.flac"  # longer than the window: several windows, averaged
     sf.write(joined, np.concatenate([sf.read(p, dtype="float32")[0] for p in files]), 16000)
     files.append(joined)
-    expected = predict_json(multitask, tmp_path / "predict", files)
+    expected = run_predict(multitask, tmp_path / "predict", files)
     for path, want in zip(files, expected, strict=True):
         reply = post(server, path)
         assert reply.status_code == 200, reply.text
@@ -120,7 +105,7 @@ def test_a_timeline_gives_each_segment_the_dimensions_of_its_own_audio(server, m
         start, end = round(segment["start_s"] * 16000), round(segment["end_s"] * 16000)
         sf.write(cut, wave[start:end], 16000, subtype="FLOAT")
         cuts.append(cut)
-    expected = predict_json(multitask, tmp_path / "predict", cuts)
+    expected = run_predict(multitask, tmp_path / "predict", cuts)
     for segment, want in zip(segments, expected, strict=True):
         np.testing.assert_allclose(
             [segment["dimensions"][n] for n in DIMENSIONS],
@@ -128,8 +113,8 @@ def test_a_timeline_gives_each_segment_the_dimensions_of_its_own_audio(server, m
             atol=1e-3,
         )
     # predict timeline=true gives the same segments the same dimensions, and the file's own
-    (timeline,) = predict_json(multitask, tmp_path / "timeline", [recording], "timeline=true")
-    (whole,) = predict_json(multitask, tmp_path / "whole", [recording])
+    (timeline,) = run_predict(multitask, tmp_path / "timeline", [recording], "timeline=true")
+    (whole,) = run_predict(multitask, tmp_path / "whole", [recording])
     assert timeline["dimensions"] == pytest.approx(whole["dimensions"], abs=1e-5)
     assert [(s["start_s"], s["end_s"]) for s in timeline["timeline"]] == [
         (s["start_s"], s["end_s"]) for s in segments
