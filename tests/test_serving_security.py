@@ -263,7 +263,7 @@ def test_a_self_listing_concat_body_is_refused_at_once(server):
         assert "concat list" in reply.json()["detail"] and "playlists" in reply.json()["detail"]
         assert_names_no_server_path(reply.text, server)
     assert open_descriptors() <= before + 5  # no handle is left open per request
-    assert not list(server.uploads.glob("ser-upload-*"))  # each upload's private folder is gone
+    assert not list(server.uploads.glob("ser-upload-*"))  # each upload's private copy is gone
 
 
 def test_an_hls_playlist_naming_a_server_file_is_refused_by_the_page_and_the_api(
