@@ -35,10 +35,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-FRAME_S = 0.1
+FRAME_S = 0.1  # seconds of audio per frame a client sends (--frame-ms)
 BUDGET_MS = 300.0
 SPEECH_PAD = 480  # samples: stream.speech_pad_ms=30 of conf/serve.yaml
-MIN_SILENCE = 3200  # samples: stream.min_silence_ms=200
+MIN_SILENCE = 3200  # samples: stream.min_silence_ms of the server (--min-silence-ms)
 
 
 def recording(root: Path, clips: int, gap: float) -> tuple[np.ndarray, list[float]]:
@@ -132,7 +132,7 @@ def report(rows: list[dict], args, checkpoint: Path, seconds: float, load_before
         "# WS /v1/stream: latency from the end of a segment to its event",
         "",
         f"Command: `python experiments/benchmarks/stream_latency.py --streams {args.streams} --clips {args.clips} "
-        f"--gap {args.gap}`  ",
+        f"--gap {args.gap} --frame-ms {args.frame_ms} --min-silence-ms {args.min_silence_ms}`  ",
         f"Checkpoint: `{checkpoint.name}`; {os.cpu_count()} CPUs shared with other jobs; load average before: "
         + ", ".join(f"{v:.1f}" for v in load_before)
         + f"; a recording of {seconds:.1f} s ({args.clips} demo clips, {args.gap} s of silence around each), "
@@ -140,8 +140,9 @@ def report(rows: list[dict], args, checkpoint: Path, seconds: float, load_before
         "spread over one frame.",
         "",
         "- **total**: from sending the frame that held a segment's last speech sample to receiving its "
-        "segment event. Its floor is the detector's wait, by design: stream.min_silence_ms=200 ms of "
-        f"silence (whole 32 ms detector frames: 224 ms) must arrive, in {int(FRAME_S * 1000)} ms frames.",
+        "segment event. Its floor is the detector's wait, by design: stream.min_silence_ms="
+        f"{args.min_silence_ms} ms of silence (whole 32 ms detector frames: {-(-MIN_SILENCE // 512) * 32} ms) must "
+        f"arrive, in {int(FRAME_S * 1000)} ms frames.",
         "- **server**: from sending the frame that completed that silence to receiving the event: detection, "
         "scoring through the batcher and sending.",
         "",
@@ -176,8 +177,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frame-ms", type=int, default=100, help="audio per frame each client sends")
+    parser.add_argument("--min-silence-ms", type=int, default=200, help="the server's stream.min_silence_ms")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    global FRAME_S, MIN_SILENCE  # the timing every client and the latency arithmetic share
+    FRAME_S, MIN_SILENCE = args.frame_ms / 1000, args.min_silence_ms * 16
 
     from ser_lightning.serving.latest import latest_checkpoint
 
@@ -226,6 +231,7 @@ class StreamServer:
             "web=false",
             "log_level=warning",
             f"stream.max_streams={streams}",
+            f"stream.min_silence_ms={args.min_silence_ms}",
             f"hydra.run.dir={work}/serve",
         ]
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
