@@ -5,7 +5,9 @@ the checkpoint as plain settings, `ser_lightning.data.evaluation_data`); `data=<
 on another corpus, `split=all` on every file, `robustness=standard` under each corruption too.
 The audio settings, label set and feature extractor are always the checkpoint's. Files the model
 trained or validated on are listed in eval.json and stop a speaker-independent evaluation unless
-`allow_train_overlap=true` (`ser_lightning.data.provenance`). docs/evaluation.md has the details.
+`allow_train_overlap=true` (`ser_lightning.data.provenance`). On a corpus with annotator votes the
+report has the training run's agreement section too (`ser_lightning.reporting.agreement`;
+`+agreement.threshold=...`, `+agreement.min_confidence=...`). docs/evaluation.md has the details.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from ser_lightning.data.provenance import (
 from ser_lightning.inference.execution import resolve_device
 from ser_lightning.inference.predict_steps import check_calibration_option
 from ser_lightning.module import SERModule
-from ser_lightning.reporting.collector import split_dimension_report, split_report
+from ser_lightning.reporting.agreement import agreement_section, agreement_text
+from ser_lightning.reporting.collector import split_dimension_report, tested_split
 from ser_lightning.reporting.dimension_report import print_dimension_report, write_dimension_report
 from ser_lightning.reporting.evaluation import EvaluationReport
 from ser_lightning.reporting.evaluation_console import print_report
@@ -126,7 +129,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         (output_dir / "eval.json").write_text(json.dumps(summary, indent=2))
         log.info("report written to %s", output_dir)
         return None, summary
-    report = split_report(module, datamodule, split, device, cfg.batch_size, bootstrap)
+    collector = tested_split(module, datamodule, split, device, cfg.batch_size, bootstrap)
+    report = collector.report
 
     same_files = same_test_files(trained_split, report.files) if split == "test" else None
     if same_files is False and source != "command line":
@@ -143,6 +147,20 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
     if report.dimensions is not None:  # a task=multitask checkpoint: CCC, r and MAE per dimension
         print_dimension_report(report.dimensions, title)
         paths.update(write_dimension_report(report.dimensions, output_dir))
+    # a corpus with annotator votes: the agreement section of the training run's test report
+    section = agreement_section(
+        report,
+        datamodule,
+        collector.rows,
+        output_dir,
+        cfg.get("agreement"),
+        f"Confidence against annotator agreement ({what})",
+    )
+    if section is None:
+        print("annotator agreement: none (the corpus has no annotator votes)")
+    else:
+        print(agreement_text(section[0]))
+        paths.update(section[1])
     summary |= {
         "same_test_files_as_training": same_files,
         "metrics": report.metrics,
@@ -153,6 +171,8 @@ def evaluate(cfg: DictConfig) -> tuple[EvaluationReport, dict[str, Any]]:
         # the conformal sets' coverage and size (calibration=conformal checkpoints), {} without
         "conformal": report.conformal,
         "dimensions": report.dimensions.summary() if report.dimensions is not None else None,
+        # JS divergence, accuracy by annotator agreement, abstention (None: the corpus has no votes)
+        "agreement": section[0] if section is not None else None,
         "files_written": {k: str(v) for k, v in paths.items()},
         "seconds": time.perf_counter() - started,
     }

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.reporting.agreement_intervals import AGREEMENT_SCORES
 from ser_lightning.reporting.wandb_logging import finish_wandb, prepare_wandb_config
 from ser_lightning.train import train
 
@@ -14,16 +16,15 @@ from .helpers.corpora import small_demo_overrides
 
 
 def test_offline_run_logs_config_metrics_and_media(small_demo_root, tmp_path, monkeypatch):
+    """A multitask run on the demo corpus (which has simulated annotator votes): the dashboard gets
+    the class scores, CCC, r and MAE per dimension, and the test report's agreement scores."""
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_train(
-        small_demo_overrides(small_demo_root) + ["logger=wandb", "debug=limit", "logger.wandb.tags=[test]"],
-        tmp_path,
-        tmp_path / "cache",
-    )
+    overrides = ["logger=wandb", "debug=limit", "logger.wandb.tags=[test]", "task=multitask"]
+    cfg = compose_train(small_demo_overrides(small_demo_root) + overrides, tmp_path, tmp_path / "cache")
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
         run = wandb.run
         assert run is not None and run.offline
         assert run.config["model"]["net"]["_target_"].endswith("ACNT")
@@ -31,6 +32,15 @@ def test_offline_run_logs_config_metrics_and_media(small_demo_root, tmp_path, mo
         assert run.summary["test/ua"] == pytest.approx(metrics["test/ua"])
         assert "val/ua_best" in run.summary.keys()
         assert run.tags == ("test",)
+        for name in DIMENSIONS:
+            assert "val/ccc_" + name in run.summary.keys()
+            for score in ("ccc", "r", "mae"):
+                assert run.summary[f"test/{score}_{name}"] == pytest.approx(metrics[f"test/{score}_{name}"])
+        agreement = objects["summary"]["test_results"]["agreement"]
+        for name in AGREEMENT_SCORES:
+            if agreement[name] is not None:
+                assert run.summary[f"test/{name}"] == pytest.approx(agreement[name])
+        assert run.summary["test/js_divergence"] == pytest.approx(agreement["js_divergence"])
     finally:
         finish_wandb()
     assert wandb.run is None

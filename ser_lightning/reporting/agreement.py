@@ -13,8 +13,12 @@ emotion). This section reports:
   high-agreement clips it catches too;
 - a plot of the model's confidence (top probability) against the clips' agreement.
 
-Written as `agreement.json`, `agreement.csv` (one row per clip) and `agreement.png` beside the
-test report's other files.
+Where the report has speaker intervals for UA, the divergence and both accuracies get theirs too,
+from the same bootstrap settings (`reporting/agreement_intervals.py`). Written as
+`agreement.json`, `agreement.csv` (one row per clip) and `agreement.png` beside the report's other
+files. `agreement_section` is the one path from a scored split to the section: the training
+run's test report (`reporting/summary.py`) and eval both call it, on any model with classes
+(hard- or soft-target trained: the votes come from the corpus).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import pandas as pd
 
 from ser_lightning.data.votes import agreement as vote_agreement
 from ser_lightning.metrics import jensen_shannon_divergence
+from ser_lightning.reporting.agreement_intervals import AGREEMENT_SCORES, agreement_bootstrap
+from ser_lightning.reporting.intervals import BootstrapSettings
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only
@@ -65,6 +71,7 @@ def agreement_table(
     annotators: np.ndarray,
     labels: Sequence[str],
     settings: AgreementSettings,
+    speakers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per clip: its agreement, divergence, prediction and whether abstention catches it.
 
@@ -76,9 +83,10 @@ def agreement_table(
             labels) is left out.
         labels: the K label names.
         settings: threshold and min_confidence.
+        speakers: each clip's speaker, for the speaker intervals; None for none.
 
     Returns:
-        Columns file, label, predicted, correct, confidence, agreement, high_agreement,
+        Columns file, (speaker,) label, predicted, correct, confidence, agreement, high_agreement,
         js_divergence, abstains.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -90,9 +98,11 @@ def agreement_table(
     agreement = vote_agreement(annotators)
     confidence = probabilities.max(axis=1)
     names = np.asarray(list(labels))
+    speaker = {} if speakers is None else {"speaker": np.asarray([str(s) for s in speakers])[keep]}
     return pd.DataFrame(
         {
             "file": np.asarray(list(files))[keep],
+            **speaker,
             "label": names[y_true],
             "predicted": names[predicted],
             "correct": predicted == y_true,
@@ -109,19 +119,31 @@ def _accuracy(values: pd.Series) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def agreement_summary(table: pd.DataFrame, settings: AgreementSettings, left_out: int = 0) -> dict:
+def agreement_summary(
+    table: pd.DataFrame,
+    settings: AgreementSettings,
+    left_out: int = 0,
+    bootstrap: BootstrapSettings | None = None,
+) -> dict:
     """The section's numbers from `agreement_table`.
 
     Args:
         table: the per-clip table.
         settings: threshold and min_confidence.
         left_out: clips without a vote for the run's labels (not in the table).
+        bootstrap: given (and the table has speakers), the speaker intervals of the scores.
 
     Returns:
         js_divergence (mean), accuracy_high_agreement, accuracy_low_agreement (None where the group
-        is empty), the group sizes, and what abstention at min_confidence catches.
+        is empty), the group sizes, what abstention at min_confidence catches and, with
+        `bootstrap`, `intervals` (`agreement_intervals.agreement_bootstrap`).
     """
     high, low = table[table["high_agreement"]], table[~table["high_agreement"]]
+    intervals = (
+        {"intervals": agreement_bootstrap(table, bootstrap)}
+        if bootstrap is not None and "speaker" in table and len(table)
+        else {}
+    )
     return {
         "clips": int(len(table)),
         "clips_without_votes": int(left_out),
@@ -135,7 +157,22 @@ def agreement_summary(table: pd.DataFrame, settings: AgreementSettings, left_out
         "min_confidence": float(settings.min_confidence),
         "abstains_low_agreement": int(low["abstains"].sum()),
         "abstains_high_agreement": int(high["abstains"].sum()),
+        **intervals,
     }
+
+
+def agreement_metrics(summary: dict | None, prefix: str = "test/") -> dict[str, float]:
+    """The section's scores as logged metrics (`test/js_divergence`, ...), for W&B and the study report.
+
+    Args:
+        summary: `agreement_summary`'s record, or None (no votes: no metrics).
+        prefix: the stage's prefix.
+
+    Returns:
+        `{prefix + score: value}` for each of `AGREEMENT_SCORES` the section has (not None).
+    """
+    summary = summary or {}
+    return {prefix + name: float(summary[name]) for name in AGREEMENT_SCORES if summary.get(name) is not None}
 
 
 def agreement_text(summary: dict) -> str:
@@ -147,18 +184,27 @@ def agreement_text(summary: dict) -> str:
     Returns:
         The lines.
     """
+    bounds = (summary.get("intervals") or {}).get("intervals") or {}
 
-    def share(value) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
+    def share(name: str) -> str:
+        value, interval = summary[name], bounds.get(name)
+        text = "n/a" if value is None else f"{value:.3f}"
+        return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
     return (
         f"annotator agreement ({summary['clips']} clips with votes): JS divergence "
-        f"{share(summary['js_divergence'])} bits; accuracy {share(summary['accuracy_high_agreement'])} on "
+        f"{share('js_divergence')} bits; accuracy {share('accuracy_high_agreement')} on "
         f"{summary['high_agreement_clips']} clips with agreement >= {summary['threshold']:.2f}, "
-        f"{share(summary['accuracy_low_agreement'])} on {summary['low_agreement_clips']} below; "
+        f"{share('accuracy_low_agreement')} on {summary['low_agreement_clips']} below; "
         f"min_confidence={summary['min_confidence']:.2f} abstains on {summary['abstains_low_agreement']} of "
         f"the {summary['low_agreement_clips']} ambiguous clips (and {summary['abstains_high_agreement']} "
         "clear ones)"
+        + (
+            f"; [low, high]: {100 * summary['intervals']['confidence']:.0f} % bootstrap over "
+            f"{summary['intervals']['speakers']} speakers"
+            if bounds and any(bounds.values())
+            else ""
+        )
     )
 
 
@@ -223,24 +269,30 @@ def write_agreement(
     return paths
 
 
-def test_agreement(
-    report: EvaluationReport,
+def agreement_section(
+    report: EvaluationReport | None,
     datamodule: SERDataModule,
     rows: np.ndarray,
     directory: str | Path,
     settings: dict | None = None,
-) -> dict | None:
-    """The agreement section of a test report, when the run's corpus has annotator votes.
+    title: str = "Confidence against annotator agreement",
+) -> tuple[dict, dict[str, Path]] | None:
+    """The agreement section of a scored split, when its corpus has annotator votes: scored and written.
+
+    The training run's test report and eval both come here. The speaker intervals use the
+    bootstrap settings of the report's UA intervals, and are left out where the report has none.
 
     Args:
-        report: the test EvaluationReport (its files, labels and probabilities, in `rows` order).
-        datamodule: the run's set-up data module (its manifest's vote columns and label map).
-        rows: the table row of each of the report's clips.
-        directory: the test report folder the files go to.
+        report: the EvaluationReport (its files, labels, probabilities and clips, in `rows` order).
+        datamodule: the set-up data module that was scored (its manifest's vote columns and label map).
+        rows: the table row of each of the report's clips (the ReportCollector's `rows`).
+        directory: the report folder the files go to.
         settings: the `agreement` config (threshold, min_confidence); None for the defaults.
+        title: the plot's title.
 
     Returns:
-        `agreement_summary`'s record, or None when the corpus has no votes.
+        `agreement_summary`'s record and the written files (`write_agreement`), or None when
+        there is no report or the corpus has no votes.
     """
     from ser_lightning.data.votes import has_votes, vote_distribution
 
@@ -251,9 +303,13 @@ def test_agreement(
     annotators, _ = vote_distribution(
         manifest.table.iloc[np.asarray(rows)], report.labels, datamodule.source.label_map
     )
+    speakers = report.clips["speaker"].tolist() if report.clips is not None else None
     table = agreement_table(
-        report.files, report.y_true, report.probabilities, annotators, report.labels, settings
+        report.files, report.y_true, report.probabilities, annotators, report.labels, settings, speakers
     )
-    summary = agreement_summary(table, settings, left_out=int(len(annotators) - len(table)))
-    write_agreement(table, summary, directory, "Confidence against annotator agreement (test split)")
-    return summary
+    record = report.intervals
+    bootstrap = (
+        BootstrapSettings(record["resamples"], record["seed"], record["confidence"]) if record else None
+    )
+    summary = agreement_summary(table, settings, int(len(annotators) - len(table)), bootstrap)
+    return summary, write_agreement(table, summary, directory, title)

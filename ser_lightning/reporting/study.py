@@ -14,7 +14,10 @@ bootstrap over test speakers (each fold's speakers resampled within the fold; th
 resamples is in the report), and `--compare A B` tests whether configuration A beats B on the
 same test clips: the difference of the means with a paired-bootstrap interval and the p-value of
 a paired permutation test over speakers, written to comparison.json and into report.md. A and
-B are `key=value` settings of the sweep's overrides, several separated by spaces:
+B are `key=value` settings of the sweep's overrides, several separated by spaces. Jobs on a corpus
+with annotator votes add the agreement section's mean JS divergence and accuracy on high- and
+low-agreement clips (`AGREEMENT_METRICS`), with intervals from each job's
+`test_report/agreement.csv`; dimensional and multitask jobs add CCC (`DIMENSION_METRICS`).
 
     python -m ser_lightning.report SWEEP_DIR --compare model=acnt model=crnn_attn
     python -m ser_lightning.report SWEEP_DIR --compare "model=acnt features=logmel" "model=acnt features=mfcc"
@@ -33,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ser_lightning.dimensions import DIMENSIONS
+from ser_lightning.reporting.agreement_intervals import AGREEMENT_SCORES, mean_agreement_over_runs
 from ser_lightning.reporting.dimension_report import mean_ccc_over_runs
 from ser_lightning.reporting.intervals import DEFAULT_BOOTSTRAP, BootstrapSettings, mean_over_runs_bootstrap
 from ser_lightning.reporting.study_baseline import add_baseline, baseline_note
@@ -51,8 +55,11 @@ from ser_lightning.reporting.study_protocols import PROTOCOL, check_one_protocol
 
 # dimensional and multitask jobs (ser_lightning.dimensions): mean CCC and each dimension's
 DIMENSION_METRICS = ("test/ccc", *(f"test/ccc_{name}" for name in DIMENSIONS))
-DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best", *DIMENSION_METRICS)
+# jobs on a corpus with annotator votes: the agreement section's scores (reporting/agreement.py)
+AGREEMENT_METRICS = tuple(f"test/{name}" for name in AGREEMENT_SCORES)
+DEFAULT_METRICS = ("test/ua", "test/acc", "test/f1", "val/ua_best", *DIMENSION_METRICS, *AGREEMENT_METRICS)
 DIMENSION_PREDICTIONS = Path("test_report") / "dimension_predictions.csv"
+AGREEMENT_CLIPS = Path("test_report") / "agreement.csv"
 # summary metric -> its score in reporting/intervals.py (INTERVAL_SCORES)
 INTERVAL_OF = {"test/ua": "ua", "test/acc": "accuracy", "test/f1": "macro_f1"}
 
@@ -111,6 +118,13 @@ def summarize(
             for name, score in ccc.items():
                 if f"test/ccc_{name}" in metrics and score["interval"] is not None:
                     row[f"test/ccc_{name} low"], row[f"test/ccc_{name} high"] = score["interval"]
+        voted = [Path(sweep_dir) / job / AGREEMENT_CLIPS for job in frame["job"]] if sweep_dir else []
+        tables = [pd.read_csv(p, dtype={"speaker": str}) for p in voted if p.is_file()]
+        if voted and len(tables) == len(voted) and all("speaker" in t for t in tables):
+            row.setdefault("interval resamples", bootstrap.resamples)
+            for name, score in mean_agreement_over_runs(tables, bootstrap).items():
+                if f"test/{name}" in metrics and score["interval"] is not None:
+                    row[f"test/{name} low"], row[f"test/{name} high"] = score["interval"]
         rows.append(row)
     summary = pd.DataFrame(rows)
     not_ok = jobs[jobs["status"] != "ok"]
@@ -215,6 +229,8 @@ def plot_report(summary: pd.DataFrame, keys: list[str], metric: str, path: Path)
     if metric in DIMENSION_METRICS:  # CCC: 0 is no agreement, and it can fall below
         axis.set_ylim(min(0.0, float((done[f"{metric} mean"] - done[f"{metric} std"]).min())), 1)
         axis.axhline(0, color="grey", linewidth=1)
+    elif metric == "test/js_divergence":  # bits in [0, 1]; no chance level
+        axis.set_ylim(0, 1)
     else:
         axis.set_ylim(0, 1)
         axis.axhline(1 / 8, color="grey", linestyle="--", linewidth=1, label="chance (1/8)")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ser_lightning.reporting.agreement import agreement_metrics
 from ser_lightning.reporting.intervals import ScoredRun
 from ser_lightning.reporting.study_protocols import PROTOCOL
 from ser_lightning.utils.jobs import STATUS_FILE, read_status
@@ -70,6 +71,9 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         if summary_file.is_file():
             summary = json.loads(summary_file.read_text())
             row.update({k: v for k, v in summary.get("metrics", {}).items()})
+            # runs recorded before the agreement scores joined the metrics: from their test results
+            agreement = agreement_metrics((summary.get("test_results") or {}).get("agreement"))
+            row.update({k: v for k, v in agreement.items() if k not in row})
             row[PROTOCOL] = (summary.get("protocol_card") or {}).get("hash", "")
             speakers = summary.get("speakers") or {}
             if speakers:

@@ -18,7 +18,7 @@ from ser_lightning.checkpoint_calibration import calibrate_checkpoint, calibrati
 from ser_lightning.data.leakage import speaker_note
 from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.quality import skip_counts
-from ser_lightning.reporting.agreement import agreement_text, test_agreement
+from ser_lightning.reporting.agreement import agreement_metrics, agreement_section, agreement_text
 from ser_lightning.reporting.collector import ReportCollector, test_best_checkpoint
 from ser_lightning.reporting.conformal import conformal_cells
 from ser_lightning.reporting.evaluation import EvaluationReport
@@ -258,9 +258,19 @@ def finish_run(
     agreement = None
     if report is not None and trainer.is_global_zero:
         rows = ReportCollector.of(trainer).rows
-        agreement = test_agreement(report, datamodule, rows, output_dir / "test_report", cfg.get("agreement"))
+        title = "Confidence against annotator agreement (test split)"
+        section = agreement_section(
+            report, datamodule, rows, output_dir / "test_report", cfg.get("agreement"), title
+        )
+        agreement = section[0] if section is not None else None
         if agreement is not None:
             print(agreement_text(agreement))
+            # its scores join the run's metrics: summary.json, the study report and every logger (W&B)
+            values = agreement_metrics(agreement)
+            metrics.update(values)
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=trainer.global_step)
+                logger.save()
     seconds = time.perf_counter() - started
     summary = run_summary(datamodule, metrics, report, best_ckpt, output_dir, leakage, record, seconds)
     if agreement is not None:
