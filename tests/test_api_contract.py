@@ -94,7 +94,7 @@ def test_the_fuzzer_finds_nothing_with_every_check(server, tiny_served_model, tm
     url, _, _ = server
     done = fuzz(url, tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    assert "3 selected / 3 total" in done.stdout and " failed" not in done.stdout, done.stdout[-3000:]
+    assert "4 selected / 4 total" in done.stdout and " failed" not in done.stdout, done.stdout[-3000:]
     # the same server behind its API key: the operations declare it, and a request without it gets 401
     with served(
         tiny_served_model,
@@ -141,6 +141,7 @@ def test_the_schema_declares_binary_uploads_and_problem_details_for_every_error(
         ("/health", "get"): {200, 400, 405, 413, 500, 503},
         ("/v1/model", "get"): {200, 400, 405, 413, 500, 503},
         ("/v1/predict", "post"): {200, 400, 403, 405, 408, 413, 415, 422, 500, 503},
+        ("/v1/stream/tickets", "post"): {200, 400, 403, 405, 413, 500, 503},
     }
     for (path, method), statuses in declared.items():
         responses = spec["paths"][path][method]["responses"]

@@ -2,13 +2,16 @@
 the fake microphone (--use-file-for-fake-audio-capture), the page streams it to WS /v1/stream in
 real time, and a segment per clip appears on the page, in order, each with the emotion the file
 predictor gives that clip. The clips are those predict scores with the widest margins (the tiny
-model is barely trained, and the browser resamples the audio on its way)."""
+model is barely trained, and the browser resamples the audio on its way). On a server with an API
+key too: the browser logs in to the page (user `ser`, the key), and the page opens its stream with
+a single-use ticket it asks for with that login (serving/stream_tickets.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,6 +23,7 @@ from .helpers.serving import served
 from .test_serving import browser_paths, run_predict
 
 GAP_S = 1.2
+API_KEY = "a-browser-key-of-32-characters-x"
 MARGIN = 0.1  # the least gap between a chosen clip's top two probabilities
 
 
@@ -59,9 +63,21 @@ def chosen_clips(trained, run_dir) -> list[tuple[str, str, float]]:
     return sorted(best.values(), key=lambda c: -c[2])[:3]
 
 
+def log_in(driver, url: str) -> None:
+    """Log the browser in to the page as a person does on its login form (Gradio's: POST /login),
+    and give it the session cookie for plain http."""
+    login = httpx.post(f"{url}/login", data={"username": "ser", "password": API_KEY}, timeout=30)
+    assert login.status_code == 200, login.text
+    driver.get(f"{url}/health")  # a page of the server's origin, to set its cookie on
+    for name, value in login.cookies.items():
+        if "unsecure" in name:  # the one Gradio sets for http (the other is Secure, for https)
+            driver.add_cookie({"name": name, "value": value, "path": "/"})
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("keyed", [False, True], ids=["open", "api_key"])
 def test_the_live_page_shows_each_spoken_clips_emotion_in_order_in_chromium(
-    learned_model, tmp_path, monkeypatch
+    learned_model, tmp_path, monkeypatch, keyed
 ):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -93,13 +109,14 @@ def test_the_live_page_shows_each_spoken_clips_emotion_in_order_in_chromium(
     ):
         options.add_argument(argument)
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium must never fetch a browser or driver of its own
-    with served(learned_model, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning") as (
-        url,
-        _,
-        _,
-    ):
+    environ = {"SER_API_KEY": API_KEY} if keyed else {}
+    with served(
+        learned_model, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning", environ=environ
+    ) as (url, app, _):
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
         try:
+            if keyed:
+                log_in(driver, url)
             driver.get(f"{url}/live")
             wait = WebDriverWait(driver, 90)
             wait.until(lambda d: d.find_element(By.ID, "start")).click()
@@ -110,6 +127,8 @@ def test_the_live_page_shows_each_spoken_clips_emotion_in_order_in_chromium(
             shown = [(float(r.get_attribute("data-start")), r.get_attribute("data-emotion")) for r in rows]
         finally:
             driver.quit()
+        tickets = app.state.stream_tickets
+    assert (tickets.issued, tickets.redeemed) == (1, 1)  # the page's stream opened with its ticket
     assert [emotion for _, emotion in shown] == [emotion for _, emotion, _ in clips], clips
     starts = [start for start, _ in shown]
     assert starts == sorted(starts)

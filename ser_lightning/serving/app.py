@@ -4,6 +4,8 @@
   (`serving.uploads`); `timeline=true` adds the emotion of each speech segment over time.
 - GET /v1/model: what the model is (labels, audio, features, network, training data, test scores).
 - GET /health: liveness and the batcher's counts.
+- WS /v1/stream: live audio in, emotion events out (`serving.streaming_session`); POST
+  /v1/stream/tickets: a single-use ticket to open it from a browser page (`serving.stream_tickets`).
 - GET /docs, /openapi.json: the API described by FastAPI; GET /: the web page.
 
 Every request first passes the guards of `serving.guards`: a `Host` that is not this server's
@@ -31,7 +33,8 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.datastructures import Headers
 from starlette.routing import Route
 
 from ser_lightning import __version__
@@ -51,8 +54,16 @@ from ser_lightning.serving.problems import (
     problem_response,
     problem_responses,
 )
-from ser_lightning.serving.schemas import RAW_BODY_MEDIA_TYPES, Health, ModelInfo, Prediction, PredictUpload
+from ser_lightning.serving.schemas import (
+    RAW_BODY_MEDIA_TYPES,
+    Health,
+    ModelInfo,
+    Prediction,
+    PredictUpload,
+    StreamTicket,
+)
 from ser_lightning.serving.service import EmotionService, RequestError
+from ser_lightning.serving.stream_tickets import StreamTickets
 from ser_lightning.serving.streaming import StreamSettings
 from ser_lightning.serving.streaming_session import StreamHub
 from ser_lightning.serving.uploads import read_recording
@@ -66,6 +77,8 @@ MIN_API_KEY_LENGTH = 16
 # Error answers any request can get: a wrong Host, a body over the limit (its declared length),
 # a wrong method, too many connections, a fault.
 COMMON_PROBLEMS = (400, 405, 413, 500, 503)
+STREAM_PATH = f"{API_PREFIX}/stream"
+TICKETS_PATH = f"{API_PREFIX}/stream/tickets"
 
 
 def is_loopback(host: str) -> bool:
@@ -147,7 +160,8 @@ def create_app(
     """
     access = access or AccessSettings()
     queue = PendingRequests(access.max_pending_requests, access.retry_after_s)
-    streams = StreamHub(service, stream or StreamSettings(), access.cors_origins)
+    tickets = StreamTickets()
+    streams = StreamHub(service, stream or StreamSettings(), access.cors_origins, access.api_key, tickets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -170,6 +184,8 @@ def create_app(
     app.state.service = service
     app.state.queue = queue
     app.state.streams = streams
+    app.state.stream_tickets = tickets
+    app.state.page_session = None  # set by the web page (`web.mount_page`): its login session check
     # added innermost first: a request meets the host check, then the origin policy, the key,
     # the queue bound, the body limits and the method check
     app.add_middleware(MethodGuard, routes=lambda: route_methods(app), owned_prefixes=(API_PREFIX,))
@@ -177,7 +193,13 @@ def create_app(
         BodyGuard, max_bytes=service.settings.max_upload_bytes, idle_timeout_s=access.body_timeout_s
     )
     app.add_middleware(PendingRequestLimit, queue=queue)
-    app.add_middleware(ApiKeyGuard, api_key=access.api_key)
+    app.add_middleware(
+        ApiKeyGuard,
+        api_key=access.api_key,
+        own_check_websockets=(STREAM_PATH,),  # the key or a ticket; refused with a close code
+        session_paths=(TICKETS_PATH,),  # the web page asks for tickets with its login session
+        page_session=lambda headers: page_session(app, headers),
+    )
     app.add_middleware(CrossOriginPolicy, allowed_origins=access.cors_origins)
     app.add_middleware(TrustedHosts, allowed_hosts=host_names(access.bind_host, access.allowed_hosts))
     install_problem_handlers(app)
@@ -244,7 +266,25 @@ def create_app(
             await recording.close()
         return result
 
-    @app.websocket("/v1/stream")
+    @api.post(
+        "/stream/tickets",
+        response_model=StreamTicket,
+        responses=problem_responses(*keyed, 403, *COMMON_PROBLEMS),
+        tags=["stream"],
+    )
+    async def stream_ticket() -> dict:
+        """A single-use ticket that opens one WS /v1/stream within 30 s, for a client that cannot send the key.
+
+        A browser's WebSocket cannot set the `X-API-Key` header: a page (this server's `/live`,
+        through its login session, or a page of your own whose back end holds the key) opens
+        `/v1/stream?ticket=TICKET` instead. Programs can send the key with the handshake.
+
+        Returns:
+            The ticket and the seconds it stays valid.
+        """
+        return {"ticket": tickets.issue(), "expires_in_s": tickets.ttl_s}
+
+    @app.websocket(STREAM_PATH)
     async def stream_route(websocket: WebSocket) -> None:
         # live audio in, emotion events out: the messages are serving.streaming_events' models
         await streams.serve(websocket)
@@ -256,12 +296,29 @@ def create_app(
         from ser_lightning.serving.web import mount_page
 
         @app.get("/live", include_in_schema=False, response_class=HTMLResponse)
-        async def live() -> str:
-            # the live-microphone page: the emotion as the person speaks, over /v1/stream
+        async def live(request: Request):
+            # the live-microphone page: the emotion as the person speaks, over /v1/stream; behind
+            # the page's login on a server with a key (its stream tickets need that session)
+            if access.api_key and not page_session(app, request.headers):
+                return RedirectResponse("./", status_code=303)  # the main page asks to log in
             return live_page(list(service.labels))
 
         mount_page(app, service, access.api_key)
     return app
+
+
+def page_session(app: FastAPI, headers: Headers) -> bool:
+    """Tell whether a request carries a login session of the web page mounted in `app`.
+
+    Args:
+        app: the application.
+        headers: the request's headers (its cookies).
+
+    Returns:
+        False without a mounted page, or without a session of it.
+    """
+    check = getattr(app.state, "page_session", None)
+    return check is not None and check(headers)
 
 
 def route_methods(app: FastAPI) -> dict[str, set[str]]:

@@ -10,7 +10,8 @@ From the outside in:
   credentials; other origins get no CORS headers (so their pages cannot read an answer) and 403
   for anything but GET and HEAD. It replaces Gradio's own policy, which lets any localhost page
   call a loopback server with credentials.
-- `ApiKeyGuard`: with an API key set, a `/v1` request without it gets 401 before its body is read.
+- `ApiKeyGuard`: with an API key set, a `/v1` request without it gets 401 before its body is read
+  (WS /v1/stream checks the key or a stream ticket itself; `serving.stream_tickets`).
 - `PendingRequestLimit` (`serving.pending`): the bounded queue; 503 with `Retry-After` when full.
 - `BodyGuard`: 413 for a body over the size limit (from its declared length, or as its bytes
   arrive), and 408 when the body stalls for longer than `idle_timeout_s` between two parts.
@@ -156,12 +157,59 @@ class CrossOriginPolicy:
         return filtered
 
 
-class ApiKeyGuard:
-    """401 for an API request without the key, before the request body is read."""
+def carries_key(headers: Headers, expected: bytes) -> bool:
+    """Check a request's `X-API-Key` or `Authorization: Bearer` header against the key.
 
-    def __init__(self, app, api_key: str | None):
+    Args:
+        headers: the request's headers.
+        expected: the key, encoded.
+
+    Returns:
+        Whether the request carries the key (compared in constant time).
+    """
+    given = headers.get("x-api-key")
+    if given is None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        given = token if scheme.lower() == "bearer" else ""
+    return hmac.compare_digest(given.encode(), expected)
+
+
+def same_origin(headers: Headers) -> bool:
+    """Tell whether a request comes from a page of this server (or from no page at all).
+
+    Returns:
+        True when the request has no `Origin`, or one whose host and port are the `Host` header's.
+    """
+    origin = headers.get("origin")
+    return origin is None or CrossOriginPolicy._same_origin(origin, headers.get("host", ""))
+
+
+class ApiKeyGuard:
+    """401 for an API request without the key, before the request body is read.
+
+    Args:
+        app: the inner application.
+        api_key: the key; None lets every request through.
+        own_check_websockets: WebSocket paths that check their credentials themselves (the stream
+            takes a ticket as well as the key, and refuses with a close code a browser can read).
+        session_paths: paths where the web page's login session counts as the key, for requests
+            from the server's own pages.
+        page_session: tells whether a request's headers carry a login session of the web page.
+    """
+
+    def __init__(
+        self,
+        app,
+        api_key: str | None,
+        own_check_websockets: tuple[str, ...] = (),
+        session_paths: tuple[str, ...] = (),
+        page_session: Callable[[Headers], bool] | None = None,
+    ):
         self.app = app
         self.expected = api_key.encode() if api_key else None
+        self.own_check_websockets = own_check_websockets
+        self.session_paths = session_paths
+        self.page_session = page_session
 
     async def __call__(self, scope, receive, send):
         """Answer a `/v1` request that lacks the key with 401 before its body is read; pass all else.
@@ -173,9 +221,7 @@ class ApiKeyGuard:
         if self.expected is None or scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")) or self.carries_key(
-            Headers(scope=scope)
-        ):
+        if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")) or self.admits(scope):
             return await self.app(scope, receive, send)
         refusal = _refusal(
             scope,
@@ -185,17 +231,24 @@ class ApiKeyGuard:
         )
         return await refusal(scope, receive, send)
 
-    def carries_key(self, headers: Headers) -> bool:
-        """Check the request's `X-API-Key` or `Authorization: Bearer` header against the key.
+    def admits(self, scope) -> bool:
+        """Tell whether a `/v1` request may pass: it carries the key, or its path checks for itself.
 
         Returns:
-            Whether the request carries the key (compared in constant time).
+            True for the key, a WebSocket of `own_check_websockets`, or the page's login session
+            from a page of this server on one of `session_paths`.
         """
-        given = headers.get("x-api-key")
-        if given is None:
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            given = token if scheme.lower() == "bearer" else ""
-        return hmac.compare_digest(given.encode(), self.expected)
+        path, headers = scope.get("path", ""), Headers(scope=scope)
+        if scope["type"] == "websocket" and path in self.own_check_websockets:
+            return True
+        if carries_key(headers, self.expected):
+            return True
+        return (
+            path in self.session_paths
+            and self.page_session is not None
+            and same_origin(headers)
+            and self.page_session(headers)
+        )
 
 
 class BodyTooLarge(HTTPException):

@@ -178,6 +178,13 @@ class Health(_Answer):
     queue: QueueCounts
 
 
+class StreamTicket(_Answer):
+    """The answer of POST /v1/stream/tickets: a single-use ticket to open WS /v1/stream with."""
+
+    ticket: str = Field(description="open ws://HOST/v1/stream?format=...&ticket=TICKET with it, once")
+    expires_in_s: float = Field(gt=0.0, description="seconds it stays valid from now")
+
+
 # --------------------------------------------------------------------------- errors
 class Problem(BaseModel):
     """RFC 9457 problem details: the body of every 4xx and 5xx answer (`application/problem+json`)."""

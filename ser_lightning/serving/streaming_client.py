@@ -8,6 +8,13 @@ await client.end()  # the open segment is scored, then "end" comes
 async for event in client.events():  # "partial", "segment", ..., "end" or "error"
     ...
 ```
+
+A server with an API key (`SER_API_KEY`) takes it with the handshake, as for every `/v1` request:
+`StreamClient.connect(url, api_key=KEY)` sends it as `X-API-Key`. The key never goes into the URL.
+A client that cannot send headers (a browser page) opens the stream with a single-use ticket
+instead: `url + "&ticket=" + ticket`, the ticket from POST /v1/stream/tickets
+(`serving.stream_tickets`). Without either, the server sends an `unauthorized` error and closes
+with 4401.
 """
 
 from __future__ import annotations
@@ -28,12 +35,16 @@ class StreamClient:
         self.close_code: int | None = None
 
     @classmethod
-    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> StreamClient:
+    async def connect(
+        cls, url: str, headers: dict[str, str] | None = None, api_key: str | None = None
+    ) -> StreamClient:
         """Open a stream at `url` (ws://host:port/v1/stream?format=...).
 
         Args:
             url: the stream's address.
-            headers: extra request headers (e.g. X-API-Key).
+            headers: extra request headers.
+            api_key: the server's API key, sent as `X-API-Key` (None: a server without a key, or
+                a `ticket=` in `url`).
 
         Returns:
             The connected client.
@@ -48,7 +59,8 @@ class StreamClient:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
         connection = WSConnection(ConnectionType.CLIENT)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+        sent = {**(headers or {}), **({"X-API-Key": api_key} if api_key else {})}
+        extra = [(k.encode(), v.encode()) for k, v in sent.items()]
         writer.write(connection.send(Request(host=parts.netloc, target=target, extra_headers=extra)))
         await writer.drain()
         client = cls(reader, writer, connection)

@@ -21,6 +21,9 @@ CLOSE_POLICY = 1008  # a bad setting in the URL, a page of another origin, or th
 CLOSE_TOO_BIG = 1009  # a binary frame over stream.max_frame_bytes
 CLOSE_INTERNAL = 1011  # scoring failed
 CLOSE_TRY_LATER = 1013  # stream.max_streams streams are open already
+# no key and no valid ticket on a server with an API key (4000-4999: the application's own codes;
+# 4401 mirrors HTTP 401, as graphql-ws and other WebSocket protocols use it)
+CLOSE_UNAUTHORIZED = 4401
 
 
 class _Event(BaseModel):
@@ -80,8 +83,8 @@ class StreamError(_Event):
 
     type: Literal["error"] = "error"
     code: str = Field(
-        description="too_many_streams, bad_setting, bad_frame, frame_too_large, bad_message, idle_timeout, "
-        "scoring_failed"
+        description="unauthorized, too_many_streams, bad_setting, bad_frame, frame_too_large, bad_message, "
+        "idle_timeout, scoring_failed"
     )
     detail: str = Field(description="what is wrong and how to fix it")
     close_code: int = Field(description="the WebSocket close code that follows")

@@ -6,7 +6,9 @@ sends each 2048-sample block as a binary frame of little-endian float32 (`format
 echo cancelling, noise suppression and gain control of the browser turned off. The page shows
 the emotion of the segment still open (partial events, in grey) and lists each finished segment
 with its time, emotion and confidence. The page opens the stream on its own origin, which the
-server accepts (pages of other origins are refused).
+server accepts (pages of other origins are refused), with a single-use ticket it asks
+POST /v1/stream/tickets for right before (a browser's WebSocket cannot send the API key; on a
+server with one, the page's login session gets the ticket: `serving.stream_tickets`).
 """
 
 from __future__ import annotations
@@ -37,10 +39,20 @@ PAGE = """<!doctype html>
 "use strict";
 let socket = null, context = null, source = null, processor = null, microphone = null;
 const $ = (id) => document.getElementById(id);
-function streamUrl() {
-  const url = new URL("v1/stream?format=f32le", location.href);
+// from origin and path, never location.href: a URL with user:password@ in it is refused by fetch
+const here = () => location.origin + location.pathname;
+function streamUrl(ticket) {
+  const url = new URL("v1/stream", here());
+  url.search = new URLSearchParams({ format: "f32le", ticket: ticket }).toString();
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
+}
+async function streamTicket() {
+  // single use, valid for seconds: one per stream, asked for with the page's own login session
+  const answer = await fetch(new URL("v1/stream/tickets", here()), { method: "POST", credentials: "same-origin" });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) { throw new Error(body.detail || "HTTP " + answer.status); }
+  return body.ticket;
 }
 function show(event) {
   if (event.type === "ready") { $("status").textContent = "Listening: speak now."; }
@@ -71,8 +83,14 @@ async function start() {
   } catch (err) {
     $("status").textContent = "No microphone: " + err.message; $("start").disabled = false; return;
   }
+  let ticket;
+  try {
+    ticket = await streamTicket();
+  } catch (err) {
+    $("status").textContent = "The server refused the stream: " + err.message; release(); return;
+  }
   context = new AudioContext({ sampleRate: 16000 });
-  socket = new WebSocket(streamUrl());
+  socket = new WebSocket(streamUrl(ticket));
   socket.binaryType = "arraybuffer";
   socket.onmessage = (message) => show(JSON.parse(message.data));
   socket.onclose = (closed) => {

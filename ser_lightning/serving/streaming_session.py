@@ -15,7 +15,10 @@ Limits: `stream.max_streams` streams at once (one more gets an `error` and close
 frames over `stream.max_frame_bytes` (1009), frames that are not whole samples or hold
 non-finite samples (1007), other text messages (1003), and `stream.idle_timeout_s` without a
 frame (1008). A page of another origin than the server's own (or `cors_origins`) is refused
-before the connection opens, as browsers let any page open a WebSocket.
+before the connection opens, as browsers let any page open a WebSocket. On a server with an API
+key, a stream needs the key in the handshake's headers or a stream ticket (`?ticket=`, from
+POST /v1/stream/tickets; `serving.stream_tickets`); without either it gets an `unauthorized`
+error and close code 4401, which a browser page can read (a refused handshake it cannot).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ser_lightning.serving.service import Decoded, EmotionService
+from ser_lightning.serving.stream_tickets import TICKET_PARAMETER, StreamTickets, stream_refusal
 from ser_lightning.serving.streaming import (
     STREAM_SAMPLE_RATE,
     VAD_FRAME,
@@ -44,6 +48,7 @@ from ser_lightning.serving.streaming_events import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_LATER,
+    CLOSE_UNAUTHORIZED,
     CLOSE_UNSUPPORTED,
     StreamEmotion,
     StreamEnd,
@@ -107,12 +112,29 @@ def decode_frame(data: bytes, sample_format: str, max_bytes: int) -> np.ndarray:
 
 
 class StreamHub:
-    """The streams of one application: their count, the detector threads, and the scoring."""
+    """The streams of one application: who may open one, their count, the detector threads, the scoring.
 
-    def __init__(self, service: EmotionService, settings: StreamSettings, cors_origins: tuple[str, ...] = ()):
+    Args:
+        service: the model behind the streams.
+        settings: the `stream` block's limits.
+        cors_origins: origins besides the server's own whose pages may open a stream.
+        api_key: the key a stream's handshake must carry when it has no ticket; None: no key.
+        tickets: the stream tickets this server issued (a new book when None).
+    """
+
+    def __init__(
+        self,
+        service: EmotionService,
+        settings: StreamSettings,
+        cors_origins: tuple[str, ...] = (),
+        api_key: str | None = None,
+        tickets: StreamTickets | None = None,
+    ):
         self.service = service
         self.settings = settings
         self.allowed_origins = {o.rstrip("/").lower() for o in cors_origins}
+        self.api_key = api_key
+        self.tickets = tickets if tickets is not None else StreamTickets()
         self.active = 0
         self.refused = 0
         self._detectors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ser-vad")
@@ -176,6 +198,10 @@ class StreamHub:
             return
         await websocket.accept()
         try:
+            # after the handshake, so that a browser page learns why (it cannot read a refused handshake)
+            refusal = stream_refusal(self.api_key, self.tickets, websocket.headers, websocket.query_params)
+            if refusal is not None:
+                raise StreamClosed("unauthorized", refusal, CLOSE_UNAUTHORIZED)
             sample_format = self._format(websocket)
             if self.active >= self.settings.max_streams:
                 self.refused += 1
@@ -212,11 +238,11 @@ class StreamHub:
                 f"sample_rate={rate} is not taken: send mono audio at {STREAM_SAMPLE_RATE} Hz (resample it first)",
                 CLOSE_POLICY,
             )
-        unknown = sorted(set(query) - {"format", "sample_rate"})
+        unknown = sorted(set(query) - {"format", "sample_rate", TICKET_PARAMETER})
         if unknown:
             raise StreamClosed(
                 "bad_setting",
-                f"{unknown[0]!r} is not a setting of /v1/stream; it takes format and sample_rate",
+                f"{unknown[0]!r} is not a setting of /v1/stream; it takes format, sample_rate and ticket",
                 CLOSE_POLICY,
             )
         return sample_format

@@ -206,3 +206,29 @@ def mount_page(app: FastAPI, service: EmotionService, api_key: str | None) -> No
     page.has_launched = True
     _remove_partial_uploads_on_any_error()
     app.state.page_cache = cache
+    if api_key:  # the live page asks for stream tickets with the login session of this page
+        from starlette.routing import Mount
+
+        mounted = next(r.app for r in reversed(app.routes) if isinstance(r, Mount) and r.path == "")
+        app.state.page_session = _login_session(mounted)
+
+
+def _login_session(gradio_app):
+    """Make the check of the page's login session: Gradio's own (`/user`), on any request's headers.
+
+    Gradio's login (user `ser`, the key as password) sets a random token as a cookie named after
+    the app (`access-token-<id>`, and `access-token-unsecure-<id>` for plain http) and keeps the
+    tokens it gave; a request carries a session when either cookie holds one of them.
+
+    Returns:
+        A function of a request's headers: whether they carry a session.
+    """
+    from starlette.requests import cookie_parser
+
+    names = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
+
+    def logged_in(headers) -> bool:
+        cookies = cookie_parser(headers.get("cookie", ""))
+        return any(gradio_app.tokens.get(cookies.get(name)) is not None for name in names)
+
+    return logged_in
