@@ -16,14 +16,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import CatMetric, MaxMetric, MeanMetric
 
 from ser_lightning.checkpoint import CheckpointError, load_weights, loadable_hparams, read_checkpoint
 from ser_lightning.checkpoint_encoder import EncoderFiles
 from ser_lightning.dimensions import DIMENSIONS, task_loss
 from ser_lightning.features.base import FeatureExtractor
 from ser_lightning.labels import EMOTIONS
-from ser_lightning.metrics import ConcordanceScore, ser_metrics
+from ser_lightning.metrics import ConcordanceScore, dimension_scores, ser_metrics
 from ser_lightning.model import SERModel
 from ser_lightning.module_settings import batch_augmentation, compile_mode
 from ser_lightning.nonfinite_loss import NonFiniteLossError, batch_files, non_finite_loss_message
@@ -44,7 +44,8 @@ class SERModule(pl.LightningModule):
 
     With `task` dimensional or multitask (ser_lightning.dimensions) it also learns arousal, valence
     and dominance from `batch["dimensions"]` and logs `val/ccc` (mean over the dimensions),
-    `val/ccc_<dimension>` and `val/ccc_best`; the rating scale of the training corpus is read from
+    `val/ccc_<dimension>`, `val/ccc_best`, and `val/r_<dimension>` and `val/mae_<dimension>` (on
+    the corpus's scale, `metrics.dimension_scores` of the epoch's clips); the rating scale of the training corpus is read from
     the data module at fit and kept in the hyper-parameters (`dimension_scale`).
     """
 
@@ -116,6 +117,7 @@ class SERModule(pl.LightningModule):
         self.val_metrics = ser_metrics(len(self.model.labels), "val/")
         self.val_ua_best = MaxMetric()
         self.val_ccc, self.val_ccc_best = ConcordanceScore(len(DIMENSIONS)), MaxMetric()
+        self.val_ratings = CatMetric()  # each validation clip's predicted and rated dimensions, normalised
 
     @classmethod
     def from_checkpoint(
@@ -299,6 +301,7 @@ class SERModule(pl.LightningModule):
             self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
         if dimensions is not None:
             self.val_ccc.update(dimensions, batch["dimensions"])
+            self.val_ratings.update(torch.cat([dimensions, batch["dimensions"]], dim=1).detach().float())
 
     def on_validation_epoch_end(self) -> None:
         """Log `val/ua_best`, the best validation UA so far (not during the sanity check)."""
@@ -306,6 +309,12 @@ class SERModule(pl.LightningModule):
             ccc = self.val_ccc.compute()
             self.val_ccc.reset()
             values = {f"val/ccc_{name}": ccc[i] for i, name in enumerate(DIMENSIONS)}
+            rated = self.model.dimension_scale.denormalise(self.val_ratings.compute().double().cpu().numpy())
+            self.val_ratings.reset()
+            scores = dimension_scores(rated[:, : len(DIMENSIONS)], rated[:, len(DIMENSIONS) :], DIMENSIONS)
+            values |= {
+                f"val/{m}_{name}": float(scores.loc[name, m]) for name in DIMENSIONS for m in ("r", "mae")
+            }
             self.log_dict({"val/ccc": ccc.mean(), **values}, prog_bar=False)
         if self.trainer.sanity_checking:  # sanity-check batches must not count towards the best score
             return
