@@ -3,8 +3,6 @@ same results, and the probabilities of `BaselineModel` (the run's own scoring of
 
 import io
 import json
-import socket
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,10 +17,10 @@ from ser_lightning.inference.media import InputError
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.predict import predict
 from ser_lightning.serving.baseline_service import build_any_app
-from ser_lightning.serving.server import uvicorn_server
 from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
+from .helpers.serving import served
 
 pytestmark = pytest.mark.slow  # a baseline fitted on the tone corpus first (about 20 s)
 
@@ -79,23 +77,8 @@ def test_predict_scores_files_with_a_baseline_as_its_run_does(baseline_run, tmp_
 
 
 def test_serve_answers_real_requests_with_the_baselines_probabilities(baseline_run, tmp_path):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    cfg = compose_train(
-        [f"ckpt_path={baseline_run.model}", "device=cpu", f"port={port}", "web=false", "log_level=warning"],
-        tmp_path,
-        config_name="serve",
-    )
-    app = build_any_app(cfg, environ={})
-    server = uvicorn_server(cfg, app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        thread.join(0.05)
-    try:
-        url = f"http://127.0.0.1:{port}"
+    model = SimpleNamespace(ckpt=baseline_run.model)
+    with served(model, tmp_path, "web=false", "log_level=warning", build=build_any_app) as (url, _, _):
         info = httpx.get(f"{url}/v1/model", timeout=30).json()
         labels, expected = expected_probabilities(baseline_run, baseline_run.files)
         assert info["labels"] == labels and info["checkpoint"] == "model.skops"
@@ -115,7 +98,3 @@ def test_serve_answers_real_requests_with_the_baselines_probabilities(baseline_r
             assert body["emotion"] == labels[int(probabilities.argmax())]
         refused = httpx.post(f"{url}/v1/predict", files={"file": ("x.wav", b"not audio")}, timeout=30)
         assert refused.status_code in (415, 422)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        listener.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,9 +33,13 @@ def serve_config(trained, run_dir: Path, *overrides: str):
 
 
 @contextmanager
-def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None):
+def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None, build: Callable = build_app):
     """The application served by the project's own uvicorn server (its protocol and limits) on a
     free loopback port, in a thread of this process: yields (base URL, app, config).
+
+    `trained.ckpt` is what `ckpt_path` names; `build(cfg, environ=...)` makes the application
+    (`server.build_app` for a network's checkpoint; `baseline_service.build_any_app` for a
+    baseline's model file too).
 
     The listening socket is bound here and handed to uvicorn, so no other process can take the
     port between choosing it and serving on it. Gradio keeps its upload folder in the process
@@ -47,7 +52,7 @@ def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None)
     port = listener.getsockname()[1]
     cfg = serve_config(trained, run_dir, f"port={port}", *overrides)
     before = os.environ.get("GRADIO_TEMP_DIR")
-    app = build_app(cfg, environ=environ if environ is not None else {})
+    app = build(cfg, environ=environ if environ is not None else {})
     server = uvicorn_server(cfg, app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
