@@ -7,7 +7,8 @@ before the time limit, or when the job is preempted), or one sent by hand
 1. only notes the signal in its handler: a signal arrives anywhere, inside an optimizer step
    too, where nothing consistent can be saved;
 2. before the next training batch (all DDP ranks agree on which one, and never inside a
-   gradient accumulation), writes `checkpoints/preempted.ckpt`: weights, optimizer, scheduler,
+   gradient accumulation; with several ranks, at the next multiple of `check_every_n_steps`
+   optimizer steps), writes `checkpoints/preempted.ckpt`: weights, optimizer, scheduler,
    Lightning's loop progress (k batches of epoch e done), and for every rank its random
    generator states and the partial state of its training metrics;
 3. requeues the job, through submitit's own handler when submitit started it (so that its
@@ -52,6 +53,8 @@ PREEMPTED_CHECKPOINT = "preempted.ckpt"
 REQUEUED_EXIT_CODE = 3
 # Job names under which SLURM runs an interactive shell, not a batch job (as Lightning reads them).
 INTERACTIVE_JOB_NAMES = ("bash", "interactive")
+# How often DDP ranks agree on whether a signal came, in optimizer steps (see `_due`).
+CHECK_EVERY_N_STEPS = 10
 
 
 def in_slurm_batch_job() -> bool:
@@ -83,6 +86,8 @@ class RequeueOnSignal(Callback):
         signals: Signal names that ask for a requeue, e.g. `["SIGUSR1", "SIGUSR2"]`.
         enabled: Install the handlers; None: only inside a SLURM batch job. True outside SLURM
             saves and exits with REQUEUED_EXIT_CODE, for a supervisor that restarts the command.
+        check_every_n_steps: With several ranks, they agree on a signal (one all-reduce) every
+            this many optimizer steps; one rank reads its own flag at every step.
     """
 
     def __init__(
@@ -90,7 +95,12 @@ class RequeueOnSignal(Callback):
         dirpath: str | Path,
         signals: list[str] | tuple[str, ...] = ("SIGUSR1", "SIGUSR2"),
         enabled: bool | None = None,
+        check_every_n_steps: int = CHECK_EVERY_N_STEPS,
     ):
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be at least 1")
+        self.check_every_n_steps = check_every_n_steps
+        self.agreements = 0  # all-reduces made to agree on a signal (several ranks only)
         self.dirpath = Path(dirpath)
         self.signals = [signal.Signals[name if name.startswith("SIG") else f"SIG{name}"] for name in signals]
         self.enabled = in_slurm_batch_job() if enabled is None else enabled
@@ -124,15 +134,38 @@ class RequeueOnSignal(Callback):
         self.received = signum
         os.write(2, f"{signal.Signals(signum).name}: saving at the next batch, then requeueing\n".encode())
 
+    def _due(self, trainer: pl.Trainer, done: int) -> bool:
+        """Whether this batch is one where the ranks check for a signal.
+
+        Only between optimizer steps: accumulated gradients are not saved. One rank reads its own
+        flag there, for free. Several ranks must agree, which takes an all-reduce (and a wait for
+        the slowest rank and a device sync) before the batch: at every step that is a collective per
+        step for a signal that comes perhaps once a run, with minutes of warning (submitit sends it
+        `signal_delay_s`, 120 s here, before the time limit). So they agree every
+        `check_every_n_steps` steps, a few seconds of training at most. Every rank counts the same
+        completed batches, so all of them check, and stop, before the same batch.
+
+        Returns:
+            True when the ranks check before this batch.
+        """
+        if done % trainer.accumulate_grad_batches:
+            return False
+        return (
+            trainer.world_size == 1
+            or (done // trainer.accumulate_grad_batches) % self.check_every_n_steps == 0
+        )
+
     def _agreed(self, trainer: pl.Trainer) -> bool:
         """Whether any rank got the signal: every rank must stop before the same batch.
 
         Returns:
             True when this rank or another one has received a requeue signal.
         """
+        if trainer.world_size == 1:
+            return self.received is not None
+        self.agreements += 1
         flag = torch.tensor(float(self.received is not None), device=trainer.strategy.root_device)
-        if trainer.world_size > 1:
-            flag = trainer.strategy.reduce(flag, reduce_op="sum")
+        flag = trainer.strategy.reduce(flag, reduce_op="sum")
         return bool(flag.item() > 0)
 
     # ------------------------------------------------------------------------- saving and exit
@@ -146,13 +179,14 @@ class RequeueOnSignal(Callback):
         if not self._previous:
             return
         done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        if done % trainer.accumulate_grad_batches or not self._agreed(trainer):
-            return  # accumulated gradients are not saved: stop only between optimizer steps
+        if not self._due(trainer, done) or not self._agreed(trainer):
+            return
         path = self.dirpath / PREEMPTED_CHECKPOINT
         self._saving = {
             "epoch": trainer.current_epoch,
             "batches_done": done,
             "ranks": _gather(_rank_state(pl_module)),
+            "agreements": self.agreements,  # how often the ranks checked before this stop
         }
         trainer.save_checkpoint(path, weights_only=False)
         self._saving = None
@@ -185,7 +219,8 @@ class RequeueOnSignal(Callback):
         """The resume point and every rank's state, in the checkpoint written on a signal only.
 
         Returns:
-            `epoch`, `batches_done` and `ranks` (one state per rank); empty in other checkpoints.
+            `epoch`, `batches_done`, `ranks` (one state per rank) and `agreements` (the ranks'
+            checks for a signal so far); empty in other checkpoints.
         """
         return dict(self._saving) if self._saving is not None else {}
 

@@ -123,6 +123,35 @@ def test_a_requeue_signal_mid_epoch_saves_there_and_the_rerun_ends_as_if_never_s
     pd.testing.assert_frame_equal(rows[1], rows[0], check_exact=True)
 
 
+@pytest.mark.slow  # two DDP ranks on the CPU (trainer=ddp_sim) and a tone run: the slow set
+def test_ddp_ranks_check_for_a_signal_every_n_steps_and_stop_before_the_same_batch(tone_root, tmp_path):
+    """SIGUSR1 to rank 1 only, after its second batch: both ranks stop before the same batch, the
+    first multiple of check_every_n_steps=3 after the signal, having agreed (one all-reduce) before
+    batches 0 and 3 only, where they agreed before every batch (4 times) until then."""
+    run_dir = tmp_path / "run"
+    overrides = [o for o in run_overrides(tone_root) if not o.startswith("data.batch_size=")]
+    stopped = entry_point(
+        [
+            *overrides,
+            "data.batch_size=4",  # enough batches per rank and epoch to see the checks spaced
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={run_dir}",
+            "trainer=ddp_sim",
+            "callbacks.requeue.enabled=true",
+            "+callbacks.requeue.check_every_n_steps=3",
+            "+callbacks.signal._target_=tests.helpers.callbacks.SignalAtStep",
+            "+callbacks.signal.step=2",
+            "+callbacks.signal.rank=1",
+        ]
+    )
+    assert stopped.returncode == REQUEUED_EXIT_CODE, stopped.stderr[-3000:]
+    saved = torch.load(run_dir / "checkpoints" / PREEMPTED_CHECKPOINT, weights_only=True)
+    state = saved["callbacks"]["RequeueOnSignal"]
+    assert len(state["ranks"]) == 2  # both ranks reached the save, before the same batch
+    assert (saved["epoch"], saved["global_step"], state["batches_done"]) == (0, 3, 3)
+    assert state["agreements"] == len(range(0, 3 + 1, 3)) == 2  # before batches 0 and 3; was 4
+
+
 class _RunsCode:
     """Unpickling this calls os.mkdir(marker): what a malicious checkpoint would do."""
 

@@ -23,14 +23,16 @@ class KillAtStep(pl.Callback):
 
 
 class SignalAtStep(pl.Callback):
-    """Send this process `signal_name` when training reaches `step` (a requeue signal, for the tests)."""
+    """Send this process `signal_name` when training reaches `step` (a requeue signal, for the tests);
+    with `rank`, only that DDP rank's process gets it."""
 
-    def __init__(self, step: int, signal_name: str = "SIGUSR1"):
+    def __init__(self, step: int, signal_name: str = "SIGUSR1", rank: int | None = None):
         self.step = step
         self.signum = signal.Signals[signal_name]
+        self.rank = rank
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signum)
 
 
