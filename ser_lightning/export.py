@@ -45,12 +45,13 @@ from ser_lightning.inference.onnx_quantize import int8_agreement, quantize_int8
 from ser_lightning.inference.windows import clip_windows, whole_clip_window
 from ser_lightning.model import SERModel
 from ser_lightning.reporting.model_card import card_facts, card_markdown, run_folder
-from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
+from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice, silence_torchvision_notice
 from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.export")
 
 silence_pytree_notice()
+silence_torchvision_notice()  # torch.onnx's dozen notices about torchvision's operators
 
 FORMATS = ("onnx",)
 QUANTIZE = (None, "int8")

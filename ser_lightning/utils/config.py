@@ -29,6 +29,27 @@ def silence_pytree_notice() -> None:
     warnings.filterwarnings("ignore", message=PYTREE_NOTICE)
 
 
+# torch.onnx's exporter builds its operator registry at every export and logs, for each of
+# torchvision's operators (nms, roi_align, ...), that torchvision is not installed: a dozen
+# warnings per export about operators no network of this project uses.
+TORCHVISION_NOTICE_LOGGER = "torch.onnx._internal.exporter._registration"
+TORCHVISION_NOTICE = "torchvision is not installed. Skipping %s"
+
+
+class _DropTorchvisionNotice(logging.Filter):
+    """Drops exactly TORCHVISION_NOTICE; every other record of the logger passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != TORCHVISION_NOTICE
+
+
+def silence_torchvision_notice() -> None:
+    """Hide torch.onnx's TORCHVISION_NOTICE, and nothing else of its logger (once, however often called)."""
+    logger = logging.getLogger(TORCHVISION_NOTICE_LOGGER)
+    if not any(isinstance(f, _DropTorchvisionNotice) for f in logger.filters):
+        logger.addFilter(_DropTorchvisionNotice())
+
+
 def print_config_tree(cfg: DictConfig, save_to: str | Path | None = None) -> None:
     """Print the composed config as a tree (and save it as text next to the run)."""
     tree = rich.tree.Tree("CONFIG", style="bold", guide_style="dim")
