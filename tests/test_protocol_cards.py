@@ -86,3 +86,12 @@ def test_a_study_of_two_protocols_stops_naming_what_differs_unless_allowed(tone_
     markdown = (mixed / "report.md").read_text()
     assert "**Protocols differ**" in markdown and "differ in labels" in markdown
     assert set(pd.read_csv(mixed / "results.csv")[PROTOCOL]) == {card["hash"], other["hash"]}
+
+
+def test_a_training_run_carries_one_card_in_its_summary_and_its_test_report(tiny_served_model):
+    """The card is computed once per run (it hashes every corpus file) and handed to both."""
+    run = Path(tiny_served_model.run_dir)
+    summary = json.loads((run / "summary.json").read_text())["protocol_card"]
+    report = json.loads((run / "test_report" / "metrics.json").read_text())["protocol_card"]
+    assert report == summary and summary["hash"] == card_hash(summary)
+    assert summary["corpus"] == "ravdess" and summary["split"]["split"] == "actor"

@@ -24,7 +24,6 @@ from ser_lightning.calibration import probabilities as calibrated_probabilities
 from ser_lightning.conformal import conformal_of
 from ser_lightning.data.leakage import clip_table, speaker_note
 from ser_lightning.data.loading import collate_batch
-from ser_lightning.data.protocol_card import protocol_card
 from ser_lightning.data.utterances import relative_paths
 from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.metrics import STAGE_SCORES
@@ -310,7 +309,12 @@ def tested_split(
 
 
 def test_best_checkpoint(
-    trainer: pl.Trainer, model: SERModule, datamodule: SERDataModule, best_ckpt: str, output_dir: Path
+    trainer: pl.Trainer,
+    model: SERModule,
+    datamodule: SERDataModule,
+    best_ckpt: str,
+    output_dir: Path,
+    protocol: dict,
 ) -> EvaluationReport | None:
     """Test the best checkpoint of a run, or its current weights when none was saved.
 
@@ -322,6 +326,8 @@ def test_best_checkpoint(
         datamodule: the run's set-up data module.
         best_ckpt: the best checkpoint's path, or "" when none was saved.
         output_dir: the run folder.
+        protocol: the run's protocol card (`data.protocol_card`), stored with the report; the
+            run summary carries the same one.
 
     Returns:
         The report the logged test metrics came from, or None when the test stage scored no files.
@@ -343,7 +349,5 @@ def test_best_checkpoint(
     elif report is not None and trainer.is_global_zero:  # task=dimensional has no class scores
         title = f"Test report: the test split ({datamodule.splitter.name}) of {datamodule.manifest.root}"
         print_report(report, title=title)
-        write_report(
-            report, output_dir / "test_report", title=title, protocol=protocol_card(datamodule.manifest)
-        )
+        write_report(report, output_dir / "test_report", title=title, protocol=protocol)
     return report

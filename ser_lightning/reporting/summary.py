@@ -98,6 +98,7 @@ def run_summary(
     leakage: LeakageReport,
     calibration: dict | None,
     seconds: float,
+    protocol: dict,
 ) -> dict:
     """The summary of a training run, as train prints it and writes it to summary.json.
 
@@ -110,6 +111,7 @@ def run_summary(
         leakage: the leakage check of the split.
         calibration: the calibration record, or None.
         seconds: the run's wall-clock time.
+        protocol: the run's protocol card (`data.protocol_card`), the one its test report carries.
 
     Returns:
         The summary, plain values only.
@@ -122,7 +124,7 @@ def run_summary(
         "output_dir": str(output_dir),
         "split": manifest.splitter.name,
         "protocol": manifest.protocol(),
-        "protocol_card": protocol_card(manifest),
+        "protocol_card": protocol,
         "split_sizes": manifest.split_sizes,
         "speakers": speaker_note(manifest),
         "leakage": leakage.to_dict(),
@@ -250,9 +252,11 @@ def finish_run(
     if cfg.get("train") and best_ckpt:
         method, coverage = calibration_settings(cfg.get("calibration", "temperature"))
         record = calibrate_checkpoint(best_ckpt, datamodule, model, method, trainer.is_global_zero, coverage)
+    # computed once (it hashes every file of the corpus): the test report and the summary carry it
+    card = protocol_card(datamodule.manifest)
     report = None
     if cfg.get("test"):
-        report = test_best_checkpoint(trainer, model, datamodule, best_ckpt, output_dir)
+        report = test_best_checkpoint(trainer, model, datamodule, best_ckpt, output_dir, card)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     # a corpus with annotator votes: the test report's agreement section (reporting/agreement.py)
     agreement = None
@@ -272,7 +276,7 @@ def finish_run(
                 logger.log_metrics(values, step=trainer.global_step)
                 logger.save()
     seconds = time.perf_counter() - started
-    summary = run_summary(datamodule, metrics, report, best_ckpt, output_dir, leakage, record, seconds)
+    summary = run_summary(datamodule, metrics, report, best_ckpt, output_dir, leakage, record, seconds, card)
     if agreement is not None:
         summary["test_results"]["agreement"] = agreement
     if trainer.is_global_zero:
