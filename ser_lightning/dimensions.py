@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from ser_lightning.utils.errors import InvalidSetting
 
-# a rating or ratings: what the scale maps, kept of the same kind
-Rating = float | np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # annotations only: the ONNX backend reads DIMENSIONS and scales without torch
+    import numpy as np
+    import torch
+
+    # a rating or ratings: what the scale maps, kept of the same kind
+    Rating = float | np.ndarray | torch.Tensor
 
 # The dimensions, in the order of every target and prediction vector and table column.
 DIMENSIONS: tuple[str, ...] = ("arousal", "valence", "dominance")
@@ -222,6 +224,8 @@ def dimension_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "c
     Returns:
         The scalar loss.
     """
+    import torch  # here, not at the top: the ONNX backend reads this module without torch
+
     if kind == "mse":
         return torch.mean((predicted - target) ** 2)
     # here, not at the top: the loss is for training, and predict and serve load this module

@@ -284,21 +284,59 @@ def export(cfg: DictConfig) -> dict:
     }
     unit = "clips" if model.audio.whole_clips else "windows"
     print(
-        f"exported {path}\n"
-        f"onnxruntime vs PyTorch on {parity['num_inputs']} {unit} ({source}): "
-        f"max |probability diff| {parity['max_abs_probability_diff']:.2e}, "
-        f"max |logit diff| {parity['max_abs_logit_diff']:.2e}, same predictions: {parity['same_predictions']}"
+        f"exported {path}\nonnxruntime vs PyTorch on {parity['num_inputs']} {unit} ({source}): "
+        + parity_text(parity)
     )
-    if parity["max_abs_probability_diff"] > cfg.verify_tolerance or not parity["same_predictions"]:
-        raise RuntimeError(
-            f"the exported model differs from PyTorch by {parity['max_abs_probability_diff']:.2e} "
-            f"(verify_tolerance={cfg.verify_tolerance}); do not use {path}"
-        )
+    check_parity(parity, model, cfg.verify_tolerance, path)
     if folder is not None:
         summary.update(write_folder(model, cfg, folder, quantize))
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "export.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def parity_text(parity: dict) -> str:
+    """The parity check in one line: each output's largest difference, and whether the classes agree.
+
+    Returns:
+        The line.
+    """
+    parts = [
+        f"max |{name} diff| {parity[key]:.2e}"
+        for name, key in (
+            ("probability", "max_abs_probability_diff"),
+            ("logit", "max_abs_logit_diff"),
+            ("dimension", "max_abs_dimension_diff"),
+        )
+        if key in parity
+    ]
+    if "max_abs_probability_diff" in parity:
+        parts.append(f"same predictions: {parity['same_predictions']}")
+    return ", ".join(parts)
+
+
+def check_parity(parity: dict, model: SERModel, tolerance: float, path: Path) -> None:
+    """Refuse an exported graph whose outputs differ from PyTorch's.
+
+    Probabilities may differ by `tolerance` (and the top classes must agree); dimensions, on the
+    corpus's rating scale, by `tolerance` times the scale's range (high - low).
+
+    Raises:
+        RuntimeError: naming the difference, when it is larger.
+    """
+    limits = {"max_abs_probability_diff": tolerance}
+    if model.dimension_scale is not None:
+        limits["max_abs_dimension_diff"] = tolerance * (
+            model.dimension_scale.high - model.dimension_scale.low
+        )
+    for key, limit in limits.items():
+        if key in parity and parity[key] > limit:
+            raise RuntimeError(
+                f"the exported model differs from PyTorch by {parity[key]:.2e} ({key}, over "
+                f"{limit:.2e}; verify_tolerance={tolerance}); do not use {path}"
+            )
+    if not parity["same_predictions"]:
+        raise RuntimeError(f"the exported model predicts other classes than PyTorch; do not use {path}")
 
 
 def write_folder(model: SERModel, cfg: DictConfig, folder: Path, quantize: str | None) -> dict:

@@ -298,10 +298,40 @@ class SERModel(torch.nn.Module):
         Raises:
             InvalidSetting: If the model has no dimensions (task=categorical) or no stored scale.
         """
-        if not self.task.has_dimensions or self.dimension_scale is None:
+        if not self.task.has_dimensions:
             raise InvalidSetting(
                 f"this model predicts no arousal/valence/dominance (task={self.task.name}); "
                 "train one with task=dimensional or task=multitask"
             )
-        _, normalised = self.outputs(self.inputs(batch), batch.get("lengths"))
-        return self.dimension_scale.denormalise(normalised.float())
+        return self.scores(batch)[1]
+
+    def scores(self, batch: dict, calibrated: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Everything the model gives for a batch, from one pass: class probabilities and dimensions.
+
+        Args:
+            batch: `{"features": ...}` or `{"waveform": ...}` (with `lengths` for a padded batch)
+                on the model's device.
+            calibrated: divide the logits by the stored temperature (False: plain softmax).
+
+        Returns:
+            `(probabilities (batch, classes) or None, dimensions (batch, 3) or None)`, as the task
+            has them: float32 probabilities in the order of `labels`, and arousal, valence and
+            dominance on the training corpus's rating scale (`DIMENSIONS` order).
+
+        Raises:
+            InvalidSetting: If the model has dimensions but no stored scale to report them on.
+        """
+        logits, normalised = self.outputs(self.inputs(batch), batch.get("lengths"))
+        probabilities = (
+            None
+            if logits is None
+            else calibrated_probabilities(logits, self.temperature if calibrated else 1.0)
+        )
+        if normalised is None:
+            return probabilities, None
+        if self.dimension_scale is None:
+            raise InvalidSetting(
+                f"this task={self.task.name} model has no dimension_scale to report its arousal, valence and "
+                "dominance on; it is written when training starts: score a checkpoint saved by a training run"
+            )
+        return probabilities, self.dimension_scale.denormalise(normalised.float())

@@ -6,13 +6,13 @@ checkpoint, or from a classical baseline's `model.skops` (or its run folder) giv
 (`ser_lightning.baselines.scoring`). Results go to stdout as they are ready
 (`output=human|json|csv`), logs to stderr; an unreadable input (or one longer than
 `max_duration_s`) gets its own error row and the others are still scored. The exit status is
-1 when any input failed.
+1 when any input failed. A model with dimensions (task=multitask) gives each file its arousal,
+valence and dominance beside the emotion; a task=dimensional one gives those only.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import sys
 import time
@@ -57,7 +57,6 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     stream = stream or sys.stdout
     started = time.perf_counter()
     calibrated = check_calibration_option(cfg.get("calibration", "checkpoint"))
-    task = None
     if uses_onnx(cfg.ckpt_path, cfg.get("backend", "auto")):  # an exported model, on onnxruntime: no torch
         if cfg.get("timeline"):
             raise InvalidSetting("timeline=true runs the voice-activity detector on torch: use backend=torch")
@@ -75,9 +74,6 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
 
         # a network checkpoint, or a baseline model (model.skops or its run folder) behind the same interface
         model = load_scoring_model(cfg.ckpt_path, EncoderFiles.of_command(cfg))
-        task = getattr(model, "task", None)
-        if task is not None and not task.has_categories:  # arousal, valence and dominance only
-            return predict_dimension_files(cfg, model, stream)
         predictor = Predictor(
             model,
             device=cfg.device,
@@ -95,13 +91,15 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
         cfg.long_clips,
     )
 
-    printer = PredictionPrinter(stream, cfg.output, predictor.labels, cfg.per_window)
+    # a model with dimensions (task=dimensional|multitask) writes them beside (or instead of) the classes
+    dimensions = predictor.dimension_scale is not None
+    printer = PredictionPrinter(stream, cfg.output, predictor.labels, cfg.per_window, dimensions)
     saved = None
     if cfg.get("save_csv"):
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         saved = open(output_dir / "predictions.csv", "w", newline="")  # noqa: SIM115 (closed below)
-    writer = CsvWriter(saved, predictor.labels, cfg.per_window) if saved else None
+    writer = CsvWriter(saved, predictor.labels, cfg.per_window, dimensions) if saved else None
     results: list[FilePrediction | InputError] = []
     max_duration_s = cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S)
     try:
@@ -115,12 +113,6 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
                 decode_workers=cfg.decode_workers,
                 max_duration_s=max_duration_s,
             )
-            if task is not None and task.has_dimensions:  # multitask: the dimensions beside the classes
-                from ser_lightning.inference.dimension_prediction import with_dimensions
-
-                items = (
-                    with_dimensions(predictor, i, cfg.hop, cfg.long_clips, max_duration_s) for i in items
-                )
         for item in itertools.chain(errors, items):
             printer.write(item)
             if writer:
@@ -132,43 +124,6 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
         if saved:
             saved.close()
     log_summary(results, time.perf_counter() - started)
-    return results
-
-
-def predict_dimension_files(cfg: DictConfig, model, stream: TextIO) -> list:
-    """Score a `task=dimensional` checkpoint's arousal, valence and dominance of every input.
-
-    Args:
-        cfg: The predict config (`inputs`, `output`, `hop`, `long_clips`, `device`, `batch_size`).
-        model: the checkpoint's SERModel.
-        stream: Where results are written.
-
-    Returns:
-        One DimensionPrediction or InputError per input, in the order written.
-    """
-    from ser_lightning.inference.dimension_prediction import (
-        DimensionCsvWriter,
-        dimension_lines,
-        dimension_record,
-        predict_dimensions,
-    )
-    from ser_lightning.inference.predictor import Predictor
-
-    predictor = Predictor(model, device=cfg.device, batch_size=cfg.batch_size)
-    files, errors = collect_inputs(input_list(cfg.inputs))
-    csv_writer = DimensionCsvWriter(stream) if cfg.output == "csv" else None
-    max_duration_s = cfg.get("max_duration_s", DEFAULT_MAX_DURATION_S)
-    results = []
-    scored = predict_dimensions(predictor, files, cfg.hop, cfg.long_clips, max_duration_s)
-    for item in itertools.chain(errors, scored):
-        if csv_writer:
-            csv_writer.write(item)
-        elif cfg.output == "json":
-            stream.write(json.dumps(dimension_record(item)) + "\n")
-        else:
-            stream.write("\n".join(dimension_lines(item)) + "\n")
-        stream.flush()
-        results.append(item)
     return results
 
 

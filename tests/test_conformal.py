@@ -197,8 +197,8 @@ def test_a_checkpoints_conformal_record_round_trips_and_predict_gives_sets(tmp_p
 
     waves = np.random.default_rng(0).standard_normal((3, loaded.audio.num_samples)).astype(np.float32)
     predictor = Predictor(loaded, device="cpu")
-    probabilities = predictor.waveform_probabilities(waves)
-    item = predictor.prediction("x.wav", one_window(loaded), probabilities[:1])
+    scores = predictor.waveform_scores(waves)
+    item = predictor.prediction("x.wav", one_window(loaded), scores[:1])
     expected = set_labels(
         prediction_sets(item.probabilities, record["conformal"]["threshold"]),
         loaded.labels,
@@ -217,6 +217,6 @@ def test_a_checkpoints_conformal_record_round_trips_and_predict_gives_sets(tmp_p
     assert json.dumps(record_json)
     # calibration=none: plain softmax, so no sets
     plain = Predictor(loaded, device="cpu", calibrated=False).prediction(
-        "x.wav", one_window(loaded), probabilities[:1]
+        "x.wav", one_window(loaded), scores[:1]
     )
     assert plain.prediction_set is None and "emotion_set" not in json_record(plain)

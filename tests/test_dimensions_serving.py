@@ -1,6 +1,6 @@
 """A task=multitask checkpoint served: real HTTP answers carry arousal, valence and dominance on
-the corpus's scale, equal to predict's for the same files; timelines give each segment's; a
-task=dimensional checkpoint is refused at start-up with what to do instead.
+the corpus's scale, equal to predict's for the same files; timelines give each segment's
+(a task=dimensional checkpoint served: tests/test_dimensional_serving.py).
 
 The model is trained for a few batches: these tests check that the service and predict agree,
 not what the model learned (tests/test_dimensions_training.py measures that).
@@ -17,15 +17,14 @@ import pytest
 import soundfile as sf
 
 from ser_lightning.dimensions import DIMENSIONS
-from ser_lightning.inference.predictor import Predictor
-from ser_lightning.serving.service import EmotionService, ServiceSettings
+from ser_lightning.model import SERModel
 from ser_lightning.train import train
-from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
-from .helpers.models import TINY_NET, TINY_TRAINING, module_from_config
+from .helpers.models import TINY_TRAINING
 from .helpers.serving import served
+from .test_dimensional_serving import direct_dimensions
 from .test_serving import run_predict  # predict output=json in this process, as the streaming tests use it
 
 DEMO_SCALE = {"low": 1.0, "high": 5.0}
@@ -67,6 +66,7 @@ def test_the_api_answers_predicts_dimensions_on_the_corpus_scale(server, multita
     sf.write(joined, np.concatenate([sf.read(p, dtype="float32")[0] for p in files]), 16000)
     files.append(joined)
     expected = run_predict(multitask, tmp_path / "predict", files)
+    model = SERModel.load_from_checkpoint(multitask.ckpt)
     for path, want in zip(files, expected, strict=True):
         reply = post(server, path)
         assert reply.status_code == 200, reply.text
@@ -77,6 +77,11 @@ def test_the_api_answers_predicts_dimensions_on_the_corpus_scale(server, multita
             [got["dimensions"][n] for n in DIMENSIONS], [want["dimensions"][n] for n in DIMENSIONS], atol=1e-4
         )
         assert all(1.0 <= v <= 5.0 for v in got["dimensions"].values())
+        # the model run here on predict's windows of the file gives the same values
+        direct = direct_dimensions(model, path)
+        np.testing.assert_allclose(
+            [got["dimensions"][n] for n in DIMENSIONS], [direct[n] for n in DIMENSIONS], atol=1e-4
+        )
     assert expected[-1]["windows"] > 1
     info = httpx.get(f"{server}/v1/model", timeout=30).json()
     assert info["task"] == "multitask" and info["dimensions"] == list(DIMENSIONS)
@@ -135,12 +140,6 @@ def test_a_categorical_model_answers_without_dimensions(tiny_served_model, tmp_p
         info = httpx.get(f"{url}/v1/model", timeout=30).json()
     assert "dimensions" not in got and "dimension_scale" not in got and got["emotion"]
     assert info["task"] == "categorical" and info["dimensions"] is None and info["dimension_scale"] is None
-
-
-def test_a_dimensional_model_is_refused_at_start_up_with_what_to_do():
-    module = module_from_config([*TINY_NET, "task=dimensional"], duration=1.0)
-    with pytest.raises(InvalidSetting, match="task=dimensional.*predict.*task=multitask"):
-        EmotionService(Predictor(module.model, device="cpu"), {}, ServiceSettings())
 
 
 def test_the_page_shows_the_dimensions_and_the_valence_arousal_plane(multitask, tmp_path):

@@ -115,7 +115,8 @@ def test_a_dimensional_run_learns_arousal_and_keeps_its_scale(small_demo_root, t
     # predict gives each file its dimensions on the demo scale, and they follow the true arousal
     records = predict_records(best, small_demo_root, predictions, tmp_path)
     assert all(
-        set(r["dimensions"]) == set(DIMENSIONS) and r["scale"] == {"low": 1.0, "high": 5.0} for r in records
+        set(r["dimensions"]) == set(DIMENSIONS) and r["dimension_scale"] == {"low": 1.0, "high": 5.0}
+        for r in records
     )
     predicted_arousal = [r["dimensions"]["arousal"] for r in records]
     assert np.corrcoef(predicted_arousal, predictions["arousal_true"][: len(records)])[0, 1] > 0.5

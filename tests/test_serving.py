@@ -269,7 +269,7 @@ def test_the_batcher_gathers_queued_requests_up_to_its_limit_and_keeps_their_ord
         await batcher.start()
         try:
             requests = [np.full((n, 4), float(i)) for i, n in enumerate([1, 2, 3, 1, 1])]
-            return await asyncio.gather(*(batcher.probabilities(r) for r in requests))
+            return await asyncio.gather(*(batcher.scores(r) for r in requests))
         finally:
             await batcher.stop()
 
@@ -293,13 +293,13 @@ def test_the_batcher_waits_for_a_request_on_its_way_and_not_for_nobody():
         await batcher.start()
         try:
             # nobody else is on the way: a lone request is scored at once, not after the wait
-            await asyncio.wait_for(batcher.probabilities(np.ones((1, 4))), 30)
+            await asyncio.wait_for(batcher.scores(np.ones((1, 4))), 30)
             # a second request is being decoded: the first waits for it and they share one call
             batcher.expect()
-            first = asyncio.create_task(batcher.probabilities(np.ones((1, 4))))
+            first = asyncio.create_task(batcher.scores(np.ones((1, 4))))
             await asyncio.sleep(0.2)
             batcher.arrived()
-            second = await asyncio.wait_for(batcher.probabilities(np.full((2, 4), 2.0)), 30)
+            second = await asyncio.wait_for(batcher.scores(np.full((2, 4), 2.0)), 30)
             assert (await first).tolist() == [[1.0]] and second.tolist() == [[2.0], [2.0]]
         finally:
             await batcher.stop()

@@ -90,10 +90,10 @@ def test_padded_batches_of_whole_clips_give_each_clip_its_own_probabilities(whol
     # a batch holds at most PADDED_BATCH_SECONDS of padded audio: at 2 s (32,000 samples), the
     # three shortest clips go together (3 x 9,000 samples) and the two longest alone
     monkeypatch.setattr(predictor_module, "PADDED_BATCH_SECONDS", 2)
-    sizes, score = [], predictor._padded_probabilities
+    sizes, score = [], predictor._padded_scores
     monkeypatch.setattr(
         predictor,
-        "_padded_probabilities",
+        "_padded_scores",
         lambda batch: sizes.append([len(c) for c in batch]) or score(batch),
     )
     np.testing.assert_allclose(predictor.whole_clip_probabilities(clips), np.stack(expected), atol=1e-5)

@@ -1,7 +1,7 @@
 """A saved baseline behind the scoring interface of a network, for predict and serve.
 
 `inference.predictor.Predictor` scores windows through the few members of `SERModel` it uses:
-`labels`, `audio`, `to`, `eval` and `probabilities({"waveform": ...})`. `BaselineScorer` gives a
+`labels`, `audio`, `to`, `eval` and `scores({"waveform": ...})`. `BaselineScorer` gives a
 `BaselineModel` (`model.skops` and its `model.json`) those members, so that predict and serve
 cut, batch, average and report a baseline's windows with the very code they use for networks:
 `python -m ser_lightning.predict ckpt_path=<run>/model.skops` (or the run folder) and
@@ -94,6 +94,18 @@ class BaselineScorer:
         """
         waves = batch["waveform"].detach().cpu().numpy()
         return torch.from_numpy(self.model.probabilities(list(waves)).astype(np.float32))
+
+    def scores(self, batch: dict, calibrated: bool = True) -> tuple[torch.Tensor, None]:
+        """What a network's `SERModel.scores` gives, for a baseline: class probabilities, no dimensions.
+
+        Args:
+            batch: `{"waveform": (N, samples)}`, at the model's rate.
+            calibrated: ignored: a baseline has no temperature.
+
+        Returns:
+            `(probabilities (N, labels), None)`.
+        """
+        return self.probabilities(batch, calibrated), None
 
 
 def load_scoring_model(path: str | Path, encoder_files: EncoderFiles | None = None) -> Any:

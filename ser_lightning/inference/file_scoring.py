@@ -3,8 +3,9 @@
 `FileScorer` is the part of `Predictor` (PyTorch) and `OnnxPredictor` (onnxruntime) that does
 not depend on how windows are scored: it decodes files in threads, cuts them into the model's
 windows, batches the windows of several files, and makes each file's FilePrediction (with its
-conformal set) from the probabilities that the subclass's `clip_probabilities` gives. It imports
-no torch, so the ONNX backend stays torch-free.
+conformal set, and a model's dimensions) from the scores that the subclass's `clip_scores` gives:
+class probabilities and dimensions of every window from one pass (`inference.window_scores`). It
+imports no torch, so the ONNX backend stays torch-free.
 """
 
 from __future__ import annotations
@@ -17,22 +18,58 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.calibration import check_min_confidence
 from ser_lightning.conformal import prediction_sets, set_labels
 from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.execution import in_order
 from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError, read_media
 from ser_lightning.inference.results import FilePrediction
+from ser_lightning.inference.window_scores import WindowScores
 from ser_lightning.inference.windows import ClipWindows, check_window_options, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
 
+def check_class_settings(has_classes: bool, min_confidence: float, calibrated: bool) -> float:
+    """Vet the settings of class probabilities against the model: a task=dimensional one has none.
+
+    Args:
+        has_classes: whether the model gives emotion classes.
+        min_confidence: predict's `min_confidence`.
+        calibrated: whether the checkpoint's calibration is used (predict's `calibration=checkpoint`).
+
+    Returns:
+        `min_confidence`, checked (`calibration.check_min_confidence`).
+
+    Raises:
+        InvalidSetting: for `min_confidence` above 0 or `calibration=none` on a model without classes.
+    """
+    min_confidence = check_min_confidence(min_confidence)
+    if has_classes:
+        return min_confidence
+    if min_confidence > 0:
+        raise InvalidSetting(
+            f"min_confidence={min_confidence} answers `uncertain` below a top class probability, and this "
+            "is a task=dimensional model: it gives arousal, valence and dominance, no emotion classes; "
+            "leave min_confidence at 0"
+        )
+    if not calibrated:
+        raise InvalidSetting(
+            "calibration=none turns off the calibration of class probabilities, and this is a "
+            "task=dimensional model: it has no emotion classes, nor a calibration; leave calibration "
+            "at checkpoint (the default)"
+        )
+    return min_confidence
+
+
 class FileScorer:
     """Decoding, windowing, batching and FilePredictions over a subclass's window scores.
 
-    A subclass sets `audio`, `labels`, `batch_size`, `min_confidence` and `conformal` (the
-    checkpoint's conformal record, or None), and defines `clip_probabilities`.
+    A subclass sets `audio`, `labels` (empty for a model without classes), `batch_size`,
+    `min_confidence`, `conformal` (the checkpoint's conformal record, or None) and
+    `dimension_scale` (the rating scale of a model with dimensions, or None), and defines
+    `clip_scores`.
     """
 
     audio: AudioSettings
@@ -40,17 +77,26 @@ class FileScorer:
     batch_size: int
     min_confidence: float
     conformal: dict | None
+    dimension_scale: dict | None
 
-    def clip_probabilities(self, clips: Sequence[ClipWindows]) -> np.ndarray:
+    def clip_scores(self, clips: Sequence[ClipWindows]) -> WindowScores:
         """Score every window of some clips, clip after clip (defined by each backend).
 
         Args:
             clips: the clips' windows (one whole-clip window each for a whole-clip model).
 
         Returns:
-            The probabilities of all windows, in order, `(W, K)`.
+            The scores of all windows, in order: `(W, K)` probabilities and/or `(W, 3)` dimensions.
         """
         raise NotImplementedError
+
+    def empty_scores(self) -> WindowScores:
+        """The scores of no windows, shaped as this model's.
+
+        Returns:
+            Zero rows of each output the model gives.
+        """
+        return WindowScores.empty(len(self.labels), self.dimension_scale is not None)
 
     def read(
         self,
@@ -123,28 +169,33 @@ class FileScorer:
                 "the other inputs are still scored",
             )
 
-    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: np.ndarray) -> FilePrediction:
-        """Make a clip's FilePrediction from the probabilities of its windows.
+    def prediction(self, path: str | Path, clip: ClipWindows, window_scores: WindowScores) -> FilePrediction:
+        """Make a clip's FilePrediction from the scores of its windows.
 
         Args:
             path: the file, as shown in the result.
             clip: the clip's windows.
-            window_scores: the probabilities of its windows, in order, `(W, K)`.
+            window_scores: the scores of its windows, in order.
 
         Returns:
-            The prediction: the mean over windows, the windows' probabilities and spans.
+            The prediction: the mean over windows of the probabilities and of the dimensions,
+            each window's, and the windows' spans.
         """
-        mean = window_scores.mean(axis=0)
+        mean = window_scores.mean_probabilities()
+        conformal = self.conformal if mean is not None else None
         return FilePrediction(
             str(path),
             self.labels,
             mean,
-            window_scores,
+            window_scores.probabilities,
             clip.spans(),
             clip.clip_seconds,
             min_confidence=self.min_confidence,
-            prediction_set=self.prediction_set(mean),
-            set_coverage=self.conformal["coverage"] if self.conformal else None,
+            prediction_set=self.prediction_set(mean) if conformal else None,
+            set_coverage=conformal["coverage"] if conformal else None,
+            dimensions=window_scores.mean_dimensions(),
+            window_dimensions=window_scores.dimensions,
+            dimension_scale=self.dimension_scale if window_scores.dimensions is not None else None,
         )
 
     def prediction_set(self, probabilities: np.ndarray) -> list[str] | None:
@@ -217,7 +268,7 @@ class FileScorer:
         self, pending: Sequence[tuple[Path, ClipWindows | InputError]]
     ) -> Iterator[FilePrediction | InputError]:
         clips = [d for _, d in pending if isinstance(d, ClipWindows)]
-        scores = self.clip_probabilities(clips)  # windows of several clips share batches
+        scores = self.clip_scores(clips)  # windows of several clips share batches
         offsets = np.cumsum([0] + [len(c) for c in clips])
         c = 0
         for path, item in pending:

@@ -53,6 +53,9 @@ CONFIG_KEYS = {
 }
 # card: the model card's facts (reporting.model_card.card_facts), shown by GET /v1/model
 OPTIONAL_KEYS = {"dimension_scale": dict, "card": dict}
+# the graph output of a task=dimensional|multitask model: arousal, valence and dominance on its
+# corpus's scale (`dimension_scale`), after the class outputs (onnx_export.output_names)
+DIMENSIONS_OUTPUT = "dimensions"
 
 
 class ModelFolderError(UserError, ValueError):
@@ -196,7 +199,7 @@ def read_model_config(folder: str | Path) -> dict:
 
 
 def check_against_graph(config: dict, graph_fields: dict, where: str) -> None:
-    """Refuse a config whose labels, audio, input or outputs differ from the graph's own metadata.
+    """Refuse a config whose labels, audio, input, outputs or dimension scale differ from the graph's own metadata.
 
     Args:
         config: the checked config.json.
@@ -206,13 +209,13 @@ def check_against_graph(config: dict, graph_fields: dict, where: str) -> None:
     Raises:
         ModelFolderError: naming the first field that differs.
     """
-    for key in ("labels", "audio", "input", "outputs", "temperature"):
-        if config[key] != graph_fields[key]:
+    for key in ("labels", "audio", "input", "outputs", "temperature", "dimension_scale"):
+        if config.get(key) != graph_fields.get(key):
             raise ModelFolderError(
                 _why(
                     where,
-                    f"{key!r} is {config[key]!r} but the graph in the same folder was exported with "
-                    f"{graph_fields[key]!r}",
+                    f"{key!r} is {config.get(key)!r} but the graph in the same folder was exported with "
+                    f"{graph_fields.get(key)!r}",
                 )
             )
 

@@ -6,7 +6,9 @@ of `inference.predictor.Predictor` that predict's output and the HTTP service us
 decoding (`inference.media`), the same windows (`inference.windows`), the same FilePrediction, the
 same conformal sets. Only the scoring differs: the graph holds the feature extraction and the
 network, and gives probabilities calibrated with the checkpoint's temperature (logits divided by
-1 under `calibration=none`, through `calibration.probabilities_numpy`).
+1 under `calibration=none`, through `calibration.probabilities_numpy`) and, for a model with
+dimensions, its `dimensions` output on the corpus's scale, both from one run of the graph
+(`inference.window_scores`). A task=dimensional model's graph has the dimensions only.
 
 Nothing here imports torch: a service image needs onnxruntime and the audio decoders only
 (`tests/test_onnx_backend.py` checks `sys.modules` of a predict and a serve process).
@@ -22,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.audio_settings import AudioSettings
-from ser_lightning.calibration import check_min_confidence, probabilities_numpy
+from ser_lightning.calibration import probabilities_numpy
 from ser_lightning.conformal import conformal_of
-from ser_lightning.inference.file_scoring import FileScorer
+from ser_lightning.inference.file_scoring import FileScorer, check_class_settings
 from ser_lightning.inference.model_folder import (
+    DIMENSIONS_OUTPUT,
     ModelFolderError,
     check_against_graph,
     config_from_metadata,
@@ -33,6 +36,7 @@ from ser_lightning.inference.model_folder import (
     model_file,
     read_model_config,
 )
+from ser_lightning.inference.window_scores import WindowScores
 from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -126,7 +130,9 @@ class OnnxPredictor(FileScorer):
         threads: onnxruntime's intra-op threads (None: all cores).
 
     Raises:
-        InvalidSetting: for a batch size under 1, a graph that takes features, or one without classes.
+        InvalidSetting: for a batch size under 1, a graph that takes features, one with dimensions
+            but no `dimension_scale` in its metadata, or `min_confidence` or `calibrated=False`
+            on a graph without classes.
     """
 
     def __init__(
@@ -145,58 +151,95 @@ class OnnxPredictor(FileScorer):
             raise InvalidSetting(
                 f"{path} takes features, which need torch to extract; export it with input=waveform"
             )
-        if "probabilities" not in self.config["outputs"]:
+        outputs = self.config["outputs"]
+        has_classes = "probabilities" in outputs
+        self.dimension_scale = self.config.get("dimension_scale") if DIMENSIONS_OUTPUT in outputs else None
+        if DIMENSIONS_OUTPUT in outputs and self.dimension_scale is None:
             raise InvalidSetting(
-                f"{path} gives no emotion classes (a task=dimensional model): not supported yet"
+                f"{path} gives dimensions but its metadata has no dimension_scale to report them on; "
+                "export the checkpoint again with python -m ser_lightning.export"
             )
         self.batch_size = batch_size
         self.calibrated = calibrated
-        self.min_confidence = check_min_confidence(min_confidence)
-        self.labels = list(self.config["labels"])
+        self.min_confidence = check_class_settings(has_classes, min_confidence, calibrated)
+        self.labels = list(self.config["labels"]) if has_classes else []
         self.audio = AudioSettings(**self.config["audio"])
-        self.conformal = conformal_of(self.config["calibration"]) if calibrated else None
+        self.conformal = conformal_of(self.config["calibration"]) if calibrated and has_classes else None
         self.precision = precision if is_model_folder(path) else "fp32"
         self.device = f"cpu (onnxruntime {self.precision}, {os.cpu_count()} cores)"
-        self.output = "probabilities" if calibrated else "logits"
+        # what one run of the graph returns: the class scores (if any), then the dimensions (if any)
+        self.outputs = ([("probabilities" if calibrated else "logits")] if has_classes else []) + (
+            [DIMENSIONS_OUTPUT] if self.dimension_scale is not None else []
+        )
         # no timelines: the voice-activity detector (silero-vad) runs on torch
         self.timelines = False
 
-    def _run(self, waves: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run([self.output], {"waveform": np.ascontiguousarray(waves, dtype=np.float32)})
-        return out if self.calibrated else probabilities_numpy(out)
+    @property
+    def task(self) -> str:
+        """What the graph predicts: categorical, dimensional or multitask (from its outputs)."""
+        if not self.labels:
+            return "dimensional"
+        return "multitask" if self.dimension_scale is not None else "categorical"
 
-    def waveform_probabilities(self, waveforms: np.ndarray) -> np.ndarray:
-        """Score fixed-length waveforms `(N, samples)` in batches of `batch_size`.
+    def _run(self, waves: np.ndarray) -> WindowScores:
+        out = dict(
+            zip(
+                self.outputs,
+                self.session.run(self.outputs, {"waveform": np.ascontiguousarray(waves, dtype=np.float32)}),
+                strict=True,
+            )
+        )
+        probabilities = out.get("probabilities")
+        if "logits" in out:  # calibration=none: plain softmax
+            probabilities = probabilities_numpy(out["logits"])
+        return WindowScores(probabilities, out.get(DIMENSIONS_OUTPUT))
+
+    def waveform_scores(self, waveforms: np.ndarray) -> WindowScores:
+        """Score fixed-length waveforms `(N, samples)` in batches of `batch_size`, one run of the graph each.
 
         Returns:
-            Their probabilities `(N, K)`.
+            Their probabilities `(N, K)` and/or dimensions `(N, 3)`, as the graph gives them.
         """
         waveforms = np.asarray(waveforms, dtype=np.float32)
         out = [
             self._run(waveforms[i : i + self.batch_size]) for i in range(0, len(waveforms), self.batch_size)
         ]
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        return WindowScores.concatenate(out) if out else self.empty_scores()
 
-    def whole_clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Score whole clips of their own lengths, one call each (the graph takes one length per call).
+    def waveform_probabilities(self, waveforms: np.ndarray) -> np.ndarray | None:
+        """Score fixed-length waveforms `(N, samples)`: their class probabilities.
 
         Returns:
-            Their probabilities `(N, K)`, in the order of `clips`.
+            Their probabilities `(N, K)`; None for a graph without classes.
         """
-        out = np.zeros((len(clips), len(self.labels)), dtype=np.float32)
-        for i, clip in enumerate(clips):
-            out[i] = self._run(np.asarray(clip, np.float32)[None])[0]
-        return out
+        return self.waveform_scores(waveforms).probabilities
 
-    def clip_probabilities(self, clips: Sequence[ClipWindows]) -> np.ndarray:
+    def whole_clip_scores(self, clips: Sequence[np.ndarray]) -> WindowScores:
+        """Score whole clips of their own lengths, one run each (the graph takes one length per run).
+
+        Returns:
+            Their scores, in the order of `clips`.
+        """
+        out = [self._run(np.asarray(clip, np.float32)[None]) for clip in clips]
+        return WindowScores.concatenate(out) if out else self.empty_scores()
+
+    def whole_clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray | None:
+        """Score whole clips of their own lengths: their class probabilities.
+
+        Returns:
+            Their probabilities `(N, K)`, in the order of `clips`; None for a graph without classes.
+        """
+        return self.whole_clip_scores(clips).probabilities
+
+    def clip_scores(self, clips: Sequence[ClipWindows]) -> WindowScores:
         """Score every window of some clips, clip after clip.
 
         Returns:
-            The probabilities of all their windows `(sum W, K)`, in order.
+            The scores of all their windows, in order.
         """
         if self.audio.whole_clips:
-            return self.whole_clip_probabilities([c.window_view(0) for c in clips])
+            return self.whole_clip_scores([c.window_view(0) for c in clips])
         stacked = [c.take(np.arange(len(c))) for c in clips]
-        return self.waveform_probabilities(
+        return self.waveform_scores(
             np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
         )

@@ -41,6 +41,7 @@ from torch import nn
 from ser_lightning import __version__
 from ser_lightning.calibration import probabilities
 from ser_lightning.checkpoint import CHECKPOINT_FORMAT_VERSION
+from ser_lightning.inference.model_folder import DIMENSIONS_OUTPUT
 from ser_lightning.utils.config import PYTREE_NOTICE
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -56,8 +57,6 @@ for _name in ("onnx_ir", "onnxscript"):
 
 INPUT_KINDS = ("waveform", "features")
 OUTPUT_NAMES = ("logits", "probabilities")
-# a task=dimensional|multitask model's arousal, valence and dominance on its corpus's scale
-DIMENSIONS_OUTPUT = "dimensions"
 
 
 def output_names(module: SERModel) -> tuple[str, ...]:

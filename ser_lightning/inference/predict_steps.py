@@ -79,13 +79,8 @@ def timeline_predictions(
     results = predictor.predict_timelines(
         files, settings, hop=cfg.hop, long_clips=cfg.long_clips, max_duration_s=max_duration_s
     )
-    task = getattr(predictor.module, "task", None)
     for number, (item, wave) in enumerate(results):
         if isinstance(item, FilePrediction) and item.timeline is not None:
-            if task is not None and task.has_dimensions:  # multitask: the file's and each segment's
-                from ser_lightning.inference.dimension_prediction import timeline_dimensions
-
-                item = timeline_dimensions(predictor, item, wave, cfg.hop, cfg.long_clips)
             png = plot_timeline(
                 item.timeline,
                 wave,

@@ -2,7 +2,9 @@
 
 `Predictor` makes a `FilePrediction` of every file it scores; `predict` writes them
 (`inference.output`), the HTTP API answers with them. A file that cannot be scored gives an
-`inference.media.InputError` instead.
+`inference.media.InputError` instead. A model with dimensions (task `dimensional` or
+`multitask`) adds the file's arousal, valence and dominance, read off the same windows' scores
+(`inference.window_scores`); a `dimensional` one has no class probabilities (`has_classes`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from ser_lightning.inference.timeline import Timeline
 
 @dataclass
 class FilePrediction:
-    """A scored file: its mean probabilities and the probabilities of each window."""
+    """A scored file: its mean probabilities and the probabilities of each window (and dimensions)."""
 
     path: str
-    labels: list[str]
-    probabilities: np.ndarray  # (K,) mean over windows
-    window_probabilities: np.ndarray  # (W, K)
+    labels: list[str]  # empty for a task=dimensional model
+    probabilities: np.ndarray | None  # (K,) mean over windows; None: a task=dimensional model
+    window_probabilities: np.ndarray | None  # (W, K)
     window_spans: list[tuple[float, float]]  # seconds
     duration: float  # seconds of the decoded file
     timeline: Timeline | None = None  # speech segments over time (timeline mode)
@@ -32,9 +34,21 @@ class FilePrediction:
     # (ser_lightning.conformal); None when the checkpoint has no conformal record
     prediction_set: list[str] | None = None
     set_coverage: float | None = None
-    # arousal, valence and dominance on the training corpus's scale, mean over windows, of a
-    # task=multitask checkpoint (inference/dimension_prediction.py); None for a categorical one
+    # arousal, valence and dominance on the training corpus's scale, the mean over windows
+    # (WindowScores.mean_dimensions), of a task=dimensional|multitask model; None for a categorical one
     dimensions: dict[str, float] | None = None
+    window_dimensions: np.ndarray | None = None  # (W, 3) each window's
+    dimension_scale: dict | None = None  # the rating scale {"low", "high"} of the dimensions
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the model gives emotion classes (False for task=dimensional)."""
+        return self.probabilities is not None
+
+    @property
+    def windows(self) -> int:
+        """The windows scored."""
+        return len(self.window_spans)
 
     @property
     def best(self) -> str:

@@ -17,7 +17,9 @@ then smoothed along the recording.
 
 The scoring itself is left to the caller (predict scores synchronously, the HTTP service
 through its batcher): `segment_windows` gives the windows to score, `build_timeline` the
-timeline from their probabilities.
+timeline from their scores (`inference.window_scores`). A model with dimensions gives each
+segment its arousal, valence and dominance too, the mean over the segment's windows (not
+smoothed); a task=dimensional model's segments have those only, no emotion.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only: matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
+
+    from ser_lightning.inference.window_scores import WindowScores
 
 # The rate silero-vad's model runs at (it also takes 8 kHz; 16 kHz is the one it was made for).
 VAD_SAMPLE_RATE = 16000
@@ -84,10 +88,12 @@ class TimelineSegment:
 
     start: float  # seconds from the start of the recording
     end: float
-    probabilities: np.ndarray  # (K,) smoothed
-    raw_probabilities: np.ndarray  # (K,) mean over the segment's windows, before smoothing
+    probabilities: np.ndarray | None  # (K,) smoothed; None: a model without classes (task=dimensional)
+    raw_probabilities: np.ndarray | None  # (K,) mean over the segment's windows, before smoothing
     windows: int
-    dimensions: dict[str, float] | None = None  # a multitask model's, on the corpus's scale (unsmoothed)
+    # a model's arousal, valence and dominance, on the corpus's scale (the mean over the segment's
+    # windows, unsmoothed); None: a model without dimensions
+    dimensions: dict[str, float] | None = None
 
     def emotion(self, labels: list[str]) -> str:
         """Name the segment's top emotion.
@@ -114,16 +120,24 @@ class Timeline:
         """Turn the segments into plain JSON values.
 
         Returns:
-            One object per segment: start, end, emotion, confidence, a probability per emotion,
-            and the segment's `dimensions` when it has them.
+            One object per segment: start, end, and (a model with classes) emotion, confidence,
+            a probability per emotion, and the segment's `dimensions` when it has them.
         """
         return [
             {
                 "start_s": round(s.start, 3),
                 "end_s": round(s.end, 3),
-                "emotion": s.emotion(self.labels),
-                "confidence": float(s.probabilities.max()),
-                "probabilities": {n: float(p) for n, p in zip(self.labels, s.probabilities, strict=True)},
+                **(
+                    {
+                        "emotion": s.emotion(self.labels),
+                        "confidence": float(s.probabilities.max()),
+                        "probabilities": {
+                            n: float(p) for n, p in zip(self.labels, s.probabilities, strict=True)
+                        },
+                    }
+                    if s.probabilities is not None
+                    else {}
+                ),
                 **({"dimensions": dict(s.dimensions)} if s.dimensions is not None else {}),
             }
             for s in self.segments
@@ -231,39 +245,50 @@ def build_timeline(
     duration: float,
     segments: list[tuple[int, int]],
     windows: list[ClipWindows],
-    window_scores: np.ndarray,
+    window_scores: WindowScores,
     settings: TimelineSettings,
+    dimension_scale: dict | None = None,
 ) -> Timeline:
-    """Build the timeline from the probabilities `(W, K)` of all segments' windows, in order.
+    """Build the timeline from the scores of all segments' windows, in order.
 
     Args:
-        labels: the emotion names.
+        labels: the emotion names (empty for a model without classes).
         sample_rate: the rate the segments' sample positions are at.
         duration: the recording's length in seconds.
         segments: (first sample, end sample) of each segment.
         windows: each segment's windows (`segment_windows`).
-        window_scores: the probabilities of all windows, segment after segment.
+        window_scores: the scores of all windows, segment after segment.
         settings: how many segments the smoothing spans.
+        dimension_scale: the rating scale of the dimensions, for a model with them.
 
     Returns:
-        The timeline: each segment's mean window probabilities, smoothed along the recording.
+        The timeline: each segment's mean window probabilities, smoothed along the recording,
+        and its mean window dimensions.
     """
     counts = [len(w) for w in windows]
     offsets = np.cumsum([0, *counts])
-    raw = (
-        np.stack([window_scores[offsets[i] : offsets[i + 1]].mean(axis=0) for i in range(len(counts))])
-        if counts
-        else np.zeros((0, len(labels)), dtype=np.float32)
-    )
-    lengths = np.array([(end - start) / sample_rate for start, end in segments], dtype=np.float64)
-    smoothed = smooth(raw.astype(np.float64), lengths, settings.smooth_segments).astype(np.float32)
+    per_segment = [window_scores[offsets[i] : offsets[i + 1]] for i in range(len(counts))]
+    smoothed: list[np.ndarray | None] = [None] * len(counts)
+    raw: list[np.ndarray | None] = [s.mean_probabilities() for s in per_segment]
+    if labels and counts:
+        lengths = np.array([(end - start) / sample_rate for start, end in segments], dtype=np.float64)
+        stacked = np.stack(raw).astype(np.float64)
+        smoothed = list(smooth(stacked, lengths, settings.smooth_segments).astype(np.float32))
     return Timeline(
         list(labels),
         duration,
         [
-            TimelineSegment(start / sample_rate, end / sample_rate, smoothed[i], raw[i], counts[i])
+            TimelineSegment(
+                start / sample_rate,
+                end / sample_rate,
+                smoothed[i],
+                raw[i],
+                counts[i],
+                per_segment[i].mean_dimensions(),
+            )
             for i, (start, end) in enumerate(segments)
         ],
+        dimension_scale,
     )
 
 
@@ -274,7 +299,8 @@ def timeline_figure(
 
     The waveform, with each speech segment shaded in its emotion's colour; below it (when there
     is a timeline) each emotion's probability over time, a step per segment, and for a timeline
-    with dimensions (task=multitask) arousal and valence over time on the corpus's scale.
+    with dimensions arousal and valence over time on the corpus's scale. A model without classes
+    (task=dimensional) has no probability panel, and its segments are shaded grey.
 
     Args:
         timeline: the timeline, or None to draw the waveform only.
@@ -293,18 +319,22 @@ def timeline_figure(
     colours = plt.get_cmap("tab10")
     if timeline is None:
         fig, top = plt.subplots(1, 1, figsize=(11, 2), constrained_layout=True)
-        bottom = None
+        bottom = rated = None
     else:
         scale = timeline.dimension_scale if any(s.dimensions for s in timeline.segments) else None
-        ratios = [1, 2] + ([1.5] if scale else [])
-        fig, (top, bottom, *extra) = plt.subplots(
+        ratios = [1] + ([2] if timeline.labels else []) + ([1.5] if scale else [])
+        fig, axes = plt.subplots(
             len(ratios),
             1,
             figsize=(11, 2 + 1.5 * sum(ratios[1:])),
             sharex=True,
             gridspec_kw={"height_ratios": ratios},
             constrained_layout=True,
+            squeeze=False,
         )
+        top, *panels = axes[:, 0]
+        bottom = panels.pop(0) if timeline.labels else None
+        rated = panels[0] if scale else None
     duration = (
         timeline.duration if timeline is not None else (len(wave) / sample_rate if wave is not None else 0)
     )
@@ -323,6 +353,9 @@ def timeline_figure(
         return fig
     labels = timeline.labels
     for segment in timeline.segments:
+        if segment.probabilities is None:  # no classes: the speech in grey
+            top.axvspan(segment.start, segment.end, color="0.6", alpha=0.3, linewidth=0)
+            continue
         k = int(segment.probabilities.argmax())
         top.axvspan(segment.start, segment.end, color=colours(k % 10), alpha=0.3, linewidth=0)
         top.text(
@@ -334,24 +367,25 @@ def timeline_figure(
             fontsize=8,
             transform=top.get_xaxis_transform(),
         )
-    for k, name in enumerate(labels):
-        xs, ys = [], []
-        for segment in timeline.segments:
-            xs += [segment.start, segment.end, np.nan]
-            ys += [float(segment.probabilities[k])] * 2 + [np.nan]
-        bottom.plot(xs, ys, color=colours(k % 10), label=name, linewidth=2)
-    bottom.set_ylim(0, 1)
-    bottom.set_ylabel("probability")
-    bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    if extra:  # arousal and valence, a step per segment, on the corpus's rating scale
+    if bottom is not None:
+        for k, name in enumerate(labels):
+            xs, ys = [], []
+            for segment in timeline.segments:
+                xs += [segment.start, segment.end, np.nan]
+                ys += [float(segment.probabilities[k])] * 2 + [np.nan]
+            bottom.plot(xs, ys, color=colours(k % 10), label=name, linewidth=2)
+        bottom.set_ylim(0, 1)
+        bottom.set_ylabel("probability")
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if rated is not None:  # arousal and valence, a step per segment, on the corpus's rating scale
         for name, colour in (("arousal", "tab:red"), ("valence", "tab:blue")):
             xs = [x for s in timeline.segments for x in (s.start, s.end, np.nan)]
             ys = [y for s in timeline.segments for y in (*[s.dimensions[name]] * 2, np.nan)]
-            extra[0].plot(xs, ys, color=colour, label=name, linewidth=2)
-        extra[0].set_ylim(scale["low"], scale["high"])
-        extra[0].set_ylabel(f"rating ({scale['low']:g}-{scale['high']:g})")
-        extra[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    (extra or [bottom])[0].set_xlabel("time (s)")
+            rated.plot(xs, ys, color=colour, label=name, linewidth=2)
+        rated.set_ylim(scale["low"], scale["high"])
+        rated.set_ylabel(f"rating ({scale['low']:g}-{scale['high']:g})")
+        rated.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    next(a for a in (rated, bottom, top) if a is not None).set_xlabel("time (s)")
     return fig
 
 

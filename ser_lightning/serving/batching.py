@@ -1,13 +1,14 @@
 """Dynamic batching: windows of concurrent requests scored together in one model call.
 
-Each request hands its windows `(n, samples)` to `DynamicBatcher.probabilities` and awaits
-their probabilities. One task takes requests off a queue: after the first, it waits at most
-`max_wait_ms` for more, until `max_batch_windows` windows are gathered, then runs the model
-once (on its own thread, so the event loop keeps accepting requests) and hands each request
-its rows. Requests that arrive while the model is busy queue up and form the next batch
-without waiting, so batches grow with load. The wait is only spent while another request is
-on its way (being received or decoded: `expect`/`arrived`), so a lone client pays none of it.
-With batching off, each request is scored alone, in arrival order.
+Each request hands its windows `(n, samples)` to `DynamicBatcher.scores` and awaits their scores
+(the rows of what `score` returns: `inference.window_scores.WindowScores` in the service, class
+probabilities and dimensions from one pass). One task takes requests off a queue: after the
+first, it waits at most `max_wait_ms` for more, until `max_batch_windows` windows are gathered,
+then runs the model once (on its own thread, so the event loop keeps accepting requests) and
+hands each request its rows. Requests that arrive while the model is busy queue up and form the
+next batch without waiting, so batches grow with load. The wait is only spent while another
+request is on its way (being received or decoded: `expect`/`arrived`), so a lone client pays
+none of it. With batching off, each request is scored alone, in arrival order.
 
 A model trained on whole clips hands lists of 1-D clips of their own lengths instead of one
 `(n, samples)` array; the batcher joins the lists, and `score` pads them (see
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,14 +74,13 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    """Scores the windows of concurrent requests together with `score(windows) -> probabilities`.
+    """Scores the windows of concurrent requests together with `score(windows) -> scores`.
 
-    `windows` is an `(n, samples)` array, or a list of 1-D whole clips for a whole-clip model.
+    `windows` is an `(n, samples)` array, or a list of 1-D whole clips for a whole-clip model;
+    the scores have a row per window (an array, or `WindowScores`), and each request gets its rows.
     """
 
-    def __init__(
-        self, score: Callable[[np.ndarray | list[np.ndarray]], np.ndarray], settings: BatchingSettings
-    ):
+    def __init__(self, score: Callable[[np.ndarray | list[np.ndarray]], Any], settings: BatchingSettings):
         self.score = score
         self.settings = settings
         self.stats = BatchStats()
@@ -113,14 +114,14 @@ class DynamicBatcher:
         """Count a request announced by `expect` as no longer on its way (decoded, or failed)."""
         self.on_the_way = max(0, self.on_the_way - 1)
 
-    async def probabilities(self, windows: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    async def scores(self, windows: np.ndarray | list[np.ndarray]) -> Any:
         """Score one request's windows, batched with those of concurrent requests.
 
         Args:
             windows: the request's windows, `(n, samples)`, or its whole clips, a list of 1-D arrays.
 
         Returns:
-            Their probabilities, `(n, K)`.
+            Their rows of the scores, in order (`WindowScores` in the service).
 
         Raises:
             RuntimeError: when the batcher was not started.

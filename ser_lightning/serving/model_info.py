@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ser_lightning.dimensions import DIMENSIONS
 from ser_lightning.reporting.model_card import card_facts
 
 if TYPE_CHECKING:  # annotations only
@@ -57,15 +58,33 @@ def served_task(model: SERModel) -> dict:
         model: the served model.
 
     Returns:
-        `task`, `dimensions` (their names, or None without them) and `dimension_scale`.
+        `task`, `labels` (none for task=dimensional), `dimensions` (their names, or None without
+        them) and `dimension_scale`.
     """
-    from ser_lightning.dimensions import DIMENSIONS  # torch: not for the onnx backend
-
     scale = model.dimension_scale if model.task.has_dimensions else None
+    return described_task(
+        model.task.name,
+        list(model.labels) if model.task.has_categories else [],
+        scale.to_dict() if scale is not None else None,
+    )
+
+
+def described_task(task: str, labels: list[str], dimension_scale: dict | None) -> dict:
+    """What GET /v1/model says of a model's outputs, for either backend.
+
+    Args:
+        task: categorical, dimensional or multitask.
+        labels: the emotion classes (empty for a model without them).
+        dimension_scale: the rating scale of its dimensions, or None without them.
+
+    Returns:
+        `task`, `labels`, `dimensions` (their names, or None) and `dimension_scale`.
+    """
     return {
-        "task": model.task.name,
-        "dimensions": list(DIMENSIONS) if scale is not None else None,
-        "dimension_scale": scale.to_dict() if scale is not None else None,
+        "task": task,
+        "labels": labels,
+        "dimensions": list(DIMENSIONS) if dimension_scale is not None else None,
+        "dimension_scale": dimension_scale,
     }
 
 
@@ -94,7 +113,6 @@ def model_info(checkpoint: dict, model: SERModel, ckpt_path: str | Path) -> dict
             features[key] = Path(features[key]).name
     return {
         "checkpoint": Path(ckpt_path).name,
-        "labels": list(model.labels),
         **served_task(model),
         "sample_rate": model.audio.sample_rate,
         "window_s": model.audio.duration,
@@ -134,8 +152,7 @@ def onnx_model_info(predictor: OnnxPredictor, path: str | Path) -> dict:
     protocol = (card or {}).get("protocol") or {}
     return {
         "checkpoint": Path(path).name,
-        "labels": list(predictor.labels),
-        "task": None,  # an exported model serves its emotions only (its dimensions output is not read)
+        **described_task(predictor.task, list(predictor.labels), predictor.dimension_scale),
         "sample_rate": predictor.audio.sample_rate,
         "window_s": predictor.audio.duration,
         "features": {"name": _class_name(config["features"]), **features},

@@ -54,9 +54,11 @@ class RatingScale(_Answer):
 
 
 DIMENSIONS_DESCRIPTION = (
-    "task=multitask models: arousal, valence and dominance on the training corpus's rating scale "
-    "(dimension_scale), the mean over the model windows (docs/dimensions.md)"
+    "models with dimensions (task=dimensional or multitask): arousal, valence and dominance on the "
+    "training corpus's rating scale (dimension_scale), the mean over the model windows (docs/dimensions.md)"
 )
+# what a task=dimensional model, which has no emotion classes, leaves out
+NO_CLASSES = "; absent for a task=dimensional model (no emotion classes)"
 
 
 class TimelineSegment(_Answer):
@@ -64,10 +66,12 @@ class TimelineSegment(_Answer):
 
     start_s: float = Field(description="where the segment starts in the recording, in seconds")
     end_s: float = Field(description="where it ends, in seconds")
-    emotion: str = Field(description="the most probable emotion of the segment")
-    confidence: float = Field(ge=0.0, le=1.0, description="that emotion's probability")
-    probabilities: dict[str, float] = Field(
-        description="a probability per emotion, in the model's label order"
+    emotion: str | None = Field(None, description="the most probable emotion of the segment" + NO_CLASSES)
+    confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="that emotion's probability" + NO_CLASSES
+    )
+    probabilities: dict[str, float] | None = Field(
+        None, description="a probability per emotion, in the model's label order" + NO_CLASSES
     )
     dimensions: dict[str, float] | None = Field(None, description=DIMENSIONS_DESCRIPTION + "; unsmoothed")
 
@@ -76,10 +80,12 @@ class Prediction(_Answer):
     """The answer of POST /v1/predict: the emotion of one recording."""
 
     file: str = Field(description="the client's file name, made safe; 'upload' when none was given")
-    emotion: str = Field(description="the most probable emotion")
-    confidence: float = Field(ge=0.0, le=1.0, description="that emotion's probability")
-    probabilities: dict[str, float] = Field(
-        description="a probability per emotion, in the model's label order"
+    emotion: str | None = Field(None, description="the most probable emotion" + NO_CLASSES)
+    confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="that emotion's probability" + NO_CLASSES
+    )
+    probabilities: dict[str, float] | None = Field(
+        None, description="a probability per emotion, in the model's label order" + NO_CLASSES
     )
     duration_s: float = Field(ge=0.0, description="the recording's length in seconds")
     windows: int = Field(ge=1, description="model windows scored (their probabilities are averaged)")
@@ -119,10 +125,13 @@ class ModelInfo(_Answer):
     """The answer of GET /v1/model: what the served model is."""
 
     checkpoint: str = Field(description="the checkpoint's file name")
-    labels: list[str] = Field(description="the emotions, in the order of the probabilities")
+    labels: list[str] = Field(
+        description="the emotions, in the order of the probabilities; empty for a task=dimensional model"
+    )
     task: str | None = Field(
         None,
-        description="what it predicts: categorical, multitask (emotions and dimensions); null: not recorded",
+        description="what it predicts: categorical (emotions), dimensional (arousal, valence and dominance "
+        "only), multitask (emotions and dimensions); null: not recorded (a baseline)",
     )
     dimensions: list[str] | None = Field(
         None, description="the dimensions each answer gives (arousal, valence, dominance); null: none"

@@ -3,8 +3,10 @@
 An upload is written to a private temporary folder (the decoders read files), decoded there
 by exactly predict's code (`Predictor.read` and `Predictor.windows`: the same decoding,
 conditioning and windowing), and deleted before it is scored; its windows are scored through
-the dynamic batcher, by the predictor's own probability function. A request never names a
-file the server reads: the server picks every path.
+the dynamic batcher, by the predictor's own scoring function: one pass gives each window's class
+probabilities and, for a model with dimensions, its arousal, valence and dominance
+(`inference.window_scores`). A task=dimensional model answers its dimensions without an emotion.
+A request never names a file the server reads: the server picks every path.
 
 Whatever is wrong with an upload becomes a `RequestError` with the HTTP status and a message
 that names the upload (by the client's file name) and the problem, never a path on the server.
@@ -142,23 +144,18 @@ class EmotionService:
         self.predictor = predictor
         self.info = info
         self.settings = settings
-        self.labels = predictor.labels
+        self.labels = predictor.labels  # empty for a task=dimensional model
         self.whole_clips = predictor.audio.whole_clips
-        # a multitask checkpoint's dimensions beside its emotions (torch backend; an exported model
-        # serves its emotions only); a dimensional one is refused at start-up
-        self.dimension_scale = None
-        if hasattr(predictor, "module"):  # torch
-            from ser_lightning.inference.dimension_prediction import served_dimension_scale
-
-            self.dimension_scale = served_dimension_scale(predictor)
+        # the rating scale of a model's dimensions (task=dimensional|multitask), or None
+        self.dimension_scale = predictor.dimension_scale
         # A whole-clip model scores each upload (and each speech segment) whole. Concurrent
         # uploads are still batched: each clip's features come from its own samples and the
-        # network takes a padded batch with their lengths (Predictor.whole_clip_probabilities),
+        # network takes a padded batch with their lengths (Predictor.whole_clip_scores),
         # which gives every clip what it gets alone and, measured on the CPU, scored 32 clips of
         # 1-6 s 2.2x as fast as one clip per model call (experiments/benchmarks/results/
         # whole_clip_serving.md); max_batch_windows then counts clips, and max_duration_s bounds
         # the padding of each.
-        score = predictor.whole_clip_probabilities if self.whole_clips else predictor.waveform_probabilities
+        score = predictor.whole_clip_scores if self.whole_clips else predictor.waveform_scores
         self.batcher = DynamicBatcher(score, settings.batching)
         self._decoders = ThreadPoolExecutor(
             max_workers=max(1, settings.decode_workers), thread_name_prefix="ser-decode"
@@ -341,17 +338,11 @@ class EmotionService:
             windows = [np.asarray(c.window_view(i), dtype=np.float32) for c in clips for i in range(len(c))]
         else:
             windows = np.concatenate([c.take(np.arange(len(c))) for c in clips])
-        scores = await self.batcher.probabilities(windows)
+        # one pass: each window's probabilities and dimensions (WindowScores), the upload's and its segments'
+        scores = await self.batcher.scores(windows)
         own = len(decoded.clip)
         prediction = self.predictor.prediction(decoded.name, decoded.clip, scores[:own])
         result = prediction_record(prediction)
-        dimensions = None
-        if self.dimension_scale is not None:  # multitask: each clip's (predict's function), off the loop
-            from ser_lightning.inference.dimension_prediction import clip_dimensions  # torch
-
-            loop = asyncio.get_running_loop()
-            dimensions = await loop.run_in_executor(self._decoders, clip_dimensions, self.predictor, clips)
-            result["dimensions"], result["dimension_scale"] = dimensions[0], self.dimension_scale
         if decoded.segments is not None:
             timeline = build_timeline(
                 self.labels,
@@ -361,11 +352,8 @@ class EmotionService:
                 decoded.segment_clips or [],
                 scores[own:],
                 self.settings.timeline,
+                self.dimension_scale,
             )
-            if dimensions is not None:  # each segment's own, unsmoothed
-                timeline.dimension_scale = self.dimension_scale
-                for segment, values in zip(timeline.segments, dimensions[1:], strict=True):
-                    segment.dimensions = values
             decoded.timeline = timeline
             result["timeline"] = timeline.records()
         return result
@@ -378,23 +366,22 @@ def prediction_record(prediction: FilePrediction) -> dict:
         prediction: the predictor's result for the file.
 
     Returns:
-        `file`, `emotion`, `confidence`, `probabilities` (one per emotion), `duration_s` and
-        `windows`, and for a checkpoint with conformal sets `emotion_set` and `set_coverage`
-        (a multitask model's `dimensions` and `dimension_scale` are added by the service).
+        `file`, for a model with classes `emotion`, `confidence` and `probabilities` (one per
+        emotion), `duration_s` and `windows`, for a checkpoint with conformal sets `emotion_set`
+        and `set_coverage`, and for a model with dimensions `dimensions` and `dimension_scale`.
     """
-    conformal = (
-        {"emotion_set": prediction.prediction_set, "set_coverage": prediction.set_coverage}
-        if prediction.prediction_set is not None
-        else {}
-    )
-    return {
-        "file": prediction.path,
-        "emotion": prediction.predicted,
-        "confidence": prediction.confidence,
-        "probabilities": {
-            n: float(p) for n, p in zip(prediction.labels, prediction.probabilities, strict=True)
-        },
-        "duration_s": round(prediction.duration, 4),
-        "windows": len(prediction.window_probabilities),
-        **conformal,
-    }
+    record: dict = {"file": prediction.path}
+    if prediction.has_classes:
+        record.update(
+            emotion=prediction.predicted,
+            confidence=prediction.confidence,
+            probabilities={
+                n: float(p) for n, p in zip(prediction.labels, prediction.probabilities, strict=True)
+            },
+        )
+    record.update(duration_s=round(prediction.duration, 4), windows=prediction.windows)
+    if prediction.prediction_set is not None:
+        record.update(emotion_set=prediction.prediction_set, set_coverage=prediction.set_coverage)
+    if prediction.dimensions is not None:
+        record.update(dimensions=prediction.dimensions, dimension_scale=prediction.dimension_scale)
+    return record

@@ -39,7 +39,9 @@ class StreamReady(_Event):
     frame_samples: int = Field(
         description="the detector's frame (512 samples, 32 ms): chunks of any length are fine"
     )
-    labels: list[str] = Field(description="the emotions, in the order of the probabilities")
+    labels: list[str] = Field(
+        description="the emotions, in the order of the probabilities; empty for a task=dimensional model"
+    )
     update_ms: float = Field(description="the least audio between two partial events of one segment")
     max_segment_s: float = Field(description="speech longer than this is cut into forced segments")
     idle_timeout_s: float = Field(description="a stream silent (no frames) this long is closed")
@@ -55,10 +57,12 @@ class StreamEmotion(_Event):
     index: int = Field(ge=0, description="the segment's number in the stream, from 0")
     start_s: float = Field(ge=0.0, description="where the segment starts, in seconds of audio sent")
     end_s: float = Field(ge=0.0, description="where it ends (a partial: the audio so far)")
-    emotion: str = Field(description="the most probable emotion")
-    confidence: float = Field(ge=0.0, le=1.0, description="that emotion's probability")
-    probabilities: dict[str, float] = Field(
-        description="a probability per emotion, in the model's label order"
+    emotion: str | None = Field(
+        None, description="the most probable emotion; absent for a task=dimensional model (no classes)"
+    )
+    confidence: float | None = Field(None, ge=0.0, le=1.0, description="that emotion's probability")
+    probabilities: dict[str, float] | None = Field(
+        None, description="a probability per emotion, in the model's label order"
     )
     forced: bool = Field(False, description="a segment cut at max_segment_s while the speech went on")
     emotion_set: list[str] | None = Field(
@@ -66,7 +70,9 @@ class StreamEmotion(_Event):
     )
     set_coverage: float | None = Field(None, description="the coverage emotion_set was fitted for")
     dimensions: dict[str, float] | None = Field(
-        None, description="arousal, valence and dominance, for models that predict them"
+        None,
+        description="arousal, valence and dominance on the training corpus's scale (GET /v1/model's "
+        "dimension_scale), for models that predict them (task=dimensional or multitask)",
     )
 
 

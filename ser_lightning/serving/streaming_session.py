@@ -178,9 +178,9 @@ class StreamHub:
             index=cut.index,
             start_s=round(cut.start / STREAM_SAMPLE_RATE, 3),
             end_s=round(cut.end / STREAM_SAMPLE_RATE, 3),
-            emotion=record["emotion"],
-            confidence=record["confidence"],
-            probabilities=record["probabilities"],
+            emotion=record.get("emotion"),  # none from a task=dimensional model: its dimensions only
+            confidence=record.get("confidence"),
+            probabilities=record.get("probabilities"),
             forced=cut.forced,
             emotion_set=record.get("emotion_set"),
             set_coverage=record.get("set_coverage"),

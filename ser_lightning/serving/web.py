@@ -3,8 +3,8 @@
 Upload a file or record from the microphone (Gradio's audio component, which also draws the
 waveform); the page shows the predicted emotion with a bar per emotion, the waveform, and for
 recordings longer than a few model windows (or when asked) the emotion timeline: a plot and a
-table of the speech segments; a multitask model's arousal, valence and dominance and the
-recording on the valence-arousal plane. It scores through the same service as POST /v1/predict, so the
+table of the speech segments; a model's arousal, valence and dominance and the recording on the
+valence-arousal plane (task=multitask beside the emotion, task=dimensional instead of it). It scores through the same service as POST /v1/predict, so the
 page and the API give the same answer for the same file.
 
 The page's functions accept only files uploaded through the page: Gradio checks that a file a
@@ -45,8 +45,43 @@ def _model_text(info: dict) -> str:
         f"features, {info.get('parameters', 0):,} parameters; trained on {info.get('corpus') or 'an unrecorded corpus'}"
         + (f" ({protocol} split)" if protocol else "")
         + (f"; test {scores}" if scores else "")
-        + f". Emotions: {', '.join(info['labels'])}."
+        + (
+            f". Emotions: {', '.join(info['labels'])}."
+            if info["labels"]
+            else ". Arousal, valence and dominance (no emotion classes)."
+        )
     )
+
+
+def segments_table(segments: list[dict]) -> str:
+    """The speech segments as a Markdown table: times, emotion and confidence, arousal and valence.
+
+    Args:
+        segments: the timeline's records (`Timeline.records`); the emotion columns for a model with
+            classes, the arousal and valence columns for one with dimensions.
+
+    Returns:
+        The table, or "" without segments.
+    """
+    if not segments:
+        return ""
+    classes = all("emotion" in s for s in segments)
+    rated = all("dimensions" in s for s in segments)
+    columns = (
+        ["start (s)", "end (s)"]
+        + (["emotion", "confidence"] if classes else [])
+        + (["arousal", "valence"] if rated else [])
+    )
+    aligns = ["---:", "---:"] + ([":---", "---:"] if classes else []) + (["---:", "---:"] if rated else [])
+    rows = []
+    for s in segments:
+        cells = [f"{s['start_s']:.2f}", f"{s['end_s']:.2f}"]
+        if classes:
+            cells += [s["emotion"], f"{100 * s['confidence']:.1f}%"]
+        if rated:
+            cells += [f"{s['dimensions']['arousal']:.2f}", f"{s['dimensions']['valence']:.2f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "|".join(aligns) + "|", *rows])
 
 
 def build_page(service: EmotionService) -> gr.Blocks:
@@ -78,12 +113,14 @@ def build_page(service: EmotionService) -> gr.Blocks:
         figure = timeline_figure(decoded.timeline, decoded.wave, rate)
         plt.close(figure)  # gradio draws it; pyplot must not keep it
         summary = (
-            f"**{result['emotion']}** ({100 * result['confidence']:.1f}%), "
             f"{result['duration_s']:.2f} s, {result['windows']} window{'s' if result['windows'] != 1 else ''}"
         )
+        if "emotion" in result:  # a model with classes
+            summary = f"**{result['emotion']}** ({100 * result['confidence']:.1f}%), " + summary
         plane = None
-        if result.get("dimensions"):  # a multitask model: its dimensions, and their plane
-            from ser_lightning.inference.dimension_prediction import dimension_text, valence_arousal_figure
+        if result.get("dimensions"):  # a model with dimensions: them, and their plane
+            from ser_lightning.inference.dimension_plane import valence_arousal_figure
+            from ser_lightning.inference.output import dimension_text
 
             summary += f"; {dimension_text(result['dimensions'], result['dimension_scale'])}"
             plane = valence_arousal_figure(
@@ -94,24 +131,7 @@ def build_page(service: EmotionService) -> gr.Blocks:
             summary += (
                 f"; set of {100 * result['set_coverage']:.0f}% coverage: {', '.join(result['emotion_set'])}"
             )
-        segments = result.get("timeline", [])
-        rated = bool(segments) and all("dimensions" in s for s in segments)  # arousal, valence columns
-        table = (
-            "| start (s) | end (s) | emotion | confidence |"
-            + (
-                " arousal | valence |\n|---:|---:|:---|---:|---:|---:|\n"
-                if rated
-                else "\n|---:|---:|:---|---:|\n"
-            )
-            + "\n".join(
-                f"| {s['start_s']:.2f} | {s['end_s']:.2f} | {s['emotion']} | {100 * s['confidence']:.1f}% |"
-                + (f" {s['dimensions']['arousal']:.2f} | {s['dimensions']['valence']:.2f} |" if rated else "")
-                for s in segments
-            )
-            if segments
-            else ""
-        )
-        return result["probabilities"], summary, figure, table, plane
+        return result.get("probabilities"), summary, figure, segments_table(result.get("timeline", [])), plane
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as page:
         gr.Markdown(
@@ -134,7 +154,10 @@ def build_page(service: EmotionService) -> gr.Blocks:
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
                 emotion = gr.Label(
-                    num_top_classes=len(service.labels), label="Predicted emotion", elem_id="emotion"
+                    num_top_classes=max(1, len(service.labels)),
+                    label="Predicted emotion",
+                    elem_id="emotion",
+                    visible=bool(service.labels),  # a task=dimensional model has no emotion
                 )
                 summary = gr.Markdown(elem_id="summary")
                 plane = gr.Plot(
