@@ -237,3 +237,54 @@ def test_class_settings_on_a_dimensional_model_are_refused_by_name(dimensional, 
         InvalidSetting, match="calibration=none.*task=dimensional.*leave calibration at checkpoint"
     ):
         run_predict(dimensional, tmp_path / "none", [tmp_path / "any.wav"], "calibration=none")
+
+
+@pytest.mark.slow
+def test_the_live_page_shows_a_dimensional_models_arousal_and_valence_in_chromium(
+    dimensional, tmp_path, monkeypatch
+):
+    """The live page in headless Chromium (the fake microphone plays three clips with silences):
+    each segment shows the arousal and valence of its event, and no emotion."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from .test_serving import browser_paths
+
+    browser, driver_path = browser_paths()
+    wave, spans = recording(dimensional.root, gap_s=1.2)
+    microphone = tmp_path / "microphone.wav"
+    sf.write(microphone, np.concatenate([wave, np.zeros(19200, np.float32)]), 16000, subtype="PCM_16")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        options.add_argument(argument)
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium must never fetch a browser or driver of its own
+    with served(dimensional, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning") as (url, _, _):
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        try:
+            driver.get(f"{url}/live")
+            assert "none (this model gives arousal, valence and dominance)" in driver.page_source
+            wait = WebDriverWait(driver, 90)
+            wait.until(lambda d: d.find_element(By.ID, "start")).click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#segments li.segment")) >= len(spans))
+            driver.find_element(By.ID, "stop").click()
+            wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("Stopped"))
+            rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#segments li.segment")]
+        finally:
+            driver.quit()
+    assert len(rows) == len(spans)
+    for row in rows:
+        _, answer = row.split(" s: ", 1)
+        arousal, valence = (float(part.split()[1]) for part in answer.split(", ")[:2])
+        assert answer.startswith("arousal ") and "%" not in answer and "undefined" not in answer
+        assert 1.0 <= arousal <= 5.0 and 1.0 <= valence <= 5.0

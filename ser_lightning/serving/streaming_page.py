@@ -5,7 +5,8 @@ browser records the microphone through an `AudioContext` at 16 kHz (the browser 
 sends each 2048-sample block as a binary frame of little-endian float32 (`format=f32le`), the
 echo cancelling, noise suppression and gain control of the browser turned off. The page shows
 the emotion of the segment still open (partial events, in grey) and lists each finished segment
-with its time, emotion and confidence. The page opens the stream on its own origin, which the
+with its time, emotion and confidence (a model with dimensions adds its arousal and valence; a
+task=dimensional model shows those instead of an emotion). The page opens the stream on its own origin, which the
 server accepts (pages of other origins are refused), with a single-use ticket it asks
 POST /v1/stream/tickets for right before (a browser's WebSocket cannot send the API key; on a
 server with one, the page's login session gets the ticket: `serving.stream_tickets`).
@@ -54,15 +55,25 @@ async function streamTicket() {
   if (!answer.ok) { throw new Error(body.detail || "HTTP " + answer.status); }
   return body.ticket;
 }
+// the event's answer: its emotion and confidence, and a model's arousal and valence (a
+// task=dimensional model has those only)
+function said(event) {
+  const parts = [];
+  if (event.emotion !== undefined) { parts.push(event.emotion + " (" + (100 * event.confidence).toFixed(0) + "%)"); }
+  if (event.dimensions) {
+    parts.push("arousal " + event.dimensions.arousal.toFixed(2) + ", valence " + event.dimensions.valence.toFixed(2));
+  }
+  return parts.join("; ");
+}
 function show(event) {
   if (event.type === "ready") { $("status").textContent = "Listening: speak now."; }
-  else if (event.type === "partial") { $("now").textContent = event.emotion; $("now").className = "partial"; }
+  else if (event.type === "partial") { $("now").textContent = said(event); $("now").className = "partial"; }
   else if (event.type === "segment") {
-    $("now").textContent = event.emotion; $("now").className = "";
+    $("now").textContent = said(event); $("now").className = "";
     const item = document.createElement("li");
-    item.className = "segment"; item.dataset.emotion = event.emotion; item.dataset.start = event.start_s;
-    item.textContent = event.start_s.toFixed(2) + "-" + event.end_s.toFixed(2) + " s: " + event.emotion
-      + " (" + (100 * event.confidence).toFixed(0) + "%)" + (event.forced ? ", cut while speaking" : "");
+    item.className = "segment"; item.dataset.emotion = event.emotion || ""; item.dataset.start = event.start_s;
+    item.textContent = event.start_s.toFixed(2) + "-" + event.end_s.toFixed(2) + " s: " + said(event)
+      + (event.forced ? ", cut while speaking" : "");
     $("segments").append(item);
   }
   else if (event.type === "end") { $("status").textContent = "Stopped: " + event.segments + " segments."; }
@@ -127,9 +138,10 @@ def live_page(labels: list[str]) -> str:
     """Make the live-microphone page for a model with these emotions.
 
     Args:
-        labels: the model's emotions, listed on the page.
+        labels: the model's emotions, listed on the page (none for a task=dimensional model).
 
     Returns:
         The page's HTML.
     """
-    return PAGE.replace("__LABELS__", html.escape(", ".join(labels)))
+    listed = ", ".join(labels) if labels else "none (this model gives arousal, valence and dominance)"
+    return PAGE.replace("__LABELS__", html.escape(listed))
