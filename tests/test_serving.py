@@ -25,6 +25,7 @@ from ser_lightning.predict import predict
 from ser_lightning.serving.app import api_key_for
 from ser_lightning.serving.batching import BatchingSettings, DynamicBatcher
 from ser_lightning.serving.server import build_app
+from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
 from .helpers.serving import serve_config, served
@@ -306,6 +307,43 @@ def test_the_batcher_waits_for_a_request_on_its_way_and_not_for_nobody():
 
     asyncio.run(run())
     assert calls == [1, 3]
+
+
+def test_model_threads_score_batches_at_once_and_each_request_gets_its_own_rows():
+    def run(model_threads: int, timeout: float) -> list:
+        # a 2-party barrier inside the model call: passed only when two batches are in it at once
+        barrier = threading.Barrier(2, timeout=timeout)
+
+        def score(windows: np.ndarray) -> np.ndarray:
+            barrier.wait()
+            return windows[:, :1] * 10
+
+        async def go() -> list:
+            settings = BatchingSettings(max_batch_windows=1, max_wait_ms=0, model_threads=model_threads)
+            batcher = DynamicBatcher(score, settings)
+            await batcher.start()
+            try:
+                requests = [np.full((1, 4), float(i)) for i in range(4)]
+                return await asyncio.gather(*(batcher.scores(r) for r in requests), return_exceptions=True)
+            finally:
+                await batcher.stop()
+
+        return asyncio.run(go())
+
+    results = run(model_threads=2, timeout=60)
+    assert [r.tolist() for r in results] == [[[0.0]], [[10.0]], [[20.0]], [[30.0]]]
+    # one model thread never has two batches in the model at once: the barrier breaks
+    assert all(isinstance(r, threading.BrokenBarrierError) for r in run(model_threads=1, timeout=0.5))
+
+
+def test_model_threads_share_the_cores_and_must_be_at_least_one():
+    from ser_lightning.serving.server import per_call_threads
+
+    assert per_call_threads(1, cores=16) is None  # one caller: the runtime's own default
+    assert [per_call_threads(n, cores=2) for n in (2, 3)] == [1, 1]
+    assert per_call_threads(2, cores=16) == 8
+    with pytest.raises(InvalidSetting, match="batching.model_threads=0"):
+        BatchingSettings(model_threads=0)
 
 
 # --------------------------------------------------------------------------- timelines

@@ -6,7 +6,10 @@ probabilities and dimensions from one pass). One task takes requests off a queue
 first, it waits at most `max_wait_ms` for more, until `max_batch_windows` windows are gathered,
 then runs the model once (on its own thread, so the event loop keeps accepting requests) and
 hands each request its rows. Requests that arrive while the model is busy queue up and form the
-next batch without waiting, so batches grow with load. The wait is only spent while another
+next batch without waiting, so batches grow with load. With `model_threads` above 1, that many
+batches are scored at once, each on its own thread: the network's single caller was the service's
+bottleneck on a 2-core CPU, busy ~98 % of the time while part of a core stayed free
+(experiments/benchmarks/results/onnx_backend.md). The wait is only spent while another
 request is on its way (being received or decoded: `expect`/`arrived`), so a lone client pays
 none of it. With batching off, each request is scored alone, in arrival order.
 
@@ -37,18 +40,23 @@ class BatchingSettings:
     """How the batcher groups requests: on or off, the most windows per model call, the longest wait.
 
     Raises:
-        InvalidSetting: when `max_batch_windows` is below 1 or `max_wait_ms` is negative.
+        InvalidSetting: when `max_batch_windows` or `model_threads` is below 1, or `max_wait_ms` is negative.
     """
 
     enabled: bool = True
     max_batch_windows: int = 32  # windows per model call (one request's may exceed it: then it is alone)
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    model_threads: int = 1  # batches scored at once, each on its own thread
 
     def __post_init__(self) -> None:
         if self.max_batch_windows < 1:
             raise InvalidSetting(f"batching.max_batch_windows={self.max_batch_windows} must be at least 1")
         if self.max_wait_ms < 0:
             raise InvalidSetting(f"batching.max_wait_ms={self.max_wait_ms} must be 0 or more milliseconds")
+        if self.model_threads < 1:
+            raise InvalidSetting(
+                f"batching.model_threads={self.model_threads} must be at least 1 (batches scored at once)"
+            )
 
 
 @dataclass
@@ -87,16 +95,21 @@ class DynamicBatcher:
         self.on_the_way = 0  # requests being received or decoded, whose windows will come
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        # one model thread: the model is called by one batch at a time
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ser-model")
+        # `model_threads` threads call the model, one batch each; the slots say how many are free
+        self._model_threads = ThreadPoolExecutor(
+            max_workers=settings.model_threads, thread_name_prefix="ser-model"
+        )
+        self._free_slots: asyncio.Semaphore | None = None
+        self._scoring: set[asyncio.Task] = set()  # batches being scored
 
     async def start(self) -> None:
         """Create the request queue and start the task that forms and scores batches."""
         self._queue = asyncio.Queue()
+        self._free_slots = asyncio.Semaphore(self.settings.model_threads)
         self._task = asyncio.create_task(self._run(), name="ser-batcher")
 
     async def stop(self) -> None:
-        """Cancel the batching task and shut the model thread down, waiting for a running batch."""
+        """Cancel the batching task and shut the model threads down, waiting for running batches."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -104,7 +117,9 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        self._model_thread.shutdown(wait=True)
+        if self._scoring:  # batches already on a model thread finish and answer their requests
+            await asyncio.gather(*self._scoring, return_exceptions=True)
+        self._model_threads.shutdown(wait=True)
 
     def expect(self) -> None:
         """Count a request that started: its windows will follow, or `arrived` is called when it fails."""
@@ -165,29 +180,40 @@ class DynamicBatcher:
         return batch, None
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        assert self._queue is not None and self._free_slots is not None
         held = None
         while True:
+            # a batch is formed only once a model thread is free to take it, so that requests
+            # arriving meanwhile still join it
+            await self._free_slots.acquire()
             first = held if held is not None else await self._queue.get()
             batch, held = await self._gather(first)
             live = [(w, f) for w, f in batch if not f.done()]  # a client that went away is skipped
             if not live:
+                self._free_slots.release()
                 continue
+            task = asyncio.create_task(self._score_batch(live), name="ser-batch")
+            self._scoring.add(task)
+            task.add_done_callback(self._scoring.discard)
+
+    async def _score_batch(self, live: list[tuple]) -> None:
+        """Score one batch on a model thread, hand each request its rows, and free the slot."""
+        try:
             if len(live) == 1:
                 stacked = live[0][0]
             elif isinstance(live[0][0], list):  # whole clips of their own lengths
                 stacked = [clip for clips, _ in live for clip in clips]
             else:
                 stacked = np.concatenate([w for w, _ in live])
+            loop = asyncio.get_running_loop()
             try:
-                scores = await loop.run_in_executor(self._model_thread, self.score, stacked)
+                scores = await loop.run_in_executor(self._model_threads, self.score, stacked)
             except Exception as err:  # noqa: BLE001 (each waiting request gets the error)
                 log.exception("scoring a batch of %d windows failed", len(stacked))
                 for _, future in live:
                     if not future.done():
                         future.set_exception(err)
-                continue
+                return
             self.stats.batches += 1
             self.stats.requests += len(live)
             self.stats.windows += len(stacked)
@@ -196,3 +222,5 @@ class DynamicBatcher:
                 if not future.done():
                     future.set_result(scores[offset : offset + len(windows)])
                 offset += len(windows)
+        finally:
+            self._free_slots.release()

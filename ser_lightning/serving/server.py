@@ -77,9 +77,14 @@ def load_service(cfg: DictConfig) -> EmotionService:
         The service (not yet started) with the model's predictor and description.
     """
     settings = service_settings(cfg)
+    # several model threads share the cores: each call then runs on its share of them
+    call_threads = per_call_threads(settings.batching.model_threads)
     if uses_onnx(cfg.ckpt_path, cfg.get("backend", "auto")):  # an exported model: onnxruntime, no torch
         predictor = OnnxPredictor(
-            cfg.ckpt_path, cfg.get("precision", "fp32"), batch_size=settings.batching.max_batch_windows
+            cfg.ckpt_path,
+            cfg.get("precision", "fp32"),
+            batch_size=settings.batching.max_batch_windows,
+            threads=call_threads,
         )
         log.info("serving %s on %s", cfg.ckpt_path, predictor.device)
         return EmotionService(predictor, onnx_model_info(predictor, cfg.ckpt_path), settings)
@@ -91,6 +96,10 @@ def load_service(cfg: DictConfig) -> EmotionService:
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = SERModel.from_checkpoint(checkpoint, cfg.ckpt_path, encoder_files=EncoderFiles.of_command(cfg))
     predictor = Predictor(model, device=cfg.device, batch_size=settings.batching.max_batch_windows)
+    if call_threads is not None and predictor.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(call_threads)
     info = model_info(checkpoint, model, cfg.ckpt_path)
     del checkpoint
     log.info(
@@ -102,6 +111,24 @@ def load_service(cfg: DictConfig) -> EmotionService:
         "on" if settings.batching.enabled else "off",
     )
     return EmotionService(predictor, info, settings)
+
+
+def per_call_threads(model_threads: int, cores: int | None = None) -> int | None:
+    """The intra-op threads of each model call when `model_threads` calls run at once.
+
+    Args:
+        model_threads: `batching.model_threads`.
+        cores: the CPU cores to share; this process's when None.
+
+    Returns:
+        None for one model thread (the runtime's own default), else the cores divided among the
+        model threads, at least 1, so that concurrent calls do not oversubscribe the CPU.
+    """
+    if model_threads <= 1:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // model_threads)
 
 
 def access_settings(cfg: DictConfig, environ: Mapping[str, str] = os.environ) -> AccessSettings:
