@@ -3,10 +3,10 @@
 Speech segments are found by a voice-activity detector, each scored as predict scores a file,
 then smoothed along the recording.
 
-1. Silero VAD (its pretrained model ships inside the `silero-vad` package, so nothing is
-   downloaded) finds the speech in the decoded recording; a segment longer than
-   `max_segment_s` is cut where the detector is least sure, so a long monologue still gets
-   several points in time.
+1. Silero VAD (its pretrained ONNX model ships inside the `silero-vad` package, so nothing is
+   downloaded) finds the speech in the decoded recording, on onnxruntime without torch, for
+   both backends alike (`inference.speech_activity`); a segment longer than `max_segment_s` is
+   cut at its longest pause, so a long monologue still gets several points in time.
 2. Each segment is cut out of the decoded file and treated as a file of its own: conditioned
    (peak-normalised), cut into the model's windows (`clip_windows`) and scored; its
    probabilities are the mean of its windows, exactly what `predict` gives for a file holding
@@ -24,8 +24,6 @@ smoothed); a task=dimensional model's segments have those only, no emotion.
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ser_lightning.audio_settings import AudioSettings
+from ser_lightning.inference.speech_activity import find_speech
 from ser_lightning.inference.windows import ClipWindows, clip_windows
 from ser_lightning.utils.errors import InvalidSetting
 
@@ -41,9 +40,6 @@ if TYPE_CHECKING:  # annotations only: matplotlib is imported where a figure is 
     from matplotlib.figure import Figure
 
     from ser_lightning.inference.window_scores import WindowScores
-
-# The rate silero-vad's model runs at (it also takes 8 kHz; 16 kHz is the one it was made for).
-VAD_SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -144,19 +140,8 @@ class Timeline:
         ]
 
 
-@functools.cache
-def _vad_model():
-    from silero_vad import load_silero_vad
-
-    return load_silero_vad(onnx=False)
-
-
-# The detector keeps a recurrent state between the chunks of one recording: one recording at a time.
-_VAD_LOCK = threading.Lock()
-
-
 def speech_segments(wave: np.ndarray, sample_rate: int, settings: TimelineSettings) -> list[tuple[int, int]]:
-    """Find the speech in a mono recording with Silero VAD.
+    """Find the speech in a mono recording with Silero VAD (`inference.speech_activity`, no torch).
 
     Args:
         wave: the recording, mono at `sample_rate` (resampled to 16 kHz for the detector).
@@ -166,35 +151,15 @@ def speech_segments(wave: np.ndarray, sample_rate: int, settings: TimelineSettin
     Returns:
         (first sample, end sample) of each speech segment, in samples of `wave`.
     """
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    if len(wave) == 0:
-        return []
-    audio = np.asarray(wave, dtype=np.float32)
-    if sample_rate != VAD_SAMPLE_RATE:
-        import soxr
-
-        audio = soxr.resample(audio, sample_rate, VAD_SAMPLE_RATE).astype(np.float32)
-    with _VAD_LOCK:
-        found = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(audio)),
-            _vad_model(),
-            sampling_rate=VAD_SAMPLE_RATE,
-            threshold=settings.threshold,
-            min_speech_duration_ms=settings.min_speech_ms,
-            min_silence_duration_ms=settings.min_silence_ms,
-            speech_pad_ms=settings.speech_pad_ms,
-            max_speech_duration_s=settings.max_segment_s,
-        )
-    scale = sample_rate / VAD_SAMPLE_RATE
-    segments = []
-    for item in found:
-        start = min(len(wave), int(round(item["start"] * scale)))
-        end = min(len(wave), int(round(item["end"] * scale)))
-        if end > start:
-            segments.append((start, end))
-    return segments
+    return find_speech(
+        wave,
+        sample_rate,
+        threshold=settings.threshold,
+        min_speech_ms=settings.min_speech_ms,
+        min_silence_ms=settings.min_silence_ms,
+        speech_pad_ms=settings.speech_pad_ms,
+        max_segment_s=settings.max_segment_s,
+    )
 
 
 def segment_windows(

@@ -1,10 +1,11 @@
 """Causal speech segmentation of a live 16 kHz stream, for WS /v1/stream.
 
 Audio arrives in chunks of any length; it is cut into 512-sample frames (32 ms) and each frame
-goes once through Silero VAD's ONNX model (the one the `silero-vad` package ships), whose
-recurrent state and 64-sample context are kept per stream, so a frame's speech probability
-depends only on the audio before and in it. From those probabilities `StreamSegmenter` decides,
-frame by frame and never looking ahead, the rules of silero-vad's own `VADIterator`:
+goes once through Silero VAD's ONNX model (`inference.speech_activity.FrameVAD`, the detector
+the offline timelines use too), whose recurrent state and 64-sample context are kept per
+stream, so a frame's speech probability depends only on the audio before and in it. From those
+probabilities `StreamSegmenter` decides, frame by frame and never looking ahead, the rules of
+silero-vad's own `VADIterator`:
 
 - speech starts at the first frame at or above `threshold` (less `speech_pad_ms`, never before
   the previous segment's end);
@@ -20,20 +21,17 @@ One ONNX session serves every stream (`run` is thread-safe); each stream owns it
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+# the detector, its model file and its frame are the offline timelines' (one voice-activity detector)
+from ser_lightning.inference.speech_activity import NEGATIVE_MARGIN, VAD_FRAME, VAD_SAMPLE_RATE, FrameVAD
 from ser_lightning.utils.errors import InvalidSetting
 
-STREAM_SAMPLE_RATE = 16000  # the rate the stream is sent at: Silero VAD's
-VAD_FRAME = 512  # samples per detector frame at 16 kHz (32 ms)
-VAD_CONTEXT = 64  # samples of the previous frame the detector sees with each frame
-# a frame stops counting as speech below threshold - NEGATIVE_MARGIN (silero-vad's hysteresis)
-NEGATIVE_MARGIN = 0.15
+STREAM_SAMPLE_RATE = VAD_SAMPLE_RATE  # the rate the stream is sent at: Silero VAD's
 
 
 @dataclass(frozen=True)
@@ -109,43 +107,6 @@ class StreamSettings:
         return cls(**values)
 
 
-@functools.cache
-def _vad_session():
-    import importlib.resources
-
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.inter_op_num_threads = 1
-    options.intra_op_num_threads = 1
-    model = importlib.resources.files("silero_vad.data") / "silero_vad.onnx"
-    return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-class StreamVAD:
-    """Silero VAD over one stream: a speech probability per 512-sample frame, in order."""
-
-    def __init__(self) -> None:
-        self.session = _vad_session()
-        self.state = np.zeros((2, 1, 128), dtype=np.float32)
-        self.context = np.zeros((1, VAD_CONTEXT), dtype=np.float32)
-        self._rate = np.array(STREAM_SAMPLE_RATE, dtype=np.int64)
-
-    def __call__(self, frame: np.ndarray) -> float:
-        """Score the next frame of the stream.
-
-        Args:
-            frame: 512 float32 samples at 16 kHz, right after the previous frame.
-
-        Returns:
-            The probability that the frame is speech.
-        """
-        x = np.concatenate([self.context, frame.reshape(1, VAD_FRAME).astype(np.float32)], axis=1)
-        out, self.state = self.session.run(None, {"input": x, "state": self.state, "sr": self._rate})
-        self.context = x[:, -VAD_CONTEXT:]
-        return float(out[0, 0])
-
-
 @dataclass(frozen=True)
 class Cut:
     """A stretch of the stream to score: a finished `segment` or the `partial` of an open one."""
@@ -163,7 +124,7 @@ class StreamSegmenter:
 
     def __init__(self, settings: StreamSettings, vad=None):
         self.settings = settings
-        self.vad = vad if vad is not None else StreamVAD()
+        self.vad = vad if vad is not None else FrameVAD()
         ms = STREAM_SAMPLE_RATE / 1000
         self.pad = int(settings.speech_pad_ms * ms)
         self.min_speech = int(settings.min_speech_ms * ms)
