@@ -33,7 +33,7 @@ from ser_lightning.inference.predict_steps import (
 )
 from ser_lightning.inference.results import FilePrediction
 from ser_lightning.utils.config import CONFIG_DIR, silence_pytree_notice
-from ser_lightning.utils.errors import InvalidSetting, exits_on_user_mistake
+from ser_lightning.utils.errors import exits_on_user_mistake
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -50,16 +50,11 @@ def predict(cfg: DictConfig, stream: TextIO | None = None) -> list[FilePredictio
     Returns:
         One item per input, in the order written: a FilePrediction, or an InputError for an
         input that could not be scored.
-
-    Raises:
-        InvalidSetting: for timeline=true with an exported model (the detector runs on torch).
     """
     stream = stream or sys.stdout
     started = time.perf_counter()
     calibrated = check_calibration_option(cfg.get("calibration", "checkpoint"))
     if uses_onnx(cfg.ckpt_path, cfg.get("backend", "auto")):  # an exported model, on onnxruntime: no torch
-        if cfg.get("timeline"):
-            raise InvalidSetting("timeline=true runs the voice-activity detector on torch: use backend=torch")
         predictor = OnnxPredictor(
             cfg.ckpt_path,
             precision=cfg.get("precision", "fp32"),

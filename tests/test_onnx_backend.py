@@ -1,4 +1,4 @@
-"""The exported model folder on onnxruntime: INT8, torch-free predict and serve, the model card.
+"""The exported model folder on onnxruntime: INT8, torch-free predict and serve (timelines too), the model card.
 
 The tiny served model (tests/conftest.py) is exported once with quantize=int8; predict and serve
 then run it in processes of their own, whose imports are listed by `python -X importtime`, so a
@@ -26,9 +26,11 @@ from ser_lightning.export import export
 from ser_lightning.inference.model_folder import ModelFolderError
 from ser_lightning.inference.onnx_backend import OnnxPredictor
 from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.timeline import TimelineSettings
 from ser_lightning.model import SERModel
 
 from .helpers.configs import compose_train
+from .test_serving import long_recording, run_predict
 
 REPO = Path(__file__).resolve().parents[1]
 # top-1 agreement of INT8 with float32 that the tiny demo model must reach on its files
@@ -141,6 +143,87 @@ def test_predict_backend_onnx_imports_no_torch_and_agrees_with_torch(exported, t
         np.testing.assert_allclose(onnx, reference[Path(row["file"]).name], atol=1e-4)
 
 
+def test_predict_backend_onnx_timelines_import_no_torch_and_equal_the_checkpoints(exported, tmp_path):
+    recording, spans = long_recording(exported["trained"], tmp_path / "talk.wav")
+    run_dir = tmp_path / "onnx"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "ser_lightning.predict",
+            f"ckpt_path={exported['folder']}",
+            f"inputs=[{recording}]",
+            "output=json",
+            "timeline=true",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    modules = imported_modules(done.stderr)
+    assert {"onnxruntime", "ser_lightning.inference.speech_activity"} <= modules
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+    # the checkpoint it was exported from, on PyTorch, in this process
+    (want,) = run_predict(exported["trained"], tmp_path / "torch", [recording], "timeline=true")
+    assert len(row["timeline"]) == len(spans) and row["predicted"] == want["predicted"]
+    for got, ref in zip(row["timeline"], want["timeline"], strict=True):
+        assert (got["start_s"], got["end_s"], got["emotion"]) == (
+            ref["start_s"],
+            ref["end_s"],
+            ref["emotion"],
+        )
+        np.testing.assert_allclose(
+            list(got["probabilities"].values()), list(ref["probabilities"].values()), atol=1e-4
+        )
+    assert [p.name for p in (run_dir / "timelines").glob("*.png")] == ["000_talk.png"]
+
+
+def test_the_web_pages_long_recording_gets_its_timeline_on_the_onnx_backend(exported, tmp_path):
+    """The page asks for timeline="auto" (`EmotionService.analyse_path`), which a model folder
+    answered without a timeline before; now it gets the checkpoint's segments and emotions."""
+    import asyncio
+
+    import matplotlib.pyplot as plt
+
+    from ser_lightning.inference.timeline import timeline_figure
+    from ser_lightning.serving.service import EmotionService, ServiceSettings
+
+    recording, spans = long_recording(exported["trained"], tmp_path / "talk.wav")
+    settings = TimelineSettings(smooth_segments=1)
+    service = EmotionService(OnnxPredictor(exported["folder"]), {}, ServiceSettings(timeline=settings))
+
+    async def analyse():
+        await service.start()
+        try:
+            return await service.analyse_path(recording, timeline="auto", keep_wave=True)
+        finally:
+            await service.stop()
+
+    result, decoded = asyncio.run(analyse())
+    assert decoded.timeline is not None and result["timeline"] == decoded.timeline.records()
+    reference = Predictor(SERModel.load_from_checkpoint(exported["trained"].ckpt), device="cpu")
+    expected = reference.timeline(decoded.wave, settings).records()
+    assert len(result["timeline"]) == len(spans) == len(expected)
+    for got, ref in zip(result["timeline"], expected, strict=True):
+        assert (got["start_s"], got["end_s"], got["emotion"]) == (
+            ref["start_s"],
+            ref["end_s"],
+            ref["emotion"],
+        )
+        np.testing.assert_allclose(
+            list(got["probabilities"].values()), list(ref["probabilities"].values()), atol=1e-4
+        )
+    figure = timeline_figure(decoded.timeline, decoded.wave, service.predictor.audio.sample_rate)
+    assert len(figure.axes) == 2  # the page's plot: the waveform and the emotions over time
+    plt.close(figure)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,16 +276,36 @@ def test_serve_backend_onnx_answers_real_requests_without_torch(exported, tmp_pa
             served = np.array([answer.json()["probabilities"][k] for k in int8.labels])
             (expected,) = int8.predict_files([path])
             np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
-        with open(exported["files"][0], "rb") as handle:  # the detector would need torch: refused
-            refused = httpx.post(
-                f"{base}/v1/predict", files={"file": ("a.wav", handle)}, params={"timeline": True}, timeout=60
+        recording, spans = long_recording(exported["trained"], tmp_path / "talk.wav")
+        with open(recording, "rb") as handle:  # timelines too: the detector runs on onnxruntime
+            answer = httpx.post(
+                f"{base}/v1/predict",
+                files={"file": ("talk.wav", handle)},
+                params={"timeline": True},
+                timeout=120,
             )
-        assert refused.status_code == 422 and "backend=onnx" in refused.json()["detail"]
+        assert answer.status_code == 200, answer.text
+        served = answer.json()["timeline"]
+        settings = TimelineSettings.from_config(
+            yaml.safe_load((REPO / "conf/serve.yaml").read_text())["timeline"]
+        )
+        expected = int8.timeline(int8.read(recording), settings).records()
+        assert len(served) == len(spans) == len(expected)
+        for got, want in zip(served, expected, strict=True):
+            assert (got["start_s"], got["end_s"]) == (want["start_s"], want["end_s"])
+            # INT8 quantises activations with ranges taken over the whole batch: the server scores the
+            # upload's windows and all its segments' in one batch, the direct call each segment apart
+            np.testing.assert_allclose(
+                list(got["probabilities"].values()), list(want["probabilities"].values()), atol=0.01
+            )
+            second, first = sorted(want["probabilities"].values())[-2:]
+            assert got["emotion"] == want["emotion"] or first - second < 0.02
     finally:
         server.terminate()
         server.wait(timeout=60)
     modules = imported_modules(log.read_text())
     assert "onnxruntime" in modules and "ser_lightning.serving.app" in modules
+    assert "ser_lightning.inference.speech_activity" in modules  # the timeline's detector ran
     assert not {m for m in modules if m == "torch" or m.startswith("torch.")}
 
 

@@ -171,8 +171,6 @@ class OnnxPredictor(FileScorer):
         self.outputs = ([("probabilities" if calibrated else "logits")] if has_classes else []) + (
             [DIMENSIONS_OUTPUT] if self.dimension_scale is not None else []
         )
-        # no timelines: the voice-activity detector (silero-vad) runs on torch
-        self.timelines = False
 
     @property
     def task(self) -> str:

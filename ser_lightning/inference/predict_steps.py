@@ -15,7 +15,7 @@ from ser_lightning.inference.timeline import TimelineSettings, plot_timeline
 from ser_lightning.utils.errors import InvalidSetting
 
 if TYPE_CHECKING:  # annotations only: predict backend=onnx imports no torch
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.file_scoring import FileScorer
 
 log = logging.getLogger("ser_lightning.predict")
 
@@ -65,7 +65,7 @@ def check_calibration_option(calibration: object) -> bool:
 
 
 def timeline_predictions(
-    cfg: DictConfig, predictor: Predictor, files: list[Path], max_duration_s: float | None
+    cfg: DictConfig, predictor: FileScorer, files: list[Path], max_duration_s: float | None
 ) -> Iterator[FilePrediction | InputError]:
     """Timeline mode: each file's prediction with its speech segments over time, and a plot of each.
 

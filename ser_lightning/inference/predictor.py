@@ -11,26 +11,15 @@ the device and the decoding threads are set up by `inference.execution`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ser_lightning.conformal import conformal_of
-from ser_lightning.decoding import AudioDecodeError
 from ser_lightning.inference.execution import resolve_device
 from ser_lightning.inference.file_scoring import FileScorer, check_class_settings
-from ser_lightning.inference.media import DEFAULT_MAX_DURATION_S, InputError, MediaTooLongError
-from ser_lightning.inference.results import FilePrediction
-from ser_lightning.inference.timeline import (
-    Timeline,
-    TimelineSettings,
-    build_timeline,
-    segment_windows,
-    speech_segments,
-)
 from ser_lightning.inference.window_scores import WindowScores
 from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
@@ -188,68 +177,3 @@ class Predictor(FileScorer):
         return self.waveform_scores(
             np.concatenate(stacked) if stacked else np.zeros((0, self.audio.num_samples), np.float32)
         )
-
-    # ------------------------------------------------------------------ files
-    def timeline(self, wave: np.ndarray, settings: TimelineSettings, hop: float | None = None) -> Timeline:
-        """Build the emotion timeline of a decoded recording (see ser_lightning.inference.timeline).
-
-        A model trained on whole clips scores each speech segment whole, as one clip of its own
-        length (conditioned as a file holding only that segment), instead of cutting it into windows.
-
-        Args:
-            wave: the decoded mono waveform, at the model's rate.
-            settings: how speech segments are found and smoothed.
-            hop: seconds between windows within a segment; half the model's window when None.
-
-        Returns:
-            The recording's speech segments, each with its emotion and probabilities.
-        """
-        hop = (self.audio.duration or 1.0) / 2 if hop is None else hop  # no hop within a whole clip
-        segments = speech_segments(wave, self.audio.sample_rate, settings)
-        windows = segment_windows(wave, segments, self.audio, hop)
-        scores = self.clip_scores(windows)
-        return build_timeline(
-            self.labels,
-            self.audio.sample_rate,
-            len(wave) / self.audio.sample_rate,
-            segments,
-            windows,
-            scores,
-            settings,
-            self.dimension_scale,
-        )
-
-    def predict_timelines(
-        self,
-        paths: Iterable[str | Path],
-        settings: TimelineSettings,
-        hop: float | None = None,
-        long_clips: str = "windows",
-        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    ) -> Iterator[tuple[FilePrediction | InputError, np.ndarray | None]]:
-        """Score files one by one, each with its emotion timeline.
-
-        Args:
-            paths: the audio or video files.
-            settings: how speech segments are found and smoothed.
-            hop: seconds between windows; half the model's window when None.
-            long_clips: how clips longer than a window are handled.
-            max_duration_s: the longest file decoded, or None for no limit.
-
-        Yields:
-            Each file's prediction with its timeline and its decoded samples (for a plot), or an
-            InputError and None for a file that could not be decoded or holds no samples.
-        """
-        for path in paths:
-            try:
-                wave = self.read(path, max_duration_s)
-            except (AudioDecodeError, MediaTooLongError) as err:
-                yield InputError(str(path), str(err)), None
-                continue
-            clip = self.windows(wave, path, hop, long_clips)
-            if isinstance(clip, InputError):
-                yield clip, None
-                continue
-            result = self.prediction(path, clip, self.clip_scores([clip]))
-            result.timeline = self.timeline(wave, settings, hop)
-            yield result, wave

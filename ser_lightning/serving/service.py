@@ -319,15 +319,7 @@ class EmotionService:
             raise RequestError(422, clip.message)
         decoded = Decoded(name, len(wave) / rate, clip, wave=wave if keep_wave else None)
         due = timeline is True or (timeline == "auto" and len(wave) > self.long_recording_s * rate)
-        if due and not getattr(predictor, "timelines", True):  # onnxruntime: the detector needs torch
-            if timeline is True:
-                raise RequestError(
-                    422,
-                    "timeline=true needs the voice-activity detector, which runs on torch; this server "
-                    "runs an exported model on onnxruntime (backend=onnx): serve the checkpoint for timelines",
-                )
-            due = False  # "auto": the whole recording's answer, without a timeline
-        if due:
+        if due:  # the detector needs no torch: both backends make timelines
             decoded.segments = speech_segments(wave, rate, self.settings.timeline)
             decoded.segment_clips = segment_windows(wave, decoded.segments, predictor.audio, self.hop)
         return decoded
