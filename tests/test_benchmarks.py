@@ -315,3 +315,14 @@ def test_variable_length_scale_reports_build_and_padding(tmp_path):
     assert number(bucketed[1]) < number(plain[1]) / 5
     assert number(table_rows(report, "clips per second")[0][1]) > 0
     assert not (tmp_path / "w").exists()  # removed unless --keep
+
+
+def test_vad_segmenter_reports_both_paths_and_the_same_segments(small_demo_root):
+    report = run_benchmark(
+        "vad_segmenter.py", "--data", str(small_demo_root), "--seconds", "12", "--repeats", "1"
+    )
+    rows = table_rows(report, "torch") + table_rows(report, "onnx")
+    assert [row[0].split()[0] for row in rows] == ["torch", "onnx"], report
+    for row in rows:
+        assert number(row[2]) > 0 and number(row[5]) > 0  # median seconds, segments found
+    assert "within one 32 ms frame: yes" in report

@@ -39,6 +39,7 @@ run ssl_features_whisper_small experiments/benchmarks/ssl_features.py --encoders
 run ssl_finetune_step experiments/benchmarks/ssl_finetune_step.py --encoders wavlm_base_plus whisper_base --batch 4 --steps 3
 run predict_startup experiments/benchmarks/predict_startup.py --rounds 5 --data-dir "$DATA" --work-dir "$DATA/predict_startup"
 run serve_load experiments/benchmarks/serve_load.py --data-dir "$DATA" --work-dir "$DATA/serve_load"
+run vad_segmenter experiments/benchmarks/vad_segmenter.py --data "$DATA/throughput/demo"
 run compile_step experiments/benchmarks/compile_step.py --models acnt,crnn_attn --steps 5
 # a Lightning training step against a bare PyTorch loop, in turn (the measurements beside the report)
 run framework_overhead experiments/benchmarks/framework_overhead.py --models acnt,crnn_attn,cnn_bilstm_mha \
