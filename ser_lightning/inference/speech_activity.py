@@ -33,10 +33,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ser_lightning.utils.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: onnxruntime is imported where the model is opened
+    import onnxruntime
 
 VAD_SAMPLE_RATE = 16000  # the rate the detector runs at (the one its 16 kHz model was made for)
 VAD_FRAME = 512  # samples per detector frame at 16 kHz (32 ms)
@@ -72,7 +76,7 @@ def silero_model_path() -> Path:
 
 
 @functools.cache
-def vad_session():
+def vad_session() -> onnxruntime.InferenceSession:
     """Open the detector's ONNX model once per process; every recording and stream shares it.
 
     `run` is thread-safe, and each caller keeps its own state (`FrameVAD`). One thread per
