@@ -34,6 +34,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
 from ser_lightning.serving.problems import problem_response
 
@@ -199,7 +200,7 @@ class ApiKeyGuard:
 
     def __init__(
         self,
-        app,
+        app: ASGIApp,
         api_key: str | None,
         own_check_websockets: tuple[str, ...] = (),
         session_paths: tuple[str, ...] = (),
