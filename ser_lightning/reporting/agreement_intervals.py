@@ -97,13 +97,7 @@ def agreement_bootstrap(table: pd.DataFrame, settings: BootstrapSettings = DEFAU
         no resample holds a clip of the group).
     """
     ids, sums = speaker_sums(table)
-    record = {
-        "method": "bootstrap over speakers (all clips of each drawn speaker)",
-        "resamples": settings.resamples,
-        "seed": settings.seed,
-        "confidence": settings.confidence,
-        "speakers": len(ids),
-    }
+    record = settings.speaker_record(len(ids))
     if len(ids) < 2:
         return {
             **record,

@@ -105,13 +105,7 @@ def dimension_report(
     predicted, target = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
     scores = dimension_scores(predicted, target, DIMENSIONS)
     ids, index = np.unique(np.asarray([str(s) for s in speakers]), return_inverse=True)
-    record = {
-        "method": "bootstrap over speakers (all clips of each drawn speaker)",
-        "resamples": bootstrap.resamples,
-        "seed": bootstrap.seed,
-        "confidence": bootstrap.confidence,
-        "speakers": len(ids),
-    }
+    record = bootstrap.speaker_record(len(ids))
     if len(ids) >= 2:
         per_speaker = np.zeros((len(ids), 7, predicted.shape[1]))
         np.add.at(per_speaker, index, np.moveaxis(_moments(predicted, target), 1, 0))

@@ -57,6 +57,23 @@ class BootstrapSettings:
                 f"bootstrap.confidence={self.confidence} must lie between 0 and 1 (e.g. 0.95)"
             )
 
+    def speaker_record(self, speakers: int) -> dict:
+        """The header of a speaker-bootstrap record: how its intervals were drawn.
+
+        Args:
+            speakers: the number of speakers drawn from.
+
+        Returns:
+            `method`, `resamples`, `seed`, `confidence` and `speakers`.
+        """
+        return {
+            "method": "bootstrap over speakers (all clips of each drawn speaker)",
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "speakers": speakers,
+        }
+
 
 DEFAULT_BOOTSTRAP = BootstrapSettings()
 
@@ -131,13 +148,7 @@ def speaker_bootstrap(
         mapping `ua`, `accuracy` and `macro_f1` to `[low, high]` (or None, with a `note`).
     """
     ids, confusions = speaker_confusions(y_true, y_pred, speakers, num_classes)
-    record = {
-        "method": "bootstrap over speakers (all clips of each drawn speaker)",
-        "resamples": settings.resamples,
-        "seed": settings.seed,
-        "confidence": settings.confidence,
-        "speakers": len(ids),
-    }
+    record = settings.speaker_record(len(ids))
     if len(ids) < 2:
         return {
             **record,
