@@ -8,9 +8,11 @@ same conformal sets. Only the scoring differs: the graph holds the feature extra
 network, and gives probabilities calibrated with the checkpoint's temperature (logits divided by
 1 under `calibration=none`, through `calibration.probabilities_numpy`) and, for a model with
 dimensions, its `dimensions` output on the corpus's scale, both from one run of the graph
-(`inference.window_scores`). A task=dimensional model's graph has the dimensions only.
+(`inference.window_scores`). A task=dimensional model's graph has the dimensions only. The
+graph's STFT runs on numpy's FFT and the rest on onnxruntime (`inference.onnx_stft`): 1.45x the
+windows/s of the graph run whole on the demo model.
 
-Nothing here imports torch: a service image needs onnxruntime and the audio decoders only
+Nothing here imports torch: a service image needs onnx, onnxruntime and the audio decoders only
 (`tests/test_onnx_backend.py` checks `sys.modules` of a predict and a serve process).
 """
 
@@ -36,6 +38,7 @@ from ser_lightning.inference.model_folder import (
     model_file,
     read_model_config,
 )
+from ser_lightning.inference.onnx_stft import StftSplitSession, stft_split_session
 from ser_lightning.inference.window_scores import WindowScores
 from ser_lightning.inference.windows import ClipWindows
 from ser_lightning.utils.errors import InvalidSetting
@@ -84,8 +87,9 @@ def load_onnx_model(path: str | Path, precision: str = "fp32", threads: int | No
         threads: onnxruntime's intra-op threads; None: its default (all cores).
 
     Returns:
-        The onnxruntime session, the config (config.json, or the graph's own metadata for a
-        bare file) and the graph file.
+        The onnxruntime session (a `StftSplitSession` when the graph's STFT can run on numpy,
+        `inference.onnx_stft`), the config (config.json, or the graph's own metadata for a bare
+        file) and the graph file.
 
     Raises:
         ModelFolderError: if the folder or file is missing, incomplete or its config differs
@@ -107,8 +111,10 @@ def load_onnx_model(path: str | Path, precision: str = "fp32", threads: int | No
     if threads:
         options.intra_op_num_threads = threads
     try:
-        session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 (onnxruntime raises its own types for a broken file)
+        session = stft_split_session(str(graph), options) or onnxruntime.InferenceSession(
+            str(graph), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # noqa: BLE001 (onnx and onnxruntime raise their own types for a broken file)
         raise ModelFolderError(f"{graph} cannot be opened by onnxruntime ({err}); export again") from None
     fields = config_from_metadata(session.get_modelmeta().custom_metadata_map)
     if config is None:
@@ -166,7 +172,8 @@ class OnnxPredictor(FileScorer):
         self.audio = AudioSettings(**self.config["audio"])
         self.conformal = conformal_of(self.config["calibration"]) if calibrated and has_classes else None
         self.precision = precision if is_model_folder(path) else "fp32"
-        self.device = f"cpu (onnxruntime {self.precision}, {os.cpu_count()} cores)"
+        stft = ", STFT on numpy" if isinstance(self.session, StftSplitSession) else ""
+        self.device = f"cpu (onnxruntime {self.precision}{stft}, {os.cpu_count()} cores)"
         # what one run of the graph returns: the class scores (if any), then the dimensions (if any)
         self.outputs = ([("probabilities" if calibrated else "logits")] if has_classes else []) + (
             [DIMENSIONS_OUTPUT] if self.dimension_scale is not None else []
