@@ -5,7 +5,7 @@ keeps what each step returns (the clips' table rows, true labels and logits), ga
 every process under DDP, and at the end of the test epoch scores them with `evaluation_report`.
 That one report is what the `test/` metrics are logged from, what train writes to
 `<run>/test_report/` and into its summary, what eval writes, and what the W&B media show.
-`split_report` runs such a test stage on one split of a data module, as eval does.
+`tested_split` runs such a test stage on one split of a data module, as eval does.
 """
 
 from __future__ import annotations
@@ -206,22 +206,6 @@ def device_settings(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         return {"accelerator": "cuda", "devices": [device.index or 0]}
     return {"accelerator": device.type, "devices": 1}
-
-
-def split_report(
-    module: SERModule,
-    datamodule: SERDataModule,
-    split: str,
-    device: torch.device,
-    batch_size: int,
-    bootstrap: BootstrapSettings | None = None,
-) -> EvaluationReport:
-    """Score one split with a model that has emotion classes (`tested_split`).
-
-    Returns:
-        The evaluation report of the split (with `dimensions` for a multitask model).
-    """
-    return tested_split(module, datamodule, split, device, batch_size, bootstrap).report
 
 
 def split_dimension_report(
