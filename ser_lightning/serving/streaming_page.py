@@ -3,7 +3,10 @@
 A small page of its own (plain HTML and JavaScript, no Gradio), linked from the main page: the
 browser records the microphone through an `AudioContext` at 16 kHz (the browser resamples), and
 sends each 2048-sample block as a binary frame of little-endian float32 (`format=f32le`), the
-echo cancelling, noise suppression and gain control of the browser turned off. The page shows
+echo cancelling, noise suppression and gain control of the browser turned off. The blocks are
+gathered by an AudioWorklet on the browser's audio thread, so a busy page delays them but drops
+none (the deprecated ScriptProcessor runs on the page's main thread and loses blocks when the
+page is busy). The page shows
 the emotion of the segment still open (partial events, in grey) and lists each finished segment
 with its time, emotion and confidence (a model with dimensions adds its arousal and valence; a
 task=dimensional model shows those instead of an emotion). The page opens the stream on its own origin, which the
@@ -57,6 +60,27 @@ async function streamTicket() {
 }
 // the event's answer: its emotion and confidence, and a model's arousal and valence (a
 // task=dimensional model has those only)
+// runs on the browser's audio thread: gathers the 128-sample render quanta into blocks of 2048
+// and hands each block's buffer to the page, which sends it; a busy page delays blocks, never drops them
+const BLOCK_SENDER = `
+class BlockSender extends AudioWorkletProcessor {
+  constructor() { super(); this.block = new Float32Array(2048); this.filled = 0; }
+  process(inputs) {
+    const samples = inputs[0] && inputs[0][0];
+    for (let at = 0; samples && at < samples.length; ) {
+      const n = Math.min(samples.length - at, this.block.length - this.filled);
+      this.block.set(samples.subarray(at, at + n), this.filled);
+      this.filled += n; at += n;
+      if (this.filled === this.block.length) {
+        this.port.postMessage(this.block.buffer, [this.block.buffer]);
+        this.block = new Float32Array(2048); this.filled = 0;
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("block-sender", BlockSender);
+`;
 function said(event) {
   const parts = [];
   if (event.emotion !== undefined) { parts.push(event.emotion + " (" + (100 * event.confidence).toFixed(0) + "%)"); }
@@ -110,20 +134,25 @@ async function start() {
     }
     release();
   };
-  socket.onopen = () => {
+  socket.onopen = async () => {
     source = context.createMediaStreamSource(microphone);
-    processor = context.createScriptProcessor(2048, 1, 1);
-    processor.onaudioprocess = (block) => {
-      if (socket && socket.readyState === WebSocket.OPEN) {
-        socket.send(new Float32Array(block.inputBuffer.getChannelData(0)).buffer);
-      }
+    const module = URL.createObjectURL(new Blob([BLOCK_SENDER], { type: "text/javascript" }));
+    try {
+      await context.audioWorklet.addModule(module);
+    } finally {
+      URL.revokeObjectURL(module);
+    }
+    if (!context) { return; }  // stopped while the worklet loaded
+    processor = new AudioWorkletNode(context, "block-sender");
+    processor.port.onmessage = (message) => {
+      if (socket && socket.readyState === WebSocket.OPEN) { socket.send(message.data); }
     };
     source.connect(processor); processor.connect(context.destination);
     $("stop").disabled = false;
   };
 }
 function stop() {
-  if (processor) { processor.onaudioprocess = null; }
+  if (processor) { processor.port.onmessage = null; }
   if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "end" })); }
   $("stop").disabled = true;
 }
