@@ -98,6 +98,16 @@ def tone_root(tmp_path_factory) -> Path:
     return tone_corpus(tmp_path_factory.mktemp("tones") / "corpus")
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_put_back():
+    """Put torch's intra-op thread count back after each test: a service started in this process
+    sets it for its model threads (`batching.model_threads`), and it is process-wide."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: tiny models run fastest so, and the entry-point runs of the
