@@ -57,6 +57,7 @@ class BackendServer(Server):
             f"precision={precision}",
             "batching.enabled=true",
             f"batching.max_batch_windows={args.max_batch_windows}",
+            f"batching.model_threads={args.model_threads}",
             f"hydra.run.dir={work / 'serve' / name}",
         ]
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -155,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("data/demo"), help="the demo corpus")
     parser.add_argument("--output", type=Path, default=None, help="write the results table here")
     parser.add_argument(
+        "--model-threads",
+        type=int,
+        default=1,
+        help="each server's batching.model_threads (batches scored at once)",
+    )
+    parser.add_argument(
         "--network-threads", type=int, default=1, help="intra-op threads of the network-only runs"
     )
     parser.add_argument("--network-only", action="store_true", help="measure the networks alone, print, stop")
@@ -231,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared; "
         f"load average {load_before:.1f} before and {load_after:.1f} after (1 min). "
         f"{len(files)} demo clips, {windows_per_clip:.2f} windows per clip; requests {args.requests} "
-        f"x {args.rounds} rounds per row; batching on (max {args.max_batch_windows} windows).",
+        f"x {args.rounds} rounds per row; batching on (max {args.max_batch_windows} windows, "
+        f"model_threads={args.model_threads}).",
         "",
         "## Cold start of predict on one clip (median of rounds, seconds)",
         "",
