@@ -35,7 +35,7 @@ from ser_lightning.utils.errors import InvalidSetting
 
 from .helpers.configs import compose_train
 from .helpers.models import TINY_NET, module_from_config
-from .helpers.serving import serve_config, served
+from .helpers.serving import fake_microphone_chrome, serve_config, served
 from .test_calibration import save
 from .test_streaming import recording, s16le, stream
 
@@ -245,8 +245,6 @@ def test_the_live_page_shows_a_dimensional_models_arousal_and_valence_in_chromiu
 ):
     """The live page in headless Chromium (the fake microphone plays three clips with silences):
     each segment shows the arousal and valence of its event, and no emotion."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -256,21 +254,9 @@ def test_the_live_page_shows_a_dimensional_models_arousal_and_valence_in_chromiu
     wave, spans = recording(dimensional.root, gap_s=1.2)
     microphone = tmp_path / "microphone.wav"
     sf.write(microphone, np.concatenate([wave, np.zeros(19200, np.float32)]), 16000, subtype="PCM_16")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-    ):
-        options.add_argument(argument)
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium must never fetch a browser or driver of its own
     with served(dimensional, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning") as (url, _, _):
-        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver = fake_microphone_chrome(browser, driver_path, microphone)
         try:
             driver.get(f"{url}/live")
             assert "none (this model gives arousal, valence and dominance)" in driver.page_source

@@ -23,7 +23,7 @@ from ser_lightning.serving.streaming import STREAM_SAMPLE_RATE, StreamSegmenter,
 from .helpers.configs import compose_train
 from .helpers.corpora import small_demo_overrides
 from .helpers.models import TINY_TRAINING
-from .helpers.serving import served
+from .helpers.serving import fake_microphone_chrome, served
 from .test_serving import browser_paths, run_predict
 
 GAP_S = 1.2
@@ -128,8 +128,6 @@ def log_in(driver, url: str) -> None:
 def test_the_live_page_shows_each_spoken_clips_emotion_in_order_in_chromium(
     learned_model, tmp_path, monkeypatch, keyed
 ):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -145,24 +143,12 @@ def test_the_live_page_shows_each_spoken_clips_emotion_in_order_in_chromium(
     microphone = tmp_path / "microphone.wav"
     sf.write(microphone, np.concatenate(parts + [silence]), 16000, subtype="PCM_16")
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-    ):
-        options.add_argument(argument)
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium must never fetch a browser or driver of its own
     environ = {"SER_API_KEY": API_KEY} if keyed else {}
     with served(
         learned_model, tmp_path / "run", f"upload_dir={tmp_path}", "log_level=warning", environ=environ
     ) as (url, app, _):
-        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver = fake_microphone_chrome(browser, driver_path, microphone)
         try:
             if keyed:
                 log_in(driver, url)

@@ -68,3 +68,24 @@ def served(trained, run_dir: Path, *overrides: str, environ: dict | None = None,
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:
             os.environ["GRADIO_TEMP_DIR"] = before
+
+
+def fake_microphone_chrome(browser: str, driver_path: str, microphone: Path):
+    """Headless Chromium whose microphone plays the WAV `microphone` once, from the start of the
+    first capture, with the permission prompt granted (the live page's browser tests)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
