@@ -156,7 +156,9 @@ class StftSplitSession:
         after: session of the nodes after the STFT.
         signal: the name of the STFT's signal tensor (`before`'s output).
         spectrum: the name of the STFT's output tensor (an input of `after`).
-        frame_step, window, frame_length: the STFT's parameters, read from the graph.
+        frame_step: the STFT's frame step, read from the graph.
+        window: its window (None: none), read from the graph.
+        frame_length: its frame length, read from the graph.
         passed: the graph inputs `after` reads directly (e.g. the waveform's shape).
     """
 
