@@ -111,8 +111,6 @@ def torch_threads_put_back():
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: tiny models run fastest so, and the entry-point runs of the
-    resume tests use one (OMP_NUM_THREADS=1), so their results match the in-process runs."""
-    threads = torch.get_num_threads()
+    resume tests use one (OMP_NUM_THREADS=1), so their results match the in-process runs.
+    `torch_threads_put_back` restores the count afterwards."""
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
