@@ -347,3 +347,41 @@ def test_the_backend_follows_what_ckpt_path_is_and_refuses_the_wrong_insistence(
         uses_onnx(ckpt, "onnx")
     with pytest.raises(ModelFolderError, match="must hold|missing"):
         OnnxPredictor(folder)  # "{}" is not a config: refused before the graph is opened
+
+
+@pytest.mark.slow  # the benchmark at a tiny size: a profile, timings and two static quantisations
+def test_the_front_end_benchmark_reports_the_stft_and_static_int8(exported):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "benchmarks" / "onnx_front_end.py"),
+            f"--model-dir={exported['folder']}",
+            f"--data-dir={exported['trained'].root}",
+            "--repeats=2",
+            "--static-int8",
+            "--calibration-clips=4",
+            "--test-clips=4",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stdout
+    assert "| STFT |" in report and "| Conv |" in report  # the profile names the graph's operators
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:-1]
+        for line in report.splitlines()
+        if line.startswith("| float32") or line.startswith("| static") or line.startswith("| onnxruntime")
+        or line.startswith("| numpy")
+    }  # fmt: skip
+    assert float(rows["onnxruntime's STFT operator"][0]) > 0
+    assert float(rows["numpy (the backend's, its arrays kept)"][0]) > 0
+    for name in ("float32, graph run whole", "float32, STFT on numpy (the backend)"):
+        assert float(rows[name][0]) > 0
+    for quant_format in ("QDQ", "QOperator"):
+        rate, agreement = rows[f"static INT8 ({quant_format}), STFT on numpy"]
+        assert float(rate) > 0
+        share = float(agreement.split("%")[0])
+        assert 0 <= share <= 100 and "windows" in agreement
