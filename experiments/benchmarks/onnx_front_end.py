@@ -5,7 +5,8 @@ onnxruntime thread and batches of 8 windows of demo clips:
 
 - the share of each operator type in onnxruntime's profile of `model.onnx` run whole;
 - the STFT alone, ms per window: onnxruntime's `STFT` operator (a one-node graph with the model's
-  own frame step, window and frame length) and numpy's (`inference.onnx_stft.onnx_stft`);
+  own frame step, window and frame length), numpy's (`inference.onnx_stft.onnx_stft`, its FFT
+  in float64) and numpy's FFT of the same frames in float32;
 - windows/s of the graph run whole, as the backend runs it (`StftSplitSession`), and so with the
   STFT's arrays allocated afresh on each call (between onnxruntime's calls, fresh arrays of a few
   MB cost their page faults every time);
@@ -188,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     (signal,) = split.before.run([split.signal], {"waveform": batch})
     operator = session(stft_graph(split.frame_step, split.window, split.frame_length))
     kept: dict = {}
+    frames32 = np.lib.stride_tricks.sliding_window_view(signal[..., 0], split.frame_length, axis=1)[
+        :, :: split.frame_step
+    ]
     stft_ms = {
+        "numpy's FFT in float32 (not used)": per_window_ms(
+            lambda: np.fft.rfft(frames32 * split.window, axis=-1), BATCH, args.repeats
+        ),
         "onnxruntime's STFT operator": per_window_ms(
             lambda: operator.run(None, {"signal": signal}), BATCH, args.repeats
         ),
