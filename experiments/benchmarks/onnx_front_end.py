@@ -7,9 +7,7 @@ onnxruntime thread and batches of 8 windows of demo clips:
 - the STFT alone, ms per window: onnxruntime's `STFT` operator (a one-node graph with the model's
   own frame step, window and frame length), numpy's (`inference.onnx_stft.onnx_stft`, its FFT
   in float64) and numpy's FFT of the same frames in float32;
-- windows/s of the graph run whole, as the backend runs it (`StftSplitSession`), and so with the
-  STFT's arrays allocated afresh on each call (between onnxruntime's calls, fresh arrays of a few
-  MB cost their page faults every time);
+- windows/s of the graph run whole and as the backend runs it (`StftSplitSession`);
 - with `--static-int8`: onnxruntime's static quantisation of the network's convolutions and
   matrix products (QDQ and QOperator formats, calibrated on `--calibration-clips` demo clips,
   the front end kept float32 as `export quantize=int8` keeps it), its windows/s and its top-1
@@ -85,15 +83,6 @@ def operator_shares(graph: Path, batch: np.ndarray, repeats: int) -> dict[str, f
             kernel[event["args"]["op_name"]] += event["dur"]
     total = sum(kernel.values())
     return {op: duration / total for op, duration in kernel.most_common()}
-
-
-def fresh_arrays(split, batch: np.ndarray) -> np.ndarray:
-    """`split.run` for the probabilities, except that the STFT allocates its arrays on each call."""
-    from ser_lightning.inference.onnx_stft import onnx_stft
-
-    (signal,) = split.before.run([split.signal], {"waveform": batch})
-    spectrum = onnx_stft(signal, split.frame_step, split.window, split.frame_length)
-    return split.after.run(["probabilities"], {split.spectrum: spectrum, "waveform": batch})[0]
 
 
 def stft_graph(frame_step: int, window: np.ndarray, frame_length: int):
@@ -188,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     whole = session(str(graph))
     (signal,) = split.before.run([split.signal], {"waveform": batch})
     operator = session(stft_graph(split.frame_step, split.window, split.frame_length))
-    kept: dict = {}
     frames32 = np.lib.stride_tricks.sliding_window_view(signal[..., 0], split.frame_length, axis=1)[
         :, :: split.frame_step
     ]
@@ -199,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime's STFT operator": per_window_ms(
             lambda: operator.run(None, {"signal": signal}), BATCH, args.repeats
         ),
-        "numpy (the backend's, its arrays kept)": per_window_ms(
-            lambda: onnx_stft(signal, split.frame_step, split.window, split.frame_length, kept),
+        "numpy (the backend's)": per_window_ms(
+            lambda: onnx_stft(signal, split.frame_step, split.window, split.frame_length),
             BATCH,
             args.repeats,
         ),
@@ -208,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     rates = {
         "float32, graph run whole": 1e3
         / per_window_ms(lambda: whole.run(["probabilities"], {"waveform": batch}), BATCH, args.repeats),
-        "float32, STFT on numpy with fresh arrays each call": 1e3
-        / per_window_ms(lambda: fresh_arrays(split, batch), BATCH, args.repeats),
         "float32, STFT on numpy (the backend)": 1e3
         / per_window_ms(lambda: split.run(["probabilities"], {"waveform": batch}), BATCH, args.repeats),
     }

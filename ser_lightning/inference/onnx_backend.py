@@ -9,7 +9,7 @@ network, and gives probabilities calibrated with the checkpoint's temperature (l
 1 under `calibration=none`, through `calibration.probabilities_numpy`) and, for a model with
 dimensions, its `dimensions` output on the corpus's scale, both from one run of the graph
 (`inference.window_scores`). A task=dimensional model's graph has the dimensions only. The
-graph's STFT runs on numpy's FFT and the rest on onnxruntime (`inference.onnx_stft`): 1.5x the
+graph's STFT runs on numpy's FFT and the rest on onnxruntime (`inference.onnx_stft`): 1.4-1.5x the
 windows/s of the graph run whole on the demo model.
 
 Nothing here imports torch: a service image needs onnx, onnxruntime and the audio decoders only

@@ -13,7 +13,8 @@ Two parts stay float32, on measurements of the demo model (experiments/benchmark
 - convolutions: onnxruntime's ConvInteger ran 3x slower than the float convolution on this CPU
   and moved top-1 on 2 % of the windows; quantising only the matrix products kept all of them.
   Static quantisation (QLinearConv or QDQ, calibrated on 95 windows of 64 demo clips) ran the graph
-  18-26 % faster but kept top-1 on 98.6 % of 289 windows of 200 other clips, under the 99 % asked.
+  19-26 % faster but kept top-1 on 288 of 291 windows of 200 other clips (98.97 %), under the 99 %
+  asked (experiments/benchmarks/results/onnx_front_end.md).
 
 Quantisation changes the numbers, so export reports the agreement with float32
 (`int8_agreement`): the share of inputs whose most probable emotion is the same, and the largest

@@ -2,8 +2,9 @@
 
 An exported model's graph starts with its feature extraction, and that starts with one ONNX
 `STFT` node. onnxruntime's CPU kernel for `STFT` is slow: on the demo model it takes half the
-time of the whole graph (52 % in onnxruntime's profile; about 2.5 ms per 3 s window against
-0.3 ms for numpy's pocketfft). `StftSplitSession` therefore runs such a graph in three parts:
+time of the whole graph (47-51 % in onnxruntime's profile; 1.7-1.8 ms per 3 s window against
+0.3-0.45 ms for numpy's pocketfft: experiments/benchmarks/results/onnx_front_end.md). `StftSplitSession`
+therefore runs such a graph in three parts:
 
 1. the nodes that prepare the STFT's signal (reshaping, reflection padding), on onnxruntime;
 2. the `STFT` node itself, as the ONNX operator defines it (`onnx_stft`), on numpy;
@@ -19,7 +20,6 @@ graph in `tests/test_onnx_stft.py`.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,11 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def onnx_stft(
-    signal: np.ndarray,
-    frame_step: int,
-    window: np.ndarray | None,
-    frame_length: int,
-    scratch: dict | None = None,
+    signal: np.ndarray, frame_step: int, window: np.ndarray | None, frame_length: int
 ) -> np.ndarray:
     """The ONNX `STFT` operator (opset 17) for a real signal, one-sided, on numpy's FFT.
 
@@ -45,14 +41,10 @@ def onnx_stft(
         frame_step: samples between the starts of consecutive frames.
         window: `(frame_length,)` window each frame is multiplied by, or None (no window).
         frame_length: samples per frame (the DFT size).
-        scratch: arrays kept between calls of one thread, by shape (None: allocate afresh).
-            Fresh arrays of a few MB cost their page faults on every call: 0.74 against 0.28 ms
-            a window on the demo model.
 
     Returns:
         `(batch, frames, frame_length // 2 + 1, 2)` float32: the real and imaginary parts, with
-        `frames = (samples - frame_length) // frame_step + 1`. With `scratch`, the array is
-        overwritten by the next call with the same shape.
+        `frames = (samples - frame_length) // frame_step + 1`.
 
     Raises:
         ValueError: for a signal shorter than one frame.
@@ -61,25 +53,11 @@ def onnx_stft(
     if samples.shape[1] < frame_length:
         raise ValueError(f"a signal of {samples.shape[1]} samples is shorter than one frame ({frame_length})")
     frames = np.lib.stride_tricks.sliding_window_view(samples, frame_length, axis=1)[:, ::frame_step]
-    shape = frames.shape
-    spectrum_shape = (*shape[:2], frame_length // 2 + 1)
-    scratch = {} if scratch is None else scratch
-    if scratch.get("shape") != shape:
-        scratch.update(
-            shape=shape,
-            frames=np.empty(shape, np.float64),
-            spectrum=np.empty(spectrum_shape, np.complex128),
-            parts=np.empty((*spectrum_shape, 2), np.float32),
-        )
-    # numpy's pocketfft runs float64 2.7x as fast as float32 here (0.24 against 0.66 ms a window)
-    if window is None:
-        np.copyto(scratch["frames"], frames)
-    else:
-        np.multiply(frames, window, out=scratch["frames"])
-    spectrum = np.fft.rfft(scratch["frames"], axis=-1, out=scratch["spectrum"])
+    # in float64: no slower than float32 here, within the noise (experiments/benchmarks/onnx_front_end.py)
+    frames = frames * (np.float64(1.0) if window is None else window.astype(np.float64))
+    spectrum = np.fft.rfft(frames, axis=-1)
     # complex128 holds the real and imaginary parts interleaved: the operator's last axis
-    np.copyto(scratch["parts"], spectrum.view(np.float64).reshape(*spectrum_shape, 2), casting="same_kind")
-    return scratch["parts"]
+    return spectrum.view(np.float64).reshape(*spectrum.shape, 2).astype(np.float32)
 
 
 def _constants(graph: onnx.GraphProto, names: set[str]) -> dict[str, np.ndarray]:
@@ -179,7 +157,6 @@ class StftSplitSession:
         self.signal, self.spectrum = signal, spectrum
         self.frame_step, self.window, self.frame_length = frame_step, window, frame_length
         self.passed = passed
-        self._scratch = threading.local()  # each calling thread's buffers (onnx_stft)
 
     def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph, as `InferenceSession.run` does.
@@ -188,9 +165,7 @@ class StftSplitSession:
             The values of `output_names` (None: all outputs) for the inputs in `feed`.
         """
         (signal,) = self.before.run([self.signal], feed)
-        if not hasattr(self._scratch, "arrays"):
-            self._scratch.arrays = {}
-        spectrum = onnx_stft(signal, self.frame_step, self.window, self.frame_length, self._scratch.arrays)
+        spectrum = onnx_stft(signal, self.frame_step, self.window, self.frame_length)
         return self.after.run(output_names, {self.spectrum: spectrum, **{n: feed[n] for n in self.passed}})
 
     def get_inputs(self) -> list:
